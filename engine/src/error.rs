@@ -1,0 +1,133 @@
+//! Errors of the engine. Domain refusals are values sent back through reply ports; they
+//! never stop an actor. `EngineError` adds the transport-level outcomes of a call.
+
+use crate::model::{EventStatus, RegistrationStatus};
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+/// One invalid field of a command, reported back to the client as a whole list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field name as the client sent it (`quantity`, `attendee.email`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A refusal decided by the domain: the command was understood and is not allowed.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum DomainError {
+    /// The command's fields failed validation.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// No such event.
+    #[error("event not found")]
+    EventNotFound,
+    /// No such ticket type in this event.
+    #[error("ticket type not found")]
+    TicketTypeNotFound,
+    /// No such pool in this event.
+    #[error("pool not found")]
+    PoolNotFound,
+    /// No such registration.
+    #[error("registration not found")]
+    RegistrationNotFound,
+    /// No such ticket.
+    #[error("ticket not found")]
+    TicketNotFound,
+    /// The event's lifecycle does not allow this transition.
+    #[error("event is {from:?}; cannot {action}")]
+    InvalidTransition {
+        /// The current status.
+        from: EventStatus,
+        /// The refused action.
+        action: &'static str,
+    },
+    /// The event is not open for this operation (not published, canceled, completed).
+    #[error("event is {0:?}")]
+    EventNotOpen(EventStatus),
+    /// Not enough seats left in the pool.
+    #[error("sold out: {available} seat(s) left")]
+    SoldOut {
+        /// Seats still available when the request was decided.
+        available: u32,
+    },
+    /// The registration's status does not allow this operation.
+    #[error("registration is {status:?}; cannot {action}")]
+    InvalidRegistrationState {
+        /// The current status.
+        status: RegistrationStatus,
+        /// The refused action.
+        action: &'static str,
+    },
+    /// The hold expired before it was confirmed.
+    #[error("hold expired at {expired_at}")]
+    HoldExpired {
+        /// When the hold expired.
+        expired_at: DateTime<Utc>,
+    },
+    /// The ticket was already admitted.
+    #[error("already checked in at {at}")]
+    AlreadyCheckedIn {
+        /// When the first admission happened.
+        at: DateTime<Utc>,
+        /// At which gate it happened, if the scanner named one.
+        gate: Option<String>,
+    },
+    /// The ticket belongs to a canceled registration.
+    #[error("ticket revoked")]
+    TicketRevoked,
+    /// The ticket belongs to another event.
+    #[error("ticket belongs to another event")]
+    WrongEvent,
+    /// The same idempotency key was used with a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyMismatch,
+    /// A configured limit was reached (ticket types per event, ...).
+    #[error("limit reached: {0}")]
+    LimitReached(&'static str),
+}
+
+/// The outcome of a call into the engine that did not succeed.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum EngineError {
+    /// The domain refused the command.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The actor's admission bound is full: retry later. Nothing was decided.
+    #[error("overloaded")]
+    Overloaded,
+    /// The call did not answer in time. The command may or may not have been applied;
+    /// retry with the same idempotency key.
+    #[error("timed out")]
+    Timeout,
+    /// The actor failed or is restarting, or the journal stopped. Retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Durable storage failed. The process is stopping.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl EngineError {
+    /// Whether a client may retry the same request later with a chance of success.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Overloaded | EngineError::Timeout | EngineError::Unavailable(_)
+        )
+    }
+}
+
+/// Shorthand for engine call results.
+pub type EngineResult<T> = Result<T, EngineError>;

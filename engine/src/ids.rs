@@ -1,0 +1,98 @@
+//! Identifier newtypes. Ids never cross a boundary as bare `Uuid`s or strings, so an
+//! event id cannot be passed where a registration id is expected.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new time-ordered (UUIDv7) id: keys sort by creation time.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// The raw 16 bytes, big-endian, as used in storage keys.
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An event (a concert, a conference): owns ticket types and pools.
+    EventId
+);
+id_type!(
+    /// A ticket pool: a quota of seats that one or more ticket types draw from.
+    PoolId
+);
+id_type!(
+    /// A ticket type (product) of an event, drawing from one pool.
+    TicketTypeId
+);
+id_type!(
+    /// A registration: a hold of seats that is later confirmed, canceled or expired.
+    RegistrationId
+);
+id_type!(
+    /// One issued ticket (one seat of a confirmed registration).
+    TicketId
+);
+
+/// A journal stream: the unit of single-writer ordering. Each actor owns one stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum StreamId {
+    /// The lifecycle and settings of one event, written by its `EventActor`.
+    Event(EventId),
+    /// The seat decisions of one pool, written by its `PoolActor`.
+    Pool(PoolId),
+}
+
+impl StreamId {
+    /// 17-byte storage key: a kind tag then the id, so streams of one kind are contiguous.
+    pub fn key(&self) -> [u8; 17] {
+        let (tag, id) = match self {
+            StreamId::Event(id) => (b'e', id.as_bytes()),
+            StreamId::Pool(id) => (b'p', id.as_bytes()),
+        };
+        let mut key = [0u8; 17];
+        key[0] = tag;
+        key[1..].copy_from_slice(id);
+        key
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamId::Event(id) => write!(f, "event-{id}"),
+            StreamId::Pool(id) => write!(f, "pool-{id}"),
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! Domain records and commands of events and ticket types, with their validation.
+//!
+//! Validation lives in the constructors (`NewEvent::validate`, ...): a command that
+//! reaches an actor is already known to be well-formed, and every problem of a command
+//! is reported at once as a list of `FieldError`s.
+
+use crate::error::{DomainError, FieldError};
+use crate::ids::{EventId, PoolId, TicketTypeId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Longest title of an event or name of a ticket type, in characters.
+pub const TITLE_LEN_MAX: usize = 200;
+/// Longest event description, in characters.
+pub const DESCRIPTION_LEN_MAX: usize = 10_000;
+/// Longest venue, category, gate or attendee name, in characters.
+pub const SHORT_TEXT_LEN_MAX: usize = 200;
+/// Longest e-mail address (RFC 5321 path limit).
+pub const EMAIL_LEN_MAX: usize = 254;
+/// Shortest and longest hold TTL an event may configure, in seconds.
+pub const HOLD_TTL_SECS_MIN: u32 = 1;
+/// Upper bound of a hold TTL: one day.
+pub const HOLD_TTL_SECS_MAX: u32 = 86_400;
+/// Largest capacity of one pool.
+pub const POOL_CAPACITY_MAX: u32 = 10_000_000;
+/// Largest `max_per_order` of a ticket type.
+pub const PER_ORDER_MAX: u16 = 100;
+/// Largest price of one ticket in minor units (10 billion major units of a 2-decimal currency).
+pub const PRICE_MINOR_MAX: i64 = 1_000_000_000_000;
+
+/// Lifecycle of an event: Draft → Published → Canceled | Completed. Draft → Canceled too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Being prepared; not on sale.
+    Draft,
+    /// On sale and open for check-in.
+    Published,
+    /// Called off. Terminal.
+    Canceled,
+    /// Over. Terminal.
+    Completed,
+}
+
+impl EventStatus {
+    /// The status as its wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventStatus::Draft => "draft",
+            EventStatus::Published => "published",
+            EventStatus::Canceled => "canceled",
+            EventStatus::Completed => "completed",
+        }
+    }
+}
+
+/// Lifecycle of a registration: Held → Confirmed | Expired | Canceled; Confirmed → Canceled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationStatus {
+    /// Seats reserved until `expires_at`.
+    Held,
+    /// Paid or otherwise confirmed; tickets issued.
+    Confirmed,
+    /// Canceled; seats returned to the pool.
+    Canceled,
+    /// The hold ran out; seats returned to the pool.
+    Expired,
+}
+
+impl RegistrationStatus {
+    /// The status as its wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RegistrationStatus::Held => "held",
+            RegistrationStatus::Confirmed => "confirmed",
+            RegistrationStatus::Canceled => "canceled",
+            RegistrationStatus::Expired => "expired",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "held" => RegistrationStatus::Held,
+            "confirmed" => RegistrationStatus::Confirmed,
+            "canceled" => RegistrationStatus::Canceled,
+            "expired" => RegistrationStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// A ticket type: what a buyer picks. It draws seats from one pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketType {
+    /// Its id.
+    pub id: TicketTypeId,
+    /// Display name.
+    pub name: String,
+    /// Price of one seat in minor units of `currency`.
+    pub price_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The pool the seats come from.
+    pub pool_id: PoolId,
+    /// Most seats one registration may hold.
+    pub max_per_order: u16,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A pool (quota) of seats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolDef {
+    /// Its id.
+    pub id: PoolId,
+    /// Seats it can give out in total (held + confirmed).
+    pub capacity: u32,
+}
+
+/// The durable state of an event: written by its `EventActor`, read by queries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Its id.
+    pub id: EventId,
+    /// Title.
+    pub title: String,
+    /// Free text.
+    pub description: String,
+    /// Where it happens.
+    pub venue: Option<String>,
+    /// A category for filtering (`music`, `conference`, ...).
+    pub category: Option<String>,
+    /// When it starts.
+    pub starts_at: DateTime<Utc>,
+    /// When it ends.
+    pub ends_at: DateTime<Utc>,
+    /// How long a hold lasts before it expires, in seconds.
+    pub hold_ttl_secs: u32,
+    /// Lifecycle status.
+    pub status: EventStatus,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Ticket types, in creation order.
+    pub ticket_types: Vec<TicketType>,
+    /// Pools, in creation order.
+    pub pools: Vec<PoolDef>,
+    /// The sequence number of the last journaled event of its stream.
+    pub version: u64,
+}
+
+impl EventRecord {
+    /// The ticket type with this id.
+    pub fn ticket_type(&self, id: TicketTypeId) -> Option<&TicketType> {
+        self.ticket_types.iter().find(|t| t.id == id)
+    }
+
+    /// The pool with this id.
+    pub fn pool(&self, id: PoolId) -> Option<&PoolDef> {
+        self.pools.iter().find(|p| p.id == id)
+    }
+}
+
+/// A validated command to create an event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Title, 1..=200 characters.
+    pub title: String,
+    /// Description, up to 10,000 characters.
+    pub description: String,
+    /// Venue.
+    pub venue: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// End, after the start.
+    pub ends_at: DateTime<Utc>,
+    /// Hold TTL in seconds; the engine default when `None`.
+    pub hold_ttl_secs: Option<u32>,
+}
+
+/// A validated partial update of an event. `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New venue.
+    pub venue: Option<String>,
+    /// New category.
+    pub category: Option<String>,
+    /// New start.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// New end.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// New hold TTL.
+    pub hold_ttl_secs: Option<u32>,
+}
+
+/// A validated command to create a ticket type, with a new pool or a shared one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicketType {
+    /// Name.
+    pub name: String,
+    /// Price per seat in minor units.
+    pub price_minor: i64,
+    /// ISO 4217 currency code, upper case.
+    pub currency: String,
+    /// Where the seats come from.
+    pub seats: SeatSource,
+    /// Most seats per registration.
+    pub max_per_order: u16,
+}
+
+/// Where a new ticket type's seats come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatSource {
+    /// A new pool of this capacity.
+    NewPool {
+        /// Capacity of the new pool.
+        capacity: u32,
+    },
+    /// An existing pool of the same event, shared with other ticket types.
+    SharedPool(PoolId),
+}
+
+/// The person a registration is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attendee {
+    /// Full name.
+    pub name: String,
+    /// E-mail address, stored lower-cased.
+    pub email: String,
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {
+    let len = value.chars().count();
+    if len < min || value.trim().is_empty() && min > 0 {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if len > max {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+}
+
+fn check_ttl(errors: &mut Vec<FieldError>, ttl: Option<u32>) {
+    if let Some(ttl) = ttl
+        && !(HOLD_TTL_SECS_MIN..=HOLD_TTL_SECS_MAX).contains(&ttl)
+    {
+        errors.push(FieldError::new(
+            "hold_ttl_secs",
+            format!("must be between {HOLD_TTL_SECS_MIN} and {HOLD_TTL_SECS_MAX}"),
+        ));
+    }
+}
+
+fn finish(errors: Vec<FieldError>) -> Result<(), DomainError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(DomainError::Validation(errors))
+    }
+}
+
+impl NewEvent {
+    /// Checks every field; all problems are reported together.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        check_text(&mut errors, "title", &self.title, 1, TITLE_LEN_MAX);
+        check_text(
+            &mut errors,
+            "description",
+            &self.description,
+            0,
+            DESCRIPTION_LEN_MAX,
+        );
+        if let Some(venue) = &self.venue {
+            check_text(&mut errors, "venue", venue, 0, SHORT_TEXT_LEN_MAX);
+        }
+        if let Some(category) = &self.category {
+            check_text(&mut errors, "category", category, 1, SHORT_TEXT_LEN_MAX);
+        }
+        if self.ends_at <= self.starts_at {
+            errors.push(FieldError::new("ends_at", "must be after starts_at"));
+        }
+        check_ttl(&mut errors, self.hold_ttl_secs);
+        finish(errors)
+    }
+}
+
+impl EventPatch {
+    /// Checks the fields it sets, and the start/end order against the current record.
+    pub fn validate(&self, current: &EventRecord) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        if let Some(title) = &self.title {
+            check_text(&mut errors, "title", title, 1, TITLE_LEN_MAX);
+        }
+        if let Some(description) = &self.description {
+            check_text(
+                &mut errors,
+                "description",
+                description,
+                0,
+                DESCRIPTION_LEN_MAX,
+            );
+        }
+        if let Some(venue) = &self.venue {
+            check_text(&mut errors, "venue", venue, 0, SHORT_TEXT_LEN_MAX);
+        }
+        if let Some(category) = &self.category {
+            check_text(&mut errors, "category", category, 1, SHORT_TEXT_LEN_MAX);
+        }
+        let starts = self.starts_at.unwrap_or(current.starts_at);
+        let ends = self.ends_at.unwrap_or(current.ends_at);
+        if ends <= starts {
+            errors.push(FieldError::new("ends_at", "must be after starts_at"));
+        }
+        check_ttl(&mut errors, self.hold_ttl_secs);
+        finish(errors)
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == EventPatch::default()
+    }
+}
+
+impl NewTicketType {
+    /// Checks every field; all problems are reported together.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        check_text(&mut errors, "name", &self.name, 1, TITLE_LEN_MAX);
+        if !(0..=PRICE_MINOR_MAX).contains(&self.price_minor) {
+            errors.push(FieldError::new(
+                "price_minor",
+                format!("must be between 0 and {PRICE_MINOR_MAX}"),
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            errors.push(FieldError::new(
+                "currency",
+                "must be an ISO 4217 code of three upper-case letters",
+            ));
+        }
+        if let SeatSource::NewPool { capacity } = self.seats
+            && !(1..=POOL_CAPACITY_MAX).contains(&capacity)
+        {
+            errors.push(FieldError::new(
+                "capacity",
+                format!("must be between 1 and {POOL_CAPACITY_MAX}"),
+            ));
+        }
+        if !(1..=PER_ORDER_MAX).contains(&self.max_per_order) {
+            errors.push(FieldError::new(
+                "max_per_order",
+                format!("must be between 1 and {PER_ORDER_MAX}"),
+            ));
+        }
+        finish(errors)
+    }
+}
+
+impl Attendee {
+    /// Validates and normalises (trims, lower-cases the e-mail).
+    pub fn new(name: &str, email: &str) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = name.trim();
+        check_text(&mut errors, "attendee.name", name, 1, SHORT_TEXT_LEN_MAX);
+        let email = email.trim().to_lowercase();
+        if !is_plausible_email(&email) {
+            errors.push(FieldError::new(
+                "attendee.email",
+                "must be an e-mail address",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                name: name.to_owned(),
+                email,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A deliberately simple check: one `@`, a non-empty local part, a dotted domain, no spaces.
+fn is_plausible_email(email: &str) -> bool {
+    if email.len() > EMAIL_LEN_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        }
+        None => false,
+    }
+}
+
+/// Domain events of an event stream. Applied by `EventRecord::apply` both live and on replay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventEvent {
+    /// The event was created as a draft.
+    Created {
+        /// Its id.
+        id: EventId,
+        /// Its settings.
+        settings: NewEvent,
+        /// The TTL in force (settings or engine default).
+        hold_ttl_secs: u32,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Settings changed.
+    Updated {
+        /// What changed.
+        patch: EventPatch,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Put on sale.
+    Published {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Called off.
+    Canceled {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Over.
+    Completed {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A ticket type was added, with its new pool if it did not share one.
+    TicketTypeCreated {
+        /// The ticket type.
+        ticket_type: TicketType,
+        /// The pool created for it, if any.
+        new_pool: Option<PoolDef>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+impl EventRecord {
+    /// The record an event stream starts with, from its first event.
+    pub fn from_created(event: &EventEvent) -> Option<Self> {
+        match event {
+            EventEvent::Created {
+                id,
+                settings,
+                hold_ttl_secs,
+                at,
+            } => Some(EventRecord {
+                id: *id,
+                title: settings.title.clone(),
+                description: settings.description.clone(),
+                venue: settings.venue.clone(),
+                category: settings.category.clone(),
+                starts_at: settings.starts_at,
+                ends_at: settings.ends_at,
+                hold_ttl_secs: *hold_ttl_secs,
+                status: EventStatus::Draft,
+                created_at: *at,
+                updated_at: *at,
+                ticket_types: Vec::new(),
+                pools: Vec::new(),
+                version: 1,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Applies a later event of the stream (sequence `seq`).
+    pub fn apply(&mut self, seq: u64, event: &EventEvent) {
+        match event {
+            EventEvent::Created { .. } => {}
+            EventEvent::Updated { patch, at } => {
+                let p = patch.clone();
+                if let Some(v) = p.title {
+                    self.title = v;
+                }
+                if let Some(v) = p.description {
+                    self.description = v;
+                }
+                if let Some(v) = p.venue {
+                    self.venue = Some(v);
+                }
+                if let Some(v) = p.category {
+                    self.category = Some(v);
+                }
+                if let Some(v) = p.starts_at {
+                    self.starts_at = v;
+                }
+                if let Some(v) = p.ends_at {
+                    self.ends_at = v;
+                }
+                if let Some(v) = p.hold_ttl_secs {
+                    self.hold_ttl_secs = v;
+                }
+                self.updated_at = *at;
+            }
+            EventEvent::Published { at } => self.transition(EventStatus::Published, *at),
+            EventEvent::Canceled { at } => self.transition(EventStatus::Canceled, *at),
+            EventEvent::Completed { at } => self.transition(EventStatus::Completed, *at),
+            EventEvent::TicketTypeCreated {
+                ticket_type,
+                new_pool,
+                at,
+            } => {
+                if let Some(pool) = new_pool {
+                    self.pools.push(*pool);
+                }
+                self.ticket_types.push(ticket_type.clone());
+                self.updated_at = *at;
+            }
+        }
+        self.version = seq;
+    }
+
+    fn transition(&mut self, to: EventStatus, at: DateTime<Utc>) {
+        self.status = to;
+        self.updated_at = at;
+    }
+
+    /// Whether the lifecycle allows `to` from the current status.
+    pub fn check_transition(
+        &self,
+        to: EventStatus,
+        action: &'static str,
+    ) -> Result<(), DomainError> {
+        let allowed = matches!(
+            (self.status, to),
+            (EventStatus::Draft, EventStatus::Published)
+                | (EventStatus::Draft, EventStatus::Canceled)
+                | (EventStatus::Published, EventStatus::Canceled)
+                | (EventStatus::Published, EventStatus::Completed)
+        );
+        if allowed {
+            Ok(())
+        } else {
+            Err(DomainError::InvalidTransition {
+                from: self.status,
+                action,
+            })
+        }
+    }
+}

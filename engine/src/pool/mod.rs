@@ -1,0 +1,668 @@
+//! The pool: a quota of seats and every decision on it, as a sans-IO state machine.
+//!
+//! `PoolState::execute(command, now)` decides, returns the domain events it produced and
+//! applies them with the same `apply` that replays the journal, so live state and state
+//! rebuilt from the journal cannot drift apart. The `PoolActor` is a thin shell around it.
+//!
+//! Architecture Invariant: after every applied event, `held + confirmed <= capacity`
+//! (asserted in `apply`, proven by the property test in `tests.rs`).
+
+use crate::error::DomainError;
+use crate::ids::{EventId, PoolId, RegistrationId, TicketId, TicketTypeId};
+use crate::model::{Attendee, EventStatus, RegistrationStatus};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+#[cfg(test)]
+mod tests;
+
+/// Longest gate name a scanner may send.
+pub const GATE_LEN_MAX: usize = 64;
+
+/// A client's idempotency key and request, as digests (so state stays small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyToken {
+    /// Digest of the key (scoped by the caller, e.g. with the event id).
+    pub key: [u8; 16],
+    /// Digest of the request body: the same key with another body is refused.
+    pub request: [u8; 16],
+}
+
+/// When and where a ticket was first admitted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// Time of admission.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub at: DateTime<Utc>,
+    /// Gate, if the scanner named one.
+    pub gate: Option<String>,
+}
+
+/// Domain events of a pool stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolEvent {
+    /// Seats were reserved for a new registration until `expires_at`.
+    SeatsHeld {
+        /// The new registration.
+        registration_id: RegistrationId,
+        /// Its event (for read models).
+        event_id: EventId,
+        /// The ticket type bought.
+        ticket_type_id: TicketTypeId,
+        /// Seats held.
+        quantity: u16,
+        /// Who it is for.
+        attendee: Attendee,
+        /// The client's idempotency key, if it sent one.
+        idempotency: Option<IdempotencyToken>,
+        /// When the hold runs out.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        expires_at: DateTime<Utc>,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A hold ran out; its seats went back to the pool.
+    HoldExpired {
+        /// The registration.
+        registration_id: RegistrationId,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A hold was confirmed; one ticket per seat was issued.
+    RegistrationConfirmed {
+        /// The registration.
+        registration_id: RegistrationId,
+        /// The tickets, in seat order.
+        tickets: Vec<TicketId>,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A hold or confirmed registration was canceled; its seats went back to the pool.
+    RegistrationCanceled {
+        /// The registration.
+        registration_id: RegistrationId,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A ticket was admitted.
+    AttendeeCheckedIn {
+        /// The registration.
+        registration_id: RegistrationId,
+        /// The ticket.
+        ticket_id: TicketId,
+        /// Seat index of the ticket in its registration.
+        ticket_index: u16,
+        /// When and where.
+        admission: Admission,
+    },
+}
+
+/// A command to a pool. Fields are validated by the caller (the engine facade).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolCommand {
+    /// Hold seats.
+    Hold(HoldCommand),
+    /// Confirm a hold.
+    Confirm(RegistrationId),
+    /// Cancel a hold or a confirmed registration.
+    Cancel(RegistrationId),
+    /// Admit a ticket.
+    CheckIn(CheckInCommand),
+    /// Expire every hold whose deadline has passed.
+    ExpireDue,
+}
+
+/// Hold seats for a new registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldCommand {
+    /// Id for the registration, chosen by the caller so retries can be matched.
+    pub registration_id: RegistrationId,
+    /// The event.
+    pub event_id: EventId,
+    /// The ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// Seats, already checked against `max_per_order`.
+    pub quantity: u16,
+    /// Who it is for.
+    pub attendee: Attendee,
+    /// How long the hold lasts.
+    pub ttl: Duration,
+    /// The client's idempotency key.
+    pub idempotency: Option<IdempotencyToken>,
+}
+
+/// Admit one ticket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckInCommand {
+    /// The registration the ticket belongs to.
+    pub registration_id: RegistrationId,
+    /// The ticket.
+    pub ticket_id: TicketId,
+    /// The ticket's seat index.
+    pub ticket_index: u16,
+    /// Gate, at most `GATE_LEN_MAX` characters.
+    pub gate: Option<String>,
+}
+
+/// What a successful command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolOutcome {
+    /// A new hold, or the earlier one for the same idempotency key (`replayed`).
+    Held {
+        /// The registration.
+        registration_id: RegistrationId,
+        /// Its current status (a replay may find it confirmed by now).
+        status: RegistrationStatus,
+        /// When the hold runs out.
+        expires_at: DateTime<Utc>,
+        /// Whether this is an earlier registration returned for a retried key.
+        replayed: bool,
+    },
+    /// The hold is confirmed.
+    Confirmed {
+        /// The tickets issued.
+        tickets: Vec<TicketId>,
+    },
+    /// The registration is canceled.
+    Canceled,
+    /// The ticket is admitted.
+    CheckedIn(Admission),
+    /// Expired holds (possibly none).
+    Expired(usize),
+}
+
+/// What the pool remembers of one registration. Kept small: this is per live registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct RegEntry {
+    quantity: u16,
+    status: RegistrationStatus,
+    /// Hold deadline, milliseconds since the epoch.
+    expires_at_ms: i64,
+}
+
+/// Seat counts of a pool, as published to readers after every decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Seats in total.
+    pub capacity: u32,
+    /// Seats held.
+    pub held: u32,
+    /// Seats confirmed.
+    pub confirmed: u32,
+}
+
+impl PoolCounts {
+    /// Seats still available.
+    pub fn available(&self) -> u32 {
+        self.capacity - self.held - self.confirmed
+    }
+}
+
+/// The authoritative state of one pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolState {
+    pool_id: PoolId,
+    event_id: EventId,
+    capacity: u32,
+    held: u32,
+    confirmed: u32,
+    /// Sequence number of the last applied event.
+    seq: u64,
+    regs: HashMap<RegistrationId, RegEntry>,
+    idempotency: HashMap<[u8; 16], (RegistrationId, [u8; 16])>,
+    admitted: HashMap<(RegistrationId, u16), Admission>,
+    /// Live holds ordered by deadline; derived from `regs`, rebuilt after decoding.
+    #[serde(skip)]
+    expiries: BTreeSet<(i64, RegistrationId)>,
+}
+
+impl PoolState {
+    /// An empty pool.
+    pub fn new(event_id: EventId, pool_id: PoolId, capacity: u32) -> Self {
+        Self {
+            pool_id,
+            event_id,
+            capacity,
+            held: 0,
+            confirmed: 0,
+            seq: 0,
+            regs: HashMap::new(),
+            idempotency: HashMap::new(),
+            admitted: HashMap::new(),
+            expiries: BTreeSet::new(),
+        }
+    }
+
+    /// Rebuilds derived indexes after decoding a snapshot, and checks the counters.
+    pub fn restore_derived(&mut self) -> Result<(), String> {
+        self.expiries = self
+            .regs
+            .iter()
+            .filter(|(_, r)| r.status == RegistrationStatus::Held)
+            .map(|(id, r)| (r.expires_at_ms, *id))
+            .collect();
+        let (held, confirmed) = self
+            .regs
+            .values()
+            .fold((0u32, 0u32), |(h, c), r| match r.status {
+                RegistrationStatus::Held => (h + u32::from(r.quantity), c),
+                RegistrationStatus::Confirmed => (h, c + u32::from(r.quantity)),
+                _ => (h, c),
+            });
+        if held != self.held || confirmed != self.confirmed {
+            return Err(format!(
+                "snapshot counters disagree: held {} vs {held}, confirmed {} vs {confirmed}",
+                self.held, self.confirmed
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pool id.
+    pub fn pool_id(&self) -> PoolId {
+        self.pool_id
+    }
+
+    /// Sequence number of the last applied event.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Current seat counts.
+    pub fn counts(&self) -> PoolCounts {
+        PoolCounts {
+            capacity: self.capacity,
+            held: self.held,
+            confirmed: self.confirmed,
+        }
+    }
+
+    /// Registrations the pool remembers (any status).
+    pub fn registration_count(&self) -> usize {
+        self.regs.len()
+    }
+
+    /// The earliest hold deadline, if any hold is live.
+    pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
+        self.expiries
+            .first()
+            .and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
+    }
+
+    /// Status of a registration the pool knows.
+    pub fn registration_status(&self, id: RegistrationId) -> Option<RegistrationStatus> {
+        self.regs.get(&id).map(|r| r.status)
+    }
+
+    /// Decides `command` at time `now` for an event in status `event_status`, applies the
+    /// events it produced, and returns them with the outcome. Events are returned even when
+    /// the outcome is a refusal (a confirm of an expired hold journals the expiry).
+    pub fn execute(
+        &mut self,
+        command: PoolCommand,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+    ) -> (Vec<PoolEvent>, Result<PoolOutcome, DomainError>) {
+        let mut events = Vec::new();
+        let outcome = match command {
+            PoolCommand::Hold(cmd) => self.decide_hold(cmd, event_status, now, &mut events),
+            PoolCommand::Confirm(id) => self.decide_confirm(id, now, &mut events),
+            PoolCommand::Cancel(id) => self.decide_cancel(id, now, &mut events),
+            PoolCommand::CheckIn(cmd) => self.decide_check_in(cmd, event_status, now, &mut events),
+            PoolCommand::ExpireDue => Ok(PoolOutcome::Expired(
+                self.decide_expire_due(now, &mut events),
+            )),
+        };
+        (events, outcome)
+    }
+
+    fn emit(&mut self, events: &mut Vec<PoolEvent>, event: PoolEvent) {
+        self.apply(self.seq + 1, &event);
+        events.push(event);
+    }
+
+    fn decide_hold(
+        &mut self,
+        cmd: HoldCommand,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if let Some(token) = cmd.idempotency
+            && let Some((id, request)) = self.idempotency.get(&token.key)
+        {
+            if *request != token.request {
+                return Err(DomainError::IdempotencyMismatch);
+            }
+            let reg = self.regs.get(id).ok_or(DomainError::RegistrationNotFound)?;
+            return Ok(PoolOutcome::Held {
+                registration_id: *id,
+                status: reg.status,
+                expires_at: millis_to_time(reg.expires_at_ms),
+                replayed: true,
+            });
+        }
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
+        if self.regs.contains_key(&cmd.registration_id) {
+            return Err(DomainError::Validation(vec![
+                crate::error::FieldError::new("registration_id", "already exists"),
+            ]));
+        }
+        let available = self.counts().available();
+        if u32::from(cmd.quantity) > available {
+            return Err(DomainError::SoldOut { available });
+        }
+        // Millisecond precision: the durable format stores milliseconds.
+        let expires_at = millis_to_time((now + cmd.ttl).timestamp_millis());
+        let registration_id = cmd.registration_id;
+        self.emit(
+            events,
+            PoolEvent::SeatsHeld {
+                registration_id,
+                event_id: cmd.event_id,
+                ticket_type_id: cmd.ticket_type_id,
+                quantity: cmd.quantity,
+                attendee: cmd.attendee,
+                idempotency: cmd.idempotency,
+                expires_at,
+                at: now,
+            },
+        );
+        Ok(PoolOutcome::Held {
+            registration_id,
+            status: RegistrationStatus::Held,
+            expires_at,
+            replayed: false,
+        })
+    }
+
+    fn decide_confirm(
+        &mut self,
+        id: RegistrationId,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let reg = *self
+            .regs
+            .get(&id)
+            .ok_or(DomainError::RegistrationNotFound)?;
+        if reg.status != RegistrationStatus::Held {
+            return Err(DomainError::InvalidRegistrationState {
+                status: reg.status,
+                action: "confirm",
+            });
+        }
+        if now.timestamp_millis() >= reg.expires_at_ms {
+            // The deadline passed before the timer fired: the expiry wins, exactly once.
+            self.emit(
+                events,
+                PoolEvent::HoldExpired {
+                    registration_id: id,
+                    at: now,
+                },
+            );
+            return Err(DomainError::HoldExpired {
+                expired_at: millis_to_time(reg.expires_at_ms),
+            });
+        }
+        let tickets: Vec<TicketId> = (0..reg.quantity)
+            .map(|_| TicketId(uuid::Uuid::new_v4()))
+            .collect();
+        self.emit(
+            events,
+            PoolEvent::RegistrationConfirmed {
+                registration_id: id,
+                tickets: tickets.clone(),
+                at: now,
+            },
+        );
+        Ok(PoolOutcome::Confirmed { tickets })
+    }
+
+    fn decide_cancel(
+        &mut self,
+        id: RegistrationId,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let reg = *self
+            .regs
+            .get(&id)
+            .ok_or(DomainError::RegistrationNotFound)?;
+        match reg.status {
+            RegistrationStatus::Held if now.timestamp_millis() >= reg.expires_at_ms => {
+                self.emit(
+                    events,
+                    PoolEvent::HoldExpired {
+                        registration_id: id,
+                        at: now,
+                    },
+                );
+                Err(DomainError::HoldExpired {
+                    expired_at: millis_to_time(reg.expires_at_ms),
+                })
+            }
+            RegistrationStatus::Held | RegistrationStatus::Confirmed => {
+                self.emit(
+                    events,
+                    PoolEvent::RegistrationCanceled {
+                        registration_id: id,
+                        at: now,
+                    },
+                );
+                Ok(PoolOutcome::Canceled)
+            }
+            status => Err(DomainError::InvalidRegistrationState {
+                status,
+                action: "cancel",
+            }),
+        }
+    }
+
+    fn decide_check_in(
+        &mut self,
+        cmd: CheckInCommand,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
+        let reg = *self
+            .regs
+            .get(&cmd.registration_id)
+            .ok_or(DomainError::TicketNotFound)?;
+        match reg.status {
+            RegistrationStatus::Confirmed => {}
+            RegistrationStatus::Canceled => return Err(DomainError::TicketRevoked),
+            status => {
+                return Err(DomainError::InvalidRegistrationState {
+                    status,
+                    action: "check in",
+                });
+            }
+        }
+        if cmd.ticket_index >= reg.quantity {
+            return Err(DomainError::TicketNotFound);
+        }
+        if let Some(first) = self.admitted.get(&(cmd.registration_id, cmd.ticket_index)) {
+            return Err(DomainError::AlreadyCheckedIn {
+                at: first.at,
+                gate: first.gate.clone(),
+            });
+        }
+        let admission = Admission {
+            at: millis_to_time(now.timestamp_millis()),
+            gate: cmd.gate,
+        };
+        self.emit(
+            events,
+            PoolEvent::AttendeeCheckedIn {
+                registration_id: cmd.registration_id,
+                ticket_id: cmd.ticket_id,
+                ticket_index: cmd.ticket_index,
+                admission: admission.clone(),
+            },
+        );
+        Ok(PoolOutcome::CheckedIn(admission))
+    }
+
+    fn decide_expire_due(&mut self, now: DateTime<Utc>, events: &mut Vec<PoolEvent>) -> usize {
+        let now_ms = now.timestamp_millis();
+        let due: Vec<RegistrationId> = self
+            .expiries
+            .iter()
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &due {
+            self.emit(
+                events,
+                PoolEvent::HoldExpired {
+                    registration_id: *id,
+                    at: now,
+                },
+            );
+        }
+        due.len()
+    }
+
+    /// Applies one event with sequence number `seq`, live or on replay.
+    ///
+    /// # Panics
+    /// On an event that the state cannot have produced (a bug or a corrupt journal): the
+    /// actor fails and its supervisor restarts it from durable state.
+    pub fn apply(&mut self, seq: u64, event: &PoolEvent) {
+        assert_eq!(
+            seq,
+            self.seq + 1,
+            "pool {} applies seq {seq} after {}",
+            self.pool_id,
+            self.seq
+        );
+        match event {
+            PoolEvent::SeatsHeld {
+                registration_id,
+                quantity,
+                idempotency,
+                expires_at,
+                ..
+            } => {
+                let expires_at_ms = expires_at.timestamp_millis();
+                let previous = self.regs.insert(
+                    *registration_id,
+                    RegEntry {
+                        quantity: *quantity,
+                        status: RegistrationStatus::Held,
+                        expires_at_ms,
+                    },
+                );
+                assert!(
+                    previous.is_none(),
+                    "registration {registration_id} held twice"
+                );
+                self.held += u32::from(*quantity);
+                self.expiries.insert((expires_at_ms, *registration_id));
+                if let Some(token) = idempotency {
+                    self.idempotency
+                        .insert(token.key, (*registration_id, token.request));
+                }
+            }
+            PoolEvent::HoldExpired {
+                registration_id, ..
+            } => {
+                let reg = self.transition(
+                    *registration_id,
+                    RegistrationStatus::Held,
+                    RegistrationStatus::Expired,
+                );
+                self.held -= u32::from(reg.quantity);
+                self.expiries.remove(&(reg.expires_at_ms, *registration_id));
+            }
+            PoolEvent::RegistrationConfirmed {
+                registration_id,
+                tickets,
+                ..
+            } => {
+                let reg = self.transition(
+                    *registration_id,
+                    RegistrationStatus::Held,
+                    RegistrationStatus::Confirmed,
+                );
+                assert_eq!(
+                    tickets.len(),
+                    usize::from(reg.quantity),
+                    "one ticket per seat"
+                );
+                self.held -= u32::from(reg.quantity);
+                self.confirmed += u32::from(reg.quantity);
+                self.expiries.remove(&(reg.expires_at_ms, *registration_id));
+            }
+            PoolEvent::RegistrationCanceled {
+                registration_id, ..
+            } => {
+                let reg = self
+                    .regs
+                    .get_mut(registration_id)
+                    .expect("cancel of an unknown registration");
+                let was = reg.status;
+                reg.status = RegistrationStatus::Canceled;
+                let (quantity, expires_at_ms) = (u32::from(reg.quantity), reg.expires_at_ms);
+                match was {
+                    RegistrationStatus::Held => {
+                        self.held -= quantity;
+                        self.expiries.remove(&(expires_at_ms, *registration_id));
+                    }
+                    RegistrationStatus::Confirmed => self.confirmed -= quantity,
+                    other => panic!("cancel of a {other:?} registration"),
+                }
+            }
+            PoolEvent::AttendeeCheckedIn {
+                registration_id,
+                ticket_index,
+                admission,
+                ..
+            } => {
+                let previous = self
+                    .admitted
+                    .insert((*registration_id, *ticket_index), admission.clone());
+                assert!(previous.is_none(), "ticket admitted twice");
+            }
+        }
+        self.seq = seq;
+        // Architecture Invariant: no oversell.
+        assert!(
+            self.held + self.confirmed <= self.capacity,
+            "pool {} oversold",
+            self.pool_id
+        );
+    }
+
+    fn transition(
+        &mut self,
+        id: RegistrationId,
+        from: RegistrationStatus,
+        to: RegistrationStatus,
+    ) -> RegEntry {
+        let reg = self
+            .regs
+            .get_mut(&id)
+            .expect("transition of an unknown registration");
+        assert_eq!(reg.status, from, "registration {id} is not {from:?}");
+        reg.status = to;
+        *reg
+    }
+}
+
+fn millis_to_time(ms: i64) -> DateTime<Utc> {
+    // Every stored deadline came from a valid DateTime, so it converts back.
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
