@@ -4,8 +4,18 @@
 
 #![warn(missing_docs)]
 
+mod actors;
 pub mod clock;
+pub mod config;
+mod engine;
 pub mod error;
 pub mod ids;
 pub mod model;
 pub mod pool;
+pub mod ports;
+
+pub use actors::Availability;
+pub use config::EngineConfig;
+pub use engine::{
+    AvailabilityFeed, Engine, EventAvailability, HoldRequest, TicketTypeAvailability,
+};

@@ -1,0 +1,386 @@
+//! `EventActor`: the single writer of one event's lifecycle, settings and ticket types, and
+//! the supervisor of its pools. A failed pool is restarted from durable state (ractor's
+//! default would stop this supervisor instead). Idle events passivate themselves.
+
+use super::pool_actor::{PoolActor, PoolArgs, PoolMsg};
+use super::{Ctx, EventShared, Gate, PoolHandle, Reply};
+use crate::error::{DomainError, EngineError};
+use crate::ids::{PoolId, StreamId, TicketTypeId};
+use crate::model::{
+    EventEvent, EventPatch, EventRecord, EventStatus, NewTicketType, PoolDef, SeatSource,
+    TicketType,
+};
+use crate::ports::{Completion, JournalError, Snapshot, StreamEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::task::JoinHandle;
+
+pub(crate) struct EventActor;
+
+pub(crate) struct EventArgs {
+    pub ctx: Arc<Ctx>,
+    pub shared: Arc<EventShared>,
+}
+
+pub(crate) enum EventMsg {
+    /// Change settings.
+    Update(EventPatch, Reply<EventRecord>),
+    /// Publish, cancel or complete.
+    Transition(EventStatus, Reply<EventRecord>),
+    /// Add a ticket type (and its pool).
+    CreateTicketType(NewTicketType, Reply<(EventRecord, TicketTypeId)>),
+    /// Timer: passivate if idle.
+    PassivateCheck,
+}
+
+pub(crate) struct EventActorState {
+    record: EventRecord,
+    ctx: Arc<Ctx>,
+    shared: Arc<EventShared>,
+    /// Pool actors by actor id, to know which pool a supervision event is about.
+    children: HashMap<ActorId, PoolId>,
+    restarts: u32,
+    stopping: bool,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl Actor for EventActor {
+    type Msg = EventMsg;
+    type State = EventActorState;
+    type Arguments = EventArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<EventMsg>,
+        args: EventArgs,
+    ) -> Result<EventActorState, ActorProcessingErr> {
+        let EventArgs { ctx, shared } = args;
+        // The event read model is the stream's snapshot, written with every append; the
+        // tail replay below is normally empty.
+        let (c, id) = (ctx.clone(), shared.id);
+        let record = tokio::task::spawn_blocking(move || -> Result<EventRecord, String> {
+            let mut record = c
+                .store
+                .event(id)
+                .map_err(|e| e.to_string())?
+                .ok_or("event not found")?;
+            c.store
+                .replay(StreamId::Event(id), record.version, &mut |seq, e| {
+                    if let StreamEvent::Event(e) = e {
+                        record.apply(seq, &e);
+                    }
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(record)
+        })
+        .await??;
+        shared.set_record(record.clone());
+        shared
+            .availability
+            .send_modify(|a| a.status = Some(record.status));
+        let mut state = EventActorState {
+            record,
+            ctx,
+            shared,
+            children: HashMap::new(),
+            restarts: 0,
+            stopping: false,
+            ticker: None,
+        };
+        for def in state.record.pools.clone() {
+            spawn_pool(&myself, &mut state, def).await?;
+        }
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<EventMsg>,
+        state: &mut EventActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let period =
+            (state.ctx.config.passivate_after / 2).max(std::time::Duration::from_millis(10));
+        state.ticker = Some(myself.send_interval(period, || EventMsg::PassivateCheck));
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<EventMsg>,
+        state: &mut EventActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<EventMsg>,
+        msg: EventMsg,
+        state: &mut EventActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EventMsg::Update(patch, reply) => {
+                if let Err(e) = patch.validate(&state.record) {
+                    let _ = reply.send(Err(e.into()));
+                    return Ok(());
+                }
+                if patch.is_empty() {
+                    let _ = reply.send(Ok(state.record.clone()));
+                    return Ok(());
+                }
+                let at = state.ctx.clock.now();
+                commit(state, EventEvent::Updated { patch, at }, move |r| r, reply).await;
+            }
+            EventMsg::Transition(to, reply) => transition(state, to, reply).await,
+            EventMsg::CreateTicketType(cmd, reply) => {
+                create_ticket_type(&myself, state, cmd, reply).await?
+            }
+            EventMsg::PassivateCheck => passivate_if_idle(&myself, state),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<EventMsg>,
+        evt: SupervisionEvent,
+        state: &mut EventActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_default())
+            }
+            _ => return Ok(()),
+        };
+        let Some(pool_id) = state.children.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        if state.stopping {
+            return Ok(());
+        }
+        state.restarts += 1;
+        metrics::counter!("engine_actor_restarts_total", "actor" => "pool").increment(1);
+        tracing::warn!(event = %state.record.id, pool = %pool_id, reason = %why, restarts = state.restarts, "pool actor stopped; restarting from durable state");
+        if state.restarts > state.ctx.config.pool_restarts_max {
+            return Err(format!("pool {pool_id} restarted {} times", state.restarts).into());
+        }
+        let def = state
+            .record
+            .pool(pool_id)
+            .copied()
+            .ok_or("restarting an unknown pool")?;
+        spawn_pool(&myself, state, def).await
+    }
+}
+
+async fn spawn_pool(
+    myself: &ActorRef<EventMsg>,
+    state: &mut EventActorState,
+    def: PoolDef,
+) -> Result<(), ActorProcessingErr> {
+    let args = PoolArgs {
+        ctx: state.ctx.clone(),
+        shared: state.shared.clone(),
+        def,
+        status: state.record.status,
+    };
+    let (actor, _) = Actor::spawn_linked(None, PoolActor, args, myself.get_cell()).await?;
+    state.children.insert(actor.get_id(), def.id);
+    let gate = Gate::new(state.ctx.config.pool_inflight_max, "pool");
+    state.shared.set_pool(def.id, PoolHandle { actor, gate });
+    Ok(())
+}
+
+/// Applies `event` to the record, journals it with the record as snapshot, and answers
+/// `reply` with `map(record)` once durable.
+async fn commit<T: Send + 'static>(
+    state: &mut EventActorState,
+    event: EventEvent,
+    map: impl FnOnce(EventRecord) -> T + Send + 'static,
+    reply: Reply<T>,
+) {
+    commit_then(state, event, map, reply, || {}).await
+}
+
+async fn commit_then<T: Send + 'static>(
+    state: &mut EventActorState,
+    event: EventEvent,
+    map: impl FnOnce(EventRecord) -> T + Send + 'static,
+    reply: Reply<T>,
+    on_durable: impl FnOnce() + Send + 'static,
+) {
+    let seq = state.record.version + 1;
+    state.record.apply(seq, &event);
+    state.shared.set_record(state.record.clone());
+    let record = state.record.clone();
+    let done = Completion::new(move |durable| {
+        let answer = match durable {
+            Ok(()) => {
+                on_durable();
+                Ok(map(record))
+            }
+            Err(JournalError::SequenceConflict { .. }) => {
+                Err(EngineError::Unavailable("event restarting".into()))
+            }
+            Err(e) => Err(EngineError::Storage(e.to_string())),
+        };
+        let _ = reply.send(answer);
+    });
+    let request = crate::ports::AppendRequest {
+        stream: StreamId::Event(state.record.id),
+        first_seq: seq,
+        events: vec![StreamEvent::Event(event)],
+        snapshot: Some(Snapshot::Event(state.record.clone())),
+        done,
+    };
+    state.ctx.journal.append(request).await;
+}
+
+async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<EventRecord>) {
+    let action = match to {
+        EventStatus::Published => "publish",
+        EventStatus::Canceled => "cancel",
+        EventStatus::Completed => "complete",
+        EventStatus::Draft => "revert to draft",
+    };
+    if let Err(e) = state.record.check_transition(to, action) {
+        let _ = reply.send(Err(e.into()));
+        return;
+    }
+    if to == EventStatus::Published && state.record.ticket_types.is_empty() {
+        let _ = reply.send(Err(DomainError::Validation(vec![
+            crate::error::FieldError::new(
+                "ticket_types",
+                "an event needs at least one ticket type to be published",
+            ),
+        ])
+        .into()));
+        return;
+    }
+    let at = state.ctx.clock.now();
+    let event = match to {
+        EventStatus::Published => EventEvent::Published { at },
+        EventStatus::Canceled => EventEvent::Canceled { at },
+        _ => EventEvent::Completed { at },
+    };
+    let pools: Vec<_> = state
+        .shared
+        .pool_handles()
+        .into_iter()
+        .map(|p| p.actor)
+        .collect();
+    let shared = state.shared.clone();
+    let tell = move || {
+        shared.availability.send_modify(|a| {
+            a.status = Some(to);
+            a.version += 1;
+        });
+        for pool in &pools {
+            let _ = pool.cast(PoolMsg::SetEventStatus(to));
+        }
+    };
+    if to == EventStatus::Published {
+        // Pools open for sale only once the publication is durable.
+        commit_then(state, event, |r| r, reply, tell).await;
+    } else {
+        // Closing is safe before durability: refusing more never loses an acknowledgement.
+        tell();
+        commit(state, event, |r| r, reply).await;
+    }
+}
+
+async fn create_ticket_type(
+    myself: &ActorRef<EventMsg>,
+    state: &mut EventActorState,
+    cmd: NewTicketType,
+    reply: Reply<(EventRecord, TicketTypeId)>,
+) -> Result<(), ActorProcessingErr> {
+    if let Err(e) = cmd.validate() {
+        let _ = reply.send(Err(e.into()));
+        return Ok(());
+    }
+    if matches!(
+        state.record.status,
+        EventStatus::Canceled | EventStatus::Completed
+    ) {
+        let _ = reply.send(Err(DomainError::EventNotOpen(state.record.status).into()));
+        return Ok(());
+    }
+    if state.record.ticket_types.len() >= state.ctx.config.ticket_types_per_event_max {
+        let _ = reply.send(Err(
+            DomainError::LimitReached("ticket types per event").into()
+        ));
+        return Ok(());
+    }
+    let (pool_id, new_pool) = match cmd.seats {
+        SeatSource::NewPool { capacity } => {
+            let pool = PoolDef {
+                id: PoolId::new(),
+                capacity,
+            };
+            (pool.id, Some(pool))
+        }
+        SeatSource::SharedPool(id) if state.record.pool(id).is_some() => (id, None),
+        SeatSource::SharedPool(_) => {
+            let _ = reply.send(Err(DomainError::PoolNotFound.into()));
+            return Ok(());
+        }
+    };
+    let at = state.ctx.clock.now();
+    let ticket_type = TicketType {
+        id: TicketTypeId::new(),
+        name: cmd.name,
+        price_minor: cmd.price_minor,
+        currency: cmd.currency,
+        pool_id,
+        max_per_order: cmd.max_per_order,
+        created_at: at,
+    };
+    let id = ticket_type.id;
+    // The pool actor starts now; clients learn the ticket type only once it is durable.
+    if let Some(def) = new_pool {
+        spawn_pool(myself, state, def).await?;
+    }
+    commit(
+        state,
+        EventEvent::TicketTypeCreated {
+            ticket_type,
+            new_pool,
+            at,
+        },
+        move |r| (r, id),
+        reply,
+    )
+    .await;
+    Ok(())
+}
+
+fn passivate_if_idle(myself: &ActorRef<EventMsg>, state: &mut EventActorState) {
+    let idle_ms = state.ctx.clock.now().timestamp_millis()
+        - state.shared.last_used_ms.load(Ordering::Relaxed);
+    let idle = idle_ms >= state.ctx.config.passivate_after.as_millis() as i64
+        && state.shared.availability.receiver_count() == 0
+        && state
+            .shared
+            .pool_handles()
+            .iter()
+            .all(|p| p.gate.inflight() == 0);
+    if !idle {
+        return;
+    }
+    tracing::debug!(event = %state.record.id, "passivating idle event");
+    let my_id = myself.get_id();
+    state.ctx.registry.remove_if(&state.record.id, |_, cell| {
+        cell.get().is_some_and(|h| h.actor.get_id() == my_id)
+    });
+    state.stopping = true;
+    myself.stop_children(Some("passivated".into()));
+    myself.stop(Some("passivated".into()));
+}

@@ -1,0 +1,320 @@
+//! `PoolActor`: the single writer of one pool. It decides with `PoolState::execute`, hands
+//! the events and the caller's reply port to the journal, and goes on with the next message
+//! while the batch is flushed: the reply leaves only when the events are durable.
+
+use super::{Ctx, EventShared, Reply};
+use crate::error::{EngineError, EngineResult};
+use crate::ids::{PoolId, StreamId};
+use crate::model::{EventStatus, PoolDef};
+use crate::pool::{PoolCommand, PoolEvent, PoolOutcome, PoolState};
+use crate::ports::{AppendRequest, Completion, JournalError, Snapshot, StreamEvent};
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+pub(crate) struct PoolActor;
+
+pub(crate) struct PoolArgs {
+    pub ctx: Arc<Ctx>,
+    pub shared: Arc<EventShared>,
+    pub def: PoolDef,
+    pub status: EventStatus,
+}
+
+pub(crate) enum PoolMsg {
+    /// Decide a command and reply once its events are durable.
+    Execute(PoolCommand, Reply<PoolOutcome>),
+    /// Timer: expire holds whose deadline passed.
+    ExpireDue,
+    /// The event's status changed.
+    SetEventStatus(EventStatus),
+    /// The journal refused an append (sequence conflict): restart from durable state.
+    Poisoned(String),
+}
+
+pub(crate) struct PoolActorState {
+    pool: PoolState,
+    status: EventStatus,
+    ctx: Arc<Ctx>,
+    shared: Arc<EventShared>,
+    since_snapshot: u64,
+    /// The armed expiry timer and its deadline.
+    timer: Option<(
+        DateTime<Utc>,
+        JoinHandle<Result<(), ractor::MessagingErr<PoolMsg>>>,
+    )>,
+}
+
+/// Loads a pool from its latest snapshot plus the journal tail.
+fn load(ctx: &Ctx, shared: &EventShared, def: PoolDef) -> Result<PoolState, String> {
+    let mut pool = match ctx.store.pool_snapshot(def.id).map_err(|e| e.to_string())? {
+        Some(mut snapshot) => {
+            snapshot.restore_derived()?;
+            snapshot
+        }
+        None => PoolState::new(shared.id, def.id, def.capacity),
+    };
+    let mut replayed = 0u64;
+    ctx.store
+        .replay(
+            StreamId::Pool(def.id),
+            pool.seq(),
+            &mut |seq, event| match event {
+                StreamEvent::Pool(e) => {
+                    pool.apply(seq, &e);
+                    replayed += 1;
+                    Ok(())
+                }
+                StreamEvent::Event(_) => Err(crate::ports::StoreError(format!(
+                    "event-stream event in pool {}",
+                    def.id
+                ))),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(pool = %def.id, seq = pool.seq(), replayed, registrations = pool.registration_count(), "pool loaded");
+    Ok(pool)
+}
+
+impl Actor for PoolActor {
+    type Msg = PoolMsg;
+    type State = PoolActorState;
+    type Arguments = PoolArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PoolMsg>,
+        args: PoolArgs,
+    ) -> Result<PoolActorState, ActorProcessingErr> {
+        // Appends of an earlier incarnation of this pool may still be in the journal's queue:
+        // wait until they are durable so the state loaded below includes them.
+        barrier(&args.ctx).await?;
+        let (ctx, shared, def) = (args.ctx.clone(), args.shared.clone(), args.def);
+        let pool = tokio::task::spawn_blocking(move || load(&ctx, &shared, def)).await??;
+        let state = PoolActorState {
+            pool,
+            status: args.status,
+            ctx: args.ctx,
+            shared: args.shared,
+            since_snapshot: 0,
+            timer: None,
+        };
+        publish(&state);
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<PoolMsg>,
+        state: &mut PoolActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Holds that ran out while the pool was down expire now.
+        expire_due(&myself, state).await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<PoolMsg>,
+        state: &mut PoolActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((_, timer)) = state.timer.take() {
+            timer.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<PoolMsg>,
+        msg: PoolMsg,
+        state: &mut PoolActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PoolMsg::Execute(command, reply) => execute(&myself, state, command, reply).await,
+            PoolMsg::ExpireDue => {
+                state.timer = None;
+                expire_due(&myself, state).await;
+            }
+            PoolMsg::SetEventStatus(status) => state.status = status,
+            PoolMsg::Poisoned(reason) => return Err(reason.into()),
+        }
+        Ok(())
+    }
+}
+
+async fn barrier(ctx: &Ctx) -> Result<(), ActorProcessingErr> {
+    let (done, rx) = Completion::channel();
+    let request = AppendRequest {
+        stream: StreamId::Pool(PoolId::new()),
+        first_seq: 0,
+        events: vec![],
+        snapshot: None,
+        done,
+    };
+    ctx.journal.append(request).await;
+    rx.await.unwrap_or(Err(JournalError::Stopped))?;
+    Ok(())
+}
+
+async fn execute(
+    myself: &ActorRef<PoolMsg>,
+    state: &mut PoolActorState,
+    command: PoolCommand,
+    reply: Reply<PoolOutcome>,
+) {
+    let kind = command_kind(&command);
+    let now = state.ctx.clock.now();
+    let (events, outcome) = state.pool.execute(command, state.status, now);
+    count(kind, &outcome);
+    if events.is_empty() {
+        match outcome {
+            // A refusal decided nothing: answer now.
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+            // A replayed hold: answer after earlier appends of this pool are durable.
+            Ok(outcome) => {
+                let done = reply_on_durable(myself, reply, Ok(outcome));
+                let stream = StreamId::Pool(state.pool.pool_id());
+                let request = AppendRequest {
+                    stream,
+                    first_seq: 0,
+                    events: vec![],
+                    snapshot: None,
+                    done,
+                };
+                state.ctx.journal.append(request).await;
+            }
+        }
+        return;
+    }
+    let done = reply_on_durable(myself, reply, outcome.map_err(EngineError::from));
+    append(state, events, done).await;
+    publish(state);
+    arm_timer(myself, state);
+}
+
+async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
+    let now = state.ctx.clock.now();
+    let (events, _) = state
+        .pool
+        .execute(PoolCommand::ExpireDue, state.status, now);
+    if !events.is_empty() {
+        metrics::counter!("engine_expiries_total").increment(events.len() as u64);
+        let me = myself.clone();
+        let done = Completion::new(move |result| {
+            if let Err(JournalError::SequenceConflict { .. }) = &result {
+                let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
+            }
+        });
+        append(state, events, done).await;
+        publish(state);
+    }
+    arm_timer(myself, state);
+}
+
+/// Hands events (and a snapshot when due) to the journal. Waits only for queue space.
+async fn append(state: &mut PoolActorState, events: Vec<PoolEvent>, done: Completion) {
+    let first_seq = state.pool.seq() + 1 - events.len() as u64;
+    state.since_snapshot += events.len() as u64;
+    let threshold = state
+        .ctx
+        .config
+        .snapshot_every_events
+        .max(state.pool.registration_count() as u64 / 2);
+    let snapshot = if state.since_snapshot >= threshold {
+        state.since_snapshot = 0;
+        Some(Snapshot::Pool(Box::new(state.pool.clone())))
+    } else {
+        None
+    };
+    let request = AppendRequest {
+        stream: StreamId::Pool(state.pool.pool_id()),
+        first_seq,
+        events: events.into_iter().map(StreamEvent::Pool).collect(),
+        snapshot,
+        done,
+    };
+    state.ctx.journal.append(request).await;
+}
+
+/// A completion that answers the caller with `result` once durable, or with the failure.
+fn reply_on_durable(
+    myself: &ActorRef<PoolMsg>,
+    reply: Reply<PoolOutcome>,
+    result: EngineResult<PoolOutcome>,
+) -> Completion {
+    let me = myself.clone();
+    Completion::new(move |durable| {
+        let answer = match durable {
+            Ok(()) => result,
+            Err(JournalError::SequenceConflict { .. }) => {
+                let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
+                Err(EngineError::Unavailable("pool restarting".into()))
+            }
+            Err(e) => Err(EngineError::Storage(e.to_string())),
+        };
+        // The caller may have timed out and gone; nothing to do then.
+        let _ = reply.send(answer);
+    })
+}
+
+/// Publishes the pool's counts to readers if they changed.
+fn publish(state: &PoolActorState) {
+    let id = state.pool.pool_id();
+    let counts = state.pool.counts();
+    let changed = state.shared.availability.send_if_modified(|a| {
+        if a.pools.get(&id) == Some(&counts) {
+            return false;
+        }
+        a.pools.insert(id, counts);
+        a.version += 1;
+        true
+    });
+    if changed {
+        metrics::gauge!("engine_pool_available_seats", "pool" => id.to_string())
+            .set(f64::from(counts.available()));
+    }
+}
+
+/// Keeps one timer armed for the earliest hold deadline.
+fn arm_timer(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
+    let Some(next) = state.pool.next_expiry() else {
+        return;
+    };
+    if let Some((deadline, _)) = &state.timer
+        && *deadline <= next
+    {
+        return;
+    }
+    if let Some((_, old)) = state.timer.take() {
+        old.abort();
+    }
+    let delay = (next - state.ctx.clock.now()).to_std().unwrap_or_default()
+        + std::time::Duration::from_millis(1);
+    let handle = myself.send_after(delay, || PoolMsg::ExpireDue);
+    state.timer = Some((next, handle));
+}
+
+fn command_kind(command: &PoolCommand) -> &'static str {
+    match command {
+        PoolCommand::Hold(_) => "hold",
+        PoolCommand::Confirm(_) => "confirm",
+        PoolCommand::Cancel(_) => "cancel",
+        PoolCommand::CheckIn(_) => "check_in",
+        PoolCommand::ExpireDue => "expire",
+    }
+}
+
+fn count(kind: &'static str, outcome: &Result<PoolOutcome, crate::error::DomainError>) {
+    let result = match outcome {
+        Ok(PoolOutcome::Held { replayed: true, .. }) => "replayed",
+        Ok(_) => "ok",
+        Err(crate::error::DomainError::SoldOut { .. }) => "sold_out",
+        Err(crate::error::DomainError::AlreadyCheckedIn { .. }) => "duplicate",
+        Err(_) => "refused",
+    };
+    metrics::counter!("engine_commands_total", "command" => kind, "result" => result).increment(1);
+}

@@ -1,0 +1,561 @@
+//! The engine facade: what the gateway calls. It activates event actors on first use,
+//! routes commands to the actor that owns the decision (through its admission gate, with a
+//! timeout), and answers queries from the read models and published availability without
+//! sending any message.
+
+use crate::actors::event_actor::{EventActor, EventArgs, EventMsg};
+use crate::actors::pool_actor::PoolMsg;
+use crate::actors::root::{EVENT_ACTOR_PREFIX, RootActor};
+use crate::actors::{Availability, Ctx, EventHandle, EventShared, Gate, Registry, call};
+use crate::clock::SharedClock;
+use crate::config::EngineConfig;
+use crate::error::{DomainError, EngineError, EngineResult, FieldError};
+use crate::ids::{EventId, RegistrationId, StreamId, TicketId, TicketTypeId};
+use crate::model::{
+    Attendee, EventEvent, EventPatch, EventRecord, EventStatus, NewEvent, NewTicketType,
+    RegistrationStatus, TicketType,
+};
+use crate::pool::{
+    Admission, CheckInCommand, GATE_LEN_MAX, HoldCommand, IdempotencyToken, PoolCommand,
+    PoolOutcome,
+};
+use crate::ports::{
+    EventQuery, JournalHandle, Page, RegistrationView, Snapshot, Store, StreamEvent, TicketView,
+};
+use ractor::{Actor, ActorRef};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use tokio::sync::{OnceCell, watch};
+
+/// A request to hold seats, as the gateway parsed it.
+#[derive(Clone, Debug)]
+pub struct HoldRequest {
+    /// The event.
+    pub event_id: EventId,
+    /// The ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// Seats wanted.
+    pub quantity: i64,
+    /// Attendee name, unvalidated.
+    pub attendee_name: String,
+    /// Attendee e-mail, unvalidated.
+    pub attendee_email: String,
+    /// The client's idempotency key and request digest.
+    pub idempotency: Option<IdempotencyToken>,
+}
+
+/// Availability of one ticket type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketTypeAvailability {
+    /// The ticket type.
+    pub ticket_type: TicketType,
+    /// Seats of its pool in total.
+    pub capacity: u32,
+    /// Seats held.
+    pub held: u32,
+    /// Seats confirmed.
+    pub confirmed: u32,
+    /// Seats available.
+    pub available: u32,
+}
+
+/// Availability of an event, with the version it was published at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventAvailability {
+    /// The event.
+    pub event_id: EventId,
+    /// Its status.
+    pub status: EventStatus,
+    /// Grows with every change; clients drop snapshots older than one they have.
+    pub version: u64,
+    /// Per ticket type.
+    pub ticket_types: Vec<TicketTypeAvailability>,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    ctx: Arc<Ctx>,
+    root: ActorRef<()>,
+    incarnation: Arc<AtomicU64>,
+}
+
+impl Engine {
+    /// Starts the engine's root actor over `store` and `journal`.
+    pub async fn start(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        journal: JournalHandle,
+        clock: SharedClock,
+    ) -> Result<Self, EngineError> {
+        let registry: Arc<Registry> = Arc::new(Registry::new());
+        let (root, _) = Actor::spawn(None, RootActor, registry.clone())
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let ctx = Arc::new(Ctx {
+            store,
+            journal,
+            clock,
+            config,
+            registry,
+        });
+        Ok(Self {
+            ctx,
+            root,
+            incarnation: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Activates every published event (recovering its pools and expiring holds that ran
+    /// out while the server was down). Returns how many events were activated.
+    pub async fn recover(&self) -> EngineResult<usize> {
+        let mut after = None;
+        let mut activated = 0;
+        loop {
+            let query = EventQuery {
+                status: Some(EventStatus::Published),
+                after,
+                limit: 500,
+                ..EventQuery::default()
+            };
+            let page = self
+                .ctx
+                .store
+                .events(&query, self.ctx.clock.now())
+                .map_err(storage)?;
+            for event in &page.items {
+                self.handle(event.id).await?;
+                activated += 1;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(activated),
+            }
+        }
+    }
+
+    /// Stops every actor. Appends already queued still complete.
+    pub async fn shutdown(&self) {
+        self.root.stop_children(Some("shutdown".into()));
+        self.root.stop(Some("shutdown".into()));
+    }
+
+    /// The clock the engine decides with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.ctx.clock
+    }
+
+    /// Number of active (in-memory) events.
+    pub fn active_events(&self) -> usize {
+        self.ctx.registry.len()
+    }
+
+    // ---- events -------------------------------------------------------------------------
+
+    /// Creates a draft event.
+    pub async fn create_event(&self, new: NewEvent) -> EngineResult<EventRecord> {
+        new.validate()?;
+        let id = EventId::new();
+        let hold_ttl_secs = new
+            .hold_ttl_secs
+            .unwrap_or(self.ctx.config.hold_ttl_default_secs);
+        let event = EventEvent::Created {
+            id,
+            settings: new,
+            hold_ttl_secs,
+            at: self.ctx.clock.now(),
+        };
+        // Created cannot fail to produce a record: it is the Created variant.
+        let record = EventRecord::from_created(&event)
+            .ok_or_else(|| EngineError::Unavailable("bad event".into()))?;
+        self.ctx
+            .journal
+            .append_and_wait(
+                StreamId::Event(id),
+                1,
+                vec![StreamEvent::Event(event)],
+                Some(Snapshot::Event(record.clone())),
+            )
+            .await
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        metrics::counter!("engine_events_created_total").increment(1);
+        Ok(record)
+    }
+
+    /// Changes an event's settings.
+    pub async fn update_event(&self, id: EventId, patch: EventPatch) -> EngineResult<EventRecord> {
+        let h = self.handle(id).await?;
+        call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
+            EventMsg::Update(patch, r)
+        })
+        .await
+    }
+
+    /// Publishes, cancels or completes an event.
+    pub async fn transition_event(
+        &self,
+        id: EventId,
+        to: EventStatus,
+    ) -> EngineResult<EventRecord> {
+        let h = self.handle(id).await?;
+        call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
+            EventMsg::Transition(to, r)
+        })
+        .await
+    }
+
+    /// Adds a ticket type to an event.
+    pub async fn create_ticket_type(
+        &self,
+        id: EventId,
+        new: NewTicketType,
+    ) -> EngineResult<(EventRecord, TicketType)> {
+        new.validate()?;
+        let h = self.handle(id).await?;
+        let (record, tt) = call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
+            EventMsg::CreateTicketType(new, r)
+        })
+        .await?;
+        let ticket_type = record
+            .ticket_type(tt)
+            .cloned()
+            .ok_or(DomainError::TicketTypeNotFound)?;
+        Ok((record, ticket_type))
+    }
+
+    /// An event, from its read model.
+    pub fn event(&self, id: EventId) -> EngineResult<EventRecord> {
+        self.ctx
+            .store
+            .event(id)
+            .map_err(storage)?
+            .ok_or(DomainError::EventNotFound.into())
+    }
+
+    /// Events passing `query`.
+    pub fn events(&self, query: &EventQuery) -> EngineResult<Page<EventRecord, EventId>> {
+        self.ctx
+            .store
+            .events(query, self.ctx.clock.now())
+            .map_err(storage)
+    }
+
+    /// Current availability of an event's ticket types. Sends no message.
+    pub async fn availability(&self, id: EventId) -> EngineResult<EventAvailability> {
+        let h = self.handle(id).await?;
+        let snapshot = h.shared.availability.borrow().clone();
+        Ok(availability_view(&h.shared.record(), &snapshot))
+    }
+
+    /// A receiver that changes whenever the event's availability does. Holding it keeps the
+    /// event active.
+    pub async fn subscribe(&self, id: EventId) -> EngineResult<AvailabilityFeed> {
+        let h = self.handle(id).await?;
+        Ok(AvailabilityFeed {
+            rx: h.shared.availability.subscribe(),
+            shared: h.shared.clone(),
+        })
+    }
+
+    // ---- registrations ------------------------------------------------------------------
+
+    /// Holds seats. Returns the registration and whether it is an earlier one returned for a
+    /// retried idempotency key.
+    pub async fn hold(&self, req: HoldRequest) -> EngineResult<(RegistrationView, bool)> {
+        let h = self.handle(req.event_id).await?;
+        let record = h.shared.record();
+        let mut errors = Vec::new();
+        let ticket_type = record.ticket_type(req.ticket_type_id);
+        match ticket_type {
+            None => errors.push(FieldError::new(
+                "ticket_type_id",
+                "no such ticket type in this event",
+            )),
+            Some(tt) if req.quantity < 1 || req.quantity > i64::from(tt.max_per_order) => errors
+                .push(FieldError::new(
+                    "quantity",
+                    format!(
+                        "must be between 1 and {} (the ticket type's max_per_order)",
+                        tt.max_per_order
+                    ),
+                )),
+            Some(_) => {}
+        }
+        let attendee = Attendee::new(&req.attendee_name, &req.attendee_email).map_err(|mut e| {
+            errors.append(&mut e);
+            errors.clone()
+        });
+        let (Some(tt), Ok(attendee), true) = (ticket_type, attendee, errors.is_empty()) else {
+            return Err(DomainError::Validation(errors).into());
+        };
+        let pool = h
+            .shared
+            .pool(tt.pool_id)
+            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
+        let command = PoolCommand::Hold(HoldCommand {
+            registration_id: RegistrationId::new(),
+            event_id: req.event_id,
+            ticket_type_id: tt.id,
+            // Checked above against max_per_order, which is at most PER_ORDER_MAX.
+            quantity: req.quantity as u16,
+            attendee,
+            ttl: chrono::Duration::seconds(i64::from(record.hold_ttl_secs)),
+            idempotency: req.idempotency,
+        });
+        let outcome = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
+            PoolMsg::Execute(command, r)
+        })
+        .await?;
+        match outcome {
+            PoolOutcome::Held {
+                registration_id,
+                replayed,
+                ..
+            } => Ok((self.registration(registration_id)?, replayed)),
+            _ => Err(EngineError::Unavailable("unexpected outcome".into())),
+        }
+    }
+
+    /// Confirms a hold; issues one ticket per seat. Confirming a confirmed registration
+    /// returns it unchanged.
+    pub async fn confirm(&self, id: RegistrationId) -> EngineResult<RegistrationView> {
+        match self
+            .registration_command(id, PoolCommand::Confirm(id))
+            .await
+        {
+            Err(EngineError::Domain(DomainError::InvalidRegistrationState {
+                status: RegistrationStatus::Confirmed,
+                ..
+            })) => self.registration(id),
+            other => other.and_then(|_| self.registration(id)),
+        }
+    }
+
+    /// Cancels a hold or a confirmed registration; its seats return to the pool.
+    pub async fn cancel_registration(&self, id: RegistrationId) -> EngineResult<RegistrationView> {
+        self.registration_command(id, PoolCommand::Cancel(id))
+            .await?;
+        self.registration(id)
+    }
+
+    async fn registration_command(
+        &self,
+        id: RegistrationId,
+        command: PoolCommand,
+    ) -> EngineResult<PoolOutcome> {
+        let reg = self.registration(id)?;
+        let h = self.handle(reg.event_id).await?;
+        let pool = h
+            .shared
+            .pool(reg.pool_id)
+            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
+        call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
+            PoolMsg::Execute(command, r)
+        })
+        .await
+    }
+
+    /// Admits a ticket at `event_id`, exactly once.
+    pub async fn check_in(
+        &self,
+        event_id: EventId,
+        ticket_id: TicketId,
+        gate: Option<String>,
+    ) -> EngineResult<(TicketView, Admission)> {
+        if let Some(g) = &gate
+            && (g.trim().is_empty() || g.chars().count() > GATE_LEN_MAX)
+        {
+            return Err(DomainError::Validation(vec![FieldError::new(
+                "gate",
+                format!("must be 1 to {GATE_LEN_MAX} characters"),
+            )])
+            .into());
+        }
+        let ticket = self.ticket(ticket_id)?;
+        if ticket.event_id != event_id {
+            return Err(DomainError::WrongEvent.into());
+        }
+        let h = self.handle(event_id).await?;
+        let pool = h
+            .shared
+            .pool(ticket.pool_id)
+            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
+        let command = PoolCommand::CheckIn(CheckInCommand {
+            registration_id: ticket.registration_id,
+            ticket_id,
+            ticket_index: ticket.index,
+            gate,
+        });
+        match call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
+            PoolMsg::Execute(command, r)
+        })
+        .await?
+        {
+            PoolOutcome::CheckedIn(admission) => Ok((ticket, admission)),
+            _ => Err(EngineError::Unavailable("unexpected outcome".into())),
+        }
+    }
+
+    /// A registration, from its read model.
+    pub fn registration(&self, id: RegistrationId) -> EngineResult<RegistrationView> {
+        self.ctx
+            .store
+            .registration(id)
+            .map_err(storage)?
+            .ok_or(DomainError::RegistrationNotFound.into())
+    }
+
+    /// Registrations of an event.
+    pub fn registrations_by_event(
+        &self,
+        event: EventId,
+        status: Option<RegistrationStatus>,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> EngineResult<Page<RegistrationView, RegistrationId>> {
+        self.event(event)?;
+        self.ctx
+            .store
+            .registrations_by_event(event, status, after, limit)
+            .map_err(storage)
+    }
+
+    /// Registrations for an attendee e-mail.
+    pub fn registrations_by_email(
+        &self,
+        email: &str,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> EngineResult<Page<RegistrationView, RegistrationId>> {
+        self.ctx
+            .store
+            .registrations_by_email(&email.trim().to_lowercase(), after, limit)
+            .map_err(storage)
+    }
+
+    /// A ticket, from its read model.
+    pub fn ticket(&self, id: TicketId) -> EngineResult<TicketView> {
+        self.ctx
+            .store
+            .ticket(id)
+            .map_err(storage)?
+            .ok_or(DomainError::TicketNotFound.into())
+    }
+
+    // ---- activation ---------------------------------------------------------------------
+
+    /// The active handle of an event, activating it from durable state on first use.
+    async fn handle(&self, id: EventId) -> EngineResult<EventHandle> {
+        let now_ms = self.ctx.clock.now().timestamp_millis();
+        if let Some(cell) = self.ctx.registry.get(&id).map(|e| e.value().clone())
+            && let Some(h) = cell.get()
+        {
+            h.shared.last_used_ms.store(now_ms, Ordering::Relaxed);
+            return Ok(h.clone());
+        }
+        if self.ctx.registry.len() >= self.ctx.config.events_active_max {
+            return Err(EngineError::Overloaded);
+        }
+        let cell = self
+            .ctx
+            .registry
+            .entry(id)
+            .or_insert_with(|| Arc::new(OnceCell::new()))
+            .value()
+            .clone();
+        let result = cell.get_or_try_init(|| self.activate(id)).await.cloned();
+        match result {
+            Ok(h) => {
+                h.shared.last_used_ms.store(now_ms, Ordering::Relaxed);
+                Ok(h)
+            }
+            Err(e) => {
+                self.ctx
+                    .registry
+                    .remove_if(&id, |_, c| Arc::ptr_eq(c, &cell));
+                Err(e)
+            }
+        }
+    }
+
+    async fn activate(&self, id: EventId) -> EngineResult<EventHandle> {
+        let record = self.event(id)?;
+        let shared = Arc::new(EventShared {
+            id,
+            record: std::sync::RwLock::new(Arc::new(record)),
+            pools: std::sync::RwLock::new(HashMap::new()),
+            availability: watch::Sender::new(Availability::default()),
+            last_used_ms: AtomicI64::new(self.ctx.clock.now().timestamp_millis()),
+        });
+        let name = format!(
+            "{EVENT_ACTOR_PREFIX}{id}:{}",
+            self.incarnation.fetch_add(1, Ordering::Relaxed)
+        );
+        let args = EventArgs {
+            ctx: self.ctx.clone(),
+            shared: shared.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(Some(name), EventActor, args, self.root.get_cell())
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("activating event {id}: {e}")))?;
+        metrics::counter!("engine_activations_total").increment(1);
+        let gate = Gate::new(self.ctx.config.event_inflight_max, "event");
+        Ok(EventHandle {
+            actor,
+            gate,
+            shared,
+        })
+    }
+}
+
+/// Availability changes of one event, for push to subscribers.
+pub struct AvailabilityFeed {
+    rx: watch::Receiver<Availability>,
+    shared: Arc<EventShared>,
+}
+
+impl AvailabilityFeed {
+    /// The current availability.
+    pub fn current(&mut self) -> EventAvailability {
+        let snapshot = self.rx.borrow_and_update().clone();
+        availability_view(&self.shared.record(), &snapshot)
+    }
+
+    /// Waits for the next change. `false` when the event was passivated or stopped.
+    pub async fn changed(&mut self) -> bool {
+        self.rx.changed().await.is_ok()
+    }
+}
+
+fn availability_view(record: &EventRecord, snapshot: &Availability) -> EventAvailability {
+    let ticket_types = record
+        .ticket_types
+        .iter()
+        .map(|tt| {
+            let counts = snapshot.pools.get(&tt.pool_id).copied().unwrap_or_else(|| {
+                crate::pool::PoolCounts {
+                    capacity: record.pool(tt.pool_id).map_or(0, |p| p.capacity),
+                    ..Default::default()
+                }
+            });
+            TicketTypeAvailability {
+                ticket_type: tt.clone(),
+                capacity: counts.capacity,
+                held: counts.held,
+                confirmed: counts.confirmed,
+                available: counts.available(),
+            }
+        })
+        .collect();
+    EventAvailability {
+        event_id: record.id,
+        status: snapshot.status.unwrap_or(record.status),
+        version: snapshot.version,
+        ticket_types,
+    }
+}
+
+fn storage(e: crate::ports::StoreError) -> EngineError {
+    EngineError::Storage(e.0)
+}

@@ -1,0 +1,312 @@
+//! Ports: what the engine needs from durable storage, implemented by the `storage` crate.
+//!
+//! Writes go through the [`JournalHandle`], a bounded channel to the group-commit writer.
+//! An [`AppendRequest`] carries one actor's events with the sequence number its first event
+//! must get, an optional snapshot, and a [`Completion`] that the writer calls once the batch
+//! holding the events is durable (or failed). Actors never wait for it: they hand the reply
+//! port to the completion and go on deciding (pipelining).
+//!
+//! Reads go through the [`Store`] trait: stream replay for recovery, and the read models
+//! (events, registrations, tickets) that the writer updates in the same atomic batch as the
+//! events they derive from.
+
+use crate::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId};
+use crate::model::{Attendee, EventEvent, EventRecord, EventStatus, RegistrationStatus};
+use crate::pool::{Admission, PoolEvent, PoolState};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+/// An event of any stream, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamEvent {
+    /// An event-stream event.
+    Event(EventEvent),
+    /// A pool-stream event.
+    Pool(PoolEvent),
+}
+
+/// A snapshot of an actor's state at the sequence number of the last event of its append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Snapshot {
+    /// The event record (also the event read model).
+    Event(EventRecord),
+    /// A pool's full state.
+    Pool(Box<PoolState>),
+}
+
+/// Why a journal write did not become durable.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum JournalError {
+    /// The journal stopped after a fatal storage error; nothing more is accepted.
+    #[error("journal stopped")]
+    Stopped,
+    /// The write or its fsync failed. The process is stopping.
+    #[error("journal write failed: {0}")]
+    Io(String),
+    /// The append's first sequence number is not the stream's next one (gap or
+    /// duplicate): another writer owns the stream, or the actor's state diverged.
+    #[error("sequence conflict on {stream}: expected {expected}, got {got}")]
+    SequenceConflict {
+        /// The stream.
+        stream: StreamId,
+        /// The next sequence number the store expects.
+        expected: u64,
+        /// The one the append carried.
+        got: u64,
+    },
+}
+
+/// Called exactly once by the journal writer with the fate of an append.
+pub struct Completion(Box<dyn FnOnce(Result<(), JournalError>) + Send>);
+
+impl Completion {
+    /// Wraps a callback.
+    pub fn new(f: impl FnOnce(Result<(), JournalError>) + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+
+    /// A completion that sends the result on a oneshot channel.
+    pub fn channel() -> (Self, oneshot::Receiver<Result<(), JournalError>>) {
+        let (tx, rx) = oneshot::channel();
+        (Self::new(move |r| drop(tx.send(r))), rx)
+    }
+
+    /// Reports the result.
+    pub fn complete(self, result: Result<(), JournalError>) {
+        (self.0)(result)
+    }
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Completion")
+    }
+}
+
+/// One actor's events to make durable.
+#[derive(Debug)]
+pub struct AppendRequest {
+    /// The stream (the actor's own).
+    pub stream: StreamId,
+    /// Sequence number of the first event; with no events, the stream's next number
+    /// (the request is then a barrier that completes after earlier appends).
+    pub first_seq: u64,
+    /// The events, in order.
+    pub events: Vec<StreamEvent>,
+    /// State after the last event, when the actor decided to snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// Called once the batch is durable or failed.
+    pub done: Completion,
+}
+
+/// Sending side of the journal's bounded queue.
+#[derive(Clone, Debug)]
+pub struct JournalHandle {
+    tx: mpsc::Sender<AppendRequest>,
+}
+
+/// Receiving side, owned by the journal writer.
+pub type JournalReceiver = mpsc::Receiver<AppendRequest>;
+
+impl JournalHandle {
+    /// A journal queue holding at most `capacity` appends.
+    pub fn channel(capacity: usize) -> (Self, JournalReceiver) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
+    }
+
+    /// Queues an append, waiting while the queue is full. When the journal has stopped,
+    /// the completion is called with `Stopped`.
+    pub async fn append(&self, request: AppendRequest) {
+        if let Err(mpsc::error::SendError(request)) = self.tx.send(request).await {
+            request.done.complete(Err(JournalError::Stopped));
+        }
+    }
+
+    /// Appends and waits until durable.
+    pub async fn append_and_wait(
+        &self,
+        stream: StreamId,
+        first_seq: u64,
+        events: Vec<StreamEvent>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(), JournalError> {
+        let (done, rx) = Completion::channel();
+        self.append(AppendRequest {
+            stream,
+            first_seq,
+            events,
+            snapshot,
+            done,
+        })
+        .await;
+        rx.await.unwrap_or(Err(JournalError::Stopped))
+    }
+
+    /// Appends queued in the channel, not yet taken by the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Why a read failed.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("store read failed: {0}")]
+pub struct StoreError(pub String);
+
+/// A registration as read by queries (the registration read model).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationView {
+    /// Its id.
+    pub id: RegistrationId,
+    /// The event.
+    pub event_id: EventId,
+    /// The pool the seats come from.
+    pub pool_id: PoolId,
+    /// The ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// Seats.
+    pub quantity: u16,
+    /// Who it is for.
+    pub attendee: Attendee,
+    /// Current status.
+    pub status: RegistrationStatus,
+    /// When it was created (held).
+    pub created_at: DateTime<Utc>,
+    /// When the hold runs (or ran) out.
+    pub expires_at: DateTime<Utc>,
+    /// When the status last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Tickets, once confirmed.
+    pub tickets: Vec<TicketId>,
+}
+
+/// A ticket as read by queries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketView {
+    /// Its id.
+    pub id: TicketId,
+    /// The registration it belongs to.
+    pub registration_id: RegistrationId,
+    /// The event.
+    pub event_id: EventId,
+    /// The pool.
+    pub pool_id: PoolId,
+    /// The ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// Seat index in the registration.
+    pub index: u16,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// First admission, if any.
+    pub admission: Option<Admission>,
+}
+
+/// Filters of the event list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only this status.
+    pub status: Option<EventStatus>,
+    /// Case-insensitive substring of title, description, venue.
+    pub text: Option<String>,
+    /// Starting at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Starting before.
+    pub to: Option<DateTime<Utc>>,
+    /// Exactly this category.
+    pub category: Option<String>,
+    /// Upcoming (ends in the future) or past (ended).
+    pub when: Option<When>,
+    /// Paging cursor: events after this id.
+    pub after: Option<EventId>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// Time filter of the event list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Not yet ended.
+    Upcoming,
+    /// Ended.
+    Past,
+}
+
+impl EventQuery {
+    /// Whether `event` passes the filters at time `now` (the cursor is applied by the store).
+    pub fn matches(&self, event: &EventRecord, now: DateTime<Utc>) -> bool {
+        let text_ok = self.text.as_deref().is_none_or(|q| {
+            let q = q.to_lowercase();
+            event.title.to_lowercase().contains(&q)
+                || event.description.to_lowercase().contains(&q)
+                || event
+                    .venue
+                    .as_deref()
+                    .is_some_and(|v| v.to_lowercase().contains(&q))
+        });
+        self.status.is_none_or(|s| s == event.status)
+            && text_ok
+            && self.from.is_none_or(|from| event.starts_at >= from)
+            && self.to.is_none_or(|to| event.starts_at < to)
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|c| event.category.as_deref() == Some(c))
+            && self.when.is_none_or(|w| match w {
+                When::Upcoming => event.ends_at > now,
+                When::Past => event.ends_at <= now,
+            })
+    }
+}
+
+/// A page of results and the cursor for the next one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T, C> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<C>,
+}
+
+/// Durable reads. Implementations are synchronous and fast (point reads and short scans);
+/// long replays are run by callers on blocking threads.
+pub trait Store: Send + Sync + 'static {
+    /// The event read model (also the event stream's latest snapshot).
+    fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError>;
+    /// Events passing `query`, ordered by id (creation time).
+    fn events(
+        &self,
+        query: &EventQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Page<EventRecord, EventId>, StoreError>;
+    /// The latest snapshot of a pool.
+    fn pool_snapshot(&self, id: PoolId) -> Result<Option<PoolState>, StoreError>;
+    /// Calls `f` with every event of `stream` whose sequence number is above `after_seq`, in order.
+    fn replay(
+        &self,
+        stream: StreamId,
+        after_seq: u64,
+        f: &mut dyn FnMut(u64, StreamEvent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// The registration read model.
+    fn registration(&self, id: RegistrationId) -> Result<Option<RegistrationView>, StoreError>;
+    /// Registrations of an event, by id order, optionally of one status.
+    fn registrations_by_event(
+        &self,
+        event: EventId,
+        status: Option<RegistrationStatus>,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError>;
+    /// Registrations for an attendee e-mail (lower-case), by id order.
+    fn registrations_by_email(
+        &self,
+        email: &str,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError>;
+    /// The ticket read model.
+    fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError>;
+}

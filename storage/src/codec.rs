@@ -1,0 +1,25 @@
+//! The durable encoding: MessagePack with field names (`to_vec_named`), so records can gain
+//! fields, inside a versioned envelope.
+
+use engine::ports::StreamEvent;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Format version of journal records.
+pub const JOURNAL_VERSION: u8 = 1;
+
+/// One stream's events of one flush.
+#[derive(Serialize, Deserialize)]
+pub struct JournalRecord {
+    /// Format version.
+    pub v: u8,
+    /// The events; the first has the key's sequence number, the rest follow.
+    pub events: Vec<StreamEvent>,
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}

@@ -1,0 +1,48 @@
+//! Key layouts. Every key is a fixed-width big-endian byte string so that prefix and range
+//! scans follow id and sequence order (ids are UUIDv7: creation-time ordered).
+
+use engine::ids::{EventId, RegistrationId, StreamId};
+
+/// `journal`: stream (17 bytes) + first sequence number of the record (8 bytes).
+pub fn journal(stream: &StreamId, first_seq: u64) -> [u8; 25] {
+    let mut key = [0u8; 25];
+    key[..17].copy_from_slice(&stream.key());
+    key[17..].copy_from_slice(&first_seq.to_be_bytes());
+    key
+}
+
+/// Sequence number part of a `journal` key.
+pub fn journal_seq(key: &[u8]) -> Option<u64> {
+    key.get(17..25)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+/// `reg_by_event`: event (16) + registration (16).
+pub fn reg_by_event(event: &EventId, reg: &RegistrationId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(event.as_bytes());
+    key[16..].copy_from_slice(reg.as_bytes());
+    key
+}
+
+/// `reg_by_email`: e-mail bytes + 0x00 + registration (16). E-mails contain no NUL.
+pub fn reg_by_email(email: &str, reg: &RegistrationId) -> Vec<u8> {
+    let mut key = email_prefix(email);
+    key.extend_from_slice(reg.as_bytes());
+    key
+}
+
+/// Prefix of all `reg_by_email` keys of one address.
+pub fn email_prefix(email: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(email.len() + 17);
+    key.extend_from_slice(email.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The trailing 16-byte id of an index key.
+pub fn trailing_id(key: &[u8]) -> Option<uuid::Uuid> {
+    let start = key.len().checked_sub(16)?;
+    uuid::Uuid::from_slice(&key[start..]).ok()
+}

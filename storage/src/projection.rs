@@ -1,0 +1,161 @@
+//! Read models derived from pool events, computed by the writer for the batch that holds
+//! the events, so a registration is readable exactly when its hold is acknowledged.
+
+use crate::codec::{decode, encode};
+use crate::keys;
+use crate::store::Db;
+use engine::ids::{PoolId, RegistrationId, TicketId};
+use engine::model::RegistrationStatus;
+use engine::pool::PoolEvent;
+use engine::ports::{RegistrationView, TicketView};
+use fjall::OwnedWriteBatch;
+use std::collections::HashMap;
+
+/// Rows changed by one batch, written at its end. Rows not yet in the overlay are read from
+/// the database (usually from the memtable: they were written moments ago).
+#[derive(Default)]
+pub struct Overlay {
+    registrations: HashMap<RegistrationId, RegistrationView>,
+    tickets: HashMap<TicketId, TicketView>,
+    /// Index keys to insert: (registration or e-mail index, key).
+    by_event: Vec<[u8; 32]>,
+    by_email: Vec<Vec<u8>>,
+}
+
+impl Overlay {
+    fn registration<'a>(
+        &'a mut self,
+        db: &Db,
+        id: RegistrationId,
+    ) -> Result<&'a mut RegistrationView, String> {
+        if !self.registrations.contains_key(&id) {
+            let bytes = db
+                .registrations
+                .get(id.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let view: RegistrationView =
+                decode(&bytes.ok_or_else(|| format!("registration {id} missing"))?)?;
+            self.registrations.insert(id, view);
+        }
+        // Inserted just above if it was absent.
+        self.registrations
+            .get_mut(&id)
+            .ok_or_else(|| format!("registration {id} missing"))
+    }
+
+    fn ticket<'a>(&'a mut self, db: &Db, id: TicketId) -> Result<&'a mut TicketView, String> {
+        if !self.tickets.contains_key(&id) {
+            let bytes = db.tickets.get(id.as_bytes()).map_err(|e| e.to_string())?;
+            let view: TicketView = decode(&bytes.ok_or_else(|| format!("ticket {id} missing"))?)?;
+            self.tickets.insert(id, view);
+        }
+        self.tickets
+            .get_mut(&id)
+            .ok_or_else(|| format!("ticket {id} missing"))
+    }
+
+    /// Applies one pool event to the read models.
+    pub fn project(&mut self, db: &Db, pool_id: PoolId, event: &PoolEvent) -> Result<(), String> {
+        match event {
+            PoolEvent::SeatsHeld {
+                registration_id,
+                event_id,
+                ticket_type_id,
+                quantity,
+                attendee,
+                expires_at,
+                at,
+                ..
+            } => {
+                self.by_event
+                    .push(keys::reg_by_event(event_id, registration_id));
+                self.by_email
+                    .push(keys::reg_by_email(&attendee.email, registration_id));
+                self.registrations.insert(
+                    *registration_id,
+                    RegistrationView {
+                        id: *registration_id,
+                        event_id: *event_id,
+                        pool_id,
+                        ticket_type_id: *ticket_type_id,
+                        quantity: *quantity,
+                        attendee: attendee.clone(),
+                        status: RegistrationStatus::Held,
+                        created_at: *at,
+                        expires_at: *expires_at,
+                        updated_at: *at,
+                        tickets: vec![],
+                    },
+                );
+            }
+            PoolEvent::HoldExpired {
+                registration_id,
+                at,
+            } => {
+                let view = self.registration(db, *registration_id)?;
+                view.status = RegistrationStatus::Expired;
+                view.updated_at = *at;
+            }
+            PoolEvent::RegistrationCanceled {
+                registration_id,
+                at,
+            } => {
+                let view = self.registration(db, *registration_id)?;
+                view.status = RegistrationStatus::Canceled;
+                view.updated_at = *at;
+            }
+            PoolEvent::RegistrationConfirmed {
+                registration_id,
+                tickets,
+                at,
+            } => {
+                let view = self.registration(db, *registration_id)?;
+                view.status = RegistrationStatus::Confirmed;
+                view.updated_at = *at;
+                view.tickets = tickets.clone();
+                let (event_id, ticket_type_id) = (view.event_id, view.ticket_type_id);
+                for (index, id) in tickets.iter().enumerate() {
+                    self.tickets.insert(
+                        *id,
+                        TicketView {
+                            id: *id,
+                            registration_id: *registration_id,
+                            event_id,
+                            pool_id,
+                            ticket_type_id,
+                            // At most PER_ORDER_MAX (100) tickets per registration.
+                            index: index as u16,
+                            issued_at: *at,
+                            admission: None,
+                        },
+                    );
+                }
+            }
+            PoolEvent::AttendeeCheckedIn {
+                ticket_id,
+                admission,
+                ..
+            } => {
+                self.ticket(db, *ticket_id)?.admission = Some(admission.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds every changed row to the write batch.
+    pub fn write(self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), String> {
+        for (id, view) in &self.registrations {
+            batch.insert(&db.registrations, id.as_bytes().to_vec(), encode(view)?);
+        }
+        for (id, view) in &self.tickets {
+            batch.insert(&db.tickets, id.as_bytes().to_vec(), encode(view)?);
+        }
+        for key in self.by_event {
+            batch.insert(&db.reg_by_event, key.to_vec(), Vec::<u8>::new());
+        }
+        for key in self.by_email {
+            batch.insert(&db.reg_by_email, key, Vec::<u8>::new());
+        }
+        Ok(())
+    }
+}

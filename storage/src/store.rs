@@ -1,0 +1,284 @@
+//! The fjall database, its keyspaces, and the engine's read port over them.
+
+use crate::codec::{JournalRecord, decode};
+use crate::keys;
+use chrono::{DateTime, Utc};
+use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId};
+use engine::model::{EventRecord, RegistrationStatus};
+use engine::pool::PoolState;
+use engine::ports::{
+    EventQuery, Page, RegistrationView, Store, StoreError, StreamEvent, TicketView,
+};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::path::Path;
+
+/// Most index entries a filtered registration listing examines for one page, so a filter
+/// that matches little cannot turn one request into a scan of millions of keys.
+const SCAN_KEYS_MAX: usize = 10_000;
+
+/// Settings of the embedded database.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+    /// Background flush/compaction threads.
+    pub worker_threads: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 * 1024 * 1024,
+            worker_threads: 1,
+        }
+    }
+}
+
+/// The embedded database. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) db: Database,
+    /// Journal records: one stream's events of one flush.
+    pub(crate) journal: Keyspace,
+    /// Last sequence number per stream.
+    pub(crate) heads: Keyspace,
+    /// Latest pool snapshot per pool.
+    pub(crate) snapshots: Keyspace,
+    /// Event read model (the event stream's snapshot).
+    pub(crate) events: Keyspace,
+    /// Registration read model.
+    pub(crate) registrations: Keyspace,
+    /// Index: registrations by event.
+    pub(crate) reg_by_event: Keyspace,
+    /// Index: registrations by attendee e-mail.
+    pub(crate) reg_by_email: Keyspace,
+    /// Ticket read model.
+    pub(crate) tickets: Keyspace,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl Db {
+    /// Opens (or creates) the database in `path`.
+    pub fn open(path: &Path, options: &DbOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(err)?;
+        let db = Database::builder(path)
+            .cache_size(options.cache_bytes)
+            .worker_threads(options.worker_threads.max(1))
+            .open()
+            .map_err(err)?;
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(err)
+        };
+        Ok(Self {
+            journal: ks("journal")?,
+            heads: ks("heads")?,
+            snapshots: ks("snapshots")?,
+            events: ks("events")?,
+            registrations: ks("registrations")?,
+            reg_by_event: ks("reg_by_event")?,
+            reg_by_email: ks("reg_by_email")?,
+            tickets: ks("tickets")?,
+            db,
+        })
+    }
+
+    /// Flushes memtables to disk tables and syncs, so the next start replays little.
+    pub fn close(&self) -> Result<(), StoreError> {
+        for ks in self.all() {
+            ks.rotate_memtable_and_wait().map_err(err)?;
+        }
+        self.db.persist(PersistMode::SyncAll).map_err(err)
+    }
+
+    fn all(&self) -> [&Keyspace; 8] {
+        [
+            &self.journal,
+            &self.heads,
+            &self.snapshots,
+            &self.events,
+            &self.registrations,
+            &self.reg_by_event,
+            &self.reg_by_email,
+            &self.tickets,
+        ]
+    }
+
+    /// Last durable sequence number of a stream (0 if it has none).
+    pub fn head(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        Ok(match self.heads.get(stream.key()).map_err(err)? {
+            Some(bytes) => u64::from_be_bytes(bytes.as_ref().try_into().map_err(err)?),
+            None => 0,
+        })
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(
+        ks: &Keyspace,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match ks.get(key).map_err(err)? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Registrations named by an index prefix scan, starting after `after`.
+    fn registrations_in(
+        &self,
+        index: &Keyspace,
+        prefix: &[u8],
+        after: Option<RegistrationId>,
+        status: Option<RegistrationStatus>,
+        limit: usize,
+    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError> {
+        let mut start = prefix.to_vec();
+        match after {
+            Some(id) => {
+                start.extend_from_slice(id.as_bytes());
+                start.push(0); // strictly after the cursor
+            }
+            None => start.extend_from_slice(&[0u8; 16]),
+        }
+        let mut end = prefix.to_vec();
+        end.extend_from_slice(&[0xffu8; 17]);
+        let mut items: Vec<RegistrationView> = Vec::new();
+        let mut last_scanned = None;
+        for (scanned, guard) in index.range(start..end).enumerate() {
+            if scanned == SCAN_KEYS_MAX {
+                return Ok(Page {
+                    items,
+                    next: last_scanned,
+                });
+            }
+            let key = guard.key().map_err(err)?;
+            let Some(id) = keys::trailing_id(&key).map(RegistrationId) else {
+                continue;
+            };
+            if let Some(view) = self.registration(id)?
+                && status.is_none_or(|s| s == view.status)
+            {
+                if items.len() == limit {
+                    let next = items.last().map(|v| v.id);
+                    return Ok(Page { items, next });
+                }
+                items.push(view);
+            }
+            last_scanned = Some(id);
+        }
+        Ok(Page { items, next: None })
+    }
+}
+
+impl Store for Db {
+    fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+        Self::get(&self.events, id.as_bytes())
+    }
+
+    fn events(
+        &self,
+        query: &EventQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Page<EventRecord, EventId>, StoreError> {
+        let start = match query.after {
+            Some(id) => {
+                let mut k = id.as_bytes().to_vec();
+                k.push(0);
+                k
+            }
+            None => vec![],
+        };
+        let mut items = Vec::new();
+        for guard in self.events.range(start..) {
+            let (_, value) = guard.into_inner().map_err(err)?;
+            let record: EventRecord = decode(&value).map_err(err)?;
+            if !query.matches(&record, now) {
+                continue;
+            }
+            if items.len() == query.limit {
+                let next = items.last().map(|r: &EventRecord| r.id);
+                return Ok(Page { items, next });
+            }
+            items.push(record);
+        }
+        Ok(Page { items, next: None })
+    }
+
+    fn pool_snapshot(&self, id: PoolId) -> Result<Option<PoolState>, StoreError> {
+        Self::get(&self.snapshots, &StreamId::Pool(id).key())
+    }
+
+    fn replay(
+        &self,
+        stream: StreamId,
+        after_seq: u64,
+        f: &mut dyn FnMut(u64, StreamEvent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // Start at the record that holds `after_seq + 1` (the last one starting at or before it).
+        let first_wanted = after_seq + 1;
+        let start = self
+            .journal
+            .range(keys::journal(&stream, 0)..=keys::journal(&stream, first_wanted))
+            .next_back()
+            .map(|g| g.key().map_err(err))
+            .transpose()?
+            .map(|k| k.to_vec())
+            .unwrap_or_else(|| keys::journal(&stream, first_wanted).to_vec());
+        let end = keys::journal(&stream, u64::MAX);
+        let mut expected = first_wanted;
+        for guard in self.journal.range(start..=end.to_vec()) {
+            let (key, value) = guard.into_inner().map_err(err)?;
+            let first = keys::journal_seq(&key).ok_or_else(|| err("bad journal key"))?;
+            let record: JournalRecord = decode(&value).map_err(err)?;
+            for (i, event) in record.events.into_iter().enumerate() {
+                let seq = first + i as u64;
+                if seq < expected {
+                    continue;
+                }
+                if seq != expected {
+                    return Err(err(format!(
+                        "journal gap in {stream}: expected {expected}, found {seq}"
+                    )));
+                }
+                f(seq, event)?;
+                expected += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn registration(&self, id: RegistrationId) -> Result<Option<RegistrationView>, StoreError> {
+        Self::get(&self.registrations, id.as_bytes())
+    }
+
+    fn registrations_by_event(
+        &self,
+        event: EventId,
+        status: Option<RegistrationStatus>,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError> {
+        self.registrations_in(&self.reg_by_event, event.as_bytes(), after, status, limit)
+    }
+
+    fn registrations_by_email(
+        &self,
+        email: &str,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError> {
+        self.registrations_in(
+            &self.reg_by_email,
+            &keys::email_prefix(email),
+            after,
+            None,
+            limit,
+        )
+    }
+
+    fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
+        Self::get(&self.tickets, id.as_bytes())
+    }
+}

@@ -1,0 +1,221 @@
+//! The group-commit journal writer.
+//!
+//! One dedicated thread takes appends from the bounded queue, up to `batch_events_max`
+//! events or until `batch_wait_max` has passed since the first one, and then:
+//! 1. checks each append's first sequence number against its stream's head (a gap or a
+//!    duplicate is refused with `SequenceConflict`, and nothing of it is written);
+//! 2. merges each stream's accepted events into ONE journal record for this flush;
+//! 3. projects the read models and adds snapshots;
+//! 4. writes it all as one atomic fjall batch and fsyncs it (`SyncData`);
+//! 5. only then completes the appends, in order.
+//!
+//! A failed write or fsync is fatal: it is not retried (the kernel may have dropped the
+//! dirty pages), no pending append gets a success, the writer stops taking appends and calls
+//! `on_fatal`, whose job is to end the process so recovery from what is durable is the only
+//! way back.
+
+use crate::codec::{JOURNAL_VERSION, JournalRecord, encode};
+use crate::keys;
+use crate::projection::Overlay;
+use crate::store::Db;
+use engine::ids::StreamId;
+use engine::ports::{AppendRequest, JournalError, JournalReceiver, Snapshot, StreamEvent};
+use fjall::PersistMode;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Heads cached per stream before the cache is cleared (reloaded lazily from `heads`).
+const HEADS_CACHED_MAX: usize = 100_000;
+
+/// Group-commit settings.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// Most events in one durable batch.
+    pub batch_events_max: usize,
+    /// Longest a batch waits for more appends after its first one.
+    pub batch_wait_max: Duration,
+}
+
+/// The writer thread.
+pub struct JournalWriter {
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Callback run once when the journal fails; it must stop the process.
+pub type OnFatal = Box<dyn FnOnce(String) + Send>;
+
+impl JournalWriter {
+    /// Starts the writer on its own thread, consuming `rx` until every sender is dropped.
+    pub fn spawn(
+        db: Db,
+        rx: JournalReceiver,
+        config: JournalConfig,
+        on_fatal: OnFatal,
+    ) -> std::io::Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return on_fatal(format!("journal runtime: {e}")),
+                };
+                runtime.block_on(run(db, rx, config, on_fatal));
+            })?;
+        Ok(Self { thread })
+    }
+
+    /// Waits until the writer has drained its queue and stopped (all senders dropped).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: OnFatal) {
+    let mut heads: HashMap<StreamId, u64> = HashMap::new();
+    let mut batch: Vec<AppendRequest> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let deadline = tokio::time::Instant::now() + config.batch_wait_max;
+        let mut events = first.events.len();
+        batch.push(first);
+        while events < config.batch_events_max {
+            let next = match rx.try_recv() {
+                Ok(r) => r,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty)
+                    if !config.batch_wait_max.is_zero() =>
+                {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(r)) => r,
+                        _ => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            events += next.events.len();
+            batch.push(next);
+        }
+        metrics::gauge!("journal_queue_depth").set(rx.len() as f64);
+        if let Err(e) = flush(&db, &mut heads, &mut batch, events) {
+            tracing::error!(error = %e, "journal write failed; stopping");
+            metrics::counter!("journal_failures_total").increment(1);
+            for request in batch.drain(..) {
+                request.done.complete(Err(JournalError::Io(e.clone())));
+            }
+            rx.close();
+            while let Some(request) = rx.recv().await {
+                request.done.complete(Err(JournalError::Stopped));
+            }
+            return on_fatal(e);
+        }
+        if heads.len() > HEADS_CACHED_MAX {
+            heads.clear();
+        }
+    }
+    if let Err(e) = db.db.persist(PersistMode::SyncAll) {
+        on_fatal(format!("final persist: {e}"));
+    }
+}
+
+/// Writes one batch durably, then completes its appends. On error nothing is completed.
+fn flush(
+    db: &Db,
+    heads: &mut HashMap<StreamId, u64>,
+    batch: &mut Vec<AppendRequest>,
+    events: usize,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut records: Vec<(StreamId, u64, Vec<StreamEvent>)> = Vec::new();
+    let mut snapshots: HashMap<StreamId, Snapshot> = HashMap::new();
+    let mut overlay = Overlay::default();
+    let mut accepted = Vec::with_capacity(batch.len());
+    let mut refused = Vec::new();
+    for request in batch.drain(..) {
+        if request.events.is_empty() {
+            accepted.push(request.done); // a barrier: no sequence check
+            continue;
+        }
+        let head = match heads.get(&request.stream) {
+            Some(h) => *h,
+            None => db.head(&request.stream).map_err(|e| e.0)?,
+        };
+        if request.first_seq != head + 1 {
+            let conflict = JournalError::SequenceConflict {
+                stream: request.stream,
+                expected: head + 1,
+                got: request.first_seq,
+            };
+            tracing::error!(error = %conflict, "append refused");
+            metrics::counter!("journal_sequence_conflicts_total").increment(1);
+            heads.insert(request.stream, head);
+            refused.push((request.done, conflict));
+            continue;
+        }
+        heads.insert(request.stream, head + request.events.len() as u64);
+        if let StreamId::Pool(pool_id) = request.stream {
+            for event in &request.events {
+                if let StreamEvent::Pool(e) = event {
+                    overlay.project(db, pool_id, e)?;
+                }
+            }
+        }
+        match records
+            .iter_mut()
+            .rev()
+            .find(|(s, _, _)| *s == request.stream)
+        {
+            Some((_, _, events)) => events.extend(request.events),
+            None => records.push((request.stream, request.first_seq, request.events)),
+        }
+        if let Some(snapshot) = request.snapshot {
+            snapshots.insert(request.stream, snapshot);
+        }
+        accepted.push(request.done);
+    }
+    let mut wb = db.db.batch().durability(Some(PersistMode::SyncData));
+    for (stream, first_seq, events) in &records {
+        let last = first_seq + events.len() as u64 - 1;
+        let record = JournalRecord {
+            v: JOURNAL_VERSION,
+            events: events.clone(),
+        };
+        wb.insert(
+            &db.journal,
+            keys::journal(stream, *first_seq).to_vec(),
+            encode(&record)?,
+        );
+        wb.insert(
+            &db.heads,
+            stream.key().to_vec(),
+            last.to_be_bytes().to_vec(),
+        );
+    }
+    for (stream, snapshot) in &snapshots {
+        match snapshot {
+            Snapshot::Event(record) => {
+                wb.insert(&db.events, record.id.as_bytes().to_vec(), encode(record)?)
+            }
+            Snapshot::Pool(state) => wb.insert(
+                &db.snapshots,
+                stream.key().to_vec(),
+                encode(state.as_ref())?,
+            ),
+        }
+    }
+    overlay.write(db, &mut wb)?;
+    // One atomic write and one fsync for the whole batch.
+    if !wb.is_empty() {
+        wb.commit().map_err(|e| e.to_string())?;
+    }
+    metrics::histogram!("journal_batch_events").record(events as f64);
+    metrics::histogram!("journal_batch_appends").record(accepted.len() as f64);
+    metrics::histogram!("journal_flush_seconds").record(started.elapsed().as_secs_f64());
+    for done in accepted {
+        done.complete(Ok(()));
+    }
+    for (done, conflict) in refused {
+        done.complete(Err(conflict));
+    }
+    Ok(())
+}
