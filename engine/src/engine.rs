@@ -175,7 +175,7 @@ impl Engine {
                 StreamId::Event(id),
                 1,
                 vec![StreamEvent::Event(event)],
-                Some(Snapshot::Event(record.clone())),
+                Some(Snapshot::Event(Box::new(record.clone()))),
             )
             .await
             .map_err(|e| EngineError::Storage(e.to_string()))?;
@@ -254,7 +254,7 @@ impl Engine {
         let h = self.handle(id).await?;
         Ok(AvailabilityFeed {
             rx: h.shared.availability.subscribe(),
-            shared: h.shared.clone(),
+            shared: Arc::downgrade(&h.shared),
         })
     }
 
@@ -510,19 +510,23 @@ impl Engine {
 }
 
 /// Availability changes of one event, for push to subscribers.
+///
+/// The feed holds the event's shared state weakly: when the event actor stops (it failed,
+/// or the server is shutting down) the feed ends, and the subscriber subscribes again.
 pub struct AvailabilityFeed {
     rx: watch::Receiver<Availability>,
-    shared: Arc<EventShared>,
+    shared: std::sync::Weak<EventShared>,
 }
 
 impl AvailabilityFeed {
-    /// The current availability.
-    pub fn current(&mut self) -> EventAvailability {
+    /// The current availability, or `None` if the event stopped.
+    pub fn current(&mut self) -> Option<EventAvailability> {
+        let shared = self.shared.upgrade()?;
         let snapshot = self.rx.borrow_and_update().clone();
-        availability_view(&self.shared.record(), &snapshot)
+        Some(availability_view(&shared.record(), &snapshot))
     }
 
-    /// Waits for the next change. `false` when the event was passivated or stopped.
+    /// Waits for the next change. `false` when the event stopped.
     pub async fn changed(&mut self) -> bool {
         self.rx.changed().await.is_ok()
     }

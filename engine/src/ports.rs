@@ -31,7 +31,7 @@ pub enum StreamEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Snapshot {
     /// The event record (also the event read model).
-    Event(EventRecord),
+    Event(Box<EventRecord>),
     /// A pool's full state.
     Pool(Box<PoolState>),
 }

@@ -1,1 +1,7 @@
-//! placeholder
+//! The gateway: the registration engine's server. It is the composition root (storage,
+//! journal writer, engine, HTTP/WebSocket API) and the only crate that knows HTTP.
+
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod ticket_code;

@@ -10,6 +10,30 @@ use engine::pool::PoolEvent;
 use engine::ports::{RegistrationView, TicketView};
 use fjall::OwnedWriteBatch;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt::Display;
+use std::hash::Hash;
+
+/// The row `id` from the overlay, loading it from `keyspace` on first use in this batch.
+fn cached<'a, K, V>(
+    map: &'a mut HashMap<K, V>,
+    keyspace: &fjall::Keyspace,
+    id: K,
+    key: &[u8],
+) -> Result<&'a mut V, String>
+where
+    K: Eq + Hash + Display,
+    V: serde::de::DeserializeOwned,
+{
+    match map.entry(id) {
+        Entry::Occupied(e) => Ok(e.into_mut()),
+        Entry::Vacant(e) => {
+            let bytes = keyspace.get(key).map_err(|err| err.to_string())?;
+            let bytes = bytes.ok_or_else(|| format!("read model row {} missing", e.key()))?;
+            Ok(e.insert(decode(&bytes)?))
+        }
+    }
+}
 
 /// Rows changed by one batch, written at its end. Rows not yet in the overlay are read from
 /// the database (usually from the memtable: they were written moments ago).
@@ -28,30 +52,16 @@ impl Overlay {
         db: &Db,
         id: RegistrationId,
     ) -> Result<&'a mut RegistrationView, String> {
-        if !self.registrations.contains_key(&id) {
-            let bytes = db
-                .registrations
-                .get(id.as_bytes())
-                .map_err(|e| e.to_string())?;
-            let view: RegistrationView =
-                decode(&bytes.ok_or_else(|| format!("registration {id} missing"))?)?;
-            self.registrations.insert(id, view);
-        }
-        // Inserted just above if it was absent.
-        self.registrations
-            .get_mut(&id)
-            .ok_or_else(|| format!("registration {id} missing"))
+        cached(
+            &mut self.registrations,
+            &db.registrations,
+            id,
+            id.as_bytes(),
+        )
     }
 
     fn ticket<'a>(&'a mut self, db: &Db, id: TicketId) -> Result<&'a mut TicketView, String> {
-        if !self.tickets.contains_key(&id) {
-            let bytes = db.tickets.get(id.as_bytes()).map_err(|e| e.to_string())?;
-            let view: TicketView = decode(&bytes.ok_or_else(|| format!("ticket {id} missing"))?)?;
-            self.tickets.insert(id, view);
-        }
-        self.tickets
-            .get_mut(&id)
-            .ok_or_else(|| format!("ticket {id} missing"))
+        cached(&mut self.tickets, &db.tickets, id, id.as_bytes())
     }
 
     /// Applies one pool event to the read models.

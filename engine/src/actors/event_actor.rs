@@ -237,7 +237,7 @@ async fn commit_then<T: Send + 'static>(
         stream: StreamId::Event(state.record.id),
         first_seq: seq,
         events: vec![StreamEvent::Event(event)],
-        snapshot: Some(Snapshot::Event(state.record.clone())),
+        snapshot: Some(Snapshot::Event(Box::new(state.record.clone()))),
         done,
     };
     state.ctx.journal.append(request).await;

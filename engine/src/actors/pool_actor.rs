@@ -15,6 +15,9 @@ use tokio::task::JoinHandle;
 
 pub(crate) struct PoolActor;
 
+/// The task that sends `ExpireDue` at the next hold deadline.
+type ExpiryTimer = JoinHandle<Result<(), ractor::MessagingErr<PoolMsg>>>;
+
 pub(crate) struct PoolArgs {
     pub ctx: Arc<Ctx>,
     pub shared: Arc<EventShared>,
@@ -40,10 +43,7 @@ pub(crate) struct PoolActorState {
     shared: Arc<EventShared>,
     since_snapshot: u64,
     /// The armed expiry timer and its deadline.
-    timer: Option<(
-        DateTime<Utc>,
-        JoinHandle<Result<(), ractor::MessagingErr<PoolMsg>>>,
-    )>,
+    timer: Option<(DateTime<Utc>, ExpiryTimer)>,
 }
 
 /// Loads a pool from its latest snapshot plus the journal tail.

@@ -1,0 +1,295 @@
+//! The gateway's typed configuration: `config/default.toml` (or `--config`) plus
+//! environment overrides `REGENGINE__SECTION__KEY=value`. Unknown keys are rejected, and
+//! `validate` checks how limits relate, once, at start-up.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "REGENGINE__";
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server.
+    pub http: HttpConfig,
+    /// Embedded store and journal.
+    pub storage: StorageConfig,
+    /// Engine limits.
+    pub engine: EngineSection,
+    /// Idempotency-Key cache.
+    pub idempotency: IdempotencyConfig,
+    /// WebSocket hub.
+    pub websocket: WebSocketConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// HTTP server settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address (`127.0.0.1:0` picks a free port).
+    pub bind: SocketAddr,
+    /// Requests handled at once; the rest are shed with 503.
+    pub concurrency_max: usize,
+    /// Per-request timeout.
+    pub request_timeout_ms: u64,
+    /// Largest request body.
+    pub body_bytes_max: usize,
+    /// Graceful shutdown drain time.
+    pub shutdown_grace_ms: u64,
+    /// `Retry-After` sent with 503s.
+    pub retry_after_secs: u32,
+}
+
+/// Storage settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Block cache bytes.
+    pub cache_bytes: u64,
+    /// Background flush/compaction threads.
+    pub worker_threads: usize,
+    /// Most events per durable batch.
+    pub batch_events_max: usize,
+    /// Longest a batch waits for more appends, in microseconds.
+    pub batch_wait_max_us: u64,
+    /// Appends queued for the writer.
+    pub journal_queue_max: usize,
+}
+
+/// Engine limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Longest wait for an actor's answer.
+    pub call_timeout_ms: u64,
+    /// In-flight calls per pool actor.
+    pub pool_inflight_max: u32,
+    /// In-flight calls per event actor.
+    pub event_inflight_max: u32,
+    /// Default hold TTL.
+    pub hold_ttl_default_secs: u32,
+    /// Snapshot interval of pools, in events.
+    pub snapshot_every_events: u64,
+    /// Idle time before an event is passivated.
+    pub passivate_after_secs: u64,
+    /// Ticket types per event.
+    pub ticket_types_per_event_max: usize,
+    /// Events in memory at once.
+    pub events_active_max: usize,
+    /// Pool restarts an event tolerates.
+    pub pool_restarts_max: u32,
+}
+
+/// Idempotency cache settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// Responses remembered.
+    pub entries_max: usize,
+    /// How long a response is remembered.
+    pub ttl_secs: u64,
+}
+
+/// WebSocket settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Topics per connection.
+    pub subscriptions_max: usize,
+    /// Frames buffered per connection.
+    pub send_buffer_max: usize,
+    /// Pushes per second per topic per connection.
+    pub pushes_per_sec_max: u32,
+    /// Consecutive dropped pushes before disconnecting a lagging client.
+    pub lag_drops_max: u32,
+}
+
+/// Log settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` or `text`.
+    pub format: String,
+    /// `tracing` filter directive.
+    pub filter: String,
+}
+
+impl Config {
+    /// Reads `path` and applies the overrides found in `env`.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let keys: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            set_path(&mut table, &keys, &value).map_err(|e| format!("{name}: {e}"))?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| format!("configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values and how they relate.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (
+                self.http.concurrency_max > 0,
+                "http.concurrency_max must be > 0",
+            ),
+            (
+                self.http.body_bytes_max >= 1024,
+                "http.body_bytes_max must be >= 1024",
+            ),
+            (
+                self.http.request_timeout_ms > self.engine.call_timeout_ms,
+                "http.request_timeout_ms must exceed engine.call_timeout_ms",
+            ),
+            (
+                self.storage.batch_events_max > 0,
+                "storage.batch_events_max must be > 0",
+            ),
+            (
+                self.storage.journal_queue_max > 0,
+                "storage.journal_queue_max must be > 0",
+            ),
+            (
+                self.engine.pool_inflight_max > 0 && self.engine.event_inflight_max > 0,
+                "engine inflight bounds must be > 0",
+            ),
+            (
+                (1..=86_400).contains(&self.engine.hold_ttl_default_secs),
+                "engine.hold_ttl_default_secs must be 1..=86400",
+            ),
+            (
+                self.engine.snapshot_every_events > 0,
+                "engine.snapshot_every_events must be > 0",
+            ),
+            (
+                self.idempotency.entries_max > 0,
+                "idempotency.entries_max must be > 0",
+            ),
+            (
+                self.websocket.send_buffer_max > 0 && self.websocket.subscriptions_max > 0,
+                "websocket bounds must be > 0",
+            ),
+            (
+                (1..=100).contains(&self.websocket.pushes_per_sec_max),
+                "websocket.pushes_per_sec_max must be 1..=100",
+            ),
+            (
+                matches!(self.log.format.as_str(), "json" | "text"),
+                "log.format must be json or text",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, message)) => Err((*message).to_owned()),
+            None => Ok(()),
+        }
+    }
+
+    /// The engine's settings.
+    pub fn engine_config(&self) -> engine::EngineConfig {
+        let e = &self.engine;
+        engine::EngineConfig {
+            call_timeout: Duration::from_millis(e.call_timeout_ms),
+            pool_inflight_max: e.pool_inflight_max,
+            event_inflight_max: e.event_inflight_max,
+            hold_ttl_default_secs: e.hold_ttl_default_secs,
+            snapshot_every_events: e.snapshot_every_events,
+            passivate_after: Duration::from_secs(e.passivate_after_secs),
+            ticket_types_per_event_max: e.ticket_types_per_event_max,
+            events_active_max: e.events_active_max,
+            pool_restarts_max: e.pool_restarts_max,
+        }
+    }
+}
+
+/// Sets `keys` (a path of lower-case names) in `table` to `raw`, parsed as a TOML value when
+/// it is one (numbers, booleans) and as a string otherwise. Only existing keys may be set.
+fn set_path(table: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = keys.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for key in parents {
+        current = current
+            .get_mut(key)
+            .and_then(|v| v.as_table_mut())
+            .ok_or_else(|| format!("unknown section `{key}`"))?;
+    }
+    let existing = current
+        .get(last)
+        .ok_or_else(|| format!("unknown key `{last}`"))?;
+    let value = match existing {
+        toml::Value::String(_) => toml::Value::String(raw.to_owned()),
+        _ => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .ok_or_else(|| format!("`{raw}` is not a valid value"))?,
+    };
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml")
+    }
+
+    #[test]
+    fn default_file_loads_and_env_overrides_apply() {
+        let env = [
+            ("REGENGINE__HTTP__BIND".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "REGENGINE__ENGINE__HOLD_TTL_DEFAULT_SECS".to_owned(),
+                "42".to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let config = Config::load(&default_path(), env).unwrap();
+        assert_eq!(config.http.bind.port(), 0);
+        assert_eq!(config.engine.hold_ttl_default_secs, 42);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let env = [("REGENGINE__HTTP__BINDD".to_owned(), "x".to_owned())];
+        assert!(
+            Config::load(&default_path(), env)
+                .unwrap_err()
+                .contains("unknown key")
+        );
+        let env = [(
+            "REGENGINE__ENGINE__HOLD_TTL_DEFAULT_SECS".to_owned(),
+            "ten".to_owned(),
+        )];
+        assert!(Config::load(&default_path(), env).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = std::fs::read_to_string(default_path()).unwrap() + "\n[extra]\nx = 1\n";
+        std::fs::write(&path, text).unwrap();
+        assert!(
+            Config::load(&path, [])
+                .unwrap_err()
+                .contains("unknown field")
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! `ApiError`: every error the API answers, rendered as RFC 9457 `application/problem+json`
+//! with a stable `type` (and `code`) per kind of error, per-field `errors` for validation,
+//! and nothing internal in 5xx bodies (the cause is logged).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use engine::error::{DomainError, EngineError, FieldError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One invalid field.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemField {
+    /// The field (`quantity`, `attendee.email`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI reference identifying the kind of problem: `/problems/{code}`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// Stable machine-readable code (same as the last segment of `type`).
+    pub code: String,
+    /// Invalid fields, for validation errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+    /// For `already_checked_in`: when the ticket was first admitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_checked_in_at: Option<DateTime<Utc>>,
+    /// For `already_checked_in`: at which gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_gate: Option<String>,
+    /// For `sold_out`: seats left when the request was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<u32>,
+}
+
+/// An API error.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Refused by the domain.
+    Domain(DomainError),
+    /// The engine could not decide (overload, timeout, failure).
+    Engine(EngineError),
+    /// The body is not JSON.
+    MalformedJson(String),
+    /// The body is JSON of the wrong shape.
+    InvalidBody(Vec<FieldError>),
+    /// Content-Type is not JSON.
+    UnsupportedMediaType,
+    /// Body over the limit.
+    PayloadTooLarge(usize),
+    /// A path parameter is not a valid id.
+    InvalidPath(String),
+    /// A query parameter is invalid.
+    InvalidQuery(String),
+    /// No such route.
+    RouteNotFound,
+    /// Method not allowed on this route.
+    MethodNotAllowed,
+    /// Bad `Idempotency-Key` header.
+    InvalidIdempotencyKey,
+    /// The key was used before with another request.
+    IdempotencyKeyReused,
+    /// A request with the same key is still being processed.
+    IdempotencyInProgress,
+    /// Shed by the overload stack.
+    Overloaded,
+    /// The request took too long.
+    RequestTimeout,
+    /// Something broke; the cause is logged, not shown.
+    Internal(String),
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::Domain(e)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Domain(d) => ApiError::Domain(d),
+            other => ApiError::Engine(other),
+        }
+    }
+}
+
+/// Seconds clients are told to wait before retrying a 503. Set once at start-up.
+pub static RETRY_AFTER_SECS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+impl ApiError {
+    /// Status, code and title of this error.
+    pub fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::Domain(d) => match d {
+                DomainError::Validation(_) => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "Validation failed",
+                ),
+                DomainError::EventNotFound => (S::NOT_FOUND, "event_not_found", "Event not found"),
+                DomainError::TicketTypeNotFound => (
+                    S::NOT_FOUND,
+                    "ticket_type_not_found",
+                    "Ticket type not found",
+                ),
+                DomainError::PoolNotFound => {
+                    (S::UNPROCESSABLE_ENTITY, "pool_not_found", "Pool not found")
+                }
+                DomainError::RegistrationNotFound => (
+                    S::NOT_FOUND,
+                    "registration_not_found",
+                    "Registration not found",
+                ),
+                DomainError::TicketNotFound => {
+                    (S::NOT_FOUND, "ticket_not_found", "Ticket not found")
+                }
+                DomainError::InvalidTransition { .. } => (
+                    S::CONFLICT,
+                    "invalid_transition",
+                    "Invalid status transition",
+                ),
+                DomainError::EventNotOpen(_) => (S::CONFLICT, "event_not_open", "Event not open"),
+                DomainError::SoldOut { .. } => (S::CONFLICT, "sold_out", "Sold out"),
+                DomainError::InvalidRegistrationState { .. } => (
+                    S::CONFLICT,
+                    "invalid_registration_state",
+                    "Invalid registration state",
+                ),
+                DomainError::HoldExpired { .. } => (S::CONFLICT, "hold_expired", "Hold expired"),
+                DomainError::AlreadyCheckedIn { .. } => {
+                    (S::CONFLICT, "already_checked_in", "Already checked in")
+                }
+                DomainError::TicketRevoked => (S::CONFLICT, "ticket_revoked", "Ticket revoked"),
+                DomainError::WrongEvent => (S::CONFLICT, "wrong_event", "Ticket of another event"),
+                DomainError::IdempotencyMismatch => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "Idempotency key reused",
+                ),
+                DomainError::LimitReached(_) => (S::CONFLICT, "limit_reached", "Limit reached"),
+            },
+            ApiError::Engine(e) => match e {
+                EngineError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
+                EngineError::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Timed out"),
+                EngineError::Unavailable(_) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Temporarily unavailable",
+                ),
+                EngineError::Storage(_) | EngineError::Domain(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
+                }
+            },
+            ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            ApiError::InvalidBody(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "Invalid request body",
+            ),
+            ApiError::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            ApiError::PayloadTooLarge(_) => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            ApiError::InvalidPath(_) => (
+                S::BAD_REQUEST,
+                "invalid_path_parameter",
+                "Invalid path parameter",
+            ),
+            ApiError::InvalidQuery(_) => {
+                (S::BAD_REQUEST, "invalid_query", "Invalid query parameter")
+            }
+            ApiError::RouteNotFound => (S::NOT_FOUND, "not_found", "Not found"),
+            ApiError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            ApiError::InvalidIdempotencyKey => (
+                S::BAD_REQUEST,
+                "invalid_idempotency_key",
+                "Invalid Idempotency-Key header",
+            ),
+            ApiError::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+            ),
+            ApiError::IdempotencyInProgress => (
+                S::CONFLICT,
+                "idempotency_in_progress",
+                "Request in progress",
+            ),
+            ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
+            ApiError::RequestTimeout => (S::SERVICE_UNAVAILABLE, "timeout", "Timed out"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Domain(DomainError::Validation(_)) => "one or more fields are invalid".into(),
+            ApiError::Domain(d) => d.to_string(),
+            ApiError::Engine(EngineError::Overloaded) | ApiError::Overloaded => {
+                "the server is at capacity; retry after the Retry-After delay".into()
+            }
+            ApiError::Engine(EngineError::Timeout) | ApiError::RequestTimeout => {
+                "the request did not complete in time; retry with the same Idempotency-Key".into()
+            }
+            ApiError::Engine(EngineError::Unavailable(_)) => {
+                "temporarily unavailable; retry shortly".into()
+            }
+            ApiError::Engine(_) | ApiError::Internal(_) => "an internal error occurred".into(),
+            ApiError::MalformedJson(m) => format!("the body is not valid JSON: {m}"),
+            ApiError::InvalidBody(_) => "the body does not match the expected schema".into(),
+            ApiError::UnsupportedMediaType => "send the body as application/json".into(),
+            ApiError::PayloadTooLarge(max) => format!("the body exceeds {max} bytes"),
+            ApiError::InvalidPath(m) | ApiError::InvalidQuery(m) => m.clone(),
+            ApiError::RouteNotFound => "no such resource".into(),
+            ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
+            ApiError::InvalidIdempotencyKey => {
+                "Idempotency-Key must be 1 to 255 printable ASCII characters".into()
+            }
+            ApiError::IdempotencyKeyReused => {
+                "this Idempotency-Key was used with a different request".into()
+            }
+            ApiError::IdempotencyInProgress => {
+                "a request with this Idempotency-Key is still in progress".into()
+            }
+        }
+    }
+
+    /// The problem document.
+    pub fn problem(&self) -> Problem {
+        let (status, code, title) = self.kind();
+        let errors = match self {
+            ApiError::Domain(DomainError::Validation(fields)) | ApiError::InvalidBody(fields) => {
+                fields
+                    .iter()
+                    .map(|f| ProblemField {
+                        field: f.field.clone(),
+                        message: f.message.clone(),
+                    })
+                    .collect()
+            }
+            _ => vec![],
+        };
+        let (first_checked_in_at, first_gate) = match self {
+            ApiError::Domain(DomainError::AlreadyCheckedIn { at, gate }) => {
+                (Some(*at), gate.clone())
+            }
+            _ => (None, None),
+        };
+        let available = match self {
+            ApiError::Domain(DomainError::SoldOut { available }) => Some(*available),
+            _ => None,
+        };
+        Problem {
+            type_: format!("/problems/{code}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: code.into(),
+            errors,
+            first_checked_in_at,
+            first_gate,
+            available,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _, _) = self.kind();
+        if status.is_server_error() {
+            match &self {
+                ApiError::Engine(EngineError::Storage(cause)) | ApiError::Internal(cause) => {
+                    tracing::error!(cause = %cause, "internal error")
+                }
+                other => tracing::debug!(error = ?other, "request shed or unavailable"),
+            }
+        }
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            let secs = RETRY_AFTER_SECS.load(std::sync::atomic::Ordering::Relaxed);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

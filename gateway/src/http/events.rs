@@ -1,0 +1,428 @@
+//! Events, their lifecycle, ticket types and availability.
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, ApiQuery, PathId};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use engine::EventAvailability;
+use engine::error::FieldError;
+use engine::ids::{EventId, PoolId};
+use engine::model::{
+    EventPatch, EventRecord, EventStatus, NewEvent, NewTicketType, SeatSource, TicketType,
+};
+use engine::ports::{EventQuery, When};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Largest page of the event list.
+const PAGE_LIMIT_MAX: usize = 200;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/events", post(create_event).get(list_events))
+        .route("/api/v1/events/{id}", get(get_event).patch(update_event))
+        .route("/api/v1/events/{id}/publish", post(publish_event))
+        .route("/api/v1/events/{id}/cancel", post(cancel_event))
+        .route("/api/v1/events/{id}/complete", post(complete_event))
+        .route("/api/v1/events/{id}/ticket-types", post(create_ticket_type))
+        .route("/api/v1/events/{id}/availability", get(availability))
+}
+
+/// Body of `POST /api/v1/events`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEvent {
+    /// 1 to 200 characters.
+    pub title: String,
+    /// Up to 10,000 characters.
+    #[serde(default)]
+    pub description: String,
+    /// Where.
+    pub venue: Option<String>,
+    /// Category for filtering.
+    pub category: Option<String>,
+    /// Start (RFC 3339).
+    pub starts_at: DateTime<Utc>,
+    /// End, after the start.
+    pub ends_at: DateTime<Utc>,
+    /// Hold TTL in seconds (1..=86400); server default if absent.
+    pub hold_ttl_secs: Option<u32>,
+}
+
+/// Body of `PATCH /api/v1/events/{id}`: fields to change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEvent {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New venue.
+    pub venue: Option<String>,
+    /// New category.
+    pub category: Option<String>,
+    /// New start.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// New end.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// New hold TTL.
+    pub hold_ttl_secs: Option<u32>,
+}
+
+/// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
+/// `pool_id` to share an existing pool of the event.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTicketType {
+    /// Name.
+    pub name: String,
+    /// Price per seat in minor units (cents).
+    pub price_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Seats of a new pool for this ticket type.
+    pub capacity: Option<u32>,
+    /// Share this existing pool instead.
+    pub pool_id: Option<Uuid>,
+    /// Most seats per registration (1..=100, default 10).
+    pub max_per_order: Option<u16>,
+}
+
+/// A ticket type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketTypeDto {
+    id: Uuid,
+    name: String,
+    price_minor: i64,
+    currency: String,
+    pool_id: Uuid,
+    /// Capacity of the pool (shared with other ticket types of the pool).
+    capacity: u32,
+    max_per_order: u16,
+    created_at: DateTime<Utc>,
+}
+
+/// An event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDto {
+    id: Uuid,
+    title: String,
+    description: String,
+    venue: Option<String>,
+    category: Option<String>,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    hold_ttl_secs: u32,
+    /// draft, published, canceled or completed.
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    ticket_types: Vec<TicketTypeDto>,
+    /// Sequence number of the event's last change.
+    version: u64,
+}
+
+fn ticket_type_dto(record: &EventRecord, tt: &TicketType) -> TicketTypeDto {
+    TicketTypeDto {
+        id: tt.id.0,
+        name: tt.name.clone(),
+        price_minor: tt.price_minor,
+        currency: tt.currency.clone(),
+        pool_id: tt.pool_id.0,
+        capacity: record.pool(tt.pool_id).map_or(0, |p| p.capacity),
+        max_per_order: tt.max_per_order,
+        created_at: tt.created_at,
+    }
+}
+
+impl From<&EventRecord> for EventDto {
+    fn from(r: &EventRecord) -> Self {
+        EventDto {
+            id: r.id.0,
+            title: r.title.clone(),
+            description: r.description.clone(),
+            venue: r.venue.clone(),
+            category: r.category.clone(),
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            hold_ttl_secs: r.hold_ttl_secs,
+            status: r.status.as_str().to_owned(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            ticket_types: r
+                .ticket_types
+                .iter()
+                .map(|tt| ticket_type_dto(r, tt))
+                .collect(),
+            version: r.version,
+        }
+    }
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    items: Vec<EventDto>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_cursor: Option<Uuid>,
+}
+
+/// Filters of `GET /api/v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventListParams {
+    /// draft, published, canceled or completed.
+    status: Option<String>,
+    /// Text in title, description or venue.
+    q: Option<String>,
+    /// Starting at or after (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// Starting before (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    /// Category.
+    category: Option<String>,
+    /// upcoming or past.
+    when: Option<String>,
+    /// Cursor from the previous page.
+    after: Option<Uuid>,
+    /// Page size, 1..=200 (default 50).
+    limit: Option<usize>,
+}
+
+/// Availability of one ticket type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketTypeAvailabilityDto {
+    ticket_type_id: Uuid,
+    name: String,
+    capacity: u32,
+    held: u32,
+    confirmed: u32,
+    available: u32,
+}
+
+/// Availability of an event; `version` grows with every change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AvailabilityDto {
+    pub(crate) event_id: Uuid,
+    pub(crate) status: String,
+    pub(crate) version: u64,
+    pub(crate) ticket_types: Vec<TicketTypeAvailabilityDto>,
+}
+
+impl From<&EventAvailability> for AvailabilityDto {
+    fn from(a: &EventAvailability) -> Self {
+        AvailabilityDto {
+            event_id: a.event_id.0,
+            status: a.status.as_str().to_owned(),
+            version: a.version,
+            ticket_types: a
+                .ticket_types
+                .iter()
+                .map(|t| TicketTypeAvailabilityDto {
+                    ticket_type_id: t.ticket_type.id.0,
+                    name: t.ticket_type.name.clone(),
+                    capacity: t.capacity,
+                    held: t.held,
+                    confirmed: t.confirmed,
+                    available: t.available,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn created(record: &EventRecord) -> impl IntoResponse + use<> {
+    let location = format!("/api/v1/events/{}", record.id);
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(EventDto::from(record)),
+    )
+}
+
+/// Create a draft event.
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = CreateEvent,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry key")),
+    responses((status = 201, body = EventDto), (status = 400, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn create_event(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateEvent>,
+) -> ApiResult<impl IntoResponse> {
+    let new = NewEvent {
+        title: body.title,
+        description: body.description,
+        venue: body.venue,
+        category: body.category,
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        hold_ttl_secs: body.hold_ttl_secs,
+    };
+    let record = state.engine.create_event(new).await?;
+    Ok(created(&record))
+}
+
+/// List and search events.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventListParams),
+    responses((status = 200, body = EventPage), (status = 400, body = Problem)))]
+pub(crate) async fn list_events(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<EventListParams>,
+) -> ApiResult<Json<EventPage>> {
+    let status = match p.status.as_deref() {
+        None => None,
+        Some("draft") => Some(EventStatus::Draft),
+        Some("published") => Some(EventStatus::Published),
+        Some("canceled") => Some(EventStatus::Canceled),
+        Some("completed") => Some(EventStatus::Completed),
+        Some(other) => return Err(ApiError::InvalidQuery(format!("unknown status `{other}`"))),
+    };
+    let when = match p.when.as_deref() {
+        None => None,
+        Some("upcoming") => Some(When::Upcoming),
+        Some("past") => Some(When::Past),
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "`when` must be upcoming or past, not `{other}`"
+            )));
+        }
+    };
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!(
+            "limit must be between 1 and {PAGE_LIMIT_MAX}"
+        )));
+    }
+    let query = EventQuery {
+        status,
+        text: p.q.filter(|q| !q.is_empty()),
+        from: p.from,
+        to: p.to,
+        category: p.category,
+        when,
+        after: p.after.map(EventId),
+        limit,
+    };
+    let page = state.engine.events(&query)?;
+    Ok(Json(EventPage {
+        items: page.items.iter().map(EventDto::from).collect(),
+        next_cursor: page.next.map(|id| id.0),
+    }))
+}
+
+/// Read an event.
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn get_event(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+) -> ApiResult<Json<EventDto>> {
+    Ok(Json(EventDto::from(&state.engine.event(id)?)))
+}
+
+/// Change an event's settings.
+#[utoipa::path(patch, path = "/api/v1/events/{id}", tag = "events", params(("id" = Uuid, Path)), request_body = UpdateEvent,
+    responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn update_event(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+    ApiJson(body): ApiJson<UpdateEvent>,
+) -> ApiResult<Json<EventDto>> {
+    let patch = EventPatch {
+        title: body.title,
+        description: body.description,
+        venue: body.venue,
+        category: body.category,
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+        hold_ttl_secs: body.hold_ttl_secs,
+    };
+    Ok(Json(EventDto::from(
+        &state.engine.update_event(id, patch).await?,
+    )))
+}
+
+async fn transition(state: AppState, id: EventId, to: EventStatus) -> ApiResult<Json<EventDto>> {
+    Ok(Json(EventDto::from(
+        &state.engine.transition_event(id, to).await?,
+    )))
+}
+
+/// Publish a draft: ticket sales open.
+#[utoipa::path(post, path = "/api/v1/events/{id}/publish", tag = "events", params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn publish_event(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+) -> ApiResult<Json<EventDto>> {
+    transition(state, id, EventStatus::Published).await
+}
+
+/// Cancel an event: sales and check-in stop.
+#[utoipa::path(post, path = "/api/v1/events/{id}/cancel", tag = "events", params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(crate) async fn cancel_event(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+) -> ApiResult<Json<EventDto>> {
+    transition(state, id, EventStatus::Canceled).await
+}
+
+/// Complete a published event.
+#[utoipa::path(post, path = "/api/v1/events/{id}/complete", tag = "events", params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(crate) async fn complete_event(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+) -> ApiResult<Json<EventDto>> {
+    transition(state, id, EventStatus::Completed).await
+}
+
+/// Add a ticket type, with a new pool (`capacity`) or sharing one (`pool_id`).
+#[utoipa::path(post, path = "/api/v1/events/{id}/ticket-types", tag = "events", params(("id" = Uuid, Path)),
+    request_body = CreateTicketType,
+    responses((status = 201, body = TicketTypeDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn create_ticket_type(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+    ApiJson(body): ApiJson<CreateTicketType>,
+) -> ApiResult<impl IntoResponse> {
+    let seats = match (body.capacity, body.pool_id) {
+        (Some(capacity), None) => SeatSource::NewPool { capacity },
+        (None, Some(pool)) => SeatSource::SharedPool(PoolId(pool)),
+        _ => {
+            return Err(engine::error::DomainError::Validation(vec![FieldError::new(
+                "capacity",
+                "give exactly one of capacity (a new pool) or pool_id (a shared pool)",
+            )])
+            .into());
+        }
+    };
+    let new = NewTicketType {
+        name: body.name,
+        price_minor: body.price_minor,
+        currency: body.currency,
+        seats,
+        max_per_order: body.max_per_order.unwrap_or(10),
+    };
+    let (record, tt) = state.engine.create_ticket_type(id, new).await?;
+    Ok((StatusCode::CREATED, Json(ticket_type_dto(&record, &tt))))
+}
+
+/// Seats per ticket type, as published after the last decision.
+#[utoipa::path(get, path = "/api/v1/events/{id}/availability", tag = "events", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AvailabilityDto), (status = 404, body = Problem)))]
+pub(crate) async fn availability(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+) -> ApiResult<Json<AvailabilityDto>> {
+    Ok(Json(AvailabilityDto::from(
+        &state.engine.availability(id).await?,
+    )))
+}

@@ -1,0 +1,103 @@
+//! Extractors that report rejections as problem+json: a JSON body extractor that tells
+//! syntax errors (400) from shape errors with the offending field (422), and a path id
+//! extractor that rejects malformed UUIDs with 400.
+
+use super::error::ApiError;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use engine::error::FieldError;
+use serde::de::DeserializeOwned;
+
+/// A JSON body. Requires `Content-Type: application/json`; the body limit is enforced by
+/// the router's `DefaultBodyLimit`.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = super::body_limit();
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body into `T`, classifying errors.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ApiError::MalformedJson(inner.to_string()));
+            }
+            let field = if path == "." || path.is_empty() {
+                "body".to_owned()
+            } else {
+                path
+            };
+            return Err(ApiError::InvalidBody(vec![FieldError::new(
+                field,
+                strip_position(&inner.to_string()),
+            )]));
+        }
+    };
+    // Trailing characters after the document are a syntax error.
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// A UUID path parameter (the last one of the route).
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: From<uuid::Uuid>> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw): axum::extract::Path<String> =
+            axum::extract::Path::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::InvalidPath(e.body_text()))?;
+        raw.parse::<uuid::Uuid>()
+            .map(|id| PathId(T::from(id)))
+            .map_err(|_| ApiError::InvalidPath(format!("`{raw}` is not a UUID")))
+    }
+}
+
+/// Query parameters, rejected with problem+json.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::InvalidQuery(e.body_text()))
+    }
+}

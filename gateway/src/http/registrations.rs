@@ -1,0 +1,378 @@
+//! Registrations (holds, confirm, cancel, listings), tickets and check-in.
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, ApiQuery, PathId};
+use super::idempotency::{IdempotencyContext, scoped_digest};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use chrono::{DateTime, Utc};
+use engine::HoldRequest;
+use engine::error::{DomainError, FieldError};
+use engine::ids::{EventId, RegistrationId, TicketId, TicketTypeId};
+use engine::model::RegistrationStatus;
+use engine::pool::IdempotencyToken;
+use engine::ports::{RegistrationView, TicketView};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Largest page of registration listings.
+const PAGE_LIMIT_MAX: usize = 500;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/events/{id}/registrations",
+            post(create_registration).get(list_event_registrations),
+        )
+        .route("/api/v1/registrations", get(list_registrations_by_email))
+        .route("/api/v1/registrations/{id}", get(get_registration))
+        .route(
+            "/api/v1/registrations/{id}/confirm",
+            post(confirm_registration),
+        )
+        .route(
+            "/api/v1/registrations/{id}/cancel",
+            post(cancel_registration),
+        )
+        .route("/api/v1/events/{id}/check-ins", post(check_in))
+        .route("/api/v1/tickets/{id}", get(get_ticket))
+}
+
+/// Who a registration is for.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttendeeDto {
+    /// Full name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+}
+
+/// Body of `POST /api/v1/events/{id}/registrations`: hold seats.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRegistration {
+    /// The ticket type.
+    pub ticket_type_id: Uuid,
+    /// Seats, 1..=max_per_order of the ticket type.
+    pub quantity: i64,
+    /// Who it is for.
+    pub attendee: AttendeeDto,
+}
+
+/// An issued ticket with the code its QR carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedTicket {
+    id: Uuid,
+    code: String,
+}
+
+/// A registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationDto {
+    id: Uuid,
+    event_id: Uuid,
+    ticket_type_id: Uuid,
+    quantity: u16,
+    /// held, confirmed, canceled or expired.
+    status: String,
+    attendee: AttendeeDto,
+    created_at: DateTime<Utc>,
+    /// When the hold runs (or ran) out.
+    expires_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// Tickets, once confirmed.
+    tickets: Vec<IssuedTicket>,
+}
+
+fn registration_dto(state: &AppState, v: RegistrationView) -> RegistrationDto {
+    RegistrationDto {
+        id: v.id.0,
+        event_id: v.event_id.0,
+        ticket_type_id: v.ticket_type_id.0,
+        quantity: v.quantity,
+        status: v.status.as_str().to_owned(),
+        attendee: AttendeeDto {
+            name: v.attendee.name,
+            email: v.attendee.email,
+        },
+        created_at: v.created_at,
+        expires_at: v.expires_at,
+        updated_at: v.updated_at,
+        tickets: v
+            .tickets
+            .iter()
+            .map(|t| IssuedTicket {
+                id: t.0,
+                code: state.codes.encode(t),
+            })
+            .collect(),
+    }
+}
+
+/// A page of registrations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegistrationPage {
+    items: Vec<RegistrationDto>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_cursor: Option<Uuid>,
+}
+
+/// Paging and filter of registration listings.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationListParams {
+    /// held, confirmed, canceled or expired.
+    status: Option<String>,
+    /// Cursor from the previous page.
+    after: Option<Uuid>,
+    /// Page size, 1..=500 (default 100).
+    limit: Option<usize>,
+}
+
+/// Lookup of registrations by attendee e-mail.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EmailParams {
+    /// Attendee e-mail.
+    email: String,
+    /// Cursor from the previous page.
+    after: Option<Uuid>,
+    /// Page size, 1..=500 (default 100).
+    limit: Option<usize>,
+}
+
+fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(100);
+    if (1..=PAGE_LIMIT_MAX).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::InvalidQuery(format!(
+            "limit must be between 1 and {PAGE_LIMIT_MAX}"
+        )))
+    }
+}
+
+/// Hold seats. Answers 201 with the held registration; retrying with the same
+/// `Idempotency-Key` and body returns the same registration.
+#[utoipa::path(post, path = "/api/v1/events/{id}/registrations", tag = "registrations", params(("id" = Uuid, Path),
+    ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body never book twice")),
+    request_body = CreateRegistration,
+    responses((status = 201, body = RegistrationDto), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "sold_out or event_not_open", body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 503, description = "overloaded; retry after Retry-After", body = Problem)))]
+pub(crate) async fn create_registration(
+    State(state): State<AppState>,
+    PathId(event_id): PathId<EventId>,
+    idempotency: Option<Extension<IdempotencyContext>>,
+    ApiJson(body): ApiJson<CreateRegistration>,
+) -> ApiResult<impl IntoResponse> {
+    let idempotency = idempotency.map(|Extension(ctx)| IdempotencyToken {
+        key: scoped_digest(event_id.as_bytes(), &ctx.key),
+        request: ctx.fingerprint,
+    });
+    let request = HoldRequest {
+        event_id,
+        ticket_type_id: TicketTypeId(body.ticket_type_id),
+        quantity: body.quantity,
+        attendee_name: body.attendee.name,
+        attendee_email: body.attendee.email,
+        idempotency,
+    };
+    let (view, _replayed) = state.engine.hold(request).await?;
+    let location = format!("/api/v1/registrations/{}", view.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(registration_dto(&state, view)),
+    ))
+}
+
+/// Read a registration.
+#[utoipa::path(get, path = "/api/v1/registrations/{id}", tag = "registrations", params(("id" = Uuid, Path)),
+    responses((status = 200, body = RegistrationDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn get_registration(
+    State(state): State<AppState>,
+    PathId(id): PathId<RegistrationId>,
+) -> ApiResult<Json<RegistrationDto>> {
+    let view = state.engine.registration(id)?;
+    Ok(Json(registration_dto(&state, view)))
+}
+
+/// Confirm a hold (after payment): issues one ticket per seat. Confirming twice returns
+/// the confirmed registration.
+#[utoipa::path(post, path = "/api/v1/registrations/{id}/confirm", tag = "registrations", params(("id" = Uuid, Path)),
+    responses((status = 200, body = RegistrationDto), (status = 404, body = Problem),
+        (status = 409, description = "hold_expired or invalid_registration_state", body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn confirm_registration(
+    State(state): State<AppState>,
+    PathId(id): PathId<RegistrationId>,
+) -> ApiResult<Json<RegistrationDto>> {
+    let view = state.engine.confirm(id).await?;
+    Ok(Json(registration_dto(&state, view)))
+}
+
+/// Cancel a hold or a confirmed registration; the seats return to the pool.
+#[utoipa::path(post, path = "/api/v1/registrations/{id}/cancel", tag = "registrations", params(("id" = Uuid, Path)),
+    responses((status = 200, body = RegistrationDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn cancel_registration(
+    State(state): State<AppState>,
+    PathId(id): PathId<RegistrationId>,
+) -> ApiResult<Json<RegistrationDto>> {
+    let view = state.engine.cancel_registration(id).await?;
+    Ok(Json(registration_dto(&state, view)))
+}
+
+fn parse_status(status: Option<String>) -> ApiResult<Option<RegistrationStatus>> {
+    status
+        .map(|s| {
+            RegistrationStatus::parse(&s)
+                .ok_or_else(|| ApiError::InvalidQuery(format!("unknown status `{s}`")))
+        })
+        .transpose()
+}
+
+/// Registrations of an event, by creation order.
+#[utoipa::path(get, path = "/api/v1/events/{id}/registrations", tag = "registrations", params(("id" = Uuid, Path), RegistrationListParams),
+    responses((status = 200, body = RegistrationPage), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn list_event_registrations(
+    State(state): State<AppState>,
+    PathId(id): PathId<EventId>,
+    ApiQuery(p): ApiQuery<RegistrationListParams>,
+) -> ApiResult<Json<RegistrationPage>> {
+    let page = state.engine.registrations_by_event(
+        id,
+        parse_status(p.status)?,
+        p.after.map(RegistrationId),
+        page_limit(p.limit)?,
+    )?;
+    Ok(Json(RegistrationPage {
+        next_cursor: page.next.map(|id| id.0),
+        items: page
+            .items
+            .into_iter()
+            .map(|v| registration_dto(&state, v))
+            .collect(),
+    }))
+}
+
+/// Registrations for an attendee e-mail.
+#[utoipa::path(get, path = "/api/v1/registrations", tag = "registrations", params(EmailParams),
+    responses((status = 200, body = RegistrationPage), (status = 400, body = Problem)))]
+pub(crate) async fn list_registrations_by_email(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<EmailParams>,
+) -> ApiResult<Json<RegistrationPage>> {
+    let page = state.engine.registrations_by_email(
+        &p.email,
+        p.after.map(RegistrationId),
+        page_limit(p.limit)?,
+    )?;
+    Ok(Json(RegistrationPage {
+        next_cursor: page.next.map(|id| id.0),
+        items: page
+            .items
+            .into_iter()
+            .map(|v| registration_dto(&state, v))
+            .collect(),
+    }))
+}
+
+/// Body of a check-in scan.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInBody {
+    /// The code from the ticket's QR.
+    pub ticket_code: String,
+    /// The gate scanning, 1..=64 characters.
+    pub gate: Option<String>,
+}
+
+/// An admission.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckInDto {
+    /// Always `admitted` (refusals are problem documents).
+    result: String,
+    ticket_id: Uuid,
+    registration_id: Uuid,
+    ticket_type_id: Uuid,
+    admitted_at: DateTime<Utc>,
+    gate: Option<String>,
+}
+
+/// Admit a ticket, exactly once. A second scan gets 409 `already_checked_in` naming when
+/// and at which gate the ticket was first admitted.
+#[utoipa::path(post, path = "/api/v1/events/{id}/check-ins", tag = "check-in", params(("id" = Uuid, Path)),
+    request_body = CheckInBody,
+    responses((status = 200, body = CheckInDto), (status = 404, description = "ticket_not_found (also for forged codes)", body = Problem),
+        (status = 409, description = "already_checked_in, ticket_revoked, wrong_event, event_not_open", body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn check_in(
+    State(state): State<AppState>,
+    PathId(event_id): PathId<EventId>,
+    ApiJson(body): ApiJson<CheckInBody>,
+) -> ApiResult<Json<CheckInDto>> {
+    if body.ticket_code.len() > 128 {
+        return Err(
+            DomainError::Validation(vec![FieldError::new("ticket_code", "too long")]).into(),
+        );
+    }
+    let ticket_id = state
+        .codes
+        .decode(&body.ticket_code)
+        .ok_or(DomainError::TicketNotFound)?;
+    let (ticket, admission) = state
+        .engine
+        .check_in(event_id, ticket_id, body.gate)
+        .await?;
+    Ok(Json(CheckInDto {
+        result: "admitted".into(),
+        ticket_id: ticket.id.0,
+        registration_id: ticket.registration_id.0,
+        ticket_type_id: ticket.ticket_type_id.0,
+        admitted_at: admission.at,
+        gate: admission.gate,
+    }))
+}
+
+/// A ticket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketDto {
+    id: Uuid,
+    registration_id: Uuid,
+    event_id: Uuid,
+    ticket_type_id: Uuid,
+    code: String,
+    issued_at: DateTime<Utc>,
+    checked_in_at: Option<DateTime<Utc>>,
+    gate: Option<String>,
+}
+
+fn ticket_dto(state: &AppState, t: TicketView) -> TicketDto {
+    TicketDto {
+        id: t.id.0,
+        registration_id: t.registration_id.0,
+        event_id: t.event_id.0,
+        ticket_type_id: t.ticket_type_id.0,
+        code: state.codes.encode(&t.id),
+        issued_at: t.issued_at,
+        checked_in_at: t.admission.as_ref().map(|a| a.at),
+        gate: t.admission.and_then(|a| a.gate),
+    }
+}
+
+/// Read a ticket.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "check-in", params(("id" = Uuid, Path)),
+    responses((status = 200, body = TicketDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn get_ticket(
+    State(state): State<AppState>,
+    PathId(id): PathId<TicketId>,
+) -> ApiResult<Json<TicketDto>> {
+    let ticket = state.engine.ticket(id)?;
+    Ok(Json(ticket_dto(&state, ticket)))
+}

@@ -1,0 +1,249 @@
+//! WebSocket hub at `/api/v1/ws`. JSON text frames.
+//!
+//! Client → server: `{"type":"subscribe","topic":"event:{id}"}`, `{"type":"unsubscribe",
+//! "topic":…}`, `{"type":"ping"}`. Server → client: `subscribed`, `unsubscribed`, `pong`,
+//! `error` (`code`, `detail`), and `availability` (`topic`, `data` = the availability
+//! document with its `version`).
+//!
+//! Each connection is two tasks: this reader and a writer draining a bounded queue of
+//! `send_buffer_max` frames (one aborts the other). Each subscription pushes full snapshots,
+//! coalesced to at most `pushes_per_sec_max` per second. A push that finds the queue full is
+//! dropped and retried with the then-latest snapshot (a snapshot supersedes older ones, so
+//! the client resyncs); after `lag_drops_max` consecutive drops the client is disconnected.
+//! Memory per connection is bounded either way.
+
+use super::AppState;
+use super::events::AvailabilityDto;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use engine::ids::EventId;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+/// Limits of the hub.
+#[derive(Clone, Debug)]
+pub struct WsSettings {
+    /// Topics per connection.
+    pub subscriptions_max: usize,
+    /// Frames queued per connection.
+    pub send_buffer_max: usize,
+    /// Shortest time between two pushes of one topic to one connection.
+    pub push_interval: Duration,
+    /// Consecutive dropped pushes before the client is disconnected.
+    pub lag_drops_max: u32,
+}
+
+/// Largest frame a client may send.
+const CLIENT_FRAME_BYTES_MAX: usize = 4096;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/ws", get(upgrade))
+}
+
+/// Open the WebSocket hub.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "realtime",
+    responses((status = 101, description = "switching to the WebSocket protocol")))]
+pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    // Small buffers: axum's 128 KiB default read buffer would cost 1.3 GB per 10k clients.
+    ws.read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(CLIENT_FRAME_BYTES_MAX)
+        .max_frame_size(CLIENT_FRAME_BYTES_MAX)
+        .on_upgrade(move |socket| session(state, socket))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Subscribe { topic: String },
+    Unsubscribe { topic: String },
+    Ping,
+}
+
+fn text(value: serde_json::Value) -> Message {
+    Message::text(value.to_string())
+}
+
+fn error(code: &str, detail: &str) -> Message {
+    text(json!({"type": "error", "code": code, "detail": detail}))
+}
+
+struct Connection {
+    tx: mpsc::Sender<Message>,
+    lag: Arc<AtomicU32>,
+    kicked: Arc<Notify>,
+}
+
+async fn session(state: AppState, socket: WebSocket) {
+    metrics::gauge!("ws_connections").increment(1.0);
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(state.ws.send_buffer_max);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let conn = Connection {
+        tx,
+        lag: Arc::new(AtomicU32::new(0)),
+        kicked: Arc::new(Notify::new()),
+    };
+    let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(t))) => on_message(&state, &conn, &mut subscriptions, t.as_str()).await,
+                Some(Ok(Message::Binary(_))) => reply(&conn, error("unsupported_frame", "send JSON text frames")),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {} // ping/pong are answered by the protocol layer
+            },
+            _ = conn.kicked.notified() => {
+                metrics::counter!("ws_clients_dropped_total", "reason" => "lagging").increment(1);
+                break;
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    for (_, task) in subscriptions {
+        task.abort();
+    }
+    drop(conn);
+    // The writer ends when the queue's last sender is gone; don't wait on a stuck socket.
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    metrics::gauge!("ws_connections").decrement(1.0);
+}
+
+/// Control replies skip the lag accounting; a full queue drops them.
+fn reply(conn: &Connection, message: Message) {
+    let _ = conn.tx.try_send(message);
+}
+
+async fn on_message(
+    state: &AppState,
+    conn: &Connection,
+    subscriptions: &mut HashMap<String, JoinHandle<()>>,
+    raw: &str,
+) {
+    let message = match serde_json::from_str::<ClientMessage>(raw) {
+        Ok(m) => m,
+        Err(e) => return reply(conn, error("invalid_message", &e.to_string())),
+    };
+    match message {
+        ClientMessage::Ping => reply(conn, text(json!({"type": "pong"}))),
+        ClientMessage::Unsubscribe { topic } => {
+            if let Some(task) = subscriptions.remove(&topic) {
+                task.abort();
+            }
+            reply(conn, text(json!({"type": "unsubscribed", "topic": topic})));
+        }
+        ClientMessage::Subscribe { topic } => {
+            if subscriptions.contains_key(&topic) {
+                return reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+            }
+            if subscriptions.len() >= state.ws.subscriptions_max {
+                return reply(
+                    conn,
+                    error("too_many_subscriptions", "unsubscribe from a topic first"),
+                );
+            }
+            let Some(event_id) = topic
+                .strip_prefix("event:")
+                .and_then(|id| id.parse().ok())
+                .map(EventId)
+            else {
+                return reply(conn, error("unknown_topic", "topics: event:{id}"));
+            };
+            match state.engine.subscribe(event_id).await {
+                Ok(feed) => {
+                    reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+                    let task = tokio::spawn(push_availability(
+                        state.clone(),
+                        topic.clone(),
+                        event_id,
+                        feed,
+                        conn.handles(),
+                    ));
+                    subscriptions.insert(topic, task);
+                }
+                Err(e) => {
+                    let problem = super::error::ApiError::from(e).problem();
+                    reply(conn, error(&problem.code, &problem.detail));
+                }
+            }
+        }
+    }
+}
+
+impl Connection {
+    fn handles(&self) -> (mpsc::Sender<Message>, Arc<AtomicU32>, Arc<Notify>) {
+        (self.tx.clone(), self.lag.clone(), self.kicked.clone())
+    }
+}
+
+/// Pushes availability snapshots of one event to one connection, coalesced.
+async fn push_availability(
+    state: AppState,
+    topic: String,
+    event_id: EventId,
+    mut feed: engine::AvailabilityFeed,
+    (tx, lag, kicked): (mpsc::Sender<Message>, Arc<AtomicU32>, Arc<Notify>),
+) {
+    let interval = state.ws.push_interval;
+    let mut next_allowed = tokio::time::Instant::now();
+    let mut pending = true;
+    loop {
+        if !pending {
+            if !feed.changed().await {
+                // The event actor stopped; follow its next incarnation.
+                match state.engine.subscribe(event_id).await {
+                    Ok(next) => feed = next,
+                    Err(_) => {
+                        let _ =
+                            tx.try_send(error("topic_closed", "the event is no longer available"));
+                        return;
+                    }
+                }
+            }
+            pending = true;
+        }
+        tokio::time::sleep_until(next_allowed).await;
+        let Some(snapshot) = feed.current() else {
+            pending = false; // the event stopped: `changed` reports it and we resubscribe
+            continue;
+        };
+        let frame = text(
+            json!({"type": "availability", "topic": topic, "data": AvailabilityDto::from(&snapshot)}),
+        );
+        next_allowed = tokio::time::Instant::now() + interval;
+        match tx.try_send(frame) {
+            Ok(()) => {
+                pending = false;
+                lag.store(0, Ordering::Relaxed);
+                metrics::counter!("ws_pushes_total").increment(1);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("ws_pushes_dropped_total").increment(1);
+                if lag.fetch_add(1, Ordering::Relaxed) + 1 >= state.ws.lag_drops_max {
+                    kicked.notify_one();
+                    return;
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}

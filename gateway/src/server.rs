@@ -1,0 +1,162 @@
+//! Start-up and shutdown: open the store, start the journal writer and the engine, serve
+//! HTTP, recover (then report ready), and on SIGTERM/SIGINT drain requests and flush.
+
+use crate::config::Config;
+use crate::http::{self, AppState, HttpLimits, IdempotencyCache, WsSettings};
+use crate::ticket_code::TicketCodes;
+use anyhow::Context;
+use engine::Engine;
+use engine::clock::TokioClock;
+use engine::ports::JournalHandle;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use storage::{Db, DbOptions, JournalConfig, JournalWriter};
+
+/// Exit code when the journal fails: recovery from durable state is the only way back.
+pub const EXIT_JOURNAL_FAILED: i32 = 70;
+
+/// Installs the Prometheus recorder (once per process).
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let latency = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let sizes = [
+        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)?
+        .set_buckets_for_metric(Matcher::Prefix("journal_batch_".into()), &sizes)?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    metrics: PrometheusHandle,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let storage = &config.storage;
+    let db = Db::open(
+        &storage.data_dir,
+        &DbOptions {
+            cache_bytes: storage.cache_bytes,
+            worker_threads: storage.worker_threads,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("opening {}: {e}", storage.data_dir.display()))?;
+    let codes = TicketCodes::load_or_create(&storage.data_dir.join("ticket-signing.key"))
+        .context("ticket signing key")?;
+    let (journal, journal_rx) = JournalHandle::channel(storage.journal_queue_max);
+    let journal_config = JournalConfig {
+        batch_events_max: storage.batch_events_max,
+        batch_wait_max: Duration::from_micros(storage.batch_wait_max_us),
+    };
+    let writer = JournalWriter::spawn(
+        db.clone(),
+        journal_rx,
+        journal_config,
+        Box::new(|reason| {
+            tracing::error!(%reason, "journal failed: exiting so the next start recovers from durable state");
+            std::process::exit(EXIT_JOURNAL_FAILED);
+        }),
+    )?;
+    let engine = Engine::start(
+        config.engine_config(),
+        Arc::new(db.clone()),
+        journal,
+        Arc::new(TokioClock::new()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = AppState {
+        engine: engine.clone(),
+        codes,
+        ready: ready.clone(),
+        metrics,
+        idempotency: Arc::new(IdempotencyCache::new(
+            config.idempotency.entries_max,
+            Duration::from_secs(config.idempotency.ttl_secs),
+        )),
+        ws: WsSettings {
+            subscriptions_max: config.websocket.subscriptions_max,
+            send_buffer_max: config.websocket.send_buffer_max,
+            push_interval: Duration::from_millis(
+                1000 / u64::from(config.websocket.pushes_per_sec_max),
+            ),
+            lag_drops_max: config.websocket.lag_drops_max,
+        },
+        shutdown: shutdown_rx,
+    };
+    let limits = HttpLimits {
+        concurrency_max: config.http.concurrency_max,
+        request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+        body_bytes_max: config.http.body_bytes_max,
+        retry_after_secs: config.http.retry_after_secs,
+    };
+    let app = http::app(state, &limits);
+    let listener = tokio::net::TcpListener::bind(config.http.bind)
+        .await
+        .context("binding")?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    // A plain line on stdout for scripts and tests that start the server on port 0.
+    println!("listening on http://{addr}");
+
+    let recovery = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            match engine.recover().await {
+                Ok(events) => {
+                    ready.store(true, Ordering::Release);
+                    metrics::gauge!("recovery_seconds").set(started.elapsed().as_secs_f64());
+                    tracing::info!(
+                        events,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "recovered; ready"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "recovery failed; not ready"),
+            }
+        })
+    };
+
+    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining requests");
+        let _ = shutdown_tx.send(true);
+        let _ = drain_tx.send(());
+    });
+    let serve = tokio::spawn(async move { server.await });
+    // Wait for the shutdown signal, then give in-flight requests `grace` to finish.
+    let _ = drain_rx.await;
+    match tokio::time::timeout(grace, serve).await {
+        Ok(result) => result??,
+        Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
+    }
+    recovery.abort();
+    engine.shutdown().await;
+    drop(engine);
+    // Every acknowledged write is already durable; this only flushes memtables so the next
+    // start replays less. The writer stops once the last journal sender is dropped.
+    let joined = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(Duration::from_secs(5), joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("journal writer still busy at shutdown");
+    }
+    db.close()
+        .map_err(|e| anyhow::anyhow!("closing the store: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
