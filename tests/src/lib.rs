@@ -1,1 +1,359 @@
-//! placeholder
+//! Test harness: builds and starts the real `gateway` binary on `127.0.0.1:0` with its own
+//! data directory, reads the address it prints, and stops it with SIGTERM or SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Longest a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of the gateway binary, built (once per test process) with the same cargo.
+pub fn gateway_binary() -> PathBuf {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.as_ref() {
+        return path.clone();
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "gateway", "--bin", "gateway"])
+        .current_dir(workspace_root())
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building the gateway binary failed");
+    // target/debug/deps/it-xxxx → target/debug/gateway
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("gateway");
+    assert!(path.exists(), "{} not found", path.display());
+    *built = Some(path.clone());
+    path
+}
+
+/// A running gateway process.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` with extra `REGENGINE__…` overrides.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .expect("log file");
+        let mut command = Command::new(gateway_binary());
+        command
+            .arg("--config")
+            .arg(workspace_root().join("config/default.toml"))
+            .env("REGENGINE__HTTP__BIND", "127.0.0.1:0")
+            .env("REGENGINE__STORAGE__DATA_DIR", data_dir)
+            .env("REGENGINE__LOG__FORMAT", "text")
+            .env("REGENGINE__LOG__FILTER", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (k, v) in env {
+            command.env(format!("REGENGINE__{k}"), v);
+        }
+        let mut child = command.spawn().expect("starting the gateway");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not start; see {}",
+                    data_dir.with_extension("log").display()
+                );
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            addr,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after `timeout`).
+    pub fn terminate(mut self, timeout: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it returns `Some` or `deadline` passes.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A thin JSON client for the API.
+#[derive(Clone)]
+pub struct Api {
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+/// A response: status, headers and JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: String,
+    /// Retry-After, if any.
+    pub retry_after: Option<String>,
+    /// Body.
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// `body[key]` as a string.
+    pub fn str(&self, key: &str) -> String {
+        self.body[key].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Api {
+    /// A client for `server`.
+    pub fn new(server: &Server) -> Api {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(4096)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Api {
+            http,
+            base: server.base.clone(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.try_send(request).await.expect("request failed")
+    }
+
+    /// Sends; `None` when the connection failed (server killed) before a whole reply arrived.
+    pub async fn try_send(&self, request: reqwest::RequestBuilder) -> Option<Reply> {
+        let response = request.send().await.ok()?;
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
+        let bytes = response.bytes().await.ok()?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Some(Reply {
+            status,
+            content_type,
+            retry_after,
+            body,
+        })
+    }
+
+    /// POST that tolerates a dead server.
+    pub async fn try_post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        key: Option<&str>,
+    ) -> Option<Reply> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.try_send(request).await
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let ready = wait_for(Duration::from_secs(30), || async {
+            let r = self
+                .http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "server not ready in time");
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// POST a JSON body, with an optional Idempotency-Key.
+    pub async fn post(&self, path: &str, body: &serde_json::Value, key: Option<&str>) -> Reply {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    /// POST raw bytes with a content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// PATCH a JSON body.
+    pub async fn patch(&self, path: &str, body: &serde_json::Value) -> Reply {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// Creates a published event with one ticket type of `capacity`; returns (event, ticket type).
+    pub async fn published_event(
+        &self,
+        capacity: u32,
+        hold_ttl_secs: u32,
+        max_per_order: u16,
+    ) -> (String, String) {
+        let event = self
+            .post(
+                "/api/v1/events",
+                &serde_json::json!({
+                    "title": "Flash sale", "starts_at": "2030-06-01T18:00:00Z", "ends_at": "2030-06-01T23:00:00Z",
+                    "hold_ttl_secs": hold_ttl_secs, "category": "music"
+                }),
+                None,
+            )
+            .await;
+        assert_eq!(event.status, 201, "{event:?}");
+        let event_id = event.str("id");
+        let tt = self
+            .post(
+                &format!("/api/v1/events/{event_id}/ticket-types"),
+                &serde_json::json!({"name": "GA", "price_minor": 4500, "currency": "EUR", "capacity": capacity, "max_per_order": max_per_order}),
+                None,
+            )
+            .await;
+        assert_eq!(tt.status, 201, "{tt:?}");
+        let published = self
+            .post(
+                &format!("/api/v1/events/{event_id}/publish"),
+                &serde_json::json!({}),
+                None,
+            )
+            .await;
+        assert_eq!(published.status, 200, "{published:?}");
+        (event_id, tt.str("id"))
+    }
+
+    /// Holds `quantity` seats.
+    pub async fn hold(
+        &self,
+        event: &str,
+        ticket_type: &str,
+        quantity: i64,
+        key: Option<&str>,
+    ) -> Reply {
+        let body = serde_json::json!({
+            "ticket_type_id": ticket_type, "quantity": quantity,
+            "attendee": {"name": "Buyer", "email": "buyer@example.com"}
+        });
+        self.post(&format!("/api/v1/events/{event}/registrations"), &body, key)
+            .await
+    }
+
+    /// Availability of the event's first ticket type: (capacity, held, confirmed, available).
+    pub async fn availability(&self, event: &str) -> (u64, u64, u64, u64) {
+        let a = self
+            .get(&format!("/api/v1/events/{event}/availability"))
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        let t = &a.body["ticket_types"][0];
+        let n = |k: &str| t[k].as_u64().unwrap_or(u64::MAX);
+        (n("capacity"), n("held"), n("confirmed"), n("available"))
+    }
+}

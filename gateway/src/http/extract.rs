@@ -47,6 +47,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             if inner.is_syntax() || inner.is_eof() {
                 return Err(ApiError::MalformedJson(inner.to_string()));
             }
+            // A shape error found before a syntax error later in the body: syntax wins.
+            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                return Err(ApiError::MalformedJson(syntax.to_string()));
+            }
             let field = if path == "." || path.is_empty() {
                 "body".to_owned()
             } else {

@@ -1,0 +1,131 @@
+//! Operations surface: health, readiness, metrics, OpenAPI, docs, overload shedding and
+//! graceful shutdown.
+
+use futures::future::join_all;
+use serde_json::json;
+use std::time::Duration;
+use tests::{Api, Server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_openapi_and_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let api = Api::new(&server);
+    api.wait_ready().await;
+    assert_eq!(api.get("/healthz").await.status, 200);
+    let (event, tt) = api.published_event(10, 600, 4).await;
+    let held = api.hold(&event, &tt, 1, None).await;
+    api.post(
+        &format!("/api/v1/registrations/{}/confirm", held.str("id")),
+        &json!({}),
+        None,
+    )
+    .await;
+
+    let metrics = api
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "http_request_duration_seconds_bucket",
+        "engine_commands_total{command=\"hold\",result=\"ok\"}",
+        "engine_commands_total{command=\"confirm\",result=\"ok\"}",
+        "engine_pool_available_seats",
+        "engine_admission_inflight",
+        "journal_batch_events",
+        "journal_flush_seconds",
+        "journal_queue_depth",
+    ] {
+        assert!(metrics.contains(series), "metric {series} missing");
+    }
+
+    let doc = api.get("/openapi.json").await.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/events",
+        "/api/v1/events/{id}",
+        "/api/v1/events/{id}/publish",
+        "/api/v1/events/{id}/cancel",
+        "/api/v1/events/{id}/complete",
+        "/api/v1/events/{id}/ticket-types",
+        "/api/v1/events/{id}/availability",
+        "/api/v1/events/{id}/registrations",
+        "/api/v1/registrations/{id}",
+        "/api/v1/registrations/{id}/confirm",
+        "/api/v1/registrations/{id}/cancel",
+        "/api/v1/events/{id}/check-ins",
+        "/api/v1/tickets/{id}",
+        "/api/v1/ws",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let docs = api.http.get(server.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_with_503_and_retry_after_never_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[("HTTP__CONCURRENCY_MAX", "2")]);
+    let api = Api::new(&server);
+    let (event, tt) = api.published_event(1000, 600, 1).await;
+    let replies = join_all((0..400).map(|_| {
+        let (api, event, tt) = (api.clone(), event.clone(), tt.clone());
+        tokio::spawn(async move { api.hold(&event, &tt, 1, None).await })
+    }))
+    .await;
+    let (mut created, mut shed) = (0, 0);
+    for r in replies {
+        let r = r.unwrap();
+        match r.status {
+            201 => created += 1,
+            503 => {
+                shed += 1;
+                assert_eq!(r.retry_after.as_deref(), Some("1"));
+                assert_eq!(r.content_type, "application/problem+json");
+                assert_eq!(r.str("code"), "overloaded");
+            }
+            other => panic!("unexpected {other}: {r:?}"),
+        }
+    }
+    eprintln!("overload: {created} created, {shed} shed");
+    assert!(shed > 0, "nothing was shed at a concurrency limit of 2");
+    let (_, held, _, _) = api.availability(&event).await;
+    assert_eq!(held, created, "shed requests changed nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_exits_cleanly_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let api = Api::new(&server);
+    let (event, tt) = api.published_event(10, 600, 4).await;
+    let held = api.hold(&event, &tt, 2, None).await;
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("did not stop in time");
+    assert!(status.success(), "exit status {status}");
+    let server = Server::start(&data, &[]);
+    let api = Api::new(&server);
+    api.wait_ready().await;
+    assert_eq!(
+        api.get(&format!("/api/v1/registrations/{}", held.str("id")))
+            .await
+            .str("status"),
+        "held"
+    );
+    assert_eq!(api.availability(&event).await, (10, 2, 0, 8));
+}
