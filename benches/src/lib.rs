@@ -1,1 +1,143 @@
-//! placeholder
+//! Shared fixture of the benchmarks: an engine over a real fjall store in a temporary
+//! directory with the real group-commit journal writer, exactly as the server composes it.
+
+use engine::clock::TokioClock;
+use engine::ids::{EventId, TicketTypeId};
+use engine::model::{EventStatus, NewEvent, NewTicketType, SeatSource};
+use engine::ports::JournalHandle;
+use engine::{Engine, EngineConfig, HoldRequest};
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use storage::{Db, DbOptions, JournalConfig, JournalWriter};
+
+/// An engine with `pools` published ticket types (one pool each), spread over events of at
+/// most 100 ticket types.
+pub struct Fixture {
+    /// The engine.
+    pub engine: Engine,
+    /// (event, ticket type) of every pool.
+    pub targets: Vec<(EventId, TicketTypeId)>,
+    _dir: tempfile::TempDir,
+}
+
+/// Group-commit settings of the server's default configuration.
+pub fn default_journal() -> JournalConfig {
+    JournalConfig {
+        batch_events_max: 4096,
+        batch_wait_max: Duration::from_micros(100),
+    }
+}
+
+impl Fixture {
+    /// Builds the fixture; `capacity` seats per pool.
+    pub async fn new(pools: usize, capacity: u32, journal: JournalConfig) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path(), &DbOptions::default()).expect("open store");
+        let (handle, rx) = JournalHandle::channel(16_384);
+        JournalWriter::spawn(
+            db.clone(),
+            rx,
+            journal,
+            Box::new(|e| panic!("journal failed: {e}")),
+        )
+        .expect("writer");
+        let config = EngineConfig {
+            pool_inflight_max: 1 << 20,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(config, Arc::new(db), handle, Arc::new(TokioClock::new()))
+            .await
+            .expect("engine");
+        let mut targets = Vec::with_capacity(pools);
+        while targets.len() < pools {
+            let event = engine
+                .create_event(NewEvent {
+                    title: "Bench".into(),
+                    description: String::new(),
+                    venue: None,
+                    category: None,
+                    starts_at: chrono::Utc::now(),
+                    ends_at: chrono::Utc::now() + chrono::Duration::hours(3),
+                    hold_ttl_secs: Some(3_600),
+                })
+                .await
+                .expect("event");
+            for _ in 0..(pools - targets.len()).min(100) {
+                let new = NewTicketType {
+                    name: "GA".into(),
+                    price_minor: 1_000,
+                    currency: "EUR".into(),
+                    seats: SeatSource::NewPool { capacity },
+                    max_per_order: 10,
+                };
+                let (_, tt) = engine
+                    .create_ticket_type(event.id, new)
+                    .await
+                    .expect("ticket type");
+                targets.push((event.id, tt.id));
+            }
+            engine
+                .transition_event(event.id, EventStatus::Published)
+                .await
+                .expect("publish");
+        }
+        Fixture {
+            engine,
+            targets,
+            _dir: dir,
+        }
+    }
+
+    /// `total` holds of one seat from `concurrency` tasks, round-robin over the pools.
+    /// Returns (elapsed, latency histogram in µs).
+    pub async fn holds(&self, total: usize, concurrency: usize) -> (Duration, Histogram<u64>) {
+        let next = Arc::new(AtomicUsize::new(0));
+        let targets = Arc::new(self.targets.clone());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (engine, next, targets) = (self.engine.clone(), next.clone(), targets.clone());
+                tokio::spawn(async move {
+                    let mut latency =
+                        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            return latency;
+                        }
+                        let (event_id, ticket_type_id) = targets[i % targets.len()];
+                        let request = HoldRequest {
+                            event_id,
+                            ticket_type_id,
+                            quantity: 1,
+                            attendee_name: "Bench Buyer".into(),
+                            attendee_email: "buyer@example.com".into(),
+                            idempotency: None,
+                        };
+                        let t = Instant::now();
+                        engine.hold(request).await.expect("hold");
+                        let _ = latency.record(t.elapsed().as_micros().max(1) as u64);
+                    }
+                })
+            })
+            .collect();
+        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        for t in tasks {
+            all.add(t.await.expect("task")).expect("merge");
+        }
+        (started.elapsed(), all)
+    }
+}
+
+/// `p50/p99/p99.9` of a µs histogram, in ms.
+pub fn quantiles_ms(h: &Histogram<u64>) -> String {
+    let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms",
+        q(0.5),
+        q(0.99),
+        q(0.999)
+    )
+}

@@ -293,7 +293,7 @@ impl Engine {
             .shared
             .pool(tt.pool_id)
             .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
-        let command = PoolCommand::Hold(HoldCommand {
+        let hold = HoldCommand {
             registration_id: RegistrationId::new(),
             event_id: req.event_id,
             ticket_type_id: tt.id,
@@ -302,17 +302,42 @@ impl Engine {
             attendee,
             ttl: chrono::Duration::seconds(i64::from(record.hold_ttl_secs)),
             idempotency: req.idempotency,
-        });
+        };
+        let command = PoolCommand::Hold(hold.clone());
         let outcome = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
             PoolMsg::Execute(command, r)
         })
         .await?;
         match outcome {
+            // A replay answers with the earlier registration as it is now.
             PoolOutcome::Held {
                 registration_id,
-                replayed,
+                replayed: true,
                 ..
-            } => Ok((self.registration(registration_id)?, replayed)),
+            } => Ok((self.registration(registration_id)?, true)),
+            // A new hold: the same view the read model got in the same durable batch.
+            PoolOutcome::Held {
+                registration_id,
+                status,
+                expires_at,
+                at,
+                replayed: false,
+            } => {
+                let view = RegistrationView {
+                    id: registration_id,
+                    event_id: hold.event_id,
+                    pool_id: tt.pool_id,
+                    ticket_type_id: hold.ticket_type_id,
+                    quantity: hold.quantity,
+                    attendee: hold.attendee,
+                    status,
+                    created_at: at,
+                    expires_at,
+                    updated_at: at,
+                    tickets: vec![],
+                };
+                Ok((view, false))
+            }
             _ => Err(EngineError::Unavailable("unexpected outcome".into())),
         }
     }

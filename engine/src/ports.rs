@@ -174,10 +174,13 @@ pub struct RegistrationView {
     /// Current status.
     pub status: RegistrationStatus,
     /// When it was created (held).
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub created_at: DateTime<Utc>,
     /// When the hold runs (or ran) out.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub expires_at: DateTime<Utc>,
     /// When the status last changed.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub updated_at: DateTime<Utc>,
     /// Tickets, once confirmed.
     pub tickets: Vec<TicketId>,
@@ -199,6 +202,7 @@ pub struct TicketView {
     /// Seat index in the registration.
     pub index: u16,
     /// When it was issued.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
     pub issued_at: DateTime<Utc>,
     /// First admission, if any.
     pub admission: Option<Admission>,

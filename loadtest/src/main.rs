@@ -1,1 +1,473 @@
-fn main() {}
+//! `loadtest`: drives a running gateway over HTTP keep-alive like any client would.
+//!
+//! - `flash-sale`: creates an event, fires N buyers (one hold each, own Idempotency-Key) at
+//!   capacity C with concurrency K, retries 503s after `Retry-After` with the same key, then
+//!   verifies every acknowledged registration is readable and sold <= capacity.
+//! - `noop`: the same client and settings against `GET /healthz`.
+//! - `ratio`: `noop` then `flash-sale` in one run, and the ratio of their throughputs (the
+//!   figure that counts on a noisy machine).
+//!
+//! Every run prints throughput and p50/p90/p99/p99.9 latency and writes a JSON report.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+#[command(about = "Load generator for the registration engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A flash sale: N buyers, capacity C, concurrency K.
+    FlashSale(SaleArgs),
+    /// GET /healthz with the same client and settings.
+    Noop(CommonArgs),
+    /// noop, then flash-sale, in one run; prints holds/s ÷ noop requests/s.
+    Ratio(SaleArgs),
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    /// Requests (buyers) in total.
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    requests: usize,
+    /// Requests in flight at once (connections).
+    #[arg(long, short = 'c', default_value_t = 64)]
+    concurrency: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "loadtest-report.json")]
+    report: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Clone)]
+struct SaleArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Seats on sale (default: as many as buyers, so every hold is a durable write).
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Seats per buyer.
+    #[arg(long, default_value_t = 1)]
+    quantity: u16,
+    /// Most attempts per buyer (503s are retried after Retry-After).
+    #[arg(long, default_value_t = 20)]
+    attempts_max: u32,
+}
+
+/// What one phase measured.
+struct Phase {
+    name: &'static str,
+    elapsed: Duration,
+    /// Every attempt's latency, microseconds.
+    latency: Histogram<u64>,
+    by_status: std::collections::BTreeMap<u16, u64>,
+    retries: u64,
+    failures: u64,
+}
+
+impl Phase {
+    fn completed(&self) -> u64 {
+        self.by_status.values().sum()
+    }
+
+    fn per_sec(&self, n: u64) -> f64 {
+        n as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn quantile_ms(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    fn print(&self) {
+        println!(
+            "{}: {} replies in {:.2}s = {:.0} req/s; status {:?}; retries {}; failures {}",
+            self.name,
+            self.completed(),
+            self.elapsed.as_secs_f64(),
+            self.per_sec(self.completed()),
+            self.by_status,
+            self.retries,
+            self.failures
+        );
+        println!(
+            "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            self.quantile_ms(0.5),
+            self.quantile_ms(0.9),
+            self.quantile_ms(0.99),
+            self.quantile_ms(0.999),
+            self.latency.max() as f64 / 1000.0
+        );
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "elapsed_secs": self.elapsed.as_secs_f64(),
+            "replies": self.completed(),
+            "replies_per_sec": self.per_sec(self.completed()),
+            "by_status": self.by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "retries": self.retries,
+            "failures": self.failures,
+            "latency_ms": {
+                "p50": self.quantile_ms(0.5), "p90": self.quantile_ms(0.9), "p99": self.quantile_ms(0.99),
+                "p99_9": self.quantile_ms(0.999), "max": self.latency.max() as f64 / 1000.0,
+            },
+        })
+    }
+}
+
+fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+fn progress(total: usize, quiet: bool, name: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    let style = ProgressStyle::with_template("{prefix} {bar:40} {pos}/{len} {per_sec} eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(name.to_owned());
+    bar
+}
+
+/// Runs `requests` jobs over `concurrency` workers; each job returns (status, attempts).
+async fn drive<F, Fut>(name: &'static str, common: &CommonArgs, job: F) -> anyhow::Result<Phase>
+where
+    F: Fn(usize, Arc<Mutex<Histogram<u64>>>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<(u16, u32)>> + Send,
+{
+    let job = Arc::new(job);
+    let next = Arc::new(AtomicUsize::new(0));
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let statuses = Arc::new(std::sync::Mutex::new(
+        std::collections::BTreeMap::<u16, u64>::new(),
+    ));
+    let (retries, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let bar = progress(common.requests, common.quiet, name);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..common.concurrency)
+        .map(|_| {
+            let (job, next, latency, statuses) =
+                (job.clone(), next.clone(), latency.clone(), statuses.clone());
+            let (retries, failures, bar, total) = (
+                retries.clone(),
+                failures.clone(),
+                bar.clone(),
+                common.requests,
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    match job(i, latency.clone()).await {
+                        Some((status, attempts)) => {
+                            *statuses
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(status)
+                                .or_default() += 1;
+                            retries.fetch_add(
+                                u64::from(attempts.saturating_sub(1)),
+                                Ordering::Relaxed,
+                            );
+                        }
+                        None => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    bar.inc(1);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let latency = Arc::try_unwrap(latency)
+        .map_err(|_| anyhow::anyhow!("histogram still shared"))?
+        .into_inner();
+    let by_status = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(Phase {
+        name,
+        elapsed,
+        latency,
+        by_status,
+        retries: retries.load(Ordering::Relaxed),
+        failures: failures.load(Ordering::Relaxed),
+    })
+}
+
+async fn record(latency: &Mutex<Histogram<u64>>, started: Instant) {
+    let us = started.elapsed().as_micros().max(1) as u64;
+    let _ = latency.lock().await.record(us);
+}
+
+async fn noop(common: &CommonArgs) -> anyhow::Result<Phase> {
+    let http = client(common.concurrency)?;
+    let url = format!("{}/healthz", common.base);
+    drive("noop", common, move |_, latency| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let started = Instant::now();
+            let response = http.get(&url).send().await.ok()?;
+            let status = response.status().as_u16();
+            response.bytes().await.ok()?;
+            record(&latency, started).await;
+            Some((status, 1))
+        }
+    })
+    .await
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
+    let response = http.post(url).json(body).send().await?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url}: {status}: {value}");
+    }
+    Ok(value)
+}
+
+/// Creates and publishes an event with one ticket type; returns (event id, ticket type id).
+async fn setup_event(
+    http: &reqwest::Client,
+    base: &str,
+    capacity: u32,
+    quantity: u16,
+) -> anyhow::Result<(String, String)> {
+    let event = post(
+        http,
+        &format!("{base}/api/v1/events"),
+        &json!({"title": "Load test on-sale", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T23:00:00Z"}),
+    )
+    .await?;
+    let event_id = event["id"].as_str().context("event id")?.to_owned();
+    let tt = post(
+        http,
+        &format!("{base}/api/v1/events/{event_id}/ticket-types"),
+        &json!({"name": "GA", "price_minor": 5000, "currency": "EUR", "capacity": capacity, "max_per_order": quantity.max(1)}),
+    )
+    .await?;
+    post(
+        http,
+        &format!("{base}/api/v1/events/{event_id}/publish"),
+        &json!({}),
+    )
+    .await?;
+    Ok((
+        event_id,
+        tt["id"].as_str().context("ticket type id")?.to_owned(),
+    ))
+}
+
+struct SaleOutcome {
+    phase: Phase,
+    acknowledged: Vec<String>,
+    event_id: String,
+    capacity: u32,
+}
+
+async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
+    let common = &args.common;
+    let http = client(common.concurrency)?;
+    let capacity = args
+        .capacity
+        .unwrap_or((common.requests as u32).saturating_mul(u32::from(args.quantity)));
+    let (event_id, tt) = setup_event(&http, &common.base, capacity, args.quantity).await?;
+    let url = format!("{}/api/v1/events/{event_id}/registrations", common.base);
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (acks, quantity, attempts_max) = (acknowledged.clone(), args.quantity, args.attempts_max);
+    let run = uuid::Uuid::new_v4();
+    let phase = drive("flash-sale", common, move |i, latency| {
+        let (http, url, tt, acks) = (http.clone(), url.clone(), tt.clone(), acks.clone());
+        async move {
+            let body = json!({"ticket_type_id": tt, "quantity": quantity,
+                "attendee": {"name": format!("Buyer {i}"), "email": format!("buyer{i}@example.com")}});
+            let key = format!("{run}-{i}");
+            for attempt in 1..=attempts_max {
+                let started = Instant::now();
+                let response = http.post(&url).header("Idempotency-Key", &key).json(&body).send().await.ok()?;
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let value: Value = response.json().await.unwrap_or(Value::Null);
+                record(&latency, started).await;
+                if status == 503 && attempt < attempts_max {
+                    tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(1))).await;
+                    continue;
+                }
+                if status == 201
+                    && let Some(id) = value["id"].as_str()
+                {
+                    acks.lock().unwrap_or_else(|e| e.into_inner()).push(id.to_owned());
+                }
+                return Some((status, attempt));
+            }
+            None
+        }
+    })
+    .await?;
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(SaleOutcome {
+        phase,
+        acknowledged,
+        event_id,
+        capacity,
+    })
+}
+
+/// Every acknowledged registration is readable, and sold <= capacity.
+async fn verify(args: &SaleArgs, outcome: &SaleOutcome) -> anyhow::Result<Value> {
+    let common = &args.common;
+    let http = client(common.concurrency)?;
+    let ids = Arc::new(outcome.acknowledged.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let missing = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..common.concurrency)
+        .map(|_| {
+            let (http, ids, next, missing, base) = (
+                http.clone(),
+                ids.clone(),
+                next.clone(),
+                missing.clone(),
+                common.base.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else { break };
+                    let ok = match http
+                        .get(format!("{base}/api/v1/registrations/{id}"))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status() == 200,
+                        Err(_) => false,
+                    };
+                    if !ok {
+                        missing.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await?;
+    }
+    let availability: Value = http
+        .get(format!(
+            "{}/api/v1/events/{}/availability",
+            common.base, outcome.event_id
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let t = &availability["ticket_types"][0];
+    let (held, confirmed) = (
+        t["held"].as_u64().unwrap_or(0),
+        t["confirmed"].as_u64().unwrap_or(0),
+    );
+    let sold = outcome.acknowledged.len() as u64 * u64::from(args.quantity);
+    let missing = missing.load(Ordering::Relaxed);
+    let ok =
+        missing == 0 && held + confirmed <= u64::from(outcome.capacity) && held + confirmed == sold;
+    println!(
+        "verify: {} acknowledged, {missing} missing; pool held {held} + confirmed {confirmed} of {} (acknowledged seats {sold}): {}",
+        outcome.acknowledged.len(),
+        outcome.capacity,
+        if ok { "OK" } else { "FAILED" }
+    );
+    Ok(
+        json!({"acknowledged": outcome.acknowledged.len(), "missing": missing, "held": held, "confirmed": confirmed,
+        "capacity": outcome.capacity, "sold_seats": sold, "ok": ok}),
+    )
+}
+
+async fn sale_report(args: &SaleArgs) -> anyhow::Result<(Phase, Value)> {
+    let outcome = flash_sale(args).await?;
+    outcome.phase.print();
+    let holds = outcome.acknowledged.len() as u64;
+    println!(
+        "  durable holds: {holds} = {:.0} holds/s",
+        outcome.phase.per_sec(holds)
+    );
+    let verification = verify(args, &outcome).await?;
+    let mut report = outcome.phase.json();
+    report["holds_acknowledged"] = json!(holds);
+    report["holds_per_sec"] = json!(outcome.phase.per_sec(holds));
+    report["verification"] = verification;
+    report["settings"] = json!({"requests": args.common.requests, "concurrency": args.common.concurrency,
+        "capacity": outcome.capacity, "quantity": args.quantity});
+    let failed = !report["verification"]["ok"].as_bool().unwrap_or(false);
+    if failed {
+        bail!("verification failed: {}", report["verification"]);
+    }
+    Ok((outcome.phase, report))
+}
+
+fn write_report(path: &str, report: &Value) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("writing {path}"))?;
+    println!("report: {path}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Noop(common) => {
+            let phase = noop(&common).await?;
+            phase.print();
+            write_report(&common.report, &json!({"noop": phase.json()}))?;
+        }
+        Command::FlashSale(args) => {
+            let (_, report) = sale_report(&args).await?;
+            write_report(&args.common.report, &json!({"flash_sale": report}))?;
+        }
+        Command::Ratio(args) => {
+            let noop_phase = noop(&args.common).await?;
+            noop_phase.print();
+            let (_, sale) = sale_report(&args).await?;
+            let noop_rate = noop_phase.per_sec(noop_phase.completed());
+            let ratio = sale["holds_per_sec"].as_f64().unwrap_or(0.0) / noop_rate;
+            println!("ratio: durable holds/s ÷ no-op requests/s = {ratio:.3}");
+            write_report(
+                &args.common.report,
+                &json!({"noop": noop_phase.json(), "flash_sale": sale, "holds_per_noop_ratio": ratio}),
+            )?;
+        }
+    }
+    Ok(())
+}

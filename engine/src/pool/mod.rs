@@ -160,6 +160,8 @@ pub enum PoolOutcome {
         status: RegistrationStatus,
         /// When the hold runs out.
         expires_at: DateTime<Utc>,
+        /// When the hold was decided (for a replay: when the retry was answered).
+        at: DateTime<Utc>,
         /// Whether this is an earlier registration returned for a retried key.
         replayed: bool,
     },
@@ -308,6 +310,9 @@ impl PoolState {
         event_status: EventStatus,
         now: DateTime<Utc>,
     ) -> (Vec<PoolEvent>, Result<PoolOutcome, DomainError>) {
+        // The durable format keeps milliseconds: decide at that precision so what a caller is
+        // told equals what a reader later reads.
+        let now = millis_to_time(now.timestamp_millis());
         let mut events = Vec::new();
         let outcome = match command {
             PoolCommand::Hold(cmd) => self.decide_hold(cmd, event_status, now, &mut events),
@@ -344,6 +349,7 @@ impl PoolState {
                 registration_id: *id,
                 status: reg.status,
                 expires_at: millis_to_time(reg.expires_at_ms),
+                at: now,
                 replayed: true,
             });
         }
@@ -379,6 +385,7 @@ impl PoolState {
             registration_id,
             status: RegistrationStatus::Held,
             expires_at,
+            at: now,
             replayed: false,
         })
     }
