@@ -8,6 +8,11 @@ use clap::Parser;
 use gateway::config::Config;
 use std::path::PathBuf;
 
+/// mimalloc: the request path allocates many small objects across threads, where it beats
+/// glibc malloc (about a fifth of the server's samples were in malloc/free).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Registration engine server")]
 struct Cli {

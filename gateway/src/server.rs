@@ -2,7 +2,7 @@
 //! HTTP, recover (then report ready), and on SIGTERM/SIGINT drain requests and flush.
 
 use crate::config::Config;
-use crate::http::{self, AppState, HttpLimits, IdempotencyCache, WsSettings};
+use crate::http::{self, AppState, HttpLimits, IdempotencyCache, Shared, WsSettings};
 use crate::ticket_code::TicketCodes;
 use anyhow::Context;
 use engine::Engine;
@@ -76,7 +76,7 @@ pub async fn run(
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
-    let state = AppState {
+    let state = AppState::new(Shared {
         engine: engine.clone(),
         codes,
         ready: ready.clone(),
@@ -94,7 +94,7 @@ pub async fn run(
             lag_drops_max: config.websocket.lag_drops_max,
         },
         shutdown: shutdown_rx,
-    };
+    });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),

@@ -37,9 +37,8 @@ pub fn body_limit() -> usize {
     BODY_LIMIT.load(Ordering::Relaxed)
 }
 
-/// Everything handlers share.
-#[derive(Clone)]
-pub struct AppState {
+/// Everything handlers share (behind one `Arc`, so a request clones one pointer).
+pub struct Shared {
     /// The engine.
     pub engine: Engine,
     /// Ticket code signer.
@@ -54,6 +53,25 @@ pub struct AppState {
     pub ws: WsSettings,
     /// Becomes true when the server is shutting down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Handle to the shared state.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared state.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Overload settings of the router.
