@@ -56,6 +56,9 @@ pub struct StorageConfig {
     pub cache_bytes: u64,
     /// Background flush/compaction threads.
     pub worker_threads: usize,
+    /// Bytes of the store's own write-ahead journal before memtables are flushed (>= 64 MiB);
+    /// bounds the replay after a crash.
+    pub journal_bytes_max: u64,
     /// Most events per durable batch.
     pub batch_events_max: usize,
     /// Longest a batch waits for more appends, in microseconds.

@@ -30,7 +30,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    runtime.block_on(gateway::server::run(config, metrics, shutdown_signal()))
+    let result = runtime.block_on(gateway::server::run(config, metrics, shutdown_signal()));
+    // Don't wait on a blocking task that outlived the shutdown (a slow store flush).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 fn init_logging(format: &str, filter: &str) -> anyhow::Result<()> {

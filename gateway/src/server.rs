@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use storage::{Db, DbOptions, JournalConfig, JournalWriter};
 
+/// Longest the shutdown waits for memtables to be flushed to disk tables.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Exit code when the journal fails: recovery from durable state is the only way back.
 pub const EXIT_JOURNAL_FAILED: i32 = 70;
 
@@ -46,6 +49,7 @@ pub async fn run(
         &DbOptions {
             cache_bytes: storage.cache_bytes,
             worker_threads: storage.worker_threads,
+            journal_bytes_max: storage.journal_bytes_max,
         },
     )
     .map_err(|e| anyhow::anyhow!("opening {}: {e}", storage.data_dir.display()))?;
@@ -155,8 +159,18 @@ pub async fn run(
     {
         tracing::warn!("journal writer still busy at shutdown");
     }
-    db.close()
-        .map_err(|e| anyhow::anyhow!("closing the store: {e}"))?;
+    // Flushing memtables only shortens the next start; it must not hold up the exit.
+    let closing = db.clone();
+    let closed = tokio::task::spawn_blocking(move || closing.close());
+    match tokio::time::timeout(STORE_CLOSE_TIMEOUT, closed).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "flushing the store at shutdown failed"),
+        _ => tracing::warn!(
+            "flushing the store at shutdown took too long; the next start replays more"
+        ),
+    }
+    db.persist()
+        .map_err(|e| anyhow::anyhow!("persisting the store: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -67,6 +67,9 @@ struct SaleArgs {
     /// Most attempts per buyer (503s are retried after Retry-After).
     #[arg(long, default_value_t = 20)]
     attempts_max: u32,
+    /// Send no Idempotency-Key (to measure what the key costs; 503s are then not retried safely).
+    #[arg(long)]
+    no_idempotency_key: bool,
 }
 
 /// What one phase measured.
@@ -158,7 +161,12 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Option<(u16, u32, u64)>> + Send,
 {
-    type Tally = (Histogram<u64>, std::collections::BTreeMap<u16, u64>, u64, u64);
+    type Tally = (
+        Histogram<u64>,
+        std::collections::BTreeMap<u16, u64>,
+        u64,
+        u64,
+    );
     let job = Arc::new(job);
     let next = Arc::new(AtomicUsize::new(0));
     let bar = progress(common.requests, common.quiet, name);
@@ -167,7 +175,12 @@ where
         .map(|_| {
             let (job, next, bar, total) = (job.clone(), next.clone(), bar.clone(), common.requests);
             tokio::spawn(async move {
-                let mut tally: Tally = (Histogram::new_with_bounds(1, 60_000_000, 3)?, Default::default(), 0, 0);
+                let mut tally: Tally = (
+                    Histogram::new_with_bounds(1, 60_000_000, 3)?,
+                    Default::default(),
+                    0,
+                    0,
+                );
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
@@ -188,7 +201,12 @@ where
             })
         })
         .collect();
-    let mut all: Tally = (Histogram::new_with_bounds(1, 60_000_000, 3)?, Default::default(), 0, 0);
+    let mut all: Tally = (
+        Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        Default::default(),
+        0,
+        0,
+    );
     for w in workers {
         let (latency, statuses, retries, failures) = w.await??;
         all.0.add(latency)?;
@@ -200,7 +218,14 @@ where
     }
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    Ok(Phase { name, elapsed, latency: all.0, by_status: all.1, retries: all.2, failures: all.3 })
+    Ok(Phase {
+        name,
+        elapsed,
+        latency: all.0,
+        by_status: all.1,
+        retries: all.2,
+        failures: all.3,
+    })
 }
 
 async fn noop(common: &CommonArgs) -> anyhow::Result<Phase> {
@@ -284,6 +309,7 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
     let url = format!("{}/api/v1/events/{event_id}/registrations", common.base);
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (acks, quantity, attempts_max) = (acknowledged.clone(), args.quantity, args.attempts_max);
+    let send_key = !args.no_idempotency_key;
     let run = uuid::Uuid::new_v4();
     let phase = drive("flash-sale", common, move |i| {
         let (http, url, tt, acks) = (http.clone(), url.clone(), tt.clone(), acks.clone());
@@ -296,14 +322,11 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
             let key = format!("{run}-{i}");
             for attempt in 1..=attempts_max {
                 let started = Instant::now();
-                let response = http
-                    .post(&url)
-                    .header("Idempotency-Key", &key)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .ok()?;
+                let mut request = http.post(&url).header("content-type", "application/json").body(body.clone());
+                if send_key {
+                    request = request.header("Idempotency-Key", &key);
+                }
+                let response = request.send().await.ok()?;
                 let status = response.status().as_u16();
                 let retry_after = response
                     .headers()

@@ -23,6 +23,9 @@ pub struct DbOptions {
     pub cache_bytes: u64,
     /// Background flush/compaction threads.
     pub worker_threads: usize,
+    /// Most bytes of fjall's own write-ahead journal kept before memtables are flushed; it
+    /// bounds what a start after a crash replays (fjall's minimum is 64 MiB).
+    pub journal_bytes_max: u64,
 }
 
 impl Default for DbOptions {
@@ -30,6 +33,7 @@ impl Default for DbOptions {
         Self {
             cache_bytes: 64 * 1024 * 1024,
             worker_threads: 1,
+            journal_bytes_max: 128 * 1024 * 1024,
         }
     }
 }
@@ -67,6 +71,7 @@ impl Db {
         let db = Database::builder(path)
             .cache_size(options.cache_bytes)
             .worker_threads(options.worker_threads.max(1))
+            .max_journaling_size(options.journal_bytes_max.max(64 * 1024 * 1024))
             .open()
             .map_err(err)?;
         let ks = |name: &str| {
@@ -84,6 +89,11 @@ impl Db {
             tickets: ks("tickets")?,
             db,
         })
+    }
+
+    /// Syncs everything written so far to disk.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
     /// Flushes memtables to disk tables and syncs, so the next start replays little.

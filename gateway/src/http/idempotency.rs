@@ -45,16 +45,23 @@ enum Entry {
     },
 }
 
-struct Inner {
-    map: HashMap<String, (u64, Entry)>,
-    order: VecDeque<(u64, String)>,
+/// Scope digest: method, path and key hashed to 16 bytes (no per-request string keys).
+type Scope = [u8; 16];
+
+struct Shard {
+    map: HashMap<Scope, (u64, Entry)>,
+    order: VecDeque<(u64, Scope)>,
     next_seq: u64,
 }
 
+/// Shards of the cache: requests on different keys rarely share a lock.
+const SHARDS: usize = 16;
+
 /// Remembered responses, bounded.
 pub struct IdempotencyCache {
-    inner: Mutex<Inner>,
-    entries_max: usize,
+    shards: Vec<Mutex<Shard>>,
+    /// Entries per shard.
+    shard_max: usize,
     ttl: Duration,
 }
 
@@ -66,27 +73,33 @@ enum Begin {
 }
 
 impl IdempotencyCache {
-    /// A cache of at most `entries_max` responses kept for `ttl`.
+    /// A cache of at most `entries_max` responses (rounded up to a multiple of the shard
+    /// count) kept for `ttl`.
     pub fn new(entries_max: usize, ttl: Duration) -> Self {
-        Self {
-            inner: Mutex::new(Inner {
+        let shard = || {
+            Mutex::new(Shard {
                 map: HashMap::new(),
                 order: VecDeque::new(),
                 next_seq: 0,
-            }),
-            entries_max,
+            })
+        };
+        Self {
+            shards: (0..SHARDS).map(|_| shard()).collect(),
+            shard_max: entries_max.div_ceil(SHARDS).max(1),
             ttl,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self, scope: &Scope) -> std::sync::MutexGuard<'_, Shard> {
         // The map stays consistent even if a holder panicked: every update is one insert/remove.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[usize::from(scope[0]) % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn begin(&self, scope: &str, fingerprint: [u8; 16]) -> Begin {
-        let mut inner = self.lock();
-        match inner.map.get(scope) {
+    fn begin(&self, scope: &Scope, fingerprint: [u8; 16]) -> Begin {
+        let mut shard = self.lock(scope);
+        match shard.map.get(scope) {
             Some((
                 _,
                 Entry::Done {
@@ -116,42 +129,38 @@ impl IdempotencyCache {
             }
             _ => {}
         }
-        while inner.map.len() >= self.entries_max {
-            let Some((seq, key)) = inner.order.pop_front() else {
+        while shard.map.len() >= self.shard_max {
+            let Some((seq, key)) = shard.order.pop_front() else {
                 break;
             };
-            if inner.map.get(&key).is_some_and(|(s, _)| *s == seq) {
-                inner.map.remove(&key);
+            if shard.map.get(&key).is_some_and(|(s, _)| *s == seq) {
+                shard.map.remove(&key);
             }
         }
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        inner
+        let seq = shard.next_seq;
+        shard.next_seq += 1;
+        shard
             .map
-            .insert(scope.to_owned(), (seq, Entry::InFlight { fingerprint }));
-        inner.order.push_back((seq, scope.to_owned()));
+            .insert(*scope, (seq, Entry::InFlight { fingerprint }));
+        shard.order.push_back((seq, *scope));
         // Keep the order queue from growing with stale entries.
-        if inner.order.len() > 2 * self.entries_max {
-            let live: HashMap<String, u64> = inner
-                .map
-                .iter()
-                .map(|(k, (s, _))| (k.clone(), *s))
-                .collect();
-            inner.order.retain(|(s, k)| live.get(k) == Some(s));
+        if shard.order.len() > 2 * self.shard_max {
+            let Shard { map, order, .. } = &mut *shard;
+            order.retain(|(s, k)| map.get(k).is_some_and(|(live, _)| live == s));
         }
         Begin::Go
     }
 
     fn finish(
         &self,
-        scope: &str,
+        scope: &Scope,
         fingerprint: [u8; 16],
         status: StatusCode,
         headers: HeaderMap,
         body: Bytes,
     ) {
-        let mut inner = self.lock();
-        if let Some((_, entry)) = inner.map.get_mut(scope) {
+        let mut shard = self.lock(scope);
+        if let Some((_, entry)) = shard.map.get_mut(scope) {
             *entry = Entry::Done {
                 fingerprint,
                 status,
@@ -162,16 +171,19 @@ impl IdempotencyCache {
         }
     }
 
-    fn abort(&self, scope: &str) {
-        let mut inner = self.lock();
-        if matches!(inner.map.get(scope), Some((_, Entry::InFlight { .. }))) {
-            inner.map.remove(scope);
+    fn abort(&self, scope: &Scope) {
+        let mut shard = self.lock(scope);
+        if matches!(shard.map.get(scope), Some((_, Entry::InFlight { .. }))) {
+            shard.map.remove(scope);
         }
     }
 
     /// Entries held (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.lock().map.len()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
+            .sum()
     }
 
     /// Whether it holds nothing.
@@ -183,7 +195,7 @@ impl IdempotencyCache {
 /// Removes the in-flight marker if the request is dropped (timeout, client gone).
 struct Guard<'a> {
     cache: &'a IdempotencyCache,
-    scope: &'a str,
+    scope: &'a Scope,
     armed: bool,
 }
 
@@ -220,7 +232,10 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     let digest = Sha256::digest(&bytes);
     let mut fingerprint = [0u8; 16];
     fingerprint.copy_from_slice(&digest[..16]);
-    let scope = format!("{} {} {key}", parts.method, parts.uri.path());
+    let scope = scoped_digest(
+        format!("{} {}", parts.method, parts.uri.path()).as_bytes(),
+        &key,
+    );
     let cache = &state.idempotency;
     match cache.begin(&scope, fingerprint) {
         Begin::Go => {}
@@ -275,23 +290,29 @@ mod tests {
 
     #[test]
     fn cache_is_bounded_and_evicts_oldest() {
-        let cache = IdempotencyCache::new(2, Duration::from_secs(60));
+        // Keys in one shard (first byte 0), so the per-shard bound of 1 applies to all.
+        let cache = IdempotencyCache::new(SHARDS, Duration::from_secs(60));
+        let key = |i: u8| [0, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         for i in 0..5 {
-            assert!(matches!(cache.begin(&format!("k{i}"), [0; 16]), Begin::Go));
+            assert!(matches!(cache.begin(&key(i), [0; 16]), Begin::Go));
             cache.finish(
-                &format!("k{i}"),
+                &key(i),
                 [0; 16],
                 StatusCode::CREATED,
                 HeaderMap::new(),
                 Bytes::new(),
             );
         }
-        assert_eq!(cache.len(), 2);
-        assert!(matches!(cache.begin("k4", [0; 16]), Begin::Replay(_)));
-        assert!(matches!(cache.begin("k4", [1; 16]), Begin::Mismatch));
+        assert_eq!(cache.len(), 1);
+        assert!(matches!(cache.begin(&key(4), [0; 16]), Begin::Replay(_)));
+        assert!(matches!(cache.begin(&key(4), [1; 16]), Begin::Mismatch));
         assert!(
-            matches!(cache.begin("k0", [0; 16]), Begin::Go),
+            matches!(cache.begin(&key(0), [0; 16]), Begin::Go),
             "evicted key runs again"
         );
+        // An in-flight request is reported, and forgotten on abort.
+        assert!(matches!(cache.begin(&key(0), [0; 16]), Begin::InFlight));
+        cache.abort(&key(0));
+        assert!(matches!(cache.begin(&key(0), [0; 16]), Begin::Go));
     }
 }
