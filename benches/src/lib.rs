@@ -19,7 +19,7 @@ pub struct Fixture {
     pub engine: Engine,
     /// (event, ticket type) of every pool.
     pub targets: Vec<(EventId, TicketTypeId)>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// Group-commit settings of the server's default configuration.
@@ -86,7 +86,16 @@ impl Fixture {
         Fixture {
             engine,
             targets,
-            _dir: dir,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fixture over an engine built elsewhere.
+    pub fn from_parts(engine: Engine, targets: Vec<(EventId, TicketTypeId)>) -> Fixture {
+        Fixture {
+            engine,
+            targets,
+            _dir: None,
         }
     }
 

@@ -33,7 +33,7 @@ impl Default for DbOptions {
         Self {
             cache_bytes: 64 * 1024 * 1024,
             worker_threads: 1,
-            journal_bytes_max: 128 * 1024 * 1024,
+            journal_bytes_max: 64 * 1024 * 1024,
         }
     }
 }
