@@ -1,5 +1,6 @@
-//! The journal alone: throughput and flush latency (submit → durable) against the batch size
-//! limit, with appends of one event from many streams, as pool actors produce them.
+//! The journal alone: throughput and commit latency (submit → durable) against the batch size
+//! limit, with appends of one event from many streams, as pool actors produce them, and at
+//! most `OUTSTANDING` appends waiting at once (like callers waiting for their reply).
 //!
 //! `cargo bench -p benches --bench journal`
 
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use storage::{Db, DbOptions, JournalConfig, JournalWriter};
 
 const STREAMS: usize = 256;
+/// Appends in flight at once.
+const OUTSTANDING: usize = 1024;
 
 fn main() {
     let total: usize = std::env::var("BENCH_EVENTS")
@@ -52,8 +55,10 @@ async fn run(batch_events_max: usize, total: usize) {
     let mut seqs = vec![0u64; STREAMS];
     let event_id = EventId::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(total.max(1));
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(OUTSTANDING));
     let started = Instant::now();
     for i in 0..total {
+        let permit = outstanding.clone().acquire_owned().await.expect("semaphore");
         let s = i % STREAMS;
         seqs[s] += 1;
         let at = chrono::Utc::now();
@@ -73,6 +78,7 @@ async fn run(batch_events_max: usize, total: usize) {
         let (latency, done_tx, submitted) = (latency.clone(), done_tx.clone(), Instant::now());
         let done = Completion::new(move |r| {
             r.expect("durable");
+            drop(permit);
             let _ = latency
                 .lock()
                 .unwrap()

@@ -16,8 +16,15 @@ pub struct JournalRecord {
     pub events: Vec<StreamEvent>,
 }
 
+/// Durable records (journal, event records): fields by name, so they can evolve freely.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+}
+
+/// Derived data (read-model rows, pool snapshots): fields by position, smaller and faster.
+/// They can always be rebuilt from the journal, and `decode` reads both forms.
+pub fn encode_compact<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec(value).map_err(|e| e.to_string())
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {

@@ -1,7 +1,7 @@
 //! Read models derived from pool events, computed by the writer for the batch that holds
 //! the events, so a registration is readable exactly when its hold is acknowledged.
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode_compact};
 use crate::keys;
 use crate::store::Db;
 use engine::ids::{PoolId, RegistrationId, TicketId};
@@ -155,10 +155,10 @@ impl Overlay {
     /// Adds every changed row to the write batch.
     pub fn write(self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), String> {
         for (id, view) in &self.registrations {
-            batch.insert(&db.registrations, id.as_bytes().to_vec(), encode(view)?);
+            batch.insert(&db.registrations, id.as_bytes().to_vec(), encode_compact(view)?);
         }
         for (id, view) in &self.tickets {
-            batch.insert(&db.tickets, id.as_bytes().to_vec(), encode(view)?);
+            batch.insert(&db.tickets, id.as_bytes().to_vec(), encode_compact(view)?);
         }
         for key in self.by_event {
             batch.insert(&db.reg_by_event, key.to_vec(), Vec::<u8>::new());

@@ -14,7 +14,7 @@
 //! `on_fatal`, whose job is to end the process so recovery from what is durable is the only
 //! way back.
 
-use crate::codec::{JOURNAL_VERSION, JournalRecord, encode};
+use crate::codec::{JOURNAL_VERSION, JournalRecord, encode, encode_compact};
 use crate::keys;
 use crate::projection::Overlay;
 use crate::store::Db;
@@ -199,7 +199,7 @@ fn flush(
             Snapshot::Pool(state) => wb.insert(
                 &db.snapshots,
                 stream.key().to_vec(),
-                encode(state.as_ref())?,
+                encode_compact(state.as_ref())?,
             ),
         }
     }

@@ -48,12 +48,19 @@ pub(crate) struct PoolActorState {
 
 /// Loads a pool from its latest snapshot plus the journal tail.
 fn load(ctx: &Ctx, shared: &EventShared, def: PoolDef) -> Result<PoolState, String> {
-    let mut pool = match ctx.store.pool_snapshot(def.id).map_err(|e| e.to_string())? {
-        Some(mut snapshot) => {
-            snapshot.restore_derived()?;
-            snapshot
+    // A snapshot is an optimisation: one that cannot be read (or fails its checks) is
+    // ignored and the pool is rebuilt from the whole journal.
+    let snapshot = ctx.store.pool_snapshot(def.id).map_err(|e| e.to_string()).and_then(|s| match s {
+        Some(mut snapshot) => snapshot.restore_derived().map(|()| Some(snapshot)),
+        None => Ok(None),
+    });
+    let mut pool = match snapshot {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => PoolState::new(shared.id, def.id, def.capacity),
+        Err(e) => {
+            tracing::warn!(pool = %def.id, error = %e, "pool snapshot unusable; replaying the whole journal");
+            PoolState::new(shared.id, def.id, def.capacity)
         }
-        None => PoolState::new(shared.id, def.id, def.capacity),
     };
     let mut replayed = 0u64;
     ctx.store
@@ -219,11 +226,7 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
 async fn append(state: &mut PoolActorState, events: Vec<PoolEvent>, done: Completion) {
     let first_seq = state.pool.seq() + 1 - events.len() as u64;
     state.since_snapshot += events.len() as u64;
-    let threshold = state
-        .ctx
-        .config
-        .snapshot_every_events
-        .max(state.pool.registration_count() as u64 / 2);
+    let threshold = state.ctx.config.snapshot_every_events.max(state.pool.registration_count() as u64 / 2);
     let snapshot = if state.since_snapshot >= threshold {
         state.since_snapshot = 0;
         Some(Snapshot::Pool(Box::new(state.pool.clone())))
