@@ -58,7 +58,11 @@ async fn run(batch_events_max: usize, total: usize) {
     let outstanding = Arc::new(tokio::sync::Semaphore::new(OUTSTANDING));
     let started = Instant::now();
     for i in 0..total {
-        let permit = outstanding.clone().acquire_owned().await.expect("semaphore");
+        let permit = outstanding
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore");
         let s = i % STREAMS;
         seqs[s] += 1;
         let at = chrono::Utc::now();

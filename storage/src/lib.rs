@@ -14,3 +14,6 @@ pub mod writer;
 
 pub use store::{Db, DbOptions};
 pub use writer::{JournalConfig, JournalWriter};
+
+#[cfg(test)]
+mod tests;

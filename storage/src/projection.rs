@@ -155,7 +155,11 @@ impl Overlay {
     /// Adds every changed row to the write batch.
     pub fn write(self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), String> {
         for (id, view) in &self.registrations {
-            batch.insert(&db.registrations, id.as_bytes().to_vec(), encode_compact(view)?);
+            batch.insert(
+                &db.registrations,
+                id.as_bytes().to_vec(),
+                encode_compact(view)?,
+            );
         }
         for (id, view) in &self.tickets {
             batch.insert(&db.tickets, id.as_bytes().to_vec(), encode_compact(view)?);

@@ -50,10 +50,14 @@ pub(crate) struct PoolActorState {
 fn load(ctx: &Ctx, shared: &EventShared, def: PoolDef) -> Result<PoolState, String> {
     // A snapshot is an optimisation: one that cannot be read (or fails its checks) is
     // ignored and the pool is rebuilt from the whole journal.
-    let snapshot = ctx.store.pool_snapshot(def.id).map_err(|e| e.to_string()).and_then(|s| match s {
-        Some(mut snapshot) => snapshot.restore_derived().map(|()| Some(snapshot)),
-        None => Ok(None),
-    });
+    let snapshot = ctx
+        .store
+        .pool_snapshot(def.id)
+        .map_err(|e| e.to_string())
+        .and_then(|s| match s {
+            Some(mut snapshot) => snapshot.restore_derived().map(|()| Some(snapshot)),
+            None => Ok(None),
+        });
     let mut pool = match snapshot {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => PoolState::new(shared.id, def.id, def.capacity),
@@ -226,7 +230,11 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
 async fn append(state: &mut PoolActorState, events: Vec<PoolEvent>, done: Completion) {
     let first_seq = state.pool.seq() + 1 - events.len() as u64;
     state.since_snapshot += events.len() as u64;
-    let threshold = state.ctx.config.snapshot_every_events.max(state.pool.registration_count() as u64 / 2);
+    let threshold = state
+        .ctx
+        .config
+        .snapshot_every_events
+        .max(state.pool.registration_count() as u64 / 2);
     let snapshot = if state.since_snapshot >= threshold {
         state.since_snapshot = 0;
         Some(Snapshot::Pool(Box::new(state.pool.clone())))

@@ -134,7 +134,11 @@ async fn handle_overload(err: tower::BoxError) -> Response {
 /// strings where possible (no per-request allocation for method and common statuses).
 async fn track_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let method = static_method(request.method());
     let response = next.run(request).await;
     let status = static_status(response.status());

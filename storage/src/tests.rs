@@ -1,0 +1,228 @@
+//! The journal's own guarantees against a real fjall store: sequence checks (gap and
+//! duplicate refused, nothing written), one record per stream per flush with replay from any
+//! sequence number, barriers, and the read models written in the same batch.
+
+use crate::{Db, DbOptions, JournalConfig, JournalWriter};
+use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId};
+use engine::model::{Attendee, RegistrationStatus};
+use engine::pool::PoolEvent;
+use engine::ports::{AppendRequest, Completion, JournalError, JournalHandle, Store, StreamEvent};
+use std::time::Duration;
+
+struct Harness {
+    db: Db,
+    journal: JournalHandle,
+    _dir: tempfile::TempDir,
+}
+
+fn harness(batch_wait: Duration) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), &DbOptions::default()).unwrap();
+    let (journal, rx) = JournalHandle::channel(64);
+    let config = JournalConfig {
+        batch_events_max: 1024,
+        batch_wait_max: batch_wait,
+    };
+    JournalWriter::spawn(
+        db.clone(),
+        rx,
+        config,
+        Box::new(|e| panic!("journal failed: {e}")),
+    )
+    .unwrap();
+    Harness {
+        db,
+        journal,
+        _dir: dir,
+    }
+}
+
+fn held(event_id: EventId, registration_id: RegistrationId, email: &str) -> StreamEvent {
+    let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    StreamEvent::Pool(PoolEvent::SeatsHeld {
+        registration_id,
+        event_id,
+        ticket_type_id: TicketTypeId::new(),
+        quantity: 2,
+        attendee: Attendee {
+            name: "A".into(),
+            email: email.into(),
+        },
+        idempotency: None,
+        expires_at: at + chrono::Duration::minutes(10),
+        at,
+    })
+}
+
+fn replayed(db: &Db, stream: StreamId, after: u64) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    db.replay(stream, after, &mut |seq, _| {
+        seqs.push(seq);
+        Ok(())
+    })
+    .unwrap();
+    seqs
+}
+
+#[tokio::test]
+async fn gaps_and_duplicates_are_refused_and_write_nothing() {
+    let h = harness(Duration::ZERO);
+    let stream = StreamId::Pool(PoolId::new());
+    let event = EventId::new();
+    let append = |seq: u64| {
+        h.journal.append_and_wait(
+            stream,
+            seq,
+            vec![held(event, RegistrationId::new(), "a@x.io")],
+            None,
+        )
+    };
+    append(1).await.unwrap();
+    append(2).await.unwrap();
+    let gap = append(4).await;
+    assert!(
+        matches!(
+            gap,
+            Err(JournalError::SequenceConflict {
+                expected: 3,
+                got: 4,
+                ..
+            })
+        ),
+        "{gap:?}"
+    );
+    let duplicate = append(2).await;
+    assert!(
+        matches!(
+            duplicate,
+            Err(JournalError::SequenceConflict {
+                expected: 3,
+                got: 2,
+                ..
+            })
+        ),
+        "{duplicate:?}"
+    );
+    assert_eq!(replayed(&h.db, stream, 0), [1, 2]);
+    assert_eq!(h.db.head(&stream).unwrap(), 2);
+    append(3).await.unwrap();
+    assert_eq!(replayed(&h.db, stream, 0), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn one_record_per_stream_per_flush_replays_from_any_sequence_number() {
+    // A long batch window so the appends below land in one flush and merge into one record.
+    let h = harness(Duration::from_millis(200));
+    let stream = StreamId::Pool(PoolId::new());
+    let event = EventId::new();
+    let mut waits = Vec::new();
+    for seq in 1..=5 {
+        let (done, rx) = Completion::channel();
+        let events = vec![held(event, RegistrationId::new(), "a@x.io")];
+        h.journal
+            .append(AppendRequest {
+                stream,
+                first_seq: seq,
+                events,
+                snapshot: None,
+                done,
+            })
+            .await;
+        waits.push(rx);
+    }
+    for rx in waits {
+        rx.await.unwrap().unwrap();
+    }
+    let records = h.db.journal.prefix(stream.key()).count();
+    assert_eq!(
+        records, 1,
+        "five appends of one flush make one journal record"
+    );
+    for after in 0..=5 {
+        assert_eq!(
+            replayed(&h.db, stream, after),
+            ((after + 1)..=5).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_barrier_completes_after_earlier_appends_are_durable() {
+    let h = harness(Duration::ZERO);
+    let stream = StreamId::Pool(PoolId::new());
+    let (done, first) = Completion::channel();
+    let events = vec![held(EventId::new(), RegistrationId::new(), "a@x.io")];
+    h.journal
+        .append(AppendRequest {
+            stream,
+            first_seq: 1,
+            events,
+            snapshot: None,
+            done,
+        })
+        .await;
+    let (done, barrier) = Completion::channel();
+    let other = StreamId::Pool(PoolId::new());
+    h.journal
+        .append(AppendRequest {
+            stream: other,
+            first_seq: 0,
+            events: vec![],
+            snapshot: None,
+            done,
+        })
+        .await;
+    barrier.await.unwrap().unwrap();
+    // By the time the barrier completed, the earlier append had completed too.
+    assert_eq!(first.await.unwrap(), Ok(()));
+    assert_eq!(h.db.head(&stream).unwrap(), 1);
+}
+
+#[tokio::test]
+async fn read_models_are_written_with_the_events() {
+    let h = harness(Duration::ZERO);
+    let pool = PoolId::new();
+    let stream = StreamId::Pool(pool);
+    let event = EventId::new();
+    let reg = RegistrationId::new();
+    h.journal
+        .append_and_wait(stream, 1, vec![held(event, reg, "ann@example.com")], None)
+        .await
+        .unwrap();
+    let view = h.db.registration(reg).unwrap().unwrap();
+    assert_eq!(
+        (view.status, view.pool_id, view.quantity),
+        (RegistrationStatus::Held, pool, 2)
+    );
+    let tickets = vec![TicketId::new(), TicketId::new()];
+    let at = chrono::DateTime::from_timestamp_millis(1_700_000_060_000).unwrap();
+    let confirmed = StreamEvent::Pool(PoolEvent::RegistrationConfirmed {
+        registration_id: reg,
+        tickets: tickets.clone(),
+        at,
+    });
+    h.journal
+        .append_and_wait(stream, 2, vec![confirmed], None)
+        .await
+        .unwrap();
+    let view = h.db.registration(reg).unwrap().unwrap();
+    assert_eq!(view.status, RegistrationStatus::Confirmed);
+    assert_eq!(view.tickets, tickets);
+    let ticket = h.db.ticket(tickets[1]).unwrap().unwrap();
+    assert_eq!(
+        (ticket.registration_id, ticket.event_id, ticket.index),
+        (reg, event, 1)
+    );
+    let by_event = h.db.registrations_by_event(event, None, None, 10).unwrap();
+    assert_eq!(by_event.items.len(), 1);
+    let by_email =
+        h.db.registrations_by_email("ann@example.com", None, 10)
+            .unwrap();
+    assert_eq!(by_email.items[0].id, reg);
+    assert!(
+        h.db.registrations_by_email("bob@example.com", None, 10)
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
