@@ -90,6 +90,7 @@ async fn run(batch_events_max: usize, total: usize) {
             let _ = done_tx.try_send(());
         });
         let request = AppendRequest {
+            writer: 1,
             stream: StreamId::Pool(streams[s]),
             first_seq: seqs[s],
             events: vec![StreamEvent::Pool(event)],

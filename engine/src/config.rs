@@ -22,7 +22,7 @@ pub struct EngineConfig {
     pub ticket_types_per_event_max: usize,
     /// Events that may be active (in memory) at once.
     pub events_active_max: usize,
-    /// Pool restarts an event actor tolerates before it fails itself.
+    /// Pool restarts within a minute an event actor tolerates before it fails itself.
     pub pool_restarts_max: u32,
 }
 

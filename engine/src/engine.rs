@@ -125,8 +125,15 @@ impl Engine {
                 .events(&query, self.ctx.clock.now())
                 .map_err(storage)?;
             for event in &page.items {
-                self.handle(event.id).await?;
-                activated += 1;
+                // One event that cannot be recovered must not keep every other one from
+                // selling: it is logged, counted, and activated again on its next use.
+                match self.handle(event.id).await {
+                    Ok(_) => activated += 1,
+                    Err(e) => {
+                        metrics::counter!("engine_recovery_failures_total").increment(1);
+                        tracing::error!(event = %event.id, error = %e, "event not recovered");
+                    }
+                }
             }
             match page.next {
                 Some(next) => after = Some(next),
@@ -498,7 +505,7 @@ impl Engine {
             Err(e) => {
                 self.ctx
                     .registry
-                    .remove_if(&id, |_, c| Arc::ptr_eq(c, &cell));
+                    .remove_if(&id, |_, c| Arc::ptr_eq(c, &cell) && c.get().is_none());
                 Err(e)
             }
         }

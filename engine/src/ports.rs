@@ -90,6 +90,11 @@ impl std::fmt::Debug for Completion {
 pub struct AppendRequest {
     /// The stream (the actor's own).
     pub stream: StreamId,
+    /// Incarnation of the writing actor ([`next_incarnation`]; 0 for one-off writes such as
+    /// an event's creation). Once an append of an incarnation is refused for a sequence
+    /// conflict, every later append of that incarnation to that stream is refused too, so a
+    /// stale copy of an actor cannot slip a write in after losing the race.
+    pub writer: u64,
     /// Sequence number of the first event; with no events, the stream's next number
     /// (the request is then a barrier that completes after earlier appends).
     pub first_seq: u64,
@@ -99,6 +104,12 @@ pub struct AppendRequest {
     pub snapshot: Option<Snapshot>,
     /// Called once the batch is durable or failed.
     pub done: Completion,
+}
+
+/// A process-unique incarnation number for an actor that writes a stream.
+pub fn next_incarnation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Sending side of the journal's bounded queue.
@@ -135,6 +146,7 @@ impl JournalHandle {
     ) -> Result<(), JournalError> {
         let (done, rx) = Completion::channel();
         self.append(AppendRequest {
+            writer: 0,
             stream,
             first_seq,
             events,

@@ -121,6 +121,7 @@ async fn one_record_per_stream_per_flush_replays_from_any_sequence_number() {
         let events = vec![held(event, RegistrationId::new(), "a@x.io")];
         h.journal
             .append(AppendRequest {
+                writer: 0,
                 stream,
                 first_seq: seq,
                 events,
@@ -154,6 +155,7 @@ async fn a_barrier_completes_after_earlier_appends_are_durable() {
     let events = vec![held(EventId::new(), RegistrationId::new(), "a@x.io")];
     h.journal
         .append(AppendRequest {
+            writer: 0,
             stream,
             first_seq: 1,
             events,
@@ -165,6 +167,7 @@ async fn a_barrier_completes_after_earlier_appends_are_durable() {
     let other = StreamId::Pool(PoolId::new());
     h.journal
         .append(AppendRequest {
+            writer: 0,
             stream: other,
             first_seq: 0,
             events: vec![],
@@ -225,4 +228,46 @@ async fn read_models_are_written_with_the_events() {
             .items
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_copy_that_lost_a_sequence_race_stays_fenced_out() {
+    let h = harness(Duration::ZERO);
+    let stream = StreamId::Pool(PoolId::new());
+    let event = EventId::new();
+    let append = |writer: u64, seq: u64| {
+        let (done, rx) = Completion::channel();
+        let events = vec![held(event, RegistrationId::new(), "a@x.io")];
+        let journal = h.journal.clone();
+        async move {
+            journal
+                .append(AppendRequest {
+                    stream,
+                    writer,
+                    first_seq: seq,
+                    events,
+                    snapshot: None,
+                    done,
+                })
+                .await;
+            rx.await.unwrap()
+        }
+    };
+    // Two copies of the pool both loaded seq 1. Copy 7 wins seq 2; copy 8 loses it.
+    append(7, 1).await.unwrap();
+    append(7, 2).await.unwrap();
+    assert!(matches!(
+        append(8, 2).await,
+        Err(JournalError::SequenceConflict { .. })
+    ));
+    // Copy 8's next append carries seq 3 = head + 1, but it decided on a state that never
+    // became durable: it stays refused.
+    assert!(matches!(
+        append(8, 3).await,
+        Err(JournalError::SequenceConflict { .. })
+    ));
+    assert_eq!(replayed(&h.db, stream, 0), [1, 2]);
+    // The winner goes on.
+    append(7, 3).await.unwrap();
+    assert_eq!(replayed(&h.db, stream, 0), [1, 2, 3]);
 }

@@ -21,8 +21,11 @@ use crate::store::Db;
 use engine::ids::StreamId;
 use engine::ports::{AppendRequest, JournalError, JournalReceiver, Snapshot, StreamEvent};
 use fjall::PersistMode;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
+
+/// Fenced (stream, incarnation) pairs remembered; a fenced actor stops within moments.
+const FENCED_MAX: usize = 10_000;
 
 /// Heads cached per stream before the cache is cleared (reloaded lazily from `heads`).
 const HEADS_CACHED_MAX: usize = 100_000;
@@ -74,7 +77,7 @@ impl JournalWriter {
 }
 
 async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: OnFatal) {
-    let mut heads: HashMap<StreamId, u64> = HashMap::new();
+    let mut fences = Fences::default();
     let mut batch: Vec<AppendRequest> = Vec::new();
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + config.batch_wait_max;
@@ -97,20 +100,27 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
             batch.push(next);
         }
         metrics::gauge!("journal_queue_depth").set(rx.len() as f64);
-        if let Err(e) = flush(&db, &mut heads, &mut batch, events) {
-            tracing::error!(error = %e, "journal write failed; stopping");
-            metrics::counter!("journal_failures_total").increment(1);
-            for request in batch.drain(..) {
-                request.done.complete(Err(JournalError::Io(e.clone())));
+        match flush(&db, &mut fences, &mut batch, events) {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    request.done.complete(outcome.map_or(Ok(()), Err));
+                }
             }
-            rx.close();
-            while let Some(request) = rx.recv().await {
-                request.done.complete(Err(JournalError::Stopped));
+            Err(e) => {
+                tracing::error!(error = %e, "journal write failed; stopping");
+                metrics::counter!("journal_failures_total").increment(1);
+                for request in batch.drain(..) {
+                    request.done.complete(Err(JournalError::Io(e.clone())));
+                }
+                rx.close();
+                while let Some(request) = rx.recv().await {
+                    request.done.complete(Err(JournalError::Stopped));
+                }
+                return on_fatal(e);
             }
-            return on_fatal(e);
         }
-        if heads.len() > HEADS_CACHED_MAX {
-            heads.clear();
+        if fences.heads.len() > HEADS_CACHED_MAX {
+            fences.heads.clear();
         }
     }
     if let Err(e) = db.db.persist(PersistMode::SyncAll) {
@@ -118,43 +128,72 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
     }
 }
 
-/// Writes one batch durably, then completes its appends. On error nothing is completed.
+/// Per-stream sequence state of the writer.
+#[derive(Default)]
+struct Fences {
+    /// Last durable sequence number per stream (cache of the `heads` keyspace).
+    heads: HashMap<StreamId, u64>,
+    /// (stream, incarnation) pairs that lost a sequence race: all their appends are refused.
+    fenced: HashSet<(StreamId, u64)>,
+    /// Insertion order of `fenced`, to bound it.
+    fenced_order: VecDeque<(StreamId, u64)>,
+}
+
+impl Fences {
+    fn fence(&mut self, stream: StreamId, writer: u64) {
+        if writer != 0 && self.fenced.insert((stream, writer)) {
+            self.fenced_order.push_back((stream, writer));
+            if self.fenced_order.len() > FENCED_MAX
+                && let Some(old) = self.fenced_order.pop_front()
+            {
+                self.fenced.remove(&old);
+            }
+        }
+    }
+}
+
+/// Writes one batch durably. On success the caller completes each append with the returned
+/// outcome (`None` = durable); on error it completes them all with the error.
 fn flush(
     db: &Db,
-    heads: &mut HashMap<StreamId, u64>,
-    batch: &mut Vec<AppendRequest>,
+    fences: &mut Fences,
+    batch: &mut [AppendRequest],
     events: usize,
-) -> Result<(), String> {
+) -> Result<Vec<Option<JournalError>>, String> {
     let started = Instant::now();
     let mut records: Vec<(StreamId, u64, Vec<StreamEvent>)> = Vec::new();
     let mut snapshots: HashMap<StreamId, Snapshot> = HashMap::new();
     let mut overlay = Overlay::default();
-    let mut accepted = Vec::with_capacity(batch.len());
-    let mut refused = Vec::new();
-    for request in batch.drain(..) {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch.iter_mut() {
         if request.events.is_empty() {
-            accepted.push(request.done); // a barrier: no sequence check
+            outcomes.push(None); // a barrier: no sequence check
             continue;
         }
-        let head = match heads.get(&request.stream) {
+        let head = match fences.heads.get(&request.stream) {
             Some(h) => *h,
             None => db.head(&request.stream).map_err(|e| e.0)?,
         };
-        if request.first_seq != head + 1 {
+        fences.heads.insert(request.stream, head);
+        let fenced = fences.fenced.contains(&(request.stream, request.writer));
+        if fenced || request.first_seq != head + 1 {
             let conflict = JournalError::SequenceConflict {
                 stream: request.stream,
                 expected: head + 1,
                 got: request.first_seq,
             };
-            tracing::error!(error = %conflict, "append refused");
+            tracing::error!(error = %conflict, writer = request.writer, fenced, "append refused");
             metrics::counter!("journal_sequence_conflicts_total").increment(1);
-            heads.insert(request.stream, head);
-            refused.push((request.done, conflict));
+            fences.fence(request.stream, request.writer);
+            outcomes.push(Some(conflict));
             continue;
         }
-        heads.insert(request.stream, head + request.events.len() as u64);
+        let events = std::mem::take(&mut request.events);
+        fences
+            .heads
+            .insert(request.stream, head + events.len() as u64);
         if let StreamId::Pool(pool_id) = request.stream {
-            for event in &request.events {
+            for event in &events {
                 if let StreamEvent::Pool(e) = event {
                     overlay.project(db, pool_id, e)?;
                 }
@@ -165,13 +204,13 @@ fn flush(
             .rev()
             .find(|(s, _, _)| *s == request.stream)
         {
-            Some((_, _, events)) => events.extend(request.events),
-            None => records.push((request.stream, request.first_seq, request.events)),
+            Some((_, _, merged)) => merged.extend(events),
+            None => records.push((request.stream, request.first_seq, events)),
         }
-        if let Some(snapshot) = request.snapshot {
+        if let Some(snapshot) = request.snapshot.take() {
             snapshots.insert(request.stream, snapshot);
         }
-        accepted.push(request.done);
+        outcomes.push(None);
     }
     let mut wb = db.db.batch().durability(Some(PersistMode::SyncData));
     for (stream, first_seq, events) in &records {
@@ -209,13 +248,7 @@ fn flush(
         wb.commit().map_err(|e| e.to_string())?;
     }
     metrics::histogram!("journal_batch_events").record(events as f64);
-    metrics::histogram!("journal_batch_appends").record(accepted.len() as f64);
+    metrics::histogram!("journal_batch_appends").record(batch.len() as f64);
     metrics::histogram!("journal_flush_seconds").record(started.elapsed().as_secs_f64());
-    for done in accepted {
-        done.complete(Ok(()));
-    }
-    for (done, conflict) in refused {
-        done.complete(Err(conflict));
-    }
-    Ok(())
+    Ok(outcomes)
 }

@@ -19,6 +19,9 @@ use tokio::task::JoinHandle;
 
 pub(crate) struct EventActor;
 
+/// Window over which pool restarts are counted against `pool_restarts_max`.
+const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub(crate) struct EventArgs {
     pub ctx: Arc<Ctx>,
     pub shared: Arc<EventShared>,
@@ -33,6 +36,8 @@ pub(crate) enum EventMsg {
     CreateTicketType(NewTicketType, Reply<(EventRecord, TicketTypeId)>),
     /// Timer: passivate if idle.
     PassivateCheck,
+    /// The journal refused an append (sequence conflict): restart from durable state.
+    Poisoned(String),
 }
 
 pub(crate) struct EventActorState {
@@ -42,7 +47,13 @@ pub(crate) struct EventActorState {
     /// Pool actors by actor id, to know which pool a supervision event is about.
     children: HashMap<ActorId, PoolId>,
     restarts: u32,
+    /// When recent pool restarts happened (within `RESTART_WINDOW`).
+    restart_times: std::collections::VecDeque<std::time::Instant>,
     stopping: bool,
+    /// This copy's incarnation: the journal fences it out if it ever loses a sequence race.
+    incarnation: u64,
+    /// Itself, for completions that must report back.
+    myself: ActorRef<EventMsg>,
     ticker: Option<JoinHandle<()>>,
 }
 
@@ -87,7 +98,10 @@ impl Actor for EventActor {
             shared,
             children: HashMap::new(),
             restarts: 0,
+            restart_times: std::collections::VecDeque::new(),
             stopping: false,
+            incarnation: crate::ports::next_incarnation(),
+            myself: myself.clone(),
             ticker: None,
         };
         for def in state.record.pools.clone() {
@@ -142,6 +156,7 @@ impl Actor for EventActor {
                 create_ticket_type(&myself, state, cmd, reply).await?
             }
             EventMsg::PassivateCheck => passivate_if_idle(&myself, state),
+            EventMsg::Poisoned(reason) => return Err(reason.into()),
         }
         Ok(())
     }
@@ -165,11 +180,22 @@ impl Actor for EventActor {
         if state.stopping {
             return Ok(());
         }
-        state.restarts += 1;
+        // Restarts are counted over a sliding minute: a pool that keeps failing takes its
+        // event down (and the registry reactivates it later), an occasional failure does not.
+        let now = std::time::Instant::now();
+        state
+            .restart_times
+            .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        state.restart_times.push_back(now);
+        state.restarts = state.restart_times.len() as u32;
         metrics::counter!("engine_actor_restarts_total", "actor" => "pool").increment(1);
         tracing::warn!(event = %state.record.id, pool = %pool_id, reason = %why, restarts = state.restarts, "pool actor stopped; restarting from durable state");
         if state.restarts > state.ctx.config.pool_restarts_max {
-            return Err(format!("pool {pool_id} restarted {} times", state.restarts).into());
+            return Err(format!(
+                "pool {pool_id} restarted {} times in a minute",
+                state.restarts
+            )
+            .into());
         }
         let def = state
             .record
@@ -220,6 +246,7 @@ async fn commit_then<T: Send + 'static>(
     state.record.apply(seq, &event);
     state.shared.set_record(state.record.clone());
     let record = state.record.clone();
+    let me = state.myself.clone();
     let done = Completion::new(move |durable| {
         let answer = match durable {
             Ok(()) => {
@@ -227,6 +254,7 @@ async fn commit_then<T: Send + 'static>(
                 Ok(map(record))
             }
             Err(JournalError::SequenceConflict { .. }) => {
+                let _ = me.cast(EventMsg::Poisoned("sequence conflict".into()));
                 Err(EngineError::Unavailable("event restarting".into()))
             }
             Err(e) => Err(EngineError::Storage(e.to_string())),
@@ -234,6 +262,7 @@ async fn commit_then<T: Send + 'static>(
         let _ = reply.send(answer);
     });
     let request = crate::ports::AppendRequest {
+        writer: state.incarnation,
         stream: StreamId::Event(state.record.id),
         first_seq: seq,
         events: vec![StreamEvent::Event(event)],

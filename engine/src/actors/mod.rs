@@ -33,8 +33,20 @@ pub(crate) struct Ctx {
 /// Active events: one lazily initialised handle per event id.
 pub(crate) type Registry = DashMap<EventId, Arc<OnceCell<EventHandle>>>;
 
-/// A reply port carrying an engine result.
-pub(crate) type Reply<T> = RpcReplyPort<EngineResult<T>>;
+/// A reply port carrying an engine result, and the caller's admission permit: the permit is
+/// released when the answer is sent (after durability), not when the caller stops waiting,
+/// so a stalled actor's mailbox cannot grow past its gate even as callers time out.
+pub(crate) struct Reply<T> {
+    port: RpcReplyPort<EngineResult<T>>,
+    _permit: Permit,
+}
+
+impl<T> Reply<T> {
+    /// Sends the answer; `Err` if the caller is gone (it timed out).
+    pub fn send(self, answer: EngineResult<T>) -> Result<(), ()> {
+        self.port.send(answer).map_err(|_| ())
+    }
+}
 
 /// Seat counts of every pool of an event, published after each decision. Readers take a
 /// copy from the watch channel; they never send a message.
@@ -175,7 +187,13 @@ where
     M: ractor::Message,
     T: Send + 'static,
 {
-    let _permit = gate.enter()?;
+    let permit = gate.enter()?;
+    let build = move |port| {
+        build(Reply {
+            port,
+            _permit: permit,
+        })
+    };
     match actor.call(build, Some(timeout)).await {
         Ok(CallResult::Success(result)) => result,
         Ok(CallResult::Timeout) => Err(EngineError::Timeout),

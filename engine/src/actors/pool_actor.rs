@@ -11,6 +11,7 @@ use crate::ports::{AppendRequest, Completion, JournalError, Snapshot, StreamEven
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::task::JoinHandle;
 
 pub(crate) struct PoolActor;
@@ -42,6 +43,10 @@ pub(crate) struct PoolActorState {
     ctx: Arc<Ctx>,
     shared: Arc<EventShared>,
     since_snapshot: u64,
+    /// This copy's incarnation: the journal fences it out if it ever loses a sequence race.
+    incarnation: u64,
+    /// Sequence number of the last event known durable (set by journal completions).
+    durable_seq: Arc<AtomicU64>,
     /// The armed expiry timer and its deadline.
     timer: Option<(DateTime<Utc>, ExpiryTimer)>,
 }
@@ -103,12 +108,16 @@ impl Actor for PoolActor {
         barrier(&args.ctx).await?;
         let (ctx, shared, def) = (args.ctx.clone(), args.shared.clone(), args.def);
         let pool = tokio::task::spawn_blocking(move || load(&ctx, &shared, def)).await??;
+        // Everything loaded came from the store: it is durable.
+        let seq = pool.seq();
         let state = PoolActorState {
             pool,
             status: args.status,
             ctx: args.ctx,
             shared: args.shared,
             since_snapshot: 0,
+            incarnation: crate::ports::next_incarnation(),
+            durable_seq: Arc::new(AtomicU64::new(seq)),
             timer: None,
         };
         publish(&state);
@@ -158,6 +167,7 @@ impl Actor for PoolActor {
 async fn barrier(ctx: &Ctx) -> Result<(), ActorProcessingErr> {
     let (done, rx) = Completion::channel();
     let request = AppendRequest {
+        writer: 0,
         stream: StreamId::Pool(PoolId::new()),
         first_seq: 0,
         events: vec![],
@@ -180,24 +190,24 @@ async fn execute(
     let (events, outcome) = state.pool.execute(command, state.status, now);
     count(kind, &outcome);
     if events.is_empty() {
-        match outcome {
-            // A refusal decided nothing: answer now.
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-            }
-            // A replayed hold: answer after earlier appends of this pool are durable.
-            Ok(outcome) => {
-                let done = reply_on_durable(myself, reply, Ok(outcome));
-                let stream = StreamId::Pool(state.pool.pool_id());
-                let request = AppendRequest {
-                    stream,
-                    first_seq: 0,
-                    events: vec![],
-                    snapshot: None,
-                    done,
-                };
-                state.ctx.journal.append(request).await;
-            }
+        // Nothing new was decided, but the answer (a refusal such as sold out or already
+        // checked in, or a replayed hold) may rest on decisions that are not durable yet:
+        // then it waits, behind them, for the journal. Otherwise it leaves at once.
+        let outcome = outcome.map_err(EngineError::from);
+        if state.pool.seq() == state.durable_seq.load(Ordering::Acquire) {
+            let _ = reply.send(outcome);
+        } else {
+            let done = reply_on_durable(myself, reply, outcome);
+            let stream = StreamId::Pool(state.pool.pool_id());
+            let request = AppendRequest {
+                writer: 0,
+                stream,
+                first_seq: 0,
+                events: vec![],
+                snapshot: None,
+                done,
+            };
+            state.ctx.journal.append(request).await;
         }
         return;
     }
@@ -229,6 +239,13 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
 /// Hands events (and a snapshot when due) to the journal. Waits only for queue space.
 async fn append(state: &mut PoolActorState, events: Vec<PoolEvent>, done: Completion) {
     let first_seq = state.pool.seq() + 1 - events.len() as u64;
+    let (last_seq, durable) = (state.pool.seq(), state.durable_seq.clone());
+    let done = Completion::new(move |result| {
+        if result.is_ok() {
+            durable.fetch_max(last_seq, Ordering::AcqRel);
+        }
+        done.complete(result);
+    });
     state.since_snapshot += events.len() as u64;
     let threshold = state
         .ctx
@@ -242,6 +259,7 @@ async fn append(state: &mut PoolActorState, events: Vec<PoolEvent>, done: Comple
         None
     };
     let request = AppendRequest {
+        writer: state.incarnation,
         stream: StreamId::Pool(state.pool.pool_id()),
         first_seq,
         events: events.into_iter().map(StreamEvent::Pool).collect(),

@@ -70,6 +70,8 @@ enum Begin {
     Replay(Response),
     Mismatch,
     InFlight,
+    /// Every remembered entry of the shard is still in flight: shed the request.
+    Full,
 }
 
 impl IdempotencyCache {
@@ -129,12 +131,23 @@ impl IdempotencyCache {
             }
             _ => {}
         }
+        // Evict the oldest finished entries; an in-flight one is never evicted (a duplicate
+        // could then run alongside it), it goes to the back of the queue instead.
+        let mut budget = shard.order.len();
         while shard.map.len() >= self.shard_max {
+            if budget == 0 {
+                return Begin::Full;
+            }
+            budget -= 1;
             let Some((seq, key)) = shard.order.pop_front() else {
                 break;
             };
-            if shard.map.get(&key).is_some_and(|(s, _)| *s == seq) {
-                shard.map.remove(&key);
+            match shard.map.get(&key) {
+                Some((s, Entry::InFlight { .. })) if *s == seq => shard.order.push_back((seq, key)),
+                Some((s, _)) if *s == seq => {
+                    shard.map.remove(&key);
+                }
+                _ => {}
             }
         }
         let seq = shard.next_seq;
@@ -242,6 +255,7 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
         Begin::Replay(response) => return response,
         Begin::Mismatch => return ApiError::IdempotencyKeyReused.into_response(),
         Begin::InFlight => return ApiError::IdempotencyInProgress.into_response(),
+        Begin::Full => return ApiError::Overloaded.into_response(),
     }
     let mut guard = Guard {
         cache,
