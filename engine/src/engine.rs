@@ -271,6 +271,21 @@ impl Engine {
     /// retried idempotency key.
     pub async fn hold(&self, req: HoldRequest) -> EngineResult<(RegistrationView, bool)> {
         let h = self.handle(req.event_id).await?;
+        // A key seen before (durably, for any ticket type of this event) answers with its
+        // registration, or 422 if the request differs. Concurrent first uses of one key are
+        // decided by the pool's own map (same ticket type) or the gateway's in-flight marker.
+        if let Some(token) = req.idempotency
+            && let Some((id, request)) = self
+                .ctx
+                .store
+                .idempotent_hold(req.event_id, token.key)
+                .map_err(storage)?
+        {
+            if request != token.request {
+                return Err(DomainError::IdempotencyMismatch.into());
+            }
+            return Ok((self.registration(id)?, true));
+        }
         let record = h.shared.record();
         let mut errors = Vec::new();
         let ticket_type = record.ticket_type(req.ticket_type_id);

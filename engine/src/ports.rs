@@ -323,6 +323,13 @@ pub trait Store: Send + Sync + 'static {
         after: Option<RegistrationId>,
         limit: usize,
     ) -> Result<Page<RegistrationView, RegistrationId>, StoreError>;
+    /// The registration an idempotency key (digest, scoped to the event) created, with the
+    /// digest of the request that created it. Written with the hold, in the same batch.
+    fn idempotent_hold(
+        &self,
+        event: EventId,
+        key: [u8; 16],
+    ) -> Result<Option<(RegistrationId, [u8; 16])>, StoreError>;
     /// The ticket read model.
     fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError>;
 }

@@ -46,3 +46,11 @@ pub fn trailing_id(key: &[u8]) -> Option<uuid::Uuid> {
     let start = key.len().checked_sub(16)?;
     uuid::Uuid::from_slice(&key[start..]).ok()
 }
+
+/// `idempotency`: event (16) + key digest (16).
+pub fn idempotency(event: &EventId, key: &[u8; 16]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(event.as_bytes());
+    out[16..].copy_from_slice(key);
+    out
+}

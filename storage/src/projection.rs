@@ -44,6 +44,8 @@ pub struct Overlay {
     /// Index keys to insert: (registration or e-mail index, key).
     by_event: Vec<[u8; 32]>,
     by_email: Vec<Vec<u8>>,
+    /// Idempotency index rows: key, then registration id + request digest.
+    idempotency: Vec<([u8; 32], [u8; 32])>,
 }
 
 impl Overlay {
@@ -75,8 +77,15 @@ impl Overlay {
                 attendee,
                 expires_at,
                 at,
-                ..
+                idempotency,
             } => {
+                if let Some(token) = idempotency {
+                    let mut value = [0u8; 32];
+                    value[..16].copy_from_slice(registration_id.as_bytes());
+                    value[16..].copy_from_slice(&token.request);
+                    self.idempotency
+                        .push((keys::idempotency(event_id, &token.key), value));
+                }
                 self.by_event
                     .push(keys::reg_by_event(event_id, registration_id));
                 self.by_email
@@ -166,6 +175,9 @@ impl Overlay {
         }
         for key in self.by_event {
             batch.insert(&db.reg_by_event, key.to_vec(), Vec::<u8>::new());
+        }
+        for (key, value) in self.idempotency {
+            batch.insert(&db.idempotency, key.to_vec(), value.to_vec());
         }
         for key in self.by_email {
             batch.insert(&db.reg_by_email, key, Vec::<u8>::new());

@@ -56,6 +56,8 @@ pub struct Db {
     pub(crate) reg_by_event: Keyspace,
     /// Index: registrations by attendee e-mail.
     pub(crate) reg_by_email: Keyspace,
+    /// Index: (event, idempotency key digest) → registration id + request digest.
+    pub(crate) idempotency: Keyspace,
     /// Ticket read model.
     pub(crate) tickets: Keyspace,
 }
@@ -86,6 +88,7 @@ impl Db {
             registrations: ks("registrations")?,
             reg_by_event: ks("reg_by_event")?,
             reg_by_email: ks("reg_by_email")?,
+            idempotency: ks("idempotency")?,
             tickets: ks("tickets")?,
             db,
         })
@@ -104,7 +107,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 8] {
+    fn all(&self) -> [&Keyspace; 9] {
         [
             &self.journal,
             &self.heads,
@@ -113,6 +116,7 @@ impl Db {
             &self.registrations,
             &self.reg_by_event,
             &self.reg_by_email,
+            &self.idempotency,
             &self.tickets,
         ]
     }
@@ -286,6 +290,28 @@ impl Store for Db {
             None,
             limit,
         )
+    }
+
+    fn idempotent_hold(
+        &self,
+        event: EventId,
+        key: [u8; 16],
+    ) -> Result<Option<(RegistrationId, [u8; 16])>, StoreError> {
+        let Some(value) = self
+            .idempotency
+            .get(keys::idempotency(&event, &key))
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let bytes: &[u8] = value.as_ref();
+        if bytes.len() != 32 {
+            return Err(err("bad idempotency row"));
+        }
+        let id = RegistrationId(uuid::Uuid::from_slice(&bytes[..16]).map_err(err)?);
+        let mut request = [0u8; 16];
+        request.copy_from_slice(&bytes[16..]);
+        Ok(Some((id, request)))
     }
 
     fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {

@@ -79,4 +79,29 @@ async fn two_thousand_buyers_for_a_hundred_seats_sell_exactly_a_hundred() {
     assert_eq!(after_restart.status, 201, "{after_restart:?}");
     assert_eq!(after_restart.str("id"), first.str("id"));
     assert_eq!(api.availability(&event).await, (100, 100, 0, 0));
+    // The key is durable for the whole event: reusing it for another ticket type (another
+    // pool) is refused, not booked.
+    let other = api
+        .post(
+            &format!("/api/v1/events/{event}/ticket-types"),
+            &serde_json::json!({"name": "VIP", "price_minor": 9000, "currency": "EUR", "capacity": 10}),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, 201);
+    let cross = api
+        .hold(&event, &other.str("id"), 1, Some(&format!("buyer-{i}")))
+        .await;
+    assert_eq!(
+        (cross.status, cross.str("code").as_str()),
+        (422, "idempotency_key_reused"),
+        "{cross:?}"
+    );
+    let vip = api
+        .get(&format!("/api/v1/events/{event}/availability"))
+        .await;
+    assert_eq!(
+        vip.body["ticket_types"][1]["held"], 0,
+        "nothing booked on the other pool"
+    );
 }
