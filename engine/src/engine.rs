@@ -397,10 +397,23 @@ impl Engine {
             .shared
             .pool(reg.pool_id)
             .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
-        call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
+        let action = match command {
+            PoolCommand::Confirm(_) => "confirm",
+            _ => "cancel",
+        };
+        let result = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
             PoolMsg::Execute(command, r)
         })
-        .await
+        .await;
+        match result {
+            // The pool forgets terminal registrations; the read model (updated with the same
+            // durable batch) knows which terminal status it reached.
+            Err(EngineError::Domain(DomainError::RegistrationNotFound)) => {
+                let status = self.registration(id)?.status;
+                Err(DomainError::InvalidRegistrationState { status, action }.into())
+            }
+            other => other,
+        }
     }
 
     /// Admits a ticket at `event_id`, exactly once.
@@ -434,12 +447,21 @@ impl Engine {
             ticket_index: ticket.index,
             gate,
         });
-        match call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
+        let result = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
             PoolMsg::Execute(command, r)
         })
-        .await?
-        {
-            PoolOutcome::CheckedIn(admission) => Ok((ticket, admission)),
+        .await;
+        match result {
+            Ok(PoolOutcome::CheckedIn(admission)) => Ok((ticket, admission)),
+            // The pool forgets canceled registrations: a ticket it does not know, of a
+            // registration the read model shows canceled, is a revoked ticket.
+            Err(EngineError::Domain(DomainError::TicketNotFound))
+                if self.registration(ticket.registration_id)?.status
+                    == RegistrationStatus::Canceled =>
+            {
+                Err(DomainError::TicketRevoked.into())
+            }
+            Err(e) => Err(e),
             _ => Err(EngineError::Unavailable("unexpected outcome".into())),
         }
     }

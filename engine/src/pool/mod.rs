@@ -185,6 +185,8 @@ struct RegEntry {
     status: RegistrationStatus,
     /// Hold deadline, milliseconds since the epoch.
     expires_at_ms: i64,
+    /// The idempotency key it was created with, to forget the key with the registration.
+    idempotency_key: Option<[u8; 16]>,
 }
 
 /// Seat counts of a pool, as published to readers after every decision.
@@ -570,6 +572,7 @@ impl PoolState {
                         quantity: *quantity,
                         status: RegistrationStatus::Held,
                         expires_at_ms,
+                        idempotency_key: idempotency.map(|t| t.key),
                     },
                 );
                 assert!(
@@ -593,6 +596,7 @@ impl PoolState {
                 );
                 self.held -= u32::from(reg.quantity);
                 self.expiries.remove(&(reg.expires_at_ms, *registration_id));
+                self.forget(*registration_id, reg);
             }
             PoolEvent::RegistrationConfirmed {
                 registration_id,
@@ -631,6 +635,8 @@ impl PoolState {
                     RegistrationStatus::Confirmed => self.confirmed -= quantity,
                     other => panic!("cancel of a {other:?} registration"),
                 }
+                let reg = *reg;
+                self.forget(*registration_id, reg);
             }
             PoolEvent::AttendeeCheckedIn {
                 registration_id,
@@ -651,6 +657,20 @@ impl PoolState {
             "pool {} oversold",
             self.pool_id
         );
+    }
+
+    /// Drops a registration that reached a terminal status (expired, canceled): nothing the
+    /// pool decides depends on it any more, so pool memory is bounded by live registrations,
+    /// which hold at least one seat each (at most `capacity` of them). Its read model keeps
+    /// the history; the engine facade uses it to refine "unknown" into the precise refusal.
+    fn forget(&mut self, id: RegistrationId, reg: RegEntry) {
+        self.regs.remove(&id);
+        if let Some(key) = reg.idempotency_key {
+            self.idempotency.remove(&key);
+        }
+        for index in 0..reg.quantity {
+            self.admitted.remove(&(id, index));
+        }
     }
 
     fn transition(
