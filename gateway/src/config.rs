@@ -97,6 +97,8 @@ pub struct EngineSection {
 pub struct IdempotencyConfig {
     /// Responses remembered.
     pub entries_max: usize,
+    /// Bytes of response bodies remembered.
+    pub bytes_max: usize,
     /// How long a response is remembered.
     pub ttl_secs: u64,
 }

@@ -87,6 +87,7 @@ pub async fn run(
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(
             config.idempotency.entries_max,
+            config.idempotency.bytes_max,
             Duration::from_secs(config.idempotency.ttl_secs),
         )),
         ws: WsSettings {

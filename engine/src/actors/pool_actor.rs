@@ -60,6 +60,15 @@ fn load(ctx: &Ctx, shared: &EventShared, def: PoolDef) -> Result<PoolState, Stri
         .pool_snapshot(def.id)
         .map_err(|e| e.to_string())
         .and_then(|s| match s {
+            Some(snapshot)
+                if snapshot.pool_id() != def.id || snapshot.counts().capacity != def.capacity =>
+            {
+                Err(format!(
+                    "snapshot is of pool {} with capacity {}",
+                    snapshot.pool_id(),
+                    snapshot.counts().capacity
+                ))
+            }
             Some(mut snapshot) => snapshot.restore_derived().map(|()| Some(snapshot)),
             None => Ok(None),
         });

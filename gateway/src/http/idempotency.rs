@@ -52,6 +52,17 @@ struct Shard {
     map: HashMap<Scope, (u64, Entry)>,
     order: VecDeque<(u64, Scope)>,
     next_seq: u64,
+    /// Bytes of remembered response bodies.
+    bytes: usize,
+}
+
+impl Shard {
+    /// Removes `key`, keeping the byte count right.
+    fn remove(&mut self, key: &Scope) {
+        if let Some((_, Entry::Done { body, .. })) = self.map.remove(key) {
+            self.bytes -= body.len();
+        }
+    }
 }
 
 /// Shards of the cache: requests on different keys rarely share a lock.
@@ -62,6 +73,8 @@ pub struct IdempotencyCache {
     shards: Vec<Mutex<Shard>>,
     /// Entries per shard.
     shard_max: usize,
+    /// Response bytes per shard.
+    shard_bytes_max: usize,
     ttl: Duration,
 }
 
@@ -75,19 +88,21 @@ enum Begin {
 }
 
 impl IdempotencyCache {
-    /// A cache of at most `entries_max` responses (rounded up to a multiple of the shard
-    /// count) kept for `ttl`.
-    pub fn new(entries_max: usize, ttl: Duration) -> Self {
+    /// A cache of at most `entries_max` responses and `bytes_max` bytes of response bodies
+    /// (both split evenly over the shards) kept for `ttl`.
+    pub fn new(entries_max: usize, bytes_max: usize, ttl: Duration) -> Self {
         let shard = || {
             Mutex::new(Shard {
                 map: HashMap::new(),
                 order: VecDeque::new(),
                 next_seq: 0,
+                bytes: 0,
             })
         };
         Self {
             shards: (0..SHARDS).map(|_| shard()).collect(),
             shard_max: entries_max.div_ceil(SHARDS).max(1),
+            shard_bytes_max: (bytes_max / SHARDS).max(1),
             ttl,
         }
     }
@@ -134,7 +149,7 @@ impl IdempotencyCache {
         // Evict the oldest finished entries; an in-flight one is never evicted (a duplicate
         // could then run alongside it), it goes to the back of the queue instead.
         let mut budget = shard.order.len();
-        while shard.map.len() >= self.shard_max {
+        while shard.map.len() >= self.shard_max || shard.bytes > self.shard_bytes_max {
             if budget == 0 {
                 return Begin::Full;
             }
@@ -144,14 +159,14 @@ impl IdempotencyCache {
             };
             match shard.map.get(&key) {
                 Some((s, Entry::InFlight { .. })) if *s == seq => shard.order.push_back((seq, key)),
-                Some((s, _)) if *s == seq => {
-                    shard.map.remove(&key);
-                }
+                Some((s, _)) if *s == seq => shard.remove(&key),
                 _ => {}
             }
         }
         let seq = shard.next_seq;
         shard.next_seq += 1;
+        // An expired entry under the same key is replaced: release its bytes first.
+        shard.remove(scope);
         shard
             .map
             .insert(*scope, (seq, Entry::InFlight { fingerprint }));
@@ -173,6 +188,12 @@ impl IdempotencyCache {
         body: Bytes,
     ) {
         let mut shard = self.lock(scope);
+        if body.len() > self.shard_bytes_max {
+            // Too big to remember: a retry runs again (holds stay idempotent in the engine).
+            shard.remove(scope);
+            return;
+        }
+        let added = body.len();
         if let Some((_, entry)) = shard.map.get_mut(scope) {
             *entry = Entry::Done {
                 fingerprint,
@@ -181,6 +202,7 @@ impl IdempotencyCache {
                 body,
                 at: Instant::now(),
             };
+            shard.bytes += added;
         }
     }
 
@@ -305,7 +327,7 @@ mod tests {
     #[test]
     fn cache_is_bounded_and_evicts_oldest() {
         // Keys in one shard (first byte 0), so the per-shard bound of 1 applies to all.
-        let cache = IdempotencyCache::new(SHARDS, Duration::from_secs(60));
+        let cache = IdempotencyCache::new(SHARDS, 1 << 20, Duration::from_secs(60));
         let key = |i: u8| [0, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         for i in 0..5 {
             assert!(matches!(cache.begin(&key(i), [0; 16]), Begin::Go));
@@ -328,5 +350,40 @@ mod tests {
         assert!(matches!(cache.begin(&key(0), [0; 16]), Begin::InFlight));
         cache.abort(&key(0));
         assert!(matches!(cache.begin(&key(0), [0; 16]), Begin::Go));
+    }
+
+    #[test]
+    fn cache_is_bounded_by_bytes() {
+        // 16 shards × 1 KiB; all keys in shard 0.
+        let cache = IdempotencyCache::new(1_000, SHARDS * 1024, Duration::from_secs(60));
+        let key = |i: u8| [0, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        for i in 0..10 {
+            assert!(matches!(cache.begin(&key(i), [0; 16]), Begin::Go));
+            cache.finish(
+                &key(i),
+                [0; 16],
+                StatusCode::CREATED,
+                HeaderMap::new(),
+                Bytes::from(vec![b'x'; 400]),
+            );
+        }
+        let shard = cache.lock(&key(0));
+        assert!(
+            shard.bytes <= 1024 + 400,
+            "bytes stay near the bound: {}",
+            shard.bytes
+        );
+        assert_eq!(shard.bytes, shard.map.len() * 400);
+        drop(shard);
+        // A body larger than the shard budget is not remembered.
+        assert!(matches!(cache.begin(&key(99), [0; 16]), Begin::Go));
+        cache.finish(
+            &key(99),
+            [0; 16],
+            StatusCode::CREATED,
+            HeaderMap::new(),
+            Bytes::from(vec![b'x'; 2048]),
+        );
+        assert!(matches!(cache.begin(&key(99), [0; 16]), Begin::Go));
     }
 }
