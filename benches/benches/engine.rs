@@ -11,15 +11,8 @@ use engine::pool::{HoldCommand, PoolCommand, PoolState};
 use std::time::Instant;
 
 fn main() {
-    let total: usize = std::env::var("BENCH_HOLDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let total: usize = benches::env_count("BENCH_HOLDS", 200_000);
+    let runtime = benches::runtime();
     runtime.block_on(async {
         for (pools, concurrency) in [(1usize, 512usize), (1_000, 1_024)] {
             let fixture = Fixture::new(pools, 10_000_000, default_journal()).await;

@@ -19,15 +19,8 @@ const STREAMS: usize = 256;
 const OUTSTANDING: usize = 1024;
 
 fn main() {
-    let total: usize = std::env::var("BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let total: usize = benches::env_count("BENCH_EVENTS", 200_000);
+    let runtime = benches::runtime();
     for batch_events_max in [1usize, 16, 128, 1024, 4096] {
         let n = if batch_events_max == 1 {
             total / 50

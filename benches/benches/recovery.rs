@@ -7,7 +7,7 @@
 
 use benches::default_journal;
 use engine::clock::TokioClock;
-use engine::model::{EventStatus, NewEvent, NewTicketType, SeatSource};
+use engine::model::{EventStatus, NewTicketType, SeatSource};
 use engine::ports::JournalHandle;
 use engine::{Engine, EngineConfig};
 use std::path::{Path, PathBuf};
@@ -41,31 +41,16 @@ async fn start(path: &Path) -> (Engine, Db, JournalWriter) {
 }
 
 fn main() {
-    let total: usize = std::env::var("BENCH_REGISTRATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let total: usize = benches::env_count("BENCH_REGISTRATIONS", 1_000_000);
     let tmp = tempfile::tempdir().expect("tempdir");
     let path: PathBuf = std::env::var("BENCH_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| tmp.path().to_owned());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = benches::runtime();
     runtime.block_on(async {
         let (engine, db, writer) = start(&path).await;
         let event = engine
-            .create_event(NewEvent {
-                title: "Recovery".into(),
-                description: String::new(),
-                venue: None,
-                category: None,
-                starts_at: chrono::Utc::now(),
-                ends_at: chrono::Utc::now() + chrono::Duration::hours(3),
-                hold_ttl_secs: Some(86_400),
-            })
+            .create_event(benches::new_event("Recovery", 86_400))
             .await
             .expect("event");
         let new = NewTicketType {

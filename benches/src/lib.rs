@@ -53,15 +53,7 @@ impl Fixture {
         let mut targets = Vec::with_capacity(pools);
         while targets.len() < pools {
             let event = engine
-                .create_event(NewEvent {
-                    title: "Bench".into(),
-                    description: String::new(),
-                    venue: None,
-                    category: None,
-                    starts_at: chrono::Utc::now(),
-                    ends_at: chrono::Utc::now() + chrono::Duration::hours(3),
-                    hold_ttl_secs: Some(3_600),
-                })
+                .create_event(new_event("Bench", 3_600))
                 .await
                 .expect("event");
             for _ in 0..(pools - targets.len()).min(100) {
@@ -149,4 +141,34 @@ pub fn quantiles_ms(h: &Histogram<u64>) -> String {
         q(0.99),
         q(0.999)
     )
+}
+
+/// A count from the environment variable `name`, or `default`.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The runtime the server uses on this machine: two workers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A draft event starting now, with a hold TTL of `hold_ttl_secs`.
+pub fn new_event(title: &str, hold_ttl_secs: u32) -> NewEvent {
+    NewEvent {
+        title: title.into(),
+        description: String::new(),
+        venue: None,
+        category: None,
+        starts_at: chrono::Utc::now(),
+        ends_at: chrono::Utc::now() + chrono::Duration::hours(3),
+        hold_ttl_secs: Some(hold_ttl_secs),
+    }
 }

@@ -408,19 +408,7 @@ impl PoolState {
                 action: "confirm",
             });
         }
-        if now.timestamp_millis() >= reg.expires_at_ms {
-            // The deadline passed before the timer fired: the expiry wins, exactly once.
-            self.emit(
-                events,
-                PoolEvent::HoldExpired {
-                    registration_id: id,
-                    at: now,
-                },
-            );
-            return Err(DomainError::HoldExpired {
-                expired_at: millis_to_time(reg.expires_at_ms),
-            });
-        }
+        self.expire_if_overdue(id, reg, now, events)?;
         let tickets: Vec<TicketId> = (0..reg.quantity)
             .map(|_| TicketId(uuid::Uuid::new_v4()))
             .collect();
@@ -446,19 +434,8 @@ impl PoolState {
             .get(&id)
             .ok_or(DomainError::RegistrationNotFound)?;
         match reg.status {
-            RegistrationStatus::Held if now.timestamp_millis() >= reg.expires_at_ms => {
-                self.emit(
-                    events,
-                    PoolEvent::HoldExpired {
-                        registration_id: id,
-                        at: now,
-                    },
-                );
-                Err(DomainError::HoldExpired {
-                    expired_at: millis_to_time(reg.expires_at_ms),
-                })
-            }
             RegistrationStatus::Held | RegistrationStatus::Confirmed => {
+                self.expire_if_overdue(id, reg, now, events)?;
                 self.emit(
                     events,
                     PoolEvent::RegistrationCanceled {
@@ -473,6 +450,30 @@ impl PoolState {
                 action: "cancel",
             }),
         }
+    }
+
+    /// A hold whose deadline passed before its timer fired expires now, and the command that
+    /// found it so is refused: the expiry wins, exactly once. Anything else passes.
+    fn expire_if_overdue(
+        &mut self,
+        id: RegistrationId,
+        reg: RegEntry,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<(), DomainError> {
+        if reg.status != RegistrationStatus::Held || now.timestamp_millis() < reg.expires_at_ms {
+            return Ok(());
+        }
+        self.emit(
+            events,
+            PoolEvent::HoldExpired {
+                registration_id: id,
+                at: now,
+            },
+        );
+        Err(DomainError::HoldExpired {
+            expired_at: millis_to_time(reg.expires_at_ms),
+        })
     }
 
     fn decide_check_in(

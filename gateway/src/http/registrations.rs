@@ -15,7 +15,7 @@ use engine::error::{DomainError, FieldError};
 use engine::ids::{EventId, RegistrationId, TicketId, TicketTypeId};
 use engine::model::RegistrationStatus;
 use engine::pool::IdempotencyToken;
-use engine::ports::{RegistrationView, TicketView};
+use engine::ports::{Page, RegistrationView, TicketView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -237,6 +237,17 @@ fn parse_status(status: Option<String>) -> ApiResult<Option<RegistrationStatus>>
         .transpose()
 }
 
+fn page_dto(state: &AppState, page: Page<RegistrationView, RegistrationId>) -> RegistrationPage {
+    RegistrationPage {
+        next_cursor: page.next.map(|id| id.0),
+        items: page
+            .items
+            .into_iter()
+            .map(|v| registration_dto(state, v))
+            .collect(),
+    }
+}
+
 /// Registrations of an event, by creation order.
 #[utoipa::path(get, path = "/api/v1/events/{id}/registrations", tag = "registrations", params(("id" = Uuid, Path), RegistrationListParams),
     responses((status = 200, body = RegistrationPage), (status = 400, body = Problem), (status = 404, body = Problem)))]
@@ -251,14 +262,7 @@ pub(crate) async fn list_event_registrations(
         p.after.map(RegistrationId),
         page_limit(p.limit)?,
     )?;
-    Ok(Json(RegistrationPage {
-        next_cursor: page.next.map(|id| id.0),
-        items: page
-            .items
-            .into_iter()
-            .map(|v| registration_dto(&state, v))
-            .collect(),
-    }))
+    Ok(Json(page_dto(&state, page)))
 }
 
 /// Registrations for an attendee e-mail.
@@ -273,14 +277,7 @@ pub(crate) async fn list_registrations_by_email(
         p.after.map(RegistrationId),
         page_limit(p.limit)?,
     )?;
-    Ok(Json(RegistrationPage {
-        next_cursor: page.next.map(|id| id.0),
-        items: page
-            .items
-            .into_iter()
-            .map(|v| registration_dto(&state, v))
-            .collect(),
-    }))
+    Ok(Json(page_dto(&state, page)))
 }
 
 /// Body of a check-in scan.
