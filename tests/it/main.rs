@@ -8,4 +8,5 @@ mod edges;
 mod expiry;
 mod flash_sale;
 mod ops;
+mod passivation;
 mod websocket;

@@ -1,0 +1,98 @@
+//! An idle event is passivated (its actors stop, memory is released) and activated again
+//! from durable state on next use, with nothing lost.
+
+use serde_json::json;
+use std::time::Duration;
+use tests::{Api, Server, wait_for};
+
+async fn active_events(api: &Api) -> Option<u64> {
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("engine_active_events "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_events_passivate_and_come_back_from_durable_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[("ENGINE__PASSIVATE_AFTER_SECS", "1")],
+    );
+    let api = Api::new(&server);
+    api.wait_ready().await;
+    let (event, tt) = api.published_event(5, 600, 5).await;
+    let held = api.hold(&event, &tt, 2, None).await;
+    let confirmed = api
+        .post(
+            &format!("/api/v1/registrations/{}/confirm", held.str("id")),
+            &json!({}),
+            None,
+        )
+        .await;
+    let code = confirmed.body["tickets"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(api.hold(&event, &tt, 1, None).await.status, 201);
+
+    let idle = wait_for(Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { (active_events(&api).await? == 0).then_some(()) }
+    })
+    .await;
+    assert!(idle.is_some(), "the idle event was not passivated");
+
+    // Back from durable state: counts, idempotent confirm, exactly-once check-in, selling.
+    assert_eq!(api.availability(&event).await, (5, 1, 2, 2));
+    let again = api
+        .post(
+            &format!("/api/v1/registrations/{}/confirm", held.str("id")),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.str("status").as_str()),
+        (200, "confirmed")
+    );
+    let scan = |gate: &'static str| {
+        let (api, event, code) = (api.clone(), event.clone(), code.clone());
+        async move {
+            api.post(
+                &format!("/api/v1/events/{event}/check-ins"),
+                &json!({"ticket_code": code, "gate": gate}),
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(scan("a").await.status, 200);
+    assert_eq!(active_events(&api).await, Some(1));
+    let idle = wait_for(Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { (active_events(&api).await? == 0).then_some(()) }
+    })
+    .await;
+    assert!(idle.is_some(), "not passivated again");
+    let second = scan("b").await;
+    assert_eq!(
+        (second.status, second.str("code").as_str()),
+        (409, "already_checked_in")
+    );
+    assert_eq!(
+        second.body["first_gate"], "a",
+        "the admission survived passivation"
+    );
+    assert_eq!(api.hold(&event, &tt, 2, None).await.status, 201);
+    assert_eq!(api.hold(&event, &tt, 1, None).await.str("code"), "sold_out");
+}
