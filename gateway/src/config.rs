@@ -113,8 +113,9 @@ pub struct WebSocketConfig {
     pub send_buffer_max: usize,
     /// Pushes per second per topic per connection.
     pub pushes_per_sec_max: u32,
-    /// Consecutive dropped pushes before disconnecting a lagging client.
-    pub lag_drops_max: u32,
+    /// Milliseconds a connection may make no progress on its socket, with pushes waiting,
+    /// before it is disconnected.
+    pub lag_timeout_ms: u64,
 }
 
 /// Log settings.

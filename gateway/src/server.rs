@@ -96,7 +96,7 @@ pub async fn run(
             push_interval: Duration::from_millis(
                 1000 / u64::from(config.websocket.pushes_per_sec_max),
             ),
-            lag_drops_max: config.websocket.lag_drops_max,
+            lag_timeout: Duration::from_millis(config.websocket.lag_timeout_ms),
         },
         shutdown: shutdown_rx,
     });

@@ -9,7 +9,9 @@
 //! `send_buffer_max` frames (one aborts the other). Each subscription pushes full snapshots,
 //! coalesced to at most `pushes_per_sec_max` per second. A push that finds the queue full is
 //! dropped and retried with the then-latest snapshot (a snapshot supersedes older ones, so
-//! the client resyncs); after `lag_drops_max` consecutive drops the client is disconnected.
+//! the client resyncs). A client whose writer has put nothing on its socket for `lag_timeout`
+//! while pushes were waiting is lagging, not bursting: it is disconnected (its writer, blocked on
+//! the full socket, is aborted so the socket and its buffers are released).
 //! Memory per connection is bounded either way.
 
 use super::AppState;
@@ -25,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -39,8 +41,9 @@ pub struct WsSettings {
     pub send_buffer_max: usize,
     /// Shortest time between two pushes of one topic to one connection.
     pub push_interval: Duration,
-    /// Consecutive dropped pushes before the client is disconnected.
-    pub lag_drops_max: u32,
+    /// How long a connection may make no progress on its socket, with pushes waiting,
+    /// before it is disconnected.
+    pub lag_timeout: Duration,
 }
 
 /// Largest frame a client may send.
@@ -81,25 +84,60 @@ fn error(code: &str, detail: &str) -> Message {
 
 struct Connection {
     tx: mpsc::Sender<Message>,
-    lag: Arc<AtomicU32>,
+    progress: Progress,
     kicked: Arc<Notify>,
+}
+
+/// When the connection's writer last put a frame on the socket.
+#[derive(Clone)]
+struct Progress {
+    start: tokio::time::Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn mark(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since the last frame was written.
+    fn stalled_for(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        )
+    }
 }
 
 async fn session(state: AppState, socket: WebSocket) {
     metrics::gauge!("ws_connections").increment(1.0);
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(state.ws.send_buffer_max);
+    let progress = Progress::new();
+    let written = progress.clone();
     let writer = tokio::spawn(async move {
         while let Some(message) = rx.recv().await {
             if sink.send(message).await.is_err() {
                 break;
             }
+            written.mark();
         }
         let _ = sink.close().await;
     });
     let conn = Connection {
         tx,
-        lag: Arc::new(AtomicU32::new(0)),
+        progress,
         kicked: Arc::new(Notify::new()),
     };
     let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -123,8 +161,16 @@ async fn session(state: AppState, socket: WebSocket) {
         task.abort();
     }
     drop(conn);
-    // The writer ends when the queue's last sender is gone; don't wait on a stuck socket.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    // The writer ends when the queue's last sender is gone. A client that stopped reading
+    // leaves it blocked on a full socket: after a grace period it is aborted, which drops the
+    // socket and its buffers (otherwise a lagging client would hold them forever).
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     metrics::gauge!("ws_connections").decrement(1.0);
 }
 
@@ -190,8 +236,8 @@ async fn on_message(
 }
 
 impl Connection {
-    fn handles(&self) -> (mpsc::Sender<Message>, Arc<AtomicU32>, Arc<Notify>) {
-        (self.tx.clone(), self.lag.clone(), self.kicked.clone())
+    fn handles(&self) -> (mpsc::Sender<Message>, Progress, Arc<Notify>) {
+        (self.tx.clone(), self.progress.clone(), self.kicked.clone())
     }
 }
 
@@ -201,7 +247,7 @@ async fn push_availability(
     topic: String,
     event_id: EventId,
     mut feed: engine::AvailabilityFeed,
-    (tx, lag, kicked): (mpsc::Sender<Message>, Arc<AtomicU32>, Arc<Notify>),
+    (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
 ) {
     let interval = state.ws.push_interval;
     let mut next_allowed = tokio::time::Instant::now();
@@ -233,12 +279,12 @@ async fn push_availability(
         match tx.try_send(frame) {
             Ok(()) => {
                 pending = false;
-                lag.store(0, Ordering::Relaxed);
                 metrics::counter!("ws_pushes_total").increment(1);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                // Dropped: the next attempt sends the then-latest snapshot (a resync).
                 metrics::counter!("ws_pushes_dropped_total").increment(1);
-                if lag.fetch_add(1, Ordering::Relaxed) + 1 >= state.ws.lag_drops_max {
+                if progress.stalled_for() >= state.ws.lag_timeout {
                     kicked.notify_one();
                     return;
                 }
