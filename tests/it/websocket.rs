@@ -92,17 +92,17 @@ async fn subscribers_receive_versioned_availability() {
     next_of(&mut ws, "pong").await;
 }
 
-/// A subscriber that never reads is disconnected once its bounded queue stays full, while a
-/// subscriber that reads, on the same events and settings, stays connected: the server never
-/// buffers for a slow client without limit, and only lag (not a burst) gets a client dropped.
+/// A subscriber that never reads is disconnected once its socket has made no progress for
+/// `lag_timeout`, and its connection is released: the server never buffers for a slow client
+/// without limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_never_reads_is_dropped_and_a_reader_is_not() {
+async fn a_client_that_never_reads_is_dropped_and_released() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         &dir.path().join("data"),
         &[
             ("WEBSOCKET__SEND_BUFFER_MAX", "8"),
-            ("WEBSOCKET__LAG_TIMEOUT_MS", "2000"),
+            ("WEBSOCKET__LAG_TIMEOUT_MS", "1000"),
             ("WEBSOCKET__PUSHES_PER_SEC_MAX", "100"),
         ],
     );
@@ -115,7 +115,7 @@ async fn a_client_that_never_reads_is_dropped_and_a_reader_is_not() {
         .iter()
         .map(|(event, _)| format!("event:{event}"))
         .collect();
-    // The lagging client: a tiny receive buffer so the kernel stops absorbing frames early.
+    // A tiny receive buffer so the kernel stops absorbing frames early.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(1024).unwrap();
     let stream = tokio_tungstenite::MaybeTlsStream::Plain(
@@ -126,25 +126,22 @@ async fn a_client_that_never_reads_is_dropped_and_a_reader_is_not() {
             .await
             .unwrap();
     subscribe_all(&mut lagging, &topics).await;
-    // The reader drains its frames all along.
-    let (mut reader, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws", server.addr))
-            .await
-            .unwrap();
-    subscribe_all(&mut reader, &topics).await;
-    let (reader_tx, mut reader_rx) = reader.split();
-    let drained = tokio::spawn(async move {
-        let mut frames = 0u64;
-        while let Some(Ok(frame)) = reader_rx.next().await {
-            if matches!(frame, Message::Close(_)) {
-                break;
-            }
-            frames += 1;
-        }
-        frames
-    });
 
-    // Keep availability changing on every subscribed event until the server gives up on one.
+    let gauge = |api: Api, name: &'static str| async move {
+        let text = api
+            .http
+            .get(format!("{}/metrics", api.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    // Keep availability changing on every subscribed event until the server gives up on it.
     let dropped = tests::wait_for(Duration::from_secs(120), || {
         let (api, events) = (api.clone(), events.clone());
         async move {
@@ -154,59 +151,27 @@ async fn a_client_that_never_reads_is_dropped_and_a_reader_is_not() {
                     .map(|(event, tt)| api.hold(event, tt, 1, None)),
             )
             .await;
-            let metrics = api
-                .http
-                .get(format!("{}/metrics", api.base))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            metrics
-                .contains("ws_clients_dropped_total{reason=\"lagging\"}")
+            (gauge(api, "ws_clients_dropped_total{reason=\"lagging\"} ").await? >= 1.0)
                 .then_some(())
         }
     })
     .await;
     assert!(dropped.is_some(), "the lagging client was never dropped");
-    let metrics = api
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("ws_clients_dropped_total{reason=\"lagging\"} 1"),
-        "only the lagging client was dropped"
-    );
-
-    // The lagging client finds its connection closed once it reads what was in flight.
-    let read = std::sync::atomic::AtomicU64::new(0);
-    let closed = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(frame) = lagging.next().await {
-            read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if frame.is_err() || matches!(frame, Ok(Message::Close(_))) {
-                break;
-            }
+    // Its session and its writer (which owned the socket) are released on the server.
+    let released = tests::wait_for(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let sessions = gauge(api.clone(), "ws_connections ").await?;
+            let writers = gauge(api, "ws_writer_tasks ").await?;
+            (sessions == 0.0 && writers == 0.0).then_some(())
         }
     })
     .await;
     assert!(
-        closed.is_ok(),
-        "the server kept the lagging connection open ({} frames read)",
-        read.into_inner()
+        released.is_some(),
+        "the server still holds the lagging connection"
     );
-    // The reader is still connected and was served throughout.
-    assert!(
-        !drained.is_finished(),
-        "the reading client was disconnected"
-    );
-    let mut reader_tx = reader_tx;
-    reader_tx.send(Message::Close(None)).await.unwrap();
-    let frames = drained.await.unwrap();
-    assert!(frames > 16, "the reader received {frames} frames");
+    // What remains is the kernel's orphaned socket draining its send buffer (bounded by the
+    // kernel and reaped by it); the server itself holds nothing for the client any more.
+    drop(lagging);
 }

@@ -88,6 +88,23 @@ struct Connection {
     kicked: Arc<Notify>,
 }
 
+/// Counts live writer tasks in `ws_writer_tasks` (each owns its socket's write half): the
+/// gauge shows that aborted writers of dropped clients really go away.
+struct WriterAlive;
+
+impl WriterAlive {
+    fn new() -> Self {
+        metrics::gauge!("ws_writer_tasks").increment(1.0);
+        WriterAlive
+    }
+}
+
+impl Drop for WriterAlive {
+    fn drop(&mut self) {
+        metrics::gauge!("ws_writer_tasks").decrement(1.0);
+    }
+}
+
 /// When the connection's writer last put a frame on the socket.
 #[derive(Clone)]
 struct Progress {
@@ -127,6 +144,7 @@ async fn session(state: AppState, socket: WebSocket) {
     let progress = Progress::new();
     let written = progress.clone();
     let writer = tokio::spawn(async move {
+        let _alive = WriterAlive::new();
         while let Some(message) = rx.recv().await {
             if sink.send(message).await.is_err() {
                 break;
