@@ -50,7 +50,7 @@ fn main() {
     runtime.block_on(async {
         let (engine, db, writer) = start(&path).await;
         let event = engine
-            .create_event(benches::new_event("Recovery", 86_400))
+            .create_event(benches::new_event("Recovery", 86_400), None)
             .await
             .expect("event");
         let new = NewTicketType {
@@ -63,7 +63,7 @@ fn main() {
             max_per_order: 10,
         };
         let (_, tt) = engine
-            .create_ticket_type(event.id, new)
+            .create_ticket_type(event.id, new, None)
             .await
             .expect("ticket type");
         engine

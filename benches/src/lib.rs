@@ -53,7 +53,7 @@ impl Fixture {
         let mut targets = Vec::with_capacity(pools);
         while targets.len() < pools {
             let event = engine
-                .create_event(new_event("Bench", 3_600))
+                .create_event(new_event("Bench", 3_600), None)
                 .await
                 .expect("event");
             for _ in 0..(pools - targets.len()).min(100) {
@@ -65,7 +65,7 @@ impl Fixture {
                     max_per_order: 10,
                 };
                 let (_, tt) = engine
-                    .create_ticket_type(event.id, new)
+                    .create_ticket_type(event.id, new, None)
                     .await
                     .expect("ticket type");
                 targets.push((event.id, tt.id));

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio::sync::{OnceCell, watch};
 
+/// The scope of idempotency keys that belong to no event (event creation).
+pub const GLOBAL_SCOPE: EventId = EventId(uuid::Uuid::nil());
+
 /// A request to hold seats, as the gateway parsed it.
 #[derive(Clone, Debug)]
 pub struct HoldRequest {
@@ -160,8 +163,16 @@ impl Engine {
 
     // ---- events -------------------------------------------------------------------------
 
-    /// Creates a draft event.
-    pub async fn create_event(&self, new: NewEvent) -> EngineResult<EventRecord> {
+    /// Creates a draft event. A key seen before returns the event it created (or 422 for
+    /// another request), durably: the key is recorded in the same batch as the event.
+    pub async fn create_event(
+        &self,
+        new: NewEvent,
+        idempotency: Option<IdempotencyToken>,
+    ) -> EngineResult<EventRecord> {
+        if let Some(id) = self.idempotent(GLOBAL_SCOPE, idempotency)? {
+            return self.event(EventId(id));
+        }
         new.validate()?;
         let id = EventId::new();
         let hold_ttl_secs = new
@@ -172,6 +183,7 @@ impl Engine {
             settings: new,
             hold_ttl_secs,
             at: self.ctx.clock.now(),
+            idempotency,
         };
         // Created cannot fail to produce a record: it is the Created variant.
         let record = EventRecord::from_created(&event)
@@ -217,11 +229,20 @@ impl Engine {
         &self,
         id: EventId,
         new: NewTicketType,
+        idempotency: Option<IdempotencyToken>,
     ) -> EngineResult<(EventRecord, TicketType)> {
+        if let Some(tt) = self.idempotent(id, idempotency)? {
+            let record = self.event(id)?;
+            let ticket_type = record
+                .ticket_type(TicketTypeId(tt))
+                .cloned()
+                .ok_or(DomainError::TicketTypeNotFound)?;
+            return Ok((record, ticket_type));
+        }
         new.validate()?;
         let h = self.handle(id).await?;
         let (record, tt) = call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
-            EventMsg::CreateTicketType(new, r)
+            EventMsg::CreateTicketType(new, idempotency, r)
         })
         .await?;
         let ticket_type = record
@@ -274,17 +295,8 @@ impl Engine {
         // A key seen before (durably, for any ticket type of this event) answers with its
         // registration, or 422 if the request differs. Concurrent first uses of one key are
         // decided by the pool's own map (same ticket type) or the gateway's in-flight marker.
-        if let Some(token) = req.idempotency
-            && let Some((id, request)) = self
-                .ctx
-                .store
-                .idempotent_hold(req.event_id, token.key)
-                .map_err(storage)?
-        {
-            if request != token.request {
-                return Err(DomainError::IdempotencyMismatch.into());
-            }
-            return Ok((self.registration(id)?, true));
+        if let Some(id) = self.idempotent(req.event_id, req.idempotency)? {
+            return Ok((self.registration(RegistrationId(id))?, true));
         }
         let record = h.shared.record();
         let mut errors = Vec::new();
@@ -510,6 +522,28 @@ impl Engine {
             .ticket(id)
             .map_err(storage)?
             .ok_or(DomainError::TicketNotFound.into())
+    }
+
+    /// What an idempotency key created before in `scope` (an event, or [`GLOBAL_SCOPE`]):
+    /// `Some(id)` for the same request, 422 for another request, `None` for a new key.
+    fn idempotent(
+        &self,
+        scope: EventId,
+        token: Option<IdempotencyToken>,
+    ) -> EngineResult<Option<uuid::Uuid>> {
+        let Some(token) = token else { return Ok(None) };
+        match self
+            .ctx
+            .store
+            .idempotent(scope, token.key)
+            .map_err(storage)?
+        {
+            Some((_, request)) if request != token.request => {
+                Err(DomainError::IdempotencyMismatch.into())
+            }
+            Some((id, _)) => Ok(Some(id)),
+            None => Ok(None),
+        }
     }
 
     // ---- activation ---------------------------------------------------------------------

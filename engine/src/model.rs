@@ -6,6 +6,7 @@
 
 use crate::error::{DomainError, FieldError};
 use crate::ids::{EventId, PoolId, TicketTypeId};
+use crate::pool::IdempotencyToken;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -421,6 +422,9 @@ pub enum EventEvent {
         hold_ttl_secs: u32,
         /// When.
         at: DateTime<Utc>,
+        /// The client's idempotency key, if it sent one.
+        #[serde(default)]
+        idempotency: Option<IdempotencyToken>,
     },
     /// Settings changed.
     Updated {
@@ -452,6 +456,9 @@ pub enum EventEvent {
         new_pool: Option<PoolDef>,
         /// When.
         at: DateTime<Utc>,
+        /// The client's idempotency key, if it sent one.
+        #[serde(default)]
+        idempotency: Option<IdempotencyToken>,
     },
 }
 
@@ -464,6 +471,7 @@ impl EventRecord {
                 settings,
                 hold_ttl_secs,
                 at,
+                ..
             } => Some(EventRecord {
                 id: *id,
                 title: settings.title.clone(),
@@ -520,6 +528,7 @@ impl EventRecord {
                 ticket_type,
                 new_pool,
                 at,
+                ..
             } => {
                 if let Some(pool) = new_pool {
                     self.pools.push(*pool);

@@ -323,13 +323,14 @@ pub trait Store: Send + Sync + 'static {
         after: Option<RegistrationId>,
         limit: usize,
     ) -> Result<Page<RegistrationView, RegistrationId>, StoreError>;
-    /// The registration an idempotency key (digest, scoped to the event) created, with the
-    /// digest of the request that created it. Written with the hold, in the same batch.
-    fn idempotent_hold(
+    /// What an idempotency key (digest) created in `scope` (the event, or the nil id for
+    /// event creation): the id of the registration, ticket type or event, with the digest of
+    /// the request that created it. Written in the same batch as what it created.
+    fn idempotent(
         &self,
-        event: EventId,
+        scope: EventId,
         key: [u8; 16],
-    ) -> Result<Option<(RegistrationId, [u8; 16])>, StoreError>;
+    ) -> Result<Option<(uuid::Uuid, [u8; 16])>, StoreError>;
     /// The ticket read model.
     fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError>;
 }

@@ -4,9 +4,10 @@
 use crate::codec::{decode, encode_compact};
 use crate::keys;
 use crate::store::Db;
-use engine::ids::{PoolId, RegistrationId, TicketId};
+use engine::ids::{EventId, PoolId, RegistrationId, TicketId};
+use engine::model::EventEvent;
 use engine::model::RegistrationStatus;
-use engine::pool::PoolEvent;
+use engine::pool::{IdempotencyToken, PoolEvent};
 use engine::ports::{RegistrationView, TicketView};
 use fjall::OwnedWriteBatch;
 use std::collections::HashMap;
@@ -64,6 +65,32 @@ impl Overlay {
 
     fn ticket<'a>(&'a mut self, db: &Db, id: TicketId) -> Result<&'a mut TicketView, String> {
         cached(&mut self.tickets, &db.tickets, id, id.as_bytes())
+    }
+
+    /// Records the idempotency keys of an event stream's creations (event, ticket type).
+    pub fn project_event(&mut self, event_id: EventId, event: &EventEvent) {
+        let (scope, id, token) = match event {
+            EventEvent::Created {
+                id,
+                idempotency: Some(token),
+                ..
+            } => (EventId(uuid::Uuid::nil()), id.0, token),
+            EventEvent::TicketTypeCreated {
+                ticket_type,
+                idempotency: Some(token),
+                ..
+            } => (event_id, ticket_type.id.0, token),
+            _ => return,
+        };
+        self.remember(&scope, id, token);
+    }
+
+    fn remember(&mut self, scope: &EventId, id: uuid::Uuid, token: &IdempotencyToken) {
+        let mut value = [0u8; 32];
+        value[..16].copy_from_slice(id.as_bytes());
+        value[16..].copy_from_slice(&token.request);
+        self.idempotency
+            .push((keys::idempotency(scope, &token.key), value));
     }
 
     /// Applies one pool event to the read models.

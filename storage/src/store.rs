@@ -292,11 +292,11 @@ impl Store for Db {
         )
     }
 
-    fn idempotent_hold(
+    fn idempotent(
         &self,
         event: EventId,
         key: [u8; 16],
-    ) -> Result<Option<(RegistrationId, [u8; 16])>, StoreError> {
+    ) -> Result<Option<(uuid::Uuid, [u8; 16])>, StoreError> {
         let Some(value) = self
             .idempotency
             .get(keys::idempotency(&event, &key))
@@ -308,7 +308,7 @@ impl Store for Db {
         if bytes.len() != 32 {
             return Err(err("bad idempotency row"));
         }
-        let id = RegistrationId(uuid::Uuid::from_slice(&bytes[..16]).map_err(err)?);
+        let id = uuid::Uuid::from_slice(&bytes[..16]).map_err(err)?;
         let mut request = [0u8; 16];
         request.copy_from_slice(&bytes[16..]);
         Ok(Some((id, request)))

@@ -192,11 +192,15 @@ fn flush(
         fences
             .heads
             .insert(request.stream, head + events.len() as u64);
-        if let StreamId::Pool(pool_id) = request.stream {
-            for event in &events {
-                if let StreamEvent::Pool(e) = event {
-                    overlay.project(db, pool_id, e)?;
+        for event in &events {
+            match (request.stream, event) {
+                (StreamId::Pool(pool_id), StreamEvent::Pool(e)) => {
+                    overlay.project(db, pool_id, e)?
                 }
+                (StreamId::Event(event_id), StreamEvent::Event(e)) => {
+                    overlay.project_event(event_id, e)
+                }
+                _ => return Err(format!("event of the wrong kind on {}", request.stream)),
             }
         }
         match records

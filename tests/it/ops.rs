@@ -129,3 +129,57 @@ async fn graceful_shutdown_exits_cleanly_and_keeps_data() {
     );
     assert_eq!(api.availability(&event).await, (10, 2, 0, 8));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_events_and_ticket_types_is_durably_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let api = Api::new(&server);
+    let body = json!({"title": "Retry me", "starts_at": "2031-01-01T18:00:00Z", "ends_at": "2031-01-01T22:00:00Z"});
+    let first = api.post("/api/v1/events", &body, Some("create-1")).await;
+    assert_eq!(first.status, 201);
+    let event = first.str("id");
+    let tt_body = json!({"name": "GA", "price_minor": 100, "currency": "EUR", "capacity": 5});
+    let tt_path = format!("/api/v1/events/{event}/ticket-types");
+    let tt = api.post(&tt_path, &tt_body, Some("tt-1")).await;
+    assert_eq!(tt.status, 201);
+
+    // After a restart the gateway's cache is empty: the keys are answered from durable state.
+    assert!(
+        server
+            .terminate(Duration::from_secs(20))
+            .is_some_and(|s| s.success())
+    );
+    let server = Server::start(&data, &[]);
+    let api = Api::new(&server);
+    let again = api.post("/api/v1/events", &body, Some("create-1")).await;
+    assert_eq!(
+        (again.status, again.str("id")),
+        (201, event.clone()),
+        "{again:?}"
+    );
+    let other = api.post("/api/v1/events", &json!({"title": "Else", "starts_at": "2031-01-01T18:00:00Z", "ends_at": "2031-01-01T22:00:00Z"}), Some("create-1")).await;
+    assert_eq!(
+        (other.status, other.str("code").as_str()),
+        (422, "idempotency_key_reused")
+    );
+    let tt_again = api.post(&tt_path, &tt_body, Some("tt-1")).await;
+    assert_eq!(
+        (tt_again.status, tt_again.str("id")),
+        (201, tt.str("id")),
+        "{tt_again:?}"
+    );
+    let record = api.get(&format!("/api/v1/events/{event}")).await;
+    assert_eq!(
+        record.body["ticket_types"].as_array().unwrap().len(),
+        1,
+        "no second ticket type"
+    );
+    let listed = api.get("/api/v1/events?q=Retry").await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        1,
+        "no second event"
+    );
+}

@@ -10,6 +10,7 @@ use crate::model::{
     EventEvent, EventPatch, EventRecord, EventStatus, NewTicketType, PoolDef, SeatSource,
     TicketType,
 };
+use crate::pool::IdempotencyToken;
 use crate::ports::{Completion, JournalError, Snapshot, StreamEvent};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::HashMap;
@@ -33,7 +34,11 @@ pub(crate) enum EventMsg {
     /// Publish, cancel or complete.
     Transition(EventStatus, Reply<EventRecord>),
     /// Add a ticket type (and its pool).
-    CreateTicketType(NewTicketType, Reply<(EventRecord, TicketTypeId)>),
+    CreateTicketType(
+        NewTicketType,
+        Option<IdempotencyToken>,
+        Reply<(EventRecord, TicketTypeId)>,
+    ),
     /// Timer: passivate if idle.
     PassivateCheck,
     /// The journal refused an append (sequence conflict): restart from durable state.
@@ -152,8 +157,8 @@ impl Actor for EventActor {
                 commit(state, EventEvent::Updated { patch, at }, move |r| r, reply).await;
             }
             EventMsg::Transition(to, reply) => transition(state, to, reply).await,
-            EventMsg::CreateTicketType(cmd, reply) => {
-                create_ticket_type(&myself, state, cmd, reply).await?
+            EventMsg::CreateTicketType(cmd, idempotency, reply) => {
+                create_ticket_type(&myself, state, (cmd, idempotency), reply).await?
             }
             EventMsg::PassivateCheck => passivate_if_idle(&myself, state),
             EventMsg::Poisoned(reason) => return Err(reason.into()),
@@ -328,7 +333,7 @@ async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<E
 async fn create_ticket_type(
     myself: &ActorRef<EventMsg>,
     state: &mut EventActorState,
-    cmd: NewTicketType,
+    (cmd, idempotency): (NewTicketType, Option<IdempotencyToken>),
     reply: Reply<(EventRecord, TicketTypeId)>,
 ) -> Result<(), ActorProcessingErr> {
     if let Err(e) = cmd.validate() {
@@ -383,6 +388,7 @@ async fn create_ticket_type(
             ticket_type,
             new_pool,
             at,
+            idempotency,
         },
         move |r| (r, id),
         reply,

@@ -3,11 +3,12 @@
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId};
+use super::idempotency::{IdempotencyContext, engine_token};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use engine::EventAvailability;
 use engine::error::FieldError;
@@ -253,8 +254,10 @@ fn created(record: &EventRecord) -> impl IntoResponse + use<> {
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn create_event(
     State(state): State<AppState>,
+    idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateEvent>,
 ) -> ApiResult<impl IntoResponse> {
+    let idempotency = engine_token(idempotency, b"POST /api/v1/events");
     let new = NewEvent {
         title: body.title,
         description: body.description,
@@ -264,7 +267,7 @@ pub(crate) async fn create_event(
         ends_at: body.ends_at,
         hold_ttl_secs: body.hold_ttl_secs,
     };
-    let record = state.engine.create_event(new).await?;
+    let record = state.engine.create_event(new, idempotency).await?;
     Ok(created(&record))
 }
 
@@ -387,12 +390,15 @@ pub(crate) async fn complete_event(
 /// Add a ticket type, with a new pool (`capacity`) or sharing one (`pool_id`).
 #[utoipa::path(post, path = "/api/v1/events/{id}/ticket-types", tag = "events", params(("id" = Uuid, Path)),
     request_body = CreateTicketType,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body never create twice")),
     responses((status = 201, body = TicketTypeDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create_ticket_type(
     State(state): State<AppState>,
     PathId(id): PathId<EventId>,
+    idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateTicketType>,
 ) -> ApiResult<impl IntoResponse> {
+    let idempotency = engine_token(idempotency, format!("POST ticket-types {id}").as_bytes());
     let seats = match (body.capacity, body.pool_id) {
         (Some(capacity), None) => SeatSource::NewPool { capacity },
         (None, Some(pool)) => SeatSource::SharedPool(PoolId(pool)),
@@ -411,7 +417,10 @@ pub(crate) async fn create_ticket_type(
         seats,
         max_per_order: body.max_per_order.unwrap_or(10),
     };
-    let (record, tt) = state.engine.create_ticket_type(id, new).await?;
+    let (record, tt) = state
+        .engine
+        .create_ticket_type(id, new, idempotency)
+        .await?;
     Ok((StatusCode::CREATED, Json(ticket_type_dto(&record, &tt))))
 }
 

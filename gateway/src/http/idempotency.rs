@@ -308,6 +308,18 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     Response::from_parts(parts, Body::from(body))
 }
 
+/// The engine's durable idempotency token for this request, with the key scoped to `scope`
+/// (the endpoint and, where there is one, the event), or `None` without a key.
+pub fn engine_token(
+    ctx: Option<axum::Extension<IdempotencyContext>>,
+    scope: &[u8],
+) -> Option<engine::pool::IdempotencyToken> {
+    ctx.map(|axum::Extension(ctx)| engine::pool::IdempotencyToken {
+        key: scoped_digest(scope, &ctx.key),
+        request: ctx.fingerprint,
+    })
+}
+
 /// Digest of an idempotency key scoped to `scope` (e.g. an event id), for the engine.
 pub fn scoped_digest(scope: &[u8], key: &str) -> [u8; 16] {
     let mut hasher = Sha256::new();

@@ -3,7 +3,7 @@
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId};
-use super::idempotency::{IdempotencyContext, scoped_digest};
+use super::idempotency::{IdempotencyContext, engine_token};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -14,7 +14,6 @@ use engine::HoldRequest;
 use engine::error::{DomainError, FieldError};
 use engine::ids::{EventId, RegistrationId, TicketId, TicketTypeId};
 use engine::model::RegistrationStatus;
-use engine::pool::IdempotencyToken;
 use engine::ports::{Page, RegistrationView, TicketView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -172,10 +171,7 @@ pub(crate) async fn create_registration(
     idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateRegistration>,
 ) -> ApiResult<impl IntoResponse> {
-    let idempotency = idempotency.map(|Extension(ctx)| IdempotencyToken {
-        key: scoped_digest(event_id.as_bytes(), &ctx.key),
-        request: ctx.fingerprint,
-    });
+    let idempotency = engine_token(idempotency, event_id.as_bytes());
     let request = HoldRequest {
         event_id,
         ticket_type_id: TicketTypeId(body.ticket_type_id),
