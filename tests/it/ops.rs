@@ -70,6 +70,21 @@ async fn health_metrics_openapi_and_docs() {
             "{path} missing from the OpenAPI document"
         );
     }
+    // Every operation on a path with `{id}` declares the `id` path parameter.
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        if !path.contains("{id}") {
+            continue;
+        }
+        for (method, operation) in operations.as_object().unwrap() {
+            let declared = operation["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "id" && p["in"] == "path"));
+            assert!(
+                declared,
+                "{method} {path} does not declare its id parameter"
+            );
+        }
+    }
     let docs = api.http.get(server.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));

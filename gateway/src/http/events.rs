@@ -388,9 +388,10 @@ pub(crate) async fn complete_event(
 }
 
 /// Add a ticket type, with a new pool (`capacity`) or sharing one (`pool_id`).
-#[utoipa::path(post, path = "/api/v1/events/{id}/ticket-types", tag = "events", params(("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/api/v1/events/{id}/ticket-types", tag = "events",
+    params(("id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body never create twice")),
     request_body = CreateTicketType,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body never create twice")),
     responses((status = 201, body = TicketTypeDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create_ticket_type(
     State(state): State<AppState>,
