@@ -70,6 +70,10 @@ struct SaleArgs {
     /// Send no Idempotency-Key (to measure what the key costs; 503s are then not retried safely).
     #[arg(long)]
     no_idempotency_key: bool,
+    /// Print the wall-clock time of every hold slower than this many milliseconds (to line
+    /// latency spikes up with the server's log).
+    #[arg(long)]
+    slow_ms: Option<u64>,
 }
 
 /// What one phase measured.
@@ -310,6 +314,7 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (acks, quantity, attempts_max) = (acknowledged.clone(), args.quantity, args.attempts_max);
     let send_key = !args.no_idempotency_key;
+    let slow_us = args.slow_ms.map(|ms| ms * 1000);
     let run = uuid::Uuid::new_v4();
     let phase = drive("flash-sale", common, move |i| {
         let (http, url, tt, acks) = (http.clone(), url.clone(), tt.clone(), acks.clone());
@@ -335,6 +340,9 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
                     .and_then(|v| v.parse::<u64>().ok());
                 let bytes = response.bytes().await.ok()?;
                 let latency_us = started.elapsed().as_micros() as u64;
+                if slow_us.is_some_and(|slow| latency_us >= slow) {
+                    eprintln!("slow: {} ms, finished at {}", latency_us / 1000, chrono::Utc::now().format("%H:%M:%S%.3f"));
+                }
                 if status == 503 && attempt < attempts_max {
                     tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(1))).await;
                     continue;

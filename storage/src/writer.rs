@@ -5,9 +5,11 @@
 //! 1. checks each append's first sequence number against its stream's head (a gap or a
 //!    duplicate is refused with `SequenceConflict`, and nothing of it is written);
 //! 2. merges each stream's accepted events into ONE journal record for this flush;
-//! 3. projects the read models and adds snapshots;
+//! 3. projects the read models (and the event records, which are the event streams' snapshots);
 //! 4. writes it all as one atomic fjall batch and fsyncs it (`SyncData`);
-//! 5. only then completes the appends, in order.
+//! 5. only then completes the appends, in order, and hands pool snapshots to a separate
+//!    snapshot thread (a snapshot is never written before its events are durable, and a large
+//!    one never delays a commit).
 //!
 //! A failed write or fsync is fatal: it is not retried (the kernel may have dropped the
 //! dirty pages), no pending append gets a success, the writer stops taking appends and calls
@@ -77,6 +79,10 @@ impl JournalWriter {
 }
 
 async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: OnFatal) {
+    let snapshotter = match Snapshotter::spawn(db.clone()) {
+        Ok(s) => s,
+        Err(e) => return on_fatal(format!("snapshot thread: {e}")),
+    };
     let mut fences = Fences::default();
     let mut batch: Vec<AppendRequest> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -101,9 +107,12 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
         }
         metrics::gauge!("journal_queue_depth").set(rx.len() as f64);
         match flush(&db, &mut fences, &mut batch, events) {
-            Ok(outcomes) => {
+            Ok((outcomes, pool_snapshots)) => {
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     request.done.complete(outcome.map_or(Ok(()), Err));
+                }
+                for snapshot in pool_snapshots {
+                    snapshotter.offer(snapshot);
                 }
             }
             Err(e) => {
@@ -123,6 +132,10 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
             fences.heads.clear();
         }
     }
+    // Let the snapshot thread finish what it has, then sync everything.
+    let Snapshotter { tx, thread } = snapshotter;
+    drop(tx);
+    let _ = thread.join();
     if let Err(e) = db.db.persist(PersistMode::SyncAll) {
         on_fatal(format!("final persist: {e}"));
     }
@@ -159,7 +172,7 @@ fn flush(
     fences: &mut Fences,
     batch: &mut [AppendRequest],
     events: usize,
-) -> Result<Vec<Option<JournalError>>, String> {
+) -> Result<(Vec<Option<JournalError>>, Vec<PoolSnapshot>), String> {
     let started = Instant::now();
     let mut records: Vec<(StreamId, u64, Vec<StreamEvent>)> = Vec::new();
     let mut snapshots: HashMap<StreamId, Snapshot> = HashMap::new();
@@ -234,16 +247,16 @@ fn flush(
             last.to_be_bytes().to_vec(),
         );
     }
-    for (stream, snapshot) in &snapshots {
+    let mut pool_snapshots = Vec::new();
+    for (stream, snapshot) in snapshots {
         match snapshot {
+            // The event record is also the event read model: it commits with its events.
             Snapshot::Event(record) => {
-                wb.insert(&db.events, record.id.as_bytes().to_vec(), encode(record)?)
+                wb.insert(&db.events, record.id.as_bytes().to_vec(), encode(&record)?)
             }
-            Snapshot::Pool(state) => wb.insert(
-                &db.snapshots,
-                stream.key().to_vec(),
-                encode_compact(state.as_ref())?,
-            ),
+            // Pool snapshots only shorten recovery: they are written after this batch is
+            // durable, off the commit path (see `Snapshotter`).
+            Snapshot::Pool(state) => pool_snapshots.push((stream, state)),
         }
     }
     overlay.write(db, &mut wb)?;
@@ -254,5 +267,50 @@ fn flush(
     metrics::histogram!("journal_batch_events").record(events as f64);
     metrics::histogram!("journal_batch_appends").record(batch.len() as f64);
     metrics::histogram!("journal_flush_seconds").record(started.elapsed().as_secs_f64());
-    Ok(outcomes)
+    Ok((outcomes, pool_snapshots))
+}
+
+/// Pool snapshots waiting for the snapshot thread; a full queue drops the newest one (the
+/// next snapshot of that pool replaces it; meanwhile recovery replays a little more).
+const SNAPSHOTS_QUEUED_MAX: usize = 4;
+
+/// A pool snapshot taken at a sequence number that is already durable.
+type PoolSnapshot = (StreamId, Box<engine::pool::PoolState>);
+
+/// Encodes and writes pool snapshots on its own thread, so a snapshot of a large pool
+/// (megabytes) never holds up a group commit.
+struct Snapshotter {
+    tx: std::sync::mpsc::SyncSender<PoolSnapshot>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Snapshotter {
+    fn spawn(db: Db) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PoolSnapshot>(SNAPSHOTS_QUEUED_MAX);
+        let thread = std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn(move || {
+                for (stream, state) in rx {
+                    let started = Instant::now();
+                    let written = encode_compact(state.as_ref()).and_then(|bytes| {
+                        db.snapshots
+                            .insert(stream.key(), bytes)
+                            .map_err(|e| e.to_string())
+                    });
+                    match written {
+                        Ok(()) => metrics::histogram!("journal_snapshot_seconds")
+                            .record(started.elapsed().as_secs_f64()),
+                        // Not fatal: the journal still holds everything; recovery replays more.
+                        Err(e) => tracing::warn!(%stream, error = %e, "pool snapshot not written"),
+                    }
+                }
+            })?;
+        Ok(Self { tx, thread })
+    }
+
+    fn offer(&self, snapshot: PoolSnapshot) {
+        if self.tx.try_send(snapshot).is_err() {
+            metrics::counter!("journal_snapshots_dropped_total").increment(1);
+        }
+    }
 }
