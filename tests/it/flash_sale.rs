@@ -2,7 +2,6 @@
 
 use futures::future::join_all;
 use std::collections::HashSet;
-use std::time::Duration;
 use tests::{Api, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,13 +66,7 @@ async fn two_thousand_buyers_for_a_hundred_seats_sell_exactly_a_hundred() {
     assert_eq!(api.availability(&event).await, (100, 100, 0, 0));
 
     // After a restart the gateway's cache is empty: the pool's durable idempotency answers.
-    let data = server.data_dir.clone();
-    assert!(
-        server
-            .terminate(Duration::from_secs(20))
-            .is_some_and(|s| s.success())
-    );
-    let server = Server::start(&data, &[]);
+    let server = server.restart(&[]);
     let api = Api::new(&server);
     let after_restart = api.hold(&event, &tt, 1, Some(&format!("buyer-{i}"))).await;
     assert_eq!(after_restart.status, 201, "{after_restart:?}");

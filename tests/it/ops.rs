@@ -161,12 +161,7 @@ async fn creating_events_and_ticket_types_is_durably_idempotent() {
     assert_eq!(tt.status, 201);
 
     // After a restart the gateway's cache is empty: the keys are answered from durable state.
-    assert!(
-        server
-            .terminate(Duration::from_secs(20))
-            .is_some_and(|s| s.success())
-    );
-    let server = Server::start(&data, &[]);
+    let server = server.restart(&[]);
     let api = Api::new(&server);
     let again = api.post("/api/v1/events", &body, Some("create-1")).await;
     assert_eq!(

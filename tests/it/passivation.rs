@@ -6,19 +6,7 @@ use std::time::Duration;
 use tests::{Api, Server, wait_for};
 
 async fn active_events(api: &Api) -> Option<u64> {
-    let text = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("engine_active_events "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+    api.metric("engine_active_events").await.map(|v| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -127,20 +127,6 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
             .unwrap();
     subscribe_all(&mut lagging, &topics).await;
 
-    let gauge = |api: Api, name: &'static str| async move {
-        let text = api
-            .http
-            .get(format!("{}/metrics", api.base))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
     // Keep availability changing on every subscribed event until the server gives up on it.
     let dropped = tests::wait_for(Duration::from_secs(120), || {
         let (api, events) = (api.clone(), events.clone());
@@ -151,7 +137,9 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
                     .map(|(event, tt)| api.hold(event, tt, 1, None)),
             )
             .await;
-            (gauge(api, "ws_clients_dropped_total{reason=\"lagging\"} ").await? >= 1.0)
+            (api.metric("ws_clients_dropped_total{reason=\"lagging\"}")
+                .await?
+                >= 1.0)
                 .then_some(())
         }
     })
@@ -161,8 +149,8 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
     let released = tests::wait_for(Duration::from_secs(30), || {
         let api = api.clone();
         async move {
-            let sessions = gauge(api.clone(), "ws_connections ").await?;
-            let writers = gauge(api, "ws_writer_tasks ").await?;
+            let sessions = api.metric("ws_connections").await?;
+            let writers = api.metric("ws_writer_tasks").await?;
             (sessions == 0.0 && writers == 0.0).then_some(())
         }
     })

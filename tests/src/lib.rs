@@ -112,6 +112,18 @@ impl Server {
         self.child.id()
     }
 
+    /// Stops the server gracefully (asserting a clean exit) and starts it again on the same
+    /// data directory with `env`.
+    pub fn restart(self, env: &[(&str, &str)]) -> Server {
+        let data = self.data_dir.clone();
+        let status = self.terminate(Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "unclean exit: {status:?}"
+        );
+        Server::start(&data, env)
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -243,6 +255,22 @@ impl Api {
             request = request.header("Idempotency-Key", key);
         }
         self.try_send(request).await
+    }
+
+    /// The value of one series in `/metrics` (`name` with its labels, as exposed).
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// Waits until `/readyz` answers 200.

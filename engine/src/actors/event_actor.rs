@@ -51,7 +51,6 @@ pub(crate) struct EventActorState {
     shared: Arc<EventShared>,
     /// Pool actors by actor id, to know which pool a supervision event is about.
     children: HashMap<ActorId, PoolId>,
-    restarts: u32,
     /// When recent pool restarts happened (within `RESTART_WINDOW`).
     restart_times: std::collections::VecDeque<std::time::Instant>,
     stopping: bool,
@@ -102,7 +101,6 @@ impl Actor for EventActor {
             ctx,
             shared,
             children: HashMap::new(),
-            restarts: 0,
             restart_times: std::collections::VecDeque::new(),
             stopping: false,
             incarnation: crate::ports::next_incarnation(),
@@ -192,15 +190,11 @@ impl Actor for EventActor {
             .restart_times
             .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
         state.restart_times.push_back(now);
-        state.restarts = state.restart_times.len() as u32;
+        let restarts = state.restart_times.len() as u32;
         metrics::counter!("engine_actor_restarts_total", "actor" => "pool").increment(1);
-        tracing::warn!(event = %state.record.id, pool = %pool_id, reason = %why, restarts = state.restarts, "pool actor stopped; restarting from durable state");
-        if state.restarts > state.ctx.config.pool_restarts_max {
-            return Err(format!(
-                "pool {pool_id} restarted {} times in a minute",
-                state.restarts
-            )
-            .into());
+        tracing::warn!(event = %state.record.id, pool = %pool_id, reason = %why, restarts, "pool actor stopped; restarting from durable state");
+        if restarts > state.ctx.config.pool_restarts_max {
+            return Err(format!("pool {pool_id} restarted {} times in a minute", restarts).into());
         }
         let def = state
             .record
