@@ -2,7 +2,8 @@
 //! through the same `Engine::hold` the gateway calls (actor decision, group commit with
 //! fsync, read-model read), and the bare pool state machine for comparison.
 //!
-//! `cargo bench -p benches --bench engine` (set `BENCH_HOLDS` to change the count).
+//! `cargo bench -p benches --bench engine` (set `BENCH_HOLDS` to change the count,
+//! `BENCH_POOLS=1` or `1000` to run one case).
 
 use benches::{Fixture, default_journal, quantiles_ms};
 use engine::ids::{EventId, PoolId, RegistrationId, TicketTypeId};
@@ -14,16 +15,23 @@ fn main() {
     let total: usize = benches::env_count("BENCH_HOLDS", 200_000);
     let runtime = benches::runtime();
     runtime.block_on(async {
-        for (pools, concurrency) in [(1usize, 512usize), (1_000, 1_024)] {
+        let only_pools = std::env::var("BENCH_POOLS").ok().and_then(|v| v.parse().ok());
+        for (pools, concurrency) in [(1usize, 512usize), (1, 4_096), (1_000, 1_024), (1_000, 4_096)] {
+            if only_pools.is_some_and(|p: usize| p != pools) {
+                continue;
+            }
             let fixture = Fixture::new(pools, 10_000_000, default_journal()).await;
             fixture.holds(total / 10, concurrency).await; // warm-up
+            let cpu = benches::cpu_seconds();
             let (elapsed, latency) = fixture.holds(total, concurrency).await;
             println!(
-                "engine/durable_holds pools={pools:<5} concurrency={concurrency:<5} {total} holds in {:.2}s = {:>9.0} holds/s  {}",
+                "engine/durable_holds pools={pools:<5} concurrency={concurrency:<5} {total} holds in {:.2}s = {:>9.0} holds/s  {}  {}",
                 elapsed.as_secs_f64(),
                 total as f64 / elapsed.as_secs_f64(),
-                quantiles_ms(&latency)
+                quantiles_ms(&latency),
+                benches::cpu_per_op(cpu, benches::cpu_seconds(), total)
             );
+            fixture.close().await;
         }
     });
     // The decision alone: PoolState::execute, no actor, no journal.

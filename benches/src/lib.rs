@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use storage::{Db, DbOptions, JournalConfig, JournalWriter};
 
+/// The server's allocator, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An engine with `pools` published ticket types (one pool each), spread over events of at
 /// most 100 ticket types.
 pub struct Fixture {
@@ -19,6 +23,7 @@ pub struct Fixture {
     pub engine: Engine,
     /// (event, ticket type) of every pool.
     pub targets: Vec<(EventId, TicketTypeId)>,
+    writer: Option<JournalWriter>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -36,7 +41,7 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path(), &DbOptions::default()).expect("open store");
         let (handle, rx) = JournalHandle::channel(16_384);
-        JournalWriter::spawn(
+        let writer = JournalWriter::spawn(
             db.clone(),
             rx,
             journal,
@@ -78,8 +83,28 @@ impl Fixture {
         Fixture {
             engine,
             targets,
+            writer: Some(writer),
             _dir: Some(dir),
         }
+    }
+
+    /// Stops the engine and waits for the journal writer, as the server does at shutdown,
+    /// before the temporary directory goes away.
+    pub async fn close(self) {
+        let Fixture {
+            engine,
+            writer,
+            _dir: dir,
+            ..
+        } = self;
+        engine.shutdown().await;
+        drop(engine);
+        if let Some(writer) = writer {
+            tokio::task::spawn_blocking(move || writer.join())
+                .await
+                .expect("join writer");
+        }
+        drop(dir);
     }
 
     /// A fixture over an engine built elsewhere.
@@ -87,6 +112,7 @@ impl Fixture {
         Fixture {
             engine,
             targets,
+            writer: None,
             _dir: None,
         }
     }
@@ -101,8 +127,8 @@ impl Fixture {
             .map(|_| {
                 let (engine, next, targets) = (self.engine.clone(), next.clone(), targets.clone());
                 tokio::spawn(async move {
-                    let mut latency =
-                        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                    // Raw samples: a histogram per task would cost more than the holds.
+                    let mut latency = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= total {
@@ -119,16 +145,21 @@ impl Fixture {
                         };
                         let t = Instant::now();
                         engine.hold(request).await.expect("hold");
-                        let _ = latency.record(t.elapsed().as_micros().max(1) as u64);
+                        latency.push(t.elapsed().as_micros().max(1) as u64);
                     }
                 })
             })
             .collect();
-        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        let mut samples = Vec::with_capacity(total);
         for t in tasks {
-            all.add(t.await.expect("task")).expect("merge");
+            samples.extend(t.await.expect("task"));
         }
-        (started.elapsed(), all)
+        let elapsed = started.elapsed();
+        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        for us in samples {
+            let _ = all.record(us);
+        }
+        (elapsed, all)
     }
 }
 
@@ -170,5 +201,25 @@ pub fn new_event(title: &str, hold_ttl_secs: u32) -> NewEvent {
         starts_at: chrono::Utc::now(),
         ends_at: chrono::Utc::now() + chrono::Duration::hours(3),
         hold_ttl_secs: Some(hold_ttl_secs),
+    }
+}
+
+/// CPU time (user + system) this process has used so far, all threads, in seconds; `None`
+/// where `/proc` is unavailable. On a noisy shared machine, CPU per operation moves far less
+/// than wall-clock throughput.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// `cpu N µs/op` between two [`cpu_seconds`] readings, or nothing.
+pub fn cpu_per_op(before: Option<f64>, after: Option<f64>, ops: usize) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) => format!("cpu {:.1} µs/op", (a - b) * 1e6 / ops as f64),
+        _ => String::new(),
     }
 }

@@ -17,6 +17,15 @@ pub struct JournalRecord {
 }
 
 /// Durable records (journal, event records): fields by name, so they can evolve freely.
+/// [`JournalRecord`] by reference: the same encoding, without copying the events.
+#[derive(Serialize)]
+pub struct JournalRecordRef<'a> {
+    /// Format version.
+    pub v: u8,
+    /// The events.
+    pub events: &'a [StreamEvent],
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
 }
@@ -29,4 +38,36 @@ pub fn encode_compact<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// The number of events in an encoded journal record, without decoding them.
+pub fn record_len(bytes: &[u8]) -> Result<u64, String> {
+    #[derive(Deserialize)]
+    struct Header {
+        events: Count,
+    }
+    struct Count(u64);
+    impl<'de> Deserialize<'de> for Count {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Count;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a sequence of events")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Count, A::Error> {
+                    let mut n = 0;
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+            }
+            d.deserialize_seq(Visitor)
+        }
+    }
+    decode::<Header>(bytes).map(|h| h.events.0)
 }

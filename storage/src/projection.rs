@@ -94,7 +94,7 @@ impl Overlay {
     }
 
     /// Applies one pool event to the read models.
-    pub fn project(&mut self, db: &Db, pool_id: PoolId, event: &PoolEvent) -> Result<(), String> {
+    pub fn project(&mut self, db: &Db, pool_id: PoolId, event: PoolEvent) -> Result<(), String> {
         match event {
             PoolEvent::SeatsHeld {
                 registration_id,
@@ -111,25 +111,25 @@ impl Overlay {
                     value[..16].copy_from_slice(registration_id.as_bytes());
                     value[16..].copy_from_slice(&token.request);
                     self.idempotency
-                        .push((keys::idempotency(event_id, &token.key), value));
+                        .push((keys::idempotency(&event_id, &token.key), value));
                 }
                 self.by_event
-                    .push(keys::reg_by_event(event_id, registration_id));
+                    .push(keys::reg_by_event(&event_id, &registration_id));
                 self.by_email
-                    .push(keys::reg_by_email(&attendee.email, registration_id));
+                    .push(keys::reg_by_email(&attendee.email, &registration_id));
                 self.registrations.insert(
-                    *registration_id,
+                    registration_id,
                     RegistrationView {
-                        id: *registration_id,
-                        event_id: *event_id,
+                        id: registration_id,
+                        event_id,
                         pool_id,
-                        ticket_type_id: *ticket_type_id,
-                        quantity: *quantity,
-                        attendee: attendee.clone(),
+                        ticket_type_id,
+                        quantity,
+                        attendee,
                         status: RegistrationStatus::Held,
-                        created_at: *at,
-                        expires_at: *expires_at,
-                        updated_at: *at,
+                        created_at: at,
+                        expires_at,
+                        updated_at: at,
                         tickets: vec![],
                     },
                 );
@@ -138,40 +138,40 @@ impl Overlay {
                 registration_id,
                 at,
             } => {
-                let view = self.registration(db, *registration_id)?;
+                let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Expired;
-                view.updated_at = *at;
+                view.updated_at = at;
             }
             PoolEvent::RegistrationCanceled {
                 registration_id,
                 at,
             } => {
-                let view = self.registration(db, *registration_id)?;
+                let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Canceled;
-                view.updated_at = *at;
+                view.updated_at = at;
             }
             PoolEvent::RegistrationConfirmed {
                 registration_id,
                 tickets,
                 at,
             } => {
-                let view = self.registration(db, *registration_id)?;
+                let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Confirmed;
-                view.updated_at = *at;
-                view.tickets = tickets.clone();
+                view.updated_at = at;
+                view.tickets.clone_from(&tickets);
                 let (event_id, ticket_type_id) = (view.event_id, view.ticket_type_id);
-                for (index, id) in tickets.iter().enumerate() {
+                for (index, &id) in tickets.iter().enumerate() {
                     self.tickets.insert(
-                        *id,
+                        id,
                         TicketView {
-                            id: *id,
-                            registration_id: *registration_id,
+                            id,
+                            registration_id,
                             event_id,
                             pool_id,
                             ticket_type_id,
                             // At most PER_ORDER_MAX (100) tickets per registration.
                             index: index as u16,
-                            issued_at: *at,
+                            issued_at: at,
                             admission: None,
                         },
                     );
@@ -182,7 +182,7 @@ impl Overlay {
                 admission,
                 ..
             } => {
-                self.ticket(db, *ticket_id)?.admission = Some(admission.clone());
+                self.ticket(db, ticket_id)?.admission = Some(admission);
             }
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The fjall database, its keyspaces, and the engine's read port over them.
 
-use crate::codec::{JournalRecord, decode};
+use crate::codec::{JournalRecord, decode, record_len};
 use crate::keys;
 use chrono::{DateTime, Utc};
 use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId};
@@ -44,8 +44,6 @@ pub struct Db {
     pub(crate) db: Database,
     /// Journal records: one stream's events of one flush.
     pub(crate) journal: Keyspace,
-    /// Last sequence number per stream.
-    pub(crate) heads: Keyspace,
     /// Latest pool snapshot per pool.
     pub(crate) snapshots: Keyspace,
     /// Event read model (the event stream's snapshot).
@@ -82,7 +80,6 @@ impl Db {
         };
         Ok(Self {
             journal: ks("journal")?,
-            heads: ks("heads")?,
             snapshots: ks("snapshots")?,
             events: ks("events")?,
             registrations: ks("registrations")?,
@@ -107,10 +104,9 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 9] {
+    fn all(&self) -> [&Keyspace; 8] {
         [
             &self.journal,
-            &self.heads,
             &self.snapshots,
             &self.events,
             &self.registrations,
@@ -121,12 +117,20 @@ impl Db {
         ]
     }
 
-    /// Last durable sequence number of a stream (0 if it has none).
+    /// Last durable sequence number of a stream (0 if it has none): the stream's last journal
+    /// record starts at the sequence number in its key and holds `record_len` events. (The
+    /// writer keeps heads in memory; this runs once per stream it has not seen yet.)
     pub fn head(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        Ok(match self.heads.get(stream.key()).map_err(err)? {
-            Some(bytes) => u64::from_be_bytes(bytes.as_ref().try_into().map_err(err)?),
-            None => 0,
-        })
+        let last = self
+            .journal
+            .range(keys::journal(stream, 0)..=keys::journal(stream, u64::MAX))
+            .next_back();
+        let Some(guard) = last else {
+            return Ok(0);
+        };
+        let (key, value) = guard.into_inner().map_err(err)?;
+        let first = keys::journal_seq(&key).ok_or_else(|| err("bad journal key"))?;
+        Ok(first + record_len(&value).map_err(err)? - 1)
     }
 
     fn get<T: serde::de::DeserializeOwned>(

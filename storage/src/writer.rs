@@ -16,20 +16,21 @@
 //! `on_fatal`, whose job is to end the process so recovery from what is durable is the only
 //! way back.
 
-use crate::codec::{JOURNAL_VERSION, JournalRecord, encode, encode_compact};
+use crate::codec::{JOURNAL_VERSION, JournalRecordRef, encode, encode_compact};
 use crate::keys;
 use crate::projection::Overlay;
 use crate::store::Db;
 use engine::ids::StreamId;
 use engine::ports::{AppendRequest, JournalError, JournalReceiver, Snapshot, StreamEvent};
 use fjall::PersistMode;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Fenced (stream, incarnation) pairs remembered; a fenced actor stops within moments.
 const FENCED_MAX: usize = 10_000;
 
-/// Heads cached per stream before the cache is cleared (reloaded lazily from `heads`).
+/// Heads cached per stream before the cache is cleared (reloaded lazily from the journal).
 const HEADS_CACHED_MAX: usize = 100_000;
 
 /// Group-commit settings.
@@ -144,7 +145,7 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
 /// Per-stream sequence state of the writer.
 #[derive(Default)]
 struct Fences {
-    /// Last durable sequence number per stream (cache of the `heads` keyspace).
+    /// Last durable sequence number per stream (a cache of what the journal holds).
     heads: HashMap<StreamId, u64>,
     /// (stream, incarnation) pairs that lost a sequence race: all their appends are refused.
     fenced: HashSet<(StreamId, u64)>,
@@ -175,6 +176,8 @@ fn flush(
 ) -> Result<(Vec<Option<JournalError>>, Vec<PoolSnapshot>), String> {
     let started = Instant::now();
     let mut records: Vec<(StreamId, u64, Vec<StreamEvent>)> = Vec::new();
+    // Index of each stream's record in `records`.
+    let mut record_of: HashMap<StreamId, usize> = HashMap::new();
     let mut snapshots: HashMap<StreamId, Snapshot> = HashMap::new();
     let mut overlay = Overlay::default();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -205,24 +208,12 @@ fn flush(
         fences
             .heads
             .insert(request.stream, head + events.len() as u64);
-        for event in &events {
-            match (request.stream, event) {
-                (StreamId::Pool(pool_id), StreamEvent::Pool(e)) => {
-                    overlay.project(db, pool_id, e)?
-                }
-                (StreamId::Event(event_id), StreamEvent::Event(e)) => {
-                    overlay.project_event(event_id, e)
-                }
-                _ => return Err(format!("event of the wrong kind on {}", request.stream)),
+        match record_of.entry(request.stream) {
+            Entry::Occupied(e) => records[*e.get()].2.extend(events),
+            Entry::Vacant(e) => {
+                e.insert(records.len());
+                records.push((request.stream, request.first_seq, events));
             }
-        }
-        match records
-            .iter_mut()
-            .rev()
-            .find(|(s, _, _)| *s == request.stream)
-        {
-            Some((_, _, merged)) => merged.extend(events),
-            None => records.push((request.stream, request.first_seq, events)),
         }
         if let Some(snapshot) = request.snapshot.take() {
             snapshots.insert(request.stream, snapshot);
@@ -230,22 +221,28 @@ fn flush(
         outcomes.push(None);
     }
     let mut wb = db.db.batch().durability(Some(PersistMode::SyncData));
-    for (stream, first_seq, events) in &records {
-        let last = first_seq + events.len() as u64 - 1;
-        let record = JournalRecord {
+    for (stream, first_seq, events) in records {
+        let record = JournalRecordRef {
             v: JOURNAL_VERSION,
-            events: events.clone(),
+            events: &events,
         };
         wb.insert(
             &db.journal,
-            keys::journal(stream, *first_seq).to_vec(),
+            keys::journal(&stream, first_seq).to_vec(),
             encode(&record)?,
         );
-        wb.insert(
-            &db.heads,
-            stream.key().to_vec(),
-            last.to_be_bytes().to_vec(),
-        );
+        // A stream's events are projected in order; streams touch disjoint rows.
+        for event in events {
+            match (stream, event) {
+                (StreamId::Pool(pool_id), StreamEvent::Pool(e)) => {
+                    overlay.project(db, pool_id, e)?
+                }
+                (StreamId::Event(event_id), StreamEvent::Event(e)) => {
+                    overlay.project_event(event_id, &e)
+                }
+                _ => return Err(format!("event of the wrong kind on {stream}")),
+            }
+        }
     }
     let mut pool_snapshots = Vec::new();
     for (stream, snapshot) in snapshots {

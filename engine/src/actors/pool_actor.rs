@@ -1,6 +1,12 @@
 //! `PoolActor`: the single writer of one pool. It decides with `PoolState::execute`, hands
 //! the events and the caller's reply port to the journal, and goes on with the next message
 //! while the batch is flushed: the reply leaves only when the events are durable.
+//!
+//! Appends are batched per actor turn: the first decision after a flush queues a `Flush`
+//! message behind everything already in the mailbox, and every decision until it is handled
+//! joins the same append. Under load one append carries hundreds of decisions (one journal
+//! request, one sequence check, one completion); when idle, a decision waits only for the
+//! `Flush` right behind it.
 
 use super::{Ctx, EventShared, Reply};
 use crate::error::{EngineError, EngineResult};
@@ -33,8 +39,19 @@ pub(crate) enum PoolMsg {
     ExpireDue,
     /// The event's status changed.
     SetEventStatus(EventStatus),
+    /// Hand the decisions made since the last flush to the journal.
+    Flush,
     /// The journal refused an append (sequence conflict): restart from durable state.
     Poisoned(String),
+}
+
+/// Decisions made since the last flush, not yet handed to the journal.
+#[derive(Default)]
+struct Pending {
+    events: Vec<PoolEvent>,
+    /// Called, in order, when the events are durable (or failed). Answers that only have to
+    /// wait behind earlier decisions join here without events.
+    done: Vec<Completion>,
 }
 
 pub(crate) struct PoolActorState {
@@ -49,6 +66,8 @@ pub(crate) struct PoolActorState {
     durable_seq: Arc<AtomicU64>,
     /// The armed expiry timer and its deadline.
     timer: Option<(DateTime<Utc>, ExpiryTimer)>,
+    /// Decisions waiting for the next `Flush`.
+    pending: Pending,
 }
 
 /// Loads a pool from its latest snapshot plus the journal tail.
@@ -128,6 +147,7 @@ impl Actor for PoolActor {
             incarnation: crate::ports::next_incarnation(),
             durable_seq: Arc::new(AtomicU64::new(seq)),
             timer: None,
+            pending: Pending::default(),
         };
         publish(&state);
         Ok(state)
@@ -151,6 +171,10 @@ impl Actor for PoolActor {
         if let Some((_, timer)) = state.timer.take() {
             timer.abort();
         }
+        // Decisions never handed to the journal are not durable: their callers get no success.
+        for done in std::mem::take(&mut state.pending).done {
+            done.complete(Err(JournalError::Stopped));
+        }
         Ok(())
     }
 
@@ -167,6 +191,7 @@ impl Actor for PoolActor {
                 expire_due(&myself, state).await;
             }
             PoolMsg::SetEventStatus(status) => state.status = status,
+            PoolMsg::Flush => flush(state).await,
             PoolMsg::Poisoned(reason) => return Err(reason.into()),
         }
         Ok(())
@@ -198,32 +223,22 @@ async fn execute(
     let now = state.ctx.clock.now();
     let (events, outcome) = state.pool.execute(command, state.status, now);
     count(kind, &outcome);
-    if events.is_empty() {
-        // Nothing new was decided, but the answer (a refusal such as sold out or already
-        // checked in, or a replayed hold) may rest on decisions that are not durable yet:
-        // then it waits, behind them, for the journal. Otherwise it leaves at once.
-        let outcome = outcome.map_err(EngineError::from);
-        if state.pool.seq() == state.durable_seq.load(Ordering::Acquire) {
-            let _ = reply.send(outcome);
-        } else {
-            let done = reply_on_durable(myself, reply, outcome);
-            let stream = StreamId::Pool(state.pool.pool_id());
-            let request = AppendRequest {
-                writer: 0,
-                stream,
-                first_seq: 0,
-                events: vec![],
-                snapshot: None,
-                done,
-            };
-            state.ctx.journal.append(request).await;
-        }
+    let outcome = outcome.map_err(EngineError::from);
+    if events.is_empty() && state.pool.seq() == state.durable_seq.load(Ordering::Acquire) {
+        // Nothing new was decided and everything it rests on is durable: answer at once.
+        let _ = reply.send(outcome);
         return;
     }
-    let done = reply_on_durable(myself, reply, outcome.map_err(EngineError::from));
-    append(state, events, done).await;
-    publish(state);
-    arm_timer(myself, state);
+    // New events, or an answer (a refusal such as sold out or already checked in, or a
+    // replayed hold) resting on decisions not durable yet: it waits, behind them, for the
+    // journal.
+    let done = reply_on_durable(myself, reply, outcome);
+    let decided = !events.is_empty();
+    enqueue(myself, state, events, done);
+    if decided {
+        publish(state);
+        arm_timer(myself, state);
+    }
 }
 
 async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
@@ -239,14 +254,55 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
                 let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
             }
         });
-        append(state, events, done).await;
+        enqueue(myself, state, events, done);
         publish(state);
     }
     arm_timer(myself, state);
 }
 
-/// Hands events (and a snapshot when due) to the journal. Waits only for queue space.
-async fn append(state: &mut PoolActorState, events: Vec<PoolEvent>, done: Completion) {
+/// Adds decided events (possibly none) and their completion to the pending append; the
+/// first addition since the last flush queues the `Flush` behind the current mailbox.
+fn enqueue(
+    myself: &ActorRef<PoolMsg>,
+    state: &mut PoolActorState,
+    events: Vec<PoolEvent>,
+    done: Completion,
+) {
+    let first = state.pending.done.is_empty();
+    state.pending.events.extend(events);
+    state.pending.done.push(done);
+    if first && myself.cast(PoolMsg::Flush).is_err() {
+        // The actor is stopping: `post_stop` fails what is pending.
+        tracing::debug!(pool = %state.pool.pool_id(), "flush not queued: pool stopping");
+    }
+}
+
+/// Hands the pending decisions to the journal as one append (a snapshot when due), or as a
+/// barrier when only answers are waiting. Waits only for queue space.
+async fn flush(state: &mut PoolActorState) {
+    let Pending { events, done } = std::mem::take(&mut state.pending);
+    if done.is_empty() {
+        return;
+    }
+    let stream = StreamId::Pool(state.pool.pool_id());
+    let done = Completion::new(move |result| {
+        for d in done {
+            d.complete(result.clone());
+        }
+    });
+    if events.is_empty() {
+        // A barrier: completes after every earlier append of this pool.
+        let request = AppendRequest {
+            writer: 0,
+            stream,
+            first_seq: 0,
+            events: vec![],
+            snapshot: None,
+            done,
+        };
+        state.ctx.journal.append(request).await;
+        return;
+    }
     let first_seq = state.pool.seq() + 1 - events.len() as u64;
     let (last_seq, durable) = (state.pool.seq(), state.durable_seq.clone());
     let done = Completion::new(move |result| {
@@ -269,7 +325,7 @@ async fn append(state: &mut PoolActorState, events: Vec<PoolEvent>, done: Comple
     };
     let request = AppendRequest {
         writer: state.incarnation,
-        stream: StreamId::Pool(state.pool.pool_id()),
+        stream,
         first_seq,
         events: events.into_iter().map(StreamEvent::Pool).collect(),
         snapshot,
