@@ -3,6 +3,8 @@
 //! timeout), and answers queries from the read models and published availability without
 //! sending any message.
 
+mod users;
+
 use crate::actors::event_actor::{EventActor, EventArgs, EventMsg};
 use crate::actors::pool_actor::PoolMsg;
 use crate::actors::root::{EVENT_ACTOR_PREFIX, RootActor};
@@ -82,6 +84,9 @@ pub struct Engine {
     ctx: Arc<Ctx>,
     root: ActorRef<()>,
     incarnation: Arc<AtomicU64>,
+    /// E-mail addresses of sign-ups in flight (not durable yet): with the `users_by_email`
+    /// read model, this makes e-mail addresses unique.
+    signups: Arc<dashmap::DashSet<String>>,
 }
 
 impl Engine {
@@ -107,6 +112,7 @@ impl Engine {
             ctx,
             root,
             incarnation: Arc::new(AtomicU64::new(0)),
+            signups: Arc::new(dashmap::DashSet::new()),
         })
     }
 

@@ -93,6 +93,12 @@ pub enum DomainError {
     /// The same idempotency key was used with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyMismatch,
+    /// No such user account.
+    #[error("user not found")]
+    UserNotFound,
+    /// Another account already uses this e-mail address.
+    #[error("e-mail address already registered")]
+    EmailTaken,
     /// A configured limit was reached (ticket types per event, ...).
     #[error("limit reached: {0}")]
     LimitReached(&'static str),

@@ -64,6 +64,10 @@ id_type!(
     /// One issued ticket (one seat of a confirmed registration).
     TicketId
 );
+id_type!(
+    /// A user account.
+    UserId
+);
 
 /// A journal stream: the unit of single-writer ordering. Each actor owns one stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -72,6 +76,9 @@ pub enum StreamId {
     Event(EventId),
     /// The seat decisions of one pool, written by its `PoolActor`.
     Pool(PoolId),
+    /// One user account: profile, credentials, sessions. Written with optimistic
+    /// concurrency (expected sequence number), not by an actor: accounts are not contended.
+    User(UserId),
 }
 
 impl StreamId {
@@ -80,6 +87,7 @@ impl StreamId {
         let (tag, id) = match self {
             StreamId::Event(id) => (b'e', id.as_bytes()),
             StreamId::Pool(id) => (b'p', id.as_bytes()),
+            StreamId::User(id) => (b'u', id.as_bytes()),
         };
         let mut key = [0u8; 17];
         key[0] = tag;
@@ -93,6 +101,7 @@ impl fmt::Display for StreamId {
         match self {
             StreamId::Event(id) => write!(f, "event-{id}"),
             StreamId::Pool(id) => write!(f, "pool-{id}"),
+            StreamId::User(id) => write!(f, "user-{id}"),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod accounts;
 mod actors;
 pub mod clock;
 pub mod config;

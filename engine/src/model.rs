@@ -239,7 +239,13 @@ pub struct Attendee {
     pub email: String,
 }
 
-fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {
+pub(crate) fn check_text(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) {
     let len = value.chars().count();
     if len < min || value.trim().is_empty() && min > 0 {
         errors.push(FieldError::new(field, "must not be empty"));
@@ -374,13 +380,7 @@ impl Attendee {
         let mut errors = Vec::new();
         let name = name.trim();
         check_text(&mut errors, "attendee.name", name, 1, SHORT_TEXT_LEN_MAX);
-        let email = email.trim().to_lowercase();
-        if !is_plausible_email(&email) {
-            errors.push(FieldError::new(
-                "attendee.email",
-                "must be an e-mail address",
-            ));
-        }
+        let email = normalize_email(email, "attendee.email", &mut errors);
         if errors.is_empty() {
             Ok(Self {
                 name: name.to_owned(),
@@ -390,6 +390,15 @@ impl Attendee {
             Err(errors)
         }
     }
+}
+
+/// Trims and lower-cases an e-mail address, reporting `field` if it is not plausible.
+pub(crate) fn normalize_email(email: &str, field: &str, errors: &mut Vec<FieldError>) -> String {
+    let email = email.trim().to_lowercase();
+    if !is_plausible_email(&email) {
+        errors.push(FieldError::new(field, "must be an e-mail address"));
+    }
+    email
 }
 
 /// A deliberately simple check: one `@`, a non-empty local part, a dotted domain, no spaces.

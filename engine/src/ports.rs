@@ -10,7 +10,8 @@
 //! (events, registrations, tickets) that the writer updates in the same atomic batch as the
 //! events they derive from.
 
-use crate::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId};
+use crate::accounts::{UserEvent, UserRecord};
+use crate::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId, UserId};
 use crate::model::{Attendee, EventEvent, EventRecord, EventStatus, RegistrationStatus};
 use crate::pool::{Admission, PoolEvent, PoolState};
 use chrono::{DateTime, Utc};
@@ -25,6 +26,8 @@ pub enum StreamEvent {
     Event(EventEvent),
     /// A pool-stream event.
     Pool(PoolEvent),
+    /// A user-stream event.
+    User(UserEvent),
 }
 
 /// A snapshot of an actor's state at the sequence number of the last event of its append.
@@ -34,6 +37,8 @@ pub enum Snapshot {
     Event(Box<EventRecord>),
     /// A pool's full state.
     Pool(Box<PoolState>),
+    /// A user account (also the user read model).
+    User(Box<UserRecord>),
 }
 
 /// Why a journal write did not become durable.
@@ -333,4 +338,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(uuid::Uuid, [u8; 16])>, StoreError>;
     /// The ticket read model.
     fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError>;
+    /// A user account (the user stream's snapshot, written with its events).
+    fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// The account of a normalised e-mail address.
+    fn user_by_email(&self, email: &str) -> Result<Option<UserId>, StoreError>;
 }

@@ -24,8 +24,42 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     /// WebSocket hub.
     pub websocket: WebSocketConfig,
+    /// Accounts and tokens.
+    pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Accounts, password hashing and tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `iss` of access tokens (and the only one accepted).
+    pub issuer: String,
+    /// `aud` of access tokens (and the only one accepted).
+    pub audience: String,
+    /// Lifetime of an access token.
+    pub access_ttl_secs: u64,
+    /// Lifetime of a refresh token (each use issues a new one with a fresh lifetime).
+    pub refresh_ttl_secs: u64,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// Key id (`kid`) of the signing key.
+    pub signing_kid: String,
+    /// File holding the HS256 signing key (at least 32 bytes); relative paths are inside
+    /// `storage.data_dir`. Created with a random key on first start if missing.
+    pub signing_key_file: PathBuf,
+    /// Earlier keys still accepted for verification while their tokens live, as
+    /// `kid = "file"` (key rotation: move the old key here, set a new signing key).
+    pub verify_keys: std::collections::BTreeMap<String, PathBuf>,
+    /// Argon2id memory in KiB (OWASP: 19456 with t=2, p=1).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// Password hashes computed at once (each takes a blocking thread); more wait.
+    pub hashing_concurrency_max: usize,
+    /// Hash requests waiting for a slot; beyond that logins and sign-ups get 503.
+    pub hashing_queue_max: usize,
 }
 
 /// HTTP server settings.
@@ -202,6 +236,30 @@ impl Config {
             (
                 matches!(self.log.format.as_str(), "json" | "text"),
                 "log.format must be json or text",
+            ),
+            (
+                self.auth.argon2_memory_kib >= 19_456 && self.auth.argon2_iterations >= 2,
+                "auth.argon2_* must be at least OWASP's m=19456 KiB, t=2",
+            ),
+            (
+                (10..=86_400).contains(&self.auth.access_ttl_secs),
+                "auth.access_ttl_secs must be 10..=86400",
+            ),
+            (
+                self.auth.refresh_ttl_secs > self.auth.access_ttl_secs,
+                "auth.refresh_ttl_secs must exceed auth.access_ttl_secs",
+            ),
+            (
+                self.auth.leeway_secs <= 300,
+                "auth.leeway_secs must be <= 300",
+            ),
+            (
+                self.auth.hashing_concurrency_max > 0 && self.auth.hashing_queue_max > 0,
+                "auth hashing bounds must be > 0",
+            ),
+            (
+                !self.auth.issuer.is_empty() && !self.auth.audience.is_empty(),
+                "auth.issuer and auth.audience must be set",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {

@@ -1,6 +1,7 @@
 //! The gateway: the registration engine's server. It is the composition root (storage,
 //! journal writer, engine, HTTP/WebSocket API) and the only crate that knows HTTP.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod server;

@@ -55,6 +55,10 @@ pub async fn run(
     .map_err(|e| anyhow::anyhow!("opening {}: {e}", storage.data_dir.display()))?;
     let codes = TicketCodes::load_or_create(&storage.data_dir.join("ticket-signing.key"))
         .context("ticket signing key")?;
+    let auth = Arc::new(
+        crate::auth::Auth::new(&config.auth, &storage.data_dir)
+            .map_err(|e| anyhow::anyhow!("auth: {e}"))?,
+    );
     let (journal, journal_rx) = JournalHandle::channel(storage.journal_queue_max);
     let journal_config = JournalConfig {
         batch_events_max: storage.batch_events_max,
@@ -83,6 +87,7 @@ pub async fn run(
     let state = AppState::new(Shared {
         engine: engine.clone(),
         codes,
+        auth,
         ready: ready.clone(),
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(

@@ -4,7 +4,8 @@
 use crate::codec::{decode, encode_compact};
 use crate::keys;
 use crate::store::Db;
-use engine::ids::{EventId, PoolId, RegistrationId, TicketId};
+use engine::accounts::UserEvent;
+use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId};
 use engine::model::EventEvent;
 use engine::model::RegistrationStatus;
 use engine::pool::{IdempotencyToken, PoolEvent};
@@ -47,6 +48,8 @@ pub struct Overlay {
     by_email: Vec<Vec<u8>>,
     /// Idempotency index rows: key, then registration id + request digest.
     idempotency: Vec<([u8; 32], [u8; 32])>,
+    /// E-mail index rows of new accounts: e-mail, user id.
+    users_by_email: Vec<(Vec<u8>, [u8; 16])>,
 }
 
 impl Overlay {
@@ -91,6 +94,14 @@ impl Overlay {
         value[16..].copy_from_slice(&token.request);
         self.idempotency
             .push((keys::idempotency(scope, &token.key), value));
+    }
+
+    /// Indexes a new account by its e-mail address.
+    pub fn project_user(&mut self, user_id: UserId, event: &UserEvent) {
+        if let UserEvent::Registered { email, .. } = event {
+            self.users_by_email
+                .push((email.as_bytes().to_vec(), *user_id.as_bytes()));
+        }
     }
 
     /// Applies one pool event to the read models.
@@ -208,6 +219,9 @@ impl Overlay {
         }
         for key in self.by_email {
             batch.insert(&db.reg_by_email, key, Vec::<u8>::new());
+        }
+        for (email, id) in self.users_by_email {
+            batch.insert(&db.users_by_email, email, id.to_vec());
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 use crate::codec::{JournalRecord, decode, record_len};
 use crate::keys;
 use chrono::{DateTime, Utc};
-use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId};
+use engine::accounts::UserRecord;
+use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, UserId};
 use engine::model::{EventRecord, RegistrationStatus};
 use engine::pool::PoolState;
 use engine::ports::{
@@ -58,6 +59,10 @@ pub struct Db {
     pub(crate) idempotency: Keyspace,
     /// Ticket read model.
     pub(crate) tickets: Keyspace,
+    /// User accounts (each user stream's snapshot).
+    pub(crate) users: Keyspace,
+    /// Index: normalised e-mail → user id.
+    pub(crate) users_by_email: Keyspace,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -87,6 +92,8 @@ impl Db {
             reg_by_email: ks("reg_by_email")?,
             idempotency: ks("idempotency")?,
             tickets: ks("tickets")?,
+            users: ks("users")?,
+            users_by_email: ks("users_by_email")?,
             db,
         })
     }
@@ -104,7 +111,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 8] {
+    fn all(&self) -> [&Keyspace; 10] {
         [
             &self.journal,
             &self.snapshots,
@@ -114,6 +121,8 @@ impl Db {
             &self.reg_by_email,
             &self.idempotency,
             &self.tickets,
+            &self.users,
+            &self.users_by_email,
         ]
     }
 
@@ -320,5 +329,19 @@ impl Store for Db {
 
     fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
         Self::get(&self.tickets, id.as_bytes())
+    }
+
+    fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        Self::get(&self.users, id.as_bytes())
+    }
+
+    fn user_by_email(&self, email: &str) -> Result<Option<UserId>, StoreError> {
+        match self.users_by_email.get(email.as_bytes()).map_err(err)? {
+            Some(bytes) => {
+                let id = uuid::Uuid::from_slice(&bytes).map_err(err)?;
+                Ok(Some(UserId(id)))
+            }
+            None => Ok(None),
+        }
     }
 }

@@ -198,7 +198,12 @@ fn flush(
                 expected: head + 1,
                 got: request.first_seq,
             };
-            tracing::error!(error = %conflict, writer = request.writer, fenced, "append refused");
+            if request.writer == 0 {
+                // An optimistic writer (a user stream) lost a race: it reads again and retries.
+                tracing::debug!(error = %conflict, "append refused");
+            } else {
+                tracing::error!(error = %conflict, writer = request.writer, fenced, "append refused");
+            }
             metrics::counter!("journal_sequence_conflicts_total").increment(1);
             fences.fence(request.stream, request.writer);
             outcomes.push(Some(conflict));
@@ -240,6 +245,9 @@ fn flush(
                 (StreamId::Event(event_id), StreamEvent::Event(e)) => {
                     overlay.project_event(event_id, &e)
                 }
+                (StreamId::User(user_id), StreamEvent::User(e)) => {
+                    overlay.project_user(user_id, &e)
+                }
                 _ => return Err(format!("event of the wrong kind on {stream}")),
             }
         }
@@ -250,6 +258,10 @@ fn flush(
             // The event record is also the event read model: it commits with its events.
             Snapshot::Event(record) => {
                 wb.insert(&db.events, record.id.as_bytes().to_vec(), encode(&record)?)
+            }
+            // Likewise the user record: the account read model.
+            Snapshot::User(record) => {
+                wb.insert(&db.users, record.id.as_bytes().to_vec(), encode(&record)?)
             }
             // Pool snapshots only shorten recovery: they are written after this batch is
             // durable, off the commit path (see `Snapshotter`).

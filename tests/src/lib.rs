@@ -216,8 +216,36 @@ impl Api {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+    /// Sends any request built on `self.http`.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         self.try_send(request).await.expect("request failed")
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> Reply {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// Signs up `email` (password `correct horse battery`) and logs in; returns the user id
+    /// and the login reply's body (`access_token`, `refresh_token`, ...).
+    pub async fn signed_in(&self, email: &str) -> (String, serde_json::Value) {
+        let body = serde_json::json!({"email": email, "password": "correct horse battery", "name": "Test User"});
+        let signup = self.post("/api/v1/auth/signup", &body, None).await;
+        assert_eq!(signup.status, 201, "{:?}", signup.body);
+        let login = self
+            .post(
+                "/api/v1/auth/login",
+                &serde_json::json!({"email": email, "password": "correct horse battery"}),
+                None,
+            )
+            .await;
+        assert_eq!(login.status, 200, "{:?}", login.body);
+        (signup.str("id"), login.body)
     }
 
     /// Sends; `None` when the connection failed (server killed) before a whole reply arrived.

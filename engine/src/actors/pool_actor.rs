@@ -110,8 +110,8 @@ fn load(ctx: &Ctx, shared: &EventShared, def: PoolDef) -> Result<PoolState, Stri
                     replayed += 1;
                     Ok(())
                 }
-                StreamEvent::Event(_) => Err(crate::ports::StoreError(format!(
-                    "event-stream event in pool {}",
+                other => Err(crate::ports::StoreError(format!(
+                    "{other:?} in pool {}",
                     def.id
                 ))),
             },

@@ -79,6 +79,15 @@ pub enum ApiError {
     Overloaded,
     /// The request took too long.
     RequestTimeout,
+    /// No valid credentials: missing, malformed, expired or forged token (the reason is
+    /// logged at debug level, never told to the client beyond a generic message).
+    Unauthorized(&'static str),
+    /// Wrong e-mail or password.
+    InvalidCredentials,
+    /// A refresh token was presented a second time: its session family is revoked.
+    RefreshTokenReused,
+    /// Authenticated, but not allowed.
+    Forbidden,
     /// Something broke; the cause is logged, not shown.
     Internal(String),
 }
@@ -153,6 +162,12 @@ impl ApiError {
                     "Idempotency key reused",
                 ),
                 DomainError::LimitReached(_) => (S::CONFLICT, "limit_reached", "Limit reached"),
+                DomainError::UserNotFound => (S::NOT_FOUND, "user_not_found", "User not found"),
+                DomainError::EmailTaken => (
+                    S::CONFLICT,
+                    "email_taken",
+                    "E-mail address already registered",
+                ),
             },
             ApiError::Engine(e) => match e {
                 EngineError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
@@ -213,6 +228,18 @@ impl ApiError {
             ),
             ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
             ApiError::RequestTimeout => (S::SERVICE_UNAVAILABLE, "timeout", "Timed out"),
+            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::InvalidCredentials => (
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+            ),
+            ApiError::RefreshTokenReused => (
+                S::UNAUTHORIZED,
+                "refresh_token_reused",
+                "Refresh token reused",
+            ),
+            ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -247,6 +274,14 @@ impl ApiError {
             ApiError::IdempotencyInProgress => {
                 "a request with this Idempotency-Key is still in progress".into()
             }
+            ApiError::Unauthorized(_) => {
+                "a valid access token is required (Authorization: Bearer)".into()
+            }
+            ApiError::InvalidCredentials => "wrong e-mail address or password".into(),
+            ApiError::RefreshTokenReused => {
+                "this refresh token was already used; its session is revoked, sign in again".into()
+            }
+            ApiError::Forbidden => "you are not allowed to do this".into(),
         }
     }
 
@@ -310,6 +345,15 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let secs = RETRY_AFTER_SECS.load(std::sync::atomic::Ordering::Relaxed);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            if let ApiError::Unauthorized(reason) = &self {
+                tracing::debug!(reason, "unauthorized");
+            }
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"regengine\""),
+            );
         }
         response
     }

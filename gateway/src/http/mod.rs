@@ -2,6 +2,7 @@
 //! the overload stack (load shed → concurrency limit → timeout, answering 503 problem+json
 //! with Retry-After), request ids, per-route latency metrics and Idempotency-Key handling.
 
+mod auth;
 pub mod error;
 mod events;
 pub mod extract;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+pub use auth::Authenticated;
 pub use idempotency::IdempotencyCache;
 pub use ws::WsSettings;
 
@@ -43,6 +45,8 @@ pub struct Shared {
     pub engine: Engine,
     /// Ticket code signer.
     pub codes: TicketCodes,
+    /// Passwords and tokens.
+    pub auth: crate::auth::SharedAuth,
     /// True once recovery finished.
     pub ready: Arc<AtomicBool>,
     /// Prometheus renderer.
@@ -92,6 +96,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Router {
     BODY_LIMIT.store(limits.body_bytes_max, Ordering::Relaxed);
     error::RETRY_AFTER_SECS.store(limits.retry_after_secs, Ordering::Relaxed);
     let api = Router::new()
+        .merge(auth::router())
         .merge(events::router())
         .merge(registrations::router())
         .merge(ws::router())
@@ -163,6 +168,9 @@ fn static_status(status: axum::http::StatusCode) -> &'static str {
     match status.as_u16() {
         200 => "200",
         201 => "201",
+        204 => "204",
+        401 => "401",
+        403 => "403",
         400 => "400",
         404 => "404",
         409 => "409",

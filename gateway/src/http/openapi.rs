@@ -2,6 +2,10 @@
 //! into the binary: nothing is downloaded at build or view time).
 
 use super::AppState;
+use super::auth::{
+    ChannelPrefsDto, LoginBody, PreferencesDto, RefreshBody, SignupBody, TokenPair, UpdateMe,
+    UserDto,
+};
 use super::error::{Problem, ProblemField};
 use super::events::{
     AvailabilityDto, CreateEvent, CreateTicketType, EventDto, EventPage, TicketTypeAvailabilityDto,
@@ -12,7 +16,8 @@ use super::registrations::{
     RegistrationPage, TicketDto,
 };
 use axum::Router;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 /// The API description.
@@ -29,15 +34,37 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::confirm_registration, super::registrations::cancel_registration,
         super::registrations::check_in, super::registrations::get_ticket,
         super::ws::upgrade, super::ops::healthz, super::ops::readyz, super::ops::metrics,
+        super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
+        super::auth::me, super::auth::update_me,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
         AvailabilityDto, TicketTypeAvailabilityDto, CreateRegistration, AttendeeDto, RegistrationDto, RegistrationPage,
         IssuedTicket, CheckInBody, CheckInDto, TicketDto,
+        SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto,
     )),
-    tags((name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme (access tokens from `/api/v1/auth/login`).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))

@@ -1,0 +1,438 @@
+//! Accounts and tokens: sign-up, login, refresh (rotating), logout, and one's own profile.
+//! `Authenticated` is the extractor every protected handler takes.
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::ApiJson;
+use crate::auth::{HashError, PASSWORD_BYTES_MAX, PASSWORD_LEN_MIN, Principal};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use engine::accounts::{
+    ChannelPrefs, NewUser, Preferences, ProfilePatch, Refresh, Role, UserRecord,
+};
+use engine::error::{DomainError, FieldError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/signup", post(signup))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/users/me", get(me).patch(update_me))
+}
+
+/// The caller, from a valid `Authorization: Bearer` access token; 401 otherwise.
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("no Authorization header"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("Authorization is not text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthorized("not a Bearer token"))?;
+        state
+            .auth
+            .verify_access(token.trim())
+            .map(Authenticated)
+            .map_err(ApiError::Unauthorized)
+    }
+}
+
+fn hashing(e: HashError) -> ApiError {
+    match e {
+        HashError::Busy => ApiError::Overloaded,
+        HashError::Failed(cause) => ApiError::Internal(cause),
+    }
+}
+
+/// Body of `POST /api/v1/auth/signup`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    /// E-mail address (unique; compared case-insensitively).
+    pub email: String,
+    /// At least 10 characters, at most 256 bytes.
+    pub password: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// Body of `POST /api/v1/auth/login`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    /// E-mail address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Body of `POST /api/v1/auth/refresh` and `/logout`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    /// The refresh token from the last login or refresh.
+    pub refresh_token: String,
+}
+
+/// Tokens of a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    /// Send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+    /// Exchange at `/api/v1/auth/refresh` for a new pair; single use.
+    pub refresh_token: String,
+}
+
+/// Notification channels of one category.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPrefsDto {
+    /// By e-mail.
+    pub email: bool,
+    /// By SMS.
+    pub sms: bool,
+    /// By push notification.
+    pub push: bool,
+}
+
+/// User preferences.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesDto {
+    /// BCP 47 language tag.
+    pub locale: String,
+    /// IANA time zone.
+    pub time_zone: String,
+    /// Confirmations, tickets, waiting-list offers.
+    pub transactional: ChannelPrefsDto,
+    /// Reminders and event changes.
+    pub reminders: ChannelPrefsDto,
+    /// News and offers.
+    pub marketing: ChannelPrefsDto,
+}
+
+impl From<&ChannelPrefs> for ChannelPrefsDto {
+    fn from(c: &ChannelPrefs) -> Self {
+        Self {
+            email: c.email,
+            sms: c.sms,
+            push: c.push,
+        }
+    }
+}
+
+impl From<ChannelPrefsDto> for ChannelPrefs {
+    fn from(c: ChannelPrefsDto) -> Self {
+        Self {
+            email: c.email,
+            sms: c.sms,
+            push: c.push,
+        }
+    }
+}
+
+/// One's own account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    id: Uuid,
+    email: String,
+    email_verified: bool,
+    name: String,
+    phone: Option<String>,
+    organization: Option<String>,
+    roles: Vec<String>,
+    /// Whether name, phone and organization are all set.
+    profile_complete: bool,
+    /// Profile fields still missing.
+    missing_fields: Vec<String>,
+    preferences: PreferencesDto,
+    /// Signed-in devices (refresh-token families).
+    sessions: usize,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<&UserRecord> for UserDto {
+    fn from(u: &UserRecord) -> Self {
+        let missing: Vec<String> = u.profile.missing().into_iter().map(String::from).collect();
+        let p = &u.preferences;
+        Self {
+            id: u.id.0,
+            email: u.email.clone(),
+            email_verified: u.email_verified,
+            name: u.profile.name.clone(),
+            phone: u.profile.phone.clone(),
+            organization: u.profile.organization.clone(),
+            roles: u.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            profile_complete: missing.is_empty(),
+            missing_fields: missing,
+            preferences: PreferencesDto {
+                locale: p.locale.clone(),
+                time_zone: p.time_zone.clone(),
+                transactional: (&p.transactional).into(),
+                reminders: (&p.reminders).into(),
+                marketing: (&p.marketing).into(),
+            },
+            sessions: u.sessions.len(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// Body of `PATCH /api/v1/users/me`: absent fields stay; `null` clears phone or organization.
+/// E-mail, roles and password cannot be changed here.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    /// Display name.
+    pub name: Option<String>,
+    /// Phone number, or `null` to clear.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    /// Organisation, or `null` to clear.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub organization: Option<Option<String>>,
+    /// The whole preferences object.
+    pub preferences: Option<PreferencesDto>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < PASSWORD_LEN_MIN || password.len() > PASSWORD_BYTES_MAX {
+        return Err(DomainError::Validation(vec![FieldError::new(
+            "password",
+            format!("must be {PASSWORD_LEN_MIN} characters to {PASSWORD_BYTES_MAX} bytes"),
+        )])
+        .into());
+    }
+    Ok(())
+}
+
+/// Create an account (role `attendee`).
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupBody,
+    responses((status = 201, body = UserDto), (status = 400, body = Problem),
+        (status = 409, body = Problem, description = "email_taken"), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignupBody>,
+) -> ApiResult<impl IntoResponse> {
+    // Validate everything cheap before the expensive hash.
+    let mut errors = Vec::new();
+    if let Err(ApiError::Domain(DomainError::Validation(mut e))) = check_password(&body.password) {
+        errors.append(&mut e);
+    }
+    let probe = NewUser::new(&body.email, &body.name, String::new(), vec![Role::Attendee]);
+    if let Err(mut e) = probe.clone() {
+        errors.append(&mut e);
+    }
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
+    let mut new = probe.map_err(|e| ApiError::Domain(DomainError::Validation(e)))?;
+    new.password_hash = state
+        .auth
+        .hash_password(body.password)
+        .await
+        .map_err(hashing)?;
+    let user = state.engine.signup(new).await?;
+    metrics::counter!("auth_signups_total").increment(1);
+    Ok((StatusCode::CREATED, Json(UserDto::from(&user))))
+}
+
+/// Sign in: an access token and a refresh token (a new session).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = TokenPair), (status = 400, body = Problem),
+        (status = 401, body = Problem, description = "invalid_credentials"), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Json<TokenPair>> {
+    if body.password.len() > PASSWORD_BYTES_MAX {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let user = state.engine.user_by_email(&body.email)?;
+    let ok = state
+        .auth
+        .verify_password(
+            body.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await
+        .map_err(hashing)?;
+    let Some(user) = user.filter(|_| ok) else {
+        metrics::counter!("auth_logins_total", "result" => "failed").increment(1);
+        return Err(ApiError::InvalidCredentials);
+    };
+    let family = Uuid::new_v4();
+    let (refresh_token, digest) = state
+        .auth
+        .new_refresh(user.id, family)
+        .map_err(ApiError::Internal)?;
+    let user = state
+        .engine
+        .start_session(user.id, family, digest, state.auth.refresh_ttl())
+        .await?;
+    metrics::counter!("auth_logins_total", "result" => "ok").increment(1);
+    token_pair(&state, &user, refresh_token).map(Json)
+}
+
+/// A fresh access token for `user` with the refresh token just stored for its session.
+fn token_pair(state: &AppState, user: &UserRecord, refresh_token: String) -> ApiResult<TokenPair> {
+    Ok(TokenPair {
+        access_token: state.auth.issue_access(user).map_err(ApiError::Internal)?,
+        token_type: "Bearer",
+        expires_in: state.auth.access_ttl_secs(),
+        refresh_token,
+    })
+}
+
+/// Exchange a refresh token for a new pair. Each refresh token works once: presenting a used
+/// one revokes its whole session (401 `refresh_token_reused`).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, body = TokenPair), (status = 400, body = Problem),
+        (status = 401, body = Problem, description = "unauthorized or refresh_token_reused"),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> ApiResult<Json<TokenPair>> {
+    let presented = state
+        .auth
+        .parse_refresh(&body.refresh_token)
+        .ok_or(ApiError::Unauthorized("malformed refresh token"))?;
+    let (next, digest) = state
+        .auth
+        .new_refresh(presented.user_id, presented.family)
+        .map_err(ApiError::Internal)?;
+    let (user, outcome) = match state
+        .engine
+        .refresh_session(
+            presented.user_id,
+            presented.family,
+            presented.digest,
+            digest,
+            state.auth.refresh_ttl(),
+        )
+        .await
+    {
+        Err(engine::error::EngineError::Domain(DomainError::UserNotFound)) => {
+            return Err(ApiError::Unauthorized("unknown account"));
+        }
+        other => other?,
+    };
+    metrics::counter!("auth_refreshes_total", "result" => match outcome {
+        Refresh::Rotated => "ok",
+        Refresh::Reused => "reused",
+        Refresh::Invalid => "invalid",
+    })
+    .increment(1);
+    match outcome {
+        Refresh::Rotated => token_pair(&state, &user, next).map(Json),
+        Refresh::Reused => {
+            tracing::warn!(user = %user.id, family = %presented.family, "refresh token reused; session revoked");
+            Err(ApiError::RefreshTokenReused)
+        }
+        Refresh::Invalid => Err(ApiError::Unauthorized("unknown or expired refresh token")),
+    }
+}
+
+/// End the session of a refresh token. Always 204: an unknown token ends nothing.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshBody,
+    responses((status = 204), (status = 400, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> ApiResult<StatusCode> {
+    if let Some(presented) = state.auth.parse_refresh(&body.refresh_token) {
+        match state
+            .engine
+            .end_session(presented.user_id, presented.family, presented.digest)
+            .await
+        {
+            Ok(()) | Err(engine::error::EngineError::Domain(DomainError::UserNotFound)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One's own account, with the profile completeness check.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserDto), (status = 401, body = Problem)))]
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> ApiResult<Json<UserDto>> {
+    let user = state.engine.user(principal.user_id).map_err(|e| match e {
+        engine::error::EngineError::Domain(DomainError::UserNotFound) => {
+            ApiError::Unauthorized("account gone")
+        }
+        other => other.into(),
+    })?;
+    Ok(Json(UserDto::from(&user)))
+}
+
+/// Change one's own profile and preferences.
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "auth", security(("bearer" = [])),
+    request_body = UpdateMe,
+    responses((status = 200, body = UserDto), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn update_me(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiJson(body): ApiJson<UpdateMe>,
+) -> ApiResult<Json<UserDto>> {
+    let patch = ProfilePatch {
+        name: body.name,
+        phone: body.phone,
+        organization: body.organization,
+        preferences: body.preferences.map(|p| Preferences {
+            locale: p.locale,
+            time_zone: p.time_zone,
+            transactional: p.transactional.into(),
+            reminders: p.reminders.into(),
+            marketing: p.marketing.into(),
+        }),
+    };
+    let user = state
+        .engine
+        .update_profile(principal.user_id, patch)
+        .await?;
+    Ok(Json(UserDto::from(&user)))
+}
