@@ -51,6 +51,7 @@ fn main() {
             ticket_type_id: TicketTypeId(uuid::Uuid::nil()),
             quantity: 1,
             attendee: attendee.clone(),
+            user_id: None,
             ttl: chrono::Duration::hours(1),
             idempotency: None,
         });

@@ -68,6 +68,7 @@ async fn run(batch_events_max: usize, total: usize) {
                 name: "Bench Buyer".into(),
                 email: "buyer@example.com".into(),
             },
+            user_id: None,
             idempotency: None,
             expires_at: at + chrono::Duration::hours(1),
             at,

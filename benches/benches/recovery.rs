@@ -50,7 +50,7 @@ fn main() {
     runtime.block_on(async {
         let (engine, db, writer) = start(&path).await;
         let event = engine
-            .create_event(benches::new_event("Recovery", 86_400), None)
+            .create_event(benches::new_event("Recovery", 86_400), None, None)
             .await
             .expect("event");
         let new = NewTicketType {

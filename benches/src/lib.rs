@@ -58,7 +58,7 @@ impl Fixture {
         let mut targets = Vec::with_capacity(pools);
         while targets.len() < pools {
             let event = engine
-                .create_event(new_event("Bench", 3_600), None)
+                .create_event(new_event("Bench", 3_600), None, None)
                 .await
                 .expect("event");
             for _ in 0..(pools - targets.len()).min(100) {
@@ -142,6 +142,7 @@ impl Fixture {
                             attendee_name: "Bench Buyer".into(),
                             attendee_email: "buyer@example.com".into(),
                             idempotency: None,
+                            user_id: None,
                         };
                         let t = Instant::now();
                         engine.hold(request).await.expect("hold");

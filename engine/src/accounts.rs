@@ -222,6 +222,14 @@ pub enum UserEvent {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
+    /// An admin set the account's roles.
+    RolesChanged {
+        /// The whole new set, sorted.
+        roles: Vec<Role>,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
     /// A login started a session.
     SessionStarted {
         /// The new family.
@@ -394,6 +402,10 @@ impl UserRecord {
             }
             UserEvent::PreferencesUpdated { preferences, at } => {
                 self.preferences = preferences.clone();
+                self.updated_at = *at;
+            }
+            UserEvent::RolesChanged { roles, at } => {
+                self.roles = roles.clone();
                 self.updated_at = *at;
             }
             UserEvent::SessionStarted {

@@ -12,7 +12,7 @@ use crate::actors::{Availability, Ctx, EventHandle, EventShared, Gate, Registry,
 use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
-use crate::ids::{EventId, RegistrationId, StreamId, TicketId, TicketTypeId};
+use crate::ids::{EventId, RegistrationId, StreamId, TicketId, TicketTypeId, UserId};
 use crate::model::{
     Attendee, EventEvent, EventPatch, EventRecord, EventStatus, NewEvent, NewTicketType,
     RegistrationStatus, TicketType,
@@ -48,6 +48,8 @@ pub struct HoldRequest {
     pub attendee_email: String,
     /// The client's idempotency key and request digest.
     pub idempotency: Option<IdempotencyToken>,
+    /// The signed-in account holding the seats.
+    pub user_id: Option<UserId>,
 }
 
 /// Availability of one ticket type.
@@ -174,6 +176,7 @@ impl Engine {
     pub async fn create_event(
         &self,
         new: NewEvent,
+        owner: Option<UserId>,
         idempotency: Option<IdempotencyToken>,
     ) -> EngineResult<EventRecord> {
         if let Some(id) = self.idempotent(GLOBAL_SCOPE, idempotency)? {
@@ -190,6 +193,7 @@ impl Engine {
             hold_ttl_secs,
             at: self.ctx.clock.now(),
             idempotency,
+            owner,
         };
         // Created cannot fail to produce a record: it is the Created variant.
         let record = EventRecord::from_created(&event)
@@ -340,6 +344,7 @@ impl Engine {
             // Checked above against max_per_order, which is at most PER_ORDER_MAX.
             quantity: req.quantity as u16,
             attendee,
+            user_id: req.user_id,
             ttl: chrono::Duration::seconds(i64::from(record.hold_ttl_secs)),
             idempotency: req.idempotency,
         };
@@ -370,6 +375,7 @@ impl Engine {
                     ticket_type_id: hold.ticket_type_id,
                     quantity: hold.quantity,
                     attendee: hold.attendee,
+                    user_id: hold.user_id,
                     status,
                     created_at: at,
                     expires_at,
@@ -518,6 +524,19 @@ impl Engine {
         self.ctx
             .store
             .registrations_by_email(&email.trim().to_lowercase(), after, limit)
+            .map_err(storage)
+    }
+
+    /// Registrations held by a signed-in account, by id order.
+    pub fn registrations_by_user(
+        &self,
+        user: UserId,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> EngineResult<Page<RegistrationView, RegistrationId>> {
+        self.ctx
+            .store
+            .registrations_by_user(user, after, limit)
             .map_err(storage)
     }
 

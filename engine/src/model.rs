@@ -5,7 +5,7 @@
 //! is reported at once as a list of `FieldError`s.
 
 use crate::error::{DomainError, FieldError};
-use crate::ids::{EventId, PoolId, TicketTypeId};
+use crate::ids::{EventId, PoolId, TicketTypeId, UserId};
 use crate::pool::IdempotencyToken;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -151,6 +151,9 @@ pub struct EventRecord {
     pub pools: Vec<PoolDef>,
     /// The sequence number of the last journaled event of its stream.
     pub version: u64,
+    /// The account that created it (organizer or admin); it manages the event.
+    #[serde(default)]
+    pub owner: Option<UserId>,
 }
 
 impl EventRecord {
@@ -434,6 +437,9 @@ pub enum EventEvent {
         /// The client's idempotency key, if it sent one.
         #[serde(default)]
         idempotency: Option<IdempotencyToken>,
+        /// Who created it.
+        #[serde(default)]
+        owner: Option<UserId>,
     },
     /// Settings changed.
     Updated {
@@ -480,6 +486,7 @@ impl EventRecord {
                 settings,
                 hold_ttl_secs,
                 at,
+                owner,
                 ..
             } => Some(EventRecord {
                 id: *id,
@@ -496,6 +503,7 @@ impl EventRecord {
                 ticket_types: Vec::new(),
                 pools: Vec::new(),
                 version: 1,
+                owner: *owner,
             }),
             _ => None,
         }

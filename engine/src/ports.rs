@@ -188,6 +188,9 @@ pub struct RegistrationView {
     pub quantity: u16,
     /// Who it is for.
     pub attendee: Attendee,
+    /// The signed-in account that holds it.
+    #[serde(default)]
+    pub user_id: Option<UserId>,
     /// Current status.
     pub status: RegistrationStatus,
     /// When it was created (held).
@@ -318,6 +321,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         event: EventId,
         status: Option<RegistrationStatus>,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError>;
+    /// Registrations held by a signed-in account, by id order.
+    fn registrations_by_user(
+        &self,
+        user: UserId,
         after: Option<RegistrationId>,
         limit: usize,
     ) -> Result<Page<RegistrationView, RegistrationId>, StoreError>;

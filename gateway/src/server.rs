@@ -81,6 +81,7 @@ pub async fn run(
     )
     .await
     .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+    bootstrap_admin(&engine, &auth, &config.auth.bootstrap_admin_email).await?;
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
@@ -178,5 +179,62 @@ pub async fn run(
     db.persist()
         .map_err(|e| anyhow::anyhow!("persisting the store: {e}"))?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Environment variable holding the first admin's password (never a config file).
+pub const BOOTSTRAP_PASSWORD_ENV: &str = "REGENGINE_BOOTSTRAP_ADMIN_PASSWORD";
+
+/// Creates the first admin account if configured and missing. An existing account with that
+/// e-mail is left alone (it is never promoted: someone else may have signed up with it).
+async fn bootstrap_admin(
+    engine: &Engine,
+    auth: &crate::auth::Auth,
+    email: &str,
+) -> anyhow::Result<()> {
+    if email.is_empty() {
+        return Ok(());
+    }
+    let Ok(password) = std::env::var(BOOTSTRAP_PASSWORD_ENV) else {
+        tracing::warn!(
+            email,
+            "auth.bootstrap_admin_email is set but {BOOTSTRAP_PASSWORD_ENV} is not: no admin created"
+        );
+        return Ok(());
+    };
+    if let Some(user) = engine
+        .user_by_email(email)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        if !user.has_role(engine::accounts::Role::Admin) {
+            tracing::error!(
+                email,
+                "bootstrap admin e-mail belongs to a non-admin account; not promoting it"
+            );
+        }
+        return Ok(());
+    }
+    if password.chars().count() < crate::auth::PASSWORD_LEN_MIN {
+        anyhow::bail!(
+            "{BOOTSTRAP_PASSWORD_ENV} must have at least {} characters",
+            crate::auth::PASSWORD_LEN_MIN
+        );
+    }
+    let hash = auth
+        .hash_password(password)
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing the bootstrap password: {e:?}"))?;
+    let new = engine::accounts::NewUser::new(
+        email,
+        "Administrator",
+        hash,
+        vec![engine::accounts::Role::Admin],
+    )
+    .map_err(|e| anyhow::anyhow!("auth.bootstrap_admin_email: {e:?}"))?;
+    let user = engine
+        .signup(new)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the bootstrap admin: {e}"))?;
+    tracing::info!(user = %user.id, email, "bootstrap admin created");
     Ok(())
 }

@@ -74,6 +74,15 @@ struct SaleArgs {
     /// latency spikes up with the server's log).
     #[arg(long)]
     slow_ms: Option<u64>,
+    /// An organizer or admin account that creates the event (e.g. the server's bootstrap admin).
+    #[arg(long, default_value = "admin@loadtest.local")]
+    email: String,
+    /// Its password (default: the LOADTEST_PASSWORD environment variable).
+    #[arg(long)]
+    password: Option<String>,
+    /// Buyer accounts signed up before the sale; holds take turns among their tokens.
+    #[arg(long, default_value_t = 64)]
+    buyers: usize,
 }
 
 /// What one phase measured.
@@ -248,8 +257,17 @@ async fn noop(common: &CommonArgs) -> anyhow::Result<Phase> {
     .await
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let response = http.post(url).json(body).send().await?;
+async fn post(
+    http: &reqwest::Client,
+    token: Option<&str>,
+    url: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let mut request = http.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
     let status = response.status();
     let value: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -258,15 +276,67 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result
     Ok(value)
 }
 
+/// Signs in; returns the access token.
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let reply = post(
+        http,
+        None,
+        &format!("{base}/api/v1/auth/login"),
+        &json!({"email": email, "password": password}),
+    )
+    .await
+    .with_context(|| format!("signing in as {email}"))?;
+    Ok(reply["access_token"]
+        .as_str()
+        .context("access token")?
+        .to_owned())
+}
+
+/// Signs up and signs in `n` buyer accounts (a few at a time: password hashing is slow on
+/// purpose); returns their access tokens.
+async fn buyer_tokens(http: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let password = format!("loadtest-{run}");
+    let mut tokens = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
+        let batch = chunk.iter().map(|k| {
+            let (http, password) = (http.clone(), password.clone());
+            let email = format!("buyer-{}-{k}@loadtest.example.com", &run[..8]);
+            let base = base.to_owned();
+            async move {
+                post(
+                    &http,
+                    None,
+                    &format!("{base}/api/v1/auth/signup"),
+                    &json!({"email": email, "password": password, "name": format!("Buyer {k}")}),
+                )
+                .await?;
+                login(&http, &base, &email, &password).await
+            }
+        });
+        for token in futures::future::join_all(batch).await {
+            tokens.push(token?);
+        }
+    }
+    Ok(tokens)
+}
+
 /// Creates and publishes an event with one ticket type; returns (event id, ticket type id).
 async fn setup_event(
     http: &reqwest::Client,
+    token: &str,
     base: &str,
     capacity: u32,
     quantity: u16,
 ) -> anyhow::Result<(String, String)> {
     let event = post(
         http,
+        Some(token),
         &format!("{base}/api/v1/events"),
         &json!({"title": "Load test on-sale", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T23:00:00Z"}),
     )
@@ -274,12 +344,14 @@ async fn setup_event(
     let event_id = event["id"].as_str().context("event id")?.to_owned();
     let tt = post(
         http,
+        Some(token),
         &format!("{base}/api/v1/events/{event_id}/ticket-types"),
         &json!({"name": "GA", "price_minor": 5000, "currency": "EUR", "capacity": capacity, "max_per_order": quantity.max(1)}),
     )
     .await?;
     post(
         http,
+        Some(token),
         &format!("{base}/api/v1/events/{event_id}/publish"),
         &json!({}),
     )
@@ -301,6 +373,8 @@ struct SaleOutcome {
     acknowledged: Vec<String>,
     event_id: String,
     capacity: u32,
+    /// The organizer's token (verification reads every registration).
+    token: String,
 }
 
 async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
@@ -309,7 +383,14 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
     let capacity = args
         .capacity
         .unwrap_or((common.requests as u32).saturating_mul(u32::from(args.quantity)));
-    let (event_id, tt) = setup_event(&http, &common.base, capacity, args.quantity).await?;
+    let password = match &args.password {
+        Some(p) => p.clone(),
+        None => std::env::var("LOADTEST_PASSWORD")
+            .context("give --password or LOADTEST_PASSWORD for the organizer/admin account")?,
+    };
+    let token = login(&http, &common.base, &args.email, &password).await?;
+    let buyers = Arc::new(buyer_tokens(&http, &common.base, args.buyers.max(1)).await?);
+    let (event_id, tt) = setup_event(&http, &token, &common.base, capacity, args.quantity).await?;
     let url = format!("{}/api/v1/events/{event_id}/registrations", common.base);
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (acks, quantity, attempts_max) = (acknowledged.clone(), args.quantity, args.attempts_max);
@@ -318,6 +399,7 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
     let run = uuid::Uuid::new_v4();
     let phase = drive("flash-sale", common, move |i| {
         let (http, url, tt, acks) = (http.clone(), url.clone(), tt.clone(), acks.clone());
+        let buyer = buyers[i % buyers.len()].clone();
         async move {
             // The body is written directly: the client shares the machine with the server, so
             // its own cost per request is kept small.
@@ -327,7 +409,11 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
             let key = format!("{run}-{i}");
             for attempt in 1..=attempts_max {
                 let started = Instant::now();
-                let mut request = http.post(&url).header("content-type", "application/json").body(body.clone());
+                let mut request = http
+                    .post(&url)
+                    .bearer_auth(&buyer)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
                 if send_key {
                     request = request.header("Idempotency-Key", &key);
                 }
@@ -364,6 +450,7 @@ async fn flash_sale(args: &SaleArgs) -> anyhow::Result<SaleOutcome> {
         acknowledged,
         event_id,
         capacity,
+        token,
     })
 }
 
@@ -376,12 +463,13 @@ async fn verify(args: &SaleArgs, outcome: &SaleOutcome) -> anyhow::Result<Value>
     let missing = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..common.concurrency)
         .map(|_| {
-            let (http, ids, next, missing, base) = (
+            let (http, ids, next, missing, base, token) = (
                 http.clone(),
                 ids.clone(),
                 next.clone(),
                 missing.clone(),
                 common.base.clone(),
+                outcome.token.clone(),
             );
             tokio::spawn(async move {
                 loop {
@@ -389,6 +477,7 @@ async fn verify(args: &SaleArgs, outcome: &SaleOutcome) -> anyhow::Result<Value>
                     let Some(id) = ids.get(i) else { break };
                     let ok = match http
                         .get(format!("{base}/api/v1/registrations/{id}"))
+                        .bearer_auth(&token)
                         .send()
                         .await
                     {

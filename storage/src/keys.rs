@@ -1,7 +1,7 @@
 //! Key layouts. Every key is a fixed-width big-endian byte string so that prefix and range
 //! scans follow id and sequence order (ids are UUIDv7: creation-time ordered).
 
-use engine::ids::{EventId, RegistrationId, StreamId};
+use engine::ids::{EventId, RegistrationId, StreamId, UserId};
 
 /// `journal`: stream (17 bytes) + first sequence number of the record (8 bytes).
 pub fn journal(stream: &StreamId, first_seq: u64) -> [u8; 25] {
@@ -22,6 +22,14 @@ pub fn journal_seq(key: &[u8]) -> Option<u64> {
 pub fn reg_by_event(event: &EventId, reg: &RegistrationId) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(event.as_bytes());
+    key[16..].copy_from_slice(reg.as_bytes());
+    key
+}
+
+/// `reg_by_user`: user (16) + registration (16).
+pub fn reg_by_user(user: &UserId, reg: &RegistrationId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(user.as_bytes());
     key[16..].copy_from_slice(reg.as_bytes());
     key
 }

@@ -46,6 +46,7 @@ pub struct Overlay {
     /// Index keys to insert: (registration or e-mail index, key).
     by_event: Vec<[u8; 32]>,
     by_email: Vec<Vec<u8>>,
+    by_user: Vec<[u8; 32]>,
     /// Idempotency index rows: key, then registration id + request digest.
     idempotency: Vec<([u8; 32], [u8; 32])>,
     /// E-mail index rows of new accounts: e-mail, user id.
@@ -113,10 +114,14 @@ impl Overlay {
                 ticket_type_id,
                 quantity,
                 attendee,
+                user_id,
                 expires_at,
                 at,
                 idempotency,
             } => {
+                if let Some(user) = &user_id {
+                    self.by_user.push(keys::reg_by_user(user, &registration_id));
+                }
                 if let Some(token) = idempotency {
                     let mut value = [0u8; 32];
                     value[..16].copy_from_slice(registration_id.as_bytes());
@@ -137,6 +142,7 @@ impl Overlay {
                         ticket_type_id,
                         quantity,
                         attendee,
+                        user_id,
                         status: RegistrationStatus::Held,
                         created_at: at,
                         expires_at,
@@ -219,6 +225,9 @@ impl Overlay {
         }
         for key in self.by_email {
             batch.insert(&db.reg_by_email, key, Vec::<u8>::new());
+        }
+        for key in self.by_user {
+            batch.insert(&db.reg_by_user, key.to_vec(), Vec::<u8>::new());
         }
         for (email, id) in self.users_by_email {
             batch.insert(&db.users_by_email, email, id.to_vec());

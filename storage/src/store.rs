@@ -55,6 +55,8 @@ pub struct Db {
     pub(crate) reg_by_event: Keyspace,
     /// Index: registrations by attendee e-mail.
     pub(crate) reg_by_email: Keyspace,
+    /// Index: registrations by the signed-in account that holds them.
+    pub(crate) reg_by_user: Keyspace,
     /// Index: (event, idempotency key digest) → registration id + request digest.
     pub(crate) idempotency: Keyspace,
     /// Ticket read model.
@@ -90,6 +92,7 @@ impl Db {
             registrations: ks("registrations")?,
             reg_by_event: ks("reg_by_event")?,
             reg_by_email: ks("reg_by_email")?,
+            reg_by_user: ks("reg_by_user")?,
             idempotency: ks("idempotency")?,
             tickets: ks("tickets")?,
             users: ks("users")?,
@@ -111,7 +114,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 10] {
+    fn all(&self) -> [&Keyspace; 11] {
         [
             &self.journal,
             &self.snapshots,
@@ -119,6 +122,7 @@ impl Db {
             &self.registrations,
             &self.reg_by_event,
             &self.reg_by_email,
+            &self.reg_by_user,
             &self.idempotency,
             &self.tickets,
             &self.users,
@@ -303,6 +307,15 @@ impl Store for Db {
             None,
             limit,
         )
+    }
+
+    fn registrations_by_user(
+        &self,
+        user: UserId,
+        after: Option<RegistrationId>,
+        limit: usize,
+    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError> {
+        self.registrations_in(&self.reg_by_user, user.as_bytes(), after, None, limit)
     }
 
     fn idempotent(

@@ -3,7 +3,7 @@
 //! sequence number, barriers, and the read models written in the same batch.
 
 use crate::{Db, DbOptions, JournalConfig, JournalWriter};
-use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId};
+use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId, UserId};
 use engine::model::{Attendee, RegistrationStatus};
 use engine::pool::PoolEvent;
 use engine::ports::{AppendRequest, Completion, JournalError, JournalHandle, Store, StreamEvent};
@@ -37,6 +37,14 @@ fn harness(batch_wait: Duration) -> Harness {
     }
 }
 
+/// A fixed account id per e-mail address (its first 16 bytes, zero-padded).
+fn account(email: &str) -> UserId {
+    let mut bytes = [0u8; 16];
+    let n = email.len().min(16);
+    bytes[..n].copy_from_slice(&email.as_bytes()[..n]);
+    UserId(uuid::Uuid::from_bytes(bytes))
+}
+
 fn held(event_id: EventId, registration_id: RegistrationId, email: &str) -> StreamEvent {
     let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
     StreamEvent::Pool(PoolEvent::SeatsHeld {
@@ -48,6 +56,8 @@ fn held(event_id: EventId, registration_id: RegistrationId, email: &str) -> Stre
             name: "A".into(),
             email: email.into(),
         },
+        // A fixed account per e-mail address.
+        user_id: Some(account(email)),
         idempotency: None,
         expires_at: at + chrono::Duration::minutes(10),
         at,
@@ -224,6 +234,16 @@ async fn read_models_are_written_with_the_events() {
     assert_eq!(by_email.items[0].id, reg);
     assert!(
         h.db.registrations_by_email("bob@example.com", None, 10)
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let ann = account("ann@example.com");
+    let by_user = h.db.registrations_by_user(ann, None, 10).unwrap();
+    assert_eq!(by_user.items.len(), 1);
+    assert_eq!(by_user.items[0].user_id, Some(ann));
+    assert!(
+        h.db.registrations_by_user(UserId::new(), None, 10)
             .unwrap()
             .items
             .is_empty()

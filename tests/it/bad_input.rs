@@ -28,7 +28,7 @@ async fn bad_input_is_refused_with_problem_json_and_changes_nothing() {
         &dir.path().join("data"),
         &[("HTTP__BODY_BYTES_MAX", "4096")],
     );
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(10, 600, 4).await;
     let held = api.hold(&event, &tt, 1, None).await;
     assert_eq!(held.status, 201);

@@ -36,7 +36,7 @@ async fn confirmed_ticket(
 async fn fifty_concurrent_scans_admit_exactly_one() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(10, 600, 2).await;
     let (_, codes) = confirmed_ticket(&api, &event, &tt, 2).await;
 
@@ -92,7 +92,7 @@ async fn fifty_concurrent_scans_admit_exactly_one() {
 async fn forged_foreign_and_revoked_tickets_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(10, 600, 2).await;
     let (other_event, other_tt) = api.published_event(10, 600, 2).await;
     let (_, codes) = confirmed_ticket(&api, &event, &tt, 1).await;

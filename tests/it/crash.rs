@@ -155,7 +155,7 @@ async fn kill9_during_a_sale_loses_no_acknowledged_registration() {
     for iteration in 0..ITERATIONS {
         // A small snapshot interval so recovery also goes through snapshots.
         let server = Server::start(&data, &[("ENGINE__SNAPSHOT_EVERY_EVENTS", "16")]);
-        let api = Api::new(&server);
+        let api = Api::admin(&server).await;
         api.wait_ready().await;
         let (event_id, tt) = match &event {
             Some(e) => e,
@@ -211,7 +211,7 @@ async fn kill9_during_a_sale_loses_no_acknowledged_registration() {
         );
     }
     let server = Server::start(&data, &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     api.wait_ready().await;
     let (event_id, _) = event.unwrap();
     verify(&api, &event_id, &acked).await;

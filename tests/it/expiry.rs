@@ -11,7 +11,7 @@ use tests::{Api, Server, wait_for};
 async fn holds_expire_and_their_seats_return() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(5, 1, 5).await;
     let held = api.hold(&event, &tt, 5, None).await;
     assert_eq!(held.status, 201);
@@ -53,7 +53,7 @@ async fn holds_expire_and_their_seats_return() {
 async fn confirms_racing_expiry_end_in_exactly_one_state() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(200, 1, 1).await;
     let holds = join_all((0..150).map(|_| {
         let (api, event, tt) = (api.clone(), event.clone(), tt.clone());

@@ -8,7 +8,7 @@ use tests::{Api, Server};
 async fn two_thousand_buyers_for_a_hundred_seats_sell_exactly_a_hundred() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(100, 600, 4).await;
 
     let buyers = (0..2000).map(|i| {
@@ -67,7 +67,7 @@ async fn two_thousand_buyers_for_a_hundred_seats_sell_exactly_a_hundred() {
 
     // After a restart the gateway's cache is empty: the pool's durable idempotency answers.
     let server = server.restart(&[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let after_restart = api.hold(&event, &tt, 1, Some(&format!("buyer-{i}"))).await;
     assert_eq!(after_restart.status, 201, "{after_restart:?}");
     assert_eq!(after_restart.str("id"), first.str("id"));

@@ -2,6 +2,7 @@
 //! data directory and talks to it over HTTP and WebSocket like any client.
 
 mod auth;
+mod authz;
 mod bad_input;
 mod check_in;
 mod crash;

@@ -10,7 +10,7 @@ use tests::{Api, Server};
 async fn health_metrics_openapi_and_docs() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     api.wait_ready().await;
     assert_eq!(api.get("/healthz").await.status, 200);
     let (event, tt) = api.published_event(10, 600, 4).await;
@@ -94,7 +94,7 @@ async fn health_metrics_openapi_and_docs() {
 async fn overload_is_shed_with_503_and_retry_after_never_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[("HTTP__CONCURRENCY_MAX", "2")]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(1000, 600, 1).await;
     let replies = join_all((0..400).map(|_| {
         let (api, event, tt) = (api.clone(), event.clone(), tt.clone());
@@ -126,7 +126,7 @@ async fn graceful_shutdown_exits_cleanly_and_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(10, 600, 4).await;
     let held = api.hold(&event, &tt, 2, None).await;
     let status = server
@@ -134,7 +134,7 @@ async fn graceful_shutdown_exits_cleanly_and_keeps_data() {
         .expect("did not stop in time");
     assert!(status.success(), "exit status {status}");
     let server = Server::start(&data, &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     api.wait_ready().await;
     assert_eq!(
         api.get(&format!("/api/v1/registrations/{}", held.str("id")))
@@ -150,7 +150,7 @@ async fn creating_events_and_ticket_types_is_durably_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let body = json!({"title": "Retry me", "starts_at": "2031-01-01T18:00:00Z", "ends_at": "2031-01-01T22:00:00Z"});
     let first = api.post("/api/v1/events", &body, Some("create-1")).await;
     assert_eq!(first.status, 201);
@@ -162,7 +162,7 @@ async fn creating_events_and_ticket_types_is_durably_idempotent() {
 
     // After a restart the gateway's cache is empty: the keys are answered from durable state.
     let server = server.restart(&[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let again = api.post("/api/v1/events", &body, Some("create-1")).await;
     assert_eq!(
         (again.status, again.str("id")),

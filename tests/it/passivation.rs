@@ -16,7 +16,7 @@ async fn idle_events_passivate_and_come_back_from_durable_state() {
         &dir.path().join("data"),
         &[("ENGINE__PASSIVATE_AFTER_SECS", "1")],
     );
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     api.wait_ready().await;
     let (event, tt) = api.published_event(5, 600, 5).await;
     let held = api.hold(&event, &tt, 2, None).await;

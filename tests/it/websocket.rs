@@ -41,7 +41,7 @@ async fn send(ws: &mut Socket, value: Value) {
 async fn subscribers_receive_versioned_availability() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let (event, tt) = api.published_event(10, 600, 4).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws", server.addr))
         .await
@@ -106,7 +106,7 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
             ("WEBSOCKET__PUSHES_PER_SEC_MAX", "100"),
         ],
     );
-    let api = Api::new(&server);
+    let api = Api::admin(&server).await;
     let mut events = Vec::new();
     for _ in 0..16 {
         events.push(api.published_event(100_000, 600, 1).await);

@@ -68,6 +68,8 @@ impl Server {
             .env("REGENGINE__STORAGE__DATA_DIR", data_dir)
             .env("REGENGINE__LOG__FORMAT", "text")
             .env("REGENGINE__LOG__FILTER", "warn")
+            .env("REGENGINE__AUTH__BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("REGENGINE_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -180,7 +182,14 @@ pub struct Api {
     pub http: reqwest::Client,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Bearer token sent with every request, if signed in.
+    pub token: Option<String>,
 }
+
+/// The bootstrap admin every test server gets (see `Server::start`).
+pub const ADMIN_EMAIL: &str = "admin@test.local";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "admin password for tests";
 
 /// A response: status, headers and JSON body (`Null` when empty or not JSON).
 #[derive(Debug)]
@@ -213,6 +222,35 @@ impl Api {
         Api {
             http,
             base: server.base.clone(),
+            token: None,
+        }
+    }
+
+    /// A client signed in as the bootstrap admin (allowed everything).
+    pub async fn admin(server: &Server) -> Api {
+        let mut api = Api::new(server);
+        let body = serde_json::json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
+        let login = api.post("/api/v1/auth/login", &body, None).await;
+        assert_eq!(login.status, 200, "admin login: {:?}", login.body);
+        api.token = Some(login.str("access_token"));
+        api
+    }
+
+    /// The same client with another bearer token (`None`: anonymous).
+    pub fn with_token(&self, token: Option<String>) -> Api {
+        Api {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token,
+        }
+    }
+
+    /// A request to `path`, with the bearer token if signed in.
+    pub fn at(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -278,7 +316,7 @@ impl Api {
         body: &serde_json::Value,
         key: Option<&str>,
     ) -> Option<Reply> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        let mut request = self.at(reqwest::Method::POST, path).json(body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
@@ -318,13 +356,12 @@ impl Api {
 
     /// GET.
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.at(reqwest::Method::GET, path)).await
     }
 
     /// POST a JSON body, with an optional Idempotency-Key.
     pub async fn post(&self, path: &str, body: &serde_json::Value, key: Option<&str>) -> Reply {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        let mut request = self.at(reqwest::Method::POST, path).json(body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
@@ -334,8 +371,7 @@ impl Api {
     /// POST raw bytes with a content type.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
         self.send(
-            self.http
-                .post(format!("{}{path}", self.base))
+            self.at(reqwest::Method::POST, path)
                 .header("content-type", content_type)
                 .body(body),
         )
@@ -344,7 +380,7 @@ impl Api {
 
     /// PATCH a JSON body.
     pub async fn patch(&self, path: &str, body: &serde_json::Value) -> Reply {
-        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+        self.send(self.at(reqwest::Method::PATCH, path).json(body))
             .await
     }
 

@@ -2,7 +2,7 @@
 //! with optimistic concurrency (see `accounts`).
 
 use super::Engine;
-use crate::accounts::{NewUser, ProfilePatch, Refresh, UserEvent, UserRecord};
+use crate::accounts::{NewUser, ProfilePatch, Refresh, Role, UserEvent, UserRecord};
 use crate::error::{DomainError, EngineError, EngineResult};
 use crate::ids::{StreamId, UserId};
 use crate::ports::{JournalError, Snapshot, StreamEvent};
@@ -130,6 +130,26 @@ impl Engine {
         self.update_user(user, |u, now| Ok((patch.decide(u, now)?, ())))
             .await
             .map(|(u, ())| u)
+    }
+
+    /// Replaces an account's roles (sorted, without duplicates).
+    pub async fn set_roles(&self, user: UserId, roles: Vec<Role>) -> EngineResult<UserRecord> {
+        let mut roles = roles;
+        roles.sort();
+        roles.dedup();
+        self.update_user(user, |u, now| {
+            let events = if u.roles == roles {
+                vec![]
+            } else {
+                vec![UserEvent::RolesChanged {
+                    roles: roles.clone(),
+                    at: now,
+                }]
+            };
+            Ok((events, ()))
+        })
+        .await
+        .map(|(u, ())| u)
     }
 
     /// Read, decide, append with the expected sequence number; again on a conflict.

@@ -8,7 +8,7 @@
 //! (asserted in `apply`, proven by the property test in `tests.rs`).
 
 use crate::error::DomainError;
-use crate::ids::{EventId, PoolId, RegistrationId, TicketId, TicketTypeId};
+use crate::ids::{EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId};
 use crate::model::{Attendee, EventStatus, RegistrationStatus};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,9 @@ pub enum PoolEvent {
         quantity: u16,
         /// Who it is for.
         attendee: Attendee,
+        /// The signed-in account that holds it.
+        #[serde(default)]
+        user_id: Option<UserId>,
         /// The client's idempotency key, if it sent one.
         idempotency: Option<IdempotencyToken>,
         /// When the hold runs out.
@@ -130,6 +133,8 @@ pub struct HoldCommand {
     pub quantity: u16,
     /// Who it is for.
     pub attendee: Attendee,
+    /// The signed-in account that holds it.
+    pub user_id: Option<UserId>,
     /// How long the hold lasts.
     pub ttl: Duration,
     /// The client's idempotency key.
@@ -378,6 +383,7 @@ impl PoolState {
                 ticket_type_id: cmd.ticket_type_id,
                 quantity: cmd.quantity,
                 attendee: cmd.attendee,
+                user_id: cmd.user_id,
                 idempotency: cmd.idempotency,
                 expires_at,
                 at: now,

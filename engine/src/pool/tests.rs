@@ -89,6 +89,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 ticket_type_id: TicketTypeId::new(),
                 quantity: *quantity,
                 attendee: attendee.clone(),
+                user_id: None,
                 ttl: Duration::milliseconds(*ttl_ms),
                 idempotency: key.map(token),
             }),
@@ -306,6 +307,7 @@ fn confirm_racing_expiry_ends_in_exactly_one_state() {
             name: "A".into(),
             email: "a@example.com".into(),
         },
+        user_id: None,
         ttl: Duration::milliseconds(1_000),
         idempotency: None,
     };

@@ -3,19 +3,20 @@
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::ApiJson;
+use super::extract::{ApiJson, PathId};
 use crate::auth::{HashError, PASSWORD_BYTES_MAX, PASSWORD_LEN_MIN, Principal};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use engine::accounts::{
     ChannelPrefs, NewUser, Preferences, ProfilePatch, Refresh, Role, UserRecord,
 };
 use engine::error::{DomainError, FieldError};
+use engine::ids::UserId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -27,6 +28,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/auth/refresh", post(refresh))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/users/me", get(me).patch(update_me))
+        .route("/api/v1/users/{id}/roles", put(set_roles))
 }
 
 /// The caller, from a valid `Authorization: Bearer` access token; 401 otherwise.
@@ -434,5 +436,32 @@ pub(crate) async fn update_me(
         .engine
         .update_profile(principal.user_id, patch)
         .await?;
+    Ok(Json(UserDto::from(&user)))
+}
+
+/// Body of `PUT /api/v1/users/{id}/roles`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolesBody {
+    /// The whole new set: any of `admin`, `organizer`, `staff`, `attendee`.
+    #[schema(value_type = Vec<String>)]
+    pub roles: Vec<Role>,
+}
+
+/// Replace an account's roles (admins only).
+#[utoipa::path(put, path = "/api/v1/users/{id}/roles", tag = "auth", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = RolesBody,
+    responses((status = 200, body = UserDto), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn set_roles(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(id): PathId<UserId>,
+    ApiJson(body): ApiJson<RolesBody>,
+) -> ApiResult<Json<UserDto>> {
+    super::policy::require_any(&principal, &[])?;
+    let user = state.engine.set_roles(id, body.roles).await?;
+    tracing::info!(admin = %principal.user_id, user = %id, roles = ?user.roles, "roles changed");
     Ok(Json(UserDto::from(&user)))
 }

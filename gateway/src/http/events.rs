@@ -1,9 +1,12 @@
 //! Events, their lifecycle, ticket types and availability.
 
 use super::AppState;
+use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::idempotency::{IdempotencyContext, engine_token};
+use super::policy::{managed_event, require_any};
+use crate::auth::Principal;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -11,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use engine::EventAvailability;
+use engine::accounts::Role;
 use engine::error::FieldError;
 use engine::ids::{EventId, PoolId};
 use engine::model::{
@@ -254,9 +258,11 @@ fn created(record: &EventRecord) -> impl IntoResponse + use<> {
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn create_event(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateEvent>,
 ) -> ApiResult<impl IntoResponse> {
+    require_any(&principal, &[Role::Organizer])?;
     let idempotency = engine_token(idempotency, b"POST /api/v1/events");
     let new = NewEvent {
         title: body.title,
@@ -267,7 +273,10 @@ pub(crate) async fn create_event(
         ends_at: body.ends_at,
         hold_ttl_secs: body.hold_ttl_secs,
     };
-    let record = state.engine.create_event(new, idempotency).await?;
+    let record = state
+        .engine
+        .create_event(new, Some(principal.user_id), idempotency)
+        .await?;
     Ok(created(&record))
 }
 
@@ -334,9 +343,11 @@ pub(crate) async fn get_event(
     responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn update_event(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<EventId>,
     ApiJson(body): ApiJson<UpdateEvent>,
 ) -> ApiResult<Json<EventDto>> {
+    managed_event(&state, &principal, id)?;
     let patch = EventPatch {
         title: body.title,
         description: body.description,
@@ -351,7 +362,13 @@ pub(crate) async fn update_event(
     )))
 }
 
-async fn transition(state: AppState, id: EventId, to: EventStatus) -> ApiResult<Json<EventDto>> {
+async fn transition(
+    state: AppState,
+    principal: Principal,
+    id: EventId,
+    to: EventStatus,
+) -> ApiResult<Json<EventDto>> {
+    managed_event(&state, &principal, id)?;
     Ok(Json(EventDto::from(
         &state.engine.transition_event(id, to).await?,
     )))
@@ -362,9 +379,10 @@ async fn transition(state: AppState, id: EventId, to: EventStatus) -> ApiResult<
     responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn publish_event(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<EventDto>> {
-    transition(state, id, EventStatus::Published).await
+    transition(state, principal, id, EventStatus::Published).await
 }
 
 /// Cancel an event: sales and check-in stop.
@@ -372,9 +390,10 @@ pub(crate) async fn publish_event(
     responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(crate) async fn cancel_event(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<EventDto>> {
-    transition(state, id, EventStatus::Canceled).await
+    transition(state, principal, id, EventStatus::Canceled).await
 }
 
 /// Complete a published event.
@@ -382,9 +401,10 @@ pub(crate) async fn cancel_event(
     responses((status = 200, body = EventDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub(crate) async fn complete_event(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<EventDto>> {
-    transition(state, id, EventStatus::Completed).await
+    transition(state, principal, id, EventStatus::Completed).await
 }
 
 /// Add a ticket type, with a new pool (`capacity`) or sharing one (`pool_id`).
@@ -395,10 +415,12 @@ pub(crate) async fn complete_event(
     responses((status = 201, body = TicketTypeDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn create_ticket_type(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<EventId>,
     idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateTicketType>,
 ) -> ApiResult<impl IntoResponse> {
+    managed_event(&state, &principal, id)?;
     let idempotency = engine_token(idempotency, format!("POST ticket-types {id}").as_bytes());
     let seats = match (body.capacity, body.pool_id) {
         (Some(capacity), None) => SeatSource::NewPool { capacity },

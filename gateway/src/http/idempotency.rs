@@ -267,8 +267,18 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     let digest = Sha256::digest(&bytes);
     let mut fingerprint = [0u8; 16];
     fingerprint.copy_from_slice(&digest[..16]);
+    // Keys are per caller (as with payment APIs): another account's request with the same
+    // key is a different request, never a replay of someone else's response.
+    let caller = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| state.auth.verify_access(token.trim()).ok())
+        .map(|p| p.user_id.to_string())
+        .unwrap_or_default();
     let scope = scoped_digest(
-        format!("{} {}", parts.method, parts.uri.path()).as_bytes(),
+        format!("{} {} {caller}", parts.method, parts.uri.path()).as_bytes(),
         &key,
     );
     let cache = &state.idempotency;

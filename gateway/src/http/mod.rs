@@ -9,6 +9,7 @@ pub mod extract;
 mod idempotency;
 pub mod openapi;
 mod ops;
+mod policy;
 mod registrations;
 mod ws;
 

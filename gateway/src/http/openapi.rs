@@ -3,8 +3,8 @@
 
 use super::AppState;
 use super::auth::{
-    ChannelPrefsDto, LoginBody, PreferencesDto, RefreshBody, SignupBody, TokenPair, UpdateMe,
-    UserDto,
+    ChannelPrefsDto, LoginBody, PreferencesDto, RefreshBody, RolesBody, SignupBody, TokenPair,
+    UpdateMe, UserDto,
 };
 use super::error::{Problem, ProblemField};
 use super::events::{
@@ -35,13 +35,14 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::check_in, super::registrations::get_ticket,
         super::ws::upgrade, super::ops::healthz, super::ops::readyz, super::ops::metrics,
         super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
-        super::auth::me, super::auth::update_me,
+        super::auth::me, super::auth::update_me, super::auth::set_roles,
+        super::registrations::my_registrations,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
         AvailabilityDto, TicketTypeAvailabilityDto, CreateRegistration, AttendeeDto, RegistrationDto, RegistrationPage,
         IssuedTicket, CheckInBody, CheckInDto, TicketDto,
-        SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto,
+        SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),

@@ -1,9 +1,11 @@
 //! Registrations (holds, confirm, cancel, listings), tickets and check-in.
 
 use super::AppState;
+use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::idempotency::{IdempotencyContext, engine_token};
+use super::policy::{managed_event, require_any, visible_registration};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -29,6 +31,7 @@ pub(super) fn router() -> Router<AppState> {
             post(create_registration).get(list_event_registrations),
         )
         .route("/api/v1/registrations", get(list_registrations_by_email))
+        .route("/api/v1/users/me/registrations", get(my_registrations))
         .route("/api/v1/registrations/{id}", get(get_registration))
         .route(
             "/api/v1/registrations/{id}/confirm",
@@ -167,11 +170,15 @@ fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
         (status = 422, body = Problem), (status = 503, description = "overloaded; retry after Retry-After", body = Problem)))]
 pub(crate) async fn create_registration(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(event_id): PathId<EventId>,
     idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateRegistration>,
 ) -> ApiResult<impl IntoResponse> {
-    let idempotency = engine_token(idempotency, event_id.as_bytes());
+    // The durable key is per event and per account.
+    let mut scope = event_id.as_bytes().to_vec();
+    scope.extend_from_slice(principal.user_id.as_bytes());
+    let idempotency = engine_token(idempotency, &scope);
     let request = HoldRequest {
         event_id,
         ticket_type_id: TicketTypeId(body.ticket_type_id),
@@ -179,6 +186,7 @@ pub(crate) async fn create_registration(
         attendee_name: body.attendee.name,
         attendee_email: body.attendee.email,
         idempotency,
+        user_id: Some(principal.user_id),
     };
     let (view, _replayed) = state.engine.hold(request).await?;
     let location = format!("/api/v1/registrations/{}", view.id);
@@ -194,9 +202,10 @@ pub(crate) async fn create_registration(
     responses((status = 200, body = RegistrationDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn get_registration(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<RegistrationId>,
 ) -> ApiResult<Json<RegistrationDto>> {
-    let view = state.engine.registration(id)?;
+    let view = visible_registration(&state, &principal, id)?;
     Ok(Json(registration_dto(&state, view)))
 }
 
@@ -207,8 +216,10 @@ pub(crate) async fn get_registration(
         (status = 409, description = "hold_expired or invalid_registration_state", body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn confirm_registration(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<RegistrationId>,
 ) -> ApiResult<Json<RegistrationDto>> {
+    visible_registration(&state, &principal, id)?;
     let view = state.engine.confirm(id).await?;
     Ok(Json(registration_dto(&state, view)))
 }
@@ -218,8 +229,10 @@ pub(crate) async fn confirm_registration(
     responses((status = 200, body = RegistrationDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn cancel_registration(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<RegistrationId>,
 ) -> ApiResult<Json<RegistrationDto>> {
+    visible_registration(&state, &principal, id)?;
     let view = state.engine.cancel_registration(id).await?;
     Ok(Json(registration_dto(&state, view)))
 }
@@ -249,9 +262,11 @@ fn page_dto(state: &AppState, page: Page<RegistrationView, RegistrationId>) -> R
     responses((status = 200, body = RegistrationPage), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn list_event_registrations(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<EventId>,
     ApiQuery(p): ApiQuery<RegistrationListParams>,
 ) -> ApiResult<Json<RegistrationPage>> {
+    managed_event(&state, &principal, id)?;
     let page = state.engine.registrations_by_event(
         id,
         parse_status(p.status)?,
@@ -266,10 +281,40 @@ pub(crate) async fn list_event_registrations(
     responses((status = 200, body = RegistrationPage), (status = 400, body = Problem)))]
 pub(crate) async fn list_registrations_by_email(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     ApiQuery(p): ApiQuery<EmailParams>,
 ) -> ApiResult<Json<RegistrationPage>> {
+    // Anyone's registrations by address: admins only (others use /users/me/registrations).
+    require_any(&principal, &[])?;
     let page = state.engine.registrations_by_email(
         &p.email,
+        p.after.map(RegistrationId),
+        page_limit(p.limit)?,
+    )?;
+    Ok(Json(page_dto(&state, page)))
+}
+
+/// Paging of one's own registrations.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MyRegistrationsParams {
+    /// Cursor from the previous page.
+    after: Option<Uuid>,
+    /// Page size, 1..=500 (default 100).
+    limit: Option<usize>,
+}
+
+/// The caller's own registrations, by creation order.
+#[utoipa::path(get, path = "/api/v1/users/me/registrations", tag = "registrations", params(MyRegistrationsParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = RegistrationPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub(crate) async fn my_registrations(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiQuery(p): ApiQuery<MyRegistrationsParams>,
+) -> ApiResult<Json<RegistrationPage>> {
+    let page = state.engine.registrations_by_user(
+        principal.user_id,
         p.after.map(RegistrationId),
         page_limit(p.limit)?,
     )?;
@@ -307,9 +352,11 @@ pub struct CheckInDto {
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn check_in(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<CheckInBody>,
 ) -> ApiResult<Json<CheckInDto>> {
+    managed_event(&state, &principal, event_id)?;
     if body.ticket_code.len() > 128 {
         return Err(
             DomainError::Validation(vec![FieldError::new("ticket_code", "too long")]).into(),
@@ -364,8 +411,12 @@ fn ticket_dto(state: &AppState, t: TicketView) -> TicketDto {
     responses((status = 200, body = TicketDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn get_ticket(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     PathId(id): PathId<TicketId>,
 ) -> ApiResult<Json<TicketDto>> {
     let ticket = state.engine.ticket(id)?;
+    // Visible to whoever sees its registration; otherwise it does not exist.
+    visible_registration(&state, &principal, ticket.registration_id)
+        .map_err(|_| ApiError::Domain(DomainError::TicketNotFound))?;
     Ok(Json(ticket_dto(&state, ticket)))
 }

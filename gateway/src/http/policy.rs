@@ -1,0 +1,76 @@
+//! Authorization policies, checked by handlers after authentication. Object-level rules
+//! (OWASP API1) are here so every handler asks the same questions:
+//! - `admin` may do everything;
+//! - an event is managed by its owner (the organizer who created it);
+//! - a registration is visible to the account that holds it and to its event's managers.
+//!
+//! A caller who may not see an object gets the same 404 as for a missing one, so ids cannot
+//! be probed; a caller who may see it but not change it gets 403.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::Principal;
+use engine::accounts::Role;
+use engine::error::DomainError;
+use engine::ids::EventId;
+use engine::model::EventRecord;
+use engine::ports::RegistrationView;
+
+/// 403 unless the caller holds one of `roles` (or is an admin).
+pub fn require_any(principal: &Principal, roles: &[Role]) -> Result<(), ApiError> {
+    if principal.has(Role::Admin) || roles.iter().any(|r| principal.has(*r)) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// Whether the caller manages `event`.
+pub fn manages(principal: &Principal, event: &EventRecord) -> bool {
+    principal.has(Role::Admin) || event.owner == Some(principal.user_id)
+}
+
+/// The event, if the caller manages it: 404 if it does not exist, 403 otherwise.
+pub fn managed_event(
+    state: &AppState,
+    principal: &Principal,
+    id: EventId,
+) -> Result<EventRecord, ApiError> {
+    let event = state.engine.event(id)?;
+    if manages(principal, &event) {
+        Ok(event)
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// Whether the caller may see (and act on) `registration`: its holder, or a manager of its
+/// event.
+pub fn sees_registration(
+    state: &AppState,
+    principal: &Principal,
+    registration: &RegistrationView,
+) -> Result<bool, ApiError> {
+    if principal.has(Role::Admin) || registration.user_id == Some(principal.user_id) {
+        return Ok(true);
+    }
+    match state.engine.event(registration.event_id) {
+        Ok(event) => Ok(manages(principal, &event)),
+        Err(engine::error::EngineError::Domain(DomainError::EventNotFound)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The registration, if the caller may see it; 404 otherwise.
+pub fn visible_registration(
+    state: &AppState,
+    principal: &Principal,
+    id: engine::ids::RegistrationId,
+) -> Result<RegistrationView, ApiError> {
+    let registration = state.engine.registration(id)?;
+    if sees_registration(state, principal, &registration)? {
+        Ok(registration)
+    } else {
+        Err(DomainError::RegistrationNotFound.into())
+    }
+}
