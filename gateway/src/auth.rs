@@ -95,6 +95,8 @@ pub struct Auth {
     kid: String,
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
+    validation: Validation,
+    verified: VerifiedTokens,
     argon: Params,
     hashing: Semaphore,
     waiting: AtomicUsize,
@@ -169,11 +171,19 @@ impl Auth {
             .hash_password(dummy.as_bytes())
             .map_err(|e| format!("argon2: {e}"))?
             .to_string();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = config.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         Ok(Self {
             config: config.clone(),
             kid: config.signing_kid.clone(),
             encoding: EncodingKey::from_secret(&signing),
             decoding,
+            validation,
+            verified: VerifiedTokens::new(config.verified_tokens_cached_max),
             hashing: Semaphore::new(config.hashing_concurrency_max),
             waiting: AtomicUsize::new(0),
             argon,
@@ -267,8 +277,14 @@ impl Auth {
     }
 
     /// Verifies an access token: `typ`, `alg` (HS256 only), `kid`, signature, `iss`, `aud`,
-    /// `exp` and `nbf` (with the configured leeway), and a well-formed `sub`.
+    /// `exp` and `nbf` (with the configured leeway), and a well-formed `sub`. A token verified
+    /// before is found in a bounded cache of verified tokens (its expiry is checked again on
+    /// every use), so a client's requests do not each pay for parsing and HMAC.
     pub fn verify_access(&self, token: &str) -> Result<Principal, &'static str> {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        if let Some(principal) = self.verified.get(token, now, self.config.leeway_secs) {
+            return Ok(principal);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token")?;
         if header.alg != Algorithm::HS256 {
             return Err("algorithm not allowed");
@@ -281,21 +297,17 @@ impl Auth {
             .as_deref()
             .and_then(|kid| self.decoding.get(kid))
             .ok_or("unknown key id")?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = self.config.leeway_secs;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&[&self.config.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|_| "invalid token")?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|_| "invalid token")?;
         let user_id = Uuid::parse_str(&data.claims.sub)
             .map(UserId)
             .map_err(|_| "invalid subject")?;
-        Ok(Principal {
+        let principal = Principal {
             user_id,
             roles: data.claims.roles,
-        })
+        };
+        self.verified.put(token, principal.clone(), data.claims.exp);
+        Ok(principal)
     }
 
     /// A new refresh token for `user`'s session `family`, and its digest.
@@ -326,9 +338,93 @@ impl Auth {
     }
 }
 
+/// Token → (its principal, its `exp`).
+type VerifiedShard = HashMap<Box<str>, (Principal, u64)>;
+
+/// Shards of the verified-token cache.
+const VERIFIED_SHARDS: usize = 16;
+
+/// Access tokens already verified, with their expiry: bounded per shard (a full shard is
+/// emptied, and its tokens are verified again on their next use).
+struct VerifiedTokens {
+    shards: Vec<std::sync::Mutex<VerifiedShard>>,
+    per_shard_max: usize,
+}
+
+impl VerifiedTokens {
+    fn new(max: usize) -> Self {
+        Self {
+            shards: (0..VERIFIED_SHARDS)
+                .map(|_| std::sync::Mutex::new(HashMap::new()))
+                .collect(),
+            per_shard_max: max / VERIFIED_SHARDS,
+        }
+    }
+
+    fn shard(&self, token: &str) -> &std::sync::Mutex<VerifiedShard> {
+        // The signature's last bytes are uniformly distributed.
+        let last = token.as_bytes().last().copied().unwrap_or(0);
+        &self.shards[usize::from(last) % VERIFIED_SHARDS]
+    }
+
+    fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Principal> {
+        if self.per_shard_max == 0 {
+            return None;
+        }
+        let shard = self.shard(token).lock().unwrap_or_else(|e| e.into_inner());
+        match shard.get(token) {
+            Some((principal, exp)) if now < exp + leeway => Some(principal.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, token: &str, principal: Principal, exp: u64) {
+        if self.per_shard_max == 0 {
+            return;
+        }
+        let mut shard = self.shard(token).lock().unwrap_or_else(|e| e.into_inner());
+        if shard.len() >= self.per_shard_max {
+            shard.clear();
+        }
+        shard.insert(token.into(), (principal, exp));
+    }
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
 /// Shared handle.
 pub type SharedAuth = Arc<Auth>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> Principal {
+        Principal {
+            user_id: UserId::new(),
+            roles: vec![Role::Attendee],
+        }
+    }
+
+    #[test]
+    fn cached_tokens_still_expire_and_the_cache_is_bounded() {
+        let cache = VerifiedTokens::new(VERIFIED_SHARDS * 2);
+        let now = 1_000_000;
+        cache.put("a.b.c", principal(), now + 10);
+        assert!(cache.get("a.b.c", now, 30).is_some());
+        // Past exp + leeway, a cached token is refused like any expired one.
+        assert!(cache.get("a.b.c", now + 40, 30).is_none());
+        assert!(cache.get("a.b.d", now, 30).is_none(), "exact match only");
+        // One shard holds at most 2; a third empties it.
+        for t in ["x1.y.c", "x2.y.c", "x3.y.c"] {
+            cache.put(t, principal(), now + 10);
+        }
+        let kept = ["a.b.c", "x1.y.c", "x2.y.c", "x3.y.c"]
+            .iter()
+            .filter(|t| cache.get(t, now, 30).is_some())
+            .count();
+        assert!(kept <= 2, "{kept} tokens kept in a shard of 2");
+    }
+}

@@ -60,6 +60,9 @@ pub struct AuthConfig {
     pub hashing_concurrency_max: usize,
     /// Hash requests waiting for a slot; beyond that logins and sign-ups get 503.
     pub hashing_queue_max: usize,
+    /// Access tokens remembered as verified (0 disables the cache); each use still checks
+    /// the token's expiry.
+    pub verified_tokens_cached_max: usize,
     /// The first admin: if set, and the environment variable
     /// `REGENGINE_BOOTSTRAP_ADMIN_PASSWORD` holds a password, an admin account with this
     /// e-mail is created at start-up unless one exists. Empty: no bootstrap.

@@ -41,7 +41,7 @@ impl Engine {
             name: new.name.clone(),
             password_hash: new.password_hash.clone(),
             roles: new.roles.clone(),
-            at: self.ctx.clock.now(),
+            at: self.now(),
         };
         let mut record = UserRecord::registered(&event)
             .ok_or_else(|| EngineError::Storage("registered event expected".into()))?;
@@ -57,6 +57,13 @@ impl Engine {
             .await
             .map_err(journal)?;
         Ok(record)
+    }
+
+    /// Now, at the millisecond precision the records are stored with, so a reply shows the
+    /// same times as a later read.
+    fn now(&self) -> DateTime<Utc> {
+        let now = self.ctx.clock.now();
+        DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
     }
 
     /// An account by id.
@@ -160,7 +167,7 @@ impl Engine {
     ) -> EngineResult<(UserRecord, T)> {
         for _ in 0..ATTEMPTS_MAX {
             let record = self.user(id)?;
-            let (events, out) = decide(&record, self.ctx.clock.now())?;
+            let (events, out) = decide(&record, self.now())?;
             if events.is_empty() {
                 return Ok((record, out));
             }

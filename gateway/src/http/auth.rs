@@ -38,23 +38,33 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("no Authorization header"))?;
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("Authorization is not text"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(ApiError::Unauthorized("not a Bearer token"))?;
-        state
-            .auth
-            .verify_access(token.trim())
-            .map(Authenticated)
-            .map_err(ApiError::Unauthorized)
+        // Already verified by an outer layer (the idempotency layer) for this request?
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(Authenticated(principal.clone()));
+        }
+        principal_of(&parts.headers, state).map(Authenticated)
     }
+}
+
+/// The caller named by the request's `Authorization: Bearer` access token.
+pub(super) fn principal_of(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Result<Principal, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized("no Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("Authorization is not text"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(ApiError::Unauthorized("not a Bearer token"))?;
+    state
+        .auth
+        .verify_access(token.trim())
+        .map_err(ApiError::Unauthorized)
 }
 
 fn hashing(e: HashError) -> ApiError {

@@ -269,14 +269,15 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     fingerprint.copy_from_slice(&digest[..16]);
     // Keys are per caller (as with payment APIs): another account's request with the same
     // key is a different request, never a replay of someone else's response.
-    let caller = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| state.auth.verify_access(token.trim()).ok())
+    // The verified caller is kept in the request, so the handler does not verify again.
+    let principal = super::auth::principal_of(&parts.headers, &state).ok();
+    let caller = principal
+        .as_ref()
         .map(|p| p.user_id.to_string())
         .unwrap_or_default();
+    if let Some(principal) = principal {
+        parts.extensions.insert(principal);
+    }
     let scope = scoped_digest(
         format!("{} {} {caller}", parts.method, parts.uri.path()).as_bytes(),
         &key,
