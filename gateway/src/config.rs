@@ -85,6 +85,13 @@ pub struct HttpConfig {
     pub shutdown_grace_ms: u64,
     /// `Retry-After` sent with 503s.
     pub retry_after_secs: u32,
+    /// Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+    /// Send `Strict-Transport-Security` (only behind a TLS-terminating proxy).
+    pub hsts: bool,
+    /// Responses larger than this many bytes are gzip-compressed for clients that accept it
+    /// (API routes only; the Swagger UI assets are never compressed on the fly).
+    pub compress_above_bytes: u16,
 }
 
 /// Storage settings.

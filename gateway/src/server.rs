@@ -111,8 +111,11 @@ pub async fn run(
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
         body_bytes_max: config.http.body_bytes_max,
         retry_after_secs: config.http.retry_after_secs,
+        cors_allowed_origins: config.http.cors_allowed_origins.clone(),
+        hsts: config.http.hsts,
+        compress_above_bytes: config.http.compress_above_bytes,
     };
-    let app = http::app(state, &limits);
+    let app = http::app(state, &limits).map_err(|e| anyhow::anyhow!("http: {e}"))?;
     let listener = tokio::net::TcpListener::bind(config.http.bind)
         .await
         .context("binding")?;

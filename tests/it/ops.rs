@@ -193,3 +193,98 @@ async fn creating_events_and_ticket_types_is_durably_idempotent() {
         "no second event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_cors_compression_and_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = "https://tickets.example.com";
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[("HTTP__CORS_ALLOWED_ORIGINS", &format!("[\"{origin}\"]"))],
+    );
+    let api = Api::admin(&server).await;
+    api.wait_ready().await;
+    for _ in 0..12 {
+        api.published_event(10, 600, 4).await;
+    }
+    let get = |path: &str| api.at(reqwest::Method::GET, path);
+
+    // Every API answer: hardening headers and a request id, also on errors.
+    for path in [
+        "/api/v1/events",
+        "/api/v1/events/not-an-id",
+        "/api/v1/users/me",
+    ] {
+        let r = get(path).send().await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        assert!(!h["x-request-id"].is_empty(), "{path}");
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "HSTS is opt-in"
+        );
+    }
+    // A client's own request id comes back.
+    let r = get("/api/v1/events")
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-42");
+
+    // Large JSON is gzipped for clients that ask; small replies and the docs stay plain.
+    let big = get("/api/v1/events")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.headers()["content-encoding"], "gzip");
+    let small = get("/api/v1/users/me")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(small.headers().get("content-encoding").is_none());
+    let docs = api
+        .http
+        .get(server.url("/docs/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(docs.headers().get("content-encoding").is_none());
+
+    // CORS: the configured origin may call with a token and an Idempotency-Key; others may not.
+    let preflight = |from: &str| {
+        api.http
+            .request(reqwest::Method::OPTIONS, server.url("/api/v1/events"))
+            .header("origin", from)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+    let allowed = preflight(origin).await.unwrap();
+    assert_eq!(allowed.headers()["access-control-allow-origin"], origin);
+    let allowed_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed_headers.contains("idempotency-key") && allowed_headers.contains("authorization")
+    );
+    let other = preflight("https://evil.example.net").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    server.terminate(Duration::from_secs(10));
+}

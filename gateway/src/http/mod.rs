@@ -26,7 +26,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::SizeAbove;
+use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 pub use auth::Authenticated;
 pub use idempotency::IdempotencyCache;
@@ -90,10 +94,16 @@ pub struct HttpLimits {
     pub body_bytes_max: usize,
     /// Retry-After seconds on 503.
     pub retry_after_secs: u32,
+    /// CORS origins (empty: none).
+    pub cors_allowed_origins: Vec<String>,
+    /// Send Strict-Transport-Security.
+    pub hsts: bool,
+    /// Compress API responses above this size.
+    pub compress_above_bytes: u16,
 }
 
-/// The application router.
-pub fn app(state: AppState, limits: &HttpLimits) -> Router {
+/// The application router; `Err` for an invalid CORS origin.
+pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
     BODY_LIMIT.store(limits.body_bytes_max, Ordering::Relaxed);
     error::RETRY_AFTER_SECS.store(limits.retry_after_secs, Ordering::Relaxed);
     let api = Router::new()
@@ -113,16 +123,114 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Router {
                 .load_shed()
                 .concurrency_limit(limits.concurrency_max)
                 .timeout(limits.request_timeout),
+        )
+        // API replies only: the Swagger UI bundle is never compressed per request.
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .compress_when(SizeAbove::new(limits.compress_above_bytes.into())),
         );
-    Router::new()
+    let hsts = limits.hsts;
+    let mut app = Router::new()
         .merge(api)
         .merge(ops::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            security_headers(hsts, request, next)
+        }));
+    if !limits.cors_allowed_origins.is_empty() {
+        app = app.layer(cors(&limits.cors_allowed_origins)?);
+    }
+    Ok(app
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(())
+                .on_body_chunk(())
+                .on_eos(()),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .with_state(state))
+}
+
+/// The span every log line of a request carries: method, route and the request id (which
+/// the client also gets back in `x-request-id`).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+}
+
+/// CORS for the configured origins: the API's methods and headers, and the response headers a
+/// browser client needs to read.
+fn cors(origins: &[String]) -> Result<CorsLayer, String> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).map_err(|_| format!("bad CORS origin {o:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            header::LOCATION,
+        ])
+        .max_age(Duration::from_secs(600)))
+}
+
+/// Security headers on every response (OWASP secure headers for APIs): no sniffing, no
+/// framing, no referrer, no caching of API answers (tokens, personal data); a locked-down
+/// CSP except on the interactive docs, which need their scripts.
+async fn security_headers(hsts: bool, request: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, header};
+    let docs = request.uri().path().starts_with("/docs");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !docs {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    if hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
 }
 
 async fn handle_overload(err: tower::BoxError) -> Response {
