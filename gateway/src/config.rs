@@ -26,6 +26,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Accounts and tokens.
     pub auth: AuthConfig,
+    /// Rate limits.
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -276,6 +278,7 @@ impl Config {
                 "auth.issuer and auth.audience must be set",
             ),
         ];
+        self.rate_limit.validate()?;
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err((*message).to_owned()),
             None => Ok(()),

@@ -4,5 +4,6 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod ratelimit;
 pub mod server;
 pub mod ticket_code;

@@ -89,6 +89,7 @@ pub async fn run(
         engine: engine.clone(),
         codes,
         auth,
+        limiter: Arc::new(crate::ratelimit::Limiter::new(config.rate_limit.clone())),
         ready: ready.clone(),
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(
@@ -144,6 +145,7 @@ pub async fn run(
 
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining requests");

@@ -11,4 +11,5 @@ mod expiry;
 mod flash_sale;
 mod ops;
 mod passivation;
+mod rate_limit;
 mod websocket;

@@ -294,6 +294,16 @@ pub(crate) async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Json<TokenPair>> {
+    // Password guessing is limited per account (the address as typed, normalised), whether
+    // or not the account exists.
+    let account = body.email.trim().to_lowercase();
+    state
+        .limiter
+        .check(
+            crate::ratelimit::Budget::LoginPerAccount,
+            account.as_bytes(),
+        )
+        .map_err(ApiError::RateLimited)?;
     if body.password.len() > PASSWORD_BYTES_MAX {
         return Err(ApiError::InvalidCredentials);
     }

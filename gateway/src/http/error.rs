@@ -88,6 +88,8 @@ pub enum ApiError {
     RefreshTokenReused,
     /// Authenticated, but not allowed.
     Forbidden,
+    /// Over a rate limit; retry after the given time.
+    RateLimited(std::time::Duration),
     /// Something broke; the cause is logged, not shown.
     Internal(String),
 }
@@ -240,6 +242,7 @@ impl ApiError {
                 "Refresh token reused",
             ),
             ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -282,6 +285,10 @@ impl ApiError {
                 "this refresh token was already used; its session is revoked, sign in again".into()
             }
             ApiError::Forbidden => "you are not allowed to do this".into(),
+            ApiError::RateLimited(wait) => format!(
+                "too many requests; retry in {} s",
+                wait.as_secs_f64().ceil().max(1.0)
+            ),
         }
     }
 
@@ -344,6 +351,10 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let secs = RETRY_AFTER_SECS.load(std::sync::atomic::Ordering::Relaxed);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::RateLimited(wait) = &self {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {

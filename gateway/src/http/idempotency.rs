@@ -270,7 +270,10 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     // Keys are per caller (as with payment APIs): another account's request with the same
     // key is a different request, never a replay of someone else's response.
     // The verified caller is kept in the request, so the handler does not verify again.
-    let principal = super::auth::principal_of(&parts.headers, &state).ok();
+    let principal = match parts.extensions.get::<crate::auth::Principal>() {
+        Some(p) => Some(p.clone()),
+        None => super::auth::principal_of(&parts.headers, &state).ok(),
+    };
     let caller = principal
         .as_ref()
         .map(|p| p.user_id.to_string())

@@ -52,6 +52,8 @@ pub struct Shared {
     pub codes: TicketCodes,
     /// Passwords and tokens.
     pub auth: crate::auth::SharedAuth,
+    /// Rate limits.
+    pub limiter: Arc<crate::ratelimit::Limiter>,
     /// True once recovery finished.
     pub ready: Arc<AtomicBool>,
     /// Prometheus renderer.
@@ -116,6 +118,8 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
             state.clone(),
             idempotency::layer,
         ))
+        // Outside the idempotency layer: a retry spends budget like any request.
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes_max))
         .layer(
             ServiceBuilder::new()
@@ -155,6 +159,50 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state))
+}
+
+/// Spends the request's budgets (per client IP, and per account for holds); over a budget the
+/// request ends with 429 and Retry-After before anything else runs.
+async fn rate_limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    use crate::ratelimit::Budget;
+    use axum::http::Method;
+    if !state.limiter.enabled() {
+        return next.run(request).await;
+    }
+    let ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ip_key = match ip {
+        Some(std::net::IpAddr::V4(v4)) => v4.octets().to_vec(),
+        Some(std::net::IpAddr::V6(v6)) => v6.octets().to_vec(),
+        None => vec![],
+    };
+    let path = request.uri().path();
+    let is_hold = request.method() == Method::POST
+        && path.starts_with("/api/v1/events/")
+        && path.ends_with("/registrations");
+    let budget = match (request.method(), path) {
+        (&Method::POST, "/api/v1/auth/login") => Budget::LoginPerIp,
+        (&Method::POST, "/api/v1/auth/signup") => Budget::SignupPerIp,
+        _ if is_hold => Budget::HoldsPerIp,
+        (&Method::GET | &Method::HEAD, _) => Budget::ReadsPerIp,
+        _ => Budget::WritesPerIp,
+    };
+    if let Err(wait) = state.limiter.check(budget, &ip_key) {
+        return ApiError::RateLimited(wait).into_response();
+    }
+    if is_hold && let Ok(principal) = auth::principal_of(request.headers(), &state) {
+        if let Err(wait) = state
+            .limiter
+            .check(Budget::HoldsPerAccount, principal.user_id.as_bytes())
+        {
+            return ApiError::RateLimited(wait).into_response();
+        }
+        // Verified once: the layers and the handler after this one reuse it.
+        request.extensions_mut().insert(principal);
+    }
+    next.run(request).await
 }
 
 /// The span every log line of a request carries: method, route and the request id (which
