@@ -221,6 +221,20 @@ impl Engine {
         .await
     }
 
+    /// Gives `user` a role in an event (co-organizer or staff), or removes it (`None`).
+    pub async fn set_event_member(
+        &self,
+        id: EventId,
+        user: UserId,
+        role: Option<crate::model::EventRole>,
+    ) -> EngineResult<EventRecord> {
+        let h = self.handle(id).await?;
+        call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
+            EventMsg::SetMember(user, role, r)
+        })
+        .await
+    }
+
     /// Publishes, cancels or completes an event.
     pub async fn transition_event(
         &self,

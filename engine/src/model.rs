@@ -154,9 +154,46 @@ pub struct EventRecord {
     /// The account that created it (organizer or admin); it manages the event.
     #[serde(default)]
     pub owner: Option<UserId>,
+    /// Accounts with a role in this event (co-organizers and scanning staff), sorted by id.
+    #[serde(default)]
+    pub members: Vec<(UserId, EventRole)>,
+}
+
+/// Most accounts with a role in one event.
+pub const EVENT_MEMBERS_MAX: usize = 1_000;
+
+/// A role an account holds in one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventRole {
+    /// Manages the event like its owner.
+    Organizer,
+    /// Checks tickets in at this event, nothing else.
+    Staff,
+}
+
+impl EventRole {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventRole::Organizer => "organizer",
+            EventRole::Staff => "staff",
+        }
+    }
 }
 
 impl EventRecord {
+    /// The role `user` holds in this event, if any (the owner counts as an organizer).
+    pub fn role_of(&self, user: UserId) -> Option<EventRole> {
+        if self.owner == Some(user) {
+            return Some(EventRole::Organizer);
+        }
+        self.members
+            .binary_search_by_key(&user, |(u, _)| *u)
+            .ok()
+            .map(|i| self.members[i].1)
+    }
+
     /// The ticket type with this id.
     pub fn ticket_type(&self, id: TicketTypeId) -> Option<&TicketType> {
         self.ticket_types.iter().find(|t| t.id == id)
@@ -448,6 +485,15 @@ pub enum EventEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// An account was given a role in the event (or a new one), or lost it (`role: None`).
+    MemberSet {
+        /// The account.
+        user: UserId,
+        /// Its role from now on; none removes it.
+        role: Option<EventRole>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Put on sale.
     Published {
         /// When.
@@ -504,6 +550,7 @@ impl EventRecord {
                 pools: Vec::new(),
                 version: 1,
                 owner: *owner,
+                members: Vec::new(),
             }),
             _ => None,
         }
@@ -535,6 +582,17 @@ impl EventRecord {
                 }
                 if let Some(v) = p.hold_ttl_secs {
                     self.hold_ttl_secs = v;
+                }
+                self.updated_at = *at;
+            }
+            EventEvent::MemberSet { user, role, at } => {
+                match (self.members.binary_search_by_key(user, |(u, _)| *u), role) {
+                    (Ok(i), Some(role)) => self.members[i].1 = *role,
+                    (Ok(i), None) => {
+                        self.members.remove(i);
+                    }
+                    (Err(i), Some(role)) => self.members.insert(i, (*user, *role)),
+                    (Err(_), None) => {}
                 }
                 self.updated_at = *at;
             }

@@ -62,7 +62,7 @@ async fn every_route_checks_who_is_calling() {
     let (_, alice) = user(&admin, "alice@example.com", &["organizer"]).await;
     let (_, bob) = user(&admin, "bob@example.com", &["organizer"]).await;
     let (_, carol) = user(&admin, "carol@example.com", &[]).await;
-    let (_, dave) = user(&admin, "dave@example.com", &[]).await;
+    let (dave_id, dave) = user(&admin, "dave@example.com", &[]).await;
 
     // Alice's event X with one ticket type; Bob's event Y.
     let (x, tt) = alice.published_event(10, 600, 4).await;
@@ -470,6 +470,69 @@ async fn every_route_checks_who_is_calling() {
     let admitted = alice.post(&e("/check-ins"), &scan, None).await;
     assert_eq!(admitted.status, 200, "{:?}", admitted.body);
     assert_eq!(public_reads(&anonymous, &x).await, [200, 200, 200]);
+
+    // Per-event roles: Erin is staff of X, Frank co-organizes X.
+    let (erin_id, erin) = user(&admin, "erin@example.com", &[]).await;
+    let (frank_id, frank) = user(&admin, "frank@example.com", &[]).await;
+    let member = |api: &Api, user: &str, role: Option<&str>| {
+        let path = format!("/api/v1/events/{x}/members/{user}");
+        let request = match role {
+            Some(role) => api.at(M::PUT, &path).json(&json!({"role": role})),
+            None => api.at(M::DELETE, &path),
+        };
+        let api = api.with_token(api.token.clone());
+        async move { api.send(request).await }
+    };
+    // Only X's managers hand out roles in X.
+    assert_eq!(member(&bob, &erin_id, Some("staff")).await.status, 403);
+    assert_eq!(member(&dave, &erin_id, Some("staff")).await.status, 403);
+    assert_eq!(member(&alice, &erin_id, Some("staff")).await.status, 200);
+    let members = member(&alice, &frank_id, Some("organizer")).await;
+    assert_eq!(members.status, 200);
+    assert_eq!(
+        members.body.as_array().unwrap().len(),
+        3,
+        "{:?}",
+        members.body
+    );
+    let second = json!({"ticket_code": confirmed.body["tickets"][1]["code"], "gate": "east"});
+    // Staff of X scan at X, and nowhere else, and do nothing else.
+    assert_eq!(
+        erin.post(&format!("/api/v1/events/{y}/check-ins"), &second, None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(&erin, M::PATCH, &e(""), Some(&patch)).await.status,
+        403
+    );
+    assert_eq!(erin.get(&e("/registrations")).await.status, 403);
+    assert_eq!(
+        erin.get(&format!("/api/v1/registrations/{reg_id}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(member(&erin, &dave_id, Some("staff")).await.status, 403);
+    let scanned = erin.post(&e("/check-ins"), &second, None).await;
+    assert_eq!(scanned.status, 200, "{:?}", scanned.body);
+    // A co-organizer manages X.
+    assert_eq!(frank.get(&e("/registrations")).await.status, 200);
+    assert_eq!(
+        call(
+            &frank,
+            M::PATCH,
+            &e(""),
+            Some(&json!({"title": "Renamed by Frank"}))
+        )
+        .await
+        .status,
+        200
+    );
+    // Roles can be taken back: Erin can no longer scan.
+    assert_eq!(member(&alice, &erin_id, None).await.status, 200);
+    assert_eq!(erin.post(&e("/check-ins"), &scan, None).await.status, 403);
 
     // An admin grant takes effect with the next token: Dave becomes an organizer.
     let (_, dave) = user(&admin, "dave2@example.com", &["organizer"]).await;

@@ -5,10 +5,10 @@
 use super::pool_actor::{PoolActor, PoolArgs, PoolMsg};
 use super::{Ctx, EventShared, Gate, PoolHandle, Reply};
 use crate::error::{DomainError, EngineError};
-use crate::ids::{PoolId, StreamId, TicketTypeId};
+use crate::ids::{PoolId, StreamId, TicketTypeId, UserId};
 use crate::model::{
-    EventEvent, EventPatch, EventRecord, EventStatus, NewTicketType, PoolDef, SeatSource,
-    TicketType,
+    EVENT_MEMBERS_MAX, EventEvent, EventPatch, EventRecord, EventRole, EventStatus, NewTicketType,
+    PoolDef, SeatSource, TicketType,
 };
 use crate::pool::IdempotencyToken;
 use crate::ports::{Completion, JournalError, Snapshot, StreamEvent};
@@ -39,6 +39,8 @@ pub(crate) enum EventMsg {
         Option<IdempotencyToken>,
         Reply<(EventRecord, TicketTypeId)>,
     ),
+    /// Give an account a role in the event, or take it away.
+    SetMember(UserId, Option<EventRole>, Reply<EventRecord>),
     /// Timer: passivate if idle.
     PassivateCheck,
     /// The journal refused an append (sequence conflict): restart from durable state.
@@ -157,6 +159,37 @@ impl Actor for EventActor {
             EventMsg::Transition(to, reply) => transition(state, to, reply).await,
             EventMsg::CreateTicketType(cmd, idempotency, reply) => {
                 create_ticket_type(&myself, state, (cmd, idempotency), reply).await?
+            }
+            EventMsg::SetMember(user, role, reply) => {
+                let current = state
+                    .record
+                    .members
+                    .iter()
+                    .find(|(u, _)| *u == user)
+                    .map(|m| m.1);
+                if current == role {
+                    let _ = reply.send(Ok(state.record.clone()));
+                    return Ok(());
+                }
+                if state.record.owner == Some(user) {
+                    let _ = reply.send(Err(DomainError::Validation(vec![
+                        crate::error::FieldError::new("user_id", "the owner's role cannot change"),
+                    ])
+                    .into()));
+                    return Ok(());
+                }
+                if current.is_none() && state.record.members.len() >= EVENT_MEMBERS_MAX {
+                    let _ = reply.send(Err(DomainError::LimitReached("members per event").into()));
+                    return Ok(());
+                }
+                let at = state.ctx.clock.now();
+                commit(
+                    state,
+                    EventEvent::MemberSet { user, role, at },
+                    move |r| r,
+                    reply,
+                )
+                .await;
             }
             EventMsg::PassivateCheck => passivate_if_idle(&myself, state),
             EventMsg::Poisoned(reason) => return Err(reason.into()),

@@ -3,20 +3,21 @@
 use super::AppState;
 use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ApiJson, ApiQuery, PathId};
+use super::extract::{ApiJson, ApiQuery, PathId, PathIds};
 use super::idempotency::{IdempotencyContext, engine_token};
 use super::policy::{managed_event, require_any};
 use crate::auth::Principal;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use engine::EventAvailability;
 use engine::accounts::Role;
 use engine::error::FieldError;
-use engine::ids::{EventId, PoolId};
+use engine::ids::{EventId, PoolId, UserId};
+use engine::model::EventRole;
 use engine::model::{
     EventPatch, EventRecord, EventStatus, NewEvent, NewTicketType, SeatSource, TicketType,
 };
@@ -37,6 +38,11 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/events/{id}/complete", post(complete_event))
         .route("/api/v1/events/{id}/ticket-types", post(create_ticket_type))
         .route("/api/v1/events/{id}/availability", get(availability))
+        .route("/api/v1/events/{id}/members", get(list_members))
+        .route(
+            "/api/v1/events/{id}/members/{user_id}",
+            put(set_member).delete(remove_member),
+        )
 }
 
 /// Body of `POST /api/v1/events`.
@@ -457,4 +463,87 @@ pub(crate) async fn availability(
     Ok(Json(AvailabilityDto::from(
         &state.engine.availability(id).await?,
     )))
+}
+
+/// Body of `PUT /api/v1/events/{id}/members/{user_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    /// `organizer` (manages the event) or `staff` (checks tickets in, nothing else).
+    #[schema(value_type = String)]
+    pub role: EventRole,
+}
+
+/// An account's role in an event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberDto {
+    user_id: Uuid,
+    /// `owner`, `organizer` or `staff`.
+    role: String,
+}
+
+fn members_dto(event: &EventRecord) -> Vec<MemberDto> {
+    let owner = event.owner.map(|id| MemberDto {
+        user_id: id.0,
+        role: "owner".into(),
+    });
+    owner
+        .into_iter()
+        .chain(event.members.iter().map(|(id, role)| MemberDto {
+            user_id: id.0,
+            role: role.as_str().into(),
+        }))
+        .collect()
+}
+
+/// Who manages and who scans at an event (its managers only).
+#[utoipa::path(get, path = "/api/v1/events/{id}/members", tag = "events", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = [MemberDto]), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn list_members(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(id): PathId<EventId>,
+) -> ApiResult<Json<Vec<MemberDto>>> {
+    let event = managed_event(&state, &principal, id)?;
+    Ok(Json(members_dto(&event)))
+}
+
+/// Give an account a role in the event: a co-organizer, or staff who may check tickets in
+/// here (and nowhere else). The event's managers only.
+#[utoipa::path(put, path = "/api/v1/events/{id}/members/{user_id}", tag = "events", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), request_body = MemberBody,
+    responses((status = 200, body = [MemberDto]), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn set_member(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathIds(id, user): PathIds<EventId, UserId>,
+    ApiJson(body): ApiJson<MemberBody>,
+) -> ApiResult<Json<Vec<MemberDto>>> {
+    managed_event(&state, &principal, id)?;
+    state.engine.user(user)?;
+    let event = state
+        .engine
+        .set_event_member(id, user, Some(body.role))
+        .await?;
+    Ok(Json(members_dto(&event)))
+}
+
+/// Take an account's role in the event away. The event's managers only.
+#[utoipa::path(delete, path = "/api/v1/events/{id}/members/{user_id}", tag = "events", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses((status = 200, body = [MemberDto]), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem)))]
+pub(crate) async fn remove_member(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathIds(id, user): PathIds<EventId, UserId>,
+) -> ApiResult<Json<Vec<MemberDto>>> {
+    managed_event(&state, &principal, id)?;
+    let event = state.engine.set_event_member(id, user, None).await?;
+    Ok(Json(members_dto(&event)))
 }

@@ -92,6 +92,27 @@ impl<S: Send + Sync, T: From<uuid::Uuid>> FromRequestParts<S> for PathId<T> {
     }
 }
 
+/// Two UUID path parameters, in route order.
+pub struct PathIds<A, B>(pub A, pub B);
+
+impl<S: Send + Sync, A: From<uuid::Uuid>, B: From<uuid::Uuid>> FromRequestParts<S>
+    for PathIds<A, B>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path((a, b)): axum::extract::Path<(String, String)> =
+            axum::extract::Path::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::InvalidPath(e.body_text()))?;
+        let parse = |raw: &str| {
+            raw.parse::<uuid::Uuid>()
+                .map_err(|_| ApiError::InvalidPath(format!("`{raw}` is not a UUID")))
+        };
+        Ok(PathIds(A::from(parse(&a)?), B::from(parse(&b)?)))
+    }
+}
+
 /// Query parameters, rejected with problem+json.
 pub struct ApiQuery<T>(pub T);
 

@@ -8,8 +8,8 @@ use super::auth::{
 };
 use super::error::{Problem, ProblemField};
 use super::events::{
-    AvailabilityDto, CreateEvent, CreateTicketType, EventDto, EventPage, TicketTypeAvailabilityDto,
-    TicketTypeDto, UpdateEvent,
+    AvailabilityDto, CreateEvent, CreateTicketType, EventDto, EventPage, MemberBody, MemberDto,
+    TicketTypeAvailabilityDto, TicketTypeDto, UpdateEvent,
 };
 use super::registrations::{
     AttendeeDto, CheckInBody, CheckInDto, CreateRegistration, IssuedTicket, RegistrationDto,
@@ -37,12 +37,14 @@ use utoipa_swagger_ui::SwaggerUi;
         super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
         super::auth::me, super::auth::update_me, super::auth::set_roles,
         super::registrations::my_registrations,
+        super::events::list_members, super::events::set_member, super::events::remove_member,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
         AvailabilityDto, TicketTypeAvailabilityDto, CreateRegistration, AttendeeDto, RegistrationDto, RegistrationPage,
         IssuedTicket, CheckInBody, CheckInDto, TicketDto,
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
+        MemberBody, MemberDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),

@@ -1,7 +1,8 @@
 //! Authorization policies, checked by handlers after authentication. Object-level rules
 //! (OWASP API1) are here so every handler asks the same questions:
 //! - `admin` may do everything;
-//! - an event is managed by its owner (the organizer who created it);
+//! - an event is managed by its owner (the organizer who created it) and its co-organizers;
+//!   its staff may check tickets in there and do nothing else;
 //! - a registration is visible to the account that holds it and to its event's managers.
 //!
 //! A caller who may not see an object gets the same 404 as for a missing one, so ids cannot
@@ -13,7 +14,7 @@ use crate::auth::Principal;
 use engine::accounts::Role;
 use engine::error::DomainError;
 use engine::ids::EventId;
-use engine::model::EventRecord;
+use engine::model::{EventRecord, EventRole};
 use engine::ports::RegistrationView;
 
 /// 403 unless the caller holds one of `roles` (or is an admin).
@@ -25,9 +26,24 @@ pub fn require_any(principal: &Principal, roles: &[Role]) -> Result<(), ApiError
     }
 }
 
-/// Whether the caller manages `event`.
+/// Whether the caller manages `event`: its owner, a co-organizer, or an admin.
 pub fn manages(principal: &Principal, event: &EventRecord) -> bool {
-    principal.has(Role::Admin) || event.owner == Some(principal.user_id)
+    principal.has(Role::Admin) || event.role_of(principal.user_id) == Some(EventRole::Organizer)
+}
+
+/// The event, if the caller may check tickets in at it (its managers and its staff): 404 if
+/// it does not exist, 403 otherwise.
+pub fn scanning_event(
+    state: &AppState,
+    principal: &Principal,
+    id: EventId,
+) -> Result<EventRecord, ApiError> {
+    let event = state.engine.event(id)?;
+    if manages(principal, &event) || event.role_of(principal.user_id) == Some(EventRole::Staff) {
+        Ok(event)
+    } else {
+        Err(ApiError::Forbidden)
+    }
 }
 
 /// The event, if the caller manages it: 404 if it does not exist, 403 otherwise.

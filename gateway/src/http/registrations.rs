@@ -5,7 +5,7 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::idempotency::{IdempotencyContext, engine_token};
-use super::policy::{managed_event, require_any, visible_registration};
+use super::policy::{managed_event, require_any, scanning_event, visible_registration};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -356,7 +356,7 @@ pub(crate) async fn check_in(
     PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<CheckInBody>,
 ) -> ApiResult<Json<CheckInDto>> {
-    managed_event(&state, &principal, event_id)?;
+    scanning_event(&state, &principal, event_id)?;
     if body.ticket_code.len() > 128 {
         return Err(
             DomainError::Validation(vec![FieldError::new("ticket_code", "too long")]).into(),
