@@ -470,6 +470,37 @@ async fn every_route_checks_who_is_calling() {
     let admitted = alice.post(&e("/check-ins"), &scan, None).await;
     assert_eq!(admitted.status, 200, "{:?}", admitted.body);
     assert_eq!(public_reads(&anonymous, &x).await, [200, 200, 200]);
+    // A draft is its managers' business: others get 404 and do not see it listed.
+    let draft = alice
+        .post("/api/v1/events", &new_event, None)
+        .await
+        .str("id");
+    for (who, api, status) in [
+        ("anonymous", &anonymous, 404),
+        ("attendee", &dave, 404),
+        ("other organizer", &bob, 404),
+        ("owner", &alice, 200),
+        ("admin", &admin, 200),
+    ] {
+        assert_eq!(
+            api.get(&format!("/api/v1/events/{draft}")).await.status,
+            status,
+            "{who}"
+        );
+        assert_eq!(
+            api.get(&format!("/api/v1/events/{draft}/availability"))
+                .await
+                .status,
+            status,
+            "{who}"
+        );
+        let listed = api.get("/api/v1/events?limit=200").await.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == draft.as_str());
+        assert_eq!(listed, status == 200, "{who}");
+    }
 
     // Per-event roles: Erin is staff of X, Frank co-organizes X.
     let (erin_id, erin) = user(&admin, "erin@example.com", &[]).await;

@@ -5,7 +5,7 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId, PathIds};
 use super::idempotency::{IdempotencyContext, engine_token};
-use super::policy::{managed_event, require_any};
+use super::policy::{managed_event, manages, require_any};
 use crate::auth::Principal;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -291,8 +291,10 @@ pub(crate) async fn create_event(
     responses((status = 200, body = EventPage), (status = 400, body = Problem)))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiQuery(p): ApiQuery<EventListParams>,
 ) -> ApiResult<Json<EventPage>> {
+    let caller = super::auth::principal_of(&headers, &state).ok();
     let status = match p.status.as_deref() {
         None => None,
         Some("draft") => Some(EventStatus::Draft),
@@ -329,7 +331,12 @@ pub(crate) async fn list_events(
     };
     let page = state.engine.events(&query)?;
     Ok(Json(EventPage {
-        items: page.items.iter().map(EventDto::from).collect(),
+        items: page
+            .items
+            .iter()
+            .filter(|e| sees_event(caller.as_ref(), e))
+            .map(EventDto::from)
+            .collect(),
         next_cursor: page.next.map(|id| id.0),
     }))
 }
@@ -339,9 +346,30 @@ pub(crate) async fn list_events(
     responses((status = 200, body = EventDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn get_event(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<EventDto>> {
-    Ok(Json(EventDto::from(&state.engine.event(id)?)))
+    Ok(Json(EventDto::from(&visible_event(&state, &headers, id)?)))
+}
+
+/// A draft is seen only by its managers; published, canceled and completed events by anyone.
+fn sees_event(caller: Option<&Principal>, event: &EventRecord) -> bool {
+    event.status != EventStatus::Draft || caller.is_some_and(|p| manages(p, event))
+}
+
+/// The event if the caller may see it; a draft of someone else's is 404 like a missing one.
+fn visible_event(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    id: EventId,
+) -> ApiResult<EventRecord> {
+    let event = state.engine.event(id)?;
+    let caller = super::auth::principal_of(headers, state).ok();
+    if sees_event(caller.as_ref(), &event) {
+        Ok(event)
+    } else {
+        Err(engine::error::DomainError::EventNotFound.into())
+    }
 }
 
 /// Change an event's settings.
@@ -458,8 +486,10 @@ pub(crate) async fn create_ticket_type(
     responses((status = 200, body = AvailabilityDto), (status = 404, body = Problem)))]
 pub(crate) async fn availability(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<AvailabilityDto>> {
+    visible_event(&state, &headers, id)?;
     Ok(Json(AvailabilityDto::from(
         &state.engine.availability(id).await?,
     )))
