@@ -52,6 +52,7 @@ fn main() {
             quantity: 1,
             attendee: attendee.clone(),
             user_id: None,
+            max_per_account: None,
             ttl: chrono::Duration::hours(1),
             idempotency: None,
         });

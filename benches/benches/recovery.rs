@@ -61,6 +61,7 @@ fn main() {
                 capacity: total as u32,
             },
             max_per_order: 10,
+            max_per_account: None,
         };
         let (_, tt) = engine
             .create_ticket_type(event.id, new, None)

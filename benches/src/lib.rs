@@ -68,6 +68,7 @@ impl Fixture {
                     currency: "EUR".into(),
                     seats: SeatSource::NewPool { capacity },
                     max_per_order: 10,
+                    max_per_account: None,
                 };
                 let (_, tt) = engine
                     .create_ticket_type(event.id, new, None)

@@ -359,6 +359,7 @@ impl Engine {
             quantity: req.quantity as u16,
             attendee,
             user_id: req.user_id,
+            max_per_account: tt.max_per_account,
             ttl: chrono::Duration::seconds(i64::from(record.hold_ttl_secs)),
             idempotency: req.idempotency,
         };

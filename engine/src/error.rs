@@ -93,6 +93,14 @@ pub enum DomainError {
     /// The same idempotency key was used with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyMismatch,
+    /// The account already has as many seats of this ticket type as it may.
+    #[error("at most {max} seat(s) per account; {held} already held or confirmed")]
+    AccountLimitReached {
+        /// The ticket type's `max_per_account`.
+        max: u16,
+        /// Seats the account already has.
+        held: u32,
+    },
     /// No such user account.
     #[error("user not found")]
     UserNotFound,

@@ -107,6 +107,9 @@ pub struct TicketType {
     pub pool_id: PoolId,
     /// Most seats one registration may hold.
     pub max_per_order: u16,
+    /// Most live seats (held + confirmed) one account may have of this ticket type.
+    #[serde(default)]
+    pub max_per_account: Option<u16>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -256,6 +259,8 @@ pub struct NewTicketType {
     pub seats: SeatSource,
     /// Most seats per registration.
     pub max_per_order: u16,
+    /// Most live seats per account.
+    pub max_per_account: Option<u16>,
 }
 
 /// Where a new ticket type's seats come from.
@@ -409,6 +414,9 @@ impl NewTicketType {
                 "max_per_order",
                 format!("must be between 1 and {PER_ORDER_MAX}"),
             ));
+        }
+        if self.max_per_account == Some(0) {
+            errors.push(FieldError::new("max_per_account", "must be at least 1"));
         }
         finish(errors)
     }

@@ -582,3 +582,75 @@ async fn public_reads(api: &Api, event: &str) -> [u16; 3] {
             .status,
     ]
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_holds_of_one_account_never_exceed_max_per_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let event = admin
+        .post(
+            "/api/v1/events",
+            &json!({"title": "Limited", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T23:00:00Z"}),
+            None,
+        )
+        .await
+        .str("id");
+    let tt = admin
+        .post(
+            &format!("/api/v1/events/{event}/ticket-types"),
+            &json!({"name": "GA", "price_minor": 100, "currency": "EUR", "capacity": 1000, "max_per_order": 4, "max_per_account": 3}),
+            None,
+        )
+        .await;
+    assert_eq!(tt.body["max_per_account"], 3, "{:?}", tt.body);
+    let tt = tt.str("id");
+    admin
+        .post(&format!("/api/v1/events/{event}/publish"), &json!({}), None)
+        .await;
+    let (_, ann) = user(&admin, "ann@example.com", &[]).await;
+    let (_, bob) = user(&admin, "bob@example.com", &[]).await;
+    let path = format!("/api/v1/events/{event}/registrations");
+    let hold = json!({"ticket_type_id": tt, "quantity": 1, "attendee": {"name": "Ann", "email": "ann@example.com"}});
+
+    // 20 holds of one seat from one account at once: exactly 3 succeed.
+    let replies = futures::future::join_all((0..20).map(|_| ann.post(&path, &hold, None))).await;
+    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(ok.len(), 3);
+    for r in replies.iter().filter(|r| r.status != 201) {
+        assert_eq!(
+            (r.status, r.str("code").as_str()),
+            (409, "account_limit_reached"),
+            "{:?}",
+            r.body
+        );
+    }
+    // Another account is not affected; a two-seat order over the limit is refused whole.
+    assert_eq!(bob.post(&path, &hold, None).await.status, 201);
+    let two = json!({"ticket_type_id": tt, "quantity": 2, "attendee": {"name": "Bob", "email": "bob@example.com"}});
+    assert_eq!(bob.post(&path, &two, None).await.status, 201);
+    assert_eq!(bob.post(&path, &two, None).await.status, 409);
+    // Seats given back count no more.
+    let canceled = ann
+        .post(
+            &format!("/api/v1/registrations/{}/cancel", ok[0].str("id")),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(canceled.status, 200);
+    assert_eq!(ann.post(&path, &hold, None).await.status, 201);
+    assert_eq!(ann.post(&path, &hold, None).await.status, 409);
+    // The limit holds across a restart (rebuilt from the journal).
+    let server = server.restart(&[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let ann = admin.with_token(ann.token.clone());
+    assert_eq!(ann.post(&path, &hold, None).await.status, 409);
+    let avail = admin
+        .get(&format!("/api/v1/events/{event}/availability"))
+        .await;
+    assert_eq!(avail.body["ticket_types"][0]["held"], 6);
+    server.terminate(Duration::from_secs(10));
+}

@@ -402,6 +402,7 @@ async fn create_ticket_type(
         currency: cmd.currency,
         pool_id,
         max_per_order: cmd.max_per_order,
+        max_per_account: cmd.max_per_account,
         created_at: at,
     };
     let id = ticket_type.id;

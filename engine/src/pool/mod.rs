@@ -135,6 +135,8 @@ pub struct HoldCommand {
     pub attendee: Attendee,
     /// The signed-in account that holds it.
     pub user_id: Option<UserId>,
+    /// Most live seats (held + confirmed) one account may have of this ticket type.
+    pub max_per_account: Option<u16>,
     /// How long the hold lasts.
     pub ttl: Duration,
     /// The client's idempotency key.
@@ -192,6 +194,9 @@ struct RegEntry {
     expires_at_ms: i64,
     /// The idempotency key it was created with, to forget the key with the registration.
     idempotency_key: Option<[u8; 16]>,
+    /// The account and ticket type its seats count against (per-account limits).
+    #[serde(default)]
+    account: Option<(UserId, TicketTypeId)>,
 }
 
 /// Seat counts of a pool, as published to readers after every decision.
@@ -228,6 +233,9 @@ pub struct PoolState {
     /// Live holds ordered by deadline; derived from `regs`, rebuilt after decoding.
     #[serde(skip)]
     expiries: BTreeSet<(i64, RegistrationId)>,
+    /// Live seats (held + confirmed) per account and ticket type; derived from `regs`.
+    #[serde(skip)]
+    per_account: HashMap<(UserId, TicketTypeId), u32>,
 }
 
 impl PoolState {
@@ -244,6 +252,7 @@ impl PoolState {
             idempotency: HashMap::new(),
             admitted: HashMap::new(),
             expiries: BTreeSet::new(),
+            per_account: HashMap::new(),
         }
     }
 
@@ -263,6 +272,14 @@ impl PoolState {
                 RegistrationStatus::Confirmed => (h, c + u32::from(r.quantity)),
                 _ => (h, c),
             });
+        self.per_account.clear();
+        for r in self.regs.values() {
+            if let (Some(account), RegistrationStatus::Held | RegistrationStatus::Confirmed) =
+                (r.account, r.status)
+            {
+                *self.per_account.entry(account).or_default() += u32::from(r.quantity);
+            }
+        }
         if held != self.held || confirmed != self.confirmed {
             return Err(format!(
                 "snapshot counters disagree: held {} vs {held}, confirmed {} vs {confirmed}",
@@ -289,6 +306,14 @@ impl PoolState {
             held: self.held,
             confirmed: self.confirmed,
         }
+    }
+
+    /// Live seats (held + confirmed) `user` has of `ticket_type` in this pool.
+    pub fn live_seats_of(&self, user: UserId, ticket_type: TicketTypeId) -> u32 {
+        self.per_account
+            .get(&(user, ticket_type))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Registrations the pool remembers (any status).
@@ -367,6 +392,12 @@ impl PoolState {
             return Err(DomainError::Validation(vec![
                 crate::error::FieldError::new("registration_id", "already exists"),
             ]));
+        }
+        if let (Some(max), Some(user)) = (cmd.max_per_account, cmd.user_id) {
+            let held = self.live_seats_of(user, cmd.ticket_type_id);
+            if held + u32::from(cmd.quantity) > u32::from(max) {
+                return Err(DomainError::AccountLimitReached { max, held });
+            }
         }
         let available = self.counts().available();
         if u32::from(cmd.quantity) > available {
@@ -567,12 +598,18 @@ impl PoolState {
         match event {
             PoolEvent::SeatsHeld {
                 registration_id,
+                ticket_type_id,
                 quantity,
+                user_id,
                 idempotency,
                 expires_at,
                 ..
             } => {
                 let expires_at_ms = expires_at.timestamp_millis();
+                let account = user_id.map(|u| (u, *ticket_type_id));
+                if let Some(account) = account {
+                    *self.per_account.entry(account).or_default() += u32::from(*quantity);
+                }
                 let previous = self.regs.insert(
                     *registration_id,
                     RegEntry {
@@ -580,6 +617,7 @@ impl PoolState {
                         status: RegistrationStatus::Held,
                         expires_at_ms,
                         idempotency_key: idempotency.map(|t| t.key),
+                        account,
                     },
                 );
                 assert!(
@@ -672,6 +710,16 @@ impl PoolState {
     /// the history; the engine facade uses it to refine "unknown" into the precise refusal.
     fn forget(&mut self, id: RegistrationId, reg: RegEntry) {
         self.regs.remove(&id);
+        // Its seats no longer count against its account.
+        if let Some(account) = reg.account
+            && let std::collections::hash_map::Entry::Occupied(mut e) =
+                self.per_account.entry(account)
+        {
+            *e.get_mut() -= u32::from(reg.quantity);
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
         if let Some(key) = reg.idempotency_key {
             self.idempotency.remove(&key);
         }

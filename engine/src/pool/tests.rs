@@ -11,6 +11,8 @@ enum Op {
         quantity: u16,
         ttl_ms: i64,
         key: Option<u8>,
+        /// One of three accounts, or anonymous.
+        user: Option<u8>,
     },
     Confirm(usize),
     Cancel(usize),
@@ -27,8 +29,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1u16..5, 1i64..2_000, proptest::option::of(0u8..6))
-            .prop_map(|(quantity, ttl_ms, key)| Op::Hold { quantity, ttl_ms, key }),
+        4 => (1u16..5, 1i64..2_000, proptest::option::of(0u8..6), proptest::option::of(0u8..3))
+            .prop_map(|(quantity, ttl_ms, key, user)| Op::Hold { quantity, ttl_ms, key, user }),
         2 => any::<usize>().prop_map(Op::Confirm),
         1 => any::<usize>().prop_map(Op::Cancel),
         2 => (any::<usize>(), 0u16..5).prop_map(|(reg, seat)| Op::CheckIn { reg, seat }),
@@ -43,9 +45,29 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     regs: Vec<(RegistrationId, u16, RegistrationStatus, i64)>,
     admitted: std::collections::HashSet<(RegistrationId, u16)>,
+    /// The account of each registration made by one.
+    users: HashMap<RegistrationId, UserId>,
 }
 
+/// Live seats per account allowed of the one ticket type in the model test.
+const MAX_PER_ACCOUNT: u16 = 5;
+
 impl Model {
+    /// Held + confirmed seats of `user`.
+    fn live_seats_of(&self, user: UserId) -> u32 {
+        self.regs
+            .iter()
+            .filter(|r| self.users.get(&r.0) == Some(&user))
+            .filter(|r| {
+                matches!(
+                    r.2,
+                    RegistrationStatus::Held | RegistrationStatus::Confirmed
+                )
+            })
+            .map(|r| u32::from(r.1))
+            .sum()
+    }
+
     fn counts(&self) -> (u32, u32) {
         self.regs
             .iter()
@@ -76,6 +98,8 @@ fn run(capacity: u32, ops: Vec<Op>) {
         name: "A".into(),
         email: "a@example.com".into(),
     };
+    let ticket_type_id = TicketTypeId::new();
+    let accounts = [UserId::new(), UserId::new(), UserId::new()];
 
     for op in ops {
         let command = match &op {
@@ -83,13 +107,15 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 quantity,
                 ttl_ms,
                 key,
+                user,
             } => PoolCommand::Hold(HoldCommand {
                 registration_id: RegistrationId::new(),
                 event_id,
-                ticket_type_id: TicketTypeId::new(),
+                ticket_type_id,
                 quantity: *quantity,
                 attendee: attendee.clone(),
-                user_id: None,
+                user_id: user.map(|u| accounts[usize::from(u)]),
+                max_per_account: Some(MAX_PER_ACCOUNT),
                 ttl: Duration::milliseconds(*ttl_ms),
                 idempotency: key.map(token),
             }),
@@ -156,6 +182,14 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 }),
             ) => {
                 assert!(before.0 + before.1 + u32::from(cmd.quantity) <= capacity);
+                if let Some(user) = cmd.user_id {
+                    assert!(
+                        model.live_seats_of(user) + u32::from(cmd.quantity)
+                            <= u32::from(MAX_PER_ACCOUNT),
+                        "an account got more than its limit"
+                    );
+                    model.users.insert(cmd.registration_id, user);
+                }
                 model.regs.push((
                     cmd.registration_id,
                     cmd.quantity,
@@ -173,6 +207,12 @@ fn run(capacity: u32, ops: Vec<Op>) {
             ) => {
                 assert!(cmd.idempotency.is_some(), "replay without a key");
                 assert!(model.regs.iter().any(|r| r.0 == *registration_id));
+            }
+            (PoolCommand::Hold(cmd), Err(DomainError::AccountLimitReached { max, held })) => {
+                let user = cmd.user_id.expect("a limit without an account");
+                assert_eq!(*held, model.live_seats_of(user));
+                assert_eq!(*max, MAX_PER_ACCOUNT);
+                assert!(held + u32::from(cmd.quantity) > u32::from(*max));
             }
             (PoolCommand::Hold(cmd), Err(DomainError::SoldOut { available })) => {
                 assert_eq!(*available, capacity - before.0 - before.1);
@@ -254,6 +294,14 @@ fn run(capacity: u32, ops: Vec<Op>) {
             counts.held + counts.confirmed <= counts.capacity,
             "oversold"
         );
+        for user in accounts {
+            let live = state.live_seats_of(user, ticket_type_id);
+            assert_eq!(live, model.live_seats_of(user), "per-account seats differ");
+            assert!(
+                live <= u32::from(MAX_PER_ACCOUNT),
+                "per-account limit exceeded"
+            );
+        }
         assert_eq!(
             (counts.held, counts.confirmed),
             model.counts(),
@@ -308,6 +356,7 @@ fn confirm_racing_expiry_ends_in_exactly_one_state() {
             email: "a@example.com".into(),
         },
         user_id: None,
+        max_per_account: None,
         ttl: Duration::milliseconds(1_000),
         idempotency: None,
     };

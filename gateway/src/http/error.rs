@@ -164,6 +164,11 @@ impl ApiError {
                     "Idempotency key reused",
                 ),
                 DomainError::LimitReached(_) => (S::CONFLICT, "limit_reached", "Limit reached"),
+                DomainError::AccountLimitReached { .. } => (
+                    S::CONFLICT,
+                    "account_limit_reached",
+                    "Per-account limit reached",
+                ),
                 DomainError::UserNotFound => (S::NOT_FOUND, "user_not_found", "User not found"),
                 DomainError::EmailTaken => (
                     S::CONFLICT,

@@ -103,6 +103,9 @@ pub struct CreateTicketType {
     pub pool_id: Option<Uuid>,
     /// Most seats per registration (1..=100, default 10).
     pub max_per_order: Option<u16>,
+    /// Most live seats (held + confirmed) one account may have of this ticket type; no limit
+    /// when absent.
+    pub max_per_account: Option<u16>,
 }
 
 /// A ticket type.
@@ -116,6 +119,7 @@ pub struct TicketTypeDto {
     /// Capacity of the pool (shared with other ticket types of the pool).
     capacity: u32,
     max_per_order: u16,
+    max_per_account: Option<u16>,
     created_at: DateTime<Utc>,
 }
 
@@ -148,6 +152,7 @@ fn ticket_type_dto(record: &EventRecord, tt: &TicketType) -> TicketTypeDto {
         pool_id: tt.pool_id.0,
         capacity: record.pool(tt.pool_id).map_or(0, |p| p.capacity),
         max_per_order: tt.max_per_order,
+        max_per_account: tt.max_per_account,
         created_at: tt.created_at,
     }
 }
@@ -473,6 +478,7 @@ pub(crate) async fn create_ticket_type(
         currency: body.currency,
         seats,
         max_per_order: body.max_per_order.unwrap_or(10),
+        max_per_account: body.max_per_account,
     };
     let (record, tt) = state
         .engine
