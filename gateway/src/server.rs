@@ -90,6 +90,7 @@ pub async fn run(
         codes,
         auth,
         limiter: Arc::new(crate::ratelimit::Limiter::new(config.rate_limit.clone())),
+        db: db.clone(),
         ready: ready.clone(),
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(

@@ -6,6 +6,7 @@
 //!   makes the whole batch durable with one atomic write and one fsync before completing
 //!   any of them. A failed write is fatal: nothing is retried, the writer stops.
 
+pub mod audit;
 mod codec;
 mod keys;
 mod projection;

@@ -65,6 +65,8 @@ pub struct Db {
     pub(crate) users: Keyspace,
     /// Index: normalised e-mail → user id.
     pub(crate) users_by_email: Keyspace,
+    /// The audit log (see `audit`).
+    pub(crate) audit: Keyspace,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -97,6 +99,7 @@ impl Db {
             tickets: ks("tickets")?,
             users: ks("users")?,
             users_by_email: ks("users_by_email")?,
+            audit: ks("audit")?,
             db,
         })
     }
@@ -114,7 +117,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 11] {
+    fn all(&self) -> [&Keyspace; 12] {
         [
             &self.journal,
             &self.snapshots,
@@ -127,6 +130,7 @@ impl Db {
             &self.tickets,
             &self.users,
             &self.users_by_email,
+            &self.audit,
         ]
     }
 

@@ -291,3 +291,36 @@ async fn a_copy_that_lost_a_sequence_race_stays_fenced_out() {
     append(7, 3).await.unwrap();
     assert_eq!(replayed(&h.db, stream, 0), [1, 2, 3]);
 }
+
+#[tokio::test]
+async fn audit_entries_are_listed_per_event_in_pages() {
+    use crate::audit::AuditEntry;
+    let h = harness(Duration::ZERO);
+    let (a, b) = (EventId::new(), EventId::new());
+    let entry = |event: Option<EventId>, n: i64| AuditEntry {
+        at_ms: 1_700_000_000_000 + n,
+        actor: uuid::Uuid::nil(),
+        actor_roles: vec!["admin".into()],
+        action: format!("POST /x/{n}"),
+        target: "/x".into(),
+        event_id: event.map(|e| e.0),
+        request_id: format!("r{n}"),
+        status: 200,
+    };
+    for n in 0..5 {
+        h.db.append_audit(&entry(Some(a), n)).unwrap();
+    }
+    h.db.append_audit(&entry(Some(b), 9)).unwrap();
+    h.db.append_audit(&entry(None, 7)).unwrap();
+    let (first, cursor) = h.db.audit(Some(a), None, 2).unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        [1_700_000_000_000, 1_700_000_000_001]
+    );
+    let (second, cursor) = h.db.audit(Some(a), cursor, 2).unwrap();
+    assert_eq!(second[0].request_id, "r2");
+    let (last, end) = h.db.audit(Some(a), cursor, 2).unwrap();
+    assert_eq!((last.len(), end), (1, None));
+    assert_eq!(h.db.audit(Some(b), None, 10).unwrap().0.len(), 1);
+    assert_eq!(h.db.audit(None, None, 10).unwrap().0[0].request_id, "r7");
+}

@@ -59,7 +59,7 @@ async fn every_route_checks_who_is_calling() {
     let admin = Api::admin(&server).await;
     admin.wait_ready().await;
     let anonymous = admin.with_token(None);
-    let (_, alice) = user(&admin, "alice@example.com", &["organizer"]).await;
+    let (alice_id, alice) = user(&admin, "alice@example.com", &["organizer"]).await;
     let (_, bob) = user(&admin, "bob@example.com", &["organizer"]).await;
     let (_, carol) = user(&admin, "carol@example.com", &[]).await;
     let (dave_id, dave) = user(&admin, "dave@example.com", &[]).await;
@@ -564,6 +564,52 @@ async fn every_route_checks_who_is_calling() {
     // Roles can be taken back: Erin can no longer scan.
     assert_eq!(member(&alice, &erin_id, None).await.status, 200);
     assert_eq!(erin.post(&e("/check-ins"), &scan, None).await.status, 403);
+
+    // The audit log of X: who did what, with the outcome, for admins only.
+    assert_eq!(alice.get(&e("/audit")).await.status, 403);
+    let log = admin.get(&e("/audit?limit=500")).await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    let entries = log.body["items"].as_array().unwrap().clone();
+    let has = |actor: &str, action: &str, status: u64| {
+        entries.iter().any(|x| {
+            x["actor"] == actor
+                && x["action"] == action
+                && x["status"] == status
+                && !x["request_id"].as_str().unwrap_or("").is_empty()
+        })
+    };
+    assert!(
+        has(&alice_id, "POST /api/v1/events/{id}/publish", 200),
+        "{entries:#?}"
+    );
+    assert!(
+        has(&dave_id, "PATCH /api/v1/events/{id}", 403),
+        "denied attempts are audited"
+    );
+    assert!(
+        has(&erin_id, "POST /api/v1/events/{id}/check-ins", 200),
+        "staff scans"
+    );
+    assert!(has(
+        &alice_id,
+        "DELETE /api/v1/events/{id}/members/{user_id}",
+        200
+    ));
+    // Buyers' own holds are the sale, not administration: not audited.
+    assert!(
+        !entries
+            .iter()
+            .any(|x| x["action"] == "POST /api/v1/events/{id}/registrations")
+    );
+    // Role grants are in the log outside events.
+    let global = admin.get("/api/v1/audit?limit=500").await;
+    assert!(
+        global.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["action"] == "PUT /api/v1/users/{id}/roles")
+    );
 
     // An admin grant takes effect with the next token: Dave becomes an organizer.
     let (_, dave) = user(&admin, "dave2@example.com", &["organizer"]).await;

@@ -2,6 +2,7 @@
 //! the overload stack (load shed → concurrency limit → timeout, answering 503 problem+json
 //! with Retry-After), request ids, per-route latency metrics and Idempotency-Key handling.
 
+mod audit;
 mod auth;
 pub mod error;
 mod events;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub auth: crate::auth::SharedAuth,
     /// Rate limits.
     pub limiter: Arc<crate::ratelimit::Limiter>,
+    /// The store, for the audit log.
+    pub db: storage::Db,
     /// True once recovery finished.
     pub ready: Arc<AtomicBool>,
     /// Prometheus renderer.
@@ -110,9 +113,11 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
     error::RETRY_AFTER_SECS.store(limits.retry_after_secs, Ordering::Relaxed);
     let api = Router::new()
         .merge(auth::router())
+        .merge(audit::router())
         .merge(events::router())
         .merge(registrations::router())
         .merge(ws::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::layer))
         .route_layer(middleware::from_fn(track_metrics))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -38,16 +38,17 @@ use utoipa_swagger_ui::SwaggerUi;
         super::auth::me, super::auth::update_me, super::auth::set_roles,
         super::registrations::my_registrations,
         super::events::list_members, super::events::set_member, super::events::remove_member,
+        super::audit::event_audit, super::audit::global_audit,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
         AvailabilityDto, TicketTypeAvailabilityDto, CreateRegistration, AttendeeDto, RegistrationDto, RegistrationPage,
         IssuedTicket, CheckInBody, CheckInDto, TicketDto,
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
-        MemberBody, MemberDto,
+        MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),
+    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),
 )]
 pub struct ApiDoc;
 
