@@ -1,5 +1,10 @@
-//! Rate limits: GCRA (the token bucket as a single "theoretical arrival time" per key) in
-//! process, per budget and key (client IP, account, or e-mail address for login attempts).
+//! Rate limits: GCRA (the token bucket as a single "theoretical arrival time" per key), per
+//! budget and key (client IP, account, or e-mail address for login attempts).
+//!
+//! With `rate_limit.redis_url` set, the buckets live in Redis (one Lua script per check, using
+//! Redis's clock), so several gateways share one budget. Redis is an accelerator, not a
+//! dependency: when it does not answer within `redis_timeout_ms` the gateway uses its local
+//! buckets for a second and tries again, so sales go on while Redis is down.
 //!
 //! Memory is bounded: keys live in shards of at most `keys_max / SHARDS` entries; a full shard
 //! first drops keys whose bucket is full again (they carry no information), then the key whose
@@ -86,6 +91,10 @@ pub struct RateLimitConfig {
     pub reads_per_ip: Rate,
     /// Other changes per client IP.
     pub writes_per_ip: Rate,
+    /// Shared buckets in Redis (`redis://host:port`); empty: in process only.
+    pub redis_url: String,
+    /// Longest wait for Redis before falling back to local buckets.
+    pub redis_timeout_ms: u64,
 }
 
 impl RateLimitConfig {
@@ -122,8 +131,145 @@ impl RateLimitConfig {
     }
 }
 
-/// In-process limiter.
+/// GCRA in Redis: KEYS[1] the bucket; ARGV interval and tolerance in µs. Returns 0 when
+/// allowed, else the µs to wait. Uses Redis's clock so every gateway agrees.
+const GCRA_LUA: &str = r#"
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tolerance then return tat - now - tolerance end
+local new = tat + interval
+redis.call('SET', KEYS[1], new, 'PX', math.floor((new - now) / 1000) + 1000)
+return 0
+"#;
+
+/// How long the local buckets are used after Redis failed to answer.
+const REDIS_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The Redis side of the limiter.
+struct Shared {
+    conn: std::sync::RwLock<Option<redis::aio::ConnectionManager>>,
+    script: redis::Script,
+    timeout: Duration,
+    /// Until when (ns since the limiter's epoch) Redis is skipped.
+    down_until: std::sync::atomic::AtomicU64,
+}
+
+/// Rate limiter: Redis-shared buckets when configured and reachable, local ones otherwise.
 pub struct Limiter {
+    local: LocalLimiter,
+    shared: Option<std::sync::Arc<Shared>>,
+}
+
+impl Limiter {
+    /// A limiter with `config`'s budgets; with a Redis URL, connects in the background (the
+    /// local buckets serve until the connection is up).
+    pub fn new(config: RateLimitConfig) -> Result<Self, String> {
+        let shared = if config.enabled && !config.redis_url.is_empty() {
+            let client = redis::Client::open(config.redis_url.as_str())
+                .map_err(|e| format!("rate_limit.redis_url: {e}"))?;
+            let timeout = Duration::from_millis(config.redis_timeout_ms.max(1));
+            let shared = std::sync::Arc::new(Shared {
+                conn: std::sync::RwLock::new(None),
+                script: redis::Script::new(GCRA_LUA),
+                timeout,
+                down_until: std::sync::atomic::AtomicU64::new(0),
+            });
+            let connecting = shared.clone();
+            tokio::spawn(async move {
+                let options = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout * 4))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(2);
+                loop {
+                    match client
+                        .get_connection_manager_with_config(options.clone())
+                        .await
+                    {
+                        Ok(conn) => {
+                            tracing::info!("rate limits shared through Redis");
+                            metrics::gauge!("rate_limit_redis_connected").set(1.0);
+                            *connecting.conn.write().unwrap_or_else(|e| e.into_inner()) =
+                                Some(conn);
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Redis unreachable; local rate limits meanwhile");
+                            tokio::time::sleep(REDIS_BACKOFF).await;
+                        }
+                    }
+                }
+            });
+            Some(shared)
+        } else {
+            None
+        };
+        Ok(Self {
+            local: LocalLimiter::new(config),
+            shared,
+        })
+    }
+
+    /// Whether limits apply at all.
+    pub fn enabled(&self) -> bool {
+        self.local.config.enabled
+    }
+
+    /// Takes one request from `budget` for `key`: `Err(retry_after)` when over the limit.
+    pub async fn check(&self, budget: Budget, key: &[u8]) -> Result<(), Duration> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let now = self.local.epoch.elapsed().as_nanos() as u64;
+        if let Some(shared) = &self.shared
+            && now >= shared.down_until.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let conn = shared
+                .conn
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(mut conn) = conn {
+                let rate = self.local.config.rate(budget);
+                let interval_us = (1e6 / rate.per_sec) as u64;
+                let tolerance_us = interval_us.saturating_mul(u64::from(rate.burst) - 1);
+                let bucket = format!(
+                    "regengine:rl:{}:{}",
+                    budget.as_str(),
+                    data_encoding::HEXLOWER.encode(key)
+                );
+                let mut call = shared.script.key(bucket);
+                call.arg(interval_us).arg(tolerance_us);
+                match tokio::time::timeout(shared.timeout, call.invoke_async::<u64>(&mut conn))
+                    .await
+                {
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(wait_us)) => {
+                        metrics::counter!("rate_limited_total", "budget" => budget.as_str())
+                            .increment(1);
+                        return Err(Duration::from_micros(wait_us));
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "Redis rate limit failed; local limits for now")
+                    }
+                    Err(_) => tracing::warn!("Redis rate limit timed out; local limits for now"),
+                }
+                metrics::counter!("rate_limit_redis_fallbacks_total").increment(1);
+                shared.down_until.store(
+                    now + REDIS_BACKOFF.as_nanos() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        }
+        self.local.check_at(budget, key, now)
+    }
+}
+
+/// In-process buckets.
+struct LocalLimiter {
     config: RateLimitConfig,
     epoch: Instant,
     /// Per shard: key digest → theoretical arrival time (ns since `epoch`).
@@ -131,9 +277,8 @@ pub struct Limiter {
     per_shard_max: usize,
 }
 
-impl Limiter {
-    /// A limiter with `config`'s budgets.
-    pub fn new(config: RateLimitConfig) -> Self {
+impl LocalLimiter {
+    fn new(config: RateLimitConfig) -> Self {
         let per_shard_max = (config.keys_max / SHARDS).max(1);
         Self {
             config,
@@ -143,21 +288,10 @@ impl Limiter {
         }
     }
 
-    /// Whether limits apply at all.
-    pub fn enabled(&self) -> bool {
-        self.config.enabled
-    }
-
-    /// Takes one request from `budget` for `key`: `Err(retry_after)` when over the limit.
-    pub fn check(&self, budget: Budget, key: &[u8]) -> Result<(), Duration> {
+    fn check_at(&self, budget: Budget, key: &[u8], now: u64) -> Result<(), Duration> {
         if !self.config.enabled {
             return Ok(());
         }
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        self.check_at(budget, key, now)
-    }
-
-    fn check_at(&self, budget: Budget, key: &[u8], now: u64) -> Result<(), Duration> {
         let rate = self.config.rate(budget);
         let interval = (1e9 / rate.per_sec) as u64;
         let tolerance = interval.saturating_mul(u64::from(rate.burst) - 1);
@@ -202,6 +336,8 @@ mod tests {
             holds_per_ip: r,
             reads_per_ip: r,
             writes_per_ip: r,
+            redis_url: String::new(),
+            redis_timeout_ms: 50,
         }
     }
 
@@ -209,7 +345,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_sustained_rate() {
-        let l = Limiter::new(config(2.0, 3, 1024));
+        let l = LocalLimiter::new(config(2.0, 3, 1024));
         let t0 = 10 * SEC;
         for _ in 0..3 {
             assert!(l.check_at(Budget::HoldsPerIp, b"ip", t0).is_ok());
@@ -232,7 +368,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_by_keys_max() {
-        let l = Limiter::new(config(1.0, 1, SHARDS * 4));
+        let l = LocalLimiter::new(config(1.0, 1, SHARDS * 4));
         for i in 0..10_000u32 {
             let _ = l.check_at(Budget::ReadsPerIp, &i.to_be_bytes(), SEC);
         }

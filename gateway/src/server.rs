@@ -89,7 +89,10 @@ pub async fn run(
         engine: engine.clone(),
         codes,
         auth,
-        limiter: Arc::new(crate::ratelimit::Limiter::new(config.rate_limit.clone())),
+        limiter: Arc::new(
+            crate::ratelimit::Limiter::new(config.rate_limit.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
         db: db.clone(),
         ready: ready.clone(),
         metrics,

@@ -108,3 +108,122 @@ async fn over_budget_requests_get_429_with_retry_after_and_change_nothing() {
     );
     server.terminate(Duration::from_secs(10));
 }
+
+/// A redis-server of the test's own on a free loopback port, without persistence.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        Redis { child, port }
+    }
+
+    async fn wait_ready(&self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = self.port;
+        let ready = tests::wait_for(Duration::from_secs(10), || async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            s.write_all(b"PING\r\n").await.ok()?;
+            let mut buf = [0u8; 7];
+            s.read_exact(&mut buf).await.ok()?;
+            (&buf == b"+PONG\r\n").then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "redis-server did not start");
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_share_budgets_through_redis_and_keep_selling_without_it() {
+    let redis = Redis::start();
+    redis.wait_ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("shared-jwt.key");
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let env = [
+        ("RATE_LIMIT__ENABLED", "true"),
+        ("RATE_LIMIT__REDIS_URL", url.as_str()),
+        (
+            "RATE_LIMIT__HOLDS_PER_ACCOUNT",
+            "{ per_sec = 0.01, burst = 3 }",
+        ),
+        ("AUTH__SIGNING_KEY_FILE", key.to_str().unwrap()),
+    ];
+    let a = Server::start(&dir.path().join("a"), &env);
+    let b = Server::start(&dir.path().join("b"), &env);
+    let admin_a = Api::admin(&a).await;
+    let admin_b = Api::admin(&b).await;
+    admin_a.wait_ready().await;
+    admin_b.wait_ready().await;
+    let (event_a, tt_a) = admin_a.published_event(100, 600, 4).await;
+    let (event_b, tt_b) = admin_b.published_event(100, 600, 4).await;
+    // One account (tokens are valid on both gateways: they share the signing key).
+    let (_, ann) = admin_a.with_token(None).signed_in("ann@example.com").await;
+    let token = Some(ann["access_token"].as_str().unwrap().to_owned());
+    let (ann_a, ann_b) = (admin_a.with_token(token.clone()), admin_b.with_token(token));
+    let hold = |tt: &str| json!({"ticket_type_id": tt, "quantity": 1, "attendee": {"name": "Ann", "email": "ann@example.com"}});
+    let at_a = format!("/api/v1/events/{event_a}/registrations");
+    let at_b = format!("/api/v1/events/{event_b}/registrations");
+    // Redis connects in the background: wait until both gateways are connected (the budget
+    // of 3 is then shared: 2 at A, 1 at B, and the 4th anywhere is refused).
+    for api in [&admin_a, &admin_b] {
+        let connected = tests::wait_for(Duration::from_secs(10), || async {
+            let up = api
+                .metric("rate_limit_redis_connected")
+                .await
+                .unwrap_or(0.0);
+            (up == 1.0).then_some(())
+        })
+        .await;
+        assert!(connected.is_some(), "a gateway never connected to Redis");
+    }
+    let mut statuses = vec![];
+    for (api, path, tt) in [
+        (&ann_a, &at_a, &tt_a),
+        (&ann_a, &at_a, &tt_a),
+        (&ann_b, &at_b, &tt_b),
+        (&ann_b, &at_b, &tt_b),
+        (&ann_a, &at_a, &tt_a),
+    ] {
+        statuses.push(api.post(path, &hold(tt), None).await.status);
+    }
+    assert_eq!(
+        statuses,
+        [201, 201, 201, 429, 429],
+        "one budget across both gateways"
+    );
+
+    // Redis dies: each gateway falls back to its own buckets and keeps selling.
+    redis.kill();
+    let after = ann_b.post(&at_b, &hold(&tt_b), None).await;
+    assert_eq!(after.status, 201, "{:?}", after.body);
+    assert!(
+        admin_b
+            .metric("rate_limit_redis_fallbacks_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    a.terminate(Duration::from_secs(10));
+    b.terminate(Duration::from_secs(10));
+}

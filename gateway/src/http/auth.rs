@@ -303,6 +303,7 @@ pub(crate) async fn login(
             crate::ratelimit::Budget::LoginPerAccount,
             account.as_bytes(),
         )
+        .await
         .map_err(ApiError::RateLimited)?;
     if body.password.len() > PASSWORD_BYTES_MAX {
         return Err(ApiError::InvalidCredentials);

@@ -194,13 +194,14 @@ async fn rate_limit(State(state): State<AppState>, mut request: Request, next: N
         (&Method::GET | &Method::HEAD, _) => Budget::ReadsPerIp,
         _ => Budget::WritesPerIp,
     };
-    if let Err(wait) = state.limiter.check(budget, &ip_key) {
+    if let Err(wait) = state.limiter.check(budget, &ip_key).await {
         return ApiError::RateLimited(wait).into_response();
     }
     if is_hold && let Ok(principal) = auth::principal_of(request.headers(), &state) {
         if let Err(wait) = state
             .limiter
             .check(Budget::HoldsPerAccount, principal.user_id.as_bytes())
+            .await
         {
             return ApiError::RateLimited(wait).into_response();
         }
