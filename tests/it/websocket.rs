@@ -73,6 +73,22 @@ async fn subscribers_receive_versioned_availability() {
     );
     assert_eq!(update["data"]["ticket_types"][0]["available"], 7);
 
+    // A draft's availability is not broadcast.
+    let draft = api
+        .post(
+            "/api/v1/events",
+            &json!({"title": "Secret", "starts_at": "2030-01-01T18:00:00Z", "ends_at": "2030-01-01T23:00:00Z"}),
+            None,
+        )
+        .await
+        .str("id");
+    send(
+        &mut ws,
+        json!({"type": "subscribe", "topic": format!("event:{draft}")}),
+    )
+    .await;
+    assert_eq!(next_of(&mut ws, "error").await["code"], "event_not_found");
+
     // Bad messages get an error frame and keep the connection.
     send(
         &mut ws,

@@ -232,6 +232,15 @@ async fn on_message(
             else {
                 return reply(conn, error("unknown_topic", "topics: event:{id}"));
             };
+            // A draft is its managers' business (they read its availability over HTTP); to
+            // everyone else it does not exist.
+            if state
+                .engine
+                .event(event_id)
+                .is_ok_and(|e| e.status == engine::model::EventStatus::Draft)
+            {
+                return reply(conn, error("event_not_found", "event not found"));
+            }
             match state.engine.subscribe(event_id).await {
                 Ok(feed) => {
                     reply(conn, text(json!({"type": "subscribed", "topic": topic})));
