@@ -61,6 +61,17 @@ async fn health_metrics_openapi_and_docs() {
         "/api/v1/events/{id}/check-ins",
         "/api/v1/tickets/{id}",
         "/api/v1/ws",
+        "/api/v1/auth/signup",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/users/me",
+        "/api/v1/users/me/registrations",
+        "/api/v1/users/{id}/roles",
+        "/api/v1/events/{id}/members",
+        "/api/v1/events/{id}/members/{user_id}",
+        "/api/v1/events/{id}/audit",
+        "/api/v1/audit",
         "/metrics",
         "/healthz",
         "/readyz",
@@ -83,6 +94,33 @@ async fn health_metrics_openapi_and_docs() {
                 declared,
                 "{method} {path} does not declare its id parameter"
             );
+        }
+    }
+    // Every API operation documents the stack's answers; protected ones their token.
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let public = [
+        "get /api/v1/events",
+        "get /api/v1/events/{id}",
+        "get /api/v1/events/{id}/availability",
+        "get /api/v1/ws",
+    ];
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for (method, operation) in operations.as_object().unwrap() {
+            let responses = &operation["responses"];
+            assert!(responses["429"].is_object(), "{method} {path}: no 429");
+            let open = public.contains(&format!("{method} {path}").as_str())
+                || path.starts_with("/api/v1/auth/");
+            assert_eq!(
+                operation["security"].is_array(),
+                !open,
+                "{method} {path}: security"
+            );
+            if !open {
+                assert!(responses["401"].is_object(), "{method} {path}: no 401");
+            }
         }
     }
     let docs = api.http.get(server.url("/docs/")).send().await.unwrap();

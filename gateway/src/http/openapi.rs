@@ -52,11 +52,77 @@ use utoipa_swagger_ui::SwaggerUi;
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` security scheme (access tokens from `/api/v1/auth/login`).
+/// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
+/// needs `Authorization: Bearer`.
+const PUBLIC: [&str; 8] = [
+    "GET /api/v1/events",
+    "GET /api/v1/events/{id}",
+    "GET /api/v1/events/{id}/availability",
+    "GET /api/v1/ws",
+    "POST /api/v1/auth/signup",
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/refresh",
+    "POST /api/v1/auth/logout",
+];
+
+/// Declares the `bearer` security scheme (access tokens from `/api/v1/auth/login`), and on
+/// every operation the answers the stack can give whatever the handler: 429 (rate limits) and
+/// 503 (overload) on the API, and 401/403 with `security` on the protected ones.
 struct BearerAuth;
+
+fn problem(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let operations = [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("PUT", &mut item.put),
+                ("PATCH", &mut item.patch),
+                ("DELETE", &mut item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(op) = operation.as_mut() else {
+                    continue;
+                };
+                let responses = &mut op.responses.responses;
+                let mut add = |code: &str, description: &str| {
+                    responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(description));
+                };
+                add(
+                    "429",
+                    "rate_limited: over a rate limit; retry after Retry-After",
+                );
+                add("503", "overloaded or unavailable; retry after Retry-After");
+                if !PUBLIC.contains(&format!("{method} {path}").as_str()) {
+                    add("401", "unauthorized: no valid access token");
+                    add("403", "forbidden: the token's account may not do this");
+                    op.security = Some(vec![SecurityRequirement::new(
+                        "bearer",
+                        Vec::<String>::new(),
+                    )]);
+                }
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
