@@ -222,6 +222,14 @@ pub enum UserEvent {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
+    /// The password changed; every session ends with it.
+    PasswordChanged {
+        /// PHC string of the new hash.
+        password_hash: String,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
     /// An admin set the account's roles.
     RolesChanged {
         /// The whole new set, sorted.
@@ -402,6 +410,12 @@ impl UserRecord {
             }
             UserEvent::PreferencesUpdated { preferences, at } => {
                 self.preferences = preferences.clone();
+                self.updated_at = *at;
+            }
+            UserEvent::PasswordChanged { password_hash, at } => {
+                self.password_hash = password_hash.clone();
+                // Whoever had a session with the old password loses it.
+                self.sessions.clear();
                 self.updated_at = *at;
             }
             UserEvent::RolesChanged { roles, at } => {

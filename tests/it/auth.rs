@@ -202,6 +202,47 @@ async fn accounts_sessions_and_profile() {
         )
         .await;
     assert_eq!(dup.status, 409);
+
+    // Password change: the current password is checked, the new one validated; afterwards
+    // only the new one signs in and every earlier session is over.
+    let before = login(&api).await;
+    let (access, old_refresh) = (before.str("access_token"), before.str("refresh_token"));
+    let change = |current: &str, new: &str| {
+        let request = api
+            .http
+            .post(format!("{}/api/v1/users/me/password", api.base))
+            .bearer_auth(&access)
+            .json(&json!({"current_password": current, "new_password": new}));
+        let api = &api;
+        async move { api.send(request).await }
+    };
+    let wrong = change("not my password", "a brand new passphrase").await;
+    assert_eq!(
+        (wrong.status, wrong.str("code").as_str()),
+        (401, "invalid_credentials")
+    );
+    assert_eq!(change(PASSWORD, "short").await.status, 422);
+    assert_eq!(change(PASSWORD, "a brand new passphrase").await.status, 204);
+    assert_eq!(login(&api).await.status, 401, "the old password is gone");
+    let fresh = api
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": "a brand new passphrase"}),
+            None,
+        )
+        .await;
+    assert_eq!(fresh.status, 200);
+    let stale = api
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": old_refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        stale.status, 401,
+        "sessions from before the change are over"
+    );
     server.terminate(Duration::from_secs(10));
 }
 

@@ -139,6 +139,24 @@ impl Engine {
             .map(|(u, ())| u)
     }
 
+    /// Replaces the password hash (checked by the caller against the current password) and
+    /// ends every session of the account.
+    pub async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: String,
+    ) -> EngineResult<UserRecord> {
+        self.update_user(user, |_, now| {
+            let event = UserEvent::PasswordChanged {
+                password_hash: password_hash.clone(),
+                at: now,
+            };
+            Ok((vec![event], ()))
+        })
+        .await
+        .map(|(u, ())| u)
+    }
+
     /// Replaces an account's roles (sorted, without duplicates).
     pub async fn set_roles(&self, user: UserId, roles: Vec<Role>) -> EngineResult<UserRecord> {
         let mut roles = roles;

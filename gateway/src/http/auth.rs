@@ -28,6 +28,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/auth/refresh", post(refresh))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/users/me", get(me).patch(update_me))
+        .route("/api/v1/users/me/password", post(change_password))
         .route("/api/v1/users/{id}/roles", put(set_roles))
 }
 
@@ -485,4 +486,57 @@ pub(crate) async fn set_roles(
     let user = state.engine.set_roles(id, body.roles).await?;
     tracing::info!(admin = %principal.user_id, user = %id, roles = ?user.roles, "roles changed");
     Ok(Json(UserDto::from(&user)))
+}
+
+/// Body of `POST /api/v1/users/me/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password in use.
+    pub current_password: String,
+    /// The new one: at least 10 characters, at most 256 bytes.
+    pub new_password: String,
+}
+
+/// Change one's password. Every session (refresh token) of the account ends; access tokens
+/// already issued run out within their short lifetime.
+#[utoipa::path(post, path = "/api/v1/users/me/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    check_password(&body.new_password)?;
+    // Guessing the current password here costs the same budget as at the login.
+    state
+        .limiter
+        .check(
+            crate::ratelimit::Budget::LoginPerAccount,
+            principal.user_id.as_bytes(),
+        )
+        .await
+        .map_err(ApiError::RateLimited)?;
+    let user = state.engine.user(principal.user_id)?;
+    let ok = state
+        .auth
+        .verify_password(body.current_password, Some(user.password_hash))
+        .await
+        .map_err(hashing)?;
+    if !ok {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let hash = state
+        .auth
+        .hash_password(body.new_password)
+        .await
+        .map_err(hashing)?;
+    state
+        .engine
+        .change_password(principal.user_id, hash)
+        .await?;
+    tracing::info!(user = %principal.user_id, "password changed; sessions ended");
+    Ok(StatusCode::NO_CONTENT)
 }
