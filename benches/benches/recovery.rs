@@ -7,7 +7,7 @@
 
 use benches::default_journal;
 use engine::clock::TokioClock;
-use engine::model::{EventStatus, NewTicketType, SeatSource};
+use engine::model::EventStatus;
 use engine::ports::JournalHandle;
 use engine::{Engine, EngineConfig};
 use std::path::{Path, PathBuf};
@@ -53,18 +53,8 @@ fn main() {
             .create_event(benches::new_event("Recovery", 86_400), None, None)
             .await
             .expect("event");
-        let new = NewTicketType {
-            name: "GA".into(),
-            price_minor: 1_000,
-            currency: "EUR".into(),
-            seats: SeatSource::NewPool {
-                capacity: total as u32,
-            },
-            max_per_order: 10,
-            max_per_account: None,
-        };
         let (_, tt) = engine
-            .create_ticket_type(event.id, new, None)
+            .create_ticket_type(event.id, benches::general_admission(total as u32), None)
             .await
             .expect("ticket type");
         engine

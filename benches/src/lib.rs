@@ -62,16 +62,8 @@ impl Fixture {
                 .await
                 .expect("event");
             for _ in 0..(pools - targets.len()).min(100) {
-                let new = NewTicketType {
-                    name: "GA".into(),
-                    price_minor: 1_000,
-                    currency: "EUR".into(),
-                    seats: SeatSource::NewPool { capacity },
-                    max_per_order: 10,
-                    max_per_account: None,
-                };
                 let (_, tt) = engine
-                    .create_ticket_type(event.id, new, None)
+                    .create_ticket_type(event.id, general_admission(capacity), None)
                     .await
                     .expect("ticket type");
                 targets.push((event.id, tt.id));
@@ -191,6 +183,18 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// A ticket type with a new pool of `capacity` seats, up to 10 per order, no account limit.
+pub fn general_admission(capacity: u32) -> NewTicketType {
+    NewTicketType {
+        name: "GA".into(),
+        price_minor: 1_000,
+        currency: "EUR".into(),
+        seats: SeatSource::NewPool { capacity },
+        max_per_order: 10,
+        max_per_account: None,
+    }
 }
 
 /// A draft event starting now, with a hold TTL of `hold_ttl_secs`.

@@ -1,7 +1,7 @@
 //! The accounts side of the facade: sign-up, sessions and profiles, written to user streams
 //! with optimistic concurrency (see `accounts`).
 
-use super::Engine;
+use super::{Engine, storage};
 use crate::accounts::{NewUser, ProfilePatch, Refresh, Role, UserEvent, UserRecord};
 use crate::error::{DomainError, EngineError, EngineResult};
 use crate::ids::{StreamId, UserId};
@@ -212,10 +212,6 @@ impl Engine {
         }
         Err(EngineError::Unavailable("account busy; retry".into()))
     }
-}
-
-fn storage(e: crate::ports::StoreError) -> EngineError {
-    EngineError::Storage(e.to_string())
 }
 
 fn journal(e: JournalError) -> EngineError {

@@ -5,7 +5,7 @@
 //! are in the journal).
 
 use super::AppState;
-use super::auth::{Authenticated, principal_of};
+use super::auth::{Authenticated, Caller};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiQuery, PathId};
 use super::policy::require_any;
@@ -58,12 +58,8 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let principal = match request.extensions().get::<crate::auth::Principal>() {
-        Some(p) => Some(p.clone()),
-        None => principal_of(request.headers(), &state).ok(),
-    };
     // Anonymous requests act on nothing (they are refused with 401).
-    let Some(principal) = principal else {
+    let Some(principal) = Caller::of(request.extensions()).principal().cloned() else {
         return next.run(request).await;
     };
     let privileged = [Role::Admin, Role::Organizer, Role::Staff]

@@ -5,10 +5,12 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, PathId};
 use crate::auth::{HashError, PASSWORD_BYTES_MAX, PASSWORD_LEN_MIN, Principal};
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -32,40 +34,86 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/users/{id}/roles", put(set_roles))
 }
 
+/// Who is calling, decided once per request by [`authenticate`] from the `Authorization`
+/// header; every later layer and handler reads it from the request's extensions.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// No `Authorization` header.
+    Anonymous,
+    /// A valid access token.
+    Verified(Principal),
+    /// A header that is not a valid access token (the reason is logged, never shown).
+    Invalid(&'static str),
+}
+
+impl Caller {
+    /// The verified principal, if any.
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Caller::Verified(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The request's caller (anonymous where [`authenticate`] did not run).
+    pub fn of(extensions: &axum::http::Extensions) -> &Caller {
+        extensions.get::<Caller>().unwrap_or(&Caller::Anonymous)
+    }
+}
+
+/// Verifies the request's bearer token, if any, and records the [`Caller`]. It refuses
+/// nothing: public routes serve anonymous callers, and [`Authenticated`] answers 401.
+pub(super) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = match request.headers().get(header::AUTHORIZATION) {
+        None => Caller::Anonymous,
+        Some(value) => match value.to_str().ok().and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        }) {
+            None => Caller::Invalid("not a Bearer token"),
+            Some(token) => match state.auth.verify_access(token.trim()) {
+                Ok(principal) => Caller::Verified(principal),
+                Err(reason) => Caller::Invalid(reason),
+            },
+        },
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
 /// The caller, from a valid `Authorization: Bearer` access token; 401 otherwise.
 pub struct Authenticated(pub Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // Already verified by an outer layer (the idempotency layer) for this request?
-        if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(Authenticated(principal.clone()));
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        match Caller::of(&parts.extensions) {
+            Caller::Verified(principal) => Ok(Authenticated(principal.clone())),
+            Caller::Invalid(reason) => Err(ApiError::Unauthorized(reason)),
+            Caller::Anonymous => Err(ApiError::Unauthorized("no Authorization header")),
         }
-        principal_of(&parts.headers, state).map(Authenticated)
     }
 }
 
-/// The caller named by the request's `Authorization: Bearer` access token.
-pub(super) fn principal_of(
-    headers: &axum::http::HeaderMap,
-    state: &AppState,
-) -> Result<Principal, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized("no Authorization header"))?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("Authorization is not text"))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(ApiError::Unauthorized("not a Bearer token"))?;
-    state
-        .auth
-        .verify_access(token.trim())
-        .map_err(ApiError::Unauthorized)
+/// The caller if signed in, for routes that anyone may call but that show more to some.
+pub struct MaybeAuthenticated(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeAuthenticated {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &AppState,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(MaybeAuthenticated(
+            Caller::of(&parts.extensions).principal().cloned(),
+        ))
+    }
 }
 
 fn hashing(e: HashError) -> ApiError {
@@ -243,15 +291,16 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-fn check_password(password: &str) -> Result<(), ApiError> {
+/// The validation errors of a new password sent as `field`.
+fn password_errors(field: &str, password: &str) -> Vec<FieldError> {
     if password.chars().count() < PASSWORD_LEN_MIN || password.len() > PASSWORD_BYTES_MAX {
-        return Err(DomainError::Validation(vec![FieldError::new(
-            "password",
+        vec![FieldError::new(
+            field,
             format!("must be {PASSWORD_LEN_MIN} characters to {PASSWORD_BYTES_MAX} bytes"),
-        )])
-        .into());
+        )]
+    } else {
+        vec![]
     }
-    Ok(())
 }
 
 /// Create an account (role `attendee`).
@@ -264,18 +313,16 @@ pub(crate) async fn signup(
     ApiJson(body): ApiJson<SignupBody>,
 ) -> ApiResult<impl IntoResponse> {
     // Validate everything cheap before the expensive hash.
-    let mut errors = Vec::new();
-    if let Err(ApiError::Domain(DomainError::Validation(mut e))) = check_password(&body.password) {
-        errors.append(&mut e);
-    }
-    let probe = NewUser::new(&body.email, &body.name, String::new(), vec![Role::Attendee]);
-    if let Err(mut e) = probe.clone() {
-        errors.append(&mut e);
-    }
-    if !errors.is_empty() {
-        return Err(DomainError::Validation(errors).into());
-    }
-    let mut new = probe.map_err(|e| ApiError::Domain(DomainError::Validation(e)))?;
+    let mut errors = password_errors("password", &body.password);
+    let new = NewUser::new(&body.email, &body.name, String::new(), vec![Role::Attendee]);
+    let mut new = match new {
+        Ok(new) if errors.is_empty() => new,
+        Ok(_) => return Err(DomainError::Validation(errors).into()),
+        Err(more) => {
+            errors.extend(more);
+            return Err(DomainError::Validation(errors).into());
+        }
+    };
     new.password_hash = state
         .auth
         .hash_password(body.password)
@@ -509,7 +556,10 @@ pub(crate) async fn change_password(
     Authenticated(principal): Authenticated,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    check_password(&body.new_password)?;
+    let errors = password_errors("new_password", &body.new_password);
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
     // Guessing the current password here costs the same budget as at the login.
     state
         .limiter

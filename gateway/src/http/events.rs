@@ -1,7 +1,7 @@
 //! Events, their lifecycle, ticket types and availability.
 
 use super::AppState;
-use super::auth::Authenticated;
+use super::auth::{Authenticated, MaybeAuthenticated};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId, PathIds};
 use super::idempotency::{IdempotencyContext, engine_token};
@@ -296,10 +296,9 @@ pub(crate) async fn create_event(
     responses((status = 200, body = EventPage), (status = 400, body = Problem)))]
 pub(crate) async fn list_events(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
     ApiQuery(p): ApiQuery<EventListParams>,
 ) -> ApiResult<Json<EventPage>> {
-    let caller = super::auth::principal_of(&headers, &state).ok();
     let status = match p.status.as_deref() {
         None => None,
         Some("draft") => Some(EventStatus::Draft),
@@ -351,10 +350,14 @@ pub(crate) async fn list_events(
     responses((status = 200, body = EventDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub(crate) async fn get_event(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<EventDto>> {
-    Ok(Json(EventDto::from(&visible_event(&state, &headers, id)?)))
+    Ok(Json(EventDto::from(&visible_event(
+        &state,
+        caller.as_ref(),
+        id,
+    )?)))
 }
 
 /// A draft is seen only by its managers; published, canceled and completed events by anyone.
@@ -365,12 +368,11 @@ fn sees_event(caller: Option<&Principal>, event: &EventRecord) -> bool {
 /// The event if the caller may see it; a draft of someone else's is 404 like a missing one.
 fn visible_event(
     state: &AppState,
-    headers: &axum::http::HeaderMap,
+    caller: Option<&Principal>,
     id: EventId,
 ) -> ApiResult<EventRecord> {
     let event = state.engine.event(id)?;
-    let caller = super::auth::principal_of(headers, state).ok();
-    if sees_event(caller.as_ref(), &event) {
+    if sees_event(caller, &event) {
         Ok(event)
     } else {
         Err(engine::error::DomainError::EventNotFound.into())
@@ -492,10 +494,10 @@ pub(crate) async fn create_ticket_type(
     responses((status = 200, body = AvailabilityDto), (status = 404, body = Problem)))]
 pub(crate) async fn availability(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<AvailabilityDto>> {
-    visible_event(&state, &headers, id)?;
+    visible_event(&state, caller.as_ref(), id)?;
     Ok(Json(AvailabilityDto::from(
         &state.engine.availability(id).await?,
     )))

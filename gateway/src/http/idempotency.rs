@@ -269,18 +269,10 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     fingerprint.copy_from_slice(&digest[..16]);
     // Keys are per caller (as with payment APIs): another account's request with the same
     // key is a different request, never a replay of someone else's response.
-    // The verified caller is kept in the request, so the handler does not verify again.
-    let principal = match parts.extensions.get::<crate::auth::Principal>() {
-        Some(p) => Some(p.clone()),
-        None => super::auth::principal_of(&parts.headers, &state).ok(),
-    };
-    let caller = principal
-        .as_ref()
+    let caller = super::auth::Caller::of(&parts.extensions)
+        .principal()
         .map(|p| p.user_id.to_string())
         .unwrap_or_default();
-    if let Some(principal) = principal {
-        parts.extensions.insert(principal);
-    }
     let scope = scoped_digest(
         format!("{} {} {caller}", parts.method, parts.uri.path()).as_bytes(),
         &key,
@@ -350,20 +342,19 @@ pub fn scoped_digest(scope: &[u8], key: &str) -> [u8; 16] {
 mod tests {
     use super::*;
 
+    /// A first request with `key` that answered 201 with `body`.
+    fn remember(cache: &IdempotencyCache, key: &[u8; 16], body: Bytes) {
+        assert!(matches!(cache.begin(key, [0; 16]), Begin::Go));
+        cache.finish(key, [0; 16], StatusCode::CREATED, HeaderMap::new(), body);
+    }
+
     #[test]
     fn cache_is_bounded_and_evicts_oldest() {
         // Keys in one shard (first byte 0), so the per-shard bound of 1 applies to all.
         let cache = IdempotencyCache::new(SHARDS, 1 << 20, Duration::from_secs(60));
         let key = |i: u8| [0, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         for i in 0..5 {
-            assert!(matches!(cache.begin(&key(i), [0; 16]), Begin::Go));
-            cache.finish(
-                &key(i),
-                [0; 16],
-                StatusCode::CREATED,
-                HeaderMap::new(),
-                Bytes::new(),
-            );
+            remember(&cache, &key(i), Bytes::new());
         }
         assert_eq!(cache.len(), 1);
         assert!(matches!(cache.begin(&key(4), [0; 16]), Begin::Replay(_)));
@@ -384,14 +375,7 @@ mod tests {
         let cache = IdempotencyCache::new(1_000, SHARDS * 1024, Duration::from_secs(60));
         let key = |i: u8| [0, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         for i in 0..10 {
-            assert!(matches!(cache.begin(&key(i), [0; 16]), Begin::Go));
-            cache.finish(
-                &key(i),
-                [0; 16],
-                StatusCode::CREATED,
-                HeaderMap::new(),
-                Bytes::from(vec![b'x'; 400]),
-            );
+            remember(&cache, &key(i), Bytes::from(vec![b'x'; 400]));
         }
         let shard = cache.lock(&key(0));
         assert!(

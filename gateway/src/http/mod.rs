@@ -125,6 +125,11 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         ))
         // Outside the idempotency layer: a retry spends budget like any request.
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        // Outermost: the caller is decided once, and everything after reads it.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes_max))
         .layer(
             ServiceBuilder::new()
@@ -168,7 +173,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
 
 /// Spends the request's budgets (per client IP, and per account for holds); over a budget the
 /// request ends with 429 and Retry-After before anything else runs.
-async fn rate_limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     use crate::ratelimit::Budget;
     use axum::http::Method;
     if !state.limiter.enabled() {
@@ -197,16 +202,14 @@ async fn rate_limit(State(state): State<AppState>, mut request: Request, next: N
     if let Err(wait) = state.limiter.check(budget, &ip_key).await {
         return ApiError::RateLimited(wait).into_response();
     }
-    if is_hold && let Ok(principal) = auth::principal_of(request.headers(), &state) {
-        if let Err(wait) = state
+    if is_hold
+        && let Some(principal) = auth::Caller::of(request.extensions()).principal()
+        && let Err(wait) = state
             .limiter
             .check(Budget::HoldsPerAccount, principal.user_id.as_bytes())
             .await
-        {
-            return ApiError::RateLimited(wait).into_response();
-        }
-        // Verified once: the layers and the handler after this one reuse it.
-        request.extensions_mut().insert(principal);
+    {
+        return ApiError::RateLimited(wait).into_response();
     }
     next.run(request).await
 }

@@ -416,7 +416,9 @@ pub(crate) async fn get_ticket(
 ) -> ApiResult<Json<TicketDto>> {
     let ticket = state.engine.ticket(id)?;
     // Visible to whoever sees its registration; otherwise it does not exist.
-    visible_registration(&state, &principal, ticket.registration_id)
-        .map_err(|_| ApiError::Domain(DomainError::TicketNotFound))?;
+    visible_registration(&state, &principal, ticket.registration_id).map_err(|e| match e {
+        ApiError::Domain(DomainError::RegistrationNotFound) => DomainError::TicketNotFound.into(),
+        other => other,
+    })?;
     Ok(Json(ticket_dto(&state, ticket)))
 }
