@@ -89,6 +89,7 @@ async fn run(batch_events_max: usize, total: usize) {
             first_seq: seqs[s],
             events: vec![StreamEvent::Pool(event)],
             snapshot: None,
+            outbox: Vec::new(),
             done,
         };
         handle.append(request).await;

@@ -34,6 +34,7 @@ async fn start(path: &Path) -> (Engine, Db, JournalWriter) {
         Arc::new(db.clone()),
         handle,
         Arc::new(TokioClock::new()),
+        Arc::new(engine::outbox::LogSink),
     )
     .await
     .expect("engine");

@@ -52,9 +52,15 @@ impl Fixture {
             pool_inflight_max: 1 << 20,
             ..EngineConfig::default()
         };
-        let engine = Engine::start(config, Arc::new(db), handle, Arc::new(TokioClock::new()))
-            .await
-            .expect("engine");
+        let engine = Engine::start(
+            config,
+            Arc::new(db),
+            handle,
+            Arc::new(TokioClock::new()),
+            Arc::new(engine::outbox::LogSink),
+        )
+        .await
+        .expect("engine");
         let mut targets = Vec::with_capacity(pools);
         while targets.len() < pools {
             let event = engine

@@ -264,6 +264,37 @@ pub enum UserEvent {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
+    /// A verification link was sent; it replaces any earlier one.
+    EmailVerificationIssued {
+        /// The link's single-use token (its digest).
+        token: PendingToken,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// The address was confirmed with the pending verification token (which is used up).
+    EmailVerified {
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A password-reset link was sent; it replaces any earlier one.
+    PasswordResetIssued {
+        /// The link's single-use token (its digest).
+        token: PendingToken,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// The password was reset with the pending reset token: the token is used up, every
+    /// session ends, and the address counts as verified (the link reached it).
+    PasswordReset {
+        /// PHC string of the new hash.
+        password_hash: String,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
     /// A session ended: logout, or a reused refresh token revoked its family.
     SessionRevoked {
         /// The family.
@@ -274,6 +305,36 @@ pub enum UserEvent {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
+}
+
+/// A single-use token sent by e-mail: only its SHA-256 digest is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingToken {
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+    /// When it stops working.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub expires_at: DateTime<Utc>,
+}
+
+impl PendingToken {
+    /// Whether `digest` is this token's and it has not expired at `now`.
+    pub fn accepts(&self, digest: &[u8; 32], now: DateTime<Utc>) -> bool {
+        // Digests of 256-bit random tokens: comparing them leaks nothing useful.
+        self.digest == *digest && now < self.expires_at
+    }
+}
+
+/// A single-use token made by the gateway for an e-mailed link: the token goes into the
+/// outbox message, its digest into the account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintedToken {
+    /// The token, as it appears in the link.
+    pub token: String,
+    /// Its SHA-256 digest.
+    pub digest: [u8; 32],
+    /// How long it works.
+    pub ttl: Duration,
 }
 
 /// Why a session ended.
@@ -315,11 +376,19 @@ pub struct UserRecord {
     /// When it last changed.
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub updated_at: DateTime<Utc>,
+    /// The verification link's token, until used or replaced.
+    #[serde(default)]
+    pub email_token: Option<PendingToken>,
+    /// The password-reset link's token, until used or replaced.
+    #[serde(default)]
+    pub reset_token: Option<PendingToken>,
 }
 
 /// A new account, validated by [`NewUser::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewUser {
+    /// Its id (chosen before sign-up so a verification link can name the account).
+    pub id: UserId,
     /// Normalised e-mail.
     pub email: String,
     /// Display name (trimmed).
@@ -349,6 +418,7 @@ impl NewUser {
         roles.sort();
         roles.dedup();
         Ok(Self {
+            id: UserId::new(),
             email,
             name: name.to_owned(),
             password_hash,
@@ -394,6 +464,8 @@ impl UserRecord {
                 sessions: Vec::new(),
                 created_at: *at,
                 updated_at: *at,
+                email_token: None,
+                reset_token: None,
             }),
             _ => None,
         }
@@ -414,8 +486,31 @@ impl UserRecord {
             }
             UserEvent::PasswordChanged { password_hash, at } => {
                 self.password_hash = password_hash.clone();
-                // Whoever had a session with the old password loses it.
+                // Whoever had a session with the old password loses it, and a reset link
+                // sent before the change no longer works.
                 self.sessions.clear();
+                self.reset_token = None;
+                self.updated_at = *at;
+            }
+            UserEvent::EmailVerificationIssued { token, at } => {
+                self.email_token = Some(token.clone());
+                self.updated_at = *at;
+            }
+            UserEvent::EmailVerified { at } => {
+                self.email_verified = true;
+                self.email_token = None;
+                self.updated_at = *at;
+            }
+            UserEvent::PasswordResetIssued { token, at } => {
+                self.reset_token = Some(token.clone());
+                self.updated_at = *at;
+            }
+            UserEvent::PasswordReset { password_hash, at } => {
+                self.password_hash = password_hash.clone();
+                self.sessions.clear();
+                self.reset_token = None;
+                self.email_verified = true;
+                self.email_token = None;
                 self.updated_at = *at;
             }
             UserEvent::RolesChanged { roles, at } => {
@@ -457,6 +552,34 @@ impl UserRecord {
                 self.sessions.retain(|s| s.family != *family);
                 self.updated_at = *at;
             }
+        }
+    }
+
+    /// The events of confirming the address with the token of digest `digest`.
+    pub fn verify_email(
+        &self,
+        digest: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UserEvent>, DomainError> {
+        match &self.email_token {
+            Some(t) if t.accepts(digest, now) => Ok(vec![UserEvent::EmailVerified { at: now }]),
+            _ => Err(DomainError::InvalidToken),
+        }
+    }
+
+    /// The events of resetting the password with the token of digest `digest`.
+    pub fn reset_password(
+        &self,
+        digest: &[u8; 32],
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UserEvent>, DomainError> {
+        match &self.reset_token {
+            Some(t) if t.accepts(digest, now) => Ok(vec![UserEvent::PasswordReset {
+                password_hash: password_hash.to_owned(),
+                at: now,
+            }]),
+            _ => Err(DomainError::InvalidToken),
         }
     }
 
@@ -669,6 +792,73 @@ mod tests {
         let (events, outcome) =
             u.refresh(Uuid::new_v4(), &[1; 32], [2; 32], Duration::days(1), now);
         assert_eq!((events.len(), outcome), (0, Refresh::Invalid));
+    }
+
+    #[test]
+    fn emailed_tokens_work_once_until_they_expire_or_are_replaced() {
+        let now = Utc::now();
+        let mut u = user(now);
+        let issue = |digest: u8, at: DateTime<Utc>| UserEvent::EmailVerificationIssued {
+            token: PendingToken {
+                digest: [digest; 32],
+                expires_at: at + Duration::hours(1),
+            },
+            at,
+        };
+        apply(&mut u, &[issue(1, now), issue(2, now)]);
+        // Replaced, wrong, expired: refused.
+        assert_eq!(
+            u.verify_email(&[1; 32], now),
+            Err(DomainError::InvalidToken)
+        );
+        assert_eq!(
+            u.verify_email(&[3; 32], now),
+            Err(DomainError::InvalidToken)
+        );
+        let late = now + Duration::hours(1);
+        assert_eq!(
+            u.verify_email(&[2; 32], late),
+            Err(DomainError::InvalidToken)
+        );
+        let events = u.verify_email(&[2; 32], now).unwrap();
+        apply(&mut u, &events);
+        assert!(u.email_verified);
+        assert_eq!(
+            u.verify_email(&[2; 32], now),
+            Err(DomainError::InvalidToken)
+        );
+
+        // A reset ends every session, and a password change voids a pending reset.
+        let reset = |digest: u8| UserEvent::PasswordResetIssued {
+            token: PendingToken {
+                digest: [digest; 32],
+                expires_at: now + Duration::minutes(30),
+            },
+            at: now,
+        };
+        let session = u.start_session(Uuid::new_v4(), [9; 32], Duration::days(1), now);
+        apply(&mut u, &session);
+        apply(&mut u, &[reset(4)]);
+        let changed = UserEvent::PasswordChanged {
+            password_hash: "$argon2id$changed".into(),
+            at: now,
+        };
+        apply(&mut u, &[changed]);
+        assert_eq!(
+            u.reset_password(&[4; 32], "$argon2id$x", now),
+            Err(DomainError::InvalidToken)
+        );
+        let session = u.start_session(Uuid::new_v4(), [10; 32], Duration::days(1), now);
+        apply(&mut u, &session);
+        apply(&mut u, &[reset(5)]);
+        let events = u.reset_password(&[5; 32], "$argon2id$new", now).unwrap();
+        apply(&mut u, &events);
+        assert_eq!(u.password_hash, "$argon2id$new");
+        assert!(u.sessions.is_empty() && u.reset_token.is_none());
+        assert_eq!(
+            u.reset_password(&[5; 32], "$argon2id$again", now),
+            Err(DomainError::InvalidToken)
+        );
     }
 
     #[test]

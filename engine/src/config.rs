@@ -1,5 +1,6 @@
 //! Limits and settings of the engine, passed in by the composition root.
 
+use crate::outbox::OutboxConfig;
 use std::time::Duration;
 
 /// Engine settings. Every bound the engine enforces is here.
@@ -24,6 +25,8 @@ pub struct EngineConfig {
     pub events_active_max: usize,
     /// Pool restarts within a minute an event actor tolerates before it fails itself.
     pub pool_restarts_max: u32,
+    /// The outbox's bound and the relay's pacing.
+    pub outbox: OutboxConfig,
 }
 
 impl Default for EngineConfig {
@@ -38,6 +41,7 @@ impl Default for EngineConfig {
             ticket_types_per_event_max: 100,
             events_active_max: 100_000,
             pool_restarts_max: 10,
+            outbox: OutboxConfig::default(),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::model::{
     Attendee, EventEvent, EventPatch, EventRecord, EventStatus, NewEvent, NewTicketType,
     RegistrationStatus, TicketType,
 };
+use crate::outbox::{MessageSink, OutboxGauge};
 use crate::pool::{
     Admission, CheckInCommand, GATE_LEN_MAX, HoldCommand, IdempotencyToken, PoolCommand,
     PoolOutcome,
@@ -89,16 +90,32 @@ pub struct Engine {
     /// E-mail addresses of sign-ups in flight (not durable yet): with the `users_by_email`
     /// read model, this makes e-mail addresses unique.
     signups: Arc<dashmap::DashSet<String>>,
+    /// Size of the outbox, and the relay's wake-up.
+    outbox: Arc<OutboxGauge>,
+    /// Stops the outbox relay.
+    relay_stop: Arc<watch::Sender<bool>>,
 }
 
 impl Engine {
-    /// Starts the engine's root actor over `store` and `journal`.
+    /// Starts the engine's root actor over `store` and `journal`, and the outbox relay that
+    /// hands queued messages to `sink`.
     pub async fn start(
         config: EngineConfig,
         store: Arc<dyn Store>,
         journal: JournalHandle,
         clock: SharedClock,
+        sink: Arc<dyn MessageSink>,
     ) -> Result<Self, EngineError> {
+        let pending = store.outbox_len().map_err(storage)?;
+        let outbox = Arc::new(OutboxGauge::new(pending, config.outbox.pending_max));
+        let (relay_stop, relay_stopped) = watch::channel(false);
+        tokio::spawn(crate::outbox::relay(
+            store.clone(),
+            sink,
+            outbox.clone(),
+            config.outbox.clone(),
+            relay_stopped,
+        ));
         let registry: Arc<Registry> = Arc::new(Registry::new());
         let (root, _) = Actor::spawn(None, RootActor, registry.clone())
             .await
@@ -115,6 +132,8 @@ impl Engine {
             root,
             incarnation: Arc::new(AtomicU64::new(0)),
             signups: Arc::new(dashmap::DashSet::new()),
+            outbox,
+            relay_stop: Arc::new(relay_stop),
         })
     }
 
@@ -155,6 +174,7 @@ impl Engine {
 
     /// Stops every actor. Appends already queued still complete.
     pub async fn shutdown(&self) {
+        let _ = self.relay_stop.send(true);
         self.root.stop_children(Some("shutdown".into()));
         self.root.stop(Some("shutdown".into()));
     }
@@ -205,6 +225,7 @@ impl Engine {
                 1,
                 vec![StreamEvent::Event(event)],
                 Some(Snapshot::Event(Box::new(record.clone()))),
+                Vec::new(),
             )
             .await
             .map_err(|e| EngineError::Storage(e.to_string()))?;

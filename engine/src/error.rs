@@ -107,6 +107,12 @@ pub enum DomainError {
     /// Another account already uses this e-mail address.
     #[error("e-mail address already registered")]
     EmailTaken,
+    /// A verification or reset token that is unknown, used, replaced or expired.
+    #[error("the link is invalid, already used or expired")]
+    InvalidToken,
+    /// The address is verified already.
+    #[error("the e-mail address is verified already")]
+    EmailAlreadyVerified,
     /// A configured limit was reached (ticket types per event, ...).
     #[error("limit reached: {0}")]
     LimitReached(&'static str),

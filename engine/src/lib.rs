@@ -12,6 +12,7 @@ mod engine;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod outbox;
 pub mod pool;
 pub mod ports;
 

@@ -441,7 +441,7 @@ impl Attendee {
 }
 
 /// Trims and lower-cases an e-mail address, reporting `field` if it is not plausible.
-pub(crate) fn normalize_email(email: &str, field: &str, errors: &mut Vec<FieldError>) -> String {
+pub fn normalize_email(email: &str, field: &str, errors: &mut Vec<FieldError>) -> String {
     let email = email.trim().to_lowercase();
     if !is_plausible_email(&email) {
         errors.push(FieldError::new(field, "must be an e-mail address"));

@@ -13,6 +13,7 @@
 use crate::accounts::{UserEvent, UserRecord};
 use crate::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId, UserId};
 use crate::model::{Attendee, EventEvent, EventRecord, EventStatus, RegistrationStatus};
+use crate::outbox::OutboxMessage;
 use crate::pool::{Admission, PoolEvent, PoolState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,9 @@ pub struct AppendRequest {
     pub events: Vec<StreamEvent>,
     /// State after the last event, when the actor decided to snapshot.
     pub snapshot: Option<Snapshot>,
+    /// Messages to send once the events are durable, committed in the same batch (the
+    /// transactional outbox; see `outbox`).
+    pub outbox: Vec<OutboxMessage>,
     /// Called once the batch is durable or failed.
     pub done: Completion,
 }
@@ -148,6 +152,7 @@ impl JournalHandle {
         first_seq: u64,
         events: Vec<StreamEvent>,
         snapshot: Option<Snapshot>,
+        outbox: Vec<OutboxMessage>,
     ) -> Result<(), JournalError> {
         let (done, rx) = Completion::channel();
         self.append(AppendRequest {
@@ -156,6 +161,7 @@ impl JournalHandle {
             first_seq,
             events,
             snapshot,
+            outbox,
             done,
         })
         .await;
@@ -352,4 +358,11 @@ pub trait Store: Send + Sync + 'static {
     fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// The account of a normalised e-mail address.
     fn user_by_email(&self, email: &str) -> Result<Option<UserId>, StoreError>;
+    /// The oldest `limit` messages of the outbox.
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// How many messages the outbox holds (counted once, at start).
+    fn outbox_len(&self) -> Result<usize, StoreError>;
+    /// Removes a delivered message (not in the journal's batch: a removal lost in a crash
+    /// only sends the message again).
+    fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError>;
 }

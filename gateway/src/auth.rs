@@ -5,12 +5,16 @@
 //! A refresh token is `rt1.` + base64url(user id ‖ family id ‖ 32 random bytes): the ids
 //! route the token to its account and session; the random part makes it unguessable. The
 //! engine stores the digest of the whole token and rotates it on every use.
+//!
+//! E-mailed links carry single-use tokens of the same shape: `ev1.` (verify the address) or
+//! `pr1.` (reset the password) + base64url(user id ‖ 32 random bytes). Only the digest is
+//! kept with the account; the token itself lives in the outbox until delivered.
 
 use crate::config::AuthConfig;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm as Argon, Argon2, Params, Version};
 use data_encoding::BASE64URL_NOPAD;
-use engine::accounts::{Role, UserRecord};
+use engine::accounts::{MintedToken, Role, UserRecord};
 use engine::ids::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -77,6 +81,24 @@ pub enum HashError {
     Busy,
     /// The hasher failed (a bug or an invalid stored hash).
     Failed(String),
+}
+
+/// What an e-mailed single-use token is for (its prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkPurpose {
+    /// Confirm the e-mail address.
+    VerifyEmail,
+    /// Choose a new password.
+    ResetPassword,
+}
+
+impl LinkPurpose {
+    fn prefix(self) -> &'static str {
+        match self {
+            LinkPurpose::VerifyEmail => "ev1.",
+            LinkPurpose::ResetPassword => "pr1.",
+        }
+    }
 }
 
 /// A parsed refresh token.
@@ -319,6 +341,34 @@ impl Auth {
         let token = format!("{REFRESH_PREFIX}{}", BASE64URL_NOPAD.encode(&raw));
         let digest = digest(&token);
         Ok((token, digest))
+    }
+
+    /// A new single-use token for `purpose`, naming `user`, working for the configured time.
+    pub fn mint_link(&self, purpose: LinkPurpose, user: UserId) -> Result<MintedToken, String> {
+        let mut raw = Vec::with_capacity(48);
+        raw.extend_from_slice(user.as_bytes());
+        raw.extend_from_slice(&random::<32>()?);
+        let token = format!("{}{}", purpose.prefix(), BASE64URL_NOPAD.encode(&raw));
+        let ttl_secs = match purpose {
+            LinkPurpose::VerifyEmail => self.config.email_token_ttl_secs,
+            LinkPurpose::ResetPassword => self.config.reset_token_ttl_secs,
+        };
+        Ok(MintedToken {
+            digest: digest(&token),
+            token,
+            ttl: chrono::Duration::seconds(ttl_secs as i64),
+        })
+    }
+
+    /// The account and digest of a single-use token for `purpose`; `None` if malformed.
+    pub fn parse_link(&self, purpose: LinkPurpose, token: &str) -> Option<(UserId, [u8; 32])> {
+        let body = token.strip_prefix(purpose.prefix())?;
+        let raw = BASE64URL_NOPAD.decode(body.as_bytes()).ok()?;
+        if raw.len() != 48 {
+            return None;
+        }
+        let user_id = UserId(Uuid::from_slice(&raw[..16]).ok()?);
+        Some((user_id, digest(token)))
     }
 
     /// Parses a refresh token (its signature is its digest matching the stored one).

@@ -26,6 +26,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Accounts and tokens.
     pub auth: AuthConfig,
+    /// Messages to send.
+    pub outbox: OutboxSection,
     /// Rate limits.
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     /// Logging.
@@ -69,6 +71,30 @@ pub struct AuthConfig {
     /// `REGENGINE_BOOTSTRAP_ADMIN_PASSWORD` holds a password, an admin account with this
     /// e-mail is created at start-up unless one exists. Empty: no bootstrap.
     pub bootstrap_admin_email: String,
+    /// How long an e-mail verification link works.
+    pub email_token_ttl_secs: u64,
+    /// How long a password-reset link works.
+    pub reset_token_ttl_secs: u64,
+}
+
+/// The outbox of messages to send, and the adapter that delivers them until the
+/// notification service lands.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// `file`: each message is appended as a JSON line to `file` (development and tests);
+    /// `log`: only logged, without its link (nothing is sent).
+    pub delivery: String,
+    /// The file of the `file` adapter; relative paths are inside `storage.data_dir`.
+    pub file: PathBuf,
+    /// Size at which the file is rotated (to `<file>.1`, replacing an older one).
+    pub file_bytes_max: u64,
+    /// Base of the links in messages: the front end's address.
+    pub link_base_url: String,
+    /// Messages waiting at most; beyond it, requests that would add one get 503.
+    pub pending_max: usize,
+    /// Wait after a failed delivery (doubling up to 32x).
+    pub retry_ms: u64,
 }
 
 /// HTTP server settings.
@@ -277,6 +303,27 @@ impl Config {
                 !self.auth.issuer.is_empty() && !self.auth.audience.is_empty(),
                 "auth.issuer and auth.audience must be set",
             ),
+            (
+                (60..=7 * 86_400).contains(&self.auth.email_token_ttl_secs),
+                "auth.email_token_ttl_secs must be 60..=604800",
+            ),
+            (
+                (60..=86_400).contains(&self.auth.reset_token_ttl_secs),
+                "auth.reset_token_ttl_secs must be 60..=86400",
+            ),
+            (
+                matches!(self.outbox.delivery.as_str(), "file" | "log"),
+                "outbox.delivery must be file or log",
+            ),
+            (
+                self.outbox.pending_max > 0 && self.outbox.file_bytes_max >= 4096,
+                "outbox.pending_max must be > 0 and outbox.file_bytes_max >= 4096",
+            ),
+            (
+                self.outbox.link_base_url.starts_with("http://")
+                    || self.outbox.link_base_url.starts_with("https://"),
+                "outbox.link_base_url must be an http(s) URL",
+            ),
         ];
         self.rate_limit.validate()?;
         match checks.iter().find(|(ok, _)| !ok) {
@@ -298,6 +345,11 @@ impl Config {
             ticket_types_per_event_max: e.ticket_types_per_event_max,
             events_active_max: e.events_active_max,
             pool_restarts_max: e.pool_restarts_max,
+            outbox: engine::outbox::OutboxConfig {
+                pending_max: self.outbox.pending_max,
+                batch_max: 64,
+                retry_after: Duration::from_millis(self.outbox.retry_ms.max(10)),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod outbox_file;
 pub mod ratelimit;
 pub mod server;
 pub mod ticket_code;

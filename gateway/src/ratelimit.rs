@@ -52,6 +52,10 @@ pub enum Budget {
     ReadsPerIp,
     /// Other changes per client IP.
     WritesPerIp,
+    /// Requests that send an e-mail, per client IP.
+    MailPerIp,
+    /// Requests that send an e-mail, per target address.
+    MailPerAddress,
 }
 
 impl Budget {
@@ -65,6 +69,8 @@ impl Budget {
             Budget::HoldsPerIp => "holds_per_ip",
             Budget::ReadsPerIp => "reads_per_ip",
             Budget::WritesPerIp => "writes_per_ip",
+            Budget::MailPerIp => "mail_per_ip",
+            Budget::MailPerAddress => "mail_per_address",
         }
     }
 }
@@ -91,6 +97,10 @@ pub struct RateLimitConfig {
     pub reads_per_ip: Rate,
     /// Other changes per client IP.
     pub writes_per_ip: Rate,
+    /// Requests that send an e-mail, per client IP.
+    pub mail_per_ip: Rate,
+    /// Requests that send an e-mail, per target address.
+    pub mail_per_address: Rate,
     /// Shared buckets in Redis (`redis://host:port`); empty: in process only.
     pub redis_url: String,
     /// Longest wait for Redis before falling back to local buckets.
@@ -108,6 +118,8 @@ impl RateLimitConfig {
             self.holds_per_ip,
             self.reads_per_ip,
             self.writes_per_ip,
+            self.mail_per_ip,
+            self.mail_per_address,
         ];
         if !all.iter().all(Rate::valid) {
             return Err("rate_limit: every per_sec must be > 0 and every burst >= 1".into());
@@ -127,6 +139,8 @@ impl RateLimitConfig {
             Budget::HoldsPerIp => self.holds_per_ip,
             Budget::ReadsPerIp => self.reads_per_ip,
             Budget::WritesPerIp => self.writes_per_ip,
+            Budget::MailPerIp => self.mail_per_ip,
+            Budget::MailPerAddress => self.mail_per_address,
         }
     }
 }
@@ -336,6 +350,8 @@ mod tests {
             holds_per_ip: r,
             reads_per_ip: r,
             writes_per_ip: r,
+            mail_per_ip: r,
+            mail_per_address: r,
             redis_url: String::new(),
             redis_timeout_ms: 50,
         }

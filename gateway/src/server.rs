@@ -73,11 +73,20 @@ pub async fn run(
             std::process::exit(EXIT_JOURNAL_FAILED);
         }),
     )?;
+    let sink: Arc<dyn engine::outbox::MessageSink> = match config.outbox.delivery.as_str() {
+        "file" => Arc::new(crate::outbox_file::FileSink::new(
+            &storage.data_dir.join(&config.outbox.file),
+            config.outbox.file_bytes_max,
+            &config.outbox.link_base_url,
+        )),
+        _ => Arc::new(engine::outbox::LogSink),
+    };
     let engine = Engine::start(
         config.engine_config(),
         Arc::new(db.clone()),
         journal,
         Arc::new(TokioClock::new()),
+        sink,
     )
     .await
     .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
@@ -110,6 +119,7 @@ pub async fn run(
             lag_timeout: Duration::from_millis(config.websocket.lag_timeout_ms),
         },
         shutdown: shutdown_rx,
+        resets_in_flight: Arc::new(tokio::sync::Semaphore::new(http::RESETS_IN_FLIGHT_MAX)),
     });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,
@@ -240,8 +250,9 @@ async fn bootstrap_admin(
         vec![engine::accounts::Role::Admin],
     )
     .map_err(|e| anyhow::anyhow!("auth.bootstrap_admin_email: {e:?}"))?;
+    // The operator chose this address: it needs no verification link.
     let user = engine
-        .signup(new)
+        .signup(new, None)
         .await
         .map_err(|e| anyhow::anyhow!("creating the bootstrap admin: {e}"))?;
     tracing::info!(user = %user.id, email, "bootstrap admin created");

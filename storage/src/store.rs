@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use engine::accounts::UserRecord;
 use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, UserId};
 use engine::model::{EventRecord, RegistrationStatus};
+use engine::outbox::OutboxMessage;
 use engine::pool::PoolState;
 use engine::ports::{
     EventQuery, Page, RegistrationView, Store, StoreError, StreamEvent, TicketView,
@@ -67,6 +68,8 @@ pub struct Db {
     pub(crate) users_by_email: Keyspace,
     /// The audit log (see `audit`).
     pub(crate) audit: Keyspace,
+    /// Messages waiting for delivery, by id (UUIDv7: creation order).
+    pub(crate) outbox: Keyspace,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -100,6 +103,7 @@ impl Db {
             users: ks("users")?,
             users_by_email: ks("users_by_email")?,
             audit: ks("audit")?,
+            outbox: ks("outbox")?,
             db,
         })
     }
@@ -117,7 +121,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 12] {
+    fn all(&self) -> [&Keyspace; 13] {
         [
             &self.journal,
             &self.snapshots,
@@ -131,6 +135,7 @@ impl Db {
             &self.users,
             &self.users_by_email,
             &self.audit,
+            &self.outbox,
         ]
     }
 
@@ -360,5 +365,22 @@ impl Store for Db {
             }
             None => Ok(None),
         }
+    }
+
+    fn outbox(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut items = Vec::new();
+        for guard in self.outbox.iter().take(limit) {
+            let (_, value) = guard.into_inner().map_err(err)?;
+            items.push(decode(&value).map_err(err)?);
+        }
+        Ok(items)
+    }
+
+    fn outbox_len(&self) -> Result<usize, StoreError> {
+        self.outbox.len().map_err(err)
+    }
+
+    fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.outbox.remove(id.as_bytes().to_vec()).map_err(err)
     }
 }

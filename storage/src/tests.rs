@@ -85,6 +85,7 @@ async fn gaps_and_duplicates_are_refused_and_write_nothing() {
             seq,
             vec![held(event, RegistrationId::new(), "a@x.io")],
             None,
+            Vec::new(),
         )
     };
     append(1).await.unwrap();
@@ -136,6 +137,7 @@ async fn one_record_per_stream_per_flush_replays_from_any_sequence_number() {
                 first_seq: seq,
                 events,
                 snapshot: None,
+                outbox: Vec::new(),
                 done,
             })
             .await;
@@ -170,6 +172,7 @@ async fn a_barrier_completes_after_earlier_appends_are_durable() {
             first_seq: 1,
             events,
             snapshot: None,
+            outbox: Vec::new(),
             done,
         })
         .await;
@@ -182,6 +185,7 @@ async fn a_barrier_completes_after_earlier_appends_are_durable() {
             first_seq: 0,
             events: vec![],
             snapshot: None,
+            outbox: Vec::new(),
             done,
         })
         .await;
@@ -199,7 +203,13 @@ async fn read_models_are_written_with_the_events() {
     let event = EventId::new();
     let reg = RegistrationId::new();
     h.journal
-        .append_and_wait(stream, 1, vec![held(event, reg, "ann@example.com")], None)
+        .append_and_wait(
+            stream,
+            1,
+            vec![held(event, reg, "ann@example.com")],
+            None,
+            Vec::new(),
+        )
         .await
         .unwrap();
     let view = h.db.registration(reg).unwrap().unwrap();
@@ -215,7 +225,7 @@ async fn read_models_are_written_with_the_events() {
         at,
     });
     h.journal
-        .append_and_wait(stream, 2, vec![confirmed], None)
+        .append_and_wait(stream, 2, vec![confirmed], None, Vec::new())
         .await
         .unwrap();
     let view = h.db.registration(reg).unwrap().unwrap();
@@ -267,6 +277,7 @@ async fn a_copy_that_lost_a_sequence_race_stays_fenced_out() {
                     first_seq: seq,
                     events,
                     snapshot: None,
+                    outbox: Vec::new(),
                     done,
                 })
                 .await;
@@ -323,4 +334,52 @@ async fn audit_entries_are_listed_per_event_in_pages() {
     assert_eq!((last.len(), end), (1, None));
     assert_eq!(h.db.audit(Some(b), None, 10).unwrap().0.len(), 1);
     assert_eq!(h.db.audit(None, None, 10).unwrap().0[0].request_id, "r7");
+}
+
+#[tokio::test]
+async fn outbox_messages_commit_with_their_events_only() {
+    use engine::outbox::{MessageKind, OutboxMessage};
+    let h = harness(Duration::ZERO);
+    let stream = StreamId::Pool(PoolId::new());
+    let message = |to: &str| {
+        let kind = MessageKind::VerifyEmail {
+            token: "ev1.x".into(),
+            expires_at: chrono::Utc::now(),
+        };
+        OutboxMessage::new(to, None, kind, chrono::Utc::now())
+    };
+    let append = |seq: u64, to: &str| {
+        let (done, rx) = Completion::channel();
+        let request = AppendRequest {
+            writer: 0,
+            stream,
+            first_seq: seq,
+            events: vec![held(EventId::new(), RegistrationId::new(), "a@x.io")],
+            snapshot: None,
+            outbox: vec![message(to)],
+            done,
+        };
+        (request, rx)
+    };
+    let (ok, ok_rx) = append(1, "first@x.io");
+    h.journal.append(ok).await;
+    assert_eq!(ok_rx.await.unwrap(), Ok(()));
+    // A refused append's message is not written.
+    let (gap, gap_rx) = append(5, "refused@x.io");
+    h.journal.append(gap).await;
+    assert!(matches!(
+        gap_rx.await.unwrap(),
+        Err(JournalError::SequenceConflict { .. })
+    ));
+    let (next, next_rx) = append(2, "second@x.io");
+    h.journal.append(next).await;
+    assert_eq!(next_rx.await.unwrap(), Ok(()));
+
+    let pending: Vec<String> = h.db.outbox(10).unwrap().into_iter().map(|m| m.to).collect();
+    assert_eq!(pending, ["first@x.io", "second@x.io"]);
+    assert_eq!(h.db.outbox_len().unwrap(), 2);
+    let first = h.db.outbox(1).unwrap().remove(0);
+    h.db.outbox_remove(first.id).unwrap();
+    let pending: Vec<String> = h.db.outbox(10).unwrap().into_iter().map(|m| m.to).collect();
+    assert_eq!(pending, ["second@x.io"]);
 }

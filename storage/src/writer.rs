@@ -181,6 +181,7 @@ fn flush(
     let mut snapshots: HashMap<StreamId, Snapshot> = HashMap::new();
     let mut overlay = Overlay::default();
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut outbox = Vec::new();
     for request in batch.iter_mut() {
         if request.events.is_empty() {
             outcomes.push(None); // a barrier: no sequence check
@@ -223,6 +224,7 @@ fn flush(
         if let Some(snapshot) = request.snapshot.take() {
             snapshots.insert(request.stream, snapshot);
         }
+        outbox.append(&mut request.outbox);
         outcomes.push(None);
     }
     let mut wb = db.db.batch().durability(Some(PersistMode::SyncData));
@@ -267,6 +269,14 @@ fn flush(
             // durable, off the commit path (see `Snapshotter`).
             Snapshot::Pool(state) => pool_snapshots.push((stream, state)),
         }
+    }
+    // The transactional outbox: messages commit with the events that caused them.
+    for message in outbox {
+        wb.insert(
+            &db.outbox,
+            message.id.as_bytes().to_vec(),
+            encode(&message)?,
+        );
     }
     overlay.write(db, &mut wb)?;
     // One atomic write and one fsync for the whole batch.

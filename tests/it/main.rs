@@ -9,6 +9,7 @@ mod crash;
 mod edges;
 mod expiry;
 mod flash_sale;
+mod mail;
 mod ops;
 mod passivation;
 mod rate_limit;

@@ -1,5 +1,5 @@
-//! Rate limits against the real binary: login attempts per account, holds per account and
-//! requests per client address answer 429 with Retry-After, change nothing, and are separate
+//! Rate limits against the real binary: login attempts per account, holds per account,
+//! e-mails per address and requests per client address answer 429 with Retry-After, change nothing, and are separate
 //! budgets.
 
 use serde_json::json;
@@ -106,6 +106,30 @@ async fn over_budget_requests_get_429_with_retry_after_and_change_nothing() {
         admin.get(&format!("/api/v1/events/{event}")).await.status,
         200
     );
+
+    // E-mails per target address: nobody floods one mailbox, whether or not it has an
+    // account (the answer does not tell); another address is still served.
+    let reset = |email: &'static str| {
+        let anonymous = &anonymous;
+        async move {
+            anonymous
+                .post(
+                    "/api/v1/auth/password-reset",
+                    &json!({"email": email}),
+                    None,
+                )
+                .await
+                .status
+        }
+    };
+    for email in ["ann@example.com", "nobody@example.com"] {
+        let mut statuses = vec![];
+        for _ in 0..4 {
+            statuses.push(reset(email).await);
+        }
+        assert_eq!(statuses, [202, 202, 202, 429], "{email}");
+    }
+    assert_eq!(reset("bob@example.com").await, 202);
     server.terminate(Duration::from_secs(10));
 }
 

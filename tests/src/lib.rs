@@ -178,6 +178,28 @@ where
     }
 }
 
+/// The messages the server's outbox delivered to `to` of `kind` (`verify_email`,
+/// `reset_password`), oldest first, read from its file adapter (`<data>/outbox.jsonl`).
+pub fn mailed(server: &Server, to: &str, kind: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(server.data_dir.join("outbox.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["to"] == to && m["kind"] == kind)
+        .collect()
+}
+
+/// Waits (up to 10 s) until the outbox delivered `n` messages to `to` of `kind`; returns the
+/// token of the `n`th.
+pub async fn mailed_token(server: &Server, to: &str, kind: &str, n: usize) -> String {
+    wait_for(Duration::from_secs(10), || async {
+        let all = mailed(server, to, kind);
+        all.get(n - 1)
+            .and_then(|m| m["token"].as_str().map(str::to_owned))
+    })
+    .await
+    .unwrap_or_else(|| panic!("message {n} ({kind}) to {to} never delivered"))
+}
+
 /// A thin JSON client for the API.
 #[derive(Clone)]
 pub struct Api {

@@ -299,6 +299,7 @@ async fn commit_then<T: Send + 'static>(
         first_seq: seq,
         events: vec![StreamEvent::Event(event)],
         snapshot: Some(Snapshot::Event(Box::new(state.record.clone()))),
+        outbox: Vec::new(),
         done,
     };
     state.ctx.journal.append(request).await;

@@ -206,6 +206,7 @@ async fn barrier(ctx: &Ctx) -> Result<(), ActorProcessingErr> {
         first_seq: 0,
         events: vec![],
         snapshot: None,
+        outbox: Vec::new(),
         done,
     };
     ctx.journal.append(request).await;
@@ -298,6 +299,7 @@ async fn flush(state: &mut PoolActorState) {
             first_seq: 0,
             events: vec![],
             snapshot: None,
+            outbox: Vec::new(),
             done,
         };
         state.ctx.journal.append(request).await;
@@ -329,6 +331,7 @@ async fn flush(state: &mut PoolActorState) {
         first_seq,
         events: events.into_iter().map(StreamEvent::Pool).collect(),
         snapshot,
+        outbox: Vec::new(),
         done,
     };
     state.ctx.journal.append(request).await;

@@ -2,9 +2,12 @@
 //! with optimistic concurrency (see `accounts`).
 
 use super::{Engine, storage};
-use crate::accounts::{NewUser, ProfilePatch, Refresh, Role, UserEvent, UserRecord};
+use crate::accounts::{
+    MintedToken, NewUser, PendingToken, ProfilePatch, Refresh, Role, UserEvent, UserRecord,
+};
 use crate::error::{DomainError, EngineError, EngineResult};
 use crate::ids::{StreamId, UserId};
+use crate::outbox::{MessageKind, OutboxMessage};
 use crate::ports::{JournalError, Snapshot, StreamEvent};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -14,18 +17,29 @@ const ATTEMPTS_MAX: usize = 8;
 
 impl Engine {
     /// Creates an account. `EmailTaken` if the address is registered or being registered.
-    pub async fn signup(&self, new: NewUser) -> EngineResult<UserRecord> {
+    /// With `verification`, a verification link goes out through the outbox in the same
+    /// commit (unless the outbox is full: the account is created anyway, and the user asks
+    /// for a new link later).
+    pub async fn signup(
+        &self,
+        new: NewUser,
+        verification: Option<MintedToken>,
+    ) -> EngineResult<UserRecord> {
         // Claim the address among sign-ups in flight, then check the durable index: an
         // address is free only if neither knows it.
         if !self.signups.insert(new.email.clone()) {
             return Err(DomainError::EmailTaken.into());
         }
-        let result = self.signup_claimed(&new).await;
+        let result = self.signup_claimed(&new, verification).await;
         self.signups.remove(&new.email);
         result
     }
 
-    async fn signup_claimed(&self, new: &NewUser) -> EngineResult<UserRecord> {
+    async fn signup_claimed(
+        &self,
+        new: &NewUser,
+        verification: Option<MintedToken>,
+    ) -> EngineResult<UserRecord> {
         if self
             .ctx
             .store
@@ -35,28 +49,122 @@ impl Engine {
         {
             return Err(DomainError::EmailTaken.into());
         }
-        let event = UserEvent::Registered {
-            id: UserId::new(),
+        let now = self.now();
+        let registered = UserEvent::Registered {
+            id: new.id,
             email: new.email.clone(),
             name: new.name.clone(),
             password_hash: new.password_hash.clone(),
             roles: new.roles.clone(),
-            at: self.now(),
+            at: now,
         };
-        let mut record = UserRecord::registered(&event)
+        let mut record = UserRecord::registered(&registered)
             .ok_or_else(|| EngineError::Storage("registered event expected".into()))?;
-        record.apply(&event);
+        let mut events = vec![registered];
+        let mut outbox = Vec::new();
+        match verification {
+            Some(minted) if self.outbox.has_room(1) => {
+                let (event, message) = verification_link(&record, minted, now);
+                events.push(event);
+                outbox.push(message);
+            }
+            Some(_) => {
+                metrics::counter!("outbox_refused_total").increment(1);
+                tracing::warn!(user = %new.id, "outbox full: account created without a verification link");
+            }
+            None => {}
+        }
+        for event in &events {
+            record.apply(event);
+        }
+        let messages = outbox.len();
         self.ctx
             .journal
             .append_and_wait(
                 StreamId::User(record.id),
                 1,
-                vec![StreamEvent::User(event)],
+                events.into_iter().map(StreamEvent::User).collect(),
                 Some(Snapshot::User(Box::new(record.clone()))),
+                outbox,
             )
             .await
             .map_err(journal)?;
+        self.outbox.added(messages);
         Ok(record)
+    }
+
+    /// Sends a new verification link (replacing any earlier one).
+    pub async fn request_email_verification(
+        &self,
+        user: UserId,
+        minted: MintedToken,
+    ) -> EngineResult<()> {
+        self.update_user_sending(user, |u, now| {
+            if u.email_verified {
+                return Err(DomainError::EmailAlreadyVerified);
+            }
+            let (event, message) = verification_link(u, minted.clone(), now);
+            Ok((vec![event], vec![message], ()))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Confirms an account's address with the digest of a verification token.
+    pub async fn verify_email(&self, user: UserId, digest: [u8; 32]) -> EngineResult<UserRecord> {
+        self.update_user(user, |u, now| Ok((u.verify_email(&digest, now)?, ())))
+            .await
+            .map(|(u, ())| u)
+    }
+
+    /// Sends a password-reset link to the account of `email`, if there is one (`false` if
+    /// not: the caller answers the same either way). `mint` makes the link's token for the
+    /// account found.
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        mint: impl FnOnce(UserId) -> Result<MintedToken, String>,
+    ) -> EngineResult<bool> {
+        // Refused alike for every address, so a full outbox reveals nothing about accounts.
+        if !self.outbox.has_room(1) {
+            return Err(EngineError::Unavailable("outbox full".into()));
+        }
+        let Some(user) = self.user_by_email(email)? else {
+            return Ok(false);
+        };
+        let minted = mint(user.id).map_err(EngineError::Storage)?;
+        self.update_user_sending(user.id, |u, now| {
+            let expires_at = now + minted.ttl;
+            let event = UserEvent::PasswordResetIssued {
+                token: PendingToken {
+                    digest: minted.digest,
+                    expires_at,
+                },
+                at: now,
+            };
+            let kind = MessageKind::ResetPassword {
+                token: minted.token.clone(),
+                expires_at,
+            };
+            let message = OutboxMessage::new(&u.email, Some(u.id), kind, now);
+            Ok((vec![event], vec![message], ()))
+        })
+        .await
+        .map(|_| true)
+    }
+
+    /// Sets a new password with the digest of a reset token; every session ends.
+    pub async fn reset_password(
+        &self,
+        user: UserId,
+        digest: [u8; 32],
+        password_hash: String,
+    ) -> EngineResult<UserRecord> {
+        self.update_user(user, |u, now| {
+            Ok((u.reset_password(&digest, &password_hash, now)?, ()))
+        })
+        .await
+        .map(|(u, ())| u)
     }
 
     /// Now, at the millisecond precision the records are stored with, so a reply shows the
@@ -183,12 +291,33 @@ impl Engine {
         id: UserId,
         mut decide: impl FnMut(&UserRecord, DateTime<Utc>) -> Result<(Vec<UserEvent>, T), DomainError>,
     ) -> EngineResult<(UserRecord, T)> {
+        self.update_user_sending(id, |u, now| {
+            decide(u, now).map(|(events, out)| (events, Vec::new(), out))
+        })
+        .await
+    }
+
+    /// [`Self::update_user`] for decisions that also send messages (committed with their
+    /// events into the outbox, which must have room for them).
+    async fn update_user_sending<T>(
+        &self,
+        id: UserId,
+        mut decide: impl FnMut(
+            &UserRecord,
+            DateTime<Utc>,
+        ) -> Result<(Vec<UserEvent>, Vec<OutboxMessage>, T), DomainError>,
+    ) -> EngineResult<(UserRecord, T)> {
         for _ in 0..ATTEMPTS_MAX {
             let record = self.user(id)?;
-            let (events, out) = decide(&record, self.now())?;
+            let (events, outbox, out) = decide(&record, self.now())?;
             if events.is_empty() {
                 return Ok((record, out));
             }
+            if !outbox.is_empty() && !self.outbox.has_room(outbox.len()) {
+                metrics::counter!("outbox_refused_total").increment(1);
+                return Err(EngineError::Unavailable("outbox full".into()));
+            }
+            let messages = outbox.len();
             let mut next = record.clone();
             for event in &events {
                 next.apply(event);
@@ -201,10 +330,14 @@ impl Engine {
                     record.seq + 1,
                     events.into_iter().map(StreamEvent::User).collect(),
                     Some(Snapshot::User(Box::new(next.clone()))),
+                    outbox,
                 )
                 .await;
             match appended {
-                Ok(()) => return Ok((next, out)),
+                Ok(()) => {
+                    self.outbox.added(messages);
+                    return Ok((next, out));
+                }
                 // Another request changed the account first: decide again on its result.
                 Err(JournalError::SequenceConflict { .. }) => continue,
                 Err(e) => return Err(journal(e)),
@@ -212,6 +345,30 @@ impl Engine {
         }
         Err(EngineError::Unavailable("account busy; retry".into()))
     }
+}
+
+/// The event and the message of a new verification link for `user`.
+fn verification_link(
+    user: &UserRecord,
+    minted: MintedToken,
+    now: DateTime<Utc>,
+) -> (UserEvent, OutboxMessage) {
+    let expires_at = now + minted.ttl;
+    let event = UserEvent::EmailVerificationIssued {
+        token: PendingToken {
+            digest: minted.digest,
+            expires_at,
+        },
+        at: now,
+    };
+    let kind = MessageKind::VerifyEmail {
+        token: minted.token,
+        expires_at,
+    };
+    (
+        event,
+        OutboxMessage::new(&user.email, Some(user.id), kind, now),
+    )
 }
 
 fn journal(e: JournalError) -> EngineError {

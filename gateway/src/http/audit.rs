@@ -25,11 +25,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Routes a buyer uses on their own behalf: audited only when a privileged account uses them.
-const SELF_SERVICE: [&str; 8] = [
+const SELF_SERVICE: [&str; 9] = [
     "/api/v1/events/{id}/registrations",
     "/api/v1/registrations/{id}/confirm",
     "/api/v1/registrations/{id}/cancel",
     "/api/v1/users/me",
+    "/api/v1/users/me/verification",
     "/api/v1/auth/signup",
     "/api/v1/auth/login",
     "/api/v1/auth/refresh",

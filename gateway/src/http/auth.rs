@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, PathId};
-use crate::auth::{HashError, PASSWORD_BYTES_MAX, PASSWORD_LEN_MIN, Principal};
+use crate::auth::{HashError, LinkPurpose, PASSWORD_BYTES_MAX, PASSWORD_LEN_MIN, Principal};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -31,6 +31,13 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/users/me", get(me).patch(update_me))
         .route("/api/v1/users/me/password", post(change_password))
+        .route("/api/v1/users/me/verification", post(resend_verification))
+        .route("/api/v1/auth/verify-email", post(verify_email))
+        .route("/api/v1/auth/password-reset", post(request_password_reset))
+        .route(
+            "/api/v1/auth/password-reset/confirm",
+            post(confirm_password_reset),
+        )
         .route("/api/v1/users/{id}/roles", put(set_roles))
 }
 
@@ -328,7 +335,11 @@ pub(crate) async fn signup(
         .hash_password(body.password)
         .await
         .map_err(hashing)?;
-    let user = state.engine.signup(new).await?;
+    let link = state
+        .auth
+        .mint_link(LinkPurpose::VerifyEmail, new.id)
+        .map_err(ApiError::Internal)?;
+    let user = state.engine.signup(new, Some(link)).await?;
     metrics::counter!("auth_signups_total").increment(1);
     Ok((StatusCode::CREATED, Json(UserDto::from(&user))))
 }
@@ -588,5 +599,180 @@ pub(crate) async fn change_password(
         .change_password(principal.user_id, hash)
         .await?;
     tracing::info!(user = %principal.user_id, "password changed; sessions ended");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /api/v1/auth/verify-email`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    /// The token from the e-mailed link.
+    pub token: String,
+}
+
+/// Confirm an e-mail address with the token of the link sent at sign-up (or the latest one
+/// asked for). A token works once, until it expires or a newer link replaces it.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenBody,
+    responses((status = 204), (status = 400, body = Problem, description = "invalid_token"),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn verify_email(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> ApiResult<StatusCode> {
+    let (user, digest) = state
+        .auth
+        .parse_link(LinkPurpose::VerifyEmail, &body.token)
+        .ok_or(DomainError::InvalidToken)?;
+    state
+        .engine
+        .verify_email(user, digest)
+        .await
+        .map_err(unknown_account_is_invalid_token)?;
+    metrics::counter!("auth_emails_verified_total").increment(1);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A token naming an account that does not exist is just an invalid token.
+fn unknown_account_is_invalid_token(e: engine::error::EngineError) -> ApiError {
+    match e {
+        engine::error::EngineError::Domain(DomainError::UserNotFound) => {
+            DomainError::InvalidToken.into()
+        }
+        other => other.into(),
+    }
+}
+
+/// Send a new verification link to one's own address (it replaces the previous one).
+#[utoipa::path(post, path = "/api/v1/users/me/verification", tag = "auth", security(("bearer" = [])),
+    responses((status = 202), (status = 401, body = Problem),
+        (status = 409, body = Problem, description = "email_already_verified"), (status = 503, body = Problem)))]
+pub(crate) async fn resend_verification(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> ApiResult<StatusCode> {
+    let user = state.engine.user(principal.user_id)?;
+    state
+        .limiter
+        .check(
+            crate::ratelimit::Budget::MailPerAddress,
+            user.email.as_bytes(),
+        )
+        .await
+        .map_err(ApiError::RateLimited)?;
+    let link = state
+        .auth
+        .mint_link(LinkPurpose::VerifyEmail, user.id)
+        .map_err(ApiError::Internal)?;
+    state
+        .engine
+        .request_email_verification(user.id, link)
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Body of `POST /api/v1/auth/password-reset`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The account's e-mail address.
+    pub email: String,
+}
+
+/// Ask for a password-reset link. The answer is 202 whether or not an account has this
+/// address (it does not tell who has an account); if one does, the link goes to it.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 202), (status = 400, body = Problem), (status = 415, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn request_password_reset(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetRequest>,
+) -> ApiResult<StatusCode> {
+    let mut errors = Vec::new();
+    let email = engine::model::normalize_email(&body.email, "email", &mut errors);
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
+    state
+        .limiter
+        .check(crate::ratelimit::Budget::MailPerAddress, email.as_bytes())
+        .await
+        .map_err(ApiError::RateLimited)?;
+    // The work runs after the answer, so an address with an account takes no longer to
+    // answer than one without. Bounded: beyond `RESETS_IN_FLIGHT_MAX`, 503.
+    let permit = state
+        .resets_in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded)?;
+    let auth = state.auth.clone();
+    let engine = state.engine.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let sent = engine
+            .request_password_reset(&email, |user| {
+                auth.mint_link(LinkPurpose::ResetPassword, user)
+            })
+            .await;
+        match sent {
+            Ok(true) => metrics::counter!("auth_password_resets_requested_total").increment(1),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "password reset request failed"),
+        }
+    });
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Body of `POST /api/v1/auth/password-reset/confirm`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirm {
+    /// The token from the e-mailed link.
+    pub token: String,
+    /// The new password: at least 10 characters, at most 256 bytes.
+    pub new_password: String,
+}
+
+/// Set a new password with the token of a reset link. The token works once; every session of
+/// the account ends, and the address counts as verified.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
+    responses((status = 204), (status = 400, body = Problem, description = "invalid_token"),
+        (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn confirm_password_reset(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetConfirm>,
+) -> ApiResult<StatusCode> {
+    let errors = password_errors("new_password", &body.new_password);
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
+    let (user_id, digest) = state
+        .auth
+        .parse_link(LinkPurpose::ResetPassword, &body.token)
+        .ok_or(DomainError::InvalidToken)?;
+    // Check the token before paying for a hash; the engine checks it again when it commits.
+    let user = state
+        .engine
+        .user(user_id)
+        .map_err(unknown_account_is_invalid_token)?;
+    let now = state.engine.clock().now();
+    if !user
+        .reset_token
+        .as_ref()
+        .is_some_and(|t| t.accepts(&digest, now))
+    {
+        return Err(DomainError::InvalidToken.into());
+    }
+    let hash = state
+        .auth
+        .hash_password(body.new_password)
+        .await
+        .map_err(hashing)?;
+    state
+        .engine
+        .reset_password(user_id, digest, hash)
+        .await
+        .map_err(unknown_account_is_invalid_token)?;
+    tracing::info!(user = %user_id, "password reset; sessions ended");
+    metrics::counter!("auth_password_resets_total").increment(1);
     Ok(StatusCode::NO_CONTENT)
 }

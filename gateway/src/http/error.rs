@@ -175,6 +175,16 @@ impl ApiError {
                     "email_taken",
                     "E-mail address already registered",
                 ),
+                DomainError::InvalidToken => (
+                    S::BAD_REQUEST,
+                    "invalid_token",
+                    "Invalid, used or expired link",
+                ),
+                DomainError::EmailAlreadyVerified => (
+                    S::CONFLICT,
+                    "email_already_verified",
+                    "E-mail address already verified",
+                ),
             },
             ApiError::Engine(e) => match e {
                 EngineError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),

@@ -67,7 +67,13 @@ pub struct Shared {
     pub ws: WsSettings,
     /// Becomes true when the server is shutting down (WebSockets close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Password-reset requests being processed after their answer (at most
+    /// [`RESETS_IN_FLIGHT_MAX`]).
+    pub resets_in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Password-reset requests processed at once in the background; more get 503.
+pub const RESETS_IN_FLIGHT_MAX: usize = 64;
 
 /// Handle to the shared state.
 #[derive(Clone)]
@@ -193,7 +199,16 @@ async fn rate_limit(State(state): State<AppState>, request: Request, next: Next)
         && path.starts_with("/api/v1/events/")
         && path.ends_with("/registrations");
     let budget = match (request.method(), path) {
-        (&Method::POST, "/api/v1/auth/login") => Budget::LoginPerIp,
+        // Everything that checks a secret (password or e-mailed token) shares the login budget.
+        (
+            &Method::POST,
+            "/api/v1/auth/login"
+            | "/api/v1/auth/verify-email"
+            | "/api/v1/auth/password-reset/confirm",
+        ) => Budget::LoginPerIp,
+        (&Method::POST, "/api/v1/auth/password-reset" | "/api/v1/users/me/verification") => {
+            Budget::MailPerIp
+        }
         (&Method::POST, "/api/v1/auth/signup") => Budget::SignupPerIp,
         _ if is_hold => Budget::HoldsPerIp,
         (&Method::GET | &Method::HEAD, _) => Budget::ReadsPerIp,

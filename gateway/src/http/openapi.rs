@@ -39,6 +39,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::my_registrations,
         super::events::list_members, super::events::set_member, super::events::remove_member,
         super::audit::event_audit, super::audit::global_audit,
+        super::auth::verify_email, super::auth::resend_verification,
+        super::auth::request_password_reset, super::auth::confirm_password_reset,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -46,6 +48,7 @@ use utoipa_swagger_ui::SwaggerUi;
         IssuedTicket, CheckInBody, CheckInDto, TicketDto,
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
         super::auth::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
+        super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),
@@ -54,7 +57,7 @@ pub struct ApiDoc;
 
 /// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
 /// needs `Authorization: Bearer`.
-const PUBLIC: [&str; 8] = [
+const PUBLIC: [&str; 11] = [
     "GET /api/v1/events",
     "GET /api/v1/events/{id}",
     "GET /api/v1/events/{id}/availability",
@@ -63,6 +66,9 @@ const PUBLIC: [&str; 8] = [
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/refresh",
     "POST /api/v1/auth/logout",
+    "POST /api/v1/auth/verify-email",
+    "POST /api/v1/auth/password-reset",
+    "POST /api/v1/auth/password-reset/confirm",
 ];
 
 /// Declares the `bearer` security scheme (access tokens from `/api/v1/auth/login`), and on

@@ -1,0 +1,159 @@
+//! The outbox's development adapter: each message, rendered with its link, appended as one
+//! JSON line to a private file (mode 0600). Tests read their verification and reset links
+//! from it; developers `tail -f` it. The file is rotated beyond a configured size, so it is
+//! bounded too.
+
+use engine::outbox::{BoxFuture, MessageKind, MessageSink, OutboxMessage, mask};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Appends messages to a JSON-lines file.
+pub struct FileSink {
+    path: PathBuf,
+    bytes_max: u64,
+    link_base: String,
+    lock: Mutex<()>,
+}
+
+/// One line of the file.
+#[derive(Serialize)]
+struct Line<'a> {
+    id: uuid::Uuid,
+    kind: &'static str,
+    to: &'a str,
+    user_id: Option<uuid::Uuid>,
+    subject: &'static str,
+    link: String,
+    token: &'a str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    text: String,
+}
+
+impl FileSink {
+    /// A sink writing to `path`, rotated beyond `bytes_max`; links start with `link_base`.
+    pub fn new(path: &Path, bytes_max: u64, link_base: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            bytes_max,
+            link_base: link_base.trim_end_matches('/').to_owned(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn render<'a>(&self, message: &'a OutboxMessage) -> Line<'a> {
+        let (subject, page, token, expires_at, action) = match &message.kind {
+            MessageKind::VerifyEmail { token, expires_at } => (
+                "Confirm your e-mail address",
+                "verify-email",
+                token,
+                *expires_at,
+                "confirm your e-mail address",
+            ),
+            MessageKind::ResetPassword { token, expires_at } => (
+                "Reset your password",
+                "reset-password",
+                token,
+                *expires_at,
+                "choose a new password (if you did not ask for this, ignore this message)",
+            ),
+        };
+        let link = format!("{}/{page}?token={token}", self.link_base);
+        let text = format!(
+            "Open {link} to {action}. The link works once, until {}.",
+            expires_at.to_rfc3339()
+        );
+        Line {
+            id: message.id,
+            kind: message.kind.as_str(),
+            to: &message.to,
+            user_id: message.user_id.map(|u| u.0),
+            subject,
+            link,
+            token,
+            expires_at,
+            created_at: message.created_at,
+            text,
+        }
+    }
+
+    fn append(&self, line: &[u8]) -> std::io::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(meta) = std::fs::metadata(&self.path)
+            && meta.len() + line.len() as u64 > self.bytes_max
+        {
+            std::fs::rename(&self.path, rotated(&self.path))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&self.path)?;
+        file.write_all(line)
+    }
+}
+
+/// `<path>.1`.
+fn rotated(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+impl MessageSink for FileSink {
+    fn deliver<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut line = serde_json::to_vec(&self.render(message)).map_err(|e| e.to_string())?;
+            line.push(b'\n');
+            self.append(&line)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            tracing::info!(
+                id = %message.id,
+                kind = message.kind.as_str(),
+                to = %mask(&message.to),
+                file = %self.path.display(),
+                "message written to the outbox file"
+            );
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    #[tokio::test]
+    async fn lines_carry_the_link_and_the_file_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.jsonl");
+        let sink = FileSink::new(&path, 4096, "https://tickets.example/");
+        let kind = MessageKind::VerifyEmail {
+            token: "ev1.abc".into(),
+            expires_at: Utc::now(),
+        };
+        let message = OutboxMessage::new("ann@example.com", None, kind, Utc::now());
+        sink.deliver(&message).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            line["link"],
+            "https://tickets.example/verify-email?token=ev1.abc"
+        );
+        assert_eq!(line["to"], "ann@example.com");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        for _ in 0..20 {
+            sink.deliver(&message).await.unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() <= 4096);
+        assert!(rotated(&path).exists());
+    }
+}
