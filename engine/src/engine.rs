@@ -126,6 +126,7 @@ impl Engine {
             clock,
             config,
             registry,
+            feeds: crate::feeds::UserFeeds::default(),
         });
         Ok(Self {
             ctx,
@@ -182,6 +183,16 @@ impl Engine {
     /// The clock the engine decides with.
     pub fn clock(&self) -> &SharedClock {
         &self.ctx.clock
+    }
+
+    /// Changes to `user`'s registrations (their ids), from now on, once durable. The channel is
+    /// bounded ([`crate::feeds::FEED_CAPACITY`]): a listener that falls behind gets `Lagged`
+    /// and should re-read the registrations.
+    pub fn registration_updates(
+        &self,
+        user: UserId,
+    ) -> tokio::sync::broadcast::Receiver<RegistrationId> {
+        self.ctx.feeds.subscribe(user)
     }
 
     /// Number of active (in-memory) events.

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 mod engine;
 pub mod error;
+pub mod feeds;
 pub mod ids;
 pub mod model;
 pub mod outbox;

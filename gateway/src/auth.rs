@@ -65,6 +65,9 @@ pub struct Principal {
     pub user_id: UserId,
     /// Roles from the token.
     pub roles: Vec<Role>,
+    /// When the token stops being accepted (its `exp` plus the leeway; Unix seconds): a
+    /// long-lived connection authenticated by it ends its private subscriptions then.
+    pub valid_until: u64,
 }
 
 impl Principal {
@@ -327,6 +330,7 @@ impl Auth {
         let principal = Principal {
             user_id,
             roles: data.claims.roles,
+            valid_until: data.claims.exp + self.config.leeway_secs,
         };
         self.verified.put(token, principal.clone(), data.claims.exp);
         Ok(principal)
@@ -455,6 +459,7 @@ mod tests {
         Principal {
             user_id: UserId::new(),
             roles: vec![Role::Attendee],
+            valid_until: 0,
         }
     }
 

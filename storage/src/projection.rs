@@ -154,6 +154,7 @@ impl Overlay {
             PoolEvent::HoldExpired {
                 registration_id,
                 at,
+                ..
             } => {
                 let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Expired;
@@ -162,6 +163,7 @@ impl Overlay {
             PoolEvent::RegistrationCanceled {
                 registration_id,
                 at,
+                ..
             } => {
                 let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Canceled;
@@ -171,6 +173,7 @@ impl Overlay {
                 registration_id,
                 tickets,
                 at,
+                ..
             } => {
                 let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Confirmed;

@@ -221,6 +221,7 @@ async fn read_models_are_written_with_the_events() {
     let at = chrono::DateTime::from_timestamp_millis(1_700_000_060_000).unwrap();
     let confirmed = StreamEvent::Pool(PoolEvent::RegistrationConfirmed {
         registration_id: reg,
+        user_id: Some(account("ann@example.com")),
         tickets: tickets.clone(),
         at,
     });

@@ -179,3 +179,199 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
     // kernel and reaped by it); the server itself holds nothing for the client any more.
     drop(lagging);
 }
+
+/// Opens the hub, with `Authorization: Bearer token` on the upgrade request if given.
+async fn connect(server: &Server, token: Option<&str>) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/api/v1/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// Frames of `ws` up to the `pong` answering a ping sent now.
+async fn frames_until_pong(ws: &mut Socket) -> Vec<Value> {
+    send(ws, json!({"type": "ping"})).await;
+    let mut frames = vec![];
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no frame in time")
+            .expect("closed")
+            .unwrap();
+        if let Message::Text(text) = frame {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] == "pong" {
+                return frames;
+            }
+            frames.push(value);
+        }
+    }
+}
+
+/// The next `registration` push of `ws` about `id` with `status`.
+async fn pushed(ws: &mut Socket, id: &str, status: &str) -> Value {
+    loop {
+        let frame = next_of(ws, "registration").await;
+        if frame["data"]["id"] == id && frame["data"]["status"] == status {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_receives_only_their_own_registration_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(10, 600, 4).await;
+    let (short_event, short_tt) = admin.published_event(10, 1, 4).await;
+    let anonymous = admin.with_token(None);
+    let (ann_id, ann) = anonymous.signed_in("ann@example.com").await;
+    let ann_token = ann["access_token"].as_str().unwrap().to_owned();
+    let ann = admin.with_token(Some(ann_token.clone()));
+    let (bob_id, bob) = anonymous.signed_in("bob@example.com").await;
+    let bob_token = bob["access_token"].as_str().unwrap().to_owned();
+    let bob = admin.with_token(Some(bob_token.clone()));
+
+    // Anonymous: no private topic. Bob may not listen to Ann.
+    let mut bob_ws = connect(&server, None).await;
+    let ann_topic = format!("registrations:{ann_id}");
+    let bob_topic = format!("registrations:{bob_id}");
+    send(
+        &mut bob_ws,
+        json!({"type": "subscribe", "topic": ann_topic}),
+    )
+    .await;
+    assert_eq!(next_of(&mut bob_ws, "error").await["code"], "unauthorized");
+    send(&mut bob_ws, json!({"type": "auth", "token": bob_token})).await;
+    assert_eq!(
+        next_of(&mut bob_ws, "authenticated").await["user_id"],
+        bob_id.as_str()
+    );
+    send(
+        &mut bob_ws,
+        json!({"type": "subscribe", "topic": ann_topic}),
+    )
+    .await;
+    assert_eq!(next_of(&mut bob_ws, "error").await["code"], "forbidden");
+    send(
+        &mut bob_ws,
+        json!({"type": "subscribe", "topic": bob_topic}),
+    )
+    .await;
+    assert_eq!(next_of(&mut bob_ws, "subscribed").await["topic"], bob_topic);
+
+    // Ann authenticates with the upgrade request's header.
+    let mut ann_ws = connect(&server, Some(&ann_token)).await;
+    send(
+        &mut ann_ws,
+        json!({"type": "subscribe", "topic": ann_topic}),
+    )
+    .await;
+    assert_eq!(next_of(&mut ann_ws, "subscribed").await["topic"], ann_topic);
+
+    // Ann's hold, confirmation and cancellation reach her, as the registration reads over HTTP.
+    let held = ann.hold(&event, &tt, 2, None).await;
+    assert_eq!(held.status, 201, "{:?}", held.body);
+    let ann_reg = held.str("id");
+    let frame = pushed(&mut ann_ws, &ann_reg, "held").await;
+    assert_eq!(frame["topic"], ann_topic);
+    assert_eq!(frame["data"]["quantity"], 2);
+    let path = format!("/api/v1/registrations/{ann_reg}");
+    assert_eq!(
+        ann.post(&format!("{path}/confirm"), &json!({}), None)
+            .await
+            .status,
+        200
+    );
+    let confirmed = pushed(&mut ann_ws, &ann_reg, "confirmed").await;
+    assert_eq!(confirmed["data"]["tickets"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ann.post(&format!("{path}/cancel"), &json!({}), None)
+            .await
+            .status,
+        200
+    );
+    pushed(&mut ann_ws, &ann_reg, "canceled").await;
+
+    // Bob's hold runs out: he hears of the hold and of its expiry.
+    let held = bob.hold(&short_event, &short_tt, 1, None).await;
+    assert_eq!(held.status, 201, "{:?}", held.body);
+    let bob_reg = held.str("id");
+    pushed(&mut bob_ws, &bob_reg, "held").await;
+    pushed(&mut bob_ws, &bob_reg, "expired").await;
+
+    // Neither heard of the other's registration.
+    let leaked = |frames: Vec<Value>, other: &str| {
+        frames
+            .iter()
+            .any(|f| f["type"] == "registration" && f["data"]["id"] == other)
+    };
+    assert!(!leaked(frames_until_pong(&mut ann_ws).await, &bob_reg));
+    assert!(!leaked(frames_until_pong(&mut bob_ws).await, &ann_reg));
+
+    // A bad token ends the connection's identity and its private subscriptions.
+    send(&mut bob_ws, json!({"type": "auth", "token": "not.a.token"})).await;
+    assert_eq!(next_of(&mut bob_ws, "error").await["code"], "unauthorized");
+    send(
+        &mut bob_ws,
+        json!({"type": "subscribe", "topic": bob_topic}),
+    )
+    .await;
+    assert_eq!(next_of(&mut bob_ws, "error").await["code"], "unauthorized");
+    // An invalid header refuses the upgrade itself.
+    let refused = tokio_tungstenite::connect_async({
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut r = format!("ws://{}/api/v1/ws", server.addr)
+            .into_client_request()
+            .unwrap();
+        r.headers_mut()
+            .insert("authorization", "Bearer forged".parse().unwrap());
+        r
+    })
+    .await;
+    assert!(
+        refused.is_err(),
+        "an invalid bearer token must not open the hub"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_subscriptions_end_when_the_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[("AUTH__ACCESS_TTL_SECS", "10"), ("AUTH__LEEWAY_SECS", "0")],
+    );
+    let api = Api::new(&server);
+    api.wait_ready().await;
+    let (ann_id, ann) = api.signed_in("ann@example.com").await;
+    let mut ws = connect(&server, Some(ann["access_token"].as_str().unwrap())).await;
+    let topic = format!("registrations:{ann_id}");
+    send(&mut ws, json!({"type": "subscribe", "topic": topic})).await;
+    assert_eq!(next_of(&mut ws, "subscribed").await["topic"], topic);
+    // The token lives 10 s: the subscription ends then (waited for with a generous deadline).
+    let expired = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value["type"] == "error" {
+                        return value;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the subscription outlived its token");
+    assert_eq!(expired["code"], "token_expired");
+}

@@ -28,6 +28,8 @@ pub(crate) struct Ctx {
     pub clock: SharedClock,
     pub config: EngineConfig,
     pub registry: Arc<Registry>,
+    /// Per-account feeds of registration changes.
+    pub feeds: crate::feeds::UserFeeds,
 }
 
 /// Active events: one lazily initialised handle per event id.

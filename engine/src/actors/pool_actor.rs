@@ -307,9 +307,19 @@ async fn flush(state: &mut PoolActorState) {
     }
     let first_seq = state.pool.seq() + 1 - events.len() as u64;
     let (last_seq, durable) = (state.pool.seq(), state.durable_seq.clone());
+    // Accounts listening for their registrations hear of these changes once durable.
+    let touched: Vec<_> = if state.ctx.feeds.active() {
+        events.iter().filter_map(PoolEvent::account).collect()
+    } else {
+        Vec::new()
+    };
+    let ctx = state.ctx.clone();
     let done = Completion::new(move |result| {
         if result.is_ok() {
             durable.fetch_max(last_seq, Ordering::AcqRel);
+            for (user, registration) in touched {
+                ctx.feeds.publish(user, registration);
+            }
         }
         done.complete(result);
     });

@@ -70,6 +70,9 @@ pub enum PoolEvent {
     HoldExpired {
         /// The registration.
         registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
         /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
@@ -78,6 +81,9 @@ pub enum PoolEvent {
     RegistrationConfirmed {
         /// The registration.
         registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
         /// The tickets, in seat order.
         tickets: Vec<TicketId>,
         /// When.
@@ -88,6 +94,9 @@ pub enum PoolEvent {
     RegistrationCanceled {
         /// The registration.
         registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
         /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
@@ -96,6 +105,9 @@ pub enum PoolEvent {
     AttendeeCheckedIn {
         /// The registration.
         registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
         /// The ticket.
         ticket_id: TicketId,
         /// Seat index of the ticket in its registration.
@@ -103,6 +115,40 @@ pub enum PoolEvent {
         /// When and where.
         admission: Admission,
     },
+}
+
+impl PoolEvent {
+    /// The registration an event concerns and the account holding it, if any.
+    pub fn account(&self) -> Option<(UserId, RegistrationId)> {
+        let (user, registration) = match self {
+            PoolEvent::SeatsHeld {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::HoldExpired {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::RegistrationConfirmed {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::RegistrationCanceled {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::AttendeeCheckedIn {
+                user_id,
+                registration_id,
+                ..
+            } => (user_id, registration_id),
+        };
+        user.map(|u| (u, *registration))
+    }
 }
 
 /// A command to a pool. Fields are validated by the caller (the engine facade).
@@ -197,6 +243,12 @@ struct RegEntry {
     /// The account and ticket type its seats count against (per-account limits).
     #[serde(default)]
     account: Option<(UserId, TicketTypeId)>,
+}
+
+impl RegEntry {
+    fn user(&self) -> Option<UserId> {
+        self.account.map(|(user, _)| user)
+    }
 }
 
 /// Seat counts of a pool, as published to readers after every decision.
@@ -453,6 +505,7 @@ impl PoolState {
             events,
             PoolEvent::RegistrationConfirmed {
                 registration_id: id,
+                user_id: reg.user(),
                 tickets: tickets.clone(),
                 at: now,
             },
@@ -477,6 +530,7 @@ impl PoolState {
                     events,
                     PoolEvent::RegistrationCanceled {
                         registration_id: id,
+                        user_id: reg.user(),
                         at: now,
                     },
                 );
@@ -505,6 +559,7 @@ impl PoolState {
             events,
             PoolEvent::HoldExpired {
                 registration_id: id,
+                user_id: reg.user(),
                 at: now,
             },
         );
@@ -554,6 +609,7 @@ impl PoolState {
             events,
             PoolEvent::AttendeeCheckedIn {
                 registration_id: cmd.registration_id,
+                user_id: reg.user(),
                 ticket_id: cmd.ticket_id,
                 ticket_index: cmd.ticket_index,
                 admission: admission.clone(),
@@ -571,10 +627,12 @@ impl PoolState {
             .map(|(_, id)| *id)
             .collect();
         for id in &due {
+            let user_id = self.regs.get(id).and_then(RegEntry::user);
             self.emit(
                 events,
                 PoolEvent::HoldExpired {
                     registration_id: *id,
+                    user_id,
                     at: now,
                 },
             );

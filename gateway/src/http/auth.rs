@@ -107,19 +107,20 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// The caller if signed in, for routes that anyone may call but that show more to some.
+/// The caller if signed in, for routes that anyone may call but that show more to some. A
+/// token that is present but invalid is refused (401) rather than served as anonymous, so a
+/// client learns its token went bad (RFC 6750 §3.1).
 pub struct MaybeAuthenticated(pub Option<Principal>);
 
 impl FromRequestParts<AppState> for MaybeAuthenticated {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &AppState,
-    ) -> Result<Self, std::convert::Infallible> {
-        Ok(MaybeAuthenticated(
-            Caller::of(&parts.extensions).principal().cloned(),
-        ))
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        match Caller::of(&parts.extensions) {
+            Caller::Verified(principal) => Ok(MaybeAuthenticated(Some(principal.clone()))),
+            Caller::Invalid(reason) => Err(ApiError::Unauthorized(reason)),
+            Caller::Anonymous => Ok(MaybeAuthenticated(None)),
+        }
     }
 }
 

@@ -92,7 +92,7 @@ pub struct RegistrationDto {
     tickets: Vec<IssuedTicket>,
 }
 
-fn registration_dto(state: &AppState, v: RegistrationView) -> RegistrationDto {
+pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> RegistrationDto {
     RegistrationDto {
         id: v.id.0,
         event_id: v.event_id.0,

@@ -1,9 +1,19 @@
 //! WebSocket hub at `/api/v1/ws`. JSON text frames.
 //!
 //! Client → server: `{"type":"subscribe","topic":"event:{id}"}`, `{"type":"unsubscribe",
-//! "topic":…}`, `{"type":"ping"}`. Server → client: `subscribed`, `unsubscribed`, `pong`,
-//! `error` (`code`, `detail`), and `availability` (`topic`, `data` = the availability
-//! document with its `version`).
+//! "topic":…}`, `{"type":"auth","token":"<access token>"}`, `{"type":"ping"}`. Server →
+//! client: `subscribed`, `unsubscribed`, `authenticated`, `pong`, `error` (`code`,
+//! `detail`), `availability` (`topic`, `data` = the availability document with its
+//! `version`), `registration` (`topic`, `data` = the registration as over HTTP) and `resync`
+//! (`topic`: changes were dropped; read `/api/v1/users/me/registrations` again).
+//!
+//! Topics: `event:{id}` is public (published events only). `registrations:{user_id}` is
+//! private: the connection must be authenticated as that user, by an `Authorization: Bearer`
+//! header on the upgrade request or an `auth` message (browsers cannot set headers on a
+//! WebSocket; a token in the URL would end up in logs). It pushes each durable change of the
+//! user's registrations (held, confirmed, expired, canceled, checked in). When the token
+//! expires, private subscriptions end with `token_expired` unless an `auth` message with a
+//! fresh token of the same user came first; authenticating as another user ends them too.
 //!
 //! Each connection is two tasks: this reader and a writer draining a bounded queue of
 //! `send_buffer_max` frames (one aborts the other). Each subscription pushes full snapshots,
@@ -15,13 +25,15 @@
 //! Memory per connection is bounded either way.
 
 use super::AppState;
+use super::auth::MaybeAuthenticated;
 use super::events::AvailabilityDto;
+use crate::auth::Principal;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use engine::ids::EventId;
+use engine::ids::{EventId, RegistrationId, UserId};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -56,14 +68,18 @@ pub(super) fn router() -> Router<AppState> {
 /// Open the WebSocket hub.
 #[utoipa::path(get, path = "/api/v1/ws", tag = "realtime",
     responses((status = 101, description = "switching to the WebSocket protocol")))]
-pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    MaybeAuthenticated(principal): MaybeAuthenticated,
+    ws: WebSocketUpgrade,
+) -> Response {
     // Small buffers: axum's 128 KiB default read buffer would cost 1.3 GB per 10k clients.
     ws.read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(CLIENT_FRAME_BYTES_MAX)
         .max_frame_size(CLIENT_FRAME_BYTES_MAX)
-        .on_upgrade(move |socket| session(state, socket))
+        .on_upgrade(move |socket| session(state, socket, principal))
 }
 
 #[derive(Deserialize)]
@@ -71,7 +87,16 @@ pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade)
 enum ClientMessage {
     Subscribe { topic: String },
     Unsubscribe { topic: String },
+    Auth { token: String },
     Ping,
+}
+
+/// Who the connection is authenticated as, shared with its private subscriptions: they end
+/// when `valid_until` (Unix seconds, extended by a fresh `auth`) passes.
+#[derive(Clone)]
+struct Identity {
+    user_id: UserId,
+    valid_until: Arc<AtomicU64>,
 }
 
 fn text(value: serde_json::Value) -> Message {
@@ -86,6 +111,7 @@ struct Connection {
     tx: mpsc::Sender<Message>,
     progress: Progress,
     kicked: Arc<Notify>,
+    identity: Option<Identity>,
 }
 
 /// Counts live writer tasks in `ws_writer_tasks` (each owns its socket's write half): the
@@ -137,7 +163,7 @@ impl Progress {
     }
 }
 
-async fn session(state: AppState, socket: WebSocket) {
+async fn session(state: AppState, socket: WebSocket, principal: Option<Principal>) {
     metrics::gauge!("ws_connections").increment(1.0);
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(state.ws.send_buffer_max);
@@ -153,17 +179,21 @@ async fn session(state: AppState, socket: WebSocket) {
         }
         let _ = sink.close().await;
     });
-    let conn = Connection {
+    let mut conn = Connection {
         tx,
         progress,
         kicked: Arc::new(Notify::new()),
+        identity: principal.map(|p| Identity {
+            user_id: p.user_id,
+            valid_until: Arc::new(AtomicU64::new(p.valid_until)),
+        }),
     };
     let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut shutdown = state.shutdown.clone();
     loop {
         tokio::select! {
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(t))) => on_message(&state, &conn, &mut subscriptions, t.as_str()).await,
+                Some(Ok(Message::Text(t))) => on_message(&state, &mut conn, &mut subscriptions, t.as_str()).await,
                 Some(Ok(Message::Binary(_))) => reply(&conn, error("unsupported_frame", "send JSON text frames")),
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {} // ping/pong are answered by the protocol layer
@@ -199,7 +229,7 @@ fn reply(conn: &Connection, message: Message) {
 
 async fn on_message(
     state: &AppState,
-    conn: &Connection,
+    conn: &mut Connection,
     subscriptions: &mut HashMap<String, JoinHandle<()>>,
     raw: &str,
 ) {
@@ -209,6 +239,7 @@ async fn on_message(
     };
     match message {
         ClientMessage::Ping => reply(conn, text(json!({"type": "pong"}))),
+        ClientMessage::Auth { token } => authenticate(state, conn, subscriptions, &token),
         ClientMessage::Unsubscribe { topic } => {
             if let Some(task) = subscriptions.remove(&topic) {
                 task.abort();
@@ -225,12 +256,21 @@ async fn on_message(
                     error("too_many_subscriptions", "unsubscribe from a topic first"),
                 );
             }
+            if let Some(user) = topic.strip_prefix(REGISTRATIONS_PREFIX) {
+                return subscribe_registrations(state, conn, subscriptions, topic.clone(), user);
+            }
             let Some(event_id) = topic
                 .strip_prefix("event:")
                 .and_then(|id| id.parse().ok())
                 .map(EventId)
             else {
-                return reply(conn, error("unknown_topic", "topics: event:{id}"));
+                return reply(
+                    conn,
+                    error(
+                        "unknown_topic",
+                        "topics: event:{id}, registrations:{user_id}",
+                    ),
+                );
             };
             // A draft is its managers' business (they read its availability over HTTP); to
             // everyone else it does not exist.
@@ -258,6 +298,159 @@ async fn on_message(
                     reply(conn, error(&problem.code, &problem.detail));
                 }
             }
+        }
+    }
+}
+
+/// Prefix of the private per-user topic.
+const REGISTRATIONS_PREFIX: &str = "registrations:";
+
+/// An `auth` message: the connection becomes the token's user. A bad token, or another user,
+/// ends the private subscriptions of the previous identity.
+fn authenticate(
+    state: &AppState,
+    conn: &mut Connection,
+    subscriptions: &mut HashMap<String, JoinHandle<()>>,
+    token: &str,
+) {
+    let verified = state.auth.verify_access(token.trim());
+    let same_user =
+        matches!((&verified, &conn.identity), (Ok(p), Some(i)) if p.user_id == i.user_id);
+    if !same_user {
+        subscriptions.retain(|topic, task| {
+            let private = topic.starts_with(REGISTRATIONS_PREFIX);
+            if private {
+                task.abort();
+            }
+            !private
+        });
+        conn.identity = None;
+    }
+    match verified {
+        Ok(principal) => {
+            match &conn.identity {
+                // A fresh token of the same user extends the running subscriptions.
+                Some(identity) => identity
+                    .valid_until
+                    .store(principal.valid_until, Ordering::Relaxed),
+                None => {
+                    conn.identity = Some(Identity {
+                        user_id: principal.user_id,
+                        valid_until: Arc::new(AtomicU64::new(principal.valid_until)),
+                    })
+                }
+            }
+            reply(
+                conn,
+                text(json!({"type": "authenticated", "user_id": principal.user_id.0})),
+            );
+        }
+        Err(reason) => {
+            tracing::debug!(reason, "WebSocket auth refused");
+            reply(
+                conn,
+                error("unauthorized", "invalid or expired access token"),
+            );
+        }
+    }
+}
+
+/// Subscribes to `registrations:{user}`: only the authenticated user itself.
+fn subscribe_registrations(
+    state: &AppState,
+    conn: &Connection,
+    subscriptions: &mut HashMap<String, JoinHandle<()>>,
+    topic: String,
+    user: &str,
+) {
+    let Some(identity) = conn.identity.clone() else {
+        return reply(
+            conn,
+            error(
+                "unauthorized",
+                "authenticate first (Authorization header or an auth message)",
+            ),
+        );
+    };
+    let Ok(user) = user.parse::<uuid::Uuid>().map(UserId) else {
+        return reply(
+            conn,
+            error("unknown_topic", "topics: registrations:{user_id}"),
+        );
+    };
+    if user != identity.user_id {
+        return reply(conn, error("forbidden", "only your own registrations"));
+    }
+    // Listen first, then confirm: every change after `subscribed` is pushed.
+    let feed = state.engine.registration_updates(user);
+    reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+    let task = tokio::spawn(push_registrations(
+        state.clone(),
+        topic.clone(),
+        feed,
+        identity,
+        conn.handles(),
+    ));
+    subscriptions.insert(topic, task);
+}
+
+/// Pushes each change of one user's registrations, until the connection's token expires.
+async fn push_registrations(
+    state: AppState,
+    topic: String,
+    mut feed: tokio::sync::broadcast::Receiver<RegistrationId>,
+    identity: Identity,
+    (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    // Set when a change could not be queued: the client must re-read its registrations.
+    let mut resync = false;
+    loop {
+        let valid_until = identity.valid_until.load(Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        if now >= valid_until {
+            let _ = tx.try_send(error(
+                "token_expired",
+                "authenticate again and subscribe again",
+            ));
+            return;
+        }
+        let resync_frame = || text(json!({"type": "resync", "topic": topic}));
+        let frame = tokio::select! {
+            changed = feed.recv() => match changed {
+                Ok(id) if !resync => match state.engine.registration(id) {
+                    Ok(view) => text(json!({
+                        "type": "registration",
+                        "topic": topic,
+                        "data": super::registrations::registration_dto(&state, view),
+                    })),
+                    Err(e) => {
+                        tracing::warn!(error = %e, registration = %id, "registration update not readable");
+                        continue;
+                    }
+                },
+                Ok(_) | Err(RecvError::Lagged(_)) => resync_frame(),
+                Err(RecvError::Closed) => return,
+            },
+            // A dropped change: tell the client to re-read, as soon as its queue has room.
+            _ = tokio::time::sleep(state.ws.push_interval), if resync => resync_frame(),
+            // Wake at the token's expiry (a fresh `auth` may have extended it meanwhile).
+            _ = tokio::time::sleep(Duration::from_secs(valid_until - now)) => continue,
+        };
+        match tx.try_send(frame) {
+            Ok(()) => {
+                resync = false;
+                metrics::counter!("ws_pushes_total").increment(1);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                resync = true;
+                metrics::counter!("ws_pushes_dropped_total").increment(1);
+                if progress.stalled_for() >= state.ws.lag_timeout {
+                    kicked.notify_one();
+                    return;
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }
