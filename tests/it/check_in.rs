@@ -111,11 +111,13 @@ async fn forged_foreign_and_revoked_tickets_are_refused() {
     let mut forged = codes[0].clone().into_bytes();
     let last = forged.len() - 1;
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    // A forged (tampered) code is invalid input: 422 on its field, nothing admitted.
     let r = scan(event.clone(), String::from_utf8(forged).unwrap()).await;
     assert_eq!(
         (r.status, r.str("code").as_str()),
-        (404, "ticket_not_found")
+        (422, "validation_failed")
     );
+    assert_eq!(r.body["errors"][0]["field"], "ticket_code");
 
     let r = scan(other_event.clone(), codes[0].clone()).await;
     assert_eq!((r.status, r.str("code").as_str()), (409, "wrong_event"));

@@ -121,6 +121,21 @@ async fn health_metrics_openapi_and_docs() {
             if !open {
                 assert!(responses["401"].is_object(), "{method} {path}: no 401");
             }
+            // Errors are problem+json; query parameters are in the query (not the path).
+            for (status, response) in responses.as_object().unwrap() {
+                if status.as_str() >= "400" {
+                    assert!(
+                        response["content"]["application/problem+json"].is_object(),
+                        "{method} {path} {status}: not problem+json"
+                    );
+                }
+            }
+            for param in operation["parameters"].as_array().into_iter().flatten() {
+                if ["limit", "after", "status", "email"].contains(&param["name"].as_str().unwrap())
+                {
+                    assert_eq!(param["in"], "query", "{method} {path}: {param}");
+                }
+            }
         }
     }
     let docs = api.http.get(server.url("/docs/")).send().await.unwrap();

@@ -111,11 +111,14 @@ fn event_of(state: &AppState, path: &str) -> Option<Uuid> {
 
 /// Paging of the audit log.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
-    /// Cursor from the previous page.
+    /// Cursor from the previous page (`next_cursor`: 32 hex digits).
+    #[param(pattern = "^[0-9a-f]{32}$")]
     after: Option<String>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

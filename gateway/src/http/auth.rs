@@ -92,6 +92,33 @@ pub(super) async fn authenticate(
     next.run(request).await
 }
 
+/// The authentication gate of every API route: an operation not in the public list
+/// (`openapi::PUBLIC`, also what the OpenAPI document marks as needing a token) without a
+/// valid access token is answered 401 before any other layer or the handler reads the
+/// request. Handlers still take [`Authenticated`]; this gate makes a forgotten one harmless.
+pub(super) async fn require_authentication(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or_default();
+    let method = match request.method().as_str() {
+        "HEAD" => "GET",
+        other => other,
+    };
+    let operation = format!("{method} {route}");
+    if !super::openapi::PUBLIC.contains(&operation.as_str()) {
+        match Caller::of(request.extensions()) {
+            Caller::Verified(_) => {}
+            Caller::Invalid(reason) => return ApiError::Unauthorized(reason).into_response(),
+            Caller::Anonymous => {
+                return ApiError::Unauthorized("no Authorization header").into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
 /// The caller, from a valid `Authorization: Bearer` access token; 401 otherwise.
 pub struct Authenticated(pub Principal);
 
@@ -138,8 +165,10 @@ pub struct SignupBody {
     /// E-mail address (unique; compared case-insensitively).
     pub email: String,
     /// At least 10 characters, at most 256 bytes.
+    #[schema(min_length = 10, max_length = 256)]
     pub password: String,
     /// Display name.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 
@@ -525,8 +554,23 @@ pub(crate) async fn update_me(
 #[serde(deny_unknown_fields)]
 pub struct RolesBody {
     /// The whole new set: any of `admin`, `organizer`, `staff`, `attendee`.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<RoleName>)]
     pub roles: Vec<Role>,
+}
+
+/// A role's name (documentation of `Role` on the wire).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RoleName {
+    /// Everything.
+    Admin,
+    /// Creates and manages events.
+    Organizer,
+    /// Checks tickets in at assigned events.
+    Staff,
+    /// Buys tickets.
+    Attendee,
 }
 
 /// Replace an account's roles (admins only).
@@ -554,6 +598,7 @@ pub struct PasswordChange {
     /// The password in use.
     pub current_password: String,
     /// The new one: at least 10 characters, at most 256 bytes.
+    #[schema(min_length = 10, max_length = 256)]
     pub new_password: String,
 }
 
@@ -730,6 +775,7 @@ pub struct ResetConfirm {
     /// The token from the e-mailed link.
     pub token: String,
     /// The new password: at least 10 characters, at most 256 bytes.
+    #[schema(min_length = 10, max_length = 256)]
     pub new_password: String,
 }
 

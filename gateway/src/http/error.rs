@@ -57,6 +57,8 @@ pub enum ApiError {
     MalformedJson(String),
     /// The body is JSON of the wrong shape.
     InvalidBody(Vec<FieldError>),
+    /// A plain request to the WebSocket endpoint (not an upgrade).
+    NotWebSocket(String),
     /// Content-Type is not JSON.
     UnsupportedMediaType,
     /// Body over the limit.
@@ -219,6 +221,9 @@ impl ApiError {
                 "invalid_path_parameter",
                 "Invalid path parameter",
             ),
+            ApiError::NotWebSocket(_) => {
+                (S::BAD_REQUEST, "not_websocket", "Not a WebSocket upgrade")
+            }
             ApiError::InvalidQuery(_) => {
                 (S::BAD_REQUEST, "invalid_query", "Invalid query parameter")
             }
@@ -280,7 +285,9 @@ impl ApiError {
             ApiError::InvalidBody(_) => "the body does not match the expected schema".into(),
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
             ApiError::PayloadTooLarge(max) => format!("the body exceeds {max} bytes"),
-            ApiError::InvalidPath(m) | ApiError::InvalidQuery(m) => m.clone(),
+            ApiError::InvalidPath(m) | ApiError::InvalidQuery(m) | ApiError::NotWebSocket(m) => {
+                m.clone()
+            }
             ApiError::RouteNotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::InvalidIdempotencyKey => {

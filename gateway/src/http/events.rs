@@ -191,9 +191,11 @@ pub struct EventPage {
 
 /// Filters of `GET /api/v1/events`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventListParams {
     /// draft, published, canceled or completed.
+    #[param(pattern = "^(draft|published|canceled|completed)$")]
     status: Option<String>,
     /// Text in title, description or venue.
     q: Option<String>,
@@ -204,10 +206,12 @@ pub struct EventListParams {
     /// Category.
     category: Option<String>,
     /// upcoming or past.
+    #[param(pattern = "^(upcoming|past)$")]
     when: Option<String>,
     /// Cursor from the previous page.
     after: Option<Uuid>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<usize>,
 }
 
@@ -508,7 +512,7 @@ pub(crate) async fn availability(
 #[serde(deny_unknown_fields)]
 pub struct MemberBody {
     /// `organizer` (manages the event) or `staff` (checks tickets in, nothing else).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(organizer|staff)$")]
     pub role: EventRole,
 }
 

@@ -125,10 +125,12 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .merge(ws::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), audit::layer))
         .route_layer(middleware::from_fn(track_metrics))
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
         ))
+        // Before anything reads the request: a protected route without a valid token is 401.
+        .route_layer(middleware::from_fn(auth::require_authentication))
         // Outside the idempotency layer: a retry spends budget like any request.
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         // Outermost: the caller is decided once, and everything after reads it.

@@ -16,6 +16,7 @@ use super::registrations::{
     RegistrationPage, TicketDto,
 };
 use axum::Router;
+use utoipa::openapi::RefOr;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
@@ -48,7 +49,7 @@ use utoipa_swagger_ui::SwaggerUi;
         IssuedTicket, CheckInBody, CheckInDto, TicketDto,
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
         super::auth::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
-        super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm,
+        super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm, super::auth::RoleName,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),
@@ -57,7 +58,7 @@ pub struct ApiDoc;
 
 /// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
 /// needs `Authorization: Bearer`.
-const PUBLIC: [&str; 11] = [
+pub(super) const PUBLIC: [&str; 11] = [
     "GET /api/v1/events",
     "GET /api/v1/events/{id}",
     "GET /api/v1/events/{id}/availability",
@@ -90,6 +91,33 @@ fn problem(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Respons
         .into()
 }
 
+/// Whether an operation has path parameters, and query parameters.
+fn parameters_in(op: &utoipa::openapi::path::Operation) -> (bool, bool) {
+    use utoipa::openapi::path::ParameterIn;
+    let params = op.parameters.iter().flatten().filter_map(|p| match p {
+        RefOr::T(p) => Some(&p.parameter_in),
+        RefOr::Ref(_) => None,
+    });
+    let (mut path, mut query) = (false, false);
+    for place in params {
+        path |= matches!(place, ParameterIn::Path);
+        query |= matches!(place, ParameterIn::Query);
+    }
+    (path, query)
+}
+
+/// Moves a `Problem` body from `application/json` to `application/problem+json`.
+fn as_problem_json(response: &mut utoipa::openapi::Response) {
+    let is_problem = response.content.get("application/json").is_some_and(|c| {
+        matches!(c, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")))
+    });
+    if is_problem && let Some(content) = response.content.shift_remove("application/json") {
+        response
+            .content
+            .insert("application/problem+json".to_owned(), content);
+    }
+}
+
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::SecurityRequirement;
@@ -108,18 +136,50 @@ impl Modify for BearerAuth {
                 let Some(op) = operation.as_mut() else {
                     continue;
                 };
+                let (has_path, has_query) = parameters_in(op);
+                let has_body = op.request_body.is_some();
                 let responses = &mut op.responses.responses;
+                // Every error answer is problem+json (the handlers' annotations say `body =
+                // Problem`, which utoipa lists as application/json).
+                for response in responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        as_problem_json(response);
+                    }
+                }
                 let mut add = |code: &str, description: &str| {
                     responses
                         .entry(code.to_owned())
                         .or_insert_with(|| problem(description));
                 };
+                if has_path {
+                    add("400", "invalid_path_parameter: an id that is not a UUID");
+                }
+                if has_query {
+                    add("400", "invalid_query: a query parameter of the wrong type");
+                }
+                if has_body {
+                    add("400", "malformed_json: the body is not JSON");
+                    add("413", "payload_too_large: the body exceeds the limit");
+                    add(
+                        "415",
+                        "unsupported_media_type: the body is not application/json",
+                    );
+                    add("422", "invalid_body or validation_failed: per-field errors");
+                }
+                if path == "/api/v1/ws" {
+                    add("400", "not a WebSocket upgrade request");
+                }
                 add(
                     "429",
                     "rate_limited: over a rate limit; retry after Retry-After",
                 );
                 add("503", "overloaded or unavailable; retry after Retry-After");
-                if !PUBLIC.contains(&format!("{method} {path}").as_str()) {
+                let public = PUBLIC.contains(&format!("{method} {path}").as_str());
+                if public && method == "GET" {
+                    // Public reads serve anonymous callers, but a token that is sent must be valid.
+                    add("401", "unauthorized: an invalid access token was sent");
+                }
+                if !public {
                     add("401", "unauthorized: no valid access token");
                     add("403", "forbidden: the token's account may not do this");
                     op.security = Some(vec![SecurityRequirement::new(

@@ -127,18 +127,22 @@ pub struct RegistrationPage {
 
 /// Paging and filter of registration listings.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationListParams {
     /// held, confirmed, canceled or expired.
+    #[param(pattern = "^(held|confirmed|canceled|expired)$")]
     status: Option<String>,
     /// Cursor from the previous page.
     after: Option<Uuid>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
 /// Lookup of registrations by attendee e-mail.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EmailParams {
     /// Attendee e-mail.
@@ -146,6 +150,7 @@ pub struct EmailParams {
     /// Cursor from the previous page.
     after: Option<Uuid>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -296,11 +301,13 @@ pub(crate) async fn list_registrations_by_email(
 
 /// Paging of one's own registrations.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MyRegistrationsParams {
     /// Cursor from the previous page.
     after: Option<Uuid>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -347,9 +354,9 @@ pub struct CheckInDto {
 /// and at which gate the ticket was first admitted.
 #[utoipa::path(post, path = "/api/v1/events/{id}/check-ins", tag = "check-in", params(("id" = Uuid, Path)),
     request_body = CheckInBody,
-    responses((status = 200, body = CheckInDto), (status = 404, description = "ticket_not_found (also for forged codes)", body = Problem),
+    responses((status = 200, body = CheckInDto), (status = 404, description = "ticket_not_found: a valid code of a ticket that does not exist", body = Problem), (status = 422, description = "validation_failed: a malformed, tampered or forged code", body = Problem),
         (status = 409, description = "already_checked_in, ticket_revoked, wrong_event, event_not_open", body = Problem),
-        (status = 422, body = Problem), (status = 503, body = Problem)))]
+        (status = 503, body = Problem)))]
 pub(crate) async fn check_in(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -362,10 +369,14 @@ pub(crate) async fn check_in(
             DomainError::Validation(vec![FieldError::new("ticket_code", "too long")]).into(),
         );
     }
-    let ticket_id = state
-        .codes
-        .decode(&body.ticket_code)
-        .ok_or(DomainError::TicketNotFound)?;
+    // A code that is not one this server signed (malformed, tampered, forged) is invalid
+    // input, not a missing ticket.
+    let ticket_id = state.codes.decode(&body.ticket_code).ok_or_else(|| {
+        DomainError::Validation(vec![FieldError::new(
+            "ticket_code",
+            "not a valid ticket code (malformed or bad signature)",
+        )])
+    })?;
     let (ticket, admission) = state
         .engine
         .check_in(event_id, ticket_id, body.gate)

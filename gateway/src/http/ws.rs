@@ -31,7 +31,7 @@ use crate::auth::Principal;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::ids::{EventId, RegistrationId, UserId};
 use futures::{SinkExt, StreamExt};
@@ -71,8 +71,14 @@ pub(super) fn router() -> Router<AppState> {
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     MaybeAuthenticated(principal): MaybeAuthenticated,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return super::error::ApiError::NotWebSocket(e.body_text()).into_response();
+        }
+    };
     // Small buffers: axum's 128 KiB default read buffer would cost 1.3 GB per 10k clients.
     ws.read_buffer_size(4096)
         .write_buffer_size(4096)
