@@ -126,7 +126,7 @@ impl Engine {
             clock,
             config,
             registry,
-            feeds: crate::feeds::UserFeeds::default(),
+            feeds: Arc::new(crate::feeds::UserFeeds::default()),
         });
         Ok(Self {
             ctx,
@@ -188,10 +188,7 @@ impl Engine {
     /// Changes to `user`'s registrations (their ids), from now on, once durable. The channel is
     /// bounded ([`crate::feeds::FEED_CAPACITY`]): a listener that falls behind gets `Lagged`
     /// and should re-read the registrations.
-    pub fn registration_updates(
-        &self,
-        user: UserId,
-    ) -> tokio::sync::broadcast::Receiver<RegistrationId> {
+    pub fn registration_updates(&self, user: UserId) -> crate::feeds::RegistrationFeed {
         self.ctx.feeds.subscribe(user)
     }
 

@@ -133,6 +133,8 @@ pub struct OutboxConfig {
     pub batch_max: usize,
     /// Wait after a failed delivery before trying again (doubling up to 32x).
     pub retry_after: Duration,
+    /// Failed deliveries in a row after which a message goes to the dead letters.
+    pub attempts_max: u32,
 }
 
 impl Default for OutboxConfig {
@@ -141,12 +143,15 @@ impl Default for OutboxConfig {
             pending_max: 10_000,
             batch_max: 64,
             retry_after: Duration::from_secs(1),
+            attempts_max: 10,
         }
     }
 }
 
-/// Counts the outbox and wakes the relay. Shared by the engine (which adds messages through
-/// the journal) and the relay (which removes them).
+/// Counts the outbox and wakes the relay. A request that adds messages first reserves room
+/// ([`OutboxGauge::reserve`]); the reservation is kept when its append becomes durable (in
+/// the journal's completion, which runs even if the request was abandoned) and released
+/// otherwise, so the count never drifts and concurrent requests cannot overshoot the bound.
 #[derive(Debug)]
 pub(crate) struct OutboxGauge {
     pending: AtomicUsize,
@@ -164,30 +169,71 @@ impl OutboxGauge {
         }
     }
 
-    /// Whether `n` more messages fit.
-    pub(crate) fn has_room(&self, n: usize) -> bool {
-        self.pending.load(Ordering::Relaxed) + n <= self.pending_max
+    fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
-    /// `n` messages became durable: count them and wake the relay.
-    pub(crate) fn added(&self, n: usize) {
-        let now = self.pending.fetch_add(n, Ordering::Relaxed) + n;
-        metrics::gauge!("outbox_pending").set(now as f64);
-        self.wake.notify_one();
+    fn publish(&self) {
+        metrics::gauge!("outbox_pending").set(self.pending() as f64);
     }
 
-    fn removed(&self) {
-        let before = self
-            .pending
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                Some(p.saturating_sub(1))
+    /// Room for `n` more messages, or `None` when the outbox is full.
+    pub(crate) fn reserve(self: &Arc<Self>, n: usize) -> Option<Reservation> {
+        self.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
+                (p + n <= self.pending_max).then_some(p + n)
             })
-            .unwrap_or(0);
-        metrics::gauge!("outbox_pending").set(before.saturating_sub(1) as f64);
+            .ok()?;
+        self.publish();
+        Some(Reservation {
+            gauge: self.clone(),
+            n,
+        })
+    }
+
+    /// Whether `n` more messages would fit now (a hint: `reserve` decides).
+    pub(crate) fn has_room(&self, n: usize) -> bool {
+        self.pending() + n <= self.pending_max
+    }
+
+    fn release(&self, n: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(n))
+            });
+        self.publish();
     }
 }
 
-/// Delivers the outbox in order, one message at a time, until shutdown.
+/// Room held in the outbox for the messages of one append: kept by [`Reservation::commit`]
+/// once they are durable, given back when dropped without it.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    gauge: Arc<OutboxGauge>,
+    n: usize,
+}
+
+impl Reservation {
+    /// The messages are in the outbox: keep their room and wake the relay.
+    pub(crate) fn commit(mut self) {
+        self.n = 0;
+        self.gauge.wake.notify_one();
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.gauge.release(self.n);
+        }
+    }
+}
+
+/// Delivers the outbox in order until shutdown. A message the sink refuses is retried with
+/// backoff; after `attempts_max` failures in a row it is moved to the dead letters (kept in
+/// the store, logged, counted) so that one bad message cannot hold up every other one. A
+/// message that cannot even be decoded goes there at once.
 pub(crate) async fn relay(
     store: Arc<dyn Store>,
     sink: Arc<dyn MessageSink>,
@@ -196,6 +242,8 @@ pub(crate) async fn relay(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = config.retry_after;
+    // The message at the head of the outbox and how often its delivery failed in a row.
+    let mut failing: Option<(Uuid, u32)> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -208,28 +256,51 @@ pub(crate) async fn relay(
             }
         };
         let mut failed = false;
-        for message in &batch {
-            match sink.deliver(message).await {
+        for (id, message) in &batch {
+            let outcome = match message {
+                Ok(message) => sink.deliver(message).await.map_err(|e| {
+                    tracing::warn!(error = %e, %id, kind = message.kind.as_str(), "message delivery failed; retrying later");
+                    metrics::counter!("outbox_delivery_failures_total", "kind" => message.kind.as_str())
+                        .increment(1);
+                    e
+                }),
+                Err(e) => {
+                    dead_letter(&*store, &gauge, *id, &format!("undecodable: {e}"));
+                    continue;
+                }
+            };
+            match outcome {
                 Ok(()) => {
-                    if let Err(StoreError(e)) = store.outbox_remove(message.id) {
+                    if let Err(StoreError(e)) = store.outbox_remove(*id) {
                         // Delivered but still queued: it goes out again (at least once).
-                        tracing::error!(error = %e, id = %message.id, "outbox removal failed");
+                        tracing::error!(error = %e, %id, "outbox removal failed");
                         failed = true;
                         break;
                     }
-                    gauge.removed();
-                    metrics::counter!("outbox_delivered_total", "kind" => message.kind.as_str())
-                        .increment(1);
+                    gauge.release(1);
+                    if let Ok(m) = message {
+                        metrics::counter!("outbox_delivered_total", "kind" => m.kind.as_str())
+                            .increment(1);
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, id = %message.id, kind = message.kind.as_str(), "message delivery failed; retrying later");
-                    metrics::counter!("outbox_delivery_failures_total", "kind" => message.kind.as_str())
-                        .increment(1);
+                    let attempts = match failing {
+                        Some((head, n)) if head == *id => n + 1,
+                        _ => 1,
+                    };
+                    if attempts >= config.attempts_max {
+                        dead_letter(&*store, &gauge, *id, &e);
+                        failing = None;
+                        continue;
+                    }
+                    failing = Some((*id, attempts));
                     failed = true;
                     break;
                 }
             }
         }
+        // A long backlog must not hold a worker thread (the sink may never yield).
+        tokio::task::yield_now().await;
         let wait = if failed {
             let wait = backoff;
             backoff = (backoff * 2).min(config.retry_after * 32);
@@ -245,7 +316,23 @@ pub(crate) async fn relay(
         tokio::select! {
             _ = gauge.wake.notified(), if !failed => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => {}
+            changed = shutdown.changed() => if changed.is_err() {
+                return; // the engine is gone
+            },
+        }
+    }
+}
+
+/// Moves a message the relay gives up on to the dead letters.
+fn dead_letter(store: &dyn Store, gauge: &OutboxGauge, id: Uuid, reason: &str) {
+    match store.outbox_dead_letter(id) {
+        Ok(()) => {
+            tracing::error!(%id, reason, "message moved to the outbox's dead letters");
+            metrics::counter!("outbox_dead_letters_total").increment(1);
+            gauge.release(1);
+        }
+        Err(StoreError(e)) => {
+            tracing::error!(error = %e, %id, "moving a message to the dead letters failed")
         }
     }
 }
@@ -272,13 +359,17 @@ mod tests {
     }
 
     #[test]
-    fn the_gauge_bounds_the_outbox() {
-        let g = OutboxGauge::new(8, 10);
-        assert!(g.has_room(2));
-        assert!(!g.has_room(3));
-        g.added(2);
-        assert!(!g.has_room(1));
-        g.removed();
-        assert!(g.has_room(1));
+    fn reservations_bound_the_outbox_and_are_given_back_unless_committed() {
+        let g = Arc::new(OutboxGauge::new(7, 10));
+        let a = g.reserve(2).unwrap();
+        assert!(g.reserve(2).is_none(), "9 + 2 > 10");
+        let b = g.reserve(1).unwrap();
+        assert_eq!(g.pending(), 10);
+        drop(b); // its append failed
+        assert_eq!(g.pending(), 9);
+        a.commit(); // durable: the room stays taken until the relay delivers
+        assert_eq!(g.pending(), 9);
+        g.release(1);
+        assert_eq!(g.pending(), 8);
     }
 }

@@ -358,11 +358,18 @@ pub trait Store: Send + Sync + 'static {
     fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// The account of a normalised e-mail address.
     fn user_by_email(&self, email: &str) -> Result<Option<UserId>, StoreError>;
-    /// The oldest `limit` messages of the outbox.
-    fn outbox(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The oldest `limit` messages of the outbox, each with its id (a message that cannot be
+    /// decoded comes back as its error, so the relay can set it aside).
+    #[allow(clippy::type_complexity)]
+    fn outbox(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, String>)>, StoreError>;
     /// How many messages the outbox holds (counted once, at start).
     fn outbox_len(&self) -> Result<usize, StoreError>;
     /// Removes a delivered message (not in the journal's batch: a removal lost in a crash
     /// only sends the message again).
     fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError>;
+    /// Moves a message the relay gave up on from the outbox to the dead letters (atomically).
+    fn outbox_dead_letter(&self, id: uuid::Uuid) -> Result<(), StoreError>;
 }

@@ -95,6 +95,8 @@ pub struct OutboxSection {
     pub pending_max: usize,
     /// Wait after a failed delivery (doubling up to 32x).
     pub retry_ms: u64,
+    /// Failed deliveries in a row after which a message goes to the dead letters.
+    pub attempts_max: u32,
 }
 
 /// HTTP server settings.
@@ -349,6 +351,7 @@ impl Config {
                 pending_max: self.outbox.pending_max,
                 batch_max: 64,
                 retry_after: Duration::from_millis(self.outbox.retry_ms.max(10)),
+                attempts_max: self.outbox.attempts_max.max(1),
             },
         }
     }

@@ -7,13 +7,18 @@ use engine::outbox::{BoxFuture, MessageKind, MessageSink, OutboxMessage, mask};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Appends messages to a JSON-lines file.
 pub struct FileSink {
+    file: Arc<SpoolFile>,
+    link_base: String,
+}
+
+/// The file, written on blocking threads (each line is fsynced).
+struct SpoolFile {
     path: PathBuf,
     bytes_max: u64,
-    link_base: String,
     lock: Mutex<()>,
 }
 
@@ -36,10 +41,12 @@ impl FileSink {
     /// A sink writing to `path`, rotated beyond `bytes_max`; links start with `link_base`.
     pub fn new(path: &Path, bytes_max: u64, link_base: &str) -> Self {
         Self {
-            path: path.to_owned(),
-            bytes_max,
+            file: Arc::new(SpoolFile {
+                path: path.to_owned(),
+                bytes_max,
+                lock: Mutex::new(()),
+            }),
             link_base: link_base.trim_end_matches('/').to_owned(),
-            lock: Mutex::new(()),
         }
     }
 
@@ -78,7 +85,9 @@ impl FileSink {
             text,
         }
     }
+}
 
+impl SpoolFile {
     fn append(&self, line: &[u8]) -> std::io::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(meta) = std::fs::metadata(&self.path)
@@ -91,7 +100,9 @@ impl FileSink {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&self.path)?;
-        file.write_all(line)
+        file.write_all(line)?;
+        // On disk before the message leaves the outbox (at least once, across a power loss).
+        file.sync_data()
     }
 }
 
@@ -107,13 +118,16 @@ impl MessageSink for FileSink {
         Box::pin(async move {
             let mut line = serde_json::to_vec(&self.render(message)).map_err(|e| e.to_string())?;
             line.push(b'\n');
-            self.append(&line)
-                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            let file = self.file.clone();
+            tokio::task::spawn_blocking(move || file.append(&line))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("{}: {e}", self.file.path.display()))?;
             tracing::info!(
                 id = %message.id,
                 kind = message.kind.as_str(),
                 to = %mask(&message.to),
-                file = %self.path.display(),
+                file = %self.file.path.display(),
                 "message written to the outbox file"
             );
             Ok(())

@@ -70,6 +70,8 @@ pub struct Db {
     pub(crate) audit: Keyspace,
     /// Messages waiting for delivery, by id (UUIDv7: creation order).
     pub(crate) outbox: Keyspace,
+    /// Messages the relay gave up on, by id, as they were in the outbox.
+    pub(crate) outbox_dead: Keyspace,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -104,6 +106,7 @@ impl Db {
             users_by_email: ks("users_by_email")?,
             audit: ks("audit")?,
             outbox: ks("outbox")?,
+            outbox_dead: ks("outbox_dead")?,
             db,
         })
     }
@@ -121,7 +124,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 13] {
+    fn all(&self) -> [&Keyspace; 14] {
         [
             &self.journal,
             &self.snapshots,
@@ -136,6 +139,7 @@ impl Db {
             &self.users_by_email,
             &self.audit,
             &self.outbox,
+            &self.outbox_dead,
         ]
     }
 
@@ -367,11 +371,15 @@ impl Store for Db {
         }
     }
 
-    fn outbox(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
+    fn outbox(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, String>)>, StoreError> {
         let mut items = Vec::new();
         for guard in self.outbox.iter().take(limit) {
-            let (_, value) = guard.into_inner().map_err(err)?;
-            items.push(decode(&value).map_err(err)?);
+            let (key, value) = guard.into_inner().map_err(err)?;
+            let id = uuid::Uuid::from_slice(&key).map_err(err)?;
+            items.push((id, decode(&value)));
         }
         Ok(items)
     }
@@ -382,5 +390,16 @@ impl Store for Db {
 
     fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError> {
         self.outbox.remove(id.as_bytes().to_vec()).map_err(err)
+    }
+
+    fn outbox_dead_letter(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        let key = id.as_bytes().to_vec();
+        let Some(value) = self.outbox.get(&key).map_err(err)? else {
+            return Ok(());
+        };
+        let mut batch = self.db.batch();
+        batch.insert(&self.outbox_dead, key.clone(), value);
+        batch.remove(&self.outbox, key);
+        batch.commit().map_err(err)
     }
 }

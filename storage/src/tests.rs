@@ -376,11 +376,20 @@ async fn outbox_messages_commit_with_their_events_only() {
     h.journal.append(next).await;
     assert_eq!(next_rx.await.unwrap(), Ok(()));
 
-    let pending: Vec<String> = h.db.outbox(10).unwrap().into_iter().map(|m| m.to).collect();
-    assert_eq!(pending, ["first@x.io", "second@x.io"]);
+    let pending = |db: &Db| -> Vec<String> {
+        db.outbox(10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| m.unwrap().to)
+            .collect()
+    };
+    assert_eq!(pending(&h.db), ["first@x.io", "second@x.io"]);
     assert_eq!(h.db.outbox_len().unwrap(), 2);
-    let first = h.db.outbox(1).unwrap().remove(0);
-    h.db.outbox_remove(first.id).unwrap();
-    let pending: Vec<String> = h.db.outbox(10).unwrap().into_iter().map(|m| m.to).collect();
-    assert_eq!(pending, ["second@x.io"]);
+    let (first, _) = h.db.outbox(1).unwrap().remove(0);
+    h.db.outbox_remove(first).unwrap();
+    assert_eq!(pending(&h.db), ["second@x.io"]);
+    let (second, _) = h.db.outbox(1).unwrap().remove(0);
+    h.db.outbox_dead_letter(second).unwrap();
+    assert!(pending(&h.db).is_empty());
+    assert_eq!(h.db.outbox_dead.len().unwrap(), 1);
 }

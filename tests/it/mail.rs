@@ -182,3 +182,32 @@ async fn undelivered_messages_survive_a_restart() {
     assert!(drained.is_some());
     assert_eq!(mailed(&server, "bob@example.com", "verify_email").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_adapter_keeps_refusing_goes_to_the_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = [
+        ("OUTBOX__FILE", "missing-dir/outbox.jsonl"),
+        ("OUTBOX__RETRY_MS", "10"),
+        ("OUTBOX__ATTEMPTS_MAX", "3"),
+    ];
+    let server = Server::start(dir.path(), &broken);
+    let api = Api::new(&server);
+    api.wait_ready().await;
+    api.signed_in("carl@example.com").await;
+    api.signed_in("dora@example.com").await;
+    // Each is tried 3 times, then set aside: neither holds up the other, the outbox empties.
+    let dead = wait_for(Duration::from_secs(20), || async {
+        api.metric("outbox_dead_letters_total")
+            .await
+            .filter(|n| *n >= 2.0)
+    })
+    .await;
+    assert_eq!(dead, Some(2.0));
+    assert_eq!(api.metric("outbox_pending").await, Some(0.0));
+    assert_eq!(
+        api.metric("outbox_delivery_failures_total{kind=\"verify_email\"}")
+            .await,
+        Some(6.0)
+    );
+}

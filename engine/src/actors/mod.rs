@@ -29,7 +29,7 @@ pub(crate) struct Ctx {
     pub config: EngineConfig,
     pub registry: Arc<Registry>,
     /// Per-account feeds of registration changes.
-    pub feeds: crate::feeds::UserFeeds,
+    pub feeds: Arc<crate::feeds::UserFeeds>,
 }
 
 /// Active events: one lazily initialised handle per event id.

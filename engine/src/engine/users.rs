@@ -7,8 +7,8 @@ use crate::accounts::{
 };
 use crate::error::{DomainError, EngineError, EngineResult};
 use crate::ids::{StreamId, UserId};
-use crate::outbox::{MessageKind, OutboxMessage};
-use crate::ports::{JournalError, Snapshot, StreamEvent};
+use crate::outbox::{MessageKind, OutboxMessage, Reservation};
+use crate::ports::{AppendRequest, Completion, JournalError, Snapshot, StreamEvent};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -62,34 +62,24 @@ impl Engine {
             .ok_or_else(|| EngineError::Storage("registered event expected".into()))?;
         let mut events = vec![registered];
         let mut outbox = Vec::new();
-        match verification {
-            Some(minted) if self.outbox.has_room(1) => {
+        let mut reservation = None;
+        if let Some(minted) = verification {
+            reservation = self.outbox.reserve(1);
+            if reservation.is_some() {
                 let (event, message) = verification_link(&record, minted, now);
                 events.push(event);
                 outbox.push(message);
-            }
-            Some(_) => {
+            } else {
                 metrics::counter!("outbox_refused_total").increment(1);
                 tracing::warn!(user = %new.id, "outbox full: account created without a verification link");
             }
-            None => {}
         }
         for event in &events {
             record.apply(event);
         }
-        let messages = outbox.len();
-        self.ctx
-            .journal
-            .append_and_wait(
-                StreamId::User(record.id),
-                1,
-                events.into_iter().map(StreamEvent::User).collect(),
-                Some(Snapshot::User(Box::new(record.clone()))),
-                outbox,
-            )
+        self.append_user(record.id, 1, events, &record, outbox, reservation)
             .await
             .map_err(journal)?;
-        self.outbox.added(messages);
         Ok(record)
     }
 
@@ -285,6 +275,41 @@ impl Engine {
         .map(|(u, ())| u)
     }
 
+    /// Appends `events` (with `record`, the state after them, as snapshot) and `outbox` to the
+    /// user's stream and waits until durable. The outbox `reservation` is kept in the
+    /// journal's completion once durable (even if this future was dropped meanwhile) and given
+    /// back otherwise.
+    async fn append_user(
+        &self,
+        id: UserId,
+        first_seq: u64,
+        events: Vec<UserEvent>,
+        record: &UserRecord,
+        outbox: Vec<OutboxMessage>,
+        reservation: Option<Reservation>,
+    ) -> Result<(), JournalError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = Completion::new(move |result| {
+            if result.is_ok()
+                && let Some(reservation) = reservation
+            {
+                reservation.commit();
+            }
+            let _ = tx.send(result);
+        });
+        let request = AppendRequest {
+            stream: StreamId::User(id),
+            writer: 0,
+            first_seq,
+            events: events.into_iter().map(StreamEvent::User).collect(),
+            snapshot: Some(Snapshot::User(Box::new(record.clone()))),
+            outbox,
+            done,
+        };
+        self.ctx.journal.append(request).await;
+        rx.await.unwrap_or(Err(JournalError::Stopped))
+    }
+
     /// Read, decide, append with the expected sequence number; again on a conflict.
     async fn update_user<T>(
         &self,
@@ -313,31 +338,25 @@ impl Engine {
             if events.is_empty() {
                 return Ok((record, out));
             }
-            if !outbox.is_empty() && !self.outbox.has_room(outbox.len()) {
-                metrics::counter!("outbox_refused_total").increment(1);
-                return Err(EngineError::Unavailable("outbox full".into()));
-            }
-            let messages = outbox.len();
+            let reservation = if outbox.is_empty() {
+                None
+            } else {
+                let reserved = self.outbox.reserve(outbox.len());
+                if reserved.is_none() {
+                    metrics::counter!("outbox_refused_total").increment(1);
+                    return Err(EngineError::Unavailable("outbox full".into()));
+                }
+                reserved
+            };
             let mut next = record.clone();
             for event in &events {
                 next.apply(event);
             }
             let appended = self
-                .ctx
-                .journal
-                .append_and_wait(
-                    StreamId::User(id),
-                    record.seq + 1,
-                    events.into_iter().map(StreamEvent::User).collect(),
-                    Some(Snapshot::User(Box::new(next.clone()))),
-                    outbox,
-                )
+                .append_user(id, record.seq + 1, events, &next, outbox, reservation)
                 .await;
             match appended {
-                Ok(()) => {
-                    self.outbox.added(messages);
-                    return Ok((next, out));
-                }
+                Ok(()) => return Ok((next, out)),
                 // Another request changed the account first: decide again on its result.
                 Err(JournalError::SequenceConflict { .. }) => continue,
                 Err(e) => return Err(journal(e)),

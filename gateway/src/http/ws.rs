@@ -33,7 +33,7 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use engine::ids::{EventId, RegistrationId, UserId};
+use engine::ids::{EventId, UserId};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -247,12 +247,19 @@ async fn on_message(
         ClientMessage::Ping => reply(conn, text(json!({"type": "pong"}))),
         ClientMessage::Auth { token } => authenticate(state, conn, subscriptions, &token),
         ClientMessage::Unsubscribe { topic } => {
+            let topic = canonical_topic(&topic).unwrap_or(topic);
             if let Some(task) = subscriptions.remove(&topic) {
                 task.abort();
             }
             reply(conn, text(json!({"type": "unsubscribed", "topic": topic})));
         }
         ClientMessage::Subscribe { topic } => {
+            // One spelling per topic (ids in canonical form), so a topic cannot be subscribed
+            // twice under two spellings.
+            let topic = canonical_topic(&topic).unwrap_or(topic);
+            // A subscription that ended (token expired, topic closed) is gone: subscribing
+            // again starts a new one.
+            subscriptions.retain(|_, task| !task.is_finished());
             if subscriptions.contains_key(&topic) {
                 return reply(conn, text(json!({"type": "subscribed", "topic": topic})));
             }
@@ -308,6 +315,14 @@ async fn on_message(
     }
 }
 
+/// `event:{id}` and `registrations:{id}` with the id in canonical (hyphenated, lower-case)
+/// form; `None` for anything else.
+fn canonical_topic(topic: &str) -> Option<String> {
+    let (kind, id) = topic.split_once(':')?;
+    let id: uuid::Uuid = id.parse().ok()?;
+    matches!(kind, "event" | "registrations").then(|| format!("{kind}:{id}"))
+}
+
 /// Prefix of the private per-user topic.
 const REGISTRATIONS_PREFIX: &str = "registrations:";
 
@@ -336,9 +351,11 @@ fn authenticate(
         Ok(principal) => {
             match &conn.identity {
                 // A fresh token of the same user extends the running subscriptions.
-                Some(identity) => identity
-                    .valid_until
-                    .store(principal.valid_until, Ordering::Relaxed),
+                Some(identity) => {
+                    identity
+                        .valid_until
+                        .fetch_max(principal.valid_until, Ordering::Relaxed);
+                }
                 None => {
                     conn.identity = Some(Identity {
                         user_id: principal.user_id,
@@ -387,6 +404,13 @@ fn subscribe_registrations(
     if user != identity.user_id {
         return reply(conn, error("forbidden", "only your own registrations"));
     }
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    if now >= identity.valid_until.load(Ordering::Relaxed) {
+        return reply(
+            conn,
+            error("token_expired", "authenticate again with a fresh token"),
+        );
+    }
     // Listen first, then confirm: every change after `subscribed` is pushed.
     let feed = state.engine.registration_updates(user);
     reply(conn, text(json!({"type": "subscribed", "topic": topic})));
@@ -404,7 +428,7 @@ fn subscribe_registrations(
 async fn push_registrations(
     state: AppState,
     topic: String,
-    mut feed: tokio::sync::broadcast::Receiver<RegistrationId>,
+    mut feed: engine::feeds::RegistrationFeed,
     identity: Identity,
     (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
 ) {
