@@ -8,9 +8,7 @@ use crate::auth::{HashError, LinkPurpose, PASSWORD_BYTES_MAX, PASSWORD_LEN_MIN, 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::IntoResponse;
-use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -68,13 +66,10 @@ impl Caller {
     }
 }
 
-/// Verifies the request's bearer token, if any, and records the [`Caller`]. It refuses
-/// nothing: public routes serve anonymous callers, and [`Authenticated`] answers 401.
-pub(super) async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Verifies the request's bearer token, if any, into the [`Caller`] that every later layer
+/// and handler reads from the request's extensions. It refuses nothing: public routes serve
+/// anonymous callers, and [`gate`] and [`Authenticated`] answer 401.
+pub(super) fn authenticate(state: &AppState, request: &mut Request) {
     let caller = match request.headers().get(header::AUTHORIZATION) {
         None => Caller::Anonymous,
         Some(value) => match value.to_str().ok().and_then(|v| {
@@ -89,14 +84,16 @@ pub(super) async fn authenticate(
         },
     };
     request.extensions_mut().insert(caller);
-    next.run(request).await
 }
 
 /// The authentication gate of every API route: an operation not in the public list
 /// (`openapi::PUBLIC`, also what the OpenAPI document marks as needing a token) without a
 /// valid access token is answered 401 before any other layer or the handler reads the
 /// request. Handlers still take [`Authenticated`]; this gate makes a forgotten one harmless.
-pub(super) async fn require_authentication(request: Request, next: Next) -> Response {
+pub(super) fn gate(request: &Request) -> Result<(), ApiError> {
+    if matches!(Caller::of(request.extensions()), Caller::Verified(_)) {
+        return Ok(());
+    }
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -106,17 +103,15 @@ pub(super) async fn require_authentication(request: Request, next: Next) -> Resp
         "HEAD" => "GET",
         other => other,
     };
-    let operation = format!("{method} {route}");
-    if !super::openapi::PUBLIC.contains(&operation.as_str()) {
-        match Caller::of(request.extensions()) {
-            Caller::Verified(_) => {}
-            Caller::Invalid(reason) => return ApiError::Unauthorized(reason).into_response(),
-            Caller::Anonymous => {
-                return ApiError::Unauthorized("no Authorization header").into_response();
-            }
-        }
+    let public = super::openapi::PUBLIC.iter().any(|op| {
+        op.split_once(' ')
+            .is_some_and(|(m, path)| m == method && path == route)
+    });
+    match Caller::of(request.extensions()) {
+        _ if public => Ok(()),
+        Caller::Invalid(reason) => Err(ApiError::Unauthorized(reason)),
+        _ => Err(ApiError::Unauthorized("no Authorization header")),
     }
-    next.run(request).await
 }
 
 /// The caller, from a valid `Authorization: Bearer` access token; 401 otherwise.

@@ -123,21 +123,13 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .merge(events::router())
         .merge(registrations::router())
         .merge(ws::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), audit::layer))
-        .route_layer(middleware::from_fn(track_metrics))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
-        ))
-        // Before anything reads the request: a protected route without a valid token is 401.
-        .route_layer(middleware::from_fn(auth::require_authentication))
-        // Outside the idempotency layer: a retry spends budget like any request.
-        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
-        // Outermost: the caller is decided once, and everything after reads it.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
+        // Three layers (each costs a boxed future per request), in this order:
+        // `front` before routing: who is calling, and the rate limits;
+        // `guard` per route: the authentication gate, then the Idempotency-Key replay;
+        // `observe` per route: latency metrics and the audit log of the answer.
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn_with_state(state.clone(), front))
         .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes_max))
         .layer(
             ServiceBuilder::new()
@@ -179,18 +171,54 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .with_state(state))
 }
 
-/// Spends the request's budgets (per client IP, and per account for holds); over a budget the
-/// request ends with 429 and Retry-After before anything else runs.
-async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Before routing: decides the caller once (see `auth::authenticate`), then spends the
+/// request's budgets; over a budget the request ends with 429 before anything else runs.
+async fn front(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    auth::authenticate(&state, &mut request);
+    if let Err(wait) = rate_limit(&state, &request).await {
+        return ApiError::RateLimited(wait).into_response();
+    }
+    next.run(request).await
+}
+
+/// Per route: the authentication gate, then the Idempotency-Key replay.
+async fn guard(state: State<AppState>, request: Request, next: Next) -> Response {
+    if let Err(e) = auth::gate(&request) {
+        return e.into_response();
+    }
+    idempotency::layer(state, request, next).await
+}
+
+/// Per route: the request's latency by route and status, and its audit entry.
+async fn observe(state: State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let method = static_method(request.method());
+    let response = audit::layer(state, request, next).await;
+    let status = static_status(response.status());
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Spends the request's budgets (per client IP, and per account for holds): `Err` with the
+/// wait when one is spent.
+fn rate_limit(
+    state: &AppState,
+    request: &Request,
+) -> impl std::future::Future<Output = Result<(), Duration>> + Send + 'static {
     use crate::ratelimit::Budget;
     use axum::http::Method;
-    if !state.limiter.enabled() {
-        return next.run(request).await;
-    }
+    let enabled = state.limiter.enabled();
     let ip = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0.ip())
+        .filter(|_| enabled);
     let ip_key = match ip {
         Some(std::net::IpAddr::V4(v4)) => v4.octets().to_vec(),
         Some(std::net::IpAddr::V6(v6)) => v6.octets().to_vec(),
@@ -216,19 +244,24 @@ async fn rate_limit(State(state): State<AppState>, request: Request, next: Next)
         (&Method::GET | &Method::HEAD, _) => Budget::ReadsPerIp,
         _ => Budget::WritesPerIp,
     };
-    if let Err(wait) = state.limiter.check(budget, &ip_key).await {
-        return ApiError::RateLimited(wait).into_response();
+    let account = is_hold
+        .then(|| auth::Caller::of(request.extensions()).principal())
+        .flatten()
+        .map(|p| p.user_id);
+    let limiter = enabled.then(|| state.limiter.clone());
+    // Owned from here on: the request stays behind (its body is not `Sync`).
+    async move {
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter.check(budget, &ip_key).await?;
+        if let Some(account) = account {
+            limiter
+                .check(Budget::HoldsPerAccount, account.as_bytes())
+                .await?;
+        }
+        Ok(())
     }
-    if is_hold
-        && let Some(principal) = auth::Caller::of(request.extensions()).principal()
-        && let Err(wait) = state
-            .limiter
-            .check(Budget::HoldsPerAccount, principal.user_id.as_bytes())
-            .await
-    {
-        return ApiError::RateLimited(wait).into_response();
-    }
-    next.run(request).await
 }
 
 /// The span every log line of a request carries: method, route and the request id (which
@@ -316,23 +349,6 @@ async fn handle_overload(err: tower::BoxError) -> Response {
     } else {
         ApiError::Internal(err.to_string()).into_response()
     }
-}
-
-/// Records `http_request_duration_seconds{method, route, status}`. Labels are static
-/// strings where possible (no per-request allocation for method and common statuses).
-async fn track_metrics(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let method = static_method(request.method());
-    let response = next.run(request).await;
-    let status = static_status(response.status());
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
-    response
 }
 
 fn static_method(method: &axum::http::Method) -> &'static str {
