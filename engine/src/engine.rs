@@ -264,6 +264,16 @@ impl Engine {
         .await
     }
 
+    /// Rotates the event's ticket-signing key: every ticket's code changes, and codes signed
+    /// with an older key are refused from now on.
+    pub async fn rotate_ticket_key(&self, id: EventId) -> EngineResult<EventRecord> {
+        let h = self.handle(id).await?;
+        call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
+            EventMsg::RotateTicketKey(r)
+        })
+        .await
+    }
+
     /// Publishes, cancels or completes an event.
     pub async fn transition_event(
         &self,
@@ -425,6 +435,8 @@ impl Engine {
                     expires_at,
                     updated_at: at,
                     tickets: vec![],
+                    confirmed_at: None,
+                    first_ticket_number: 0,
                 };
                 Ok((view, false))
             }

@@ -160,10 +160,18 @@ pub struct EventRecord {
     /// Accounts with a role in this event (co-organizers and scanning staff), sorted by id.
     #[serde(default)]
     pub members: Vec<(UserId, EventRole)>,
+    /// Id of the event's current ticket-signing key (1, 2, ...): ticket codes are signed with
+    /// it, and only codes signed with it are accepted; rotating it re-keys every ticket.
+    #[serde(default = "first_ticket_key")]
+    pub ticket_key: u8,
 }
 
 /// Most accounts with a role in one event.
 pub const EVENT_MEMBERS_MAX: usize = 1_000;
+
+fn first_ticket_key() -> u8 {
+    1
+}
 
 /// A role an account holds in one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -502,6 +510,13 @@ pub enum EventEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The ticket-signing key was rotated: codes signed with older keys stop working.
+    TicketKeyRotated {
+        /// The new key's id.
+        key: u8,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Put on sale.
     Published {
         /// When.
@@ -559,6 +574,7 @@ impl EventRecord {
                 version: 1,
                 owner: *owner,
                 members: Vec::new(),
+                ticket_key: 1,
             }),
             _ => None,
         }
@@ -602,6 +618,10 @@ impl EventRecord {
                     (Err(i), Some(role)) => self.members.insert(i, (*user, *role)),
                     (Err(_), None) => {}
                 }
+                self.updated_at = *at;
+            }
+            EventEvent::TicketKeyRotated { key, at } => {
+                self.ticket_key = *key;
                 self.updated_at = *at;
             }
             EventEvent::Published { at } => self.transition(EventStatus::Published, *at),

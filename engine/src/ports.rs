@@ -210,6 +210,12 @@ pub struct RegistrationView {
     pub updated_at: DateTime<Utc>,
     /// Tickets, once confirmed.
     pub tickets: Vec<TicketId>,
+    /// When the tickets were issued (the confirmation).
+    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The pool's number of the first ticket (the others follow in seat order).
+    #[serde(default)]
+    pub first_ticket_number: u64,
 }
 
 /// A ticket as read by queries.
@@ -227,6 +233,10 @@ pub struct TicketView {
     pub ticket_type_id: TicketTypeId,
     /// Seat index in the registration.
     pub index: u16,
+    /// The pool's sequence number of the ticket (1, 2, ...; see `gateway::ticket_code` for
+    /// the printed form).
+    #[serde(default)]
+    pub number: u64,
     /// When it was issued.
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub issued_at: DateTime<Utc>,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod outbox_file;
+pub mod qr;
 pub mod ratelimit;
 pub mod server;
 pub mod ticket_code;

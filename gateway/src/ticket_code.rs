@@ -1,103 +1,353 @@
-//! Ticket codes: what a QR code carries and a scanner sends. A code is the ticket id plus a
-//! truncated HMAC-SHA256 over it with the server's signing key, in base32 (upper-case
-//! letters and digits only, so it fits QR alphanumeric mode). A code cannot be forged
-//! without the key, and it carries no personal data.
+//! Ticket codes: what a QR code carries and a scanner checks, signed so that a scanner with
+//! the event's public key can verify a ticket offline.
+//!
+//! A code is `T2` + base32(payload ‖ signature), upper-case letters and digits only, so a QR
+//! code holds it in alphanumeric mode. The payload (version 2, 54 bytes, no personal data):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | format version (2) |
+//! | 1 | key id: which of the event's keys signed it |
+//! | 16 | event id |
+//! | 16 | ticket id |
+//! | 16 | ticket type id |
+//! | 4 | issued at, seconds since 2020-01-01T00:00:00Z, big-endian |
+//!
+//! The signature is Ed25519 (64 bytes) over the payload. Every event has its own keys, derived
+//! from the server's master secret (`ticket-signing.key` in the data directory):
+//! seed = HMAC-SHA256(master, "regengine/ticket-key/v1" ‖ event id ‖ key id). Rotating an event's
+//! key (`EventRecord::ticket_key`) re-keys every ticket of the event at once (codes are computed
+//! when shown, never stored) and retires the old codes. Public keys are published to scanners.
 
+use chrono::{DateTime, Utc};
 use data_encoding::BASE32_NOPAD;
-use engine::ids::TicketId;
+use ed25519_dalek::{Signature, Signer, SigningKey};
+use engine::ids::{EventId, TicketId, TicketTypeId};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-/// Bytes of MAC kept in a code (80 bits).
-const MAC_LEN: usize = 10;
-/// Version prefix of the code format.
-const PREFIX: &str = "T1";
+/// Prefix (and format version) of codes.
+const PREFIX: &str = "T2";
+/// Payload format version.
+const VERSION: u8 = 2;
+/// Bytes of the payload.
+const PAYLOAD_LEN: usize = 54;
+/// Bytes of an Ed25519 signature.
+const SIGNATURE_LEN: usize = 64;
+/// Longest code a scanner may send (a valid one is 190 characters).
+pub const CODE_LEN_MAX: usize = 256;
+/// Derived keys cached (events × key ids); a full cache is emptied.
+const KEYS_CACHED_MAX: usize = 4096;
+/// Issued-at times count from here (2020-01-01T00:00:00Z), in seconds.
+const EPOCH_2020: i64 = 1_577_836_800;
+
+/// What a signed code says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketClaims {
+    /// The key that signed it.
+    pub key: u8,
+    /// The event.
+    pub event_id: EventId,
+    /// The ticket.
+    pub ticket_id: TicketId,
+    /// Its ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// When it was issued (to the second).
+    pub issued_at: DateTime<Utc>,
+}
+
+/// Why a code was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeError {
+    /// Not a code of this format, or its signature does not verify.
+    InvalidSignature,
+    /// Signed with a key the event has retired (rotated away).
+    RetiredKey,
+    /// The code names an event this server does not know.
+    UnknownEvent,
+}
 
 /// Signs and verifies ticket codes.
 #[derive(Clone)]
 pub struct TicketCodes {
-    key: [u8; 32],
+    master: [u8; 32],
+    keys: Arc<Mutex<HashMap<(EventId, u8), SigningKey>>>,
 }
 
 impl TicketCodes {
-    /// Loads the signing key from `path`, creating a random one on first start.
+    /// Loads the master secret from `path`, creating a random one on first start (0600).
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        if let Ok(bytes) = std::fs::read(path) {
-            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        let master = match std::fs::read(path) {
+            Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
                 std::io::Error::other(format!("{} must hold 32 bytes", path.display()))
-            })?;
-            return Ok(Self { key });
-        }
-        let mut key = [0u8; 32];
-        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        std::fs::write(path, key)?;
-        Ok(Self { key })
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                std::io::Write::write_all(&mut options.open(path)?, &key)?;
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self::from_master(master))
     }
 
-    fn mac(&self, id: &TicketId) -> [u8; MAC_LEN] {
+    /// Codes signed with keys derived from `master`.
+    pub fn from_master(master: [u8; 32]) -> Self {
+        Self {
+            master,
+            keys: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The event's signing key `key`.
+    fn signing_key(&self, event: EventId, key: u8) -> SigningKey {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = keys.get(&(event, key)) {
+            return k.clone();
+        }
         // HMAC accepts keys of any length; 32 bytes cannot fail.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.master)
             .expect("HMAC takes any key length");
-        mac.update(id.as_bytes());
-        let full = mac.finalize().into_bytes();
-        let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&full[..MAC_LEN]);
-        out
-    }
-
-    /// The code of a ticket.
-    pub fn encode(&self, id: &TicketId) -> String {
-        let mut payload = Vec::with_capacity(16 + MAC_LEN);
-        payload.extend_from_slice(id.as_bytes());
-        payload.extend_from_slice(&self.mac(id));
-        format!("{PREFIX}{}", BASE32_NOPAD.encode(&payload))
-    }
-
-    /// The ticket a code names, if the code is well-formed and correctly signed.
-    pub fn decode(&self, code: &str) -> Option<TicketId> {
-        let body = code.trim().to_ascii_uppercase();
-        let payload = BASE32_NOPAD
-            .decode(body.strip_prefix(PREFIX)?.as_bytes())
-            .ok()?;
-        if payload.len() != 16 + MAC_LEN {
-            return None;
+        mac.update(b"regengine/ticket-key/v1");
+        mac.update(event.as_bytes());
+        mac.update(&[key]);
+        let seed: [u8; 32] = mac.finalize().into_bytes().into();
+        let signing = SigningKey::from_bytes(&seed);
+        if keys.len() >= KEYS_CACHED_MAX {
+            keys.clear();
         }
-        let id = TicketId(uuid::Uuid::from_slice(&payload[..16]).ok()?);
-        let expected = self.mac(&id);
-        // Constant-time comparison of the MAC.
-        let diff = expected
-            .iter()
-            .zip(&payload[16..])
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        (diff == 0).then_some(id)
+        keys.insert((event, key), signing.clone());
+        signing
     }
+
+    /// The public key (Ed25519, 32 bytes) of the event's key `key`, for scanners.
+    pub fn public_key(&self, event: EventId, key: u8) -> [u8; 32] {
+        self.signing_key(event, key).verifying_key().to_bytes()
+    }
+
+    /// The code of a ticket, signed with the event's key `key`.
+    pub fn encode(
+        &self,
+        key: u8,
+        event: EventId,
+        ticket: TicketId,
+        ticket_type: TicketTypeId,
+        issued_at: DateTime<Utc>,
+    ) -> String {
+        let mut bytes = Vec::with_capacity(PAYLOAD_LEN + SIGNATURE_LEN);
+        bytes.push(VERSION);
+        bytes.push(key);
+        bytes.extend_from_slice(event.as_bytes());
+        bytes.extend_from_slice(ticket.as_bytes());
+        bytes.extend_from_slice(ticket_type.as_bytes());
+        let secs = (issued_at.timestamp() - EPOCH_2020).clamp(0, i64::from(u32::MAX)) as u32;
+        bytes.extend_from_slice(&secs.to_be_bytes());
+        let signature = self.signing_key(event, key).sign(&bytes);
+        bytes.extend_from_slice(&signature.to_bytes());
+        format!("{PREFIX}{}", BASE32_NOPAD.encode(&bytes))
+    }
+
+    /// Verifies a code: well-formed, signed by its event's current key (`current_key` of an
+    /// event id: `None` for an unknown event). Says nothing about which event is scanning:
+    /// the caller compares `event_id`.
+    pub fn verify(
+        &self,
+        code: &str,
+        current_key: impl FnOnce(EventId) -> Option<u8>,
+    ) -> Result<TicketClaims, CodeError> {
+        let claims_and_parts = parse(code).ok_or(CodeError::InvalidSignature)?;
+        let (claims, payload, signature) = claims_and_parts;
+        let current = current_key(claims.event_id).ok_or(CodeError::UnknownEvent)?;
+        if claims.key > current || claims.key == 0 {
+            return Err(CodeError::InvalidSignature);
+        }
+        let verifying = self
+            .signing_key(claims.event_id, claims.key)
+            .verifying_key();
+        verifying
+            .verify_strict(&payload, &signature)
+            .map_err(|_| CodeError::InvalidSignature)?;
+        if claims.key < current {
+            return Err(CodeError::RetiredKey);
+        }
+        Ok(claims)
+    }
+}
+
+/// Splits a code into its claims, payload and signature (unverified).
+fn parse(code: &str) -> Option<(TicketClaims, Vec<u8>, Signature)> {
+    let code = code.trim();
+    if code.len() > CODE_LEN_MAX {
+        return None;
+    }
+    let body = code.to_ascii_uppercase();
+    let bytes = BASE32_NOPAD
+        .decode(body.strip_prefix(PREFIX)?.as_bytes())
+        .ok()?;
+    if bytes.len() != PAYLOAD_LEN + SIGNATURE_LEN || bytes[0] != VERSION {
+        return None;
+    }
+    let (payload, signature) = bytes.split_at(PAYLOAD_LEN);
+    let id = |at: usize| uuid::Uuid::from_slice(&payload[at..at + 16]).ok();
+    let secs = u32::from_be_bytes(payload[50..54].try_into().ok()?);
+    let claims = TicketClaims {
+        key: payload[1],
+        event_id: EventId(id(2)?),
+        ticket_id: TicketId(id(18)?),
+        ticket_type_id: TicketTypeId(id(34)?),
+        issued_at: DateTime::from_timestamp(EPOCH_2020 + i64::from(secs), 0)?,
+    };
+    let signature = Signature::from_bytes(signature.try_into().ok()?);
+    Some((claims, payload.to_vec(), signature))
+}
+
+/// The printed ticket number: `PPPP-O-NNNNNN-C`, where `PPPP` comes from the event id, `O` is
+/// the pool's place in the event (1, 2, ...), `NNNNNN` the ticket's number in its pool, and
+/// `C` a Luhn check digit over `O` and `NNNNNN` (catches any single mistyped digit and most
+/// swaps of neighbours).
+pub fn ticket_number(event: EventId, pool_ordinal: usize, number: u64) -> String {
+    // The last bytes of a UUIDv7 are random: events created together still differ here.
+    let prefix: String = BASE32_NOPAD
+        .encode(&event.as_bytes()[11..16])
+        .chars()
+        .take(4)
+        .collect();
+    let digits = format!("{pool_ordinal}{number:06}");
+    format!(
+        "{prefix}-{pool_ordinal}-{number:06}-{}",
+        luhn_check_digit(&digits)
+    )
+}
+
+/// The digit that makes `digits` + it pass the Luhn check.
+fn luhn_check_digit(digits: &str) -> u32 {
+    let sum: u32 = digits
+        .chars()
+        .rev()
+        .filter_map(|c| c.to_digit(10))
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    (10 - sum % 10) % 10
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn codes() -> TicketCodes {
+        TicketCodes::from_master([7; 32])
+    }
+
     #[test]
-    fn codes_round_trip_and_reject_tampering() {
-        let dir = tempfile::tempdir().unwrap();
-        let codes = TicketCodes::load_or_create(&dir.path().join("k")).unwrap();
-        let id = TicketId::new();
-        let code = codes.encode(&id);
+    fn codes_verify_and_carry_their_claims() {
+        let codes = codes();
+        let (event, ticket, tt) = (EventId::new(), TicketId::new(), TicketTypeId::new());
+        let issued = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let code = codes.encode(1, event, ticket, tt, issued);
+        assert!(code.len() <= CODE_LEN_MAX);
         assert!(
             code.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+            "QR alphanumeric mode"
         );
-        assert_eq!(codes.decode(&code), Some(id));
-        let mut tampered = code.clone().into_bytes();
-        let last = tampered.len() - 1;
-        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-        assert_eq!(codes.decode(std::str::from_utf8(&tampered).unwrap()), None);
-        let other = TicketCodes::load_or_create(&dir.path().join("k2")).unwrap();
-        assert_eq!(other.decode(&code), None);
-        // Same key file, same codes after a restart.
-        let again = TicketCodes::load_or_create(&dir.path().join("k")).unwrap();
-        assert_eq!(again.decode(&code), Some(id));
+        let claims = codes.verify(&code, |_| Some(1)).unwrap();
+        assert_eq!(
+            (
+                claims.event_id,
+                claims.ticket_id,
+                claims.ticket_type_id,
+                claims.issued_at
+            ),
+            (event, ticket, tt, issued)
+        );
+        // Lower case (some scanners) is the same code.
+        assert!(codes.verify(&code.to_lowercase(), |_| Some(1)).is_ok());
+    }
+
+    #[test]
+    fn tampered_forged_and_retired_codes_are_refused() {
+        let codes = codes();
+        let event = EventId::new();
+        let code = codes.encode(1, event, TicketId::new(), TicketTypeId::new(), Utc::now());
+        // Any changed character breaks the signature (or the format).
+        let mut bytes = code.clone().into_bytes();
+        bytes[40] = if bytes[40] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert_eq!(
+            codes.verify(&tampered, |_| Some(1)),
+            Err(CodeError::InvalidSignature)
+        );
+        // Another server's master secret: not ours.
+        let forged = TicketCodes::from_master([8; 32]).encode(
+            1,
+            event,
+            TicketId::new(),
+            TicketTypeId::new(),
+            Utc::now(),
+        );
+        assert_eq!(
+            codes.verify(&forged, |_| Some(1)),
+            Err(CodeError::InvalidSignature)
+        );
+        // Rotated away; a key id from the future; an unknown event; garbage.
+        assert_eq!(codes.verify(&code, |_| Some(2)), Err(CodeError::RetiredKey));
+        let future = codes.encode(3, event, TicketId::new(), TicketTypeId::new(), Utc::now());
+        assert_eq!(
+            codes.verify(&future, |_| Some(2)),
+            Err(CodeError::InvalidSignature)
+        );
+        assert_eq!(codes.verify(&code, |_| None), Err(CodeError::UnknownEvent));
+        assert_eq!(
+            codes.verify("T2NOTACODE", |_| Some(1)),
+            Err(CodeError::InvalidSignature)
+        );
+    }
+
+    #[test]
+    fn public_keys_verify_codes_offline() {
+        let codes = codes();
+        let event = EventId::new();
+        let code = codes.encode(1, event, TicketId::new(), TicketTypeId::new(), Utc::now());
+        let (_, payload, signature) = parse(&code).unwrap();
+        let public = ed25519_dalek::VerifyingKey::from_bytes(&codes.public_key(event, 1)).unwrap();
+        assert!(public.verify_strict(&payload, &signature).is_ok());
+        assert_ne!(codes.public_key(event, 1), codes.public_key(event, 2));
+        assert_ne!(
+            codes.public_key(event, 1),
+            codes.public_key(EventId::new(), 1)
+        );
+    }
+
+    #[test]
+    fn ticket_numbers_carry_a_luhn_digit() {
+        let event = EventId::new();
+        let n = ticket_number(event, 2, 123);
+        let parts: Vec<&str> = n.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!((parts[1], parts[2]), ("2", "000123"));
+        // 2000123 + check digit passes Luhn.
+        assert_eq!(
+            luhn_check_digit("2000123"),
+            parts[3].parse::<u32>().unwrap()
+        );
+        assert_eq!(luhn_check_digit("7992739871"), 3); // the textbook example
+        // One changed digit changes the check digit.
+        assert_ne!(luhn_check_digit("2000123"), luhn_check_digit("2000124"));
     }
 }

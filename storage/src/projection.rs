@@ -148,6 +148,8 @@ impl Overlay {
                         expires_at,
                         updated_at: at,
                         tickets: vec![],
+                        confirmed_at: None,
+                        first_ticket_number: 0,
                     },
                 );
             }
@@ -172,6 +174,7 @@ impl Overlay {
             PoolEvent::RegistrationConfirmed {
                 registration_id,
                 tickets,
+                first_number,
                 at,
                 ..
             } => {
@@ -179,6 +182,8 @@ impl Overlay {
                 view.status = RegistrationStatus::Confirmed;
                 view.updated_at = at;
                 view.tickets.clone_from(&tickets);
+                view.confirmed_at = Some(at);
+                view.first_ticket_number = first_number;
                 let (event_id, ticket_type_id) = (view.event_id, view.ticket_type_id);
                 for (index, &id) in tickets.iter().enumerate() {
                     self.tickets.insert(
@@ -191,6 +196,7 @@ impl Overlay {
                             ticket_type_id,
                             // At most PER_ORDER_MAX (100) tickets per registration.
                             index: index as u16,
+                            number: first_number + index as u64,
                             issued_at: at,
                             admission: None,
                         },

@@ -223,6 +223,7 @@ async fn read_models_are_written_with_the_events() {
         registration_id: reg,
         user_id: Some(account("ann@example.com")),
         tickets: tickets.clone(),
+        first_number: 7,
         at,
     });
     h.journal
@@ -234,8 +235,13 @@ async fn read_models_are_written_with_the_events() {
     assert_eq!(view.tickets, tickets);
     let ticket = h.db.ticket(tickets[1]).unwrap().unwrap();
     assert_eq!(
-        (ticket.registration_id, ticket.event_id, ticket.index),
-        (reg, event, 1)
+        (
+            ticket.registration_id,
+            ticket.event_id,
+            ticket.index,
+            ticket.number
+        ),
+        (reg, event, 1, 8)
     );
     let by_event = h.db.registrations_by_event(event, None, None, 10).unwrap();
     assert_eq!(by_event.items.len(), 1);

@@ -13,4 +13,5 @@ mod mail;
 mod ops;
 mod passivation;
 mod rate_limit;
+mod tickets;
 mod websocket;

@@ -41,6 +41,8 @@ pub(crate) enum EventMsg {
     ),
     /// Give an account a role in the event, or take it away.
     SetMember(UserId, Option<EventRole>, Reply<EventRecord>),
+    /// Rotate the ticket-signing key.
+    RotateTicketKey(Reply<EventRecord>),
     /// Timer: passivate if idle.
     PassivateCheck,
     /// The journal refused an append (sequence conflict): restart from durable state.
@@ -186,6 +188,21 @@ impl Actor for EventActor {
                 commit(
                     state,
                     EventEvent::MemberSet { user, role, at },
+                    move |r| r,
+                    reply,
+                )
+                .await;
+            }
+            EventMsg::RotateTicketKey(reply) => {
+                let Some(key) = state.record.ticket_key.checked_add(1) else {
+                    let _ =
+                        reply.send(Err(DomainError::LimitReached("ticket key rotations").into()));
+                    return Ok(());
+                };
+                let at = state.ctx.clock.now();
+                commit(
+                    state,
+                    EventEvent::TicketKeyRotated { key, at },
                     move |r| r,
                     reply,
                 )

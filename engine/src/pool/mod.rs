@@ -86,6 +86,9 @@ pub enum PoolEvent {
         user_id: Option<UserId>,
         /// The tickets, in seat order.
         tickets: Vec<TicketId>,
+        /// The pool's number of the first ticket (the others follow in seat order).
+        #[serde(default)]
+        first_number: u64,
         /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
@@ -288,6 +291,10 @@ pub struct PoolState {
     /// Live seats (held + confirmed) per account and ticket type; derived from `regs`.
     #[serde(skip)]
     per_account: HashMap<(UserId, TicketTypeId), u32>,
+    /// Tickets issued so far: the next ticket gets number `tickets_issued + 1` (numbers are
+    /// per pool, never reused, in confirmation order).
+    #[serde(default)]
+    tickets_issued: u64,
 }
 
 impl PoolState {
@@ -305,6 +312,7 @@ impl PoolState {
             admitted: HashMap::new(),
             expiries: BTreeSet::new(),
             per_account: HashMap::new(),
+            tickets_issued: 0,
         }
     }
 
@@ -507,6 +515,7 @@ impl PoolState {
                 registration_id: id,
                 user_id: reg.user(),
                 tickets: tickets.clone(),
+                first_number: self.tickets_issued + 1,
                 at: now,
             },
         );
@@ -718,6 +727,7 @@ impl PoolState {
                 );
                 self.held -= u32::from(reg.quantity);
                 self.confirmed += u32::from(reg.quantity);
+                self.tickets_issued += tickets.len() as u64;
                 self.expiries.remove(&(reg.expires_at_ms, *registration_id));
             }
             PoolEvent::RegistrationCanceled {

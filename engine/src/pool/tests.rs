@@ -323,6 +323,20 @@ fn run(capacity: u32, ops: Vec<Op>) {
         assert!(state.registration_count() <= counts.capacity as usize);
     }
 
+    // Ticket numbers: 1, 2, 3, ... in confirmation order, none reused.
+    let mut next_number = 1;
+    for e in &journal {
+        if let PoolEvent::RegistrationConfirmed {
+            tickets,
+            first_number,
+            ..
+        } = e
+        {
+            assert_eq!(*first_number, next_number, "ticket numbers run on");
+            next_number += tickets.len() as u64;
+        }
+    }
+
     // Final replay from the whole journal equals the live state.
     let mut rebuilt = PoolState::new(event_id, pool_id, capacity);
     for (i, e) in journal.iter().enumerate() {

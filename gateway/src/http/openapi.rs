@@ -42,6 +42,9 @@ use utoipa_swagger_ui::SwaggerUi;
         super::audit::event_audit, super::audit::global_audit,
         super::auth::verify_email, super::auth::resend_verification,
         super::auth::request_password_reset, super::auth::confirm_password_reset,
+        super::registrations::ticket_qr_svg, super::registrations::ticket_qr_png,
+        super::registrations::verify_ticket, super::registrations::ticket_keys,
+        super::registrations::rotate_ticket_key,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -50,6 +53,8 @@ use utoipa_swagger_ui::SwaggerUi;
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
         super::auth::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
         super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm, super::auth::RoleName,
+        super::registrations::VerifyBody, super::registrations::TicketCheckDto,
+        super::registrations::TicketKeyDto, super::registrations::TicketKeysDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),

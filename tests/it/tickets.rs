@@ -1,0 +1,266 @@
+//! Tickets against the real binary: numbers and Ed25519-signed codes, QR images read back
+//! with an independent decoder, published keys that verify codes offline, the scanner's
+//! verify endpoint, key rotation, and revocation by cancellation.
+
+use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD};
+use serde_json::{Value, json};
+use tests::{Api, Reply, Server};
+
+/// Decodes the QR code in a PNG (rqrr: a decoder independent of the encoder).
+fn decode_png(bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let channels = buf.len() / (w * h);
+    let mut img =
+        rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[(y * w + x) * channels]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
+}
+
+/// Verifies a code with a published public key alone, as an offline scanner would.
+fn verifies_offline(code: &str, public_key: &str) -> bool {
+    let bytes = BASE32_NOPAD
+        .decode(code.strip_prefix("T2").unwrap().as_bytes())
+        .unwrap();
+    let (payload, signature) = bytes.split_at(54);
+    let key: [u8; 32] = BASE64URL_NOPAD
+        .decode(public_key.as_bytes())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+    let signature = ed25519_dalek::Signature::from_bytes(signature.try_into().unwrap());
+    key.verify_strict(payload, &signature).is_ok()
+}
+
+async fn bytes(api: &Api, path: &str) -> (u16, String, Vec<u8>) {
+    let response = api.at(reqwest::Method::GET, path).send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (
+        status,
+        content_type,
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+async fn verify(api: &Api, event: &str, code: &str) -> Value {
+    let r: Reply = api
+        .post(
+            &format!("/api/v1/events/{event}/tickets/verify"),
+            &json!({"ticket_code": code}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_tickets_qr_keys_rotation_and_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(10, 600, 4).await;
+    let (other_event, other_tt) = admin.published_event(10, 600, 4).await;
+    let (_, ann) = admin.with_token(None).signed_in("ann@example.com").await;
+    let ann = admin.with_token(Some(ann["access_token"].as_str().unwrap().to_owned()));
+    let (_, bob) = admin.with_token(None).signed_in("bob@example.com").await;
+    let bob = admin.with_token(Some(bob["access_token"].as_str().unwrap().to_owned()));
+
+    // Ann buys two seats: two tickets, numbered 1 and 2 in the pool, with signed codes.
+    let held = ann.hold(&event, &tt, 2, None).await;
+    let reg = held.str("id");
+    let confirmed = ann
+        .post(
+            &format!("/api/v1/registrations/{reg}/confirm"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{:?}", confirmed.body);
+    let tickets = confirmed.body["tickets"].as_array().unwrap().clone();
+    let numbers: Vec<&str> = tickets
+        .iter()
+        .map(|t| t["number"].as_str().unwrap())
+        .collect();
+    assert!(numbers[0].ends_with(&format!(
+        "-1-000001-{}",
+        &numbers[0][numbers[0].len() - 1..]
+    )));
+    assert!(numbers[1].contains("-1-000002-"), "{numbers:?}");
+    let ticket_id = tickets[0]["id"].as_str().unwrap();
+    let code = tickets[0]["code"].as_str().unwrap().to_owned();
+    assert!(code.starts_with("T2"));
+    let ticket = ann.get(&format!("/api/v1/tickets/{ticket_id}")).await;
+    assert_eq!(
+        (ticket.str("code"), ticket.str("number")),
+        (code.clone(), numbers[0].to_owned())
+    );
+
+    // QR images: the PNG decodes to the code; only the holder (or a manager) gets them.
+    let (status, content_type, png) =
+        bytes(&ann, &format!("/api/v1/tickets/{ticket_id}/qr.png")).await;
+    assert_eq!((status, content_type.as_str()), (200, "image/png"));
+    assert_eq!(decode_png(&png), code);
+    let (status, content_type, svg) =
+        bytes(&ann, &format!("/api/v1/tickets/{ticket_id}/qr.svg")).await;
+    assert_eq!((status, content_type.as_str()), (200, "image/svg+xml"));
+    assert!(String::from_utf8(svg).unwrap().contains("<svg"));
+    assert_eq!(
+        bytes(&bob, &format!("/api/v1/tickets/{ticket_id}/qr.png"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        bytes(&admin, &format!("/api/v1/tickets/{ticket_id}/qr.png"))
+            .await
+            .0,
+        200
+    );
+
+    // Published keys verify the code offline; a buyer cannot read them.
+    let keys = admin
+        .get(&format!("/api/v1/events/{event}/ticket-keys"))
+        .await;
+    assert_eq!(keys.status, 200, "{:?}", keys.body);
+    assert_eq!(
+        (
+            keys.body["algorithm"].as_str(),
+            keys.body["current"].as_u64()
+        ),
+        (Some("Ed25519"), Some(1))
+    );
+    let key1 = keys.body["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(verifies_offline(&code, &key1));
+    assert_eq!(
+        ann.get(&format!("/api/v1/events/{event}/ticket-keys"))
+            .await
+            .status,
+        403
+    );
+
+    // The scanner's check: valid; tampered; another event's code.
+    let check = verify(&admin, &event, &code).await;
+    assert_eq!(
+        (check["result"].as_str(), check["number"].as_str()),
+        (Some("valid"), Some(numbers[0]))
+    );
+    let mut tampered = code.clone().into_bytes();
+    tampered[30] = if tampered[30] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(
+        verify(&admin, &event, &tampered).await["result"],
+        "invalid_signature"
+    );
+    let other = admin.hold(&other_event, &other_tt, 1, None).await.str("id");
+    let other_code = admin
+        .post(
+            &format!("/api/v1/registrations/{other}/confirm"),
+            &json!({}),
+            None,
+        )
+        .await
+        .body["tickets"][0]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = verify(&admin, &event, &other_code).await;
+    assert_eq!(
+        (wrong["result"].as_str(), wrong["event_id"].as_str()),
+        (Some("wrong_event"), Some(other_event.as_str()))
+    );
+    let scan = |code: String| {
+        let admin = admin.clone();
+        let event = event.clone();
+        async move {
+            admin
+                .post(
+                    &format!("/api/v1/events/{event}/check-ins"),
+                    &json!({"ticket_code": code, "gate": "north"}),
+                    None,
+                )
+                .await
+        }
+    };
+    assert_eq!(scan(tampered).await.status, 422);
+    assert_eq!(scan(other_code).await.str("code"), "wrong_event");
+
+    // Admitted once; the check then shows when and where.
+    assert_eq!(scan(code.clone()).await.status, 200);
+    let check = verify(&admin, &event, &code).await;
+    assert_eq!(
+        (check["result"].as_str(), check["gate"].as_str()),
+        (Some("valid"), Some("north"))
+    );
+    assert!(check["checked_in_at"].is_string());
+
+    // Rotation: every ticket gets a new code at once; the old one is refused as retired.
+    assert_eq!(
+        ann.post(
+            &format!("/api/v1/events/{event}/ticket-keys/rotate"),
+            &json!({}),
+            None
+        )
+        .await
+        .status,
+        403
+    );
+    let rotated = admin
+        .post(
+            &format!("/api/v1/events/{event}/ticket-keys/rotate"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    assert_eq!(rotated.body["current"], 2);
+    assert_eq!(rotated.body["keys"][0]["status"], "retired");
+    let key2 = rotated.body["keys"][1]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(verify(&admin, &event, &code).await["result"], "retired_key");
+    assert_eq!(scan(code.clone()).await.status, 422);
+    let new_code = ann
+        .get(&format!("/api/v1/tickets/{ticket_id}"))
+        .await
+        .str("code");
+    assert_ne!(new_code, code);
+    assert!(verifies_offline(&new_code, &key2) && !verifies_offline(&new_code, &key1));
+    assert_eq!(verify(&admin, &event, &new_code).await["result"], "valid");
+    assert_eq!(scan(new_code).await.str("code"), "already_checked_in");
+
+    // Canceling revokes the registration's tickets.
+    let second = ann
+        .get(&format!(
+            "/api/v1/tickets/{}",
+            tickets[1]["id"].as_str().unwrap()
+        ))
+        .await
+        .str("code");
+    assert_eq!(
+        ann.post(
+            &format!("/api/v1/registrations/{reg}/cancel"),
+            &json!({}),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(verify(&admin, &event, &second).await["result"], "revoked");
+    assert_eq!(scan(second).await.str("code"), "ticket_revoked");
+}
