@@ -605,6 +605,20 @@ impl Engine {
             .ok_or(DomainError::TicketNotFound.into())
     }
 
+    /// The event's revoked tickets after version `since` (at most `limit`), with the latest
+    /// version.
+    pub fn revocations(
+        &self,
+        event: EventId,
+        since: u64,
+        limit: usize,
+    ) -> EngineResult<(Vec<crate::ports::Revocation>, u64)> {
+        self.ctx
+            .store
+            .revocations(event, since, limit)
+            .map_err(storage)
+    }
+
     /// What an idempotency key created before in `scope` (an event, or [`GLOBAL_SCOPE`]):
     /// `Some(id)` for the same request, 422 for another request, `None` for a new key.
     fn idempotent(

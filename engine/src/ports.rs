@@ -244,6 +244,21 @@ pub struct TicketView {
     pub admission: Option<Admission>,
 }
 
+/// A revoked ticket, as scanners catch up on them: each event's revocations are numbered
+/// 1, 2, 3, ... (`version`) in the order they happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Its place in the event's revocation list.
+    pub version: u64,
+    /// The ticket.
+    pub ticket_id: TicketId,
+    /// Its registration (canceled).
+    pub registration_id: RegistrationId,
+    /// When.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub revoked_at: DateTime<Utc>,
+}
+
 /// Filters of the event list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventQuery {
@@ -368,6 +383,14 @@ pub trait Store: Send + Sync + 'static {
     fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// The account of a normalised e-mail address.
     fn user_by_email(&self, email: &str) -> Result<Option<UserId>, StoreError>;
+    /// The event's revocations after `since` (at most `limit`, in version order), and the
+    /// event's latest revocation version.
+    fn revocations(
+        &self,
+        event: EventId,
+        since: u64,
+        limit: usize,
+    ) -> Result<(Vec<Revocation>, u64), StoreError>;
     /// The oldest `limit` messages of the outbox, each with its id (a message that cannot be
     /// decoded comes back as its error, so the relay can set it aside).
     #[allow(clippy::type_complexity)]

@@ -62,3 +62,11 @@ pub fn idempotency(event: &EventId, key: &[u8; 16]) -> [u8; 32] {
     out[16..].copy_from_slice(key);
     out
 }
+
+/// `revocations`: event (16) + version (8, big-endian).
+pub fn revocation(event: &EventId, version: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(event.as_bytes());
+    key[16..].copy_from_slice(&version.to_be_bytes());
+    key
+}

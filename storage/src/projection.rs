@@ -9,7 +9,7 @@ use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId};
 use engine::model::EventEvent;
 use engine::model::RegistrationStatus;
 use engine::pool::{IdempotencyToken, PoolEvent};
-use engine::ports::{RegistrationView, TicketView};
+use engine::ports::{RegistrationView, Revocation, TicketView};
 use fjall::OwnedWriteBatch;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -51,6 +51,9 @@ pub struct Overlay {
     idempotency: Vec<([u8; 32], [u8; 32])>,
     /// E-mail index rows of new accounts: e-mail, user id.
     users_by_email: Vec<(Vec<u8>, [u8; 16])>,
+    /// Revocations to insert, and each touched event's latest version (loaded on first use).
+    revocations: Vec<(EventId, Revocation)>,
+    revocation_heads: HashMap<EventId, u64>,
 }
 
 impl Overlay {
@@ -170,6 +173,26 @@ impl Overlay {
                 let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Canceled;
                 view.updated_at = at;
+                // A confirmed registration's tickets go on its event's revocation list.
+                let (event_id, tickets) = (view.event_id, view.tickets.clone());
+                if !tickets.is_empty() {
+                    let head = match self.revocation_heads.entry(event_id) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(db.revocation_head(&event_id)?),
+                    };
+                    for ticket_id in tickets {
+                        *head += 1;
+                        self.revocations.push((
+                            event_id,
+                            Revocation {
+                                version: *head,
+                                ticket_id,
+                                registration_id,
+                                revoked_at: at,
+                            },
+                        ));
+                    }
+                }
             }
             PoolEvent::RegistrationConfirmed {
                 registration_id,
@@ -240,6 +263,13 @@ impl Overlay {
         }
         for (email, id) in self.users_by_email {
             batch.insert(&db.users_by_email, email, id.to_vec());
+        }
+        for (event, revocation) in self.revocations {
+            batch.insert(
+                &db.revocations,
+                keys::revocation(&event, revocation.version).to_vec(),
+                encode_compact(&revocation)?,
+            );
         }
         Ok(())
     }

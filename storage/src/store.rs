@@ -9,7 +9,7 @@ use engine::model::{EventRecord, RegistrationStatus};
 use engine::outbox::OutboxMessage;
 use engine::pool::PoolState;
 use engine::ports::{
-    EventQuery, Page, RegistrationView, Store, StoreError, StreamEvent, TicketView,
+    EventQuery, Page, RegistrationView, Revocation, Store, StoreError, StreamEvent, TicketView,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -72,6 +72,8 @@ pub struct Db {
     pub(crate) outbox: Keyspace,
     /// Messages the relay gave up on, by id, as they were in the outbox.
     pub(crate) outbox_dead: Keyspace,
+    /// Revoked tickets per event, numbered (see `keys::revocation`).
+    pub(crate) revocations: Keyspace,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -107,8 +109,23 @@ impl Db {
             audit: ks("audit")?,
             outbox: ks("outbox")?,
             outbox_dead: ks("outbox_dead")?,
+            revocations: ks("revocations")?,
             db,
         })
+    }
+
+    /// The event's latest revocation version (0: none).
+    pub(crate) fn revocation_head(&self, event: &EventId) -> Result<u64, String> {
+        let start = keys::revocation(event, 0);
+        let end = keys::revocation(event, u64::MAX);
+        match self.revocations.range(start..=end).next_back() {
+            Some(guard) => {
+                let (key, _) = guard.into_inner().map_err(|e| e.to_string())?;
+                let version: [u8; 8] = key[16..24].try_into().map_err(|_| "bad key")?;
+                Ok(u64::from_be_bytes(version))
+            }
+            None => Ok(0),
+        }
     }
 
     /// Syncs everything written so far to disk.
@@ -124,7 +141,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 14] {
+    fn all(&self) -> [&Keyspace; 15] {
         [
             &self.journal,
             &self.snapshots,
@@ -140,6 +157,7 @@ impl Db {
             &self.audit,
             &self.outbox,
             &self.outbox_dead,
+            &self.revocations,
         ]
     }
 
@@ -382,6 +400,23 @@ impl Store for Db {
             items.push((id, decode(&value)));
         }
         Ok(items)
+    }
+
+    fn revocations(
+        &self,
+        event: EventId,
+        since: u64,
+        limit: usize,
+    ) -> Result<(Vec<Revocation>, u64), StoreError> {
+        let latest = self.revocation_head(&event).map_err(err)?;
+        let start = keys::revocation(&event, since.saturating_add(1));
+        let end = keys::revocation(&event, u64::MAX);
+        let mut items = Vec::new();
+        for guard in self.revocations.range(start..=end).take(limit) {
+            let (_, value) = guard.into_inner().map_err(err)?;
+            items.push(decode(&value).map_err(err)?);
+        }
+        Ok((items, latest))
     }
 
     fn outbox_len(&self) -> Result<usize, StoreError> {

@@ -265,6 +265,28 @@ async fn read_models_are_written_with_the_events() {
             .items
             .is_empty()
     );
+
+    // Canceling the confirmed registration puts its tickets on the event's revocation list.
+    assert_eq!(h.db.revocations(event, 0, 10).unwrap(), (vec![], 0));
+    let canceled = StreamEvent::Pool(PoolEvent::RegistrationCanceled {
+        registration_id: reg,
+        user_id: Some(ann),
+        at,
+    });
+    h.journal
+        .append_and_wait(stream, 3, vec![canceled], None, Vec::new())
+        .await
+        .unwrap();
+    let (all, latest) = h.db.revocations(event, 0, 10).unwrap();
+    assert_eq!(latest, 2);
+    let revoked: Vec<(u64, TicketId)> = all.iter().map(|r| (r.version, r.ticket_id)).collect();
+    assert_eq!(revoked, [(1, tickets[0]), (2, tickets[1])]);
+    let (since_1, _) = h.db.revocations(event, 1, 10).unwrap();
+    assert_eq!(since_1.len(), 1);
+    assert_eq!(
+        h.db.revocations(EventId::new(), 0, 10).unwrap(),
+        (vec![], 0)
+    );
 }
 
 #[tokio::test]

@@ -263,4 +263,36 @@ async fn signed_tickets_qr_keys_rotation_and_revocation() {
     );
     assert_eq!(verify(&admin, &event, &second).await["result"], "revoked");
     assert_eq!(scan(second).await.str("code"), "ticket_revoked");
+
+    // The revocation list: both tickets, numbered; a scanner catches up from its version.
+    let list = admin
+        .get(&format!("/api/v1/events/{event}/revocations"))
+        .await;
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    assert_eq!(list.body["version"], 2);
+    let revoked: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ticket_id"].as_str().unwrap())
+        .collect();
+    let ids: Vec<&str> = tickets.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(revoked, ids);
+    let since = admin
+        .get(&format!(
+            "/api/v1/events/{event}/revocations?since=1&limit=10"
+        ))
+        .await;
+    assert_eq!(since.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(since.body["items"][0]["version"], 2);
+    let other_list = admin
+        .get(&format!("/api/v1/events/{other_event}/revocations"))
+        .await;
+    assert_eq!(other_list.body["version"], 0);
+    assert_eq!(
+        ann.get(&format!("/api/v1/events/{event}/revocations"))
+            .await
+            .status,
+        403
+    );
 }

@@ -44,7 +44,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::auth::request_password_reset, super::auth::confirm_password_reset,
         super::registrations::ticket_qr_svg, super::registrations::ticket_qr_png,
         super::registrations::verify_ticket, super::registrations::ticket_keys,
-        super::registrations::rotate_ticket_key,
+        super::registrations::rotate_ticket_key, super::registrations::revocations,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -55,6 +55,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm, super::auth::RoleName,
         super::registrations::VerifyBody, super::registrations::TicketCheckDto,
         super::registrations::TicketKeyDto, super::registrations::TicketKeysDto,
+        super::registrations::RevocationDto, super::registrations::RevocationPage,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),

@@ -49,6 +49,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/tickets/{id}/qr.png", get(ticket_qr_png))
         .route("/api/v1/events/{id}/tickets/verify", post(verify_ticket))
         .route("/api/v1/events/{id}/ticket-keys", get(ticket_keys))
+        .route("/api/v1/events/{id}/revocations", get(revocations))
         .route(
             "/api/v1/events/{id}/ticket-keys/rotate",
             post(rotate_ticket_key),
@@ -715,4 +716,76 @@ pub(crate) async fn rotate_ticket_key(
     let event = state.engine.rotate_ticket_key(event_id).await?;
     tracing::info!(event = %event_id, key = event.ticket_key, "ticket key rotated");
     Ok(Json(ticket_keys_dto(&state, &event)))
+}
+
+/// Paging of the revocation list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationParams {
+    /// Only revocations after this version (what the scanner has; default 0: all).
+    #[param(minimum = 0)]
+    since: Option<u64>,
+    /// Page size, 1..=1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+/// A revoked ticket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationDto {
+    /// Its place in the event's revocation list.
+    version: u64,
+    ticket_id: Uuid,
+    registration_id: Uuid,
+    revoked_at: DateTime<Utc>,
+}
+
+/// The event's revocation list since a version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationPage {
+    /// The latest version of the list: a scanner that has it is up to date.
+    version: u64,
+    items: Vec<RevocationDto>,
+    /// Pass as `since` for the next page; `null` on the last one.
+    next_since: Option<u64>,
+}
+
+/// Revoked tickets of an event, incrementally: a scanner asks for those after the version it
+/// has (staff and managers). Canceling a confirmed registration revokes its tickets.
+#[utoipa::path(get, path = "/api/v1/events/{id}/revocations", tag = "check-in",
+    params(("id" = Uuid, Path), RevocationParams),
+    responses((status = 200, body = RevocationPage), (status = 404, body = Problem)))]
+pub(crate) async fn revocations(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+    ApiQuery(p): ApiQuery<RevocationParams>,
+) -> ApiResult<Json<RevocationPage>> {
+    scanning_event(&state, &principal, event_id)?;
+    let limit = p.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidQuery(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let (items, version) = state
+        .engine
+        .revocations(event_id, p.since.unwrap_or(0), limit)?;
+    let next_since = (items.len() == limit)
+        .then(|| items.last().map(|r| r.version))
+        .flatten();
+    Ok(Json(RevocationPage {
+        version,
+        items: items
+            .into_iter()
+            .map(|r| RevocationDto {
+                version: r.version,
+                ticket_id: r.ticket_id.0,
+                registration_id: r.registration_id.0,
+                revoked_at: r.revoked_at,
+            })
+            .collect(),
+        next_since,
+    }))
 }
