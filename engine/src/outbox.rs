@@ -50,6 +50,15 @@ pub enum MessageKind {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
     },
+    /// A registration's tickets (sent again on an organizer's request).
+    Tickets {
+        /// The event's title.
+        event_title: String,
+        /// The registration.
+        registration_id: crate::ids::RegistrationId,
+        /// Each ticket's printed number and signed code.
+        tickets: Vec<TicketLine>,
+    },
     /// Choose a new password: carries the single-use reset token.
     ResetPassword {
         /// The token (only its digest is stored with the account).
@@ -60,12 +69,22 @@ pub enum MessageKind {
     },
 }
 
+/// One ticket in a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketLine {
+    /// The printed number.
+    pub number: String,
+    /// The signed code (what its QR carries).
+    pub code: String,
+}
+
 impl MessageKind {
     /// The kind's name (metrics, logs).
     pub fn as_str(&self) -> &'static str {
         match self {
             MessageKind::VerifyEmail { .. } => "verify_email",
             MessageKind::ResetPassword { .. } => "reset_password",
+            MessageKind::Tickets { .. } => "tickets",
         }
     }
 }

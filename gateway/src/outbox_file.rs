@@ -29,10 +29,16 @@ struct Line<'a> {
     kind: &'static str,
     to: &'a str,
     user_id: Option<uuid::Uuid>,
-    subject: &'static str,
+    subject: String,
     link: String,
-    token: &'a str,
-    expires_at: chrono::DateTime<chrono::Utc>,
+    /// The single-use token of a link, if the message has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Ticket numbers and codes, for ticket messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tickets: Option<&'a [engine::outbox::TicketLine]>,
     created_at: chrono::DateTime<chrono::Utc>,
     text: String,
 }
@@ -51,27 +57,56 @@ impl FileSink {
     }
 
     fn render<'a>(&self, message: &'a OutboxMessage) -> Line<'a> {
-        let (subject, page, token, expires_at, action) = match &message.kind {
-            MessageKind::VerifyEmail { token, expires_at } => (
-                "Confirm your e-mail address",
-                "verify-email",
-                token,
-                *expires_at,
-                "confirm your e-mail address",
-            ),
-            MessageKind::ResetPassword { token, expires_at } => (
-                "Reset your password",
-                "reset-password",
-                token,
-                *expires_at,
-                "choose a new password (if you did not ask for this, ignore this message)",
-            ),
+        let base = &self.link_base;
+        let (subject, link, token, expires_at, tickets, text) = match &message.kind {
+            MessageKind::VerifyEmail { token, expires_at } => {
+                let link = format!("{base}/verify-email?token={token}");
+                let text = format!(
+                    "Open {link} to confirm your e-mail address. The link works once, until {}.",
+                    expires_at.to_rfc3339()
+                );
+                let subject = "Confirm your e-mail address".to_owned();
+                (
+                    subject,
+                    link,
+                    Some(token.as_str()),
+                    Some(*expires_at),
+                    None,
+                    text,
+                )
+            }
+            MessageKind::ResetPassword { token, expires_at } => {
+                let link = format!("{base}/reset-password?token={token}");
+                let text = format!(
+                    "Open {link} to choose a new password (if you did not ask for this, ignore \
+                     this message). The link works once, until {}.",
+                    expires_at.to_rfc3339()
+                );
+                let subject = "Reset your password".to_owned();
+                (
+                    subject,
+                    link,
+                    Some(token.as_str()),
+                    Some(*expires_at),
+                    None,
+                    text,
+                )
+            }
+            MessageKind::Tickets {
+                event_title,
+                registration_id,
+                tickets,
+            } => {
+                let link = format!("{base}/registrations/{registration_id}");
+                let numbers: Vec<&str> = tickets.iter().map(|t| t.number.as_str()).collect();
+                let text = format!(
+                    "Your tickets for {event_title}: {}. Show their QR codes at the entrance: {link}",
+                    numbers.join(", ")
+                );
+                let subject = format!("Your tickets for {event_title}");
+                (subject, link, None, None, Some(tickets.as_slice()), text)
+            }
         };
-        let link = format!("{}/{page}?token={token}", self.link_base);
-        let text = format!(
-            "Open {link} to {action}. The link works once, until {}.",
-            expires_at.to_rfc3339()
-        );
         Line {
             id: message.id,
             kind: message.kind.as_str(),
@@ -81,6 +116,7 @@ impl FileSink {
             link,
             token,
             expires_at,
+            tickets,
             created_at: message.created_at,
             text,
         }

@@ -184,7 +184,9 @@ fn flush(
     let mut outbox = Vec::new();
     for request in batch.iter_mut() {
         if request.events.is_empty() {
-            outcomes.push(None); // a barrier: no sequence check
+            // A barrier: no sequence check. It may carry messages no state change causes.
+            outbox.append(&mut request.outbox);
+            outcomes.push(None);
             continue;
         }
         let head = match fences.heads.get(&request.stream) {

@@ -296,3 +296,170 @@ async fn signed_tickets_qr_keys_rotation_and_revocation() {
         403
     );
 }
+
+/// A confirmed (or only held) registration for `email` with `quantity` seats.
+async fn bought(
+    api: &Api,
+    event: &str,
+    tt: &str,
+    name: &str,
+    email: &str,
+    quantity: u32,
+    confirm: bool,
+) -> String {
+    let body = json!({"ticket_type_id": tt, "quantity": quantity, "attendee": {"name": name, "email": email}});
+    let held = api
+        .post(
+            &format!("/api/v1/events/{event}/registrations"),
+            &body,
+            None,
+        )
+        .await;
+    assert_eq!(held.status, 201, "{:?}", held.body);
+    let id = held.str("id");
+    if confirm {
+        let r = api
+            .post(
+                &format!("/api/v1/registrations/{id}/confirm"),
+                &json!({}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    id
+}
+
+async fn text(api: &Api, path: &str) -> (u16, String, String) {
+    let (status, content_type, body) = bytes(api, path).await;
+    (status, content_type, String::from_utf8(body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizers_bulk_cancel_resend_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(20, 600, 4).await;
+    let (other_event, other_tt) = admin.published_event(20, 600, 4).await;
+    let cy = bought(&admin, &event, &tt, "Cy", "cy@example.com", 2, true).await;
+    let di = bought(
+        &admin,
+        &event,
+        &tt,
+        "=HYPERLINK(\"evil\")",
+        "di@example.com",
+        1,
+        true,
+    )
+    .await;
+    let held = bought(&admin, &event, &tt, "Ed", "ed@example.com", 1, false).await;
+    let elsewhere = bought(
+        &admin,
+        &other_event,
+        &other_tt,
+        "Flo",
+        "flo@example.com",
+        1,
+        true,
+    )
+    .await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (_, buyer) = admin.with_token(None).signed_in("gus@example.com").await;
+    let buyer = admin.with_token(Some(buyer["access_token"].as_str().unwrap().to_owned()));
+    let results = |r: &Reply| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["result"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // Resend: confirmed ones are queued (one commit), the rest say why.
+    let ids = json!({"registration_ids": [cy, held, elsewhere, unknown]});
+    let path = format!("/api/v1/events/{event}/registrations/bulk-resend");
+    assert_eq!(buyer.post(&path, &ids, None).await.status, 403);
+    let resent = admin.post(&path, &ids, None).await;
+    assert_eq!(resent.status, 200, "{:?}", resent.body);
+    assert_eq!(
+        results(&resent),
+        ["queued", "not_confirmed", "not_found", "not_found"]
+    );
+    let token_or_tickets = tests::wait_for(std::time::Duration::from_secs(10), || async {
+        tests::mailed(&server, "cy@example.com", "tickets").pop()
+    })
+    .await
+    .expect("tickets message");
+    let lines = token_or_tickets["tickets"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    let code = lines[0]["code"].as_str().unwrap();
+    assert_eq!(verify(&admin, &event, code).await["result"], "valid");
+    let too_many: Vec<String> = (0..501).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let refused = admin
+        .post(&path, &json!({"registration_ids": too_many}), None)
+        .await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+
+    // Exports: a row per registration / per ticket, formulas defused.
+    let (status, content_type, csv) =
+        text(&admin, &format!("/api/v1/events/{event}/registrations.csv")).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/csv; charset=utf-8")
+    );
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows[0].starts_with("registration_id,status,"));
+    assert!(csv.contains("\"'=HYPERLINK(\"\"evil\"\")\""), "{csv}");
+    assert!(!csv.contains(",=HYPERLINK"));
+    let (_, _, tickets_csv) = text(&admin, &format!("/api/v1/events/{event}/tickets.csv")).await;
+    let ticket_rows: Vec<&str> = tickets_csv.lines().skip(1).collect();
+    assert_eq!(ticket_rows.len(), 3, "{tickets_csv}");
+    assert!(ticket_rows.iter().all(|r| r.contains(",valid,")));
+    assert_eq!(
+        text(&buyer, &format!("/api/v1/events/{event}/tickets.csv"))
+            .await
+            .0,
+        403
+    );
+
+    // Cancel: confirmed and held ones of this event; the rest say why; tickets are revoked.
+    let ids = json!({"registration_ids": [cy, held, elsewhere, unknown, di]});
+    let path = format!("/api/v1/events/{event}/registrations/bulk-cancel");
+    assert_eq!(buyer.post(&path, &ids, None).await.status, 403);
+    let canceled = admin.post(&path, &ids, None).await;
+    assert_eq!(canceled.status, 200, "{:?}", canceled.body);
+    assert_eq!(
+        results(&canceled),
+        ["canceled", "canceled", "not_found", "not_found", "canceled"]
+    );
+    let again = admin
+        .post(&path, &json!({"registration_ids": [cy]}), None)
+        .await;
+    assert_eq!(results(&again), ["invalid_state"]);
+    assert_eq!(again.body["items"][0]["status"], "canceled");
+    let revocations = admin
+        .get(&format!("/api/v1/events/{event}/revocations"))
+        .await;
+    assert_eq!(
+        revocations.body["version"], 3,
+        "two of Cy's tickets and Di's"
+    );
+    let (_, _, tickets_csv) = text(&admin, &format!("/api/v1/events/{event}/tickets.csv")).await;
+    assert!(tickets_csv.lines().skip(1).all(|r| r.contains(",revoked,")));
+    let avail = admin.availability(&event).await;
+    assert_eq!(
+        (avail.1, avail.2),
+        (0, 0),
+        "no seat held or confirmed any more"
+    );
+    // The other event was not touched.
+    assert_eq!(
+        admin
+            .get(&format!("/api/v1/registrations/{elsewhere}"))
+            .await
+            .str("status"),
+        "confirmed"
+    );
+}

@@ -275,6 +275,39 @@ impl Engine {
         .map(|(u, ())| u)
     }
 
+    /// Queues messages that no state change causes (an organizer resending tickets): they are
+    /// committed to the outbox alone. 503 when the outbox has no room for all of them.
+    pub async fn send_messages(&self, messages: Vec<OutboxMessage>) -> EngineResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let Some(reservation) = self.outbox.reserve(messages.len()) else {
+            metrics::counter!("outbox_refused_total").increment(1);
+            return Err(EngineError::Unavailable("outbox full".into()));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = Completion::new(move |result| {
+            if result.is_ok() {
+                reservation.commit();
+            }
+            let _ = tx.send(result);
+        });
+        // No events: a barrier that carries the messages.
+        let request = AppendRequest {
+            stream: StreamId::User(UserId(Uuid::nil())),
+            writer: 0,
+            first_seq: 0,
+            events: Vec::new(),
+            snapshot: None,
+            outbox: messages,
+            done,
+        };
+        self.ctx.journal.append(request).await;
+        rx.await
+            .unwrap_or(Err(JournalError::Stopped))
+            .map_err(journal)
+    }
+
     /// Appends `events` (with `record`, the state after them, as snapshot) and `outbox` to the
     /// user's stream and waits until durable. The outbox `reservation` is kept in the
     /// journal's completion once durable (even if this future was dropped meanwhile) and given

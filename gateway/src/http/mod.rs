@@ -10,6 +10,7 @@ pub mod extract;
 mod idempotency;
 pub mod openapi;
 mod ops;
+mod organizer;
 mod policy;
 mod registrations;
 mod ws;
@@ -122,6 +123,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .merge(audit::router())
         .merge(events::router())
         .merge(registrations::router())
+        .merge(organizer::router())
         .merge(ws::router())
         // Three layers (each costs a boxed future per request), in this order:
         // `front` before routing: who is calling, and the rate limits;

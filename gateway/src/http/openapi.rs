@@ -45,6 +45,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::ticket_qr_svg, super::registrations::ticket_qr_png,
         super::registrations::verify_ticket, super::registrations::ticket_keys,
         super::registrations::rotate_ticket_key, super::registrations::revocations,
+        super::organizer::bulk_cancel, super::organizer::bulk_resend,
+        super::organizer::export_registrations, super::organizer::export_tickets,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -56,6 +58,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::VerifyBody, super::registrations::TicketCheckDto,
         super::registrations::TicketKeyDto, super::registrations::TicketKeysDto,
         super::registrations::RevocationDto, super::registrations::RevocationPage,
+        super::organizer::BulkBody, super::organizer::BulkItem, super::organizer::BulkResult,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),

@@ -90,12 +90,16 @@ pub struct IssuedTicket {
 }
 
 /// The signing key and pool ordinal a registration's or ticket's codes and numbers need.
-struct TicketContext {
-    key: u8,
-    pool_ordinal: usize,
+pub(super) struct TicketContext {
+    pub(super) key: u8,
+    pub(super) pool_ordinal: usize,
 }
 
-fn ticket_context(state: &AppState, event: EventId, pool: engine::ids::PoolId) -> TicketContext {
+pub(super) fn ticket_context(
+    state: &AppState,
+    event: EventId,
+    pool: engine::ids::PoolId,
+) -> TicketContext {
     match state.engine.event(event) {
         Ok(record) => TicketContext {
             key: record.ticket_key,
