@@ -18,9 +18,9 @@ use crate::model::{
     RegistrationStatus, TicketType,
 };
 use crate::outbox::{MessageSink, OutboxGauge};
+use crate::pool::scan::{Direction, ListRules, ScanResult};
 use crate::pool::{
-    Admission, CheckInCommand, GATE_LEN_MAX, HoldCommand, IdempotencyToken, PoolCommand,
-    PoolOutcome,
+    Admission, GATE_LEN_MAX, HoldCommand, IdempotencyToken, PoolCommand, PoolOutcome, ScanCommand,
 };
 use crate::ports::{
     EventQuery, JournalHandle, Page, RegistrationView, Snapshot, Store, StreamEvent, TicketView,
@@ -51,6 +51,25 @@ pub struct HoldRequest {
     pub idempotency: Option<IdempotencyToken>,
     /// The signed-in account holding the seats.
     pub user_id: Option<UserId>,
+}
+
+/// A scan, as the gateway parsed it.
+#[derive(Clone, Debug)]
+pub struct ScanRequest {
+    /// The event scanning.
+    pub event_id: EventId,
+    /// The ticket (from its verified code).
+    pub ticket_id: TicketId,
+    /// The check-in list (`None`: the default list).
+    pub list_id: Option<crate::ids::CheckInListId>,
+    /// Entry or exit.
+    pub direction: Direction,
+    /// The gate.
+    pub gate: Option<String>,
+    /// For an uploaded offline scan: when it was made.
+    pub scanned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The scanner's nonce (the same nonce is applied once).
+    pub nonce: Option<[u8; 16]>,
 }
 
 /// Availability of one ticket type.
@@ -496,14 +515,37 @@ impl Engine {
         }
     }
 
-    /// Admits a ticket at `event_id`, exactly once.
-    pub async fn check_in(
+    /// Adds a check-in list to an event (managers decide who may; the list's ticket types
+    /// must be the event's).
+    pub async fn create_checkin_list(
         &self,
-        event_id: EventId,
-        ticket_id: TicketId,
-        gate: Option<String>,
-    ) -> EngineResult<(TicketView, Admission)> {
-        if let Some(g) = &gate
+        id: EventId,
+        new: impl FnOnce(&EventRecord) -> Result<crate::model::CheckInList, Vec<FieldError>>,
+    ) -> EngineResult<(EventRecord, crate::model::CheckInList)> {
+        let h = self.handle(id).await?;
+        let list = new(&h.shared.record()).map_err(DomainError::Validation)?;
+        let list_id = list.id;
+        let record = call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
+            EventMsg::CreateCheckInList(Box::new(list), r)
+        })
+        .await?;
+        let list = record
+            .checkin_lists
+            .iter()
+            .find(|l| l.id == list_id)
+            .cloned()
+            .ok_or_else(|| EngineError::Unavailable("list not recorded".into()))?;
+        Ok((record, list))
+    }
+
+    /// Scans a ticket in or out on a check-in list (the default list without `list_id`): the
+    /// ticket's pool decides, exactly once per ticket and list. A duplicate is an answer
+    /// (`ScanResult::Duplicate`, with the admission that stands), not an error.
+    pub async fn scan(
+        &self,
+        req: ScanRequest,
+    ) -> EngineResult<(TicketView, ScanResult, Admission)> {
+        if let Some(g) = &req.gate
             && (g.trim().is_empty() || g.chars().count() > GATE_LEN_MAX)
         {
             return Err(DomainError::Validation(vec![FieldError::new(
@@ -512,27 +554,43 @@ impl Engine {
             )])
             .into());
         }
-        let ticket = self.ticket(ticket_id)?;
-        if ticket.event_id != event_id {
+        let ticket = self.ticket(req.ticket_id)?;
+        if ticket.event_id != req.event_id {
             return Err(DomainError::WrongEvent.into());
         }
-        let h = self.handle(event_id).await?;
+        let h = self.handle(req.event_id).await?;
+        let rules = match req.list_id {
+            None => ListRules::default_list(),
+            Some(id) => h
+                .shared
+                .record()
+                .checkin_lists
+                .iter()
+                .find(|l| l.id == id)
+                .map(crate::model::CheckInList::rules)
+                .ok_or(DomainError::CheckInListNotFound)?,
+        };
         let pool = h
             .shared
             .pool(ticket.pool_id)
             .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
-        let command = PoolCommand::CheckIn(CheckInCommand {
+        let command = PoolCommand::Scan(ScanCommand {
             registration_id: ticket.registration_id,
-            ticket_id,
+            ticket_id: req.ticket_id,
             ticket_index: ticket.index,
-            gate,
+            ticket_type_id: ticket.ticket_type_id,
+            list: rules,
+            direction: req.direction,
+            gate: req.gate,
+            scanned_at: req.scanned_at,
+            nonce: req.nonce,
         });
         let result = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
             PoolMsg::Execute(command, r)
         })
         .await;
         match result {
-            Ok(PoolOutcome::CheckedIn(admission)) => Ok((ticket, admission)),
+            Ok(PoolOutcome::Scanned { result, first }) => Ok((ticket, result, first)),
             // The pool forgets canceled registrations: a ticket it does not know, of a
             // registration the read model shows canceled, is a revoked ticket.
             Err(EngineError::Domain(DomainError::TicketNotFound))
@@ -543,6 +601,32 @@ impl Engine {
             }
             Err(e) => Err(e),
             _ => Err(EngineError::Unavailable("unexpected outcome".into())),
+        }
+    }
+
+    /// Admits a ticket on the event's default list: a second scan is `AlreadyCheckedIn`.
+    pub async fn check_in(
+        &self,
+        event_id: EventId,
+        ticket_id: TicketId,
+        gate: Option<String>,
+    ) -> EngineResult<(TicketView, Admission)> {
+        let request = ScanRequest {
+            event_id,
+            ticket_id,
+            list_id: None,
+            direction: Direction::Entry,
+            gate,
+            scanned_at: None,
+            nonce: None,
+        };
+        match self.scan(request).await? {
+            (_, ScanResult::Duplicate, first) => Err(DomainError::AlreadyCheckedIn {
+                at: first.at,
+                gate: first.gate,
+            }
+            .into()),
+            (ticket, _, first) => Ok((ticket, first)),
         }
     }
 

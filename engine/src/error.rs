@@ -113,6 +113,27 @@ pub enum DomainError {
     /// The address is verified already.
     #[error("the e-mail address is verified already")]
     EmailAlreadyVerified,
+    /// The check-in list does not open before this time.
+    #[error("check-in opens at {opens_at}")]
+    NotYetValid {
+        /// When it opens.
+        opens_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The check-in list closed at this time.
+    #[error("check-in closed at {closes_at}")]
+    CheckInClosed {
+        /// When it closed.
+        closes_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The ticket's type, or the gate, is not on the check-in list.
+    #[error("this ticket is not admitted at this gate")]
+    NotAllowedAtGate,
+    /// An exit scan of a ticket that never entered.
+    #[error("the ticket was never admitted on this list")]
+    NotCheckedIn,
+    /// No such check-in list.
+    #[error("check-in list not found")]
+    CheckInListNotFound,
     /// A configured limit was reached (ticket types per event, ...).
     #[error("limit reached: {0}")]
     LimitReached(&'static str),

@@ -105,3 +105,7 @@ impl fmt::Display for StreamId {
         }
     }
 }
+id_type!(
+    /// A check-in list of an event: which ticket types enter at which gates, and when.
+    CheckInListId
+);

@@ -20,5 +20,5 @@ pub mod ports;
 pub use actors::Availability;
 pub use config::EngineConfig;
 pub use engine::{
-    AvailabilityFeed, Engine, EventAvailability, HoldRequest, TicketTypeAvailability,
+    AvailabilityFeed, Engine, EventAvailability, HoldRequest, ScanRequest, TicketTypeAvailability,
 };

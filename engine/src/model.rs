@@ -164,10 +164,108 @@ pub struct EventRecord {
     /// it, and only codes signed with it are accepted; rotating it re-keys every ticket.
     #[serde(default = "first_ticket_key")]
     pub ticket_key: u8,
+    /// Check-in lists (besides the default list: every ticket type, any gate, no re-entry).
+    #[serde(default)]
+    pub checkin_lists: Vec<CheckInList>,
 }
 
 /// Most accounts with a role in one event.
 pub const EVENT_MEMBERS_MAX: usize = 1_000;
+
+/// Most check-in lists per event.
+pub const CHECKIN_LISTS_MAX: usize = 50;
+/// Most gates per check-in list.
+pub const LIST_GATES_MAX: usize = 100;
+
+/// A check-in list: which ticket types enter, at which gates, when, and whether a ticket may
+/// enter again after an exit. A ticket is admitted once per list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInList {
+    /// Its id.
+    pub id: crate::ids::CheckInListId,
+    /// Name (1 to 200 characters).
+    pub name: String,
+    /// Ticket types admitted (empty: all).
+    pub ticket_types: Vec<TicketTypeId>,
+    /// Gates that scan on it (empty: any).
+    pub gates: Vec<String>,
+    /// Whether a ticket that exited may enter again.
+    pub allow_reentry: bool,
+    /// No admission before.
+    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+    pub opens_at: Option<DateTime<Utc>>,
+    /// No admission after.
+    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl CheckInList {
+    /// A validated new list of `event` (its ticket types must exist).
+    pub fn new(
+        event: &EventRecord,
+        name: &str,
+        ticket_types: Vec<TicketTypeId>,
+        gates: Vec<String>,
+        allow_reentry: bool,
+        opens_at: Option<DateTime<Utc>>,
+        closes_at: Option<DateTime<Utc>>,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = name.trim();
+        check_text(&mut errors, "name", name, 1, 200);
+        if ticket_types
+            .iter()
+            .any(|t| !event.ticket_types.iter().any(|tt| tt.id == *t))
+        {
+            errors.push(FieldError::new("ticket_types", "unknown ticket type"));
+        }
+        let gates: Vec<String> = gates.iter().map(|g| g.trim().to_owned()).collect();
+        if gates.len() > LIST_GATES_MAX
+            || gates
+                .iter()
+                .any(|g| g.is_empty() || g.chars().count() > crate::pool::GATE_LEN_MAX)
+        {
+            errors.push(FieldError::new(
+                "gates",
+                format!(
+                    "at most {LIST_GATES_MAX} gates of 1 to {} characters",
+                    crate::pool::GATE_LEN_MAX
+                ),
+            ));
+        }
+        if let (Some(o), Some(c)) = (opens_at, closes_at)
+            && c <= o
+        {
+            errors.push(FieldError::new("closes_at", "must be after opens_at"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            id: crate::ids::CheckInListId::new(),
+            name: name.to_owned(),
+            ticket_types,
+            gates,
+            allow_reentry,
+            opens_at: opens_at
+                .map(|t| DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)),
+            closes_at: closes_at
+                .map(|t| DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)),
+        })
+    }
+
+    /// The rules a pool decides a scan on this list with.
+    pub fn rules(&self) -> crate::pool::scan::ListRules {
+        crate::pool::scan::ListRules {
+            id: Some(self.id),
+            ticket_types: self.ticket_types.clone(),
+            gates: self.gates.clone(),
+            allow_reentry: self.allow_reentry,
+            opens_at: self.opens_at,
+            closes_at: self.closes_at,
+        }
+    }
+}
 
 fn first_ticket_key() -> u8 {
     1
@@ -517,6 +615,13 @@ pub enum EventEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A check-in list was created.
+    CheckInListCreated {
+        /// The list.
+        list: CheckInList,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Put on sale.
     Published {
         /// When.
@@ -575,6 +680,7 @@ impl EventRecord {
                 owner: *owner,
                 members: Vec::new(),
                 ticket_key: 1,
+                checkin_lists: Vec::new(),
             }),
             _ => None,
         }
@@ -622,6 +728,10 @@ impl EventRecord {
             }
             EventEvent::TicketKeyRotated { key, at } => {
                 self.ticket_key = *key;
+                self.updated_at = *at;
+            }
+            EventEvent::CheckInListCreated { list, at } => {
+                self.checkin_lists.push(list.clone());
                 self.updated_at = *at;
             }
             EventEvent::Published { at } => self.transition(EventStatus::Published, *at),

@@ -233,6 +233,24 @@ impl Overlay {
             } => {
                 self.ticket(db, ticket_id)?.admission = Some(admission);
             }
+            // The ticket's first admission on any list (an uploaded offline scan may be
+            // earlier than the one known).
+            PoolEvent::Scanned {
+                ticket_id,
+                admission,
+                result: engine::pool::scan::ScanResult::Admitted,
+                ..
+            } => {
+                let ticket = self.ticket(db, ticket_id)?;
+                if ticket
+                    .admission
+                    .as_ref()
+                    .is_none_or(|first| admission.at < first.at)
+                {
+                    ticket.admission = Some(admission);
+                }
+            }
+            PoolEvent::Scanned { .. } => {}
         }
         Ok(())
     }

@@ -43,6 +43,8 @@ pub(crate) enum EventMsg {
     SetMember(UserId, Option<EventRole>, Reply<EventRecord>),
     /// Rotate the ticket-signing key.
     RotateTicketKey(Reply<EventRecord>),
+    /// Add a check-in list (validated by the caller against the record).
+    CreateCheckInList(Box<crate::model::CheckInList>, Reply<EventRecord>),
     /// Timer: passivate if idle.
     PassivateCheck,
     /// The journal refused an append (sequence conflict): restart from durable state.
@@ -203,6 +205,22 @@ impl Actor for EventActor {
                 commit(
                     state,
                     EventEvent::TicketKeyRotated { key, at },
+                    move |r| r,
+                    reply,
+                )
+                .await;
+            }
+            EventMsg::CreateCheckInList(list, reply) => {
+                if state.record.checkin_lists.len() >= crate::model::CHECKIN_LISTS_MAX {
+                    let _ = reply.send(Err(
+                        DomainError::LimitReached("check-in lists per event").into()
+                    ));
+                    return Ok(());
+                }
+                let at = state.ctx.clock.now();
+                commit(
+                    state,
+                    EventEvent::CheckInListCreated { list: *list, at },
                     move |r| r,
                     reply,
                 )

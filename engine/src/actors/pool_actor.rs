@@ -410,7 +410,7 @@ fn command_kind(command: &PoolCommand) -> &'static str {
         PoolCommand::Hold(_) => "hold",
         PoolCommand::Confirm(_) => "confirm",
         PoolCommand::Cancel(_) => "cancel",
-        PoolCommand::CheckIn(_) => "check_in",
+        PoolCommand::Scan(_) => "scan",
         PoolCommand::ExpireDue => "expire",
     }
 }

@@ -8,12 +8,13 @@
 //! (asserted in `apply`, proven by the property test in `tests.rs`).
 
 use crate::error::DomainError;
-use crate::ids::{EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId};
+use crate::ids::{CheckInListId, EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId};
 use crate::model::{Attendee, EventStatus, RegistrationStatus};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
+pub mod scan;
 #[cfg(test)]
 mod tests;
 
@@ -104,7 +105,32 @@ pub enum PoolEvent {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
-    /// A ticket was admitted.
+    /// A scan was decided: an admission, an exit, or a duplicate (recorded, not admitted).
+    Scanned {
+        /// The registration.
+        registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
+        /// The ticket.
+        ticket_id: TicketId,
+        /// Seat index of the ticket in its registration.
+        ticket_index: u16,
+        /// The check-in list (`None`: the event's default list).
+        list: Option<CheckInListId>,
+        /// Entry or exit.
+        direction: scan::Direction,
+        /// When (for an uploaded offline scan, when it was made) and at which gate.
+        admission: Admission,
+        /// An uploaded offline scan.
+        offline: bool,
+        /// The scanner's nonce: the same nonce is applied once.
+        nonce: Option<[u8; 16]>,
+        /// How it ended.
+        result: scan::ScanResult,
+    },
+    /// A ticket was admitted (journals before check-in lists; replayed as a default-list
+    /// admission).
     AttendeeCheckedIn {
         /// The registration.
         registration_id: RegistrationId,
@@ -148,6 +174,11 @@ impl PoolEvent {
                 user_id,
                 registration_id,
                 ..
+            }
+            | PoolEvent::Scanned {
+                user_id,
+                registration_id,
+                ..
             } => (user_id, registration_id),
         };
         user.map(|u| (u, *registration))
@@ -163,8 +194,8 @@ pub enum PoolCommand {
     Confirm(RegistrationId),
     /// Cancel a hold or a confirmed registration.
     Cancel(RegistrationId),
-    /// Admit a ticket.
-    CheckIn(CheckInCommand),
+    /// Scan a ticket in or out.
+    Scan(ScanCommand),
     /// Expire every hold whose deadline has passed.
     ExpireDue,
 }
@@ -192,17 +223,27 @@ pub struct HoldCommand {
     pub idempotency: Option<IdempotencyToken>,
 }
 
-/// Admit one ticket.
+/// Scan one ticket on a check-in list.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckInCommand {
+pub struct ScanCommand {
     /// The registration the ticket belongs to.
     pub registration_id: RegistrationId,
     /// The ticket.
     pub ticket_id: TicketId,
     /// The ticket's seat index.
     pub ticket_index: u16,
+    /// The ticket's type.
+    pub ticket_type_id: TicketTypeId,
+    /// The list's rules.
+    pub list: scan::ListRules,
+    /// Entry or exit.
+    pub direction: scan::Direction,
     /// Gate, at most `GATE_LEN_MAX` characters.
     pub gate: Option<String>,
+    /// For an uploaded offline scan: when it was made (at most now).
+    pub scanned_at: Option<DateTime<Utc>>,
+    /// The scanner's nonce.
+    pub nonce: Option<[u8; 16]>,
 }
 
 /// What a successful command produced.
@@ -228,8 +269,13 @@ pub enum PoolOutcome {
     },
     /// The registration is canceled.
     Canceled,
-    /// The ticket is admitted.
-    CheckedIn(Admission),
+    /// A scan was decided.
+    Scanned {
+        /// Admitted, exited or duplicate.
+        result: scan::ScanResult,
+        /// The ticket's first admission on the list (for a duplicate: the one that stands).
+        first: Admission,
+    },
     /// Expired holds (possibly none).
     Expired(usize),
 }
@@ -295,6 +341,13 @@ pub struct PoolState {
     /// per pool, never reused, in confirmation order).
     #[serde(default)]
     tickets_issued: u64,
+    /// Tickets' presences on check-in lists, per registration (so a cancellation drops them
+    /// with one removal).
+    #[serde(default)]
+    presence: HashMap<RegistrationId, Vec<scan::Presence>>,
+    /// Scan nonces already applied (bounded).
+    #[serde(default)]
+    nonces: scan::Nonces,
 }
 
 impl PoolState {
@@ -313,11 +366,24 @@ impl PoolState {
             expiries: BTreeSet::new(),
             per_account: HashMap::new(),
             tickets_issued: 0,
+            presence: HashMap::new(),
+            nonces: scan::Nonces::default(),
         }
     }
 
     /// Rebuilds derived indexes after decoding a snapshot, and checks the counters.
     pub fn restore_derived(&mut self) -> Result<(), String> {
+        // Admissions from before check-in lists: the default list's.
+        for ((registration, index), first) in std::mem::take(&mut self.admitted) {
+            scan::apply(
+                self.presence.entry(registration).or_default(),
+                index,
+                None,
+                &scan::ScanResult::Admitted,
+                &first,
+                false,
+            );
+        }
         self.expiries = self
             .regs
             .iter()
@@ -410,7 +476,7 @@ impl PoolState {
             PoolCommand::Hold(cmd) => self.decide_hold(cmd, event_status, now, &mut events),
             PoolCommand::Confirm(id) => self.decide_confirm(id, now, &mut events),
             PoolCommand::Cancel(id) => self.decide_cancel(id, now, &mut events),
-            PoolCommand::CheckIn(cmd) => self.decide_check_in(cmd, event_status, now, &mut events),
+            PoolCommand::Scan(cmd) => self.decide_scan(cmd, event_status, now, &mut events),
             PoolCommand::ExpireDue => Ok(PoolOutcome::Expired(
                 self.decide_expire_due(now, &mut events),
             )),
@@ -577,13 +643,22 @@ impl PoolState {
         })
     }
 
-    fn decide_check_in(
+    fn decide_scan(
         &mut self,
-        cmd: CheckInCommand,
+        cmd: ScanCommand,
         event_status: EventStatus,
         now: DateTime<Utc>,
         events: &mut Vec<PoolEvent>,
     ) -> Result<PoolOutcome, DomainError> {
+        // A retried scan gets its first answer and changes nothing.
+        if let Some(nonce) = &cmd.nonce
+            && let Some((result, first)) = self.nonces.get(nonce)
+        {
+            return Ok(PoolOutcome::Scanned {
+                result: result.clone(),
+                first: first.clone(),
+            });
+        }
         if event_status != EventStatus::Published {
             return Err(DomainError::EventNotOpen(event_status));
         }
@@ -604,27 +679,53 @@ impl PoolState {
         if cmd.ticket_index >= reg.quantity {
             return Err(DomainError::TicketNotFound);
         }
-        if let Some(first) = self.admitted.get(&(cmd.registration_id, cmd.ticket_index)) {
-            return Err(DomainError::AlreadyCheckedIn {
-                at: first.at,
-                gate: first.gate.clone(),
-            });
+        let rules = &cmd.list;
+        let gate_ok =
+            rules.gates.is_empty() || cmd.gate.as_ref().is_some_and(|g| rules.gates.contains(g));
+        let type_ok =
+            rules.ticket_types.is_empty() || rules.ticket_types.contains(&cmd.ticket_type_id);
+        if !gate_ok || !type_ok {
+            return Err(DomainError::NotAllowedAtGate);
         }
-        let admission = Admission {
-            at: millis_to_time(now.timestamp_millis()),
-            gate: cmd.gate,
-        };
+        let offline = cmd.scanned_at.is_some();
+        let at = millis_to_time(cmd.scanned_at.unwrap_or(now).min(now).timestamp_millis());
+        if let Some(opens_at) = rules.opens_at
+            && at < opens_at
+        {
+            return Err(DomainError::NotYetValid { opens_at });
+        }
+        if let Some(closes_at) = rules.closes_at
+            && at > closes_at
+        {
+            return Err(DomainError::CheckInClosed { closes_at });
+        }
+        let presences = self.presence.get(&cmd.registration_id);
+        let presence = presences.and_then(|p| scan::find(p, cmd.ticket_index, rules.id));
+        let result = scan::decide(presence, rules, cmd.direction, at, offline)
+            .map_err(|()| DomainError::NotCheckedIn)?;
+        let admission = Admission { at, gate: cmd.gate };
         self.emit(
             events,
-            PoolEvent::AttendeeCheckedIn {
+            PoolEvent::Scanned {
                 registration_id: cmd.registration_id,
                 user_id: reg.user(),
                 ticket_id: cmd.ticket_id,
                 ticket_index: cmd.ticket_index,
-                admission: admission.clone(),
+                list: rules.id,
+                direction: cmd.direction,
+                admission,
+                offline,
+                nonce: cmd.nonce,
+                result: result.clone(),
             },
         );
-        Ok(PoolOutcome::CheckedIn(admission))
+        let first = self
+            .presence
+            .get(&cmd.registration_id)
+            .and_then(|p| scan::find(p, cmd.ticket_index, rules.id))
+            .map(|p| p.first.clone())
+            .ok_or(DomainError::NotCheckedIn)?;
+        Ok(PoolOutcome::Scanned { result, first })
     }
 
     fn decide_expire_due(&mut self, now: DateTime<Utc>, events: &mut Vec<PoolEvent>) -> usize {
@@ -756,11 +857,31 @@ impl PoolState {
                 ticket_index,
                 admission,
                 ..
+            } => scan::apply(
+                self.presence.entry(*registration_id).or_default(),
+                *ticket_index,
+                None,
+                &scan::ScanResult::Admitted,
+                admission,
+                false,
+            ),
+            PoolEvent::Scanned {
+                registration_id,
+                ticket_index,
+                list,
+                admission,
+                offline,
+                nonce,
+                result,
+                ..
             } => {
-                let previous = self
-                    .admitted
-                    .insert((*registration_id, *ticket_index), admission.clone());
-                assert!(previous.is_none(), "ticket admitted twice");
+                let presences = self.presence.entry(*registration_id).or_default();
+                scan::apply(presences, *ticket_index, *list, result, admission, *offline);
+                if let Some(nonce) = nonce {
+                    let first = scan::find(presences, *ticket_index, *list)
+                        .map_or_else(|| admission.clone(), |p| p.first.clone());
+                    self.nonces.insert(*nonce, (result.clone(), first));
+                }
             }
         }
         self.seq = seq;
@@ -791,9 +912,7 @@ impl PoolState {
         if let Some(key) = reg.idempotency_key {
             self.idempotency.remove(&key);
         }
-        for index in 0..reg.quantity {
-            self.admitted.remove(&(id, index));
-        }
+        self.presence.remove(&id);
     }
 
     fn transition(

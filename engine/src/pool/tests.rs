@@ -131,11 +131,16 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 } else {
                     model.regs[reg % model.regs.len()].0
                 };
-                PoolCommand::CheckIn(CheckInCommand {
+                PoolCommand::Scan(ScanCommand {
                     registration_id,
                     ticket_id: TicketId::new(),
                     ticket_index: *seat,
+                    ticket_type_id,
+                    list: scan::ListRules::default_list(),
+                    direction: scan::Direction::Entry,
                     gate: Some("north".into()),
+                    scanned_at: None,
+                    nonce: None,
                 })
             }
             Op::Advance(ms) => {
@@ -255,17 +260,23 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     assert_eq!(result, &Err(DomainError::RegistrationNotFound));
                 }
             }
-            (PoolCommand::CheckIn(cmd), result) => {
+            (PoolCommand::Scan(cmd), result) => {
                 let known = model.regs.iter().find(|r| r.0 == cmd.registration_id);
                 let key = (cmd.registration_id, cmd.ticket_index);
                 match result {
-                    Ok(PoolOutcome::CheckedIn(_)) => {
+                    Ok(PoolOutcome::Scanned {
+                        result: scan::ScanResult::Admitted,
+                        ..
+                    }) => {
                         let r = known.expect("admitted an unknown registration");
                         assert_eq!(r.2, RegistrationStatus::Confirmed);
                         assert!(cmd.ticket_index < r.1);
                         assert!(model.admitted.insert(key), "admitted twice");
                     }
-                    Err(DomainError::AlreadyCheckedIn { .. }) => {
+                    Ok(PoolOutcome::Scanned {
+                        result: scan::ScanResult::Duplicate,
+                        ..
+                    }) => {
                         assert!(model.admitted.contains(&key))
                     }
                     // A canceled registration is forgotten with its admissions: its tickets are

@@ -159,6 +159,25 @@ impl ApiError {
                     (S::CONFLICT, "already_checked_in", "Already checked in")
                 }
                 DomainError::TicketRevoked => (S::CONFLICT, "ticket_revoked", "Ticket revoked"),
+                DomainError::NotYetValid { .. } => {
+                    (S::CONFLICT, "not_yet_valid", "Check-in not open yet")
+                }
+                DomainError::CheckInClosed { .. } => {
+                    (S::CONFLICT, "check_in_closed", "Check-in closed")
+                }
+                DomainError::NotAllowedAtGate => (
+                    S::CONFLICT,
+                    "not_allowed_at_gate",
+                    "Not admitted at this gate",
+                ),
+                DomainError::NotCheckedIn => {
+                    (S::CONFLICT, "not_checked_in", "Ticket never admitted")
+                }
+                DomainError::CheckInListNotFound => (
+                    S::NOT_FOUND,
+                    "check_in_list_not_found",
+                    "Check-in list not found",
+                ),
                 DomainError::WrongEvent => (S::CONFLICT, "wrong_event", "Ticket of another event"),
                 DomainError::IdempotencyMismatch => (
                     S::UNPROCESSABLE_ENTITY,

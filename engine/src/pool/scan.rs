@@ -1,0 +1,318 @@
+//! Check-in scans, decided by the pool that owns the tickets (like seats): exactly one first
+//! admission per ticket and check-in list, whatever the order or the number of scanners.
+//!
+//! - A scan names a check-in list (or the event's default list: every ticket type, any gate,
+//!   no re-entry, always open). The list's rules are resolved by the caller from the event
+//!   record and travel with the command, so the pool decides from its own state alone.
+//! - Online entry: the first admits; later ones are duplicates (reported with the first
+//!   admission's time and gate) unless the list allows re-entry and the ticket has exited.
+//! - Offline uploads carry their original scan time: the earliest admission wins, whatever the
+//!   order uploads arrive in; later scans are recorded as duplicates. Uploaded scans decide the
+//!   first admission only (not who is inside now).
+//! - A scan with a nonce is applied once: the same nonce again gets the first answer and
+//!   changes nothing (scanner retries after a lost reply).
+//! - Every decided scan, duplicates included, is journaled (`PoolEvent::Scanned`): nothing a
+//!   scanner reported is lost. Refusals by the list's rules are answered, not journaled.
+
+use super::Admission;
+use crate::ids::{CheckInListId, TicketTypeId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// Scan nonces remembered per pool (oldest forgotten first).
+pub const NONCES_MAX: usize = 100_000;
+
+/// Entry or exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Coming in.
+    Entry,
+    /// Going out (only meaningful on lists that allow re-entry).
+    Exit,
+}
+
+/// The rules of the list a scan is made on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListRules {
+    /// The list; `None` is the event's default list.
+    pub id: Option<CheckInListId>,
+    /// Ticket types admitted (empty: all).
+    pub ticket_types: Vec<TicketTypeId>,
+    /// Gates it scans at (empty: any, or none named).
+    pub gates: Vec<String>,
+    /// Whether a ticket that exited may enter again.
+    pub allow_reentry: bool,
+    /// No admission before.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// No admission after.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl ListRules {
+    /// The event's default list.
+    pub fn default_list() -> Self {
+        Self {
+            id: None,
+            ticket_types: Vec::new(),
+            gates: Vec::new(),
+            allow_reentry: false,
+            opens_at: None,
+            closes_at: None,
+        }
+    }
+}
+
+/// How a decided scan ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanResult {
+    /// Let in (a first admission, a re-entry, or an offline scan earlier than the one known).
+    Admitted,
+    /// Let out.
+    Exited,
+    /// Already admitted: refused, and recorded.
+    Duplicate,
+}
+
+/// A ticket's state on one list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Seat index of the ticket in its registration.
+    pub index: u16,
+    /// The list (`None`: default).
+    pub list: Option<CheckInListId>,
+    /// The first (earliest) admission.
+    pub first: Admission,
+    /// Inside now (entered and not exited since), as far as online scans tell.
+    pub inside: bool,
+}
+
+/// Scan nonces already applied, with their answers; bounded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nonces {
+    answers: HashMap<[u8; 16], (ScanResult, Admission)>,
+    order: VecDeque<[u8; 16]>,
+}
+
+impl Nonces {
+    /// The answer given to `nonce`, if it was applied.
+    pub fn get(&self, nonce: &[u8; 16]) -> Option<&(ScanResult, Admission)> {
+        self.answers.get(nonce)
+    }
+
+    /// Remembers the answer to `nonce`, forgetting the oldest beyond `NONCES_MAX`.
+    pub fn insert(&mut self, nonce: [u8; 16], answer: (ScanResult, Admission)) {
+        if self.answers.insert(nonce, answer).is_none() {
+            self.order.push_back(nonce);
+            if self.order.len() > NONCES_MAX
+                && let Some(old) = self.order.pop_front()
+            {
+                self.answers.remove(&old);
+            }
+        }
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+}
+
+/// The presence of ticket `index` on `list` among a registration's presences.
+pub fn find(presences: &[Presence], index: u16, list: Option<CheckInListId>) -> Option<&Presence> {
+    presences
+        .iter()
+        .find(|p| p.index == index && p.list == list)
+}
+
+/// Decides an entry or exit given the ticket's presence on the list. `offline`: an uploaded
+/// scan with its original time `at`. `Err(())` for an exit of a ticket never admitted.
+pub fn decide(
+    presence: Option<&Presence>,
+    rules: &ListRules,
+    direction: Direction,
+    at: DateTime<Utc>,
+    offline: bool,
+) -> Result<ScanResult, ()> {
+    match (direction, presence) {
+        (Direction::Exit, None) => Err(()),
+        (Direction::Exit, Some(_)) => Ok(ScanResult::Exited),
+        (Direction::Entry, None) => Ok(ScanResult::Admitted),
+        // Uploaded scans decide the first admission: the earliest wins.
+        (Direction::Entry, Some(p)) if offline => Ok(if at < p.first.at {
+            ScanResult::Admitted
+        } else {
+            ScanResult::Duplicate
+        }),
+        (Direction::Entry, Some(p)) if !p.inside && rules.allow_reentry => Ok(ScanResult::Admitted),
+        (Direction::Entry, Some(_)) => Ok(ScanResult::Duplicate),
+    }
+}
+
+/// Applies a decided scan to a registration's presences.
+pub fn apply(
+    presences: &mut Vec<Presence>,
+    index: u16,
+    list: Option<CheckInListId>,
+    result: &ScanResult,
+    admission: &Admission,
+    offline: bool,
+) {
+    let existing = presences
+        .iter_mut()
+        .find(|p| p.index == index && p.list == list);
+    match (result, existing) {
+        (ScanResult::Admitted, None) => presences.push(Presence {
+            index,
+            list,
+            first: admission.clone(),
+            inside: !offline,
+        }),
+        (ScanResult::Admitted, Some(p)) => {
+            if admission.at < p.first.at {
+                p.first = admission.clone();
+            }
+            if !offline {
+                p.inside = true;
+            }
+        }
+        (ScanResult::Exited, Some(p)) => p.inside = false,
+        (ScanResult::Exited, None) | (ScanResult::Duplicate, _) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn admission(ms: i64, gate: &str) -> Admission {
+        Admission {
+            at: DateTime::from_timestamp_millis(ms).unwrap(),
+            gate: Some(gate.into()),
+        }
+    }
+
+    /// Applies offline entry scans one by one, as uploads would; returns the presences and
+    /// how many scans were duplicates.
+    fn upload(scans: &[(i64, &str)]) -> (Vec<Presence>, usize) {
+        let rules = ListRules::default_list();
+        let mut presences = Vec::new();
+        let mut duplicates = 0;
+        for (ms, gate) in scans {
+            let a = admission(*ms, gate);
+            let result = decide(
+                find(&presences, 0, None),
+                &rules,
+                Direction::Entry,
+                a.at,
+                true,
+            )
+            .unwrap();
+            if result == ScanResult::Duplicate {
+                duplicates += 1;
+            }
+            apply(&mut presences, 0, None, &result, &a, true);
+        }
+        (presences, duplicates)
+    }
+
+    proptest! {
+        /// Two scanners' offline scans of one ticket, uploaded in any order: the same final
+        /// state, the earliest scan is the admission, and all but one scan count as
+        /// duplicates or superseded admissions (exactly one admission stands).
+        #[test]
+        fn offline_merges_are_order_independent(
+            times in proptest::collection::vec(0i64..1_000_000, 1..12),
+            seed in any::<u64>(),
+        ) {
+            let scans: Vec<(i64, &str)> = times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (*t, if i % 2 == 0 { "north" } else { "south" }))
+                .collect();
+            let mut shuffled = scans.clone();
+            // A deterministic shuffle from the seed.
+            let mut s = seed;
+            for i in (1..shuffled.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let (a, _) = upload(&scans);
+            let (b, _) = upload(&shuffled);
+            prop_assert_eq!(a.len(), 1);
+            prop_assert_eq!(&a[0].first.at, &b[0].first.at);
+            let earliest = *times.iter().min().unwrap();
+            prop_assert_eq!(a[0].first.at.timestamp_millis(), earliest);
+        }
+    }
+
+    #[test]
+    fn reentry_only_after_an_exit_and_only_where_allowed() {
+        let mut rules = ListRules::default_list();
+        let mut presences = Vec::new();
+        let a = admission(1_000, "north");
+        let r = decide(None, &rules, Direction::Entry, a.at, false).unwrap();
+        apply(&mut presences, 0, None, &r, &a, false);
+        let again = decide(
+            find(&presences, 0, None),
+            &rules,
+            Direction::Entry,
+            a.at,
+            false,
+        );
+        assert_eq!(again, Ok(ScanResult::Duplicate));
+        assert_eq!(decide(None, &rules, Direction::Exit, a.at, false), Err(()));
+        let out = decide(
+            find(&presences, 0, None),
+            &rules,
+            Direction::Exit,
+            a.at,
+            false,
+        )
+        .unwrap();
+        apply(&mut presences, 0, None, &out, &a, false);
+        // Without re-entry: still a duplicate; with it: admitted again, first admission kept.
+        let later = admission(2_000, "south");
+        let no = decide(
+            find(&presences, 0, None),
+            &rules,
+            Direction::Entry,
+            later.at,
+            false,
+        );
+        assert_eq!(no, Ok(ScanResult::Duplicate));
+        rules.allow_reentry = true;
+        let yes = decide(
+            find(&presences, 0, None),
+            &rules,
+            Direction::Entry,
+            later.at,
+            false,
+        )
+        .unwrap();
+        assert_eq!(yes, ScanResult::Admitted);
+        apply(&mut presences, 0, None, &yes, &later, false);
+        assert_eq!(presences[0].first, a);
+        assert!(presences[0].inside);
+    }
+
+    #[test]
+    fn nonces_are_bounded() {
+        let mut n = Nonces::default();
+        for i in 0..(NONCES_MAX + 10) {
+            let mut nonce = [0u8; 16];
+            nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            n.insert(nonce, (ScanResult::Admitted, admission(0, "g")));
+        }
+        assert_eq!(n.len(), NONCES_MAX);
+        assert!(n.get(&[0u8; 16]).is_none(), "the oldest went first");
+    }
+}
