@@ -574,7 +574,7 @@ impl Engine {
             .shared
             .pool(ticket.pool_id)
             .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
-        let command = PoolCommand::Scan(ScanCommand {
+        let command = PoolCommand::Scan(Box::new(ScanCommand {
             registration_id: ticket.registration_id,
             ticket_id: req.ticket_id,
             ticket_index: ticket.index,
@@ -584,7 +584,7 @@ impl Engine {
             gate: req.gate,
             scanned_at: req.scanned_at,
             nonce: req.nonce,
-        });
+        }));
         let result = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
             PoolMsg::Execute(command, r)
         })

@@ -194,8 +194,8 @@ pub enum PoolCommand {
     Confirm(RegistrationId),
     /// Cancel a hold or a confirmed registration.
     Cancel(RegistrationId),
-    /// Scan a ticket in or out.
-    Scan(ScanCommand),
+    /// Scan a ticket in or out (boxed: the largest command by far).
+    Scan(Box<ScanCommand>),
     /// Expire every hold whose deadline has passed.
     ExpireDue,
 }
@@ -476,7 +476,7 @@ impl PoolState {
             PoolCommand::Hold(cmd) => self.decide_hold(cmd, event_status, now, &mut events),
             PoolCommand::Confirm(id) => self.decide_confirm(id, now, &mut events),
             PoolCommand::Cancel(id) => self.decide_cancel(id, now, &mut events),
-            PoolCommand::Scan(cmd) => self.decide_scan(cmd, event_status, now, &mut events),
+            PoolCommand::Scan(cmd) => self.decide_scan(*cmd, event_status, now, &mut events),
             PoolCommand::ExpireDue => Ok(PoolOutcome::Expired(
                 self.decide_expire_due(now, &mut events),
             )),
@@ -702,7 +702,7 @@ impl PoolState {
         let presences = self.presence.get(&cmd.registration_id);
         let presence = presences.and_then(|p| scan::find(p, cmd.ticket_index, rules.id));
         let result = scan::decide(presence, rules, cmd.direction, at, offline)
-            .map_err(|()| DomainError::NotCheckedIn)?;
+            .ok_or(DomainError::NotCheckedIn)?;
         let admission = Admission { at, gate: cmd.gate };
         self.emit(
             events,

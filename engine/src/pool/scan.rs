@@ -133,26 +133,28 @@ pub fn find(presences: &[Presence], index: u16, list: Option<CheckInListId>) -> 
 }
 
 /// Decides an entry or exit given the ticket's presence on the list. `offline`: an uploaded
-/// scan with its original time `at`. `Err(())` for an exit of a ticket never admitted.
+/// scan with its original time `at`. `None` for an exit of a ticket never admitted.
 pub fn decide(
     presence: Option<&Presence>,
     rules: &ListRules,
     direction: Direction,
     at: DateTime<Utc>,
     offline: bool,
-) -> Result<ScanResult, ()> {
+) -> Option<ScanResult> {
     match (direction, presence) {
-        (Direction::Exit, None) => Err(()),
-        (Direction::Exit, Some(_)) => Ok(ScanResult::Exited),
-        (Direction::Entry, None) => Ok(ScanResult::Admitted),
+        (Direction::Exit, None) => None,
+        (Direction::Exit, Some(_)) => Some(ScanResult::Exited),
+        (Direction::Entry, None) => Some(ScanResult::Admitted),
         // Uploaded scans decide the first admission: the earliest wins.
-        (Direction::Entry, Some(p)) if offline => Ok(if at < p.first.at {
+        (Direction::Entry, Some(p)) if offline => Some(if at < p.first.at {
             ScanResult::Admitted
         } else {
             ScanResult::Duplicate
         }),
-        (Direction::Entry, Some(p)) if !p.inside && rules.allow_reentry => Ok(ScanResult::Admitted),
-        (Direction::Entry, Some(_)) => Ok(ScanResult::Duplicate),
+        (Direction::Entry, Some(p)) if !p.inside && rules.allow_reentry => {
+            Some(ScanResult::Admitted)
+        }
+        (Direction::Entry, Some(_)) => Some(ScanResult::Duplicate),
     }
 }
 
@@ -268,8 +270,8 @@ mod tests {
             a.at,
             false,
         );
-        assert_eq!(again, Ok(ScanResult::Duplicate));
-        assert_eq!(decide(None, &rules, Direction::Exit, a.at, false), Err(()));
+        assert_eq!(again, Some(ScanResult::Duplicate));
+        assert_eq!(decide(None, &rules, Direction::Exit, a.at, false), None);
         let out = decide(
             find(&presences, 0, None),
             &rules,
@@ -288,7 +290,7 @@ mod tests {
             later.at,
             false,
         );
-        assert_eq!(no, Ok(ScanResult::Duplicate));
+        assert_eq!(no, Some(ScanResult::Duplicate));
         rules.allow_reentry = true;
         let yes = decide(
             find(&presences, 0, None),

@@ -131,7 +131,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 } else {
                     model.regs[reg % model.regs.len()].0
                 };
-                PoolCommand::Scan(ScanCommand {
+                PoolCommand::Scan(Box::new(ScanCommand {
                     registration_id,
                     ticket_id: TicketId::new(),
                     ticket_index: *seat,
@@ -141,7 +141,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     gate: Some("north".into()),
                     scanned_at: None,
                     nonce: None,
-                })
+                }))
             }
             Op::Advance(ms) => {
                 now += Duration::milliseconds(*ms);
