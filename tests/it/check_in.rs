@@ -1,8 +1,9 @@
 //! Check-in: exactly one admission per ticket under concurrent scans; the documented
-//! refusals for forged, foreign and revoked tickets.
+//! refusals for forged, foreign and revoked tickets; check-in lists (gates, ticket types,
+//! opening time, re-entry), nonces, and offline uploads merged earliest-first.
 
 use futures::future::join_all;
-use serde_json::json;
+use serde_json::{Value, json};
 use tests::{Api, Server};
 
 async fn confirmed_ticket(
@@ -137,4 +138,216 @@ async fn forged_foreign_and_revoked_tickets_are_refused() {
     // None of the refusals admitted anything: the real ticket is still admissible.
     let r = scan(event, codes[0].clone()).await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_gates_reentry_nonces_and_offline_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let api = Api::admin(&server).await;
+    let (event, tt) = api.published_event(20, 600, 8).await;
+    let vip = api
+        .post(
+            &format!("/api/v1/events/{event}/ticket-types"),
+            &json!({"name": "VIP", "price_minor": 9900, "currency": "EUR", "capacity": 5}),
+            None,
+        )
+        .await;
+    assert_eq!(vip.status, 201, "{:?}", vip.body);
+    let (_, codes) = confirmed_ticket(&api, &event, &tt, 4).await;
+    let list = |body: Value| {
+        let api = api.clone();
+        let event = event.clone();
+        async move {
+            let r = api
+                .post(
+                    &format!("/api/v1/events/{event}/checkin-lists"),
+                    &body,
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.str("id")
+        }
+    };
+    let main =
+        list(json!({"name": "Main", "gates": ["north", "south"], "allow_reentry": true})).await;
+    let lounge = list(json!({"name": "Lounge", "ticket_type_ids": [vip.str("id")]})).await;
+    let tomorrow = list(json!({"name": "Tomorrow", "opens_at": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()})).await;
+    let bad = api
+        .post(
+            &format!("/api/v1/events/{event}/checkin-lists"),
+            &json!({"name": "", "ticket_type_ids": [uuid::Uuid::new_v4()]}),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{:?}", bad.body);
+    let lists = api
+        .get(&format!("/api/v1/events/{event}/checkin-lists"))
+        .await;
+    assert_eq!(lists.body["items"].as_array().unwrap().len(), 3);
+
+    let scan = |body: Value| {
+        let api = api.clone();
+        let event = event.clone();
+        async move {
+            api.post(&format!("/api/v1/events/{event}/check-ins"), &body, None)
+                .await
+        }
+    };
+    let code = |r: &tests::Reply| (r.status, r.str("code"), r.str("result"));
+    let t1 = &codes[0];
+    // Gates and ticket types of a list; its opening time; an unknown list.
+    let r = scan(json!({"ticket_code": t1, "list_id": main, "gate": "west"})).await;
+    assert_eq!(code(&r).1, "not_allowed_at_gate");
+    let r = scan(json!({"ticket_code": t1, "list_id": lounge})).await;
+    assert_eq!(code(&r).1, "not_allowed_at_gate");
+    let r = scan(json!({"ticket_code": t1, "list_id": tomorrow})).await;
+    assert_eq!(code(&r).1, "not_yet_valid");
+    let r = scan(json!({"ticket_code": t1, "list_id": uuid::Uuid::new_v4()})).await;
+    assert_eq!(
+        (r.status, r.str("code").as_str()),
+        (404, "check_in_list_not_found")
+    );
+    // Entry, duplicate, exit, re-entry (the first admission stands).
+    let r = scan(json!({"ticket_code": t1, "list_id": main, "gate": "north"})).await;
+    assert_eq!(code(&r), (200, String::new(), "admitted".into()));
+    let first_at = r.str("admitted_at");
+    let r = scan(json!({"ticket_code": t1, "list_id": main, "gate": "south"})).await;
+    assert_eq!(
+        (
+            r.status,
+            r.str("code").as_str(),
+            r.str("first_gate").as_str()
+        ),
+        (409, "already_checked_in", "north")
+    );
+    let r = scan(json!({"ticket_code": t1, "list_id": main, "gate": "south", "direction": "exit"}))
+        .await;
+    assert_eq!(r.str("result"), "exited");
+    let r = scan(json!({"ticket_code": t1, "list_id": main, "gate": "south"})).await;
+    assert_eq!(
+        (r.str("result"), r.str("admitted_at")),
+        ("admitted".into(), first_at)
+    );
+    // Lists are independent: the default list admits it once more.
+    assert_eq!(
+        scan(json!({"ticket_code": t1})).await.str("result"),
+        "admitted"
+    );
+    assert_eq!(
+        scan(json!({"ticket_code": t1})).await.str("code"),
+        "already_checked_in"
+    );
+    // A never-admitted ticket cannot exit.
+    let r = scan(
+        json!({"ticket_code": codes[1], "list_id": main, "gate": "north", "direction": "exit"}),
+    )
+    .await;
+    assert_eq!(r.str("code"), "not_checked_in");
+
+    // A retried scan (same nonce) gets its first answer; without the nonce it is a duplicate.
+    let with_nonce = json!({"ticket_code": codes[1], "gate": "north", "nonce": "scanner-7/42"});
+    assert_eq!(scan(with_nonce.clone()).await.str("result"), "admitted");
+    assert_eq!(scan(with_nonce).await.str("result"), "admitted");
+    assert_eq!(
+        scan(json!({"ticket_code": codes[1]})).await.str("code"),
+        "already_checked_in"
+    );
+
+    // Offline uploads: two scanners saw tickets 3 and 4; the earliest admission wins.
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+    let at = |mins: i64| (t0 + chrono::Duration::minutes(mins)).to_rfc3339();
+    let upload = |scans: Value| {
+        let api = api.clone();
+        let event = event.clone();
+        async move {
+            let r = api
+                .post(
+                    &format!("/api/v1/events/{event}/check-ins/offline"),
+                    &json!({"scans": scans}),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body
+        }
+    };
+    let results = |report: &Value| -> Vec<String> {
+        report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["result"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let a = json!([
+        {"ticket_code": codes[2], "scanned_at": at(10), "gate": "A", "nonce": "a-1"},
+        {"ticket_code": codes[3], "scanned_at": at(5), "gate": "A", "nonce": "a-2"},
+        {"ticket_code": "T2FORGED", "scanned_at": at(6), "gate": "A"},
+    ]);
+    let b = json!([
+        {"ticket_code": codes[2], "scanned_at": at(2), "gate": "B", "nonce": "b-1"},
+        {"ticket_code": codes[3], "scanned_at": at(9), "gate": "B", "nonce": "b-2"},
+    ]);
+    let report_a = upload(a.clone()).await;
+    assert_eq!(
+        results(&report_a),
+        ["admitted", "admitted", "invalid_signature"]
+    );
+    let report_b = upload(b).await;
+    assert_eq!(
+        results(&report_b),
+        ["admitted", "duplicate"],
+        "B's ticket-3 scan is earlier"
+    );
+    assert_eq!(
+        (
+            report_b["admitted"].as_u64(),
+            report_b["duplicates"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(report_b["items"][1]["first_gate"], "A");
+    // Uploading A again (same nonces) changes nothing.
+    assert_eq!(
+        results(&upload(a).await),
+        ["admitted", "admitted", "invalid_signature"]
+    );
+    // The standing admissions: ticket 3 at B (earliest), ticket 4 at A.
+    let standing = |c: &str| {
+        let api = api.clone();
+        let event = event.clone();
+        let c = c.to_owned();
+        async move {
+            api.post(
+                &format!("/api/v1/events/{event}/tickets/verify"),
+                &json!({"ticket_code": c}),
+                None,
+            )
+            .await
+            .body
+        }
+    };
+    let t3 = standing(&codes[2]).await;
+    assert_eq!(t3["gate"], "B");
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(t3["checked_in_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp(),
+        (t0 + chrono::Duration::minutes(2)).timestamp()
+    );
+    assert_eq!(standing(&codes[3]).await["gate"], "A");
+    // Scans from the future are refused whole.
+    let future = upload_raw(&api, &event, json!([{"ticket_code": codes[0], "scanned_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()}])).await;
+    assert_eq!(future.status, 422);
+}
+
+async fn upload_raw(api: &Api, event: &str, scans: Value) -> tests::Reply {
+    api.post(
+        &format!("/api/v1/events/{event}/check-ins/offline"),
+        &json!({"scans": scans}),
+        None,
+    )
+    .await
 }

@@ -414,6 +414,18 @@ async fn organizers_bulk_cancel_resend_and_export() {
     assert!(csv.contains("\"'=HYPERLINK(\"\"evil\"\")\""), "{csv}");
     assert!(!csv.contains(",=HYPERLINK"));
     let (_, _, tickets_csv) = text(&admin, &format!("/api/v1/events/{event}/tickets.csv")).await;
+    // The same, gzipped (the compression layer must see the stream end cleanly).
+    let gzipped = admin
+        .at(
+            reqwest::Method::GET,
+            &format!("/api/v1/events/{event}/tickets.csv"),
+        )
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), 200);
+    assert!(!gzipped.bytes().await.unwrap().is_empty());
     let ticket_rows: Vec<&str> = tickets_csv.lines().skip(1).collect();
     assert_eq!(ticket_rows.len(), 3, "{tickets_csv}");
     assert!(ticket_rows.iter().all(|r| r.contains(",valid,")));

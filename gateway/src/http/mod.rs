@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod checkin;
 pub mod error;
 mod events;
 pub mod extract;
@@ -124,6 +125,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .merge(events::router())
         .merge(registrations::router())
         .merge(organizer::router())
+        .merge(checkin::router())
         .merge(ws::router())
         // Three layers (each costs a boxed future per request), in this order:
         // `front` before routing: who is calling, and the rate limits;

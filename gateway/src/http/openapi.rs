@@ -12,8 +12,7 @@ use super::events::{
     TicketTypeAvailabilityDto, TicketTypeDto, UpdateEvent,
 };
 use super::registrations::{
-    AttendeeDto, CheckInBody, CheckInDto, CreateRegistration, IssuedTicket, RegistrationDto,
-    RegistrationPage, TicketDto,
+    AttendeeDto, CreateRegistration, IssuedTicket, RegistrationDto, RegistrationPage, TicketDto,
 };
 use axum::Router;
 use utoipa::openapi::RefOr;
@@ -33,7 +32,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::create_registration, super::registrations::list_event_registrations,
         super::registrations::list_registrations_by_email, super::registrations::get_registration,
         super::registrations::confirm_registration, super::registrations::cancel_registration,
-        super::registrations::check_in, super::registrations::get_ticket,
+        super::checkin::check_in, super::registrations::get_ticket,
+        super::checkin::create_list, super::checkin::list_lists, super::checkin::upload_offline,
         super::ws::upgrade, super::ops::healthz, super::ops::readyz, super::ops::metrics,
         super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
         super::auth::me, super::auth::update_me, super::auth::set_roles, super::auth::change_password,
@@ -51,7 +51,10 @@ use utoipa_swagger_ui::SwaggerUi;
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
         AvailabilityDto, TicketTypeAvailabilityDto, CreateRegistration, AttendeeDto, RegistrationDto, RegistrationPage,
-        IssuedTicket, CheckInBody, CheckInDto, TicketDto,
+        IssuedTicket, super::checkin::CheckInBody, super::checkin::CheckInDto, TicketDto,
+        super::checkin::CreateList, super::checkin::ListDto, super::checkin::ListPage,
+        super::checkin::OfflineScan, super::checkin::OfflineUpload, super::checkin::OfflineResult,
+        super::checkin::OfflineReport,
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
         super::auth::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
         super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm, super::auth::RoleName,

@@ -276,7 +276,10 @@ fn csv_stream(
             Some((Ok::<_, std::io::Error>(chunk), (state, next)))
         },
     );
-    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(pages);
+    // Fused: the compression layer may poll again after the end.
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(first) })
+        .chain(pages)
+        .fuse();
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

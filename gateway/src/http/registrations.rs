@@ -43,7 +43,6 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/registrations/{id}/cancel",
             post(cancel_registration),
         )
-        .route("/api/v1/events/{id}/check-ins", post(check_in))
         .route("/api/v1/tickets/{id}", get(get_ticket))
         .route("/api/v1/tickets/{id}/qr.svg", get(ticket_qr_svg))
         .route("/api/v1/tickets/{id}/qr.png", get(ticket_qr_png))
@@ -378,65 +377,10 @@ pub(crate) async fn my_registrations(
     Ok(Json(page_dto(&state, page)))
 }
 
-/// Body of a check-in scan.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckInBody {
-    /// The code from the ticket's QR.
-    pub ticket_code: String,
-    /// The gate scanning, 1..=64 characters.
-    pub gate: Option<String>,
-}
-
-/// An admission.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CheckInDto {
-    /// Always `admitted` (refusals are problem documents).
-    result: String,
-    ticket_id: Uuid,
-    registration_id: Uuid,
-    ticket_type_id: Uuid,
-    admitted_at: DateTime<Utc>,
-    gate: Option<String>,
-}
-
-/// Admit a ticket, exactly once. A second scan gets 409 `already_checked_in` naming when
-/// and at which gate the ticket was first admitted.
-#[utoipa::path(post, path = "/api/v1/events/{id}/check-ins", tag = "check-in", params(("id" = Uuid, Path)),
-    request_body = CheckInBody,
-    responses((status = 200, body = CheckInDto), (status = 404, description = "ticket_not_found: a valid code of a ticket that does not exist", body = Problem), (status = 422, description = "validation_failed: a malformed, tampered or forged code", body = Problem),
-        (status = 409, description = "already_checked_in, ticket_revoked, wrong_event, event_not_open", body = Problem),
-        (status = 503, body = Problem)))]
-pub(crate) async fn check_in(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(event_id): PathId<EventId>,
-    ApiJson(body): ApiJson<CheckInBody>,
-) -> ApiResult<Json<CheckInDto>> {
-    scanning_event(&state, &principal, event_id)?;
-    let claims = verify_code(&state, &body.ticket_code)?;
-    if claims.event_id != event_id {
-        return Err(DomainError::WrongEvent.into());
-    }
-    let ticket_id = claims.ticket_id;
-    let (ticket, admission) = state
-        .engine
-        .check_in(event_id, ticket_id, body.gate)
-        .await?;
-    Ok(Json(CheckInDto {
-        result: "admitted".into(),
-        ticket_id: ticket.id.0,
-        registration_id: ticket.registration_id.0,
-        ticket_type_id: ticket.ticket_type_id.0,
-        admitted_at: admission.at,
-        gate: admission.gate,
-    }))
-}
-
 /// Verifies a scanned code: signed by its event's current key. A code this server did not
 /// sign (malformed, tampered, forged) or signed with a retired key is invalid input (422 on
 /// `ticket_code`), not a missing ticket.
-fn verify_code(state: &AppState, code: &str) -> ApiResult<TicketClaims> {
+pub(super) fn verify_code(state: &AppState, code: &str) -> ApiResult<TicketClaims> {
     let invalid = |message: &str| -> ApiError {
         DomainError::Validation(vec![FieldError::new("ticket_code", message)]).into()
     };

@@ -1,0 +1,436 @@
+//! Check-in over HTTP: check-in lists, single scans (entry or exit, with a nonce so a retry is
+//! applied once), and uploads of scans made offline (with their original times: the earliest
+//! admission wins, later ones come back as duplicates). Scanners are the event's staff and
+//! managers; lists are made by managers.
+
+use super::AppState;
+use super::auth::Authenticated;
+use super::error::{ApiResult, Problem};
+use super::extract::{ApiJson, PathId};
+use super::policy::{managed_event, scanning_event};
+use super::registrations::verify_code;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use engine::ScanRequest;
+use engine::error::{DomainError, EngineError, FieldError};
+use engine::ids::{CheckInListId, EventId, TicketTypeId};
+use engine::model::CheckInList;
+use engine::pool::scan::{Direction, ScanResult};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Most scans in one offline upload (a backlog goes up in chunks: one upload stays well under
+/// the request body limit).
+pub const UPLOAD_MAX: usize = 100;
+/// Uploaded scans decided at once.
+const UPLOAD_CONCURRENCY: usize = 32;
+/// Longest nonce.
+const NONCE_LEN_MAX: usize = 128;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/events/{id}/checkin-lists",
+            post(create_list).get(list_lists),
+        )
+        .route("/api/v1/events/{id}/check-ins", post(check_in))
+        .route(
+            "/api/v1/events/{id}/check-ins/offline",
+            post(upload_offline),
+        )
+}
+
+/// Body of `POST /api/v1/events/{id}/checkin-lists`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateList {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Ticket types admitted (absent or empty: all).
+    #[serde(default)]
+    pub ticket_type_ids: Vec<Uuid>,
+    /// Gates that scan on it (absent or empty: any).
+    #[serde(default)]
+    pub gates: Vec<String>,
+    /// Whether a ticket that exited may enter again (default false).
+    #[serde(default)]
+    pub allow_reentry: bool,
+    /// No admission before.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// No admission after.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// A check-in list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListDto {
+    id: Uuid,
+    name: String,
+    ticket_type_ids: Vec<Uuid>,
+    gates: Vec<String>,
+    allow_reentry: bool,
+    opens_at: Option<DateTime<Utc>>,
+    closes_at: Option<DateTime<Utc>>,
+}
+
+impl From<&CheckInList> for ListDto {
+    fn from(l: &CheckInList) -> Self {
+        Self {
+            id: l.id.0,
+            name: l.name.clone(),
+            ticket_type_ids: l.ticket_types.iter().map(|t| t.0).collect(),
+            gates: l.gates.clone(),
+            allow_reentry: l.allow_reentry,
+            opens_at: l.opens_at,
+            closes_at: l.closes_at,
+        }
+    }
+}
+
+/// The event's check-in lists.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListPage {
+    items: Vec<ListDto>,
+}
+
+/// Create a check-in list (managers). A ticket is admitted once per list.
+#[utoipa::path(post, path = "/api/v1/events/{id}/checkin-lists", tag = "check-in", params(("id" = Uuid, Path)),
+    request_body = CreateList,
+    responses((status = 201, body = ListDto), (status = 404, body = Problem),
+        (status = 409, description = "limit_reached", body = Problem)))]
+pub(crate) async fn create_list(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+    ApiJson(body): ApiJson<CreateList>,
+) -> ApiResult<impl IntoResponse> {
+    managed_event(&state, &principal, event_id)?;
+    let (_, list) = state
+        .engine
+        .create_checkin_list(event_id, |event| {
+            CheckInList::new(
+                event,
+                &body.name,
+                body.ticket_type_ids
+                    .iter()
+                    .copied()
+                    .map(TicketTypeId)
+                    .collect(),
+                body.gates.clone(),
+                body.allow_reentry,
+                body.opens_at,
+                body.closes_at,
+            )
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(ListDto::from(&list))))
+}
+
+/// The event's check-in lists (staff and managers).
+#[utoipa::path(get, path = "/api/v1/events/{id}/checkin-lists", tag = "check-in", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ListPage), (status = 404, body = Problem)))]
+pub(crate) async fn list_lists(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+) -> ApiResult<Json<ListPage>> {
+    let event = scanning_event(&state, &principal, event_id)?;
+    Ok(Json(ListPage {
+        items: event.checkin_lists.iter().map(ListDto::from).collect(),
+    }))
+}
+
+/// Body of a check-in scan.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInBody {
+    /// The code from the ticket's QR.
+    pub ticket_code: String,
+    /// The gate scanning, 1..=64 characters.
+    pub gate: Option<String>,
+    /// The check-in list (absent: the event's default list).
+    pub list_id: Option<Uuid>,
+    /// `entry` (default) or `exit`.
+    #[schema(value_type = Option<String>, pattern = "^(entry|exit)$")]
+    pub direction: Option<Direction>,
+    /// The scanner's id for this scan (1 to 128 characters): a retry with the same nonce is
+    /// applied once and gets the first answer.
+    #[schema(min_length = 1, max_length = 128)]
+    pub nonce: Option<String>,
+}
+
+/// A decided scan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckInDto {
+    /// `admitted` or `exited` (refusals are problem documents).
+    result: String,
+    ticket_id: Uuid,
+    registration_id: Uuid,
+    ticket_type_id: Uuid,
+    /// The ticket's first admission on the list.
+    admitted_at: DateTime<Utc>,
+    gate: Option<String>,
+}
+
+fn nonce_digest(nonce: Option<&str>, field: &str) -> ApiResult<Option<[u8; 16]>> {
+    match nonce {
+        None => Ok(None),
+        Some(n) if n.is_empty() || n.len() > NONCE_LEN_MAX => {
+            Err(DomainError::Validation(vec![FieldError::new(
+                field,
+                "must be 1 to 128 characters",
+            )])
+            .into())
+        }
+        Some(n) => {
+            let digest = Sha256::digest(n.as_bytes());
+            let mut out = [0u8; 16];
+            out.copy_from_slice(&digest[..16]);
+            Ok(Some(out))
+        }
+    }
+}
+
+/// Scan a ticket in (or out) on a list, exactly once: a second entry gets 409
+/// `already_checked_in` naming when and at which gate the ticket was first admitted (unless the
+/// list allows re-entry after an exit).
+#[utoipa::path(post, path = "/api/v1/events/{id}/check-ins", tag = "check-in", params(("id" = Uuid, Path)),
+    request_body = CheckInBody,
+    responses((status = 200, body = CheckInDto),
+        (status = 404, description = "ticket_not_found, check_in_list_not_found", body = Problem),
+        (status = 409, description = "already_checked_in, ticket_revoked, wrong_event, event_not_open, not_yet_valid, check_in_closed, not_allowed_at_gate, not_checked_in", body = Problem),
+        (status = 422, description = "validation_failed: a malformed, tampered or forged code", body = Problem),
+        (status = 503, body = Problem)))]
+pub(crate) async fn check_in(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+    ApiJson(body): ApiJson<CheckInBody>,
+) -> ApiResult<Json<CheckInDto>> {
+    scanning_event(&state, &principal, event_id)?;
+    let claims = verify_code(&state, &body.ticket_code)?;
+    if claims.event_id != event_id {
+        return Err(DomainError::WrongEvent.into());
+    }
+    let request = ScanRequest {
+        event_id,
+        ticket_id: claims.ticket_id,
+        list_id: body.list_id.map(CheckInListId),
+        direction: body.direction.unwrap_or(Direction::Entry),
+        gate: body.gate,
+        scanned_at: None,
+        nonce: nonce_digest(body.nonce.as_deref(), "nonce")?,
+    };
+    let (ticket, result, first) = state.engine.scan(request).await?;
+    let result = match result {
+        ScanResult::Duplicate => {
+            return Err(DomainError::AlreadyCheckedIn {
+                at: first.at,
+                gate: first.gate,
+            }
+            .into());
+        }
+        ScanResult::Admitted => "admitted",
+        ScanResult::Exited => "exited",
+    };
+    Ok(Json(CheckInDto {
+        result: result.into(),
+        ticket_id: ticket.id.0,
+        registration_id: ticket.registration_id.0,
+        ticket_type_id: ticket.ticket_type_id.0,
+        admitted_at: first.at,
+        gate: first.gate,
+    }))
+}
+
+/// One scan made offline.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineScan {
+    /// The code from the ticket's QR.
+    pub ticket_code: String,
+    /// When the scanner made it (not in the future).
+    pub scanned_at: DateTime<Utc>,
+    /// The gate.
+    pub gate: Option<String>,
+    /// The check-in list (absent: the default list).
+    pub list_id: Option<Uuid>,
+    /// `entry` (default) or `exit`.
+    #[schema(value_type = Option<String>, pattern = "^(entry|exit)$")]
+    pub direction: Option<Direction>,
+    /// The scanner's id for this scan: uploading it again applies it once.
+    #[schema(min_length = 1, max_length = 128)]
+    pub nonce: Option<String>,
+}
+
+/// Body of an offline upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineUpload {
+    /// 1 to 100 scans, in any order (upload a longer backlog in chunks).
+    #[schema(min_items = 1, max_items = 100)]
+    pub scans: Vec<OfflineScan>,
+}
+
+/// What became of one uploaded scan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OfflineResult {
+    /// `admitted` (the earliest admission known for the ticket on the list), `exited`,
+    /// `duplicate` (an earlier admission stands), or a refusal: `invalid_signature`,
+    /// `wrong_event`, `revoked`, `unknown_ticket`, `not_allowed_at_gate`, `not_yet_valid`,
+    /// `check_in_closed`, `not_checked_in`, `unknown_list`, `invalid`, `failed` (retry).
+    result: String,
+    ticket_id: Option<Uuid>,
+    /// The admission that stands for the ticket on the list.
+    first_checked_in_at: Option<DateTime<Utc>>,
+    first_gate: Option<String>,
+}
+
+/// The answer to an upload, one result per scan in upload order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OfflineReport {
+    items: Vec<OfflineResult>,
+    /// Scans that are the ticket's standing admission.
+    admitted: usize,
+    /// Scans recorded as duplicates.
+    duplicates: usize,
+}
+
+fn refusal(result: &str) -> OfflineResult {
+    OfflineResult {
+        result: result.into(),
+        ticket_id: None,
+        first_checked_in_at: None,
+        first_gate: None,
+    }
+}
+
+async fn decide_offline(state: &AppState, event_id: EventId, scan: OfflineScan) -> OfflineResult {
+    let claims = match verify_code(state, &scan.ticket_code) {
+        Ok(c) => c,
+        Err(_) => return refusal("invalid_signature"),
+    };
+    if claims.event_id != event_id {
+        return refusal("wrong_event");
+    }
+    let Ok(nonce) = nonce_digest(scan.nonce.as_deref(), "nonce") else {
+        return refusal("invalid");
+    };
+    let request = ScanRequest {
+        event_id,
+        ticket_id: claims.ticket_id,
+        list_id: scan.list_id.map(CheckInListId),
+        direction: scan.direction.unwrap_or(Direction::Entry),
+        gate: scan.gate,
+        scanned_at: Some(scan.scanned_at),
+        nonce,
+    };
+    let mut out = refusal("");
+    out.ticket_id = Some(claims.ticket_id.0);
+    match state.engine.scan(request).await {
+        Ok((_, result, first)) => {
+            out.result = match result {
+                ScanResult::Admitted => "admitted",
+                ScanResult::Exited => "exited",
+                ScanResult::Duplicate => "duplicate",
+            }
+            .into();
+            out.first_checked_in_at = Some(first.at);
+            out.first_gate = first.gate;
+        }
+        Err(EngineError::Domain(d)) => {
+            out.result = match d {
+                DomainError::TicketRevoked => "revoked",
+                DomainError::TicketNotFound => "unknown_ticket",
+                DomainError::WrongEvent => "wrong_event",
+                DomainError::NotAllowedAtGate => "not_allowed_at_gate",
+                DomainError::NotYetValid { .. } => "not_yet_valid",
+                DomainError::CheckInClosed { .. } => "check_in_closed",
+                DomainError::NotCheckedIn => "not_checked_in",
+                DomainError::CheckInListNotFound => "unknown_list",
+                _ => "invalid",
+            }
+            .into();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "offline scan not decided");
+            out.result = "failed".into();
+        }
+    }
+    out
+}
+
+/// Upload scans made offline, with their original times (staff and managers). The earliest
+/// admission of a ticket on a list wins whatever the order of uploads; every other scan of it
+/// comes back as `duplicate`. Nothing is lost and nothing counts twice; a scan uploaded again
+/// with its nonce is applied once.
+#[utoipa::path(post, path = "/api/v1/events/{id}/check-ins/offline", tag = "check-in", params(("id" = Uuid, Path)),
+    request_body = OfflineUpload,
+    responses((status = 200, body = OfflineReport), (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub(crate) async fn upload_offline(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+    ApiJson(body): ApiJson<OfflineUpload>,
+) -> ApiResult<Json<OfflineReport>> {
+    use futures::StreamExt;
+    scanning_event(&state, &principal, event_id)?;
+    if !(1..=UPLOAD_MAX).contains(&body.scans.len()) {
+        return Err(DomainError::Validation(vec![FieldError::new(
+            "scans",
+            format!("must hold 1 to {UPLOAD_MAX} scans"),
+        )])
+        .into());
+    }
+    let now = state.engine.clock().now();
+    if let Some(i) = body
+        .scans
+        .iter()
+        .position(|s| s.scanned_at > now + chrono::Duration::minutes(5))
+    {
+        return Err(DomainError::Validation(vec![FieldError::new(
+            format!("scans[{i}].scanned_at"),
+            "is in the future",
+        )])
+        .into());
+    }
+    // Malformed scans refuse the whole upload (nothing is decided): the scanner's bug, not a
+    // ticket's fate.
+    let mut errors = Vec::new();
+    for (i, scan) in body.scans.iter().enumerate() {
+        if nonce_digest(scan.nonce.as_deref(), "nonce").is_err() {
+            errors.push(FieldError::new(
+                format!("scans[{i}].nonce"),
+                "must be 1 to 128 characters",
+            ));
+        }
+        if scan.ticket_code.len() > crate::ticket_code::CODE_LEN_MAX {
+            errors.push(FieldError::new(
+                format!("scans[{i}].ticket_code"),
+                "too long",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
+    let items: Vec<OfflineResult> = futures::stream::iter(body.scans)
+        .map(|scan| decide_offline(&state, event_id, scan))
+        .buffered(UPLOAD_CONCURRENCY)
+        .collect()
+        .await;
+    let admitted = items.iter().filter(|i| i.result == "admitted").count();
+    let duplicates = items.iter().filter(|i| i.result == "duplicate").count();
+    metrics::counter!("checkin_offline_scans_total").increment(items.len() as u64);
+    Ok(Json(OfflineReport {
+        items,
+        admitted,
+        duplicates,
+    }))
+}
