@@ -368,6 +368,17 @@ impl Engine {
         })
     }
 
+    /// Every scan decided at the event from now on (once durable), for scanners that keep
+    /// their local state current. Bounded: a listener that falls behind gets `Lagged`. Ends
+    /// (`Closed`) when the event is passivated or restarts: subscribe again.
+    pub async fn subscribe_scans(
+        &self,
+        id: EventId,
+    ) -> EngineResult<tokio::sync::broadcast::Receiver<crate::pool::scan::ScanNotice>> {
+        let h = self.handle(id).await?;
+        Ok(h.shared.scans.subscribe())
+    }
+
     // ---- registrations ------------------------------------------------------------------
 
     /// Holds seats. Returns the registration and whether it is an earlier one returned for a
@@ -769,6 +780,7 @@ impl Engine {
             pools: std::sync::RwLock::new(HashMap::new()),
             availability: watch::Sender::new(Availability::default()),
             last_used_ms: AtomicI64::new(self.ctx.clock.now().timestamp_millis()),
+            scans: tokio::sync::broadcast::Sender::new(crate::pool::scan::SCAN_FEED_CAPACITY),
         });
         let name = format!(
             "{EVENT_ACTOR_PREFIX}{id}:{}",

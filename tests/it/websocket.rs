@@ -397,3 +397,107 @@ async fn private_subscriptions_end_when_the_token_expires() {
     assert_eq!(held.status, 201, "{:?}", held.body);
     pushed(&mut ws, &held.str("id"), "held").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanners_scan_over_the_hub_and_hear_other_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(10, 600, 4).await;
+    let held = admin.hold(&event, &tt, 2, None).await.str("id");
+    let confirmed = admin
+        .post(
+            &format!("/api/v1/registrations/{held}/confirm"),
+            &json!({}),
+            None,
+        )
+        .await;
+    let codes: Vec<String> = confirmed.body["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["code"].as_str().unwrap().to_owned())
+        .collect();
+    let anonymous = admin.with_token(None);
+    let (sam_id, sam) = anonymous.signed_in("sam@example.com").await;
+    let member = admin
+        .at(
+            reqwest::Method::PUT,
+            &format!("/api/v1/events/{event}/members/{sam_id}"),
+        )
+        .json(&json!({"role": "staff"}));
+    assert_eq!(admin.send(member).await.status, 200);
+    // Roles per event live on the event: Sam's token need not change.
+    let (_, ann) = anonymous.signed_in("ann@example.com").await;
+
+    let topic = format!("checkin:{event}");
+    let mut gate_a = connect(&server, sam["access_token"].as_str()).await;
+    let mut gate_b = connect(&server, admin.token.as_deref()).await;
+    let mut buyer = connect(&server, ann["access_token"].as_str()).await;
+    for ws in [&mut gate_a, &mut gate_b] {
+        send(ws, json!({"type": "subscribe", "topic": topic})).await;
+        assert_eq!(next_of(ws, "subscribed").await["topic"], topic);
+    }
+    // A buyer may neither listen nor scan.
+    send(&mut buyer, json!({"type": "subscribe", "topic": topic})).await;
+    assert_eq!(next_of(&mut buyer, "error").await["code"], "forbidden");
+    send(
+        &mut buyer,
+        json!({"type": "scan", "event_id": event, "ticket_code": codes[0]}),
+    )
+    .await;
+    assert_eq!(next_of(&mut buyer, "error").await["code"], "forbidden");
+
+    // Gate A admits ticket 1; gate B hears of it.
+    let scan = |code: &str, gate: &str, reference: &str, nonce: Option<&str>| json!({"type": "scan", "event_id": event, "ticket_code": code, "gate": gate, "ref": reference, "nonce": nonce});
+    send(&mut gate_a, scan(&codes[0], "north", "r1", Some("a-1"))).await;
+    let answer = next_of(&mut gate_a, "scan_result").await;
+    assert_eq!(
+        (answer["ref"].as_str(), answer["data"]["result"].as_str()),
+        (Some("r1"), Some("admitted"))
+    );
+    let heard = next_of(&mut gate_b, "scan").await;
+    assert_eq!(
+        (
+            heard["data"]["result"].as_str(),
+            heard["data"]["gate"].as_str()
+        ),
+        (Some("admitted"), Some("north"))
+    );
+    assert_eq!(heard["data"]["ticket_id"], answer["data"]["ticket_id"]);
+
+    // Gate B presents the same ticket: a duplicate naming gate A's admission.
+    send(&mut gate_b, scan(&codes[0], "south", "r2", None)).await;
+    let dup = next_of(&mut gate_b, "scan_result").await;
+    assert_eq!(
+        (
+            dup["data"]["result"].as_str(),
+            dup["data"]["first_gate"].as_str()
+        ),
+        (Some("duplicate"), Some("north"))
+    );
+    // Gate A reconnects and retries its scan with the same nonce: the first answer again.
+    drop(gate_a);
+    let mut gate_a = connect(&server, sam["access_token"].as_str()).await;
+    send(
+        &mut gate_a,
+        scan(&codes[0], "north", "r1-retry", Some("a-1")),
+    )
+    .await;
+    let retry = next_of(&mut gate_a, "scan_result").await;
+    assert_eq!(
+        (retry["ref"].as_str(), retry["data"]["result"].as_str()),
+        (Some("r1-retry"), Some("admitted"))
+    );
+    // A forged code, and a second ticket.
+    send(&mut gate_a, scan("T2FORGED", "north", "r3", None)).await;
+    assert_eq!(
+        next_of(&mut gate_a, "scan_result").await["data"]["result"],
+        "invalid_signature"
+    );
+    send(&mut gate_a, scan(&codes[1], "north", "r4", None)).await;
+    assert_eq!(
+        next_of(&mut gate_a, "scan_result").await["data"]["result"],
+        "admitted"
+    );
+}

@@ -466,6 +466,7 @@ fn passivate_if_idle(myself: &ActorRef<EventMsg>, state: &mut EventActorState) {
         - state.shared.last_used_ms.load(Ordering::Relaxed);
     let idle = idle_ms >= state.ctx.config.passivate_after.as_millis() as i64
         && state.shared.availability.receiver_count() == 0
+        && state.shared.scans.receiver_count() == 0
         && state
             .shared
             .pool_handles()

@@ -130,6 +130,8 @@ pub(crate) struct EventShared {
     pub availability: watch::Sender<Availability>,
     /// When a caller last used this event (ms since epoch), for passivation.
     pub last_used_ms: AtomicI64,
+    /// Decided scans, published by pool actors once durable (scanners' hubs listen).
+    pub scans: tokio::sync::broadcast::Sender<crate::pool::scan::ScanNotice>,
 }
 
 impl EventShared {

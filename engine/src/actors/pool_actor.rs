@@ -12,6 +12,7 @@ use super::{Ctx, EventShared, Reply};
 use crate::error::{EngineError, EngineResult};
 use crate::ids::{PoolId, StreamId};
 use crate::model::{EventStatus, PoolDef};
+use crate::pool::scan::ScanNotice;
 use crate::pool::{PoolCommand, PoolEvent, PoolOutcome, PoolState};
 use crate::ports::{AppendRequest, Completion, JournalError, Snapshot, StreamEvent};
 use chrono::{DateTime, Utc};
@@ -313,12 +314,22 @@ async fn flush(state: &mut PoolActorState) {
     } else {
         Vec::new()
     };
+    // The event's scanners hear of decided scans once durable (only when someone listens).
+    let scans: Vec<ScanNotice> = if state.shared.scans.receiver_count() > 0 {
+        events.iter().filter_map(scan_notice).collect()
+    } else {
+        Vec::new()
+    };
     let ctx = state.ctx.clone();
+    let shared = state.shared.clone();
     let done = Completion::new(move |result| {
         if result.is_ok() {
             durable.fetch_max(last_seq, Ordering::AcqRel);
             for (user, registration) in touched {
                 ctx.feeds.publish(user, registration);
+            }
+            for notice in scans {
+                let _ = shared.scans.send(notice);
             }
         }
         done.complete(result);
@@ -345,6 +356,28 @@ async fn flush(state: &mut PoolActorState) {
         done,
     };
     state.ctx.journal.append(request).await;
+}
+
+fn scan_notice(event: &PoolEvent) -> Option<ScanNotice> {
+    match event {
+        PoolEvent::Scanned {
+            ticket_id,
+            list,
+            direction,
+            admission,
+            offline,
+            result,
+            ..
+        } => Some(ScanNotice {
+            ticket_id: *ticket_id,
+            list: *list,
+            direction: *direction,
+            admission: admission.clone(),
+            result: result.clone(),
+            offline: *offline,
+        }),
+        _ => None,
+    }
 }
 
 /// A completion that answers the caller with `result` once durable, or with the failure.

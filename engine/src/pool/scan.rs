@@ -20,6 +20,26 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
+/// Scan notices queued per listener before it lags.
+pub const SCAN_FEED_CAPACITY: usize = 4096;
+
+/// A decided scan, as the event's scanners hear of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanNotice {
+    /// The ticket.
+    pub ticket_id: crate::ids::TicketId,
+    /// The list (`None`: default).
+    pub list: Option<CheckInListId>,
+    /// Entry or exit.
+    pub direction: Direction,
+    /// When and where.
+    pub admission: Admission,
+    /// How it ended.
+    pub result: ScanResult,
+    /// An uploaded offline scan.
+    pub offline: bool,
+}
+
 /// Scan nonces remembered per pool (oldest forgotten first).
 pub const NONCES_MAX: usize = 100_000;
 

@@ -178,7 +178,7 @@ pub struct CheckInDto {
     gate: Option<String>,
 }
 
-fn nonce_digest(nonce: Option<&str>, field: &str) -> ApiResult<Option<[u8; 16]>> {
+pub(super) fn nonce_digest(nonce: Option<&str>, field: &str) -> ApiResult<Option<[u8; 16]>> {
     match nonce {
         None => Ok(None),
         Some(n) if n.is_empty() || n.len() > NONCE_LEN_MAX => {
@@ -311,7 +311,18 @@ fn refusal(result: &str) -> OfflineResult {
     }
 }
 
-async fn decide_offline(state: &AppState, event_id: EventId, scan: OfflineScan) -> OfflineResult {
+/// One scan from a scanner (hub or offline upload), decided into a result value: refusals
+/// are results too, since a scanner needs an answer per scan.
+pub(super) struct ScanInput {
+    pub ticket_code: String,
+    pub gate: Option<String>,
+    pub list_id: Option<Uuid>,
+    pub direction: Option<Direction>,
+    pub nonce: Option<String>,
+    pub scanned_at: Option<DateTime<Utc>>,
+}
+
+pub(super) async fn decide(state: &AppState, event_id: EventId, scan: ScanInput) -> OfflineResult {
     let claims = match verify_code(state, &scan.ticket_code) {
         Ok(c) => c,
         Err(_) => return refusal("invalid_signature"),
@@ -328,7 +339,7 @@ async fn decide_offline(state: &AppState, event_id: EventId, scan: OfflineScan) 
         list_id: scan.list_id.map(CheckInListId),
         direction: scan.direction.unwrap_or(Direction::Entry),
         gate: scan.gate,
-        scanned_at: Some(scan.scanned_at),
+        scanned_at: scan.scanned_at,
         nonce,
     };
     let mut out = refusal("");
@@ -354,16 +365,29 @@ async fn decide_offline(state: &AppState, event_id: EventId, scan: OfflineScan) 
                 DomainError::CheckInClosed { .. } => "check_in_closed",
                 DomainError::NotCheckedIn => "not_checked_in",
                 DomainError::CheckInListNotFound => "unknown_list",
+                DomainError::EventNotOpen(_) => "event_not_open",
                 _ => "invalid",
             }
             .into();
         }
         Err(e) => {
-            tracing::warn!(error = %e, "offline scan not decided");
+            tracing::warn!(error = %e, "scan not decided");
             out.result = "failed".into();
         }
     }
     out
+}
+
+async fn decide_offline(state: &AppState, event_id: EventId, scan: OfflineScan) -> OfflineResult {
+    let input = ScanInput {
+        ticket_code: scan.ticket_code,
+        gate: scan.gate,
+        list_id: scan.list_id,
+        direction: scan.direction,
+        nonce: scan.nonce,
+        scanned_at: Some(scan.scanned_at),
+    };
+    decide(state, event_id, input).await
 }
 
 /// Upload scans made offline, with their original times (staff and managers). The earliest

@@ -7,8 +7,17 @@
 //! `version`), `registration` (`topic`, `data` = the registration as over HTTP) and `resync`
 //! (`topic`: changes were dropped; read `/api/v1/users/me/registrations` again).
 //!
-//! Topics: `event:{id}` is public (published events only). `registrations:{user_id}` is
-//! private: the connection must be authenticated as that user, by an `Authorization: Bearer`
+//! CheckInHub: a scanner (the event's staff or managers, authenticated as below) sends
+//! `{"type":"scan","event_id":…,"ticket_code":…,"gate":…,"list_id":…,"direction":…,"nonce":…,
+//! "ref":…}` (with `scanned_at` for a scan made while disconnected) and gets a `scan_result`
+//! frame echoing `ref` and `nonce`, with `data` = the result (`admitted`, `duplicate` with the
+//! standing admission, `revoked`, `invalid_signature`, ...). Scans are decided concurrently (at
+//! most 256 in flight per connection), so answers may come back out of order. Subscribing to
+//! `checkin:{event_id}` pushes every scan decided at the event, from any gate, once durable
+//! (`scan` frames), so a scanner's local state stays current.
+//!
+//! Topics: `event:{id}` is public (published events only). `registrations:{user_id}` and
+//! `checkin:{event_id}` are private: the connection must be authenticated as that user, by an `Authorization: Bearer`
 //! header on the upgrade request or an `auth` message (browsers cannot set headers on a
 //! WebSocket; a token in the URL would end up in logs). It pushes each durable change of the
 //! user's registrations (held, confirmed, expired, canceled, checked in). When the token
@@ -94,7 +103,30 @@ enum ClientMessage {
     Subscribe { topic: String },
     Unsubscribe { topic: String },
     Auth { token: String },
+    Scan(Box<ScanMessage>),
     Ping,
+}
+
+/// A scan sent over the hub; the answer is a `scan_result` frame echoing `ref` and `nonce`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanMessage {
+    event_id: uuid::Uuid,
+    ticket_code: String,
+    #[serde(default)]
+    gate: Option<String>,
+    #[serde(default)]
+    list_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    direction: Option<engine::pool::scan::Direction>,
+    #[serde(default)]
+    nonce: Option<String>,
+    /// For a scan made while disconnected: when.
+    #[serde(default)]
+    scanned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The scanner's own reference, echoed.
+    #[serde(default, rename = "ref")]
+    reference: Option<String>,
 }
 
 /// Who the connection is authenticated as, shared with its private subscriptions: they end
@@ -102,7 +134,30 @@ enum ClientMessage {
 #[derive(Clone)]
 struct Identity {
     user_id: UserId,
+    /// Roles from the token (who may scan where).
+    roles: Vec<engine::accounts::Role>,
     valid_until: Arc<AtomicU64>,
+}
+
+impl Identity {
+    fn of(p: &Principal) -> Self {
+        Self {
+            user_id: p.user_id,
+            roles: p.roles.clone(),
+            valid_until: Arc::new(AtomicU64::new(p.valid_until)),
+        }
+    }
+
+    /// As a principal, for the HTTP policies; `None` once the token has expired.
+    fn principal(&self) -> Option<Principal> {
+        let valid_until = self.valid_until.load(Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        (now < valid_until).then(|| Principal {
+            user_id: self.user_id,
+            roles: self.roles.clone(),
+            valid_until,
+        })
+    }
 }
 
 fn text(value: serde_json::Value) -> Message {
@@ -118,7 +173,12 @@ struct Connection {
     progress: Progress,
     kicked: Arc<Notify>,
     identity: Option<Identity>,
+    /// Scans of this connection being decided (bounded: a scanner pipelines, it does not flood).
+    scans_in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Scans one connection may have in flight.
+const SCANS_IN_FLIGHT_MAX: usize = 256;
 
 /// Counts live writer tasks in `ws_writer_tasks` (each owns its socket's write half): the
 /// gauge shows that aborted writers of dropped clients really go away.
@@ -189,10 +249,8 @@ async fn session(state: AppState, socket: WebSocket, principal: Option<Principal
         tx,
         progress,
         kicked: Arc::new(Notify::new()),
-        identity: principal.map(|p| Identity {
-            user_id: p.user_id,
-            valid_until: Arc::new(AtomicU64::new(p.valid_until)),
-        }),
+        identity: principal.as_ref().map(Identity::of),
+        scans_in_flight: Arc::new(tokio::sync::Semaphore::new(SCANS_IN_FLIGHT_MAX)),
     };
     let mut subscriptions: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut shutdown = state.shutdown.clone();
@@ -246,6 +304,7 @@ async fn on_message(
     match message {
         ClientMessage::Ping => reply(conn, text(json!({"type": "pong"}))),
         ClientMessage::Auth { token } => authenticate(state, conn, subscriptions, &token),
+        ClientMessage::Scan(scan) => start_scan(state, conn, *scan),
         ClientMessage::Unsubscribe { topic } => {
             let topic = canonical_topic(&topic).unwrap_or(topic);
             if let Some(task) = subscriptions.remove(&topic) {
@@ -271,6 +330,9 @@ async fn on_message(
             }
             if let Some(user) = topic.strip_prefix(REGISTRATIONS_PREFIX) {
                 return subscribe_registrations(state, conn, subscriptions, topic.clone(), user);
+            }
+            if let Some(event) = topic.strip_prefix(CHECKIN_PREFIX) {
+                return subscribe_checkin(state, conn, subscriptions, topic.clone(), event).await;
             }
             let Some(event_id) = topic
                 .strip_prefix("event:")
@@ -320,7 +382,156 @@ async fn on_message(
 fn canonical_topic(topic: &str) -> Option<String> {
     let (kind, id) = topic.split_once(':')?;
     let id: uuid::Uuid = id.parse().ok()?;
-    matches!(kind, "event" | "registrations").then(|| format!("{kind}:{id}"))
+    matches!(kind, "event" | "registrations" | "checkin").then(|| format!("{kind}:{id}"))
+}
+
+/// Prefix of the scanners' per-event topic.
+const CHECKIN_PREFIX: &str = "checkin:";
+
+/// The identity's principal if it may scan at `event` (its staff or managers).
+fn scanner(state: &AppState, conn: &Connection, event: EventId) -> Result<Principal, Message> {
+    let Some(identity) = &conn.identity else {
+        return Err(error("unauthorized", "authenticate first"));
+    };
+    let Some(principal) = identity.principal() else {
+        return Err(error(
+            "token_expired",
+            "authenticate again with a fresh token",
+        ));
+    };
+    match super::policy::scanning_event(state, &principal, event) {
+        Ok(_) => Ok(principal),
+        Err(super::error::ApiError::Forbidden) => Err(error(
+            "forbidden",
+            "only the event's staff and managers scan",
+        )),
+        Err(e) => {
+            let problem = e.problem();
+            Err(error(&problem.code, &problem.detail))
+        }
+    }
+}
+
+/// Decides a scan in its own task (answers may come back out of order: match them by `ref`
+/// or `nonce`); at most `SCANS_IN_FLIGHT_MAX` per connection.
+fn start_scan(state: &AppState, conn: &Connection, scan: ScanMessage) {
+    let event = EventId(scan.event_id);
+    if let Err(frame) = scanner(state, conn, event) {
+        return reply(conn, frame);
+    }
+    let Ok(permit) = conn.scans_in_flight.clone().try_acquire_owned() else {
+        return reply(
+            conn,
+            error(
+                "too_many_scans",
+                "wait for answers before sending more scans",
+            ),
+        );
+    };
+    let (state, tx) = (state.clone(), conn.tx.clone());
+    tokio::spawn(async move {
+        let _permit = permit;
+        let (reference, nonce) = (scan.reference.clone(), scan.nonce.clone());
+        let input = super::checkin::ScanInput {
+            ticket_code: scan.ticket_code,
+            gate: scan.gate,
+            list_id: scan.list_id,
+            direction: scan.direction,
+            nonce: scan.nonce,
+            scanned_at: scan.scanned_at,
+        };
+        let outcome = super::checkin::decide(&state, event, input).await;
+        metrics::counter!("checkin_hub_scans_total").increment(1);
+        let frame =
+            json!({"type": "scan_result", "ref": reference, "nonce": nonce, "data": outcome});
+        // An answer waits for room: a scanner must get every answer.
+        let _ = tx.send(text(frame)).await;
+    });
+}
+
+/// Subscribes to `checkin:{event}`: every scan decided at the event (any gate), once durable.
+async fn subscribe_checkin(
+    state: &AppState,
+    conn: &Connection,
+    subscriptions: &mut HashMap<String, JoinHandle<()>>,
+    topic: String,
+    event: &str,
+) {
+    let Ok(event) = event.parse::<uuid::Uuid>().map(EventId) else {
+        return reply(conn, error("unknown_topic", "topics: checkin:{event_id}"));
+    };
+    if let Err(frame) = scanner(state, conn, event) {
+        return reply(conn, frame);
+    }
+    let feed = match state.engine.subscribe_scans(event).await {
+        Ok(feed) => feed,
+        Err(e) => {
+            let problem = super::error::ApiError::from(e).problem();
+            return reply(conn, error(&problem.code, &problem.detail));
+        }
+    };
+    reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+    let task = tokio::spawn(push_scans(
+        state.clone(),
+        topic.clone(),
+        event,
+        feed,
+        conn.handles(),
+    ));
+    subscriptions.insert(topic, task);
+}
+
+/// Pushes the event's decided scans to one scanner.
+async fn push_scans(
+    state: AppState,
+    topic: String,
+    event: EventId,
+    mut feed: tokio::sync::broadcast::Receiver<engine::pool::scan::ScanNotice>,
+    (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let frame = match feed.recv().await {
+            Ok(n) => text(json!({
+                "type": "scan",
+                "topic": topic,
+                "data": {
+                    "ticket_id": n.ticket_id.0,
+                    "list_id": n.list.map(|l| l.0),
+                    "direction": n.direction,
+                    "result": n.result,
+                    "at": n.admission.at,
+                    "gate": n.admission.gate,
+                    "offline": n.offline,
+                },
+            })),
+            Err(RecvError::Lagged(_)) => text(json!({"type": "resync", "topic": topic})),
+            Err(RecvError::Closed) => match state.engine.subscribe_scans(event).await {
+                // The event restarted: follow its next incarnation.
+                Ok(next) => {
+                    feed = next;
+                    continue;
+                }
+                Err(_) => {
+                    let _ = tx.try_send(error("topic_closed", "the event is no longer available"));
+                    return;
+                }
+            },
+        };
+        match tx.try_send(frame) {
+            Ok(()) => metrics::counter!("ws_pushes_total").increment(1),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("ws_pushes_dropped_total").increment(1);
+                if progress.stalled_for() >= state.ws.lag_timeout {
+                    kicked.notify_one();
+                    return;
+                }
+                // The scanner missed a scan: tell it to re-read (best effort).
+                let _ = tx.try_send(text(json!({"type": "resync", "topic": topic})));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
 }
 
 /// Prefix of the private per-user topic.
@@ -339,7 +550,8 @@ fn authenticate(
         matches!((&verified, &conn.identity), (Ok(p), Some(i)) if p.user_id == i.user_id);
     if !same_user {
         subscriptions.retain(|topic, task| {
-            let private = topic.starts_with(REGISTRATIONS_PREFIX);
+            let private =
+                topic.starts_with(REGISTRATIONS_PREFIX) || topic.starts_with(CHECKIN_PREFIX);
             if private {
                 task.abort();
             }
@@ -356,12 +568,7 @@ fn authenticate(
                         .valid_until
                         .fetch_max(principal.valid_until, Ordering::Relaxed);
                 }
-                None => {
-                    conn.identity = Some(Identity {
-                        user_id: principal.user_id,
-                        valid_until: Arc::new(AtomicU64::new(principal.valid_until)),
-                    })
-                }
+                None => conn.identity = Some(Identity::of(&principal)),
             }
             reply(
                 conn,
