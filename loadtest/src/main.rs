@@ -7,6 +7,9 @@
 //! - `ratio`: `noop` then `flash-sale` in one run, and the ratio of their throughputs (the
 //!   figure that counts on a noisy machine).
 //!
+//! - `checkin-storm`: M scanners over the WebSocket hub scan K tickets with injected
+//!   duplicates and retried nonces, and check exactly-once (see `storm`).
+//!
 //! Every run prints throughput and p50/p90/p99/p99.9 latency and writes a JSON report.
 
 use anyhow::{Context, bail};
@@ -33,7 +36,12 @@ enum Command {
     Noop(CommonArgs),
     /// noop, then flash-sale, in one run; prints holds/s ÷ noop requests/s.
     Ratio(SaleArgs),
+    /// M scanners over the WebSocket hub, K tickets, injected duplicates: scans/s, latency,
+    /// exactly-once.
+    CheckinStorm(storm::StormArgs),
 }
+
+mod storm;
 
 #[derive(Args, Clone)]
 struct CommonArgs {
@@ -564,6 +572,10 @@ async fn main() -> anyhow::Result<()> {
         Command::FlashSale(args) => {
             let (_, report) = sale_report(&args).await?;
             write_report(&args.common.report, &json!({"flash_sale": report}))?;
+        }
+        Command::CheckinStorm(args) => {
+            let report = storm::run(&args).await?;
+            write_report(&args.report, &json!({"checkin_storm": report}))?;
         }
         Command::Ratio(args) => {
             let noop_phase = noop(&args.common).await?;

@@ -1,0 +1,326 @@
+//! `checkin-storm`: M scanners over the WebSocket CheckInHub scan K tickets, each ticket once,
+//! plus injected duplicates (a share of tickets presented at a second gate at the same time)
+//! and retries (the same scan sent again with its nonce, as after a lost answer). Reports
+//! scans/s and latency, and checks exactly-once: every ticket admitted exactly once, duplicates
+//! reported equal duplicates injected, every retry answered like its original, and the server's
+//! own ticket export shows K admissions.
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// `checkin-storm` settings.
+#[derive(clap::Args, Clone)]
+pub struct StormArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub base: String,
+    /// Scanners (WebSocket connections).
+    #[arg(long, short = 'm', default_value_t = 8)]
+    pub scanners: usize,
+    /// Tickets.
+    #[arg(long, short = 'k', default_value_t = 10_000)]
+    pub tickets: usize,
+    /// Share of tickets also presented at a second gate at the same time.
+    #[arg(long, default_value_t = 0.02)]
+    pub duplicate_rate: f64,
+    /// Share of scans sent again with the same nonce.
+    #[arg(long, default_value_t = 0.01)]
+    pub retry_rate: f64,
+    /// Scans in flight per scanner.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "loadtest-report.json")]
+    pub report: String,
+    /// An organizer or admin account (e.g. the server's bootstrap admin).
+    #[arg(long, default_value = "admin@loadtest.local")]
+    pub email: String,
+    /// Its password (default: the LOADTEST_PASSWORD environment variable).
+    #[arg(long)]
+    pub password: Option<String>,
+}
+
+/// One scan to send.
+#[derive(Clone)]
+struct Planned {
+    code: usize,
+    gate: &'static str,
+    nonce: String,
+    /// `Some(i)`: a retry of planned scan `i`.
+    retry_of: Option<usize>,
+    /// A second presentation of its ticket (injected duplicate).
+    second: bool,
+}
+
+/// Sets up an event with `k` confirmed tickets; returns (event id, codes).
+async fn tickets(
+    http: &reqwest::Client,
+    token: &str,
+    base: &str,
+    k: usize,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let (event, tt) = crate::setup_event(http, token, base, k as u32, 100).await?;
+    let mut codes = Vec::with_capacity(k);
+    let mut left = k;
+    while left > 0 {
+        let q = left.min(100);
+        let held = crate::post(
+            http,
+            Some(token),
+            &format!("{base}/api/v1/events/{event}/registrations"),
+            &json!({"ticket_type_id": tt, "quantity": q,
+                "attendee": {"name": "Storm", "email": "storm@loadtest.example.com"}}),
+        )
+        .await?;
+        let id = held["id"].as_str().context("registration id")?;
+        let confirmed = crate::post(
+            http,
+            Some(token),
+            &format!("{base}/api/v1/registrations/{id}/confirm"),
+            &json!({}),
+        )
+        .await?;
+        for t in confirmed["tickets"].as_array().context("tickets")? {
+            codes.push(t["code"].as_str().context("code")?.to_owned());
+        }
+        left -= q;
+    }
+    Ok((event, codes))
+}
+
+/// The scan plan: every ticket once, duplicates at a second gate, retries with the same nonce,
+/// dealt round-robin to scanners (a ticket's two presentations go to different scanners).
+fn plan(args: &StormArgs, k: usize) -> Vec<Vec<Planned>> {
+    let m = args.scanners.max(1);
+    let mut per: Vec<Vec<Planned>> = vec![Vec::new(); m];
+    let every = |rate: f64| {
+        if rate <= 0.0 {
+            usize::MAX
+        } else {
+            (1.0 / rate).round().max(1.0) as usize
+        }
+    };
+    let (dup_every, retry_every) = (every(args.duplicate_rate), every(args.retry_rate));
+    let mut n = 0usize;
+    for code in 0..k {
+        let scanner = code % m;
+        let first = Planned {
+            code,
+            gate: "north",
+            nonce: format!("storm-{code}-a"),
+            retry_of: None,
+            second: false,
+        };
+        per[scanner].push(first.clone());
+        n += 1;
+        if code % dup_every == 0 {
+            // Presented at the same time at another gate, by another scanner.
+            per[(scanner + 1) % m].push(Planned {
+                gate: "south",
+                nonce: format!("storm-{code}-b"),
+                second: true,
+                ..first.clone()
+            });
+            n += 1;
+        }
+        if code % retry_every == 1 {
+            let i = per[scanner].len() - 1;
+            per[scanner].push(Planned {
+                retry_of: Some(i),
+                ..first
+            });
+            n += 1;
+        }
+    }
+    let _ = n;
+    per
+}
+
+/// What one scanner saw.
+#[derive(Default)]
+struct Seen {
+    latency: Vec<u64>,
+    /// Result per planned scan (by index in the scanner's plan).
+    results: HashMap<usize, String>,
+}
+
+async fn scanner(
+    ws_url: String,
+    token: String,
+    event: String,
+    codes: std::sync::Arc<Vec<String>>,
+    plan: Vec<Planned>,
+    window: usize,
+) -> anyhow::Result<(Vec<Planned>, Seen)> {
+    let mut request = ws_url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let (mut sink, mut stream) = ws.split();
+    let mut seen = Seen::default();
+    let mut sent_at: HashMap<usize, Instant> = HashMap::new();
+    let mut next = 0;
+    while seen.results.len() < plan.len() {
+        // Keep `window` scans in flight; a retry waits for its original's answer.
+        while next < plan.len() && sent_at.len() < window {
+            let p = &plan[next];
+            if let Some(original) = p.retry_of
+                && !seen.results.contains_key(&original)
+            {
+                break;
+            }
+            let frame = json!({"type": "scan", "event_id": event, "ticket_code": codes[p.code],
+                "gate": p.gate, "nonce": p.nonce, "ref": next.to_string()});
+            sink.send(Message::text(frame.to_string())).await?;
+            sent_at.insert(next, Instant::now());
+            next += 1;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .context("no answer within 30 s")?
+            .context("connection closed")??;
+        let Message::Text(text) = frame else { continue };
+        let v: Value = serde_json::from_str(&text)?;
+        match v["type"].as_str() {
+            Some("scan_result") => {
+                let i: usize = v["ref"].as_str().context("ref")?.parse()?;
+                let started = sent_at.remove(&i).context("unknown ref")?;
+                seen.latency.push(started.elapsed().as_micros() as u64);
+                let result = v["data"]["result"].as_str().unwrap_or("?").to_owned();
+                seen.results.insert(i, result);
+            }
+            Some("error") => bail!("hub error: {v}"),
+            _ => {}
+        }
+    }
+    Ok((plan, seen))
+}
+
+/// Runs the storm and checks exactly-once; returns the report.
+pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
+    let http = crate::client(args.scanners * 2)?;
+    let password = match &args.password {
+        Some(p) => p.clone(),
+        None => std::env::var("LOADTEST_PASSWORD")
+            .context("give --password or LOADTEST_PASSWORD for the organizer/admin account")?,
+    };
+    let token = crate::login(&http, &args.base, &args.email, &password).await?;
+    let (event, codes) = tickets(&http, &token, &args.base, args.tickets).await?;
+    println!("checkin-storm: {} tickets of event {event}", codes.len());
+    let codes = std::sync::Arc::new(codes);
+    let plans = plan(args, args.tickets);
+    let total: usize = plans.iter().map(Vec::len).sum();
+    let ws_url = format!("{}/api/v1/ws", args.base.replacen("http", "ws", 1));
+    let started = Instant::now();
+    let runs = plans.into_iter().map(|p| {
+        tokio::spawn(scanner(
+            ws_url.clone(),
+            token.clone(),
+            event.clone(),
+            codes.clone(),
+            p,
+            args.window.max(1),
+        ))
+    });
+    let outcomes = futures::future::join_all(runs).await;
+    let elapsed = started.elapsed();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut admitted, mut duplicates, mut injected, mut retries_ok, mut retries, mut other) = (
+        0usize,
+        0usize,
+        0usize,
+        0usize,
+        0usize,
+        HashMap::<String, usize>::new(),
+    );
+    let mut admitted_codes = vec![0u32; args.tickets];
+    for outcome in outcomes {
+        let (plan, seen) = outcome??;
+        for l in &seen.latency {
+            latency.record((*l).max(1))?;
+        }
+        for (i, p) in plan.iter().enumerate() {
+            let result = seen.results.get(&i).map(String::as_str).unwrap_or("?");
+            if let Some(original) = p.retry_of {
+                retries += 1;
+                if seen.results.get(&original).map(String::as_str) == Some(result) {
+                    retries_ok += 1;
+                }
+                continue;
+            }
+            if p.second {
+                injected += 1;
+            }
+            match result {
+                "admitted" => {
+                    admitted += 1;
+                    admitted_codes[p.code] += 1;
+                }
+                "duplicate" => duplicates += 1,
+                other_result => *other.entry(other_result.to_owned()).or_default() += 1,
+            }
+        }
+    }
+    // The server's own account: its ticket export.
+    let export = http
+        .get(format!("{}/api/v1/events/{event}/tickets.csv", args.base))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let checked_in = export
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            let cells: Vec<&str> = row.split(',').collect();
+            cells.get(9).is_some_and(|c| !c.is_empty())
+        })
+        .count();
+    let exactly_once = admitted == args.tickets
+        && admitted_codes.iter().all(|n| *n == 1)
+        && duplicates == injected
+        && retries_ok == retries
+        && other.is_empty()
+        && checked_in == args.tickets;
+    let per_sec = total as f64 / elapsed.as_secs_f64();
+    let q = |x: f64| latency.value_at_quantile(x) as f64 / 1000.0;
+    println!(
+        "checkin-storm: {total} scans by {} scanners in {:.2}s = {per_sec:.0} scans/s",
+        args.scanners,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        latency.max() as f64 / 1000.0
+    );
+    println!(
+        "verify: admitted {admitted} of {} tickets (each once: {}), duplicates {duplicates} of {injected} injected, retries answered alike {retries_ok} of {retries}, other {other:?}, export shows {checked_in} checked in: {}",
+        args.tickets,
+        admitted_codes.iter().all(|n| *n == 1),
+        if exactly_once { "OK" } else { "FAILED" }
+    );
+    let report = json!({
+        "scans": total, "scanners": args.scanners, "tickets": args.tickets,
+        "elapsed_s": elapsed.as_secs_f64(), "scans_per_sec": per_sec,
+        "latency_ms": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999)},
+        "admitted": admitted, "duplicates": duplicates, "duplicates_injected": injected,
+        "retries": retries, "retries_answered_alike": retries_ok, "export_checked_in": checked_in,
+        "exactly_once": exactly_once,
+    });
+    if !exactly_once {
+        bail!("exactly-once check failed: {report}");
+    }
+    Ok(report)
+}
