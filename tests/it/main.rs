@@ -5,6 +5,7 @@ mod auth;
 mod authz;
 mod bad_input;
 mod check_in;
+mod checkin_storm;
 mod crash;
 mod edges;
 mod expiry;
