@@ -700,6 +700,11 @@ impl Engine {
             .ok_or(DomainError::TicketNotFound.into())
     }
 
+    /// The event's check-in statistics (admissions, duplicates, exits, per gate, per minute).
+    pub fn checkin_stats(&self, event: EventId) -> EngineResult<crate::ports::CheckInStats> {
+        self.ctx.store.checkin_stats(event).map_err(storage)
+    }
+
     /// The event's revoked tickets after version `since` (at most `limit`), with the latest
     /// version.
     pub fn revocations(

@@ -259,6 +259,59 @@ pub struct Revocation {
     pub revoked_at: DateTime<Utc>,
 }
 
+/// Distinct gates counted per event; scans at further gates count under `other`.
+pub const STATS_GATES_MAX: usize = 100;
+/// Minutes of admissions kept per event (a sliding window).
+pub const STATS_MINUTES_MAX: usize = 180;
+
+/// An event's check-in statistics (a read model, written with the scans).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckInStats {
+    /// Admissions (first admissions, re-entries and earlier offline scans), all lists.
+    pub admitted: u64,
+    /// Scans refused as duplicates.
+    pub duplicates: u64,
+    /// Exit scans.
+    pub exits: u64,
+    /// Admissions per gate (`""`: no gate named; `"other"` beyond `STATS_GATES_MAX` gates).
+    pub per_gate: std::collections::BTreeMap<String, u64>,
+    /// Admissions per minute (Unix minute, count), oldest first, the last `STATS_MINUTES_MAX`.
+    pub per_minute: Vec<(i64, u64)>,
+}
+
+impl CheckInStats {
+    /// Counts one decided scan.
+    pub fn count(&mut self, result: &crate::pool::scan::ScanResult, admission: &Admission) {
+        use crate::pool::scan::ScanResult;
+        match result {
+            ScanResult::Duplicate => self.duplicates += 1,
+            ScanResult::Exited => self.exits += 1,
+            ScanResult::Admitted => {
+                self.admitted += 1;
+                let gate = admission.gate.clone().unwrap_or_default();
+                let key =
+                    if self.per_gate.contains_key(&gate) || self.per_gate.len() < STATS_GATES_MAX {
+                        gate
+                    } else {
+                        "other".to_owned()
+                    };
+                *self.per_gate.entry(key).or_default() += 1;
+                let minute = admission.at.timestamp().div_euclid(60);
+                match self.per_minute.iter_mut().find(|(m, _)| *m == minute) {
+                    Some((_, n)) => *n += 1,
+                    None => {
+                        self.per_minute.push((minute, 1));
+                        self.per_minute.sort_unstable();
+                        if self.per_minute.len() > STATS_MINUTES_MAX {
+                            self.per_minute.remove(0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Filters of the event list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventQuery {
@@ -383,6 +436,8 @@ pub trait Store: Send + Sync + 'static {
     fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// The account of a normalised e-mail address.
     fn user_by_email(&self, email: &str) -> Result<Option<UserId>, StoreError>;
+    /// The event's check-in statistics.
+    fn checkin_stats(&self, event: EventId) -> Result<CheckInStats, StoreError>;
     /// The event's revocations after `since` (at most `limit`, in version order), and the
     /// event's latest revocation version.
     fn revocations(

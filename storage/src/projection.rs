@@ -9,7 +9,7 @@ use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId};
 use engine::model::EventEvent;
 use engine::model::RegistrationStatus;
 use engine::pool::{IdempotencyToken, PoolEvent};
-use engine::ports::{RegistrationView, Revocation, TicketView};
+use engine::ports::{CheckInStats, RegistrationView, Revocation, Store, TicketView};
 use fjall::OwnedWriteBatch;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -54,6 +54,8 @@ pub struct Overlay {
     /// Revocations to insert, and each touched event's latest version (loaded on first use).
     revocations: Vec<(EventId, Revocation)>,
     revocation_heads: HashMap<EventId, u64>,
+    /// Check-in statistics of the events scanned in this batch (loaded on first use).
+    checkin_stats: HashMap<EventId, CheckInStats>,
 }
 
 impl Overlay {
@@ -233,24 +235,30 @@ impl Overlay {
             } => {
                 self.ticket(db, ticket_id)?.admission = Some(admission);
             }
-            // The ticket's first admission on any list (an uploaded offline scan may be
-            // earlier than the one known).
             PoolEvent::Scanned {
                 ticket_id,
                 admission,
-                result: engine::pool::scan::ScanResult::Admitted,
+                result,
                 ..
             } => {
                 let ticket = self.ticket(db, ticket_id)?;
-                if ticket
-                    .admission
-                    .as_ref()
-                    .is_none_or(|first| admission.at < first.at)
+                let event_id = ticket.event_id;
+                // The ticket's first admission on any list (an uploaded offline scan may be
+                // earlier than the one known).
+                if result == engine::pool::scan::ScanResult::Admitted
+                    && ticket
+                        .admission
+                        .as_ref()
+                        .is_none_or(|first| admission.at < first.at)
                 {
-                    ticket.admission = Some(admission);
+                    ticket.admission = Some(admission.clone());
                 }
+                let stats = match self.checkin_stats.entry(event_id) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(db.checkin_stats(event_id).map_err(|e| e.0)?),
+                };
+                stats.count(&result, &admission);
             }
-            PoolEvent::Scanned { .. } => {}
         }
         Ok(())
     }
@@ -281,6 +289,13 @@ impl Overlay {
         }
         for (email, id) in self.users_by_email {
             batch.insert(&db.users_by_email, email, id.to_vec());
+        }
+        for (event, stats) in &self.checkin_stats {
+            batch.insert(
+                &db.checkin_stats,
+                event.as_bytes().to_vec(),
+                encode_compact(stats)?,
+            );
         }
         for (event, revocation) in self.revocations {
             batch.insert(

@@ -9,7 +9,8 @@ use engine::model::{EventRecord, RegistrationStatus};
 use engine::outbox::OutboxMessage;
 use engine::pool::PoolState;
 use engine::ports::{
-    EventQuery, Page, RegistrationView, Revocation, Store, StoreError, StreamEvent, TicketView,
+    CheckInStats, EventQuery, Page, RegistrationView, Revocation, Store, StoreError, StreamEvent,
+    TicketView,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -74,6 +75,8 @@ pub struct Db {
     pub(crate) outbox_dead: Keyspace,
     /// Revoked tickets per event, numbered (see `keys::revocation`).
     pub(crate) revocations: Keyspace,
+    /// Check-in statistics per event.
+    pub(crate) checkin_stats: Keyspace,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -110,6 +113,7 @@ impl Db {
             outbox: ks("outbox")?,
             outbox_dead: ks("outbox_dead")?,
             revocations: ks("revocations")?,
+            checkin_stats: ks("checkin_stats")?,
             db,
         })
     }
@@ -141,7 +145,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 15] {
+    fn all(&self) -> [&Keyspace; 16] {
         [
             &self.journal,
             &self.snapshots,
@@ -158,6 +162,7 @@ impl Db {
             &self.outbox,
             &self.outbox_dead,
             &self.revocations,
+            &self.checkin_stats,
         ]
     }
 
@@ -400,6 +405,10 @@ impl Store for Db {
             items.push((id, decode(&value)));
         }
         Ok(items)
+    }
+
+    fn checkin_stats(&self, event: EventId) -> Result<CheckInStats, StoreError> {
+        Ok(Self::get(&self.checkin_stats, event.as_bytes())?.unwrap_or_default())
     }
 
     fn revocations(

@@ -500,4 +500,40 @@ async fn scanners_scan_over_the_hub_and_hear_other_gates() {
         next_of(&mut gate_a, "scan_result").await["data"]["result"],
         "admitted"
     );
+
+    // Statistics follow on the topic and over HTTP: 2 admitted (both at north), 1 duplicate.
+    let stats = loop {
+        let frame = next_of(&mut gate_b, "stats").await;
+        if frame["data"]["admitted"] == 2 {
+            break frame;
+        }
+    };
+    assert_eq!(stats["data"]["duplicates"], 1);
+    assert_eq!(stats["data"]["per_gate"][0]["gate"], "north");
+    assert_eq!(stats["data"]["per_gate"][0]["admitted"], 2);
+    let per_minute: u64 = stats["data"]["per_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["admitted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_minute, 2);
+    let http = admin
+        .get(&format!("/api/v1/events/{event}/checkin-stats"))
+        .await;
+    assert_eq!(
+        (
+            http.body["admitted"].as_u64(),
+            http.body["duplicates"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    let buyer_api = admin.with_token(Some(ann["access_token"].as_str().unwrap().to_owned()));
+    assert_eq!(
+        buyer_api
+            .get(&format!("/api/v1/events/{event}/checkin-stats"))
+            .await
+            .status,
+        403
+    );
 }

@@ -451,6 +451,11 @@ fn command_kind(command: &PoolCommand) -> &'static str {
 fn count(kind: &'static str, outcome: &Result<PoolOutcome, crate::error::DomainError>) {
     let result = match outcome {
         Ok(PoolOutcome::Held { replayed: true, .. }) => "replayed",
+        Ok(PoolOutcome::Scanned { result, .. }) => match result {
+            crate::pool::scan::ScanResult::Admitted => "admitted",
+            crate::pool::scan::ScanResult::Exited => "exited",
+            crate::pool::scan::ScanResult::Duplicate => "duplicate",
+        },
         Ok(_) => "ok",
         Err(crate::error::DomainError::SoldOut { .. }) => "sold_out",
         Err(crate::error::DomainError::AlreadyCheckedIn { .. }) => "duplicate",

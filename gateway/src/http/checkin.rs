@@ -44,6 +44,10 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/events/{id}/check-ins/offline",
             post(upload_offline),
         )
+        .route(
+            "/api/v1/events/{id}/checkin-stats",
+            axum::routing::get(stats),
+        )
 }
 
 /// Body of `POST /api/v1/events/{id}/checkin-lists`.
@@ -457,4 +461,73 @@ pub(crate) async fn upload_offline(
         admitted,
         duplicates,
     }))
+}
+
+/// Admissions at one gate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GateCount {
+    /// The gate (`""`: none named; `other`: beyond the 100 gates counted by name).
+    gate: String,
+    admitted: u64,
+}
+
+/// Admissions in one minute.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MinuteCount {
+    /// The minute's start.
+    minute: DateTime<Utc>,
+    admitted: u64,
+}
+
+/// An event's check-in statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsDto {
+    /// Admissions (first admissions, re-entries, earlier offline scans), all lists.
+    admitted: u64,
+    /// Scans refused as duplicates.
+    duplicates: u64,
+    /// Exit scans.
+    exits: u64,
+    per_gate: Vec<GateCount>,
+    /// The last three hours with admissions, oldest first.
+    per_minute: Vec<MinuteCount>,
+}
+
+pub(super) fn stats_dto(s: &engine::ports::CheckInStats) -> StatsDto {
+    StatsDto {
+        admitted: s.admitted,
+        duplicates: s.duplicates,
+        exits: s.exits,
+        per_gate: s
+            .per_gate
+            .iter()
+            .map(|(gate, n)| GateCount {
+                gate: gate.clone(),
+                admitted: *n,
+            })
+            .collect(),
+        per_minute: s
+            .per_minute
+            .iter()
+            .filter_map(|(m, n)| {
+                Some(MinuteCount {
+                    minute: DateTime::from_timestamp(m * 60, 0)?,
+                    admitted: *n,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Live check-in statistics of an event: totals, per gate, per minute (staff and managers; also
+/// pushed on the hub's `checkin:{event_id}` topic).
+#[utoipa::path(get, path = "/api/v1/events/{id}/checkin-stats", tag = "check-in", params(("id" = Uuid, Path)),
+    responses((status = 200, body = StatsDto), (status = 404, body = Problem)))]
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+) -> ApiResult<Json<StatsDto>> {
+    scanning_event(&state, &principal, event_id)?;
+    Ok(Json(stats_dto(&state.engine.checkin_stats(event_id)?)))
 }

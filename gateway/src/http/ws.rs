@@ -490,8 +490,29 @@ async fn push_scans(
     (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    // Statistics follow the scans, at most once per `push_interval`.
+    let mut stats_due = tokio::time::Instant::now();
+    let mut stats_pending = false;
     loop {
-        let frame = match feed.recv().await {
+        if stats_pending && tokio::time::Instant::now() >= stats_due {
+            if let Ok(stats) = state.engine.checkin_stats(event) {
+                let frame = json!({"type": "stats", "topic": topic,
+                    "data": super::checkin::stats_dto(&stats)});
+                let _ = tx.try_send(text(frame));
+            }
+            stats_pending = false;
+            stats_due = tokio::time::Instant::now() + state.ws.push_interval;
+        }
+        let received = if stats_pending {
+            match tokio::time::timeout_at(stats_due, feed.recv()).await {
+                Ok(r) => r,
+                Err(_) => continue, // time for the statistics
+            }
+        } else {
+            feed.recv().await
+        };
+        stats_pending = true;
+        let frame = match received {
             Ok(n) => text(json!({
                 "type": "scan",
                 "topic": topic,
