@@ -700,6 +700,17 @@ impl Engine {
             .ok_or(DomainError::TicketNotFound.into())
     }
 
+    /// The id of the event's current ticket-signing key (`None` for an unknown event): from
+    /// the active event's record in memory, else from the store. Scanning asks this per scan.
+    pub fn ticket_key(&self, id: EventId) -> EngineResult<Option<u8>> {
+        if let Some(cell) = self.ctx.registry.get(&id).map(|e| e.value().clone())
+            && let Some(h) = cell.get()
+        {
+            return Ok(Some(h.shared.record().ticket_key));
+        }
+        Ok(self.ctx.store.event(id).map_err(storage)?.map(|e| e.ticket_key))
+    }
+
     /// The event's check-in statistics (admissions, duplicates, exits, per gate, per minute).
     pub fn checkin_stats(&self, event: EventId) -> EngineResult<crate::ports::CheckInStats> {
         self.ctx.store.checkin_stats(event).map_err(storage)

@@ -390,7 +390,7 @@ pub(super) fn verify_code(state: &AppState, code: &str) -> ApiResult<TicketClaim
     state
         .codes
         .verify(code, |event| {
-            state.engine.event(event).ok().map(|r| r.ticket_key)
+            state.engine.ticket_key(event).ok().flatten()
         })
         .map_err(|e| match e {
             CodeError::InvalidSignature | CodeError::UnknownEvent => {
@@ -549,7 +549,7 @@ pub(crate) async fn verify_ticket(
         gate: None,
     };
     let verified = state.codes.verify(&body.ticket_code, |event| {
-        state.engine.event(event).ok().map(|r| r.ticket_key)
+        state.engine.ticket_key(event).ok().flatten()
     });
     let claims = match verified {
         Ok(claims) => claims,
