@@ -708,7 +708,12 @@ impl Engine {
         {
             return Ok(Some(h.shared.record().ticket_key));
         }
-        Ok(self.ctx.store.event(id).map_err(storage)?.map(|e| e.ticket_key))
+        Ok(self
+            .ctx
+            .store
+            .event(id)
+            .map_err(storage)?
+            .map(|e| e.ticket_key))
     }
 
     /// The event's check-in statistics (admissions, duplicates, exits, per gate, per minute).

@@ -280,14 +280,35 @@ pub struct CheckInStats {
 }
 
 impl CheckInStats {
-    /// Counts one decided scan.
-    pub fn count(&mut self, result: &crate::pool::scan::ScanResult, admission: &Admission) {
+    /// Counts one decided scan. An uploaded scan that replaced an earlier-recorded first
+    /// admission (`superseded`) moves that admission, it does not add one.
+    pub fn count(
+        &mut self,
+        result: &crate::pool::scan::ScanResult,
+        admission: &Admission,
+        superseded: Option<&Admission>,
+    ) {
         use crate::pool::scan::ScanResult;
         match result {
             ScanResult::Duplicate => self.duplicates += 1,
             ScanResult::Exited => self.exits += 1,
             ScanResult::Admitted => {
-                self.admitted += 1;
+                match superseded {
+                    Some(old) => {
+                        // The replaced admission becomes a duplicate.
+                        self.duplicates += 1;
+                        let gate = old.gate.clone().unwrap_or_default();
+                        if let Some(n) = self.per_gate.get_mut(&gate) {
+                            *n = n.saturating_sub(1);
+                        }
+                        let minute = old.at.timestamp().div_euclid(60);
+                        if let Some((_, n)) = self.per_minute.iter_mut().find(|(m, _)| *m == minute)
+                        {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                    None => self.admitted += 1,
+                }
                 let gate = admission.gate.clone().unwrap_or_default();
                 let key =
                     if self.per_gate.contains_key(&gate) || self.per_gate.len() < STATS_GATES_MAX {

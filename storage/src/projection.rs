@@ -239,6 +239,7 @@ impl Overlay {
                 ticket_id,
                 admission,
                 result,
+                superseded,
                 ..
             } => {
                 let ticket = self.ticket(db, ticket_id)?;
@@ -257,7 +258,7 @@ impl Overlay {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(e) => e.insert(db.checkin_stats(event_id).map_err(|e| e.0)?),
                 };
-                stats.count(&result, &admission);
+                stats.count(&result, &admission, superseded.as_ref());
             }
         }
         Ok(())

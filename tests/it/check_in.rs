@@ -338,6 +338,11 @@ async fn lists_gates_reentry_nonces_and_offline_merges() {
         (t0 + chrono::Duration::minutes(2)).timestamp()
     );
     assert_eq!(standing(&codes[3]).await["gate"], "A");
+    // A nonce belongs to its scan: another ticket scanned with a nonce used before is decided
+    // on its own (ticket 3 stands admitted: a duplicate), not answered with the other's result.
+    let reused =
+        scan(json!({"ticket_code": codes[2], "gate": "north", "nonce": "scanner-7/42"})).await;
+    assert_eq!(reused.str("code"), "already_checked_in");
     // Scans from the future are refused whole.
     let future = upload_raw(&api, &event, json!([{"ticket_code": codes[0], "scanned_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()}])).await;
     assert_eq!(future.status, 422);

@@ -78,8 +78,17 @@ async fn scanner(
         assert_ne!(v["type"], "error", "{v}");
         if v["type"] == "scan_result" {
             let i: usize = v["ref"].as_str().unwrap().parse().unwrap();
+            let result = v["data"]["result"].as_str().unwrap();
+            if result == "failed" {
+                // Not decided (the server was too busy): the scanner tries again, same nonce.
+                let (code, gate, nonce) = &scans[i];
+                let frame = json!({"type": "scan", "event_id": event, "ticket_code": code,
+                    "gate": gate, "nonce": nonce, "ref": i.to_string()});
+                ws.send(Message::text(frame.to_string())).await.unwrap();
+                continue;
+            }
             in_flight.retain(|j| *j != i);
-            results.insert(i, v["data"]["result"].as_str().unwrap().to_owned());
+            results.insert(i, result.to_owned());
         }
     }
     (0..scans.len())

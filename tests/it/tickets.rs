@@ -386,7 +386,7 @@ async fn organizers_bulk_cancel_resend_and_export() {
         results(&resent),
         ["queued", "not_confirmed", "not_found", "not_found"]
     );
-    let token_or_tickets = tests::wait_for(std::time::Duration::from_secs(10), || async {
+    let token_or_tickets = tests::wait_for(std::time::Duration::from_secs(30), || async {
         tests::mailed(&server, "cy@example.com", "tickets").pop()
     })
     .await

@@ -128,6 +128,10 @@ pub enum PoolEvent {
         nonce: Option<[u8; 16]>,
         /// How it ended.
         result: scan::ScanResult,
+        /// For an uploaded scan earlier than the admission known: that admission, which it
+        /// replaces as the first.
+        #[serde(default)]
+        superseded: Option<Admission>,
     },
     /// A ticket was admitted (journals before check-in lists; replayed as a default-list
     /// admission).
@@ -701,8 +705,21 @@ impl PoolState {
         }
         let presences = self.presence.get(&cmd.registration_id);
         let presence = presences.and_then(|p| scan::find(p, cmd.ticket_index, rules.id));
-        let result = scan::decide(presence, rules, cmd.direction, at, offline)
-            .ok_or(DomainError::NotCheckedIn)?;
+        let result = scan::decide(
+            presence,
+            rules,
+            cmd.direction,
+            at,
+            cmd.gate.as_deref(),
+            offline,
+        )
+        .ok_or(DomainError::NotCheckedIn)?;
+        // An uploaded scan that takes over the first admission: the one it replaces (for the
+        // statistics, which count a ticket's first admission once).
+        let superseded = match (&result, presence) {
+            (scan::ScanResult::Admitted, Some(p)) if offline => Some(p.first.clone()),
+            _ => None,
+        };
         let admission = Admission { at, gate: cmd.gate };
         self.emit(
             events,
@@ -717,6 +734,7 @@ impl PoolState {
                 offline,
                 nonce: cmd.nonce,
                 result: result.clone(),
+                superseded,
             },
         );
         let first = self

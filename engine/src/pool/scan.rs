@@ -41,7 +41,7 @@ pub struct ScanNotice {
 }
 
 /// Scan nonces remembered per pool (oldest forgotten first).
-pub const NONCES_MAX: usize = 100_000;
+pub const NONCES_MAX: usize = 20_000;
 
 /// Entry or exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,14 +159,16 @@ pub fn decide(
     rules: &ListRules,
     direction: Direction,
     at: DateTime<Utc>,
+    gate: Option<&str>,
     offline: bool,
 ) -> Option<ScanResult> {
     match (direction, presence) {
         (Direction::Exit, None) => None,
         (Direction::Exit, Some(_)) => Some(ScanResult::Exited),
         (Direction::Entry, None) => Some(ScanResult::Admitted),
-        // Uploaded scans decide the first admission: the earliest wins.
-        (Direction::Entry, Some(p)) if offline => Some(if at < p.first.at {
+        // Uploaded scans decide the first admission: the earliest wins (ties: the smaller
+        // gate name, so the result never depends on the order uploads arrive in).
+        (Direction::Entry, Some(p)) if offline => Some(if earlier(at, gate, &p.first) {
             ScanResult::Admitted
         } else {
             ScanResult::Duplicate
@@ -178,7 +180,14 @@ pub fn decide(
     }
 }
 
-/// Applies a decided scan to a registration's presences.
+/// Whether a scan at (`at`, `gate`) comes before the admission `first`.
+pub fn earlier(at: DateTime<Utc>, gate: Option<&str>, first: &Admission) -> bool {
+    (at, gate) < (first.at, first.gate.as_deref())
+}
+
+/// Applies a decided scan to a registration's presences. Uploaded offline scans decide the
+/// first admission only: a ticket admitted offline counts as inside (so a re-entry list cannot
+/// let a second person in on it), and an uploaded exit changes nothing.
 pub fn apply(
     presences: &mut Vec<Presence>,
     index: u16,
@@ -195,17 +204,21 @@ pub fn apply(
             index,
             list,
             first: admission.clone(),
-            inside: !offline,
+            inside: true,
         }),
         (ScanResult::Admitted, Some(p)) => {
-            if admission.at < p.first.at {
+            if earlier(admission.at, admission.gate.as_deref(), &p.first) {
                 p.first = admission.clone();
             }
             if !offline {
                 p.inside = true;
             }
         }
-        (ScanResult::Exited, Some(p)) => p.inside = false,
+        (ScanResult::Exited, Some(p)) => {
+            if !offline {
+                p.inside = false;
+            }
+        }
         (ScanResult::Exited, None) | (ScanResult::Duplicate, _) => {}
     }
 }
@@ -235,6 +248,7 @@ mod tests {
                 &rules,
                 Direction::Entry,
                 a.at,
+                a.gate.as_deref(),
                 true,
             )
             .unwrap();
@@ -252,7 +266,7 @@ mod tests {
         /// duplicates or superseded admissions (exactly one admission stands).
         #[test]
         fn offline_merges_are_order_independent(
-            times in proptest::collection::vec(0i64..1_000_000, 1..12),
+            times in proptest::collection::vec(0i64..20, 1..12),
             seed in any::<u64>(),
         ) {
             let scans: Vec<(i64, &str)> = times
@@ -270,7 +284,7 @@ mod tests {
             let (a, _) = upload(&scans);
             let (b, _) = upload(&shuffled);
             prop_assert_eq!(a.len(), 1);
-            prop_assert_eq!(&a[0].first.at, &b[0].first.at);
+            prop_assert_eq!(&a[0].first, &b[0].first);
             let earliest = *times.iter().min().unwrap();
             prop_assert_eq!(a[0].first.at.timestamp_millis(), earliest);
         }
@@ -281,22 +295,27 @@ mod tests {
         let mut rules = ListRules::default_list();
         let mut presences = Vec::new();
         let a = admission(1_000, "north");
-        let r = decide(None, &rules, Direction::Entry, a.at, false).unwrap();
+        let r = decide(None, &rules, Direction::Entry, a.at, None, false).unwrap();
         apply(&mut presences, 0, None, &r, &a, false);
         let again = decide(
             find(&presences, 0, None),
             &rules,
             Direction::Entry,
             a.at,
+            None,
             false,
         );
         assert_eq!(again, Some(ScanResult::Duplicate));
-        assert_eq!(decide(None, &rules, Direction::Exit, a.at, false), None);
+        assert_eq!(
+            decide(None, &rules, Direction::Exit, a.at, None, false),
+            None
+        );
         let out = decide(
             find(&presences, 0, None),
             &rules,
             Direction::Exit,
             a.at,
+            None,
             false,
         )
         .unwrap();
@@ -308,6 +327,7 @@ mod tests {
             &rules,
             Direction::Entry,
             later.at,
+            None,
             false,
         );
         assert_eq!(no, Some(ScanResult::Duplicate));
@@ -317,6 +337,7 @@ mod tests {
             &rules,
             Direction::Entry,
             later.at,
+            None,
             false,
         )
         .unwrap();

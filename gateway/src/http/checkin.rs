@@ -182,7 +182,14 @@ pub struct CheckInDto {
     gate: Option<String>,
 }
 
-pub(super) fn nonce_digest(nonce: Option<&str>, field: &str) -> ApiResult<Option<[u8; 16]>> {
+/// The digest a pool remembers a nonce by. It binds the nonce to the scan it was made for (the
+/// ticket, the list, the direction), so two scanners that number their scans alike never get
+/// each other's answers.
+pub(super) fn nonce_digest(
+    nonce: Option<&str>,
+    field: &str,
+    scan: Option<(engine::ids::TicketId, Option<Uuid>, Direction)>,
+) -> ApiResult<Option<[u8; 16]>> {
     match nonce {
         None => Ok(None),
         Some(n) if n.is_empty() || n.len() > NONCE_LEN_MAX => {
@@ -193,7 +200,14 @@ pub(super) fn nonce_digest(nonce: Option<&str>, field: &str) -> ApiResult<Option
             .into())
         }
         Some(n) => {
-            let digest = Sha256::digest(n.as_bytes());
+            let mut hasher = Sha256::new();
+            hasher.update(n.as_bytes());
+            if let Some((ticket, list, direction)) = scan {
+                hasher.update(ticket.as_bytes());
+                hasher.update(list.map(|l| *l.as_bytes()).unwrap_or([0; 16]));
+                hasher.update([u8::from(direction == Direction::Exit)]);
+            }
+            let digest = hasher.finalize();
             let mut out = [0u8; 16];
             out.copy_from_slice(&digest[..16]);
             Ok(Some(out))
@@ -229,7 +243,15 @@ pub(crate) async fn check_in(
         direction: body.direction.unwrap_or(Direction::Entry),
         gate: body.gate,
         scanned_at: None,
-        nonce: nonce_digest(body.nonce.as_deref(), "nonce")?,
+        nonce: nonce_digest(
+            body.nonce.as_deref(),
+            "nonce",
+            Some((
+                claims.ticket_id,
+                body.list_id,
+                body.direction.unwrap_or(Direction::Entry),
+            )),
+        )?,
     };
     let (ticket, result, first) = state.engine.scan(request).await?;
     let result = match result {
@@ -334,7 +356,12 @@ pub(super) async fn decide(state: &AppState, event_id: EventId, scan: ScanInput)
     if claims.event_id != event_id {
         return refusal("wrong_event");
     }
-    let Ok(nonce) = nonce_digest(scan.nonce.as_deref(), "nonce") else {
+    let bound = (
+        claims.ticket_id,
+        scan.list_id,
+        scan.direction.unwrap_or(Direction::Entry),
+    );
+    let Ok(nonce) = nonce_digest(scan.nonce.as_deref(), "nonce", Some(bound)) else {
         return refusal("invalid");
     };
     let request = ScanRequest {
@@ -432,7 +459,7 @@ pub(crate) async fn upload_offline(
     // ticket's fate.
     let mut errors = Vec::new();
     for (i, scan) in body.scans.iter().enumerate() {
-        if nonce_digest(scan.nonce.as_deref(), "nonce").is_err() {
+        if nonce_digest(scan.nonce.as_deref(), "nonce", None).is_err() {
             errors.push(FieldError::new(
                 format!("scans[{i}].nonce"),
                 "must be 1 to 128 characters",
@@ -448,11 +475,37 @@ pub(crate) async fn upload_offline(
     if !errors.is_empty() {
         return Err(DomainError::Validation(errors).into());
     }
-    let items: Vec<OfflineResult> = futures::stream::iter(body.scans)
-        .map(|scan| decide_offline(&state, event_id, scan))
-        .buffered(UPLOAD_CONCURRENCY)
+    // One ticket's scans are decided one after another in time order (an exit never
+    // overtakes its entry); different tickets concurrently.
+    let n = body.scans.len();
+    let mut groups: std::collections::BTreeMap<String, Vec<(usize, OfflineScan)>> =
+        std::collections::BTreeMap::new();
+    for (i, scan) in body.scans.into_iter().enumerate() {
+        groups
+            .entry(scan.ticket_code.trim().to_ascii_uppercase())
+            .or_default()
+            .push((i, scan));
+    }
+    let decided: Vec<Vec<(usize, OfflineResult)>> = futures::stream::iter(groups.into_values())
+        .map(|mut group| {
+            let state = &state;
+            async move {
+                group.sort_by_key(|(_, s)| s.scanned_at);
+                let mut out = Vec::with_capacity(group.len());
+                for (i, scan) in group {
+                    out.push((i, decide_offline(state, event_id, scan).await));
+                }
+                out
+            }
+        })
+        .buffer_unordered(UPLOAD_CONCURRENCY)
         .collect()
         .await;
+    let mut items: Vec<Option<OfflineResult>> = (0..n).map(|_| None).collect();
+    for (i, result) in decided.into_iter().flatten() {
+        items[i] = Some(result);
+    }
+    let items: Vec<OfflineResult> = items.into_iter().flatten().collect();
     let admitted = items.iter().filter(|i| i.result == "admitted").count();
     let duplicates = items.iter().filter(|i| i.result == "duplicate").count();
     metrics::counter!("checkin_offline_scans_total").increment(items.len() as u64);

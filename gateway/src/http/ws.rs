@@ -463,6 +463,9 @@ async fn subscribe_checkin(
     if let Err(frame) = scanner(state, conn, event) {
         return reply(conn, frame);
     }
+    let Some(identity) = conn.identity.clone() else {
+        return;
+    };
     let feed = match state.engine.subscribe_scans(event).await {
         Ok(feed) => feed,
         Err(e) => {
@@ -476,6 +479,7 @@ async fn subscribe_checkin(
         topic.clone(),
         event,
         feed,
+        identity,
         conn.handles(),
     ));
     subscriptions.insert(topic, task);
@@ -487,9 +491,17 @@ async fn push_scans(
     topic: String,
     event: EventId,
     mut feed: tokio::sync::broadcast::Receiver<engine::pool::scan::ScanNotice>,
+    identity: Identity,
     (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    // The scanner's right to listen: its token must be valid, and it must still be staff or a
+    // manager of the event (checked again whenever the feed restarts).
+    let allowed = |state: &AppState| {
+        identity
+            .principal()
+            .is_some_and(|p| super::policy::scanning_event(state, &p, event).is_ok())
+    };
     // Statistics follow the scans, at most once per `push_interval`.
     let mut stats_due = tokio::time::Instant::now();
     let mut stats_pending = false;
@@ -512,6 +524,13 @@ async fn push_scans(
             feed.recv().await
         };
         stats_pending = true;
+        if identity.principal().is_none() {
+            let _ = tx.try_send(error(
+                "token_expired",
+                "authenticate again and subscribe again",
+            ));
+            return;
+        }
         let frame = match received {
             Ok(n) => text(json!({
                 "type": "scan",
@@ -527,6 +546,10 @@ async fn push_scans(
                 },
             })),
             Err(RecvError::Lagged(_)) => text(json!({"type": "resync", "topic": topic})),
+            Err(RecvError::Closed) if !allowed(&state) => {
+                let _ = tx.try_send(error("forbidden", "no longer a scanner of this event"));
+                return;
+            }
             Err(RecvError::Closed) => match state.engine.subscribe_scans(event).await {
                 // The event restarted: follow its next incarnation.
                 Ok(next) => {
@@ -582,12 +605,14 @@ fn authenticate(
     }
     match verified {
         Ok(principal) => {
-            match &conn.identity {
+            match &mut conn.identity {
                 // A fresh token of the same user extends the running subscriptions.
                 Some(identity) => {
                     identity
                         .valid_until
                         .fetch_max(principal.valid_until, Ordering::Relaxed);
+                    // The fresh token's roles, for what this connection does from now on.
+                    identity.roles.clone_from(&principal.roles);
                 }
                 None => conn.identity = Some(Identity::of(&principal)),
             }
