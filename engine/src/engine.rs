@@ -615,32 +615,6 @@ impl Engine {
         }
     }
 
-    /// Admits a ticket on the event's default list: a second scan is `AlreadyCheckedIn`.
-    pub async fn check_in(
-        &self,
-        event_id: EventId,
-        ticket_id: TicketId,
-        gate: Option<String>,
-    ) -> EngineResult<(TicketView, Admission)> {
-        let request = ScanRequest {
-            event_id,
-            ticket_id,
-            list_id: None,
-            direction: Direction::Entry,
-            gate,
-            scanned_at: None,
-            nonce: None,
-        };
-        match self.scan(request).await? {
-            (_, ScanResult::Duplicate, first) => Err(DomainError::AlreadyCheckedIn {
-                at: first.at,
-                gate: first.gate,
-            }
-            .into()),
-            (ticket, _, first) => Ok((ticket, first)),
-        }
-    }
-
     /// A registration, from its read model.
     pub fn registration(&self, id: RegistrationId) -> EngineResult<RegistrationView> {
         self.ctx
@@ -760,13 +734,17 @@ impl Engine {
     // ---- activation ---------------------------------------------------------------------
 
     /// The active handle of an event, activating it from durable state on first use.
+    /// The event's handle if it is active (in memory).
+    fn active(&self, id: EventId) -> Option<EventHandle> {
+        let cell = self.ctx.registry.get(&id).map(|e| e.value().clone())?;
+        cell.get().cloned()
+    }
+
     async fn handle(&self, id: EventId) -> EngineResult<EventHandle> {
         let now_ms = self.ctx.clock.now().timestamp_millis();
-        if let Some(cell) = self.ctx.registry.get(&id).map(|e| e.value().clone())
-            && let Some(h) = cell.get()
-        {
+        if let Some(h) = self.active(id) {
             h.shared.last_used_ms.store(now_ms, Ordering::Relaxed);
-            return Ok(h.clone());
+            return Ok(h);
         }
         if self.ctx.registry.len() >= self.ctx.config.events_active_max {
             return Err(EngineError::Overloaded);

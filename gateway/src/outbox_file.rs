@@ -59,39 +59,22 @@ impl FileSink {
     fn render<'a>(&self, message: &'a OutboxMessage) -> Line<'a> {
         let base = &self.link_base;
         let (subject, link, token, expires_at, tickets, text) = match &message.kind {
-            MessageKind::VerifyEmail { token, expires_at } => {
-                let link = format!("{base}/verify-email?token={token}");
-                let text = format!(
-                    "Open {link} to confirm your e-mail address. The link works once, until {}.",
-                    expires_at.to_rfc3339()
-                );
-                let subject = "Confirm your e-mail address".to_owned();
-                (
-                    subject,
-                    link,
-                    Some(token.as_str()),
-                    Some(*expires_at),
-                    None,
-                    text,
-                )
-            }
-            MessageKind::ResetPassword { token, expires_at } => {
-                let link = format!("{base}/reset-password?token={token}");
-                let text = format!(
-                    "Open {link} to choose a new password (if you did not ask for this, ignore \
-                     this message). The link works once, until {}.",
-                    expires_at.to_rfc3339()
-                );
-                let subject = "Reset your password".to_owned();
-                (
-                    subject,
-                    link,
-                    Some(token.as_str()),
-                    Some(*expires_at),
-                    None,
-                    text,
-                )
-            }
+            MessageKind::VerifyEmail { token, expires_at } => single_use(
+                base,
+                "verify-email",
+                token,
+                *expires_at,
+                "Confirm your e-mail address",
+                "confirm your e-mail address",
+            ),
+            MessageKind::ResetPassword { token, expires_at } => single_use(
+                base,
+                "reset-password",
+                token,
+                *expires_at,
+                "Reset your password",
+                "choose a new password (if you did not ask for this, ignore this message)",
+            ),
             MessageKind::Tickets {
                 event_title,
                 registration_id,
@@ -140,6 +123,41 @@ impl SpoolFile {
         // On disk before the message leaves the outbox (at least once, across a power loss).
         file.sync_data()
     }
+}
+
+/// What a line needs of a message with a single-use link: subject, link, token, expiry, no
+/// tickets, text.
+type Rendered<'a> = (
+    String,
+    String,
+    Option<&'a str>,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<&'a [engine::outbox::TicketLine]>,
+    String,
+);
+
+/// The parts of a message whose link, `<base>/<page>?token=`, lets the reader `action`.
+fn single_use<'a>(
+    base: &str,
+    page: &str,
+    token: &'a str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    subject: &str,
+    action: &str,
+) -> Rendered<'a> {
+    let link = format!("{base}/{page}?token={token}");
+    let text = format!(
+        "Open {link} to {action}. The link works once, until {}.",
+        expires_at.to_rfc3339()
+    );
+    (
+        subject.to_owned(),
+        link,
+        Some(token),
+        Some(expires_at),
+        None,
+        text,
+    )
 }
 
 /// `<path>.1`.

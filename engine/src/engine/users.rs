@@ -124,19 +124,13 @@ impl Engine {
         };
         let minted = mint(user.id).map_err(EngineError::Storage)?;
         self.update_user_sending(user.id, |u, now| {
-            let expires_at = now + minted.ttl;
-            let event = UserEvent::PasswordResetIssued {
-                token: PendingToken {
-                    digest: minted.digest,
-                    expires_at,
-                },
-                at: now,
-            };
-            let kind = MessageKind::ResetPassword {
-                token: minted.token.clone(),
-                expires_at,
-            };
-            let message = OutboxMessage::new(&u.email, Some(u.id), kind, now);
+            let (event, message) = emailed_link(
+                u,
+                minted.clone(),
+                now,
+                |token, at| UserEvent::PasswordResetIssued { token, at },
+                |token, expires_at| MessageKind::ResetPassword { token, expires_at },
+            );
             Ok((vec![event], vec![message], ()))
         })
         .await
@@ -405,22 +399,36 @@ fn verification_link(
     minted: MintedToken,
     now: DateTime<Utc>,
 ) -> (UserEvent, OutboxMessage) {
+    emailed_link(
+        user,
+        minted,
+        now,
+        |token, at| UserEvent::EmailVerificationIssued { token, at },
+        |token, expires_at| MessageKind::VerifyEmail { token, expires_at },
+    )
+}
+
+/// The event that records an e-mailed link's pending token (its digest) and the message that
+/// carries the token itself.
+fn emailed_link(
+    user: &UserRecord,
+    minted: MintedToken,
+    now: DateTime<Utc>,
+    event: impl FnOnce(PendingToken, DateTime<Utc>) -> UserEvent,
+    kind: impl FnOnce(String, DateTime<Utc>) -> MessageKind,
+) -> (UserEvent, OutboxMessage) {
     let expires_at = now + minted.ttl;
-    let event = UserEvent::EmailVerificationIssued {
-        token: PendingToken {
-            digest: minted.digest,
-            expires_at,
-        },
-        at: now,
-    };
-    let kind = MessageKind::VerifyEmail {
-        token: minted.token,
+    let pending = PendingToken {
+        digest: minted.digest,
         expires_at,
     };
-    (
-        event,
-        OutboxMessage::new(&user.email, Some(user.id), kind, now),
-    )
+    let message = OutboxMessage::new(
+        &user.email,
+        Some(user.id),
+        kind(minted.token, expires_at),
+        now,
+    );
+    (event(pending, now), message)
 }
 
 fn journal(e: JournalError) -> EngineError {

@@ -5,7 +5,7 @@
 
 use super::AppState;
 use super::auth::Authenticated;
-use super::error::{ApiResult, Problem};
+use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, PathId};
 use super::policy::{managed_event, scanning_event};
 use super::registrations::verify_code;
@@ -232,27 +232,15 @@ pub(crate) async fn check_in(
     ApiJson(body): ApiJson<CheckInBody>,
 ) -> ApiResult<Json<CheckInDto>> {
     scanning_event(&state, &principal, event_id)?;
-    let claims = verify_code(&state, &body.ticket_code)?;
-    if claims.event_id != event_id {
-        return Err(DomainError::WrongEvent.into());
-    }
-    let request = ScanRequest {
-        event_id,
-        ticket_id: claims.ticket_id,
-        list_id: body.list_id.map(CheckInListId),
-        direction: body.direction.unwrap_or(Direction::Entry),
+    let input = ScanInput {
+        ticket_code: body.ticket_code,
         gate: body.gate,
+        list_id: body.list_id,
+        direction: body.direction,
+        nonce: body.nonce,
         scanned_at: None,
-        nonce: nonce_digest(
-            body.nonce.as_deref(),
-            "nonce",
-            Some((
-                claims.ticket_id,
-                body.list_id,
-                body.direction.unwrap_or(Direction::Entry),
-            )),
-        )?,
     };
+    let request = scan_request(&state, event_id, input)?;
     let (ticket, result, first) = state.engine.scan(request).await?;
     let result = match result {
         ScanResult::Duplicate => {
@@ -348,33 +336,38 @@ pub(super) struct ScanInput {
     pub scanned_at: Option<DateTime<Utc>>,
 }
 
-pub(super) async fn decide(state: &AppState, event_id: EventId, scan: ScanInput) -> OfflineResult {
-    let claims = match verify_code(state, &scan.ticket_code) {
-        Ok(c) => c,
-        Err(_) => return refusal("invalid_signature"),
-    };
+/// The engine's request for a scan: its code verified and of this event (422 on
+/// `ticket_code` or 409 `wrong_event` otherwise), its nonce bound to the scan.
+fn scan_request(state: &AppState, event_id: EventId, scan: ScanInput) -> ApiResult<ScanRequest> {
+    let claims = verify_code(state, &scan.ticket_code)?;
     if claims.event_id != event_id {
-        return refusal("wrong_event");
+        return Err(DomainError::WrongEvent.into());
     }
-    let bound = (
-        claims.ticket_id,
-        scan.list_id,
-        scan.direction.unwrap_or(Direction::Entry),
-    );
-    let Ok(nonce) = nonce_digest(scan.nonce.as_deref(), "nonce", Some(bound)) else {
-        return refusal("invalid");
-    };
-    let request = ScanRequest {
+    let direction = scan.direction.unwrap_or(Direction::Entry);
+    let bound = (claims.ticket_id, scan.list_id, direction);
+    Ok(ScanRequest {
         event_id,
         ticket_id: claims.ticket_id,
         list_id: scan.list_id.map(CheckInListId),
-        direction: scan.direction.unwrap_or(Direction::Entry),
+        direction,
         gate: scan.gate,
         scanned_at: scan.scanned_at,
-        nonce,
+        nonce: nonce_digest(scan.nonce.as_deref(), "nonce", Some(bound))?,
+    })
+}
+
+pub(super) async fn decide(state: &AppState, event_id: EventId, scan: ScanInput) -> OfflineResult {
+    let code_field = |e: &FieldError| e.field == "ticket_code";
+    let request = match scan_request(state, event_id, scan) {
+        Ok(r) => r,
+        Err(ApiError::Domain(DomainError::WrongEvent)) => return refusal("wrong_event"),
+        Err(ApiError::Domain(DomainError::Validation(e))) if e.iter().any(code_field) => {
+            return refusal("invalid_signature");
+        }
+        Err(_) => return refusal("invalid"),
     };
     let mut out = refusal("");
-    out.ticket_id = Some(claims.ticket_id.0);
+    out.ticket_id = Some(request.ticket_id.0);
     match state.engine.scan(request).await {
         Ok((_, result, first)) => {
             out.result = match result {

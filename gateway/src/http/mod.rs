@@ -179,7 +179,9 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
 /// request's budgets; over a budget the request ends with 429 before anything else runs.
 async fn front(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     auth::authenticate(&state, &mut request);
-    if let Err(wait) = rate_limit(&state, &request).await {
+    if let Some(check) = rate_limit(&state, &request)
+        && let Err(wait) = check.await
+    {
         return ApiError::RateLimited(wait).into_response();
     }
     next.run(request).await
@@ -209,20 +211,21 @@ async fn observe(state: State<AppState>, request: Request, next: Next) -> Respon
     response
 }
 
-/// Spends the request's budgets (per client IP, and per account for holds): `Err` with the
-/// wait when one is spent.
+/// The check of the request's budgets (per client IP, and per account for holds), `None` when
+/// rate limits are off; it resolves to `Err` with the wait when one is spent.
 fn rate_limit(
     state: &AppState,
     request: &Request,
-) -> impl std::future::Future<Output = Result<(), Duration>> + Send + 'static {
+) -> Option<impl std::future::Future<Output = Result<(), Duration>> + Send + 'static> {
     use crate::ratelimit::Budget;
     use axum::http::Method;
-    let enabled = state.limiter.enabled();
+    if !state.limiter.enabled() {
+        return None;
+    }
     let ip = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
-        .filter(|_| enabled);
+        .map(|c| c.0.ip());
     let ip_key = match ip {
         Some(std::net::IpAddr::V4(v4)) => v4.octets().to_vec(),
         Some(std::net::IpAddr::V6(v6)) => v6.octets().to_vec(),
@@ -252,12 +255,9 @@ fn rate_limit(
         .then(|| auth::Caller::of(request.extensions()).principal())
         .flatten()
         .map(|p| p.user_id);
-    let limiter = enabled.then(|| state.limiter.clone());
+    let limiter = state.limiter.clone();
     // Owned from here on: the request stays behind (its body is not `Sync`).
-    async move {
-        let Some(limiter) = limiter else {
-            return Ok(());
-        };
+    Some(async move {
         limiter.check(budget, &ip_key).await?;
         if let Some(account) = account {
             limiter
@@ -265,7 +265,7 @@ fn rate_limit(
                 .await?;
         }
         Ok(())
-    }
+    })
 }
 
 /// The span every log line of a request carries: method, route and the request id (which

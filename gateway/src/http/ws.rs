@@ -562,18 +562,13 @@ async fn push_scans(
                 }
             },
         };
-        match tx.try_send(frame) {
-            Ok(()) => metrics::counter!("ws_pushes_total").increment(1),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("ws_pushes_dropped_total").increment(1);
-                if progress.stalled_for() >= state.ws.lag_timeout {
-                    kicked.notify_one();
-                    return;
-                }
-                // The scanner missed a scan: tell it to re-read (best effort).
+        match push(&tx, &progress, &kicked, state.ws.lag_timeout, frame) {
+            Pushed::Sent => {}
+            // The scanner missed a scan: tell it to re-read (best effort).
+            Pushed::Dropped => {
                 let _ = tx.try_send(text(json!({"type": "resync", "topic": topic})));
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Pushed::Stop => return,
         }
     }
 }
@@ -720,21 +715,48 @@ async fn push_registrations(
             // Wake at the token's expiry (a fresh `auth` may have extended it meanwhile).
             _ = tokio::time::sleep(Duration::from_secs(valid_until - now)) => continue,
         };
-        match tx.try_send(frame) {
-            Ok(()) => {
-                resync = false;
-                metrics::counter!("ws_pushes_total").increment(1);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                resync = true;
-                metrics::counter!("ws_pushes_dropped_total").increment(1);
-                if progress.stalled_for() >= state.ws.lag_timeout {
-                    kicked.notify_one();
-                    return;
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        match push(&tx, &progress, &kicked, state.ws.lag_timeout, frame) {
+            Pushed::Sent => resync = false,
+            Pushed::Dropped => resync = true,
+            Pushed::Stop => return,
         }
+    }
+}
+
+/// What became of a pushed frame.
+#[derive(PartialEq, Eq)]
+enum Pushed {
+    /// Queued for the socket.
+    Sent,
+    /// The queue was full: dropped (the subscription resyncs the client later).
+    Dropped,
+    /// The connection is gone or lagging (it was kicked): the subscription ends.
+    Stop,
+}
+
+/// Queues a push for a subscriber without waiting. A full queue drops it; a client whose
+/// socket has made no progress for `lag_timeout` is kicked.
+fn push(
+    tx: &mpsc::Sender<Message>,
+    progress: &Progress,
+    kicked: &Notify,
+    lag_timeout: Duration,
+    frame: Message,
+) -> Pushed {
+    match tx.try_send(frame) {
+        Ok(()) => {
+            metrics::counter!("ws_pushes_total").increment(1);
+            Pushed::Sent
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            metrics::counter!("ws_pushes_dropped_total").increment(1);
+            if progress.stalled_for() >= lag_timeout {
+                kicked.notify_one();
+                return Pushed::Stop;
+            }
+            Pushed::Dropped
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Stop,
     }
 }
 
@@ -779,20 +801,11 @@ async fn push_availability(
             json!({"type": "availability", "topic": topic, "data": AvailabilityDto::from(&snapshot)}),
         );
         next_allowed = tokio::time::Instant::now() + interval;
-        match tx.try_send(frame) {
-            Ok(()) => {
-                pending = false;
-                metrics::counter!("ws_pushes_total").increment(1);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // Dropped: the next attempt sends the then-latest snapshot (a resync).
-                metrics::counter!("ws_pushes_dropped_total").increment(1);
-                if progress.stalled_for() >= state.ws.lag_timeout {
-                    kicked.notify_one();
-                    return;
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        match push(&tx, &progress, &kicked, state.ws.lag_timeout, frame) {
+            Pushed::Sent => pending = false,
+            // Dropped: the next attempt sends the then-latest snapshot (a resync).
+            Pushed::Dropped => {}
+            Pushed::Stop => return,
         }
     }
 }
