@@ -169,12 +169,23 @@ impl TicketCodes {
         if claims.key > current || claims.key == 0 {
             return Err(CodeError::InvalidSignature);
         }
-        let verifying = self
-            .signing_key(claims.event_id, claims.key)
-            .verifying_key();
-        verifying
-            .verify_strict(&payload, &signature)
-            .map_err(|_| CodeError::InvalidSignature)?;
+        // Ed25519 signatures are deterministic (RFC 8032): the one this server made for the
+        // payload is `sign(payload)`. Signing and comparing costs a fixed-base multiplication
+        // (~4x cheaper than a verification), which is what a venue's scan rate needs; any
+        // other signature (made elsewhere with the key, or forged) takes the full check.
+        let signing = self.signing_key(claims.event_id, claims.key);
+        let expected = signing.sign(&payload).to_bytes();
+        let presented = signature.to_bytes();
+        let differ = expected
+            .iter()
+            .zip(presented.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if differ != 0 {
+            signing
+                .verifying_key()
+                .verify_strict(&payload, &signature)
+                .map_err(|_| CodeError::InvalidSignature)?;
+        }
         if claims.key < current {
             return Err(CodeError::RetiredKey);
         }

@@ -6,7 +6,7 @@
 //! own ticket export shows K admissions.
 
 use anyhow::{Context, bail};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -168,7 +168,9 @@ async fn scanner(
     let mut sent_at: HashMap<usize, Instant> = HashMap::new();
     let mut next = 0;
     while seen.results.len() < plan.len() {
-        // Keep `window` scans in flight; a retry waits for its original's answer.
+        // Keep `window` scans in flight; a retry waits for its original's answer. The frames
+        // of one refill go out in one write.
+        let mut fed = false;
         while next < plan.len() && sent_at.len() < window {
             let p = &plan[next];
             if let Some(original) = p.retry_of
@@ -178,26 +180,40 @@ async fn scanner(
             }
             let frame = json!({"type": "scan", "event_id": event, "ticket_code": codes[p.code],
                 "gate": p.gate, "nonce": p.nonce, "ref": next.to_string()});
-            sink.send(Message::text(frame.to_string())).await?;
+            sink.feed(Message::text(frame.to_string())).await?;
             sent_at.insert(next, Instant::now());
             next += 1;
+            fed = true;
         }
-        let frame = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        if fed {
+            sink.flush().await?;
+        }
+        let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
             .await
-            .context("no answer within 30 s")?
-            .context("connection closed")??;
-        let Message::Text(text) = frame else { continue };
-        let v: Value = serde_json::from_str(&text)?;
-        match v["type"].as_str() {
-            Some("scan_result") => {
-                let i: usize = v["ref"].as_str().context("ref")?.parse()?;
-                let started = sent_at.remove(&i).context("unknown ref")?;
-                seen.latency.push(started.elapsed().as_micros() as u64);
-                let result = v["data"]["result"].as_str().unwrap_or("?").to_owned();
-                seen.results.insert(i, result);
+            .context("no answer within 30 s")?;
+        // Take every answer already here before refilling, so refills go out together.
+        let mut ready = vec![first];
+        while ready.len() < window
+            && let Some(more) = stream.next().now_or_never()
+        {
+            ready.push(more);
+        }
+        for frame in ready {
+            let Message::Text(text) = frame.context("connection closed")?? else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text)?;
+            match v["type"].as_str() {
+                Some("scan_result") => {
+                    let i: usize = v["ref"].as_str().context("ref")?.parse()?;
+                    let started = sent_at.remove(&i).context("unknown ref")?;
+                    seen.latency.push(started.elapsed().as_micros() as u64);
+                    let result = v["data"]["result"].as_str().unwrap_or("?").to_owned();
+                    seen.results.insert(i, result);
+                }
+                Some("error") => bail!("hub error: {v}"),
+                _ => {}
             }
-            Some("error") => bail!("hub error: {v}"),
-            _ => {}
         }
     }
     Ok((plan, seen))

@@ -229,6 +229,9 @@ impl Progress {
     }
 }
 
+/// Frames written before one flush.
+const WRITE_BATCH_MAX: usize = 64;
+
 async fn session(state: AppState, socket: WebSocket, principal: Option<Principal>) {
     metrics::gauge!("ws_connections").increment(1.0);
     let (mut sink, mut stream) = socket.split();
@@ -237,8 +240,23 @@ async fn session(state: AppState, socket: WebSocket, principal: Option<Principal
     let written = progress.clone();
     let writer = tokio::spawn(async move {
         let _alive = WriterAlive::new();
-        while let Some(message) = rx.recv().await {
-            if sink.send(message).await.is_err() {
+        // Frames queued together go out in one write: feed them all, then flush once (a
+        // scanner's answers arrive in bursts, one per group commit).
+        'out: while let Some(message) = rx.recv().await {
+            if sink.feed(message).await.is_err() {
+                break;
+            }
+            for _ in 1..WRITE_BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(message) => {
+                        if sink.feed(message).await.is_err() {
+                            break 'out;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
             written.mark();
