@@ -45,7 +45,7 @@ fn main() {
     let n = 1_000_000;
     let started = Instant::now();
     for _ in 0..n {
-        let command = PoolCommand::Hold(HoldCommand {
+        let command = PoolCommand::Hold(Box::new(HoldCommand {
             registration_id: RegistrationId::new(),
             event_id,
             ticket_type_id: TicketTypeId(uuid::Uuid::nil()),
@@ -55,7 +55,10 @@ fn main() {
             max_per_account: None,
             ttl: chrono::Duration::hours(1),
             idempotency: None,
-        });
+            unit_price_minor: 1_000,
+            currency: "EUR".into(),
+            voucher: None,
+        }));
         let (events, outcome) = pool.execute(command, EventStatus::Published, now);
         assert!(outcome.is_ok() && events.len() == 1);
     }

@@ -72,6 +72,8 @@ async fn run(batch_events_max: usize, total: usize) {
             idempotency: None,
             expires_at: at + chrono::Duration::hours(1),
             at,
+            voucher: None,
+            price: Some(engine::pricing::quote(1_000, "EUR", 1, None)),
         };
         let (latency, done_tx, submitted) = (latency.clone(), done_tx.clone(), Instant::now());
         let done = Completion::new(move |r| {

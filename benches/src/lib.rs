@@ -142,6 +142,7 @@ impl Fixture {
                             attendee_email: "buyer@example.com".into(),
                             idempotency: None,
                             user_id: None,
+                            voucher: None,
                         };
                         let t = Instant::now();
                         engine.hold(request).await.expect("hold");
@@ -200,6 +201,9 @@ pub fn general_admission(capacity: u32) -> NewTicketType {
         seats: SeatSource::NewPool { capacity },
         max_per_order: 10,
         max_per_account: None,
+        min_per_order: 1,
+        sales_start: None,
+        sales_end: None,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct EngineConfig {
     pub pool_restarts_max: u32,
     /// The outbox's bound and the relay's pacing.
     pub outbox: OutboxConfig,
+    /// How long seats offered to a waiting-list entry stay reserved for it.
+    pub waitlist_offer_secs: u32,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +44,7 @@ impl Default for EngineConfig {
             events_active_max: 100_000,
             pool_restarts_max: 10,
             outbox: OutboxConfig::default(),
+            waitlist_offer_secs: 3_600,
         }
     }
 }

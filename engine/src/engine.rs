@@ -4,6 +4,11 @@
 //! sending any message.
 
 mod users;
+mod vouchers;
+mod waitlist;
+
+pub use vouchers::{NewVoucher, normalize_code as normalize_voucher_code};
+pub use waitlist::JoinWaitlist;
 
 use crate::actors::event_actor::{EventActor, EventArgs, EventMsg};
 use crate::actors::pool_actor::PoolMsg;
@@ -51,6 +56,8 @@ pub struct HoldRequest {
     pub idempotency: Option<IdempotencyToken>,
     /// The signed-in account holding the seats.
     pub user_id: Option<UserId>,
+    /// A voucher code to redeem, as typed.
+    pub voucher: Option<String>,
 }
 
 /// A scan, as the gateway parsed it.
@@ -83,7 +90,9 @@ pub struct TicketTypeAvailability {
     pub held: u32,
     /// Seats confirmed.
     pub confirmed: u32,
-    /// Seats available.
+    /// Seats set aside by vouchers.
+    pub reserved: u32,
+    /// Seats available to anyone.
     pub available: u32,
 }
 
@@ -109,6 +118,9 @@ pub struct Engine {
     /// E-mail addresses of sign-ups in flight (not durable yet): with the `users_by_email`
     /// read model, this makes e-mail addresses unique.
     signups: Arc<dashmap::DashSet<String>>,
+    /// Voucher codes (`event/code`) being created: with the voucher read model, this makes
+    /// codes unique per event.
+    voucher_codes: Arc<dashmap::DashSet<String>>,
     /// Size of the outbox, and the relay's wake-up.
     outbox: Arc<OutboxGauge>,
     /// Stops the outbox relay.
@@ -146,12 +158,14 @@ impl Engine {
             config,
             registry,
             feeds: Arc::new(crate::feeds::UserFeeds::default()),
+            outbox: outbox.clone(),
         });
         Ok(Self {
             ctx,
             root,
             incarnation: Arc::new(AtomicU64::new(0)),
             signups: Arc::new(dashmap::DashSet::new()),
+            voucher_codes: Arc::new(dashmap::DashSet::new()),
             outbox,
             relay_stop: Arc::new(relay_stop),
         })
@@ -399,16 +413,31 @@ impl Engine {
                 "ticket_type_id",
                 "no such ticket type in this event",
             )),
-            Some(tt) if req.quantity < 1 || req.quantity > i64::from(tt.max_per_order) => errors
-                .push(FieldError::new(
+            Some(tt)
+                if req.quantity < i64::from(tt.min_per_order)
+                    || req.quantity > i64::from(tt.max_per_order) =>
+            {
+                errors.push(FieldError::new(
                     "quantity",
                     format!(
-                        "must be between 1 and {} (the ticket type's max_per_order)",
-                        tt.max_per_order
+                        "must be between {} and {} (the ticket type's min_per_order and \
+                         max_per_order)",
+                        tt.min_per_order, tt.max_per_order
                     ),
-                )),
+                ))
+            }
             Some(_) => {}
         }
+        let voucher = match &req.voucher {
+            None => None,
+            Some(code) => {
+                let code = vouchers::normalize_code(code);
+                if code.is_none() {
+                    errors.push(FieldError::new("voucher", "not a voucher code"));
+                }
+                code
+            }
+        };
         let attendee = Attendee::new(&req.attendee_name, &req.attendee_email).map_err(|mut e| {
             errors.append(&mut e);
             errors.clone()
@@ -416,6 +445,7 @@ impl Engine {
         let (Some(tt), Ok(attendee), true) = (ticket_type, attendee, errors.is_empty()) else {
             return Err(DomainError::Validation(errors).into());
         };
+        tt.on_sale(self.ctx.clock.now())?;
         let pool = h
             .shared
             .pool(tt.pool_id)
@@ -431,12 +461,34 @@ impl Engine {
             max_per_account: tt.max_per_account,
             ttl: chrono::Duration::seconds(i64::from(record.hold_ttl_secs)),
             idempotency: req.idempotency,
+            unit_price_minor: tt.price_minor,
+            currency: tt.currency.clone(),
+            voucher,
         };
-        let command = PoolCommand::Hold(hold.clone());
+        let command = PoolCommand::Hold(Box::new(hold.clone()));
         let outcome = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
             PoolMsg::Execute(command, r)
         })
-        .await?;
+        .await;
+        let outcome = match (outcome, &hold.voucher) {
+            // A code another pool of the event knows is for other ticket types.
+            (
+                Err(EngineError::Domain(DomainError::VoucherNotValid { reason: "unknown" })),
+                Some(code),
+            ) if self
+                .ctx
+                .store
+                .voucher(req.event_id, code)
+                .map_err(storage)?
+                .is_some() =>
+            {
+                return Err(DomainError::VoucherNotValid {
+                    reason: "wrong_ticket_type",
+                }
+                .into());
+            }
+            (outcome, _) => outcome?,
+        };
         match outcome {
             // A replay answers with the earlier registration as it is now.
             PoolOutcome::Held {
@@ -451,6 +503,7 @@ impl Engine {
                 expires_at,
                 at,
                 replayed: false,
+                price,
             } => {
                 let view = RegistrationView {
                     id: registration_id,
@@ -467,6 +520,8 @@ impl Engine {
                     tickets: vec![],
                     confirmed_at: None,
                     first_ticket_number: 0,
+                    price,
+                    waitlist_entry: None,
                 };
                 Ok((view, false))
             }
@@ -841,6 +896,7 @@ fn availability_view(record: &EventRecord, snapshot: &Availability) -> EventAvai
                 capacity: counts.capacity,
                 held: counts.held,
                 confirmed: counts.confirmed,
+                reserved: counts.reserved,
                 available: counts.available(),
             }
         })

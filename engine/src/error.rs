@@ -137,6 +137,45 @@ pub enum DomainError {
     /// A configured limit was reached (ticket types per event, ...).
     #[error("limit reached: {0}")]
     LimitReached(&'static str),
+    /// The voucher cannot be redeemed for this hold (`unknown`, `deactivated`,
+    /// `not_yet_valid`, `expired`, `wrong_ticket_type`).
+    #[error("voucher not valid: {reason}")]
+    VoucherNotValid {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The voucher has fewer uses left than seats asked for.
+    #[error("voucher used up: {remaining} use(s) left")]
+    VoucherUsedUp {
+        /// Uses left.
+        remaining: u32,
+    },
+    /// The event already has a voucher with this code.
+    #[error("a voucher with this code exists")]
+    VoucherExists,
+    /// No such voucher.
+    #[error("voucher not found")]
+    VoucherNotFound,
+    /// Seats can be bought now: no need to wait.
+    #[error("not sold out: {available} seat(s) available")]
+    NotSoldOut {
+        /// Seats available.
+        available: u32,
+    },
+    /// The account already waits for this ticket type.
+    #[error("already on this ticket type's waiting list")]
+    AlreadyWaiting,
+    /// No such waiting entry (or it is no longer waiting).
+    #[error("waiting list entry not found")]
+    WaitlistEntryNotFound,
+    /// The ticket type is not on sale now.
+    #[error("not on sale: {reason}")]
+    NotOnSale {
+        /// `not_started` or `ended`.
+        reason: &'static str,
+        /// When sales start (not started) or ended.
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// The outcome of a call into the engine that did not succeed.

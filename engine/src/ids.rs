@@ -109,3 +109,7 @@ id_type!(
     /// A check-in list of an event: which ticket types enter at which gates, and when.
     CheckInListId
 );
+id_type!(
+    /// A place on a ticket type's waiting list.
+    WaitlistEntryId
+);

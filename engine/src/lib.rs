@@ -16,9 +16,11 @@ pub mod model;
 pub mod outbox;
 pub mod pool;
 pub mod ports;
+pub mod pricing;
 
 pub use actors::Availability;
 pub use config::EngineConfig;
 pub use engine::{
-    AvailabilityFeed, Engine, EventAvailability, HoldRequest, ScanRequest, TicketTypeAvailability,
+    AvailabilityFeed, Engine, EventAvailability, HoldRequest, JoinWaitlist, NewVoucher,
+    ScanRequest, TicketTypeAvailability, normalize_voucher_code,
 };

@@ -112,6 +112,42 @@ pub struct TicketType {
     pub max_per_account: Option<u16>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Fewest seats one registration may hold (default 1).
+    #[serde(default = "one")]
+    pub min_per_order: u16,
+    /// No holds before (sales start).
+    #[serde(default)]
+    pub sales_start: Option<DateTime<Utc>>,
+    /// No holds from then on (sales end).
+    #[serde(default)]
+    pub sales_end: Option<DateTime<Utc>>,
+}
+
+fn one() -> u16 {
+    1
+}
+
+impl TicketType {
+    /// Whether it may be bought at `now`, and if not, why.
+    pub fn on_sale(&self, now: DateTime<Utc>) -> Result<(), DomainError> {
+        if let Some(start) = self.sales_start
+            && now < start
+        {
+            return Err(DomainError::NotOnSale {
+                reason: "not_started",
+                at: start,
+            });
+        }
+        if let Some(end) = self.sales_end
+            && now >= end
+        {
+            return Err(DomainError::NotOnSale {
+                reason: "ended",
+                at: end,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A pool (quota) of seats.
@@ -367,6 +403,12 @@ pub struct NewTicketType {
     pub max_per_order: u16,
     /// Most live seats per account.
     pub max_per_account: Option<u16>,
+    /// Fewest seats per registration.
+    pub min_per_order: u16,
+    /// Sales start.
+    pub sales_start: Option<DateTime<Utc>>,
+    /// Sales end.
+    pub sales_end: Option<DateTime<Utc>>,
 }
 
 /// Where a new ticket type's seats come from.
@@ -523,6 +565,17 @@ impl NewTicketType {
         }
         if self.max_per_account == Some(0) {
             errors.push(FieldError::new("max_per_account", "must be at least 1"));
+        }
+        if self.min_per_order < 1 || self.min_per_order > self.max_per_order {
+            errors.push(FieldError::new(
+                "min_per_order",
+                "must be between 1 and max_per_order",
+            ));
+        }
+        if let (Some(start), Some(end)) = (self.sales_start, self.sales_end)
+            && end <= start
+        {
+            errors.push(FieldError::new("sales_end", "must be after sales_start"));
         }
         finish(errors)
     }

@@ -67,6 +67,17 @@ pub enum MessageKind {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
     },
+    /// Seats came back and are reserved for a waiting-list entry until `expires_at`: claim
+    /// them by confirming the registration.
+    WaitlistOffer {
+        /// The registration holding the seats.
+        registration_id: crate::ids::RegistrationId,
+        /// Seats.
+        quantity: u16,
+        /// When the offer runs out (the seats then go to the next person waiting).
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        expires_at: DateTime<Utc>,
+    },
 }
 
 /// One ticket in a message.
@@ -85,6 +96,7 @@ impl MessageKind {
             MessageKind::VerifyEmail { .. } => "verify_email",
             MessageKind::ResetPassword { .. } => "reset_password",
             MessageKind::Tickets { .. } => "tickets",
+            MessageKind::WaitlistOffer { .. } => "waitlist_offer",
         }
     }
 }

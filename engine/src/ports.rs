@@ -216,6 +216,74 @@ pub struct RegistrationView {
     /// The pool's number of the first ticket (the others follow in seat order).
     #[serde(default)]
     pub first_ticket_number: u64,
+    /// What it costs, decided with the hold (`None`: held before prices were recorded).
+    #[serde(default)]
+    pub price: Option<crate::pricing::Price>,
+    /// The waiting-list place it was offered to, if it is an offer.
+    #[serde(default)]
+    pub waitlist_entry: Option<crate::ids::WaitlistEntryId>,
+}
+
+/// Where a waiting-list place stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitlistStatus {
+    /// In line.
+    Waiting,
+    /// Seats are reserved for it (a held registration).
+    Offered,
+    /// The offer was confirmed.
+    Claimed,
+    /// The offer ran out; the seats went on.
+    Passed,
+    /// The offer was canceled by its holder.
+    Declined,
+    /// It left the line.
+    Left,
+}
+
+impl WaitlistStatus {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitlistStatus::Waiting => "waiting",
+            WaitlistStatus::Offered => "offered",
+            WaitlistStatus::Claimed => "claimed",
+            WaitlistStatus::Passed => "passed",
+            WaitlistStatus::Declined => "declined",
+            WaitlistStatus::Left => "left",
+        }
+    }
+}
+
+/// A waiting-list place as read by queries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistView {
+    /// Its id.
+    pub id: crate::ids::WaitlistEntryId,
+    /// The event.
+    pub event_id: EventId,
+    /// The pool whose seats it waits for.
+    pub pool_id: PoolId,
+    /// Who waits.
+    pub user_id: UserId,
+    /// For which ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// Seats wanted.
+    pub quantity: u16,
+    /// Where it stands.
+    pub status: WaitlistStatus,
+    /// The registration offered to it.
+    pub registration_id: Option<RegistrationId>,
+    /// When it joined.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub joined_at: DateTime<Utc>,
+    /// When an offer runs out.
+    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+    pub offer_expires_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A ticket as read by queries.
@@ -399,6 +467,23 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
+/// A voucher as read by queries (its uses follow the registrations that redeemed it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoucherView {
+    /// Its event.
+    pub event_id: EventId,
+    /// The pool it is decided in.
+    pub pool_id: PoolId,
+    /// What it does, its uses and whether it is active.
+    pub voucher: crate::pool::voucher::Voucher,
+    /// When it was created.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Durable reads. Implementations are synchronous and fast (point reads and short scans);
 /// long replays are run by callers on blocking threads.
 pub trait Store: Send + Sync + 'static {
@@ -459,6 +544,20 @@ pub trait Store: Send + Sync + 'static {
     fn user_by_email(&self, email: &str) -> Result<Option<UserId>, StoreError>;
     /// The event's check-in statistics.
     fn checkin_stats(&self, event: EventId) -> Result<CheckInStats, StoreError>;
+    /// A waiting-list place.
+    fn waitlist_entry(
+        &self,
+        id: crate::ids::WaitlistEntryId,
+    ) -> Result<Option<WaitlistView>, StoreError>;
+    /// The event's voucher `code`.
+    fn voucher(&self, event: EventId, code: &str) -> Result<Option<VoucherView>, StoreError>;
+    /// The event's vouchers in code order, after `after`.
+    fn vouchers(
+        &self,
+        event: EventId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<VoucherView, String>, StoreError>;
     /// The event's revocations after `since` (at most `limit`, in version order), and the
     /// event's latest revocation version.
     fn revocations(

@@ -167,6 +167,8 @@ pub struct EngineSection {
     pub events_active_max: usize,
     /// Pool restarts an event tolerates.
     pub pool_restarts_max: u32,
+    /// How long a waiting-list offer is reserved.
+    pub waitlist_offer_secs: u32,
 }
 
 /// Idempotency cache settings.
@@ -262,6 +264,10 @@ impl Config {
                 "engine.hold_ttl_default_secs must be 1..=86400",
             ),
             (
+                (1..=604_800).contains(&self.engine.waitlist_offer_secs),
+                "engine.waitlist_offer_secs must be 1..=604800",
+            ),
+            (
                 self.engine.snapshot_every_events > 0,
                 "engine.snapshot_every_events must be > 0",
             ),
@@ -347,6 +353,7 @@ impl Config {
             ticket_types_per_event_max: e.ticket_types_per_event_max,
             events_active_max: e.events_active_max,
             pool_restarts_max: e.pool_restarts_max,
+            waitlist_offer_secs: e.waitlist_offer_secs,
             outbox: engine::outbox::OutboxConfig {
                 pending_max: self.outbox.pending_max,
                 batch_max: 64,

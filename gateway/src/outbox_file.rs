@@ -89,6 +89,26 @@ impl FileSink {
                 let subject = format!("Your tickets for {event_title}");
                 (subject, link, None, None, Some(tickets.as_slice()), text)
             }
+            MessageKind::WaitlistOffer {
+                registration_id,
+                quantity,
+                expires_at,
+            } => {
+                let link = format!("{base}/registrations/{registration_id}");
+                let text = format!(
+                    "Seats came free: {quantity} seat(s) are held for you until {}. Confirm them at \
+                     {link}; after that they go to the next person waiting.",
+                    expires_at.to_rfc3339()
+                );
+                (
+                    "Seats are waiting for you".to_owned(),
+                    link,
+                    None,
+                    Some(*expires_at),
+                    None,
+                    text,
+                )
+            }
         };
         Line {
             id: message.id,

@@ -63,6 +63,14 @@ pub fn idempotency(event: &EventId, key: &[u8; 16]) -> [u8; 32] {
     out
 }
 
+/// `vouchers`: event (16) + code (upper case ASCII, so codes sort by name).
+pub fn voucher(event: &EventId, code: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + code.len());
+    key.extend_from_slice(event.as_bytes());
+    key.extend_from_slice(code.as_bytes());
+    key
+}
+
 /// `revocations`: event (16) + version (8, big-endian).
 pub fn revocation(event: &EventId, version: u64) -> [u8; 24] {
     let mut key = [0u8; 24];

@@ -5,11 +5,14 @@ use crate::codec::{decode, encode_compact};
 use crate::keys;
 use crate::store::Db;
 use engine::accounts::UserEvent;
-use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId};
+use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId, WaitlistEntryId};
 use engine::model::EventEvent;
 use engine::model::RegistrationStatus;
 use engine::pool::{IdempotencyToken, PoolEvent};
-use engine::ports::{CheckInStats, RegistrationView, Revocation, Store, TicketView};
+use engine::ports::{
+    CheckInStats, RegistrationView, Revocation, Store, TicketView, VoucherView, WaitlistStatus,
+    WaitlistView,
+};
 use fjall::OwnedWriteBatch;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -56,6 +59,10 @@ pub struct Overlay {
     revocation_heads: HashMap<EventId, u64>,
     /// Check-in statistics of the events scanned in this batch (loaded on first use).
     checkin_stats: HashMap<EventId, CheckInStats>,
+    /// Vouchers changed in this batch, by (event, code).
+    vouchers: HashMap<(EventId, String), VoucherView>,
+    /// Waiting-list places changed in this batch.
+    waitlist: HashMap<WaitlistEntryId, WaitlistView>,
 }
 
 impl Overlay {
@@ -74,6 +81,70 @@ impl Overlay {
 
     fn ticket<'a>(&'a mut self, db: &Db, id: TicketId) -> Result<&'a mut TicketView, String> {
         cached(&mut self.tickets, &db.tickets, id, id.as_bytes())
+    }
+
+    fn voucher<'a>(
+        &'a mut self,
+        db: &Db,
+        event: EventId,
+        code: &str,
+    ) -> Result<&'a mut VoucherView, String> {
+        match self.vouchers.entry((event, code.to_owned())) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let bytes = db
+                    .vouchers
+                    .get(keys::voucher(&event, code))
+                    .map_err(|err| err.to_string())?
+                    .ok_or_else(|| format!("voucher {code} of event {event} missing"))?;
+                Ok(e.insert(decode(&bytes)?))
+            }
+        }
+    }
+
+    /// Moves the waiting-list place a registration was offered to (if it was) to `status`.
+    fn offer_ended(
+        &mut self,
+        db: &Db,
+        id: RegistrationId,
+        status: WaitlistStatus,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), String> {
+        if let Some(entry) = self.registration(db, id)?.waitlist_entry {
+            let place = cached(&mut self.waitlist, &db.waitlist, entry, entry.as_bytes())?;
+            place.status = status;
+            place.updated_at = at;
+        }
+        Ok(())
+    }
+
+    /// Records a new held registration and its indexes.
+    fn new_registration(&mut self, view: RegistrationView) {
+        if let Some(user) = &view.user_id {
+            self.by_user.push(keys::reg_by_user(user, &view.id));
+        }
+        self.by_event
+            .push(keys::reg_by_event(&view.event_id, &view.id));
+        self.by_email
+            .push(keys::reg_by_email(&view.attendee.email, &view.id));
+        self.registrations.insert(view.id, view);
+    }
+
+    /// Gives back the voucher uses of a registration that ended (expired or canceled).
+    fn release_voucher(
+        &mut self,
+        db: &Db,
+        id: RegistrationId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), String> {
+        let view = self.registration(db, id)?;
+        let (event, quantity) = (view.event_id, u32::from(view.quantity));
+        if let Some(code) = view.price.as_ref().and_then(|p| p.voucher.clone()) {
+            let voucher = self.voucher(db, event, &code)?;
+            voucher.voucher.uses -= quantity;
+            voucher.updated_at = at;
+        }
+        Ok(())
     }
 
     /// Records the idempotency keys of an event stream's creations (event, ticket type).
@@ -123,9 +194,13 @@ impl Overlay {
                 expires_at,
                 at,
                 idempotency,
+                voucher,
+                price,
             } => {
-                if let Some(user) = &user_id {
-                    self.by_user.push(keys::reg_by_user(user, &registration_id));
+                if let Some(code) = &voucher {
+                    let v = self.voucher(db, event_id, code)?;
+                    v.voucher.uses += u32::from(quantity);
+                    v.updated_at = at;
                 }
                 if let Some(token) = idempotency {
                     let mut value = [0u8; 32];
@@ -134,29 +209,123 @@ impl Overlay {
                     self.idempotency
                         .push((keys::idempotency(&event_id, &token.key), value));
                 }
-                self.by_event
-                    .push(keys::reg_by_event(&event_id, &registration_id));
-                self.by_email
-                    .push(keys::reg_by_email(&attendee.email, &registration_id));
-                self.registrations.insert(
-                    registration_id,
-                    RegistrationView {
-                        id: registration_id,
+                self.new_registration(RegistrationView {
+                    id: registration_id,
+                    event_id,
+                    pool_id,
+                    ticket_type_id,
+                    quantity,
+                    attendee,
+                    user_id,
+                    status: RegistrationStatus::Held,
+                    created_at: at,
+                    expires_at,
+                    updated_at: at,
+                    tickets: vec![],
+                    confirmed_at: None,
+                    first_ticket_number: 0,
+                    price,
+                    waitlist_entry: None,
+                });
+            }
+            PoolEvent::WaitlistJoined {
+                event_id,
+                entry,
+                at,
+            } => {
+                self.waitlist.insert(
+                    entry.id,
+                    WaitlistView {
+                        id: entry.id,
                         event_id,
                         pool_id,
-                        ticket_type_id,
-                        quantity,
-                        attendee,
-                        user_id,
-                        status: RegistrationStatus::Held,
-                        created_at: at,
-                        expires_at,
+                        user_id: entry.user_id,
+                        ticket_type_id: entry.ticket_type_id,
+                        quantity: entry.quantity,
+                        status: WaitlistStatus::Waiting,
+                        registration_id: None,
+                        joined_at: at,
+                        offer_expires_at: None,
                         updated_at: at,
-                        tickets: vec![],
-                        confirmed_at: None,
-                        first_ticket_number: 0,
                     },
                 );
+            }
+            PoolEvent::WaitlistLeft { entry_id, at } => {
+                let place = cached(
+                    &mut self.waitlist,
+                    &db.waitlist,
+                    entry_id,
+                    entry_id.as_bytes(),
+                )?;
+                place.status = WaitlistStatus::Left;
+                place.updated_at = at;
+            }
+            PoolEvent::WaitlistOffered {
+                registration_id,
+                event_id,
+                entry_id,
+                user_id,
+                ticket_type_id,
+                quantity,
+                attendee,
+                price,
+                expires_at,
+                at,
+            } => {
+                let place = cached(
+                    &mut self.waitlist,
+                    &db.waitlist,
+                    entry_id,
+                    entry_id.as_bytes(),
+                )?;
+                place.status = WaitlistStatus::Offered;
+                place.registration_id = Some(registration_id);
+                place.offer_expires_at = Some(expires_at);
+                place.updated_at = at;
+                self.new_registration(RegistrationView {
+                    id: registration_id,
+                    event_id,
+                    pool_id,
+                    ticket_type_id,
+                    quantity,
+                    attendee,
+                    user_id: Some(user_id),
+                    status: RegistrationStatus::Held,
+                    created_at: at,
+                    expires_at,
+                    updated_at: at,
+                    tickets: vec![],
+                    confirmed_at: None,
+                    first_ticket_number: 0,
+                    price: Some(price),
+                    waitlist_entry: Some(entry_id),
+                });
+            }
+            PoolEvent::VoucherCreated {
+                event_id,
+                voucher,
+                at,
+            } => {
+                let key = (event_id, voucher.code.clone());
+                self.vouchers.insert(
+                    key,
+                    VoucherView {
+                        event_id,
+                        pool_id,
+                        voucher: engine::pool::voucher::Voucher {
+                            def: voucher,
+                            uses: 0,
+                            active: true,
+                        },
+                        created_at: at,
+                        updated_at: at,
+                    },
+                );
+            }
+            PoolEvent::VoucherDeactivated { event_id, code, at } => {
+                let v = self.voucher(db, event_id, &code)?;
+                v.voucher.active = false;
+                v.updated_at = at;
             }
             PoolEvent::HoldExpired {
                 registration_id,
@@ -166,12 +335,18 @@ impl Overlay {
                 let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Expired;
                 view.updated_at = at;
+                self.release_voucher(db, registration_id, at)?;
+                self.offer_ended(db, registration_id, WaitlistStatus::Passed, at)?;
             }
             PoolEvent::RegistrationCanceled {
                 registration_id,
                 at,
                 ..
             } => {
+                self.release_voucher(db, registration_id, at)?;
+                if self.registration(db, registration_id)?.status == RegistrationStatus::Held {
+                    self.offer_ended(db, registration_id, WaitlistStatus::Declined, at)?;
+                }
                 let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Canceled;
                 view.updated_at = at;
@@ -209,6 +384,8 @@ impl Overlay {
                 view.tickets.clone_from(&tickets);
                 view.confirmed_at = Some(at);
                 view.first_ticket_number = first_number;
+                self.offer_ended(db, registration_id, WaitlistStatus::Claimed, at)?;
+                let view = self.registration(db, registration_id)?;
                 let (event_id, ticket_type_id) = (view.event_id, view.ticket_type_id);
                 for (index, &id) in tickets.iter().enumerate() {
                     self.tickets.insert(
@@ -296,6 +473,16 @@ impl Overlay {
                 &db.checkin_stats,
                 event.as_bytes().to_vec(),
                 encode_compact(stats)?,
+            );
+        }
+        for (id, view) in &self.waitlist {
+            batch.insert(&db.waitlist, id.as_bytes().to_vec(), encode_compact(view)?);
+        }
+        for ((event, code), view) in &self.vouchers {
+            batch.insert(
+                &db.vouchers,
+                keys::voucher(event, code),
+                encode_compact(view)?,
             );
         }
         for (event, revocation) in self.revocations {

@@ -4,13 +4,13 @@ use crate::codec::{JournalRecord, decode, record_len};
 use crate::keys;
 use chrono::{DateTime, Utc};
 use engine::accounts::UserRecord;
-use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, UserId};
+use engine::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, UserId, WaitlistEntryId};
 use engine::model::{EventRecord, RegistrationStatus};
 use engine::outbox::OutboxMessage;
 use engine::pool::PoolState;
 use engine::ports::{
     CheckInStats, EventQuery, Page, RegistrationView, Revocation, Store, StoreError, StreamEvent,
-    TicketView,
+    TicketView, VoucherView, WaitlistView,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -77,6 +77,10 @@ pub struct Db {
     pub(crate) revocations: Keyspace,
     /// Check-in statistics per event.
     pub(crate) checkin_stats: Keyspace,
+    /// Vouchers per event, by code (see `keys::voucher`).
+    pub(crate) vouchers: Keyspace,
+    /// Waiting-list places, by id.
+    pub(crate) waitlist: Keyspace,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -114,6 +118,8 @@ impl Db {
             outbox_dead: ks("outbox_dead")?,
             revocations: ks("revocations")?,
             checkin_stats: ks("checkin_stats")?,
+            vouchers: ks("vouchers")?,
+            waitlist: ks("waitlist")?,
             db,
         })
     }
@@ -145,7 +151,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 16] {
+    fn all(&self) -> [&Keyspace; 18] {
         [
             &self.journal,
             &self.snapshots,
@@ -163,6 +169,8 @@ impl Db {
             &self.outbox_dead,
             &self.revocations,
             &self.checkin_stats,
+            &self.vouchers,
+            &self.waitlist,
         ]
     }
 
@@ -426,6 +434,48 @@ impl Store for Db {
             items.push(decode(&value).map_err(err)?);
         }
         Ok((items, latest))
+    }
+
+    fn waitlist_entry(&self, id: WaitlistEntryId) -> Result<Option<WaitlistView>, StoreError> {
+        Self::get(&self.waitlist, id.as_bytes())
+    }
+
+    fn voucher(&self, event: EventId, code: &str) -> Result<Option<VoucherView>, StoreError> {
+        Self::get(&self.vouchers, &keys::voucher(&event, code))
+    }
+
+    fn vouchers(
+        &self,
+        event: EventId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<VoucherView, String>, StoreError> {
+        let prefix = event.as_bytes().to_vec();
+        let start = match after {
+            // The smallest key after `after`'s.
+            Some(code) => {
+                let mut key = keys::voucher(&event, code);
+                key.push(0);
+                key
+            }
+            None => prefix.clone(),
+        };
+        let mut items: Vec<VoucherView> = Vec::new();
+        for guard in self.vouchers.range(start..).take(limit + 1) {
+            let (key, value) = guard.into_inner().map_err(err)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            items.push(decode(&value).map_err(err)?);
+        }
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|v| v.voucher.def.code.clone())
+        });
+        Ok(Page {
+            items,
+            next: next.flatten(),
+        })
     }
 
     fn outbox_len(&self) -> Result<usize, StoreError> {

@@ -61,6 +61,8 @@ fn held(event_id: EventId, registration_id: RegistrationId, email: &str) -> Stre
         idempotency: None,
         expires_at: at + chrono::Duration::minutes(10),
         at,
+        voucher: None,
+        price: Some(engine::pricing::quote(4500, "EUR", 2, None)),
     })
 }
 

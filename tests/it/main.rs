@@ -15,4 +15,6 @@ mod ops;
 mod passivation;
 mod rate_limit;
 mod tickets;
+mod vouchers;
+mod waitlist;
 mod websocket;

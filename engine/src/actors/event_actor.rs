@@ -440,6 +440,9 @@ async fn create_ticket_type(
         max_per_order: cmd.max_per_order,
         max_per_account: cmd.max_per_account,
         created_at: at,
+        min_per_order: cmd.min_per_order,
+        sales_start: cmd.sales_start,
+        sales_end: cmd.sales_end,
     };
     let id = ticket_type.id;
     // The pool actor starts now; clients learn the ticket type only once it is durable.

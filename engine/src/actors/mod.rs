@@ -30,6 +30,8 @@ pub(crate) struct Ctx {
     pub registry: Arc<Registry>,
     /// Per-account feeds of registration changes.
     pub feeds: Arc<crate::feeds::UserFeeds>,
+    /// The outbox's bound (actors reserve room for the messages their decisions send).
+    pub outbox: Arc<crate::outbox::OutboxGauge>,
 }
 
 /// Active events: one lazily initialised handle per event id.

@@ -12,6 +12,7 @@ use super::{Ctx, EventShared, Reply};
 use crate::error::{EngineError, EngineResult};
 use crate::ids::{PoolId, StreamId};
 use crate::model::{EventStatus, PoolDef};
+use crate::outbox::{MessageKind, OutboxMessage};
 use crate::pool::scan::ScanNotice;
 use crate::pool::{PoolCommand, PoolEvent, PoolOutcome, PoolState};
 use crate::ports::{AppendRequest, Completion, JournalError, Snapshot, StreamEvent};
@@ -249,7 +250,11 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
         .pool
         .execute(PoolCommand::ExpireDue, state.status, now);
     if !events.is_empty() {
-        metrics::counter!("engine_expiries_total").increment(events.len() as u64);
+        let expired = events
+            .iter()
+            .filter(|e| matches!(e, PoolEvent::HoldExpired { .. }))
+            .count();
+        metrics::counter!("engine_expiries_total").increment(expired as u64);
         let me = myself.clone();
         let done = Completion::new(move |result| {
             if let Err(JournalError::SequenceConflict { .. }) = &result {
@@ -320,10 +325,34 @@ async fn flush(state: &mut PoolActorState) {
     } else {
         Vec::new()
     };
+    // Waiting-list offers are also sent as messages, committed with the offer. A full outbox
+    // does not stop an offer (it is pushed on the account's feed all the same).
+    let now = state.ctx.clock.now();
+    let outbox: Vec<OutboxMessage> = events
+        .iter()
+        .filter_map(|e| offer_message(e, now))
+        .collect();
+    let reservation = if outbox.is_empty() {
+        None
+    } else {
+        let r = state.ctx.outbox.reserve(outbox.len());
+        if r.is_none() {
+            metrics::counter!("outbox_refused_total").increment(outbox.len() as u64);
+        }
+        r
+    };
+    let outbox = if reservation.is_some() {
+        outbox
+    } else {
+        Vec::new()
+    };
     let ctx = state.ctx.clone();
     let shared = state.shared.clone();
     let done = Completion::new(move |result| {
         if result.is_ok() {
+            if let Some(r) = reservation {
+                r.commit();
+            }
             durable.fetch_max(last_seq, Ordering::AcqRel);
             for (user, registration) in touched {
                 ctx.feeds.publish(user, registration);
@@ -352,10 +381,33 @@ async fn flush(state: &mut PoolActorState) {
         first_seq,
         events: events.into_iter().map(StreamEvent::Pool).collect(),
         snapshot,
-        outbox: Vec::new(),
+        outbox,
         done,
     };
     state.ctx.journal.append(request).await;
+}
+
+fn offer_message(event: &PoolEvent, now: DateTime<Utc>) -> Option<OutboxMessage> {
+    match event {
+        PoolEvent::WaitlistOffered {
+            registration_id,
+            user_id,
+            quantity,
+            attendee,
+            expires_at,
+            ..
+        } => Some(OutboxMessage::new(
+            &attendee.email,
+            Some(*user_id),
+            MessageKind::WaitlistOffer {
+                registration_id: *registration_id,
+                quantity: *quantity,
+                expires_at: *expires_at,
+            },
+            now,
+        )),
+        _ => None,
+    }
 }
 
 fn scan_notice(event: &PoolEvent) -> Option<ScanNotice> {
@@ -444,6 +496,11 @@ fn command_kind(command: &PoolCommand) -> &'static str {
         PoolCommand::Confirm(_) => "confirm",
         PoolCommand::Cancel(_) => "cancel",
         PoolCommand::Scan(_) => "scan",
+        PoolCommand::CreateVoucher(_) => "create_voucher",
+        PoolCommand::DeactivateVoucher(_) => "deactivate_voucher",
+        PoolCommand::JoinWaitlist(_) => "join_waitlist",
+        PoolCommand::LeaveWaitlist { .. } => "leave_waitlist",
+        PoolCommand::WaitlistPosition(_) => "waitlist_position",
         PoolCommand::ExpireDue => "expire",
     }
 }

@@ -4,11 +4,14 @@
 //! applies them with the same `apply` that replays the journal, so live state and state
 //! rebuilt from the journal cannot drift apart. The `PoolActor` is a thin shell around it.
 //!
-//! Architecture Invariant: after every applied event, `held + confirmed <= capacity`
-//! (asserted in `apply`, proven by the property test in `tests.rs`).
+//! Architecture Invariant: after every applied event, `held + confirmed + reserved <=
+//! capacity`, where `reserved` are the seats set aside by vouchers (asserted in `apply`,
+//! proven by the property test in `tests.rs`).
 
 use crate::error::DomainError;
-use crate::ids::{CheckInListId, EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId};
+use crate::ids::{
+    CheckInListId, EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId, WaitlistEntryId,
+};
 use crate::model::{Attendee, EventStatus, RegistrationStatus};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,6 +20,10 @@ use std::collections::{BTreeSet, HashMap};
 pub mod scan;
 #[cfg(test)]
 mod tests;
+pub mod voucher;
+pub mod waitlist;
+
+use crate::pricing::Price;
 
 /// Longest gate name a scanner may send.
 pub const GATE_LEN_MAX: usize = 64;
@@ -63,6 +70,76 @@ pub enum PoolEvent {
         /// When the hold runs out.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+        /// The voucher redeemed (its code), if any.
+        #[serde(default)]
+        voucher: Option<String>,
+        /// What it costs, decided with the hold (journals from before prices: `None`).
+        #[serde(default)]
+        price: Option<Price>,
+    },
+    /// A voucher was created.
+    VoucherCreated {
+        /// Its event (for read models).
+        event_id: EventId,
+        /// What it does.
+        voucher: voucher::VoucherDef,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A user joined a ticket type's waiting list.
+    WaitlistJoined {
+        /// Its event (for read models).
+        event_id: EventId,
+        /// The place.
+        entry: waitlist::WaitlistEntry,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A user left the waiting list.
+    WaitlistLeft {
+        /// The place.
+        entry_id: WaitlistEntryId,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// Seats that came back were offered to a waiting entry: a hold reserved for its account
+    /// until `expires_at` (claimed by confirming it).
+    WaitlistOffered {
+        /// The new registration (held).
+        registration_id: RegistrationId,
+        /// Its event (for read models).
+        event_id: EventId,
+        /// The place it came from (now off the list).
+        entry_id: WaitlistEntryId,
+        /// The account it is reserved for.
+        user_id: UserId,
+        /// The ticket type.
+        ticket_type_id: TicketTypeId,
+        /// Seats.
+        quantity: u16,
+        /// Who it is for.
+        attendee: Attendee,
+        /// What it costs.
+        price: Price,
+        /// When the offer runs out.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        expires_at: DateTime<Utc>,
+        /// When.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A voucher was deactivated: no more redemptions, its reserved seats go back.
+    VoucherDeactivated {
+        /// Its event (for read models).
+        event_id: EventId,
+        /// Its code.
+        code: String,
         /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
@@ -184,6 +261,17 @@ impl PoolEvent {
                 registration_id,
                 ..
             } => (user_id, registration_id),
+            PoolEvent::WaitlistOffered {
+                user_id,
+                registration_id,
+                ..
+            } => return Some((*user_id, *registration_id)),
+            PoolEvent::VoucherCreated { .. }
+            | PoolEvent::VoucherDeactivated { .. }
+            | PoolEvent::WaitlistJoined { .. }
+            | PoolEvent::WaitlistLeft { .. } => {
+                return None;
+            }
         };
         user.map(|u| (u, *registration))
     }
@@ -192,14 +280,29 @@ impl PoolEvent {
 /// A command to a pool. Fields are validated by the caller (the engine facade).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolCommand {
-    /// Hold seats.
-    Hold(HoldCommand),
+    /// Hold seats (boxed: it carries the attendee, price and voucher).
+    Hold(Box<HoldCommand>),
     /// Confirm a hold.
     Confirm(RegistrationId),
     /// Cancel a hold or a confirmed registration.
     Cancel(RegistrationId),
     /// Scan a ticket in or out (boxed: the largest command by far).
     Scan(Box<ScanCommand>),
+    /// Create a voucher (its code checked unique in the event by the caller).
+    CreateVoucher(Box<voucher::VoucherDef>),
+    /// Deactivate a voucher.
+    DeactivateVoucher(String),
+    /// Join a ticket type's waiting list (`joined_at` is set by the pool).
+    JoinWaitlist(Box<waitlist::WaitlistEntry>),
+    /// Leave the waiting list.
+    LeaveWaitlist {
+        /// The place.
+        entry_id: WaitlistEntryId,
+        /// Its account (only it may leave).
+        user_id: UserId,
+    },
+    /// Where an entry is on the waiting list (decides nothing).
+    WaitlistPosition(WaitlistEntryId),
     /// Expire every hold whose deadline has passed.
     ExpireDue,
 }
@@ -225,6 +328,12 @@ pub struct HoldCommand {
     pub ttl: Duration,
     /// The client's idempotency key.
     pub idempotency: Option<IdempotencyToken>,
+    /// The ticket type's price of one seat.
+    pub unit_price_minor: i64,
+    /// The ticket type's currency.
+    pub currency: String,
+    /// A voucher code to redeem (normalised: trimmed, upper case).
+    pub voucher: Option<String>,
 }
 
 /// Scan one ticket on a check-in list.
@@ -265,6 +374,8 @@ pub enum PoolOutcome {
         at: DateTime<Utc>,
         /// Whether this is an earlier registration returned for a retried key.
         replayed: bool,
+        /// What it costs (`None` for a replay: read the registration).
+        price: Option<Price>,
     },
     /// The hold is confirmed.
     Confirmed {
@@ -282,6 +393,17 @@ pub enum PoolOutcome {
     },
     /// Expired holds (possibly none).
     Expired(usize),
+    /// A voucher as it is now (created, or deactivated).
+    Voucher(Box<voucher::Voucher>),
+    /// On the waiting list, at `position` (1 = next).
+    Waitlisted {
+        /// The place.
+        entry_id: WaitlistEntryId,
+        /// Entries ahead of it, plus one.
+        position: usize,
+    },
+    /// Off the waiting list.
+    LeftWaitlist,
 }
 
 /// What the pool remembers of one registration. Kept small: this is per live registration.
@@ -296,6 +418,9 @@ struct RegEntry {
     /// The account and ticket type its seats count against (per-account limits).
     #[serde(default)]
     account: Option<(UserId, TicketTypeId)>,
+    /// The voucher it redeemed (index in the pool's vouchers).
+    #[serde(default)]
+    voucher: Option<u32>,
 }
 
 impl RegEntry {
@@ -313,12 +438,14 @@ pub struct PoolCounts {
     pub held: u32,
     /// Seats confirmed.
     pub confirmed: u32,
+    /// Seats set aside by vouchers (only their holders may take them).
+    pub reserved: u32,
 }
 
 impl PoolCounts {
-    /// Seats still available.
+    /// Seats still available to anyone.
     pub fn available(&self) -> u32 {
-        self.capacity - self.held - self.confirmed
+        self.capacity - self.held - self.confirmed - self.reserved
     }
 }
 
@@ -352,6 +479,12 @@ pub struct PoolState {
     /// Scan nonces already applied (bounded).
     #[serde(default)]
     nonces: scan::Nonces,
+    /// Vouchers of this pool's ticket types.
+    #[serde(default)]
+    vouchers: voucher::Vouchers,
+    /// Who waits for seats, in joining order.
+    #[serde(default)]
+    waitlist: waitlist::Waitlist,
 }
 
 impl PoolState {
@@ -372,6 +505,8 @@ impl PoolState {
             tickets_issued: 0,
             presence: HashMap::new(),
             nonces: scan::Nonces::default(),
+            vouchers: voucher::Vouchers::default(),
+            waitlist: waitlist::Waitlist::default(),
         }
     }
 
@@ -410,6 +545,15 @@ impl PoolState {
                 *self.per_account.entry(account).or_default() += u32::from(r.quantity);
             }
         }
+        let mut voucher_uses: HashMap<u32, u32> = HashMap::new();
+        for r in self.regs.values() {
+            if let (Some(v), RegistrationStatus::Held | RegistrationStatus::Confirmed) =
+                (r.voucher, r.status)
+            {
+                *voucher_uses.entry(v).or_default() += u32::from(r.quantity);
+            }
+        }
+        self.vouchers.restore(&voucher_uses)?;
         if held != self.held || confirmed != self.confirmed {
             return Err(format!(
                 "snapshot counters disagree: held {} vs {held}, confirmed {} vs {confirmed}",
@@ -435,7 +579,18 @@ impl PoolState {
             capacity: self.capacity,
             held: self.held,
             confirmed: self.confirmed,
+            reserved: self.vouchers.reserved(),
         }
+    }
+
+    /// The pool's vouchers.
+    pub fn vouchers(&self) -> &voucher::Vouchers {
+        &self.vouchers
+    }
+
+    /// The pool's waiting list.
+    pub fn waitlist(&self) -> &waitlist::Waitlist {
+        &self.waitlist
     }
 
     /// Live seats (held + confirmed) `user` has of `ticket_type` in this pool.
@@ -477,15 +632,124 @@ impl PoolState {
         let now = millis_to_time(now.timestamp_millis());
         let mut events = Vec::new();
         let outcome = match command {
-            PoolCommand::Hold(cmd) => self.decide_hold(cmd, event_status, now, &mut events),
+            PoolCommand::Hold(cmd) => self.decide_hold(*cmd, event_status, now, &mut events),
             PoolCommand::Confirm(id) => self.decide_confirm(id, now, &mut events),
             PoolCommand::Cancel(id) => self.decide_cancel(id, now, &mut events),
             PoolCommand::Scan(cmd) => self.decide_scan(*cmd, event_status, now, &mut events),
+            PoolCommand::CreateVoucher(def) => self.decide_create_voucher(*def, now, &mut events),
+            PoolCommand::DeactivateVoucher(code) => {
+                self.decide_deactivate_voucher(&code, now, &mut events)
+            }
+            PoolCommand::JoinWaitlist(entry) => {
+                self.decide_join_waitlist(*entry, event_status, now, &mut events)
+            }
+            PoolCommand::LeaveWaitlist { entry_id, user_id } => {
+                match self.waitlist.position(entry_id) {
+                    Some((_, e)) if e.user_id == user_id => {
+                        self.emit(&mut events, PoolEvent::WaitlistLeft { entry_id, at: now });
+                        Ok(PoolOutcome::LeftWaitlist)
+                    }
+                    _ => Err(DomainError::WaitlistEntryNotFound),
+                }
+            }
+            PoolCommand::WaitlistPosition(entry_id) => self
+                .waitlist
+                .position(entry_id)
+                .map(|(position, _)| PoolOutcome::Waitlisted { entry_id, position })
+                .ok_or(DomainError::WaitlistEntryNotFound),
             PoolCommand::ExpireDue => Ok(PoolOutcome::Expired(
                 self.decide_expire_due(now, &mut events),
             )),
         };
+        // Seats that came back (expiry, cancellation, a reservation's end) go to the waiting
+        // list in this same turn, before anyone else can take them.
+        if event_status == EventStatus::Published {
+            self.offer_freed(now, &mut events);
+        }
         (events, outcome)
+    }
+
+    /// Offers free seats to waiting entries, in joining order, each that fits.
+    fn offer_freed(&mut self, now: DateTime<Utc>, events: &mut Vec<PoolEvent>) {
+        loop {
+            let available = self.counts().available();
+            if available == 0
+                || self
+                    .waitlist
+                    .smallest()
+                    .is_none_or(|q| u32::from(q) > available)
+            {
+                return;
+            }
+            let fits = |e: &waitlist::WaitlistEntry| {
+                u32::from(e.quantity) <= available
+                    && e.max_per_account.is_none_or(|max| {
+                        self.live_seats_of(e.user_id, e.ticket_type_id) + u32::from(e.quantity)
+                            <= u32::from(max)
+                    })
+            };
+            let Some(entry) = self.waitlist.first_fitting(fits).cloned() else {
+                return;
+            };
+            let ttl = Duration::seconds(i64::from(entry.offer_ttl_secs));
+            let price = crate::pricing::quote(
+                entry.unit_price_minor,
+                &entry.currency,
+                entry.quantity,
+                None,
+            );
+            self.emit(
+                events,
+                PoolEvent::WaitlistOffered {
+                    registration_id: RegistrationId::new(),
+                    event_id: self.event_id,
+                    entry_id: entry.id,
+                    user_id: entry.user_id,
+                    ticket_type_id: entry.ticket_type_id,
+                    quantity: entry.quantity,
+                    attendee: entry.attendee,
+                    price,
+                    expires_at: millis_to_time((now + ttl).timestamp_millis()),
+                    at: now,
+                },
+            );
+        }
+    }
+
+    fn decide_join_waitlist(
+        &mut self,
+        mut entry: waitlist::WaitlistEntry,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
+        if self.waitlist.waits(entry.user_id, entry.ticket_type_id) {
+            return Err(DomainError::AlreadyWaiting);
+        }
+        let available = self.counts().available();
+        if u32::from(entry.quantity) <= available {
+            return Err(DomainError::NotSoldOut { available });
+        }
+        if self.waitlist.len() >= waitlist::WAITLIST_MAX {
+            return Err(DomainError::LimitReached("waiting list"));
+        }
+        entry.joined_at = now;
+        let entry_id = entry.id;
+        self.emit(
+            events,
+            PoolEvent::WaitlistJoined {
+                event_id: self.event_id,
+                entry,
+                at: now,
+            },
+        );
+        Ok(PoolOutcome::Waitlisted {
+            entry_id,
+            position: self.waitlist.len(),
+        })
     }
 
     fn emit(&mut self, events: &mut Vec<PoolEvent>, event: PoolEvent) {
@@ -513,6 +777,7 @@ impl PoolState {
                 expires_at: millis_to_time(reg.expires_at_ms),
                 at: now,
                 replayed: true,
+                price: None,
             });
         }
         if event_status != EventStatus::Published {
@@ -529,10 +794,42 @@ impl PoolState {
                 return Err(DomainError::AccountLimitReached { max, held });
             }
         }
-        let available = self.counts().available();
+        // A voucher's use is decided here, with the seats: the last use goes to one buyer.
+        let voucher = match &cmd.voucher {
+            None => None,
+            Some(code) => {
+                let index = self
+                    .vouchers
+                    .index(code)
+                    .ok_or(DomainError::VoucherNotValid { reason: "unknown" })?;
+                let v = self.vouchers.get(index);
+                if !v.active {
+                    return Err(DomainError::VoucherNotValid {
+                        reason: "deactivated",
+                    });
+                }
+                if let Some(reason) = v.def.refusal(cmd.ticket_type_id, now) {
+                    return Err(DomainError::VoucherNotValid { reason });
+                }
+                if u32::from(cmd.quantity) > v.remaining() {
+                    return Err(DomainError::VoucherUsedUp {
+                        remaining: v.remaining(),
+                    });
+                }
+                Some(v)
+            }
+        };
+        // A reserving voucher's holder takes the seats set aside for it.
+        let available = self.counts().available() + voucher.map_or(0, |v| v.reserved());
         if u32::from(cmd.quantity) > available {
             return Err(DomainError::SoldOut { available });
         }
+        let price = crate::pricing::quote(
+            cmd.unit_price_minor,
+            &cmd.currency,
+            cmd.quantity,
+            voucher.map(|v| (v.def.code.as_str(), v.def.discount)),
+        );
         // Millisecond precision: the durable format stores milliseconds.
         let expires_at = millis_to_time((now + cmd.ttl).timestamp_millis());
         let registration_id = cmd.registration_id;
@@ -548,6 +845,8 @@ impl PoolState {
                 idempotency: cmd.idempotency,
                 expires_at,
                 at: now,
+                voucher: price.voucher.clone(),
+                price: Some(price.clone()),
             },
         );
         Ok(PoolOutcome::Held {
@@ -556,7 +855,65 @@ impl PoolState {
             expires_at,
             at: now,
             replayed: false,
+            price: Some(price),
         })
+    }
+
+    fn decide_create_voucher(
+        &mut self,
+        def: voucher::VoucherDef,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if self.vouchers.index(&def.code).is_some() {
+            return Err(DomainError::VoucherExists);
+        }
+        if self.vouchers.len() >= voucher::VOUCHERS_PER_POOL_MAX {
+            return Err(DomainError::LimitReached("vouchers per pool"));
+        }
+        let available = self.counts().available();
+        if def.reserve_seats && def.max_uses > available {
+            return Err(DomainError::SoldOut { available });
+        }
+        let code = def.code.clone();
+        self.emit(
+            events,
+            PoolEvent::VoucherCreated {
+                event_id: self.event_id,
+                voucher: def,
+                at: now,
+            },
+        );
+        Ok(self.voucher_outcome(&code))
+    }
+
+    fn decide_deactivate_voucher(
+        &mut self,
+        code: &str,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let voucher = self
+            .vouchers
+            .by_code(code)
+            .ok_or(DomainError::VoucherNotFound)?;
+        // Deactivating twice changes nothing.
+        if voucher.active {
+            self.emit(
+                events,
+                PoolEvent::VoucherDeactivated {
+                    event_id: self.event_id,
+                    code: code.to_owned(),
+                    at: now,
+                },
+            );
+        }
+        Ok(self.voucher_outcome(code))
+    }
+
+    fn voucher_outcome(&self, code: &str) -> PoolOutcome {
+        let voucher = self.vouchers.by_code(code).expect("voucher just decided");
+        PoolOutcome::Voucher(Box::new(voucher.clone()))
     }
 
     fn decide_confirm(
@@ -789,33 +1146,52 @@ impl PoolState {
                 user_id,
                 idempotency,
                 expires_at,
+                voucher,
                 ..
             } => {
-                let expires_at_ms = expires_at.timestamp_millis();
-                let account = user_id.map(|u| (u, *ticket_type_id));
-                if let Some(account) = account {
-                    *self.per_account.entry(account).or_default() += u32::from(*quantity);
-                }
-                let previous = self.regs.insert(
+                let voucher = voucher.as_deref().map(|code| {
+                    let index = self
+                        .vouchers
+                        .index(code)
+                        .expect("hold with an unknown voucher");
+                    self.vouchers.take(index, u32::from(*quantity));
+                    index
+                });
+                self.hold_seats(
                     *registration_id,
-                    RegEntry {
-                        quantity: *quantity,
-                        status: RegistrationStatus::Held,
-                        expires_at_ms,
-                        idempotency_key: idempotency.map(|t| t.key),
-                        account,
-                    },
+                    *quantity,
+                    user_id.map(|u| (u, *ticket_type_id)),
+                    *expires_at,
+                    idempotency.as_ref(),
+                    voucher,
                 );
-                assert!(
-                    previous.is_none(),
-                    "registration {registration_id} held twice"
+            }
+            PoolEvent::WaitlistOffered {
+                registration_id,
+                entry_id,
+                user_id,
+                ticket_type_id,
+                quantity,
+                expires_at,
+                ..
+            } => {
+                self.waitlist
+                    .remove(*entry_id)
+                    .expect("offer to an entry not waiting");
+                self.hold_seats(
+                    *registration_id,
+                    *quantity,
+                    Some((*user_id, *ticket_type_id)),
+                    *expires_at,
+                    None,
+                    None,
                 );
-                self.held += u32::from(*quantity);
-                self.expiries.insert((expires_at_ms, *registration_id));
-                if let Some(token) = idempotency {
-                    self.idempotency
-                        .insert(token.key, (*registration_id, token.request));
-                }
+            }
+            PoolEvent::WaitlistJoined { entry, .. } => self.waitlist.push(entry.clone()),
+            PoolEvent::WaitlistLeft { entry_id, .. } => {
+                self.waitlist
+                    .remove(*entry_id)
+                    .expect("leave of an entry not waiting");
             }
             PoolEvent::HoldExpired {
                 registration_id, ..
@@ -883,6 +1259,14 @@ impl PoolState {
                 admission,
                 false,
             ),
+            PoolEvent::VoucherCreated { voucher, .. } => self.vouchers.add(voucher.clone()),
+            PoolEvent::VoucherDeactivated { code, .. } => {
+                let index = self
+                    .vouchers
+                    .index(code)
+                    .expect("deactivation of an unknown voucher");
+                self.vouchers.deactivate(index);
+            }
             PoolEvent::Scanned {
                 registration_id,
                 ticket_index,
@@ -903,12 +1287,45 @@ impl PoolState {
             }
         }
         self.seq = seq;
-        // Architecture Invariant: no oversell.
+        // Architecture Invariant: no oversell (seats set aside by vouchers included).
         assert!(
-            self.held + self.confirmed <= self.capacity,
+            self.held + self.confirmed + self.vouchers.reserved() <= self.capacity,
             "pool {} oversold",
             self.pool_id
         );
+    }
+
+    /// Records a new held registration (a hold, or a waiting-list offer).
+    fn hold_seats(
+        &mut self,
+        id: RegistrationId,
+        quantity: u16,
+        account: Option<(UserId, TicketTypeId)>,
+        expires_at: DateTime<Utc>,
+        idempotency: Option<&IdempotencyToken>,
+        voucher: Option<u32>,
+    ) {
+        let expires_at_ms = expires_at.timestamp_millis();
+        if let Some(account) = account {
+            *self.per_account.entry(account).or_default() += u32::from(quantity);
+        }
+        let previous = self.regs.insert(
+            id,
+            RegEntry {
+                quantity,
+                status: RegistrationStatus::Held,
+                expires_at_ms,
+                idempotency_key: idempotency.map(|t| t.key),
+                account,
+                voucher,
+            },
+        );
+        assert!(previous.is_none(), "registration {id} held twice");
+        self.held += u32::from(quantity);
+        self.expiries.insert((expires_at_ms, id));
+        if let Some(token) = idempotency {
+            self.idempotency.insert(token.key, (id, token.request));
+        }
     }
 
     /// Drops a registration that reached a terminal status (expired, canceled): nothing the
@@ -929,6 +1346,10 @@ impl PoolState {
         }
         if let Some(key) = reg.idempotency_key {
             self.idempotency.remove(&key);
+        }
+        // Its voucher uses come back (and with them, a reserving voucher's seats).
+        if let Some(voucher) = reg.voucher {
+            self.vouchers.release(voucher, u32::from(reg.quantity));
         }
         self.presence.remove(&id);
     }

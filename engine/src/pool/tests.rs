@@ -13,7 +13,19 @@ enum Op {
         key: Option<u8>,
         /// One of three accounts, or anonymous.
         user: Option<u8>,
+        /// A voucher (index among those created; beyond them: an unknown code).
+        voucher: Option<u8>,
     },
+    CreateVoucher {
+        max_uses: u32,
+        reserve: bool,
+    },
+    DeactivateVoucher(usize),
+    JoinWaitlist {
+        user: u8,
+        quantity: u16,
+    },
+    LeaveWaitlist(usize),
     Confirm(usize),
     Cancel(usize),
     CheckIn {
@@ -29,8 +41,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1u16..5, 1i64..2_000, proptest::option::of(0u8..6), proptest::option::of(0u8..3))
-            .prop_map(|(quantity, ttl_ms, key, user)| Op::Hold { quantity, ttl_ms, key, user }),
+        4 => (1u16..5, 1i64..2_000, proptest::option::of(0u8..6), proptest::option::of(0u8..3),
+              proptest::option::of(0u8..4))
+            .prop_map(|(quantity, ttl_ms, key, user, voucher)| Op::Hold { quantity, ttl_ms, key, user, voucher }),
+        1 => (1u32..6, any::<bool>()).prop_map(|(max_uses, reserve)| Op::CreateVoucher { max_uses, reserve }),
+        1 => any::<usize>().prop_map(Op::DeactivateVoucher),
+        2 => (0u8..3, 1u16..4).prop_map(|(user, quantity)| Op::JoinWaitlist { user, quantity }),
+        1 => any::<usize>().prop_map(Op::LeaveWaitlist),
         2 => any::<usize>().prop_map(Op::Confirm),
         1 => any::<usize>().prop_map(Op::Cancel),
         2 => (any::<usize>(), 0u16..5).prop_map(|(reg, seat)| Op::CheckIn { reg, seat }),
@@ -47,6 +64,12 @@ struct Model {
     admitted: std::collections::HashSet<(RegistrationId, u16)>,
     /// The account of each registration made by one.
     users: HashMap<RegistrationId, UserId>,
+    /// Vouchers created: (max uses, reserves seats, active).
+    vouchers: Vec<(u32, bool, bool)>,
+    /// The voucher each registration redeemed.
+    voucher_of: HashMap<RegistrationId, usize>,
+    /// Waiting entries in joining order: (id, account, seats).
+    waiting: Vec<(WaitlistEntryId, UserId, u16)>,
 }
 
 /// Live seats per account allowed of the one ticket type in the model test.
@@ -65,6 +88,29 @@ impl Model {
                 )
             })
             .map(|r| u32::from(r.1))
+            .sum()
+    }
+
+    /// Seats of live registrations that redeemed voucher `v`.
+    fn uses(&self, v: usize) -> u32 {
+        self.regs
+            .iter()
+            .filter(|r| self.voucher_of.get(&r.0) == Some(&v))
+            .filter(|r| {
+                matches!(
+                    r.2,
+                    RegistrationStatus::Held | RegistrationStatus::Confirmed
+                )
+            })
+            .map(|r| u32::from(r.1))
+            .sum()
+    }
+
+    /// Seats set aside by active reserving vouchers.
+    fn reserved(&self) -> u32 {
+        (0..self.vouchers.len())
+            .filter(|&v| self.vouchers[v].1 && self.vouchers[v].2)
+            .map(|v| self.vouchers[v].0 - self.uses(v))
             .sum()
     }
 
@@ -100,6 +146,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
     };
     let ticket_type_id = TicketTypeId::new();
     let accounts = [UserId::new(), UserId::new(), UserId::new()];
+    let code = |v: usize| format!("CODE{v}");
 
     for op in ops {
         let command = match &op {
@@ -108,7 +155,8 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 ttl_ms,
                 key,
                 user,
-            } => PoolCommand::Hold(HoldCommand {
+                voucher,
+            } => PoolCommand::Hold(Box::new(HoldCommand {
                 registration_id: RegistrationId::new(),
                 event_id,
                 ticket_type_id,
@@ -118,7 +166,48 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 max_per_account: Some(MAX_PER_ACCOUNT),
                 ttl: Duration::milliseconds(*ttl_ms),
                 idempotency: key.map(token),
-            }),
+                unit_price_minor: 1_000,
+                currency: "EUR".into(),
+                voucher: voucher.map(|v| code(usize::from(v))),
+            })),
+            Op::CreateVoucher { max_uses, reserve } => {
+                PoolCommand::CreateVoucher(Box::new(voucher::VoucherDef {
+                    code: code(model.vouchers.len()),
+                    ticket_types: vec![ticket_type_id],
+                    discount: Some(crate::pricing::Discount::Percent(10)),
+                    max_uses: *max_uses,
+                    valid_from: None,
+                    valid_until: None,
+                    reserve_seats: *reserve,
+                }))
+            }
+            Op::DeactivateVoucher(v) => {
+                PoolCommand::DeactivateVoucher(code(v % model.vouchers.len().max(1)))
+            }
+            Op::JoinWaitlist { user, quantity } => {
+                PoolCommand::JoinWaitlist(Box::new(waitlist::WaitlistEntry {
+                    id: WaitlistEntryId::new(),
+                    user_id: accounts[usize::from(*user)],
+                    ticket_type_id,
+                    quantity: *quantity,
+                    attendee: attendee.clone(),
+                    unit_price_minor: 1_000,
+                    currency: "EUR".into(),
+                    max_per_account: Some(MAX_PER_ACCOUNT),
+                    offer_ttl_secs: 1,
+                    joined_at: now,
+                }))
+            }
+            Op::LeaveWaitlist(i) => match model.waiting.get(i % model.waiting.len().max(1)) {
+                Some((entry_id, user_id, _)) => PoolCommand::LeaveWaitlist {
+                    entry_id: *entry_id,
+                    user_id: *user_id,
+                },
+                None => PoolCommand::LeaveWaitlist {
+                    entry_id: WaitlistEntryId::new(),
+                    user_id: accounts[0],
+                },
+            },
             Op::Confirm(i) | Op::Cancel(i) if model.regs.is_empty() => {
                 let _ = i;
                 PoolCommand::Confirm(RegistrationId::new())
@@ -174,6 +263,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
 
         // What the model expects, decided before the pool decides.
         let before = model.counts();
+        let reserved_before = model.reserved();
         let (events, outcome) = state.execute(command.clone(), EventStatus::Published, now);
         journal.extend(events.iter().cloned());
 
@@ -183,10 +273,34 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 Ok(PoolOutcome::Held {
                     replayed: false,
                     expires_at,
+                    price,
                     ..
                 }),
             ) => {
-                assert!(before.0 + before.1 + u32::from(cmd.quantity) <= capacity);
+                assert!(before.0 + before.1 + reserved_before <= capacity);
+                let price = price.as_ref().expect("a new hold has a price");
+                assert_eq!(price.subtotal_minor, 1_000 * i64::from(cmd.quantity));
+                if let Some(c) = &cmd.voucher {
+                    let v: usize = c[4..].parse().unwrap();
+                    let (max, reserve, active) = model.vouchers[v];
+                    assert!(active, "redeemed a deactivated voucher");
+                    assert!(
+                        model.uses(v) + u32::from(cmd.quantity) <= max,
+                        "voucher overused"
+                    );
+                    let own = if reserve { max - model.uses(v) } else { 0 };
+                    assert!(
+                        before.0 + before.1 + reserved_before - own + u32::from(cmd.quantity)
+                            <= capacity
+                    );
+                    assert_eq!(price.discount_minor, 100 * i64::from(cmd.quantity));
+                    model.voucher_of.insert(cmd.registration_id, v);
+                } else {
+                    assert!(
+                        before.0 + before.1 + reserved_before + u32::from(cmd.quantity) <= capacity
+                    );
+                    assert_eq!(price.discount_minor, 0);
+                }
                 if let Some(user) = cmd.user_id {
                     assert!(
                         model.live_seats_of(user) + u32::from(cmd.quantity)
@@ -220,8 +334,80 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 assert!(held + u32::from(cmd.quantity) > u32::from(*max));
             }
             (PoolCommand::Hold(cmd), Err(DomainError::SoldOut { available })) => {
-                assert_eq!(*available, capacity - before.0 - before.1);
+                let own = cmd.voucher.as_ref().map_or(0, |c| {
+                    let v: usize = c[4..].parse().unwrap();
+                    let (max, reserve, _) = model.vouchers[v];
+                    if reserve { max - model.uses(v) } else { 0 }
+                });
+                assert_eq!(
+                    *available,
+                    capacity - before.0 - before.1 - reserved_before + own
+                );
                 assert!(u32::from(cmd.quantity) > *available);
+            }
+            (PoolCommand::Hold(cmd), Err(DomainError::VoucherNotValid { reason })) => {
+                let v: usize = cmd.voucher.as_ref().expect("no voucher")[4..]
+                    .parse()
+                    .unwrap();
+                match *reason {
+                    "unknown" => assert!(v >= model.vouchers.len()),
+                    "deactivated" => assert!(!model.vouchers[v].2),
+                    other => panic!("unexpected refusal {other}"),
+                }
+            }
+            (PoolCommand::Hold(cmd), Err(DomainError::VoucherUsedUp { remaining })) => {
+                let v: usize = cmd.voucher.as_ref().expect("no voucher")[4..]
+                    .parse()
+                    .unwrap();
+                assert_eq!(*remaining, model.vouchers[v].0 - model.uses(v));
+                assert!(u32::from(cmd.quantity) > *remaining);
+            }
+            (PoolCommand::CreateVoucher(def), Ok(PoolOutcome::Voucher(_))) => {
+                if def.reserve_seats {
+                    assert!(before.0 + before.1 + reserved_before + def.max_uses <= capacity);
+                }
+                model.vouchers.push((def.max_uses, def.reserve_seats, true));
+            }
+            (PoolCommand::CreateVoucher(def), Err(DomainError::SoldOut { available })) => {
+                assert!(def.reserve_seats);
+                assert_eq!(*available, capacity - before.0 - before.1 - reserved_before);
+                assert!(def.max_uses > *available);
+                // The code is not taken: the next creation reuses the index.
+            }
+            (PoolCommand::DeactivateVoucher(c), Ok(PoolOutcome::Voucher(v))) => {
+                let i: usize = c[4..].parse().unwrap();
+                assert!(!v.active);
+                model.vouchers[i].2 = false;
+            }
+            (PoolCommand::DeactivateVoucher(_), Err(DomainError::VoucherNotFound)) => {
+                assert!(model.vouchers.is_empty());
+            }
+            (PoolCommand::JoinWaitlist(e), Ok(PoolOutcome::Waitlisted { position, .. })) => {
+                assert!(
+                    !model.waiting.iter().any(|w| w.1 == e.user_id),
+                    "one place per account"
+                );
+                let free = capacity - before.0 - before.1 - reserved_before;
+                assert!(u32::from(e.quantity) > free, "joined with seats to buy");
+                model.waiting.push((e.id, e.user_id, e.quantity));
+                assert_eq!(*position, model.waiting.len());
+            }
+            (PoolCommand::JoinWaitlist(e), Err(DomainError::NotSoldOut { available })) => {
+                assert_eq!(*available, capacity - before.0 - before.1 - reserved_before);
+                assert!(u32::from(e.quantity) <= *available);
+            }
+            (PoolCommand::JoinWaitlist(e), Err(DomainError::AlreadyWaiting)) => {
+                assert!(model.waiting.iter().any(|w| w.1 == e.user_id));
+            }
+            (PoolCommand::LeaveWaitlist { entry_id, .. }, Ok(PoolOutcome::LeftWaitlist)) => {
+                let at = model.waiting.iter().position(|w| w.0 == *entry_id);
+                model.waiting.remove(at.expect("left a place not waiting"));
+            }
+            (
+                PoolCommand::LeaveWaitlist { entry_id, .. },
+                Err(DomainError::WaitlistEntryNotFound),
+            ) => {
+                assert!(!model.waiting.iter().any(|w| w.0 == *entry_id));
             }
             (PoolCommand::Confirm(id), result) | (PoolCommand::Cancel(id), result) => {
                 if let Some(r) = model.regs.iter_mut().find(|r| r.0 == *id) {
@@ -300,11 +486,56 @@ fn run(capacity: u32, ops: Vec<Op>) {
             (cmd, outcome) => panic!("unexpected outcome {outcome:?} for {cmd:?}"),
         }
 
+        // Offers made in this turn: each to a place still waiting, once; each a hold.
+        for e in &events {
+            if let PoolEvent::WaitlistOffered {
+                registration_id,
+                entry_id,
+                user_id,
+                quantity,
+                expires_at,
+                ..
+            } = e
+            {
+                let at = model.waiting.iter().position(|w| w.0 == *entry_id);
+                let (_, user, wanted) = model
+                    .waiting
+                    .remove(at.expect("offer to a place not waiting"));
+                assert_eq!((user, wanted), (*user_id, *quantity));
+                model.users.insert(*registration_id, *user_id);
+                model.regs.push((
+                    *registration_id,
+                    *quantity,
+                    RegistrationStatus::Held,
+                    expires_at.timestamp_millis(),
+                ));
+            }
+        }
+
         let counts = state.counts();
         assert!(
-            counts.held + counts.confirmed <= counts.capacity,
+            counts.held + counts.confirmed + counts.reserved <= counts.capacity,
             "oversold"
         );
+        // Free seats never sit unused while a waiting place fits them.
+        let free = counts.capacity - counts.held - counts.confirmed - counts.reserved;
+        for (_, user, wanted) in &model.waiting {
+            let fits = u32::from(*wanted) <= free
+                && model.live_seats_of(*user) + u32::from(*wanted) <= u32::from(MAX_PER_ACCOUNT);
+            assert!(!fits, "a waiting place fits {free} free seats");
+        }
+        assert_eq!(
+            state.waitlist().len(),
+            model.waiting.len(),
+            "waiting list differs"
+        );
+        assert_eq!(counts.reserved, model.reserved(), "reserved seats differ");
+        for v in 0..model.vouchers.len() {
+            let voucher = state.vouchers().by_code(&code(v)).expect("voucher kept");
+            assert_eq!(voucher.uses, model.uses(v), "voucher uses differ");
+            assert!(voucher.uses <= voucher.def.max_uses, "voucher overused");
+            assert_eq!(voucher.active, model.vouchers[v].2);
+        }
         for user in accounts {
             let live = state.live_seats_of(user, ticket_type_id);
             assert_eq!(live, model.live_seats_of(user), "per-account seats differ");
@@ -384,8 +615,15 @@ fn confirm_racing_expiry_ends_in_exactly_one_state() {
         max_per_account: None,
         ttl: Duration::milliseconds(1_000),
         idempotency: None,
+        unit_price_minor: 0,
+        currency: "EUR".into(),
+        voucher: None,
     };
-    let (_, r) = state.execute(PoolCommand::Hold(hold), EventStatus::Published, t0);
+    let (_, r) = state.execute(
+        PoolCommand::Hold(Box::new(hold)),
+        EventStatus::Published,
+        t0,
+    );
     assert!(r.is_ok());
     // The confirm arrives at the deadline, before the timer's ExpireDue: expiry wins.
     let at_deadline = t0 + Duration::milliseconds(1_000);
@@ -405,7 +643,8 @@ fn confirm_racing_expiry_ends_in_exactly_one_state() {
         PoolCounts {
             capacity: 2,
             held: 0,
-            confirmed: 0
+            confirmed: 0,
+            reserved: 0,
         }
     );
 }

@@ -41,9 +41,16 @@ pub struct Problem {
     /// For `already_checked_in`: at which gate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_gate: Option<String>,
-    /// For `sold_out`: seats left when the request was decided.
+    /// For `sold_out` and `not_sold_out`: seats left when the request was decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available: Option<u32>,
+    /// For `voucher_not_valid` (`unknown`, `deactivated`, `not_yet_valid`, `expired`,
+    /// `wrong_ticket_type`) and `not_on_sale` (`not_started`, `ended`): why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For `voucher_used_up`: uses left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u32>,
 }
 
 /// An API error.
@@ -206,6 +213,30 @@ impl ApiError {
                     "email_already_verified",
                     "E-mail address already verified",
                 ),
+                DomainError::VoucherNotValid { .. } => (
+                    S::UNPROCESSABLE_ENTITY,
+                    "voucher_not_valid",
+                    "Voucher not valid",
+                ),
+                DomainError::VoucherUsedUp { .. } => {
+                    (S::CONFLICT, "voucher_used_up", "Voucher used up")
+                }
+                DomainError::VoucherExists => (S::CONFLICT, "voucher_exists", "Voucher exists"),
+                DomainError::VoucherNotFound => {
+                    (S::NOT_FOUND, "voucher_not_found", "Voucher not found")
+                }
+                DomainError::NotOnSale { .. } => (S::CONFLICT, "not_on_sale", "Not on sale"),
+                DomainError::NotSoldOut { .. } => (S::CONFLICT, "not_sold_out", "Not sold out"),
+                DomainError::AlreadyWaiting => (
+                    S::CONFLICT,
+                    "already_waiting",
+                    "Already on the waiting list",
+                ),
+                DomainError::WaitlistEntryNotFound => (
+                    S::NOT_FOUND,
+                    "waitlist_entry_not_found",
+                    "Waiting list place not found",
+                ),
             },
             ApiError::Engine(e) => match e {
                 EngineError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
@@ -355,7 +386,19 @@ impl ApiError {
             _ => (None, None),
         };
         let available = match self {
-            ApiError::Domain(DomainError::SoldOut { available }) => Some(*available),
+            ApiError::Domain(
+                DomainError::SoldOut { available } | DomainError::NotSoldOut { available },
+            ) => Some(*available),
+            _ => None,
+        };
+        let reason = match self {
+            ApiError::Domain(
+                DomainError::VoucherNotValid { reason } | DomainError::NotOnSale { reason, .. },
+            ) => Some((*reason).to_owned()),
+            _ => None,
+        };
+        let remaining = match self {
+            ApiError::Domain(DomainError::VoucherUsedUp { remaining }) => Some(*remaining),
             _ => None,
         };
         Problem {
@@ -368,6 +411,8 @@ impl ApiError {
             first_checked_in_at,
             first_gate,
             available,
+            reason,
+            remaining,
         }
     }
 }

@@ -106,6 +106,12 @@ pub struct CreateTicketType {
     /// Most live seats (held + confirmed) one account may have of this ticket type; no limit
     /// when absent.
     pub max_per_account: Option<u16>,
+    /// Fewest seats per registration (1..=max_per_order, default 1).
+    pub min_per_order: Option<u16>,
+    /// No holds before this time.
+    pub sales_start: Option<DateTime<Utc>>,
+    /// No holds from this time on.
+    pub sales_end: Option<DateTime<Utc>>,
 }
 
 /// A ticket type.
@@ -120,6 +126,9 @@ pub struct TicketTypeDto {
     capacity: u32,
     max_per_order: u16,
     max_per_account: Option<u16>,
+    min_per_order: u16,
+    sales_start: Option<DateTime<Utc>>,
+    sales_end: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
 }
 
@@ -153,6 +162,9 @@ fn ticket_type_dto(record: &EventRecord, tt: &TicketType) -> TicketTypeDto {
         capacity: record.pool(tt.pool_id).map_or(0, |p| p.capacity),
         max_per_order: tt.max_per_order,
         max_per_account: tt.max_per_account,
+        min_per_order: tt.min_per_order,
+        sales_start: tt.sales_start,
+        sales_end: tt.sales_end,
         created_at: tt.created_at,
     }
 }
@@ -223,6 +235,9 @@ pub struct TicketTypeAvailabilityDto {
     capacity: u32,
     held: u32,
     confirmed: u32,
+    /// Seats set aside by vouchers (only their holders may take them).
+    reserved: u32,
+    /// Seats anyone may hold now.
     available: u32,
 }
 
@@ -250,6 +265,7 @@ impl From<&EventAvailability> for AvailabilityDto {
                     capacity: t.capacity,
                     held: t.held,
                     confirmed: t.confirmed,
+                    reserved: t.reserved,
                     available: t.available,
                 })
                 .collect(),
@@ -485,6 +501,9 @@ pub(crate) async fn create_ticket_type(
         seats,
         max_per_order: body.max_per_order.unwrap_or(10),
         max_per_account: body.max_per_account,
+        min_per_order: body.min_per_order.unwrap_or(1),
+        sales_start: body.sales_start,
+        sales_end: body.sales_end,
     };
     let (record, tt) = state
         .engine

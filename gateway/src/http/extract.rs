@@ -113,6 +113,24 @@ impl<S: Send + Sync, A: From<uuid::Uuid>, B: From<uuid::Uuid>> FromRequestParts<
     }
 }
 
+/// A UUID path parameter followed by a text one (`/events/{id}/vouchers/{code}`).
+pub struct PathIdText<A>(pub A, pub String);
+
+impl<S: Send + Sync, A: From<uuid::Uuid>> FromRequestParts<S> for PathIdText<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path((a, b)): axum::extract::Path<(String, String)> =
+            axum::extract::Path::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::InvalidPath(e.body_text()))?;
+        let id = a
+            .parse::<uuid::Uuid>()
+            .map_err(|_| ApiError::InvalidPath(format!("`{a}` is not a UUID")))?;
+        Ok(PathIdText(A::from(id), b))
+    }
+}
+
 /// Query parameters, rejected with problem+json.
 pub struct ApiQuery<T>(pub T);
 

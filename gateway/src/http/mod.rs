@@ -14,6 +14,8 @@ mod ops;
 mod organizer;
 mod policy;
 mod registrations;
+mod vouchers;
+mod waitlist;
 mod ws;
 
 use crate::ticket_code::TicketCodes;
@@ -126,6 +128,8 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .merge(registrations::router())
         .merge(organizer::router())
         .merge(checkin::router())
+        .merge(vouchers::router())
+        .merge(waitlist::router())
         .merge(ws::router())
         // Three layers (each costs a boxed future per request), in this order:
         // `front` before routing: who is calling, and the rate limits;

@@ -48,6 +48,9 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::rotate_ticket_key, super::registrations::revocations,
         super::organizer::bulk_cancel, super::organizer::bulk_resend,
         super::organizer::export_registrations, super::organizer::export_tickets,
+        super::vouchers::create_voucher, super::vouchers::list_vouchers, super::vouchers::get_voucher,
+        super::vouchers::deactivate_voucher, super::vouchers::receipt,
+        super::waitlist::join, super::waitlist::get_place, super::waitlist::leave,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -64,9 +67,12 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::TicketKeyDto, super::registrations::TicketKeysDto,
         super::registrations::RevocationDto, super::registrations::RevocationPage,
         super::organizer::BulkBody, super::organizer::BulkItem, super::organizer::BulkResult,
+        super::vouchers::CreateVoucher, super::vouchers::VoucherDto, super::vouchers::VoucherPage,
+        super::vouchers::ReceiptDto, super::vouchers::ReceiptLine, super::registrations::PriceDto,
+        super::waitlist::JoinBody, super::waitlist::WaitlistDto,
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "realtime"), (name = "ops")),
+    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "realtime"), (name = "ops")),
 )]
 pub struct ApiDoc;
 

@@ -75,6 +75,57 @@ pub struct CreateRegistration {
     pub quantity: i64,
     /// Who it is for.
     pub attendee: AttendeeDto,
+    /// A voucher code to redeem (case does not matter).
+    #[schema(min_length = 4, max_length = 32)]
+    pub voucher: Option<String>,
+}
+
+/// What a registration costs, decided when its seats were held (integer minor units; a
+/// percentage discount is rounded half up per seat).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceDto {
+    /// ISO 4217 code.
+    currency: String,
+    /// Price of one seat.
+    unit_price_minor: i64,
+    quantity: u16,
+    /// unit_price_minor × quantity.
+    subtotal_minor: i64,
+    /// Taken off by the voucher.
+    discount_minor: i64,
+    /// What is due.
+    total_minor: i64,
+    /// The voucher redeemed.
+    voucher: Option<String>,
+}
+
+impl From<&engine::pricing::Price> for PriceDto {
+    fn from(p: &engine::pricing::Price) -> Self {
+        Self {
+            currency: p.currency.clone(),
+            unit_price_minor: p.unit_minor,
+            quantity: p.quantity,
+            subtotal_minor: p.subtotal_minor,
+            discount_minor: p.discount_minor,
+            total_minor: p.total_minor,
+            voucher: p.voucher.clone(),
+        }
+    }
+}
+
+/// A registration's price: the one recorded with its hold, or for a registration held before
+/// prices were recorded, the same calculation over its ticket type's price (no voucher).
+pub(super) fn price_of(state: &AppState, v: &RegistrationView) -> Option<engine::pricing::Price> {
+    v.price.clone().or_else(|| {
+        let record = state.engine.event(v.event_id).ok()?;
+        let tt = record.ticket_type(v.ticket_type_id)?;
+        Some(engine::pricing::quote(
+            tt.price_minor,
+            &tt.currency,
+            v.quantity,
+            None,
+        ))
+    })
 }
 
 /// An issued ticket with the code its QR carries.
@@ -131,13 +182,20 @@ pub struct RegistrationDto {
     updated_at: DateTime<Utc>,
     /// Tickets, once confirmed.
     tickets: Vec<IssuedTicket>,
+    /// What it costs.
+    price: Option<PriceDto>,
+    /// Set when the seats were offered from the waiting list: the place they went to.
+    waitlist_entry_id: Option<Uuid>,
 }
 
 pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> RegistrationDto {
     // Only confirmed registrations have tickets (a hold answers without a lookup).
     let context = (!v.tickets.is_empty()).then(|| ticket_context(state, v.event_id, v.pool_id));
     let issued_at = v.confirmed_at.unwrap_or(v.updated_at);
+    let price = price_of(state, &v).as_ref().map(PriceDto::from);
     RegistrationDto {
+        price,
+        waitlist_entry_id: v.waitlist_entry.map(|e| e.0),
         id: v.id.0,
         event_id: v.event_id.0,
         ticket_type_id: v.ticket_type_id.0,
@@ -220,7 +278,7 @@ fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
     ("Idempotency-Key" = Option<String>, Header, description = "Retry key: the same key and body never book twice")),
     request_body = CreateRegistration,
     responses((status = 201, body = RegistrationDto), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 409, description = "sold_out or event_not_open", body = Problem), (status = 415, body = Problem),
+        (status = 409, description = "sold_out, event_not_open, not_on_sale or voucher_used_up", body = Problem), (status = 415, body = Problem),
         (status = 422, body = Problem), (status = 503, description = "overloaded; retry after Retry-After", body = Problem)))]
 pub(crate) async fn create_registration(
     State(state): State<AppState>,
@@ -241,6 +299,7 @@ pub(crate) async fn create_registration(
         attendee_email: body.attendee.email,
         idempotency,
         user_id: Some(principal.user_id),
+        voucher: body.voucher,
     };
     let (view, _replayed) = state.engine.hold(request).await?;
     let location = format!("/api/v1/registrations/{}", view.id);

@@ -1,0 +1,239 @@
+//! The facade's voucher side: creation (codes unique per event), queries, deactivation.
+//! Redemption is part of the hold (`Engine::hold`), decided by the pool actor.
+
+use super::{Engine, storage};
+use crate::error::{DomainError, EngineError, EngineResult, FieldError};
+use crate::ids::{EventId, TicketTypeId};
+use crate::pool::voucher::{VOUCHER_CODE_LEN, VOUCHER_USES_MAX, Voucher, VoucherDef};
+use crate::pool::{PoolCommand, PoolOutcome};
+use crate::ports::{Page, VoucherView};
+use crate::pricing::Discount;
+use chrono::{DateTime, Utc};
+
+/// A voucher to create, as the caller sent it (unvalidated).
+#[derive(Clone, Debug)]
+pub struct NewVoucher {
+    /// The code; a random one when absent.
+    pub code: Option<String>,
+    /// Ticket types it is for (all in one pool).
+    pub ticket_types: Vec<TicketTypeId>,
+    /// Percent off each seat (1..=100).
+    pub percent_off: Option<i64>,
+    /// Minor units off each seat.
+    pub amount_off_minor: Option<i64>,
+    /// Seats it may be used for.
+    pub max_uses: i64,
+    /// Not redeemable before.
+    pub valid_from: Option<DateTime<Utc>>,
+    /// Not redeemable from then on.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Set its seats aside from general sale.
+    pub reserve_seats: bool,
+}
+
+/// Alphabet of generated codes: no 0/O, 1/I/L.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+/// Length of generated codes.
+const GENERATED_CODE_LEN: usize = 10;
+
+/// Normalises a code as buyers type it (trimmed, upper case); `None` if it cannot be one.
+pub fn normalize_code(code: &str) -> Option<String> {
+    let code = code.trim().to_ascii_uppercase();
+    (VOUCHER_CODE_LEN.contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_'))
+    .then_some(code)
+}
+
+fn generated_code() -> String {
+    // A v4 UUID is 122 random bits from the OS; 10 of its bytes make the code.
+    let random = uuid::Uuid::new_v4();
+    random.as_bytes()[..GENERATED_CODE_LEN]
+        .iter()
+        .map(|b| CODE_ALPHABET[usize::from(*b) % CODE_ALPHABET.len()] as char)
+        .collect()
+}
+
+impl Engine {
+    /// Creates a voucher. Codes are unique in the event: a code is claimed among creations
+    /// in flight, then checked against the durable voucher index, which the pool's append
+    /// writes in the same batch; the claim is released only after that.
+    pub async fn create_voucher(
+        &self,
+        event_id: EventId,
+        new: NewVoucher,
+    ) -> EngineResult<VoucherView> {
+        let h = self.handle(event_id).await?;
+        let record = h.shared.record();
+        let mut errors = Vec::new();
+        let code = match &new.code {
+            None => Some(generated_code()),
+            Some(c) => normalize_code(c),
+        };
+        if code.is_none() {
+            errors.push(FieldError::new(
+                "code",
+                format!(
+                    "must be {} to {} characters of A-Z, 0-9, - and _",
+                    VOUCHER_CODE_LEN.start(),
+                    VOUCHER_CODE_LEN.end()
+                ),
+            ));
+        }
+        let types: Vec<_> = new
+            .ticket_types
+            .iter()
+            .map(|id| record.ticket_type(*id))
+            .collect();
+        let mut pools: Vec<_> = types.iter().flatten().map(|t| t.pool_id).collect();
+        pools.sort();
+        pools.dedup();
+        if new.ticket_types.is_empty() || types.iter().any(Option::is_none) {
+            errors.push(FieldError::new(
+                "ticket_type_ids",
+                "must name one or more ticket types of this event",
+            ));
+        } else if pools.len() != 1 {
+            errors.push(FieldError::new(
+                "ticket_type_ids",
+                "must all share one pool (a voucher's uses are decided with that pool's seats)",
+            ));
+        }
+        let discount = match (new.percent_off, new.amount_off_minor) {
+            (None, None) => None,
+            (Some(p), None) if (1..=100).contains(&p) => Some(Discount::Percent(p as u8)),
+            (None, Some(a)) if (1..=crate::model::PRICE_MINOR_MAX).contains(&a) => {
+                Some(Discount::Fixed(a))
+            }
+            (Some(_), Some(_)) => {
+                errors.push(FieldError::new(
+                    "percent_off",
+                    "give at most one of percent_off and amount_off_minor",
+                ));
+                None
+            }
+            (Some(_), None) => {
+                errors.push(FieldError::new("percent_off", "must be between 1 and 100"));
+                None
+            }
+            (None, Some(_)) => {
+                errors.push(FieldError::new(
+                    "amount_off_minor",
+                    format!("must be between 1 and {}", crate::model::PRICE_MINOR_MAX),
+                ));
+                None
+            }
+        };
+        if let Some(Discount::Fixed(_)) = discount {
+            let mut currencies: Vec<_> = types.iter().flatten().map(|t| &t.currency).collect();
+            currencies.sort();
+            currencies.dedup();
+            if currencies.len() > 1 {
+                errors.push(FieldError::new(
+                    "amount_off_minor",
+                    "a fixed amount needs ticket types of one currency",
+                ));
+            }
+        }
+        if !(1..=i64::from(VOUCHER_USES_MAX)).contains(&new.max_uses) {
+            errors.push(FieldError::new(
+                "max_uses",
+                format!("must be between 1 and {VOUCHER_USES_MAX}"),
+            ));
+        }
+        if let (Some(from), Some(until)) = (new.valid_from, new.valid_until)
+            && until <= from
+        {
+            errors.push(FieldError::new("valid_until", "must be after valid_from"));
+        }
+        let (Some(code), true) = (code, errors.is_empty()) else {
+            return Err(DomainError::Validation(errors).into());
+        };
+        let mut ticket_types = new.ticket_types.clone();
+        ticket_types.sort();
+        ticket_types.dedup();
+        let def = VoucherDef {
+            code: code.clone(),
+            ticket_types,
+            discount,
+            max_uses: new.max_uses as u32,
+            valid_from: new.valid_from,
+            valid_until: new.valid_until,
+            reserve_seats: new.reserve_seats,
+        };
+        let claim = format!("{event_id}/{code}");
+        if !self.voucher_codes.insert(claim.clone()) {
+            return Err(DomainError::VoucherExists.into());
+        }
+        let result = self.create_voucher_claimed(event_id, pools[0], def).await;
+        self.voucher_codes.remove(&claim);
+        result
+    }
+
+    async fn create_voucher_claimed(
+        &self,
+        event_id: EventId,
+        pool_id: crate::ids::PoolId,
+        def: VoucherDef,
+    ) -> EngineResult<VoucherView> {
+        if self.voucher(event_id, &def.code).is_ok() {
+            return Err(DomainError::VoucherExists.into());
+        }
+        let code = def.code.clone();
+        self.voucher_command(event_id, pool_id, PoolCommand::CreateVoucher(Box::new(def)))
+            .await?;
+        // Durable, and projected in the same batch.
+        self.voucher(event_id, &code)
+    }
+
+    /// Deactivates a voucher: it cannot be redeemed again, and its reserved seats go back
+    /// to general sale. Registrations made with it keep their price.
+    pub async fn deactivate_voucher(
+        &self,
+        event_id: EventId,
+        code: &str,
+    ) -> EngineResult<VoucherView> {
+        let view = self.voucher(event_id, code)?;
+        let command = PoolCommand::DeactivateVoucher(view.voucher.def.code.clone());
+        self.voucher_command(event_id, view.pool_id, command)
+            .await?;
+        self.voucher(event_id, code)
+    }
+
+    async fn voucher_command(
+        &self,
+        event_id: EventId,
+        pool_id: crate::ids::PoolId,
+        command: PoolCommand,
+    ) -> EngineResult<Box<Voucher>> {
+        match self.pool_command(event_id, pool_id, command).await? {
+            PoolOutcome::Voucher(v) => Ok(v),
+            _ => Err(EngineError::Unavailable("unexpected outcome".into())),
+        }
+    }
+
+    /// The event's voucher `code` (as buyers type it), from its read model.
+    pub fn voucher(&self, event_id: EventId, code: &str) -> EngineResult<VoucherView> {
+        let code = normalize_code(code).ok_or(DomainError::VoucherNotFound)?;
+        self.ctx
+            .store
+            .voucher(event_id, &code)
+            .map_err(storage)?
+            .ok_or(DomainError::VoucherNotFound.into())
+    }
+
+    /// The event's vouchers in code order.
+    pub fn vouchers(
+        &self,
+        event_id: EventId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> EngineResult<Page<VoucherView, String>> {
+        self.event(event_id)?;
+        self.ctx
+            .store
+            .vouchers(event_id, after, limit)
+            .map_err(storage)
+    }
+}

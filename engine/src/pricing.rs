@@ -1,0 +1,130 @@
+//! The one price calculation: a hold decides its price with it (in the pool actor, with the
+//! voucher it redeems), the journal records the result in `SeatsHeld`, and the confirm and
+//! the receipt show that record. Nothing recomputes a price later, so a ticket type or
+//! voucher changed after the hold never changes what the buyer was quoted.
+//!
+//! Money is integer minor units (cents) of the ticket type's currency. Rounding, per seat:
+//! - a percentage discount is `unit × percent / 100`, rounded half up to a whole minor unit
+//!   (12% of 999 = 119.88 → 120; 10% of 5 = 0.5 → 1);
+//! - a fixed discount is at most the unit price (a seat never costs less than 0);
+//! - the line is the per-seat figure times the quantity, so every seat of a registration
+//!   costs the same and a receipt's lines add up exactly.
+
+use serde::{Deserialize, Serialize};
+
+/// A voucher's reduction of the unit price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discount {
+    /// Percent off each seat (1..=100).
+    Percent(u8),
+    /// Minor units off each seat (at most the unit price is taken off).
+    Fixed(i64),
+}
+
+/// What a registration costs, as decided when its seats were held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The ticket type's price of one seat.
+    pub unit_minor: i64,
+    /// Seats.
+    pub quantity: u16,
+    /// `unit_minor × quantity`.
+    pub subtotal_minor: i64,
+    /// Taken off by the voucher (per-seat discount × quantity).
+    pub discount_minor: i64,
+    /// What is due: `subtotal_minor − discount_minor`, never negative.
+    pub total_minor: i64,
+    /// The voucher redeemed, if any.
+    pub voucher: Option<String>,
+}
+
+/// The discount on one seat of price `unit_minor` (0 ≤ result ≤ unit_minor).
+pub fn seat_discount(unit_minor: i64, discount: Discount) -> i64 {
+    let unit = unit_minor.max(0);
+    match discount {
+        // Half up: (unit × p + 50) / 100 for non-negative values. unit ≤ 10^12, so no overflow.
+        Discount::Percent(p) => ((unit * i64::from(p.min(100)) + 50) / 100).min(unit),
+        Discount::Fixed(amount) => amount.clamp(0, unit),
+    }
+}
+
+/// The price of `quantity` seats at `unit_minor`, with the voucher `voucher` (its code and
+/// discount, if it has one).
+pub fn quote(
+    unit_minor: i64,
+    currency: &str,
+    quantity: u16,
+    voucher: Option<(&str, Option<Discount>)>,
+) -> Price {
+    let unit = unit_minor.max(0);
+    let per_seat = voucher
+        .and_then(|(_, d)| d)
+        .map_or(0, |d| seat_discount(unit, d));
+    let quantity_i = i64::from(quantity);
+    let subtotal = unit.saturating_mul(quantity_i);
+    let discount = per_seat.saturating_mul(quantity_i);
+    Price {
+        currency: currency.to_owned(),
+        unit_minor: unit,
+        quantity,
+        subtotal_minor: subtotal,
+        discount_minor: discount,
+        total_minor: subtotal - discount,
+        voucher: voucher.map(|(code, _)| code.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn percentages_round_half_up_per_seat() {
+        assert_eq!(seat_discount(999, Discount::Percent(12)), 120); // 119.88
+        assert_eq!(seat_discount(5, Discount::Percent(10)), 1); // 0.5
+        assert_eq!(seat_discount(4, Discount::Percent(10)), 0); // 0.4
+        assert_eq!(seat_discount(2500, Discount::Percent(100)), 2500);
+        let p = quote(999, "EUR", 3, Some(("SPRING", Some(Discount::Percent(12)))));
+        assert_eq!(
+            (p.subtotal_minor, p.discount_minor, p.total_minor),
+            (2997, 360, 2637)
+        );
+        assert_eq!(p.voucher.as_deref(), Some("SPRING"));
+    }
+
+    #[test]
+    fn fixed_discounts_stop_at_zero() {
+        let p = quote(1000, "EUR", 2, Some(("BIG", Some(Discount::Fixed(1500)))));
+        assert_eq!((p.discount_minor, p.total_minor), (2000, 0));
+        let p = quote(1000, "EUR", 2, Some(("ACCESS", None)));
+        assert_eq!((p.discount_minor, p.total_minor), (0, 2000));
+    }
+
+    proptest! {
+        #[test]
+        fn totals_add_up(
+            unit in 0i64..=crate::model::PRICE_MINOR_MAX,
+            quantity in 1u16..=crate::model::PER_ORDER_MAX,
+            percent in 1u8..=100,
+            fixed in 0i64..=crate::model::PRICE_MINOR_MAX,
+            use_percent: bool,
+        ) {
+            let d = if use_percent { Discount::Percent(percent) } else { Discount::Fixed(fixed) };
+            let p = quote(unit, "EUR", quantity, Some(("V", Some(d))));
+            prop_assert_eq!(p.subtotal_minor, unit * i64::from(quantity));
+            prop_assert_eq!(p.total_minor + p.discount_minor, p.subtotal_minor);
+            prop_assert!(p.total_minor >= 0 && p.discount_minor >= 0);
+            prop_assert_eq!(p.discount_minor % i64::from(quantity), 0);
+            // Within half a minor unit per seat of the exact percentage.
+            if use_percent {
+                let exact = unit as i128 * i128::from(percent);
+                let per_seat = i128::from(p.discount_minor / i64::from(quantity)) * 100;
+                prop_assert!((per_seat - exact).abs() <= 50);
+            }
+        }
+    }
+}
