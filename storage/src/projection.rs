@@ -141,7 +141,7 @@ impl Overlay {
         let (event, quantity) = (view.event_id, u32::from(view.quantity));
         if let Some(code) = view.price.as_ref().and_then(|p| p.voucher.clone()) {
             let voucher = self.voucher(db, event, &code)?;
-            voucher.voucher.uses -= quantity;
+            voucher.voucher.uses = voucher.voucher.uses.saturating_sub(quantity);
             voucher.updated_at = at;
         }
         Ok(())
@@ -307,6 +307,22 @@ impl Overlay {
                 at,
             } => {
                 let key = (event_id, voucher.code.clone());
+                // Codes are unique per event (the facade claims them); should two pools ever
+                // create one code, the first row stands rather than be overwritten.
+                let existing = match self.vouchers.get(&key) {
+                    Some(v) => Some(v.pool_id),
+                    None => db
+                        .vouchers
+                        .get(keys::voucher(&event_id, &voucher.code))
+                        .map_err(|e| e.to_string())?
+                        .map(|bytes| decode::<VoucherView>(&bytes).map(|v| v.pool_id))
+                        .transpose()?,
+                };
+                if let Some(first) = existing {
+                    tracing::error!(%event_id, code = %voucher.code, %first, second = %pool_id,
+                        "voucher code created in two pools; the read model keeps the first");
+                    return Ok(());
+                }
                 self.vouchers.insert(
                     key,
                     VoucherView {

@@ -376,6 +376,36 @@ async fn reserved_seats_go_to_voucher_holders_and_expiry_returns_uses() {
     assert_eq!(admin.availability(&event).await, (5, 0, 0, 5));
     let gone = hold_with(&admin, &event, &tt, 1, "VIPS").await;
     assert_eq!(gone.str("reason"), "deactivated");
+
+    // A reserving voucher whose validity ends gives its seats back by itself.
+    let until = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let soon = voucher(
+        &admin,
+        &event,
+        json!({"code": "SOON", "ticket_type_ids": [tt], "max_uses": 3, "reserve_seats": true,
+            "valid_until": until}),
+    )
+    .await;
+    assert_eq!(soon.status, 201, "{:?}", soon.body);
+    assert_eq!(admin.availability(&event).await, (5, 0, 0, 2));
+    let released = wait_for(Duration::from_secs(20), || {
+        let admin = admin.clone();
+        let event = event.clone();
+        async move { (admin.availability(&event).await == (5, 0, 0, 5)).then_some(()) }
+    })
+    .await;
+    assert!(released.is_some(), "{:?}", admin.availability(&event).await);
+    let ended = admin
+        .get(&format!("/api/v1/events/{event}/vouchers/SOON"))
+        .await;
+    assert_eq!(ended.body["active"], false);
+    let past = voucher(
+        &admin,
+        &event,
+        json!({"code": "PAST", "ticket_type_ids": [tt], "max_uses": 1, "valid_until": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(past.body["errors"][0]["field"], "valid_until");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use super::{Engine, storage};
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
-use crate::ids::{EventId, TicketTypeId};
+use crate::ids::{EventId, PoolId, TicketTypeId, WaitlistEntryId};
 use crate::pool::voucher::{VOUCHER_CODE_LEN, VOUCHER_USES_MAX, Voucher, VoucherDef};
 use crate::pool::{PoolCommand, PoolOutcome};
 use crate::ports::{Page, VoucherView};
@@ -35,6 +35,8 @@ pub struct NewVoucher {
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 /// Length of generated codes.
 const GENERATED_CODE_LEN: usize = 10;
+/// Times a timed-out creation's pool is asked again before its code claim is released.
+const BARRIER_ATTEMPTS: usize = 12;
 
 /// Normalises a code as buyers type it (trimmed, upper case); `None` if it cannot be one.
 pub fn normalize_code(code: &str) -> Option<String> {
@@ -146,6 +148,11 @@ impl Engine {
             && until <= from
         {
             errors.push(FieldError::new("valid_until", "must be after valid_from"));
+        } else if new
+            .valid_until
+            .is_some_and(|until| until <= self.ctx.clock.now())
+        {
+            errors.push(FieldError::new("valid_until", "must be in the future"));
         }
         let (Some(code), true) = (code, errors.is_empty()) else {
             return Err(DomainError::Validation(errors).into());
@@ -166,19 +173,57 @@ impl Engine {
         if !self.voucher_codes.insert(claim.clone()) {
             return Err(DomainError::VoucherExists.into());
         }
-        let result = self.create_voucher_claimed(event_id, pools[0], def).await;
-        self.voucher_codes.remove(&claim);
+        let pool_id = pools[0];
+        let result = self.create_voucher_claimed(event_id, pool_id, def).await;
+        match &result {
+            // The creation may still be in the pool's mailbox or journal queue: the claim is
+            // kept until a later command of the same pool has been answered (its answer waits
+            // behind the pool's earlier appends), so no other pool can take the code meanwhile.
+            Err(EngineError::Timeout | EngineError::Unavailable(_)) => {
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.release_after_barrier(event_id, pool_id, claim).await
+                });
+            }
+            _ => {
+                self.voucher_codes.remove(&claim);
+            }
+        }
         result
+    }
+
+    /// Releases a code claim once `pool` has answered a command sent after the creation.
+    async fn release_after_barrier(&self, event_id: EventId, pool_id: PoolId, claim: String) {
+        for _ in 0..BARRIER_ATTEMPTS {
+            // Decides nothing; a place that does not exist answers "not found".
+            let probe = PoolCommand::WaitlistPosition(WaitlistEntryId::new());
+            match self.pool_command(event_id, pool_id, probe).await {
+                Err(
+                    EngineError::Timeout | EngineError::Unavailable(_) | EngineError::Overloaded,
+                ) => {
+                    tokio::time::sleep(self.ctx.config.call_timeout).await;
+                }
+                _ => {
+                    self.voucher_codes.remove(&claim);
+                    return;
+                }
+            }
+        }
+        // Never answered: keep the claim (the code stays refused until restart), never a
+        // duplicate.
+        tracing::warn!(claim, "voucher code claim kept: its pool did not answer");
     }
 
     async fn create_voucher_claimed(
         &self,
         event_id: EventId,
-        pool_id: crate::ids::PoolId,
+        pool_id: PoolId,
         def: VoucherDef,
     ) -> EngineResult<VoucherView> {
-        if self.voucher(event_id, &def.code).is_ok() {
-            return Err(DomainError::VoucherExists.into());
+        match self.voucher(event_id, &def.code) {
+            Ok(_) => return Err(DomainError::VoucherExists.into()),
+            Err(EngineError::Domain(DomainError::VoucherNotFound)) => {}
+            Err(e) => return Err(e),
         }
         let code = def.code.clone();
         self.voucher_command(event_id, pool_id, PoolCommand::CreateVoucher(Box::new(def)))

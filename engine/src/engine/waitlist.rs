@@ -72,6 +72,7 @@ impl Engine {
             max_per_account: tt.max_per_account,
             offer_ttl_secs: self.ctx.config.waitlist_offer_secs,
             joined_at: self.ctx.clock.now(),
+            sales_end: tt.sales_end,
         };
         let outcome = self
             .pool_command(

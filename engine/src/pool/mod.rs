@@ -608,9 +608,13 @@ impl PoolState {
 
     /// The earliest hold deadline, if any hold is live.
     pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
-        self.expiries
-            .first()
-            .and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
+        // Holds run out, and so do reserving vouchers (their seats then go back).
+        let hold = self.expiries.first().map(|(ms, _)| *ms);
+        [hold, self.vouchers.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .and_then(DateTime::from_timestamp_millis)
     }
 
     /// Status of a registration the pool knows.
@@ -681,6 +685,15 @@ impl PoolState {
             {
                 return;
             }
+            // Places whose ticket type's sales ended get nothing; they leave the line.
+            if let Some(gone) = self
+                .waitlist
+                .first_fitting(|e| e.sales_end.is_some_and(|end| now >= end))
+            {
+                let entry_id = gone.id;
+                self.emit(events, PoolEvent::WaitlistLeft { entry_id, at: now });
+                continue;
+            }
             let fits = |e: &waitlist::WaitlistEntry| {
                 u32::from(e.quantity) <= available
                     && e.max_per_account.is_none_or(|max| {
@@ -728,6 +741,13 @@ impl PoolState {
         }
         if self.waitlist.waits(entry.user_id, entry.ticket_type_id) {
             return Err(DomainError::AlreadyWaiting);
+        }
+        // A place the account's limit would never let it take is refused now.
+        if let Some(max) = entry.max_per_account {
+            let held = self.live_seats_of(entry.user_id, entry.ticket_type_id);
+            if held + u32::from(entry.quantity) > u32::from(max) {
+                return Err(DomainError::AccountLimitReached { max, held });
+            }
         }
         let available = self.counts().available();
         if u32::from(entry.quantity) <= available {
@@ -1118,6 +1138,18 @@ impl PoolState {
                 PoolEvent::HoldExpired {
                     registration_id: *id,
                     user_id,
+                    at: now,
+                },
+            );
+        }
+        // Reserving vouchers past their validity can sell nothing more: their seats go back.
+        for index in self.vouchers.due(now_ms) {
+            let code = self.vouchers.get(index).def.code.clone();
+            self.emit(
+                events,
+                PoolEvent::VoucherDeactivated {
+                    event_id: self.event_id,
+                    code,
                     at: now,
                 },
             );

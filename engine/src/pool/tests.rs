@@ -19,6 +19,8 @@ enum Op {
     CreateVoucher {
         max_uses: u32,
         reserve: bool,
+        /// Valid for this long (ms) from its creation.
+        valid_ms: Option<i64>,
     },
     DeactivateVoucher(usize),
     JoinWaitlist {
@@ -44,7 +46,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (1u16..5, 1i64..2_000, proptest::option::of(0u8..6), proptest::option::of(0u8..3),
               proptest::option::of(0u8..4))
             .prop_map(|(quantity, ttl_ms, key, user, voucher)| Op::Hold { quantity, ttl_ms, key, user, voucher }),
-        1 => (1u32..6, any::<bool>()).prop_map(|(max_uses, reserve)| Op::CreateVoucher { max_uses, reserve }),
+        1 => (1u32..6, any::<bool>(), proptest::option::of(1i64..3_000))
+            .prop_map(|(max_uses, reserve, valid_ms)| Op::CreateVoucher { max_uses, reserve, valid_ms }),
         1 => any::<usize>().prop_map(Op::DeactivateVoucher),
         2 => (0u8..3, 1u16..4).prop_map(|(user, quantity)| Op::JoinWaitlist { user, quantity }),
         1 => any::<usize>().prop_map(Op::LeaveWaitlist),
@@ -66,6 +69,8 @@ struct Model {
     users: HashMap<RegistrationId, UserId>,
     /// Vouchers created: (max uses, reserves seats, active).
     vouchers: Vec<(u32, bool, bool)>,
+    /// Their end of validity (ms).
+    voucher_until: Vec<Option<i64>>,
     /// The voucher each registration redeemed.
     voucher_of: HashMap<RegistrationId, usize>,
     /// Waiting entries in joining order: (id, account, seats).
@@ -170,17 +175,19 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 currency: "EUR".into(),
                 voucher: voucher.map(|v| code(usize::from(v))),
             })),
-            Op::CreateVoucher { max_uses, reserve } => {
-                PoolCommand::CreateVoucher(Box::new(voucher::VoucherDef {
-                    code: code(model.vouchers.len()),
-                    ticket_types: vec![ticket_type_id],
-                    discount: Some(crate::pricing::Discount::Percent(10)),
-                    max_uses: *max_uses,
-                    valid_from: None,
-                    valid_until: None,
-                    reserve_seats: *reserve,
-                }))
-            }
+            Op::CreateVoucher {
+                max_uses,
+                reserve,
+                valid_ms,
+            } => PoolCommand::CreateVoucher(Box::new(voucher::VoucherDef {
+                code: code(model.vouchers.len()),
+                ticket_types: vec![ticket_type_id],
+                discount: Some(crate::pricing::Discount::Percent(10)),
+                max_uses: *max_uses,
+                valid_from: None,
+                valid_until: valid_ms.map(|ms| now + Duration::milliseconds(ms)),
+                reserve_seats: *reserve,
+            })),
             Op::DeactivateVoucher(v) => {
                 PoolCommand::DeactivateVoucher(code(v % model.vouchers.len().max(1)))
             }
@@ -196,6 +203,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     max_per_account: Some(MAX_PER_ACCOUNT),
                     offer_ttl_secs: 1,
                     joined_at: now,
+                    sales_end: None,
                 }))
             }
             Op::LeaveWaitlist(i) => match model.waiting.get(i % model.waiting.len().max(1)) {
@@ -285,6 +293,10 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     let (max, reserve, active) = model.vouchers[v];
                     assert!(active, "redeemed a deactivated voucher");
                     assert!(
+                        model.voucher_until[v].is_none_or(|t| now.timestamp_millis() < t),
+                        "redeemed an expired voucher"
+                    );
+                    assert!(
                         model.uses(v) + u32::from(cmd.quantity) <= max,
                         "voucher overused"
                     );
@@ -352,6 +364,9 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 match *reason {
                     "unknown" => assert!(v >= model.vouchers.len()),
                     "deactivated" => assert!(!model.vouchers[v].2),
+                    "expired" => {
+                        assert!(model.voucher_until[v].is_some_and(|t| t <= now.timestamp_millis()))
+                    }
                     other => panic!("unexpected refusal {other}"),
                 }
             }
@@ -367,6 +382,9 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     assert!(before.0 + before.1 + reserved_before + def.max_uses <= capacity);
                 }
                 model.vouchers.push((def.max_uses, def.reserve_seats, true));
+                model
+                    .voucher_until
+                    .push(def.valid_until.map(|t| t.timestamp_millis()));
             }
             (PoolCommand::CreateVoucher(def), Err(DomainError::SoldOut { available })) => {
                 assert!(def.reserve_seats);
@@ -395,6 +413,10 @@ fn run(capacity: u32, ops: Vec<Op>) {
             (PoolCommand::JoinWaitlist(e), Err(DomainError::NotSoldOut { available })) => {
                 assert_eq!(*available, capacity - before.0 - before.1 - reserved_before);
                 assert!(u32::from(e.quantity) <= *available);
+            }
+            (PoolCommand::JoinWaitlist(e), Err(DomainError::AccountLimitReached { max, held })) => {
+                assert_eq!(*held, model.live_seats_of(e.user_id));
+                assert!(held + u32::from(e.quantity) > u32::from(*max));
             }
             (PoolCommand::JoinWaitlist(e), Err(DomainError::AlreadyWaiting)) => {
                 assert!(model.waiting.iter().any(|w| w.1 == e.user_id));
@@ -482,6 +504,16 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     }
                 }
                 assert_eq!(*n, expected);
+                // Reserving vouchers past their validity give their seats back.
+                for v in 0..model.vouchers.len() {
+                    let (_, reserve, active) = model.vouchers[v];
+                    if reserve
+                        && active
+                        && model.voucher_until[v].is_some_and(|t| t <= now.timestamp_millis())
+                    {
+                        model.vouchers[v].2 = false;
+                    }
+                }
             }
             (cmd, outcome) => panic!("unexpected outcome {outcome:?} for {cmd:?}"),
         }
@@ -647,4 +679,72 @@ fn confirm_racing_expiry_ends_in_exactly_one_state() {
             reserved: 0,
         }
     );
+}
+
+#[test]
+fn places_whose_sales_ended_leave_the_line_instead_of_getting_seats() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 1);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let (tt, user) = (TicketTypeId::new(), UserId::new());
+    let attendee = Attendee {
+        name: "A".into(),
+        email: "a@example.com".into(),
+    };
+    let id = RegistrationId::new();
+    let hold = HoldCommand {
+        registration_id: id,
+        event_id,
+        ticket_type_id: tt,
+        quantity: 1,
+        attendee: attendee.clone(),
+        user_id: None,
+        max_per_account: None,
+        ttl: Duration::minutes(10),
+        idempotency: None,
+        unit_price_minor: 100,
+        currency: "EUR".into(),
+        voucher: None,
+    };
+    let (_, r) = state.execute(
+        PoolCommand::Hold(Box::new(hold)),
+        EventStatus::Published,
+        t0,
+    );
+    assert!(r.is_ok());
+    let entry = waitlist::WaitlistEntry {
+        id: WaitlistEntryId::new(),
+        user_id: user,
+        ticket_type_id: tt,
+        quantity: 1,
+        attendee,
+        unit_price_minor: 100,
+        currency: "EUR".into(),
+        max_per_account: Some(1),
+        offer_ttl_secs: 60,
+        joined_at: t0,
+        sales_end: Some(t0 + Duration::seconds(1)),
+    };
+    let (_, r) = state.execute(
+        PoolCommand::JoinWaitlist(Box::new(entry.clone())),
+        EventStatus::Published,
+        t0,
+    );
+    assert!(matches!(r, Ok(PoolOutcome::Waitlisted { position: 1, .. })));
+    // After the end of sales the seat comes back: the place leaves, general sale gets it.
+    let (events, r) = state.execute(
+        PoolCommand::Cancel(id),
+        EventStatus::Published,
+        t0 + Duration::seconds(2),
+    );
+    assert_eq!(r, Ok(PoolOutcome::Canceled));
+    assert!(matches!(
+        events.as_slice(),
+        [
+            PoolEvent::RegistrationCanceled { .. },
+            PoolEvent::WaitlistLeft { .. }
+        ]
+    ));
+    assert_eq!(state.counts().available(), 1);
+    assert!(state.waitlist().is_empty());
 }

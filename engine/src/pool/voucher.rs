@@ -9,13 +9,14 @@
 //!   cannot take them, its holders can. The reservation ends with its last use or when it is
 //!   deactivated. A pool never has `held + confirmed + reserved > capacity`.
 //! - A deactivated voucher cannot be redeemed again; registrations made with it keep their
-//!   price.
+//!   price. A reserving voucher is deactivated by its pool when its `valid_until` passes, so
+//!   seats it can no longer sell go back to general sale (and to the waiting list).
 
 use crate::ids::TicketTypeId;
 use crate::pricing::Discount;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 /// Vouchers per pool at most.
 pub const VOUCHERS_PER_POOL_MAX: usize = 10_000;
@@ -97,6 +98,9 @@ pub struct Vouchers {
     /// Seats set aside by active reserving vouchers; derived.
     #[serde(skip)]
     reserved: u32,
+    /// `valid_until` (ms) of active reserving vouchers, with their index; derived.
+    #[serde(skip)]
+    deadlines: BTreeSet<(i64, u32)>,
 }
 
 impl Vouchers {
@@ -130,6 +134,25 @@ impl Vouchers {
         self.reserved
     }
 
+    /// The earliest end (ms) of an active reserving voucher's validity.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.deadlines.first().map(|(ms, _)| *ms)
+    }
+
+    /// Active reserving vouchers whose validity ended at or before `now_ms`.
+    pub fn due(&self, now_ms: i64) -> Vec<u32> {
+        self.deadlines
+            .iter()
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .map(|(_, i)| *i)
+            .collect()
+    }
+
+    fn deadline(voucher: &Voucher) -> Option<i64> {
+        (voucher.active && voucher.def.reserve_seats)
+            .then_some(voucher.def.valid_until?.timestamp_millis())
+    }
+
     /// Adds a new voucher (no uses, active).
     pub(super) fn add(&mut self, def: VoucherDef) {
         let index = self.list.len() as u32;
@@ -139,6 +162,9 @@ impl Vouchers {
             active: true,
         };
         self.reserved += voucher.reserved();
+        if let Some(ms) = Self::deadline(&voucher) {
+            self.deadlines.insert((ms, index));
+        }
         let previous = self.by_code.insert(voucher.def.code.clone(), index);
         assert!(
             previous.is_none(),
@@ -163,6 +189,9 @@ impl Vouchers {
 
     /// Deactivates the voucher at `index`.
     pub(super) fn deactivate(&mut self, index: u32) {
+        if let Some(ms) = Self::deadline(&self.list[index as usize]) {
+            self.deadlines.remove(&(ms, index));
+        }
         self.update(index, |v| v.active = false);
     }
 
@@ -177,8 +206,14 @@ impl Vouchers {
     /// the live registrations (`uses[i]`: seats of live registrations that redeemed voucher
     /// `i`); an error if the stored uses disagree.
     pub(super) fn restore(&mut self, uses: &HashMap<u32, u32>) -> Result<(), String> {
+        if let Some(bad) = uses.keys().find(|i| **i as usize >= self.list.len()) {
+            return Err(format!(
+                "a registration redeemed voucher {bad}, which does not exist"
+            ));
+        }
         self.by_code.clear();
         self.reserved = 0;
+        self.deadlines.clear();
         for (i, voucher) in self.list.iter().enumerate() {
             let counted = uses.get(&(i as u32)).copied().unwrap_or(0);
             if counted != voucher.uses {
@@ -189,6 +224,9 @@ impl Vouchers {
             }
             self.by_code.insert(voucher.def.code.clone(), i as u32);
             self.reserved += voucher.reserved();
+            if let Some(ms) = Self::deadline(voucher) {
+                self.deadlines.insert((ms, i as u32));
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //!   expiry (`PoolEvent::WaitlistOffered`). General sale never sees those seats.
 //! - An offer is claimed by confirming its registration. An unclaimed offer expires like any
 //!   hold, and its seats go to the next entry in the same turn.
+//! - A place whose ticket type's sales ended is dropped (`WaitlistLeft`) instead of offered.
 //! - Entries that do not fit (more seats than are free) keep their place; a smaller entry
 //!   behind them may be served first, so freed seats never wait unused.
 
@@ -44,6 +45,9 @@ pub struct WaitlistEntry {
     /// When it joined.
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub joined_at: DateTime<Utc>,
+    /// The ticket type's end of sales: no offer from then on (the place is dropped).
+    #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+    pub sales_end: Option<DateTime<Utc>>,
 }
 
 /// Waiting entries in joining order.

@@ -25,8 +25,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Routes a buyer uses on their own behalf: audited only when a privileged account uses them.
-const SELF_SERVICE: [&str; 9] = [
+const SELF_SERVICE: [&str; 11] = [
     "/api/v1/events/{id}/registrations",
+    "/api/v1/events/{id}/waiting-list",
+    "/api/v1/waiting-list/{id}/leave",
     "/api/v1/registrations/{id}/confirm",
     "/api/v1/registrations/{id}/cancel",
     "/api/v1/users/me",
@@ -104,6 +106,10 @@ fn event_of(state: &AppState, path: &str) -> Option<Uuid> {
         ["api", "v1", "registrations", id, ..] => {
             let id = RegistrationId(Uuid::parse_str(id).ok()?);
             state.engine.registration(id).ok().map(|r| r.event_id.0)
+        }
+        ["api", "v1", "waiting-list", id, ..] => {
+            let id = engine::ids::WaitlistEntryId(Uuid::parse_str(id).ok()?);
+            state.engine.waitlist_view(id).ok().map(|w| w.event_id.0)
         }
         _ => None,
     }
