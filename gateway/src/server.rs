@@ -160,6 +160,14 @@ pub async fn run(
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // No Nagle: answers are small and already batched per write (a WebSocket connection's
+    // queued frames go out in one write); with Nagle, a small write behind an unacknowledged
+    // one waits for the peer's delayed ACK (tens of milliseconds per round).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining requests");

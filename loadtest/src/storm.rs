@@ -162,7 +162,7 @@ async fn scanner(
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
-    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     let (mut sink, mut stream) = ws.split();
     let mut seen = Seen::default();
     let mut sent_at: HashMap<usize, Instant> = HashMap::new();
@@ -217,6 +217,49 @@ async fn scanner(
         }
     }
     Ok((plan, seen))
+}
+
+/// The transport's ceiling on this machine: `n` `ping` frames per connection over the same
+/// hub, window and connection count as the storm, each answered by a `pong` (the hub answers
+/// them in order). Returns the latencies (µs).
+async fn pinger(
+    ws_url: String,
+    token: String,
+    n: usize,
+    window: usize,
+) -> anyhow::Result<Vec<u64>> {
+    let mut request = ws_url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+    let (mut sink, mut stream) = ws.split();
+    let frame = json!({"type": "ping"}).to_string();
+    let mut sent: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    let (mut next, mut latency) = (0, Vec::with_capacity(n));
+    while latency.len() < n {
+        let mut fed = false;
+        while next < n && sent.len() < window {
+            sink.feed(Message::text(frame.clone())).await?;
+            sent.push_back(Instant::now());
+            next += 1;
+            fed = true;
+        }
+        if fed {
+            sink.flush().await?;
+        }
+        let reply = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .context("no pong within 30 s")?
+            .context("connection closed")??;
+        if let Message::Text(text) = reply
+            && text.contains("\"pong\"")
+        {
+            let started = sent.pop_front().context("unexpected pong")?;
+            latency.push(started.elapsed().as_micros() as u64);
+        }
+    }
+    Ok(latency)
 }
 
 /// Runs the storm and checks exactly-once; returns the report.
@@ -321,6 +364,34 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
         q(0.999),
         latency.max() as f64 / 1000.0
     );
+    // The same number of frames as no-op pings, same connections and window: the ratio
+    // compares scans with what the transport and this load generator can do in the same run.
+    let started = Instant::now();
+    let per_conn = total.div_ceil(args.scanners);
+    let pings = (0..args.scanners).map(|_| {
+        tokio::spawn(pinger(
+            ws_url.clone(),
+            token.clone(),
+            per_conn,
+            args.window.max(1),
+        ))
+    });
+    let mut noop_latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for outcome in futures::future::join_all(pings).await {
+        for l in outcome?? {
+            noop_latency.record(l.max(1))?;
+        }
+    }
+    let noop_elapsed = started.elapsed().as_secs_f64();
+    let noop_per_sec = (per_conn * args.scanners) as f64 / noop_elapsed;
+    println!(
+        "noop: {} pings in {:.2}s = {noop_per_sec:.0} frames/s, p50 {:.2} p99 {:.2} ms; ratio scans/s ÷ no-op frames/s = {:.3}",
+        per_conn * args.scanners,
+        noop_elapsed,
+        noop_latency.value_at_quantile(0.5) as f64 / 1000.0,
+        noop_latency.value_at_quantile(0.99) as f64 / 1000.0,
+        per_sec / noop_per_sec
+    );
     println!(
         "verify: admitted {admitted} of {} tickets (each once: {}), duplicates {duplicates} of {injected} injected, retries answered alike {retries_ok} of {retries}, other {other:?}, export shows {checked_in} checked in: {}",
         args.tickets,
@@ -334,6 +405,7 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
         "admitted": admitted, "duplicates": duplicates, "duplicates_injected": injected,
         "retries": retries, "retries_answered_alike": retries_ok, "export_checked_in": checked_in,
         "exactly_once": exactly_once,
+        "noop_frames_per_sec": noop_per_sec, "ratio_scans_to_noop": per_sec / noop_per_sec,
     });
     if !exactly_once {
         bail!("exactly-once check failed: {report}");
