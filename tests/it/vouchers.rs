@@ -136,6 +136,22 @@ async fn the_last_use_goes_to_one_buyer_and_one_price_holds_throughout() {
     let listed = admin.get(&format!("/api/v1/events/{event}/vouchers")).await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
 
+    // A quote shows the price a hold would record, without taking a use.
+    let quote = |code: &str| {
+        let admin = admin.clone();
+        let path =
+            format!("/api/v1/events/{event}/quote?ticket_type_id={tt}&quantity=1&voucher={code}");
+        async move { admin.get(&path).await }
+    };
+    let quoted = quote("spring").await;
+    assert_eq!(quoted.status, 200, "{:?}", quoted.body);
+    assert_eq!(
+        (&quoted.body["discount_minor"], &quoted.body["total_minor"]),
+        (&json!(120), &json!(879))
+    );
+    assert_eq!(quote("NOPE").await.str("reason"), "unknown");
+    assert_eq!(uses(&admin, &event, "SPRING").await, 0);
+
     // The race: 24 buyers at once for the last (only) use. Exactly one gets it.
     let replies = race(&admin, &event, &tt, "spring", 24).await;
     let winners: Vec<&Reply> = replies.iter().filter(|r| r.status == 201).collect();
@@ -155,6 +171,7 @@ async fn the_last_use_goes_to_one_buyer_and_one_price_holds_throughout() {
         assert_eq!(r.body["remaining"], 0);
     }
     assert_eq!(uses(&admin, &event, "SPRING").await, 1);
+    assert_eq!(quote("SPRING").await.str("code"), "voucher_used_up");
     // 12% of 999 = 119.88, rounded half up per seat: 120.
     let price = &winners[0].body["price"];
     assert_eq!(

@@ -282,3 +282,72 @@ impl Engine {
             .map_err(storage)
     }
 }
+
+impl Engine {
+    /// What `quantity` seats of `ticket_type_id` would cost, with `voucher` if given: the same
+    /// calculation a hold makes. Not binding: the voucher is checked against its read model,
+    /// and only a hold decides a use (and the price it records).
+    pub fn quote(
+        &self,
+        event_id: EventId,
+        ticket_type_id: TicketTypeId,
+        quantity: i64,
+        voucher: Option<&str>,
+    ) -> EngineResult<crate::pricing::Price> {
+        let record = self.event(event_id)?;
+        let tt = record.ticket_type(ticket_type_id).ok_or_else(|| {
+            DomainError::Validation(vec![FieldError::new(
+                "ticket_type_id",
+                "no such ticket type in this event",
+            )])
+        })?;
+        if quantity < i64::from(tt.min_per_order) || quantity > i64::from(tt.max_per_order) {
+            return Err(DomainError::Validation(vec![FieldError::new(
+                "quantity",
+                format!(
+                    "must be between {} and {} (the ticket type's order limits)",
+                    tt.min_per_order, tt.max_per_order
+                ),
+            )])
+            .into());
+        }
+        // Checked above against max_per_order (at most PER_ORDER_MAX).
+        let quantity = quantity as u16;
+        let redeemed = match voucher {
+            None => None,
+            Some(code) => {
+                let unknown = DomainError::VoucherNotValid { reason: "unknown" };
+                let code = normalize_code(code).ok_or(unknown.clone())?;
+                let view = self
+                    .ctx
+                    .store
+                    .voucher(event_id, &code)
+                    .map_err(storage)?
+                    .ok_or(unknown)?;
+                let v = &view.voucher;
+                if !v.active {
+                    return Err(DomainError::VoucherNotValid {
+                        reason: "deactivated",
+                    }
+                    .into());
+                }
+                if let Some(reason) = v.def.refusal(tt.id, self.ctx.clock.now()) {
+                    return Err(DomainError::VoucherNotValid { reason }.into());
+                }
+                if u32::from(quantity) > v.remaining() {
+                    return Err(DomainError::VoucherUsedUp {
+                        remaining: v.remaining(),
+                    }
+                    .into());
+                }
+                Some((code, v.def.discount))
+            }
+        };
+        Ok(crate::pricing::quote(
+            tt.price_minor,
+            &tt.currency,
+            quantity,
+            redeemed.as_ref().map(|(code, d)| (code.as_str(), *d)),
+        ))
+    }
+}

@@ -49,7 +49,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::organizer::bulk_cancel, super::organizer::bulk_resend,
         super::organizer::export_registrations, super::organizer::export_tickets,
         super::vouchers::create_voucher, super::vouchers::list_vouchers, super::vouchers::get_voucher,
-        super::vouchers::deactivate_voucher, super::vouchers::receipt,
+        super::vouchers::deactivate_voucher, super::vouchers::receipt, super::vouchers::quote,
         super::waitlist::join, super::waitlist::get_place, super::waitlist::leave,
     ),
     components(schemas(

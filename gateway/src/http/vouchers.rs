@@ -39,6 +39,45 @@ pub(super) fn router() -> Router<AppState> {
             post(deactivate_voucher),
         )
         .route("/api/v1/registrations/{id}/receipt", get(receipt))
+        .route("/api/v1/events/{id}/quote", get(quote))
+}
+
+/// What to price.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteParams {
+    /// The ticket type.
+    ticket_type_id: Uuid,
+    /// Seats (within the ticket type's order limits).
+    #[param(minimum = 1, maximum = 100)]
+    quantity: i64,
+    /// A voucher code to apply.
+    #[param(min_length = 4, max_length = 32, pattern = "^[A-Za-z0-9_-]{4,32}$")]
+    voucher: Option<String>,
+}
+
+/// What seats would cost, with a voucher if given (signed-in callers): the same calculation
+/// a hold makes, so a front can show the price before holding. Not binding: only a hold takes
+/// a voucher's use and records the price.
+#[utoipa::path(get, path = "/api/v1/events/{id}/quote", tag = "vouchers",
+    params(("id" = Uuid, Path), QuoteParams),
+    responses((status = 200, body = super::registrations::PriceDto), (status = 400, body = Problem),
+        (status = 404, body = Problem), (status = 409, description = "voucher_used_up", body = Problem),
+        (status = 422, description = "voucher_not_valid or a field", body = Problem)))]
+pub(crate) async fn quote(
+    State(state): State<AppState>,
+    Authenticated(_principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+    ApiQuery(params): ApiQuery<QuoteParams>,
+) -> ApiResult<Json<super::registrations::PriceDto>> {
+    let price = state.engine.quote(
+        event_id,
+        TicketTypeId(params.ticket_type_id),
+        params.quantity,
+        params.voucher.as_deref(),
+    )?;
+    Ok(Json(super::registrations::PriceDto::from(&price)))
 }
 
 /// Body of `POST /api/v1/events/{id}/vouchers`. Give at most one of `percent_off` and
