@@ -67,6 +67,9 @@ pub struct AuthConfig {
     /// Access tokens remembered as verified (0 disables the cache); each use still checks
     /// the token's expiry.
     pub verified_tokens_cached_max: usize,
+    /// Genuine ticket codes remembered (a 16-byte digest per ticket) so online scans skip the
+    /// signature arithmetic; 0 disables.
+    pub verified_codes_cached_max: usize,
     /// The first admin: if set, and the environment variable
     /// `REGENGINE_BOOTSTRAP_ADMIN_PASSWORD` holds a password, an admin account with this
     /// e-mail is created at start-up unless one exists. Empty: no bootstrap.

@@ -54,7 +54,8 @@ pub async fn run(
     )
     .map_err(|e| anyhow::anyhow!("opening {}: {e}", storage.data_dir.display()))?;
     let codes = TicketCodes::load_or_create(&storage.data_dir.join("ticket-signing.key"))
-        .context("ticket signing key")?;
+        .context("ticket signing key")?
+        .with_verified_cache(config.auth.verified_codes_cached_max);
     let auth = Arc::new(
         crate::auth::Auth::new(&config.auth, &storage.data_dir)
             .map_err(|e| anyhow::anyhow!("auth: {e}"))?,

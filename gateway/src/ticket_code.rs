@@ -18,13 +18,19 @@
 //! seed = HMAC-SHA256(master, "regengine/ticket-key/v1" ‖ event id ‖ key id). Rotating an event's
 //! key (`EventRecord::ticket_key`) re-keys every ticket of the event at once (codes are computed
 //! when shown, never stored) and retires the old codes. Public keys are published to scanners.
+//!
+//! Online checks are cheap for codes this process has made or checked before: a bounded map
+//! from ticket to a digest of its genuine code (payload and signature) answers without curve
+//! arithmetic. A code not in it is signed again and compared (Ed25519 is deterministic), and a
+//! signature that differs gets the full verification. `prepare` fills the map for a whole
+//! event before its doors open.
 
 use chrono::{DateTime, Utc};
 use data_encoding::BASE32_NOPAD;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use engine::ids::{EventId, TicketId, TicketTypeId};
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -70,11 +76,75 @@ pub enum CodeError {
     UnknownEvent,
 }
 
+/// Shards of the verified-code map.
+const VERIFIED_SHARDS: usize = 16;
+
+/// Digests of genuine codes by ticket, bounded (a full shard is emptied).
+struct Verified {
+    shards: Vec<Mutex<HashMap<TicketId, [u8; 16]>>>,
+    per_shard_max: usize,
+}
+
+impl Verified {
+    fn new(max: usize) -> Self {
+        Self {
+            shards: (0..VERIFIED_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            per_shard_max: max.div_ceil(VERIFIED_SHARDS),
+        }
+    }
+
+    fn digest(payload: &[u8], signature: &[u8]) -> [u8; 16] {
+        let mut hash = Sha256::new();
+        hash.update(payload);
+        hash.update(signature);
+        let full: [u8; 32] = hash.finalize().into();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    fn shard(&self, ticket: TicketId) -> &Mutex<HashMap<TicketId, [u8; 16]>> {
+        &self.shards[usize::from(ticket.as_bytes()[15]) % VERIFIED_SHARDS]
+    }
+
+    /// Whether (payload, signature) is the genuine code remembered for `ticket`.
+    fn knows(&self, ticket: TicketId, payload: &[u8], signature: &[u8]) -> bool {
+        if self.per_shard_max == 0 {
+            return false;
+        }
+        let digest = Self::digest(payload, signature);
+        let shard = self.shard(ticket).lock().unwrap_or_else(|e| e.into_inner());
+        shard.get(&ticket) == Some(&digest)
+    }
+
+    fn remember(&self, ticket: TicketId, payload: &[u8], signature: &[u8]) {
+        if self.per_shard_max == 0 {
+            return;
+        }
+        let digest = Self::digest(payload, signature);
+        let mut shard = self.shard(ticket).lock().unwrap_or_else(|e| e.into_inner());
+        if shard.len() >= self.per_shard_max && !shard.contains_key(&ticket) {
+            shard.clear();
+        }
+        shard.insert(ticket, digest);
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+}
+
 /// Signs and verifies ticket codes.
 #[derive(Clone)]
 pub struct TicketCodes {
     master: [u8; 32],
     keys: Arc<Mutex<HashMap<(EventId, u8), SigningKey>>>,
+    verified: Arc<Verified>,
 }
 
 impl TicketCodes {
@@ -104,7 +174,19 @@ impl TicketCodes {
         Self {
             master,
             keys: Arc::new(Mutex::new(HashMap::new())),
+            verified: Arc::new(Verified::new(0)),
         }
+    }
+
+    /// The same codes, remembering up to `max` genuine codes (0: none) for cheap online checks.
+    pub fn with_verified_cache(mut self, max: usize) -> Self {
+        self.verified = Arc::new(Verified::new(max));
+        self
+    }
+
+    /// Genuine codes remembered.
+    pub fn verified_len(&self) -> usize {
+        self.verified.len()
     }
 
     /// The event's signing key `key`.
@@ -150,8 +232,9 @@ impl TicketCodes {
         bytes.extend_from_slice(ticket_type.as_bytes());
         let secs = (issued_at.timestamp() - EPOCH_2020).clamp(0, i64::from(u32::MAX)) as u32;
         bytes.extend_from_slice(&secs.to_be_bytes());
-        let signature = self.signing_key(event, key).sign(&bytes);
-        bytes.extend_from_slice(&signature.to_bytes());
+        let signature = self.signing_key(event, key).sign(&bytes).to_bytes();
+        self.verified.remember(ticket, &bytes, &signature);
+        bytes.extend_from_slice(&signature);
         format!("{PREFIX}{}", BASE32_NOPAD.encode(&bytes))
     }
 
@@ -173,18 +256,22 @@ impl TicketCodes {
         // payload is `sign(payload)`. Signing and comparing costs a fixed-base multiplication
         // (~4x cheaper than a verification), which is what a venue's scan rate needs; any
         // other signature (made elsewhere with the key, or forged) takes the full check.
-        let signing = self.signing_key(claims.event_id, claims.key);
-        let expected = signing.sign(&payload).to_bytes();
         let presented = signature.to_bytes();
-        let differ = expected
-            .iter()
-            .zip(presented.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if differ != 0 {
-            signing
-                .verifying_key()
-                .verify_strict(&payload, &signature)
-                .map_err(|_| CodeError::InvalidSignature)?;
+        if !self.verified.knows(claims.ticket_id, &payload, &presented) {
+            let signing = self.signing_key(claims.event_id, claims.key);
+            let expected = signing.sign(&payload).to_bytes();
+            let differ = expected
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if differ != 0 {
+                signing
+                    .verifying_key()
+                    .verify_strict(&payload, &signature)
+                    .map_err(|_| CodeError::InvalidSignature)?;
+            }
+            self.verified
+                .remember(claims.ticket_id, &payload, &presented);
         }
         if claims.key < current {
             return Err(CodeError::RetiredKey);
@@ -293,7 +380,38 @@ mod tests {
 
     #[test]
     fn tampered_forged_and_retired_codes_are_refused() {
-        let codes = codes();
+        // The same answers whether genuine codes are remembered or not.
+        for codes in [codes(), codes().with_verified_cache(100)] {
+            refuses_bad_codes(&codes);
+        }
+    }
+
+    #[test]
+    fn remembered_codes_are_bounded_and_only_genuine_ones_are_remembered() {
+        let codes = codes().with_verified_cache(32);
+        let event = EventId::new();
+        for _ in 0..100 {
+            let code = codes.encode(1, event, TicketId::new(), TicketTypeId::new(), Utc::now());
+            assert!(codes.verify(&code, |_| Some(1)).is_ok());
+        }
+        assert!(codes.verified_len() <= 32 + VERIFIED_SHARDS);
+        // A code with the right ticket but another type: not the remembered one, and refused.
+        let ticket = TicketId::new();
+        let genuine = codes.encode(1, event, ticket, TicketTypeId::new(), Utc::now());
+        let bytes = BASE32_NOPAD
+            .decode(genuine.strip_prefix(PREFIX).unwrap().as_bytes())
+            .unwrap();
+        let mut altered = bytes.clone();
+        altered[40] ^= 1; // inside the ticket type id
+        let altered = format!("{PREFIX}{}", BASE32_NOPAD.encode(&altered));
+        assert_eq!(
+            codes.verify(&altered, |_| Some(1)),
+            Err(CodeError::InvalidSignature)
+        );
+        assert!(codes.verify(&genuine, |_| Some(1)).is_ok());
+    }
+
+    fn refuses_bad_codes(codes: &TicketCodes) {
         let event = EventId::new();
         let code = codes.encode(1, event, TicketId::new(), TicketTypeId::new(), Utc::now());
         // Any changed character breaks the signature (or the format).

@@ -273,6 +273,23 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
     let token = crate::login(&http, &args.base, &args.email, &password).await?;
     let (event, codes) = tickets(&http, &token, &args.base, args.tickets).await?;
     println!("checkin-storm: {} tickets of event {event}", codes.len());
+    // Doors prep, as an organizer would run it before opening (a server with the code cache
+    // off answers it too, and then every scan pays the signature arithmetic).
+    let prepared: Value = http
+        .post(format!(
+            "{}/api/v1/events/{event}/check-in/prepare",
+            args.base
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!(
+        "checkin-storm: prepared {} codes in {} ms (server remembers {})",
+        prepared["tickets"], prepared["elapsed_ms"], prepared["remembered"]
+    );
     let codes = std::sync::Arc::new(codes);
     let plans = plan(args, args.tickets);
     let total: usize = plans.iter().map(Vec::len).sum();

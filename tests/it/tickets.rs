@@ -106,6 +106,28 @@ async fn signed_tickets_qr_keys_rotation_and_revocation() {
         (code.clone(), numbers[0].to_owned())
     );
 
+    // Doors prep: every issued code of the event is remembered for cheap online checks; only
+    // the event's staff and managers may ask.
+    let prepared = admin
+        .post(
+            &format!("/api/v1/events/{event}/check-in/prepare"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(prepared.status, 200, "{:?}", prepared.body);
+    assert_eq!(prepared.body["tickets"], 2);
+    assert_eq!(
+        bob.post(
+            &format!("/api/v1/events/{event}/check-in/prepare"),
+            &json!({}),
+            None
+        )
+        .await
+        .status,
+        403
+    );
+
     // QR images: the PNG decodes to the code; only the holder (or a manager) gets them.
     let (status, content_type, png) =
         bytes(&ann, &format!("/api/v1/tickets/{ticket_id}/qr.png")).await;

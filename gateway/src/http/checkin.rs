@@ -48,6 +48,75 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/events/{id}/checkin-stats",
             axum::routing::get(stats),
         )
+        .route("/api/v1/events/{id}/check-in/prepare", post(prepare))
+}
+
+/// Registrations read per page while preparing.
+const PREPARE_PAGE: usize = 500;
+/// One preparation at a time (it is CPU-bound: one signature per ticket).
+static PREPARING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// What a preparation did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreparedDto {
+    /// Tickets of the event whose codes are now remembered.
+    tickets: usize,
+    /// Codes remembered in all (bounded by `auth.verified_codes_cached_max`).
+    remembered: usize,
+    elapsed_ms: u64,
+}
+
+/// Get doors ready (staff and managers): computes the code of every issued ticket of the event
+/// once, so this server checks scanned codes by a digest lookup instead of signature
+/// arithmetic. Optional: an unprepared code is still checked, at a higher cost. Run it after
+/// the sale and before doors open (and again after rotating the event's key).
+#[utoipa::path(post, path = "/api/v1/events/{id}/check-in/prepare", tag = "check-in", params(("id" = Uuid, Path)),
+    responses((status = 200, body = PreparedDto), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 503, description = "another preparation is running", body = Problem)))]
+pub(crate) async fn prepare(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+) -> ApiResult<Json<PreparedDto>> {
+    let event = scanning_event(&state, &principal, event_id)?;
+    let _one = PREPARING.try_acquire().map_err(|_| ApiError::Overloaded)?;
+    let started = std::time::Instant::now();
+    let work = state.clone();
+    let tickets = tokio::task::spawn_blocking(move || -> ApiResult<usize> {
+        let (mut after, mut tickets) = (None, 0);
+        loop {
+            let page = work.engine.registrations_by_event(
+                event_id,
+                Some(engine::model::RegistrationStatus::Confirmed),
+                after,
+                PREPARE_PAGE,
+            )?;
+            for reg in &page.items {
+                let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
+                for ticket in &reg.tickets {
+                    work.codes.encode(
+                        event.ticket_key,
+                        event_id,
+                        *ticket,
+                        reg.ticket_type_id,
+                        issued_at,
+                    );
+                    tickets += 1;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(tickets),
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(PreparedDto {
+        tickets,
+        remembered: state.codes.verified_len(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }))
 }
 
 /// Body of `POST /api/v1/events/{id}/checkin-lists`.
