@@ -729,6 +729,17 @@ impl Engine {
             .ok_or(DomainError::TicketNotFound.into())
     }
 
+    /// An event's record: the active event's, in memory (no store read, no decoding), else the
+    /// read model's. Scanning checks the scanner's rights with it per scan.
+    pub fn event_record(&self, id: EventId) -> EngineResult<Arc<EventRecord>> {
+        if let Some(cell) = self.ctx.registry.get(&id).map(|e| e.value().clone())
+            && let Some(h) = cell.get()
+        {
+            return Ok(h.shared.record());
+        }
+        self.event(id).map(Arc::new)
+    }
+
     /// The id of the event's current ticket-signing key (`None` for an unknown event): from
     /// the active event's record in memory, else from the store. Scanning asks this per scan.
     pub fn ticket_key(&self, id: EventId) -> EngineResult<Option<u8>> {

@@ -32,13 +32,14 @@ pub fn manages(principal: &Principal, event: &EventRecord) -> bool {
 }
 
 /// The event, if the caller may check tickets in at it (its managers and its staff): 404 if
-/// it does not exist, 403 otherwise.
+/// it does not exist, 403 otherwise. Asked per scan, so it reads the active event's record in
+/// memory when there is one.
 pub fn scanning_event(
     state: &AppState,
     principal: &Principal,
     id: EventId,
-) -> Result<EventRecord, ApiError> {
-    let event = state.engine.event(id)?;
+) -> Result<std::sync::Arc<EventRecord>, ApiError> {
+    let event = state.engine.event_record(id)?;
     if manages(principal, &event) || event.role_of(principal.user_id) == Some(EventRole::Staff) {
         Ok(event)
     } else {

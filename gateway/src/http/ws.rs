@@ -129,6 +129,17 @@ struct ScanMessage {
     reference: Option<String>,
 }
 
+/// The answer to a `scan` frame (serialized directly: one per scan).
+#[derive(serde::Serialize)]
+struct ScanResultFrame {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    nonce: Option<String>,
+    data: super::checkin::OfflineResult,
+}
+
 /// Who the connection is authenticated as, shared with its private subscriptions: they end
 /// when `valid_until` (Unix seconds, extended by a fresh `auth`) passes.
 #[derive(Clone)]
@@ -460,10 +471,18 @@ fn start_scan(state: &AppState, conn: &Connection, scan: ScanMessage) {
         };
         let outcome = super::checkin::decide(&state, event, input).await;
         metrics::counter!("checkin_hub_scans_total").increment(1);
-        let frame =
-            json!({"type": "scan_result", "ref": reference, "nonce": nonce, "data": outcome});
+        let frame = ScanResultFrame {
+            kind: "scan_result",
+            reference,
+            nonce,
+            data: outcome,
+        };
+        let frame = match serde_json::to_string(&frame) {
+            Ok(s) => Message::text(s),
+            Err(e) => error("internal", &e.to_string()),
+        };
         // An answer waits for room: a scanner must get every answer.
-        let _ = tx.send(text(frame)).await;
+        let _ = tx.send(frame).await;
     });
 }
 
