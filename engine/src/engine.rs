@@ -446,10 +446,6 @@ impl Engine {
             return Err(DomainError::Validation(errors).into());
         };
         tt.on_sale(self.ctx.clock.now())?;
-        let pool = h
-            .shared
-            .pool(tt.pool_id)
-            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
         let hold = HoldCommand {
             registration_id: RegistrationId::new(),
             event_id: req.event_id,
@@ -466,10 +462,7 @@ impl Engine {
             voucher,
         };
         let command = PoolCommand::Hold(Box::new(hold.clone()));
-        let outcome = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
-            PoolMsg::Execute(command, r)
-        })
-        .await;
+        let outcome = self.call_pool(&h, tt.pool_id, command).await;
         let outcome = match (outcome, &hold.voucher) {
             // A code another pool of the event knows is for other ticket types.
             (
@@ -557,19 +550,11 @@ impl Engine {
         command: PoolCommand,
     ) -> EngineResult<PoolOutcome> {
         let reg = self.registration(id)?;
-        let h = self.handle(reg.event_id).await?;
-        let pool = h
-            .shared
-            .pool(reg.pool_id)
-            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
         let action = match command {
             PoolCommand::Confirm(_) => "confirm",
             _ => "cancel",
         };
-        let result = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
-            PoolMsg::Execute(command, r)
-        })
-        .await;
+        let result = self.pool_command(reg.event_id, reg.pool_id, command).await;
         match result {
             // The pool forgets terminal registrations; the read model (updated with the same
             // durable batch) knows which terminal status it reached.
@@ -636,10 +621,6 @@ impl Engine {
                 .map(crate::model::CheckInList::rules)
                 .ok_or(DomainError::CheckInListNotFound)?,
         };
-        let pool = h
-            .shared
-            .pool(ticket.pool_id)
-            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
         let command = PoolCommand::Scan(Box::new(ScanCommand {
             registration_id: ticket.registration_id,
             ticket_id: req.ticket_id,
@@ -651,10 +632,7 @@ impl Engine {
             scanned_at: req.scanned_at,
             nonce: req.nonce,
         }));
-        let result = call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
-            PoolMsg::Execute(command, r)
-        })
-        .await;
+        let result = self.call_pool(&h, ticket.pool_id, command).await;
         match result {
             Ok(PoolOutcome::Scanned { result, first }) => Ok((ticket, result, first)),
             // The pool forgets canceled registrations: a ticket it does not know, of a
@@ -732,28 +710,20 @@ impl Engine {
     /// An event's record: the active event's, in memory (no store read, no decoding), else the
     /// read model's. Scanning checks the scanner's rights with it per scan.
     pub fn event_record(&self, id: EventId) -> EngineResult<Arc<EventRecord>> {
-        if let Some(cell) = self.ctx.registry.get(&id).map(|e| e.value().clone())
-            && let Some(h) = cell.get()
-        {
-            return Ok(h.shared.record());
+        match self.active(id) {
+            Some(h) => Ok(h.shared.record()),
+            None => self.event(id).map(Arc::new),
         }
-        self.event(id).map(Arc::new)
     }
 
     /// The id of the event's current ticket-signing key (`None` for an unknown event): from
     /// the active event's record in memory, else from the store. Scanning asks this per scan.
     pub fn ticket_key(&self, id: EventId) -> EngineResult<Option<u8>> {
-        if let Some(cell) = self.ctx.registry.get(&id).map(|e| e.value().clone())
-            && let Some(h) = cell.get()
-        {
-            return Ok(Some(h.shared.record().ticket_key));
+        match self.event_record(id) {
+            Ok(record) => Ok(Some(record.ticket_key)),
+            Err(EngineError::Domain(DomainError::EventNotFound)) => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(self
-            .ctx
-            .store
-            .event(id)
-            .map_err(storage)?
-            .map(|e| e.ticket_key))
     }
 
     /// The event's check-in statistics (admissions, duplicates, exits, per gate, per minute).
@@ -804,6 +774,35 @@ impl Engine {
     fn active(&self, id: EventId) -> Option<EventHandle> {
         let cell = self.ctx.registry.get(&id).map(|e| e.value().clone())?;
         cell.get().cloned()
+    }
+
+    /// Sends `command` to the pool `pool_id` of the active event `h` and waits for its
+    /// answer, which leaves once what it rests on is durable.
+    async fn call_pool(
+        &self,
+        h: &EventHandle,
+        pool_id: crate::ids::PoolId,
+        command: PoolCommand,
+    ) -> EngineResult<PoolOutcome> {
+        let pool = h
+            .shared
+            .pool(pool_id)
+            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
+        call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
+            PoolMsg::Execute(command, r)
+        })
+        .await
+    }
+
+    /// Sends `command` to a pool of an event (activating it if needed); see `call_pool`.
+    async fn pool_command(
+        &self,
+        event_id: EventId,
+        pool_id: crate::ids::PoolId,
+        command: PoolCommand,
+    ) -> EngineResult<PoolOutcome> {
+        let h = self.handle(event_id).await?;
+        self.call_pool(&h, pool_id, command).await
     }
 
     async fn handle(&self, id: EventId) -> EngineResult<EventHandle> {

@@ -11,6 +11,7 @@
 //! kept with the account; the token itself lives in the outbox until delivered.
 
 use crate::config::AuthConfig;
+use crate::sharded_cache::ShardedCache;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm as Argon, Argon2, Params, Version};
 use data_encoding::BASE64URL_NOPAD;
@@ -392,55 +393,30 @@ impl Auth {
     }
 }
 
-/// Token → (its principal, its `exp`).
-type VerifiedShard = HashMap<Box<str>, (Principal, u64)>;
-
-/// Shards of the verified-token cache.
-const VERIFIED_SHARDS: usize = 16;
-
-/// Access tokens already verified, with their expiry: bounded per shard (a full shard is
+/// Access tokens already verified, with their principal and expiry: bounded (a full shard is
 /// emptied, and its tokens are verified again on their next use).
-struct VerifiedTokens {
-    shards: Vec<std::sync::Mutex<VerifiedShard>>,
-    per_shard_max: usize,
-}
+struct VerifiedTokens(ShardedCache<Box<str>, (Principal, u64)>);
 
 impl VerifiedTokens {
     fn new(max: usize) -> Self {
-        Self {
-            shards: (0..VERIFIED_SHARDS)
-                .map(|_| std::sync::Mutex::new(HashMap::new()))
-                .collect(),
-            per_shard_max: max / VERIFIED_SHARDS,
-        }
+        Self(ShardedCache::new(max))
     }
 
-    fn shard(&self, token: &str) -> &std::sync::Mutex<VerifiedShard> {
-        // The signature's last bytes are uniformly distributed.
-        let last = token.as_bytes().last().copied().unwrap_or(0);
-        &self.shards[usize::from(last) % VERIFIED_SHARDS]
+    /// The signature's last bytes are uniformly distributed.
+    fn spread(token: &str) -> u8 {
+        token.as_bytes().last().copied().unwrap_or(0)
     }
 
     fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Principal> {
-        if self.per_shard_max == 0 {
-            return None;
-        }
-        let shard = self.shard(token).lock().unwrap_or_else(|e| e.into_inner());
-        match shard.get(token) {
-            Some((principal, exp)) if now < exp + leeway => Some(principal.clone()),
+        match self.0.get(Self::spread(token), token) {
+            Some((principal, exp)) if now < exp + leeway => Some(principal),
             _ => None,
         }
     }
 
     fn put(&self, token: &str, principal: Principal, exp: u64) {
-        if self.per_shard_max == 0 {
-            return;
-        }
-        let mut shard = self.shard(token).lock().unwrap_or_else(|e| e.into_inner());
-        if shard.len() >= self.per_shard_max {
-            shard.clear();
-        }
-        shard.insert(token.into(), (principal, exp));
+        self.0
+            .put(Self::spread(token), token.into(), (principal, exp));
     }
 }
 
@@ -465,7 +441,7 @@ mod tests {
 
     #[test]
     fn cached_tokens_still_expire_and_the_cache_is_bounded() {
-        let cache = VerifiedTokens::new(VERIFIED_SHARDS * 2);
+        let cache = VerifiedTokens::new(crate::sharded_cache::SHARDS * 2);
         let now = 1_000_000;
         cache.put("a.b.c", principal(), now + 10);
         assert!(cache.get("a.b.c", now, 30).is_some());

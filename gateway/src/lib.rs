@@ -8,4 +8,5 @@ pub mod outbox_file;
 pub mod qr;
 pub mod ratelimit;
 pub mod server;
+pub mod sharded_cache;
 pub mod ticket_code;

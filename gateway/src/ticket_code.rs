@@ -31,9 +31,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey};
 use engine::ids::{EventId, TicketId, TicketTypeId};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+
+use crate::sharded_cache::ShardedCache;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Prefix (and format version) of codes.
 const PREFIX: &str = "T2";
@@ -76,75 +77,26 @@ pub enum CodeError {
     UnknownEvent,
 }
 
-/// Shards of the verified-code map.
-const VERIFIED_SHARDS: usize = 16;
-
-/// Digests of genuine codes by ticket, bounded (a full shard is emptied).
-struct Verified {
-    shards: Vec<Mutex<HashMap<TicketId, [u8; 16]>>>,
-    per_shard_max: usize,
-}
-
-impl Verified {
-    fn new(max: usize) -> Self {
-        Self {
-            shards: (0..VERIFIED_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
-            per_shard_max: max.div_ceil(VERIFIED_SHARDS),
-        }
-    }
-
-    fn digest(payload: &[u8], signature: &[u8]) -> [u8; 16] {
-        let mut hash = Sha256::new();
-        hash.update(payload);
-        hash.update(signature);
-        let full: [u8; 32] = hash.finalize().into();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&full[..16]);
-        out
-    }
-
-    fn shard(&self, ticket: TicketId) -> &Mutex<HashMap<TicketId, [u8; 16]>> {
-        &self.shards[usize::from(ticket.as_bytes()[15]) % VERIFIED_SHARDS]
-    }
-
-    /// Whether (payload, signature) is the genuine code remembered for `ticket`.
-    fn knows(&self, ticket: TicketId, payload: &[u8], signature: &[u8]) -> bool {
-        if self.per_shard_max == 0 {
-            return false;
-        }
-        let digest = Self::digest(payload, signature);
-        let shard = self.shard(ticket).lock().unwrap_or_else(|e| e.into_inner());
-        shard.get(&ticket) == Some(&digest)
-    }
-
-    fn remember(&self, ticket: TicketId, payload: &[u8], signature: &[u8]) {
-        if self.per_shard_max == 0 {
-            return;
-        }
-        let digest = Self::digest(payload, signature);
-        let mut shard = self.shard(ticket).lock().unwrap_or_else(|e| e.into_inner());
-        if shard.len() >= self.per_shard_max && !shard.contains_key(&ticket) {
-            shard.clear();
-        }
-        shard.insert(ticket, digest);
-    }
-
-    fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
-    }
+/// The digest a genuine code is remembered by: SHA-256 of payload and signature, 16 bytes.
+fn code_digest(payload: &[u8], signature: &[u8]) -> [u8; 16] {
+    let full: [u8; 32] = Sha256::new()
+        .chain_update(payload)
+        .chain_update(signature)
+        .finalize()
+        .into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
 }
 
 /// Signs and verifies ticket codes.
 #[derive(Clone)]
 pub struct TicketCodes {
     master: [u8; 32],
-    keys: Arc<Mutex<HashMap<(EventId, u8), SigningKey>>>,
-    verified: Arc<Verified>,
+    /// Derived signing keys, by event and key id.
+    keys: Arc<ShardedCache<(EventId, u8), SigningKey>>,
+    /// Digests of genuine codes, by ticket.
+    verified: Arc<ShardedCache<TicketId, [u8; 16]>>,
 }
 
 impl TicketCodes {
@@ -173,14 +125,14 @@ impl TicketCodes {
     pub fn from_master(master: [u8; 32]) -> Self {
         Self {
             master,
-            keys: Arc::new(Mutex::new(HashMap::new())),
-            verified: Arc::new(Verified::new(0)),
+            keys: Arc::new(ShardedCache::new(KEYS_CACHED_MAX)),
+            verified: Arc::new(ShardedCache::new(0)),
         }
     }
 
     /// The same codes, remembering up to `max` genuine codes (0: none) for cheap online checks.
     pub fn with_verified_cache(mut self, max: usize) -> Self {
-        self.verified = Arc::new(Verified::new(max));
+        self.verified = Arc::new(ShardedCache::new(max));
         self
     }
 
@@ -191,9 +143,9 @@ impl TicketCodes {
 
     /// The event's signing key `key`.
     fn signing_key(&self, event: EventId, key: u8) -> SigningKey {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = keys.get(&(event, key)) {
-            return k.clone();
+        let spread = event.as_bytes()[15];
+        if let Some(k) = self.keys.get(spread, &(event, key)) {
+            return k;
         }
         // HMAC accepts keys of any length; 32 bytes cannot fail.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.master)
@@ -203,10 +155,7 @@ impl TicketCodes {
         mac.update(&[key]);
         let seed: [u8; 32] = mac.finalize().into_bytes().into();
         let signing = SigningKey::from_bytes(&seed);
-        if keys.len() >= KEYS_CACHED_MAX {
-            keys.clear();
-        }
-        keys.insert((event, key), signing.clone());
+        self.keys.put(spread, (event, key), signing.clone());
         signing
     }
 
@@ -215,7 +164,7 @@ impl TicketCodes {
         self.signing_key(event, key).verifying_key().to_bytes()
     }
 
-    /// The code of a ticket, signed with the event's key `key`.
+    /// The code of a ticket, signed with the event's key `key` (and remembered as genuine).
     pub fn encode(
         &self,
         key: u8,
@@ -224,6 +173,31 @@ impl TicketCodes {
         ticket_type: TicketTypeId,
         issued_at: DateTime<Utc>,
     ) -> String {
+        let bytes = self.signed(key, event, ticket, ticket_type, issued_at);
+        format!("{PREFIX}{}", BASE32_NOPAD.encode(&bytes))
+    }
+
+    /// Remembers a ticket's code as genuine without spelling it out (the doors prep).
+    pub fn remember(
+        &self,
+        key: u8,
+        event: EventId,
+        ticket: TicketId,
+        ticket_type: TicketTypeId,
+        issued_at: DateTime<Utc>,
+    ) {
+        self.signed(key, event, ticket, ticket_type, issued_at);
+    }
+
+    /// Payload ‖ signature of a ticket's code, remembered as genuine.
+    fn signed(
+        &self,
+        key: u8,
+        event: EventId,
+        ticket: TicketId,
+        ticket_type: TicketTypeId,
+        issued_at: DateTime<Utc>,
+    ) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(PAYLOAD_LEN + SIGNATURE_LEN);
         bytes.push(VERSION);
         bytes.push(key);
@@ -233,9 +207,14 @@ impl TicketCodes {
         let secs = (issued_at.timestamp() - EPOCH_2020).clamp(0, i64::from(u32::MAX)) as u32;
         bytes.extend_from_slice(&secs.to_be_bytes());
         let signature = self.signing_key(event, key).sign(&bytes).to_bytes();
-        self.verified.remember(ticket, &bytes, &signature);
+        self.remember_genuine(ticket, &bytes, &signature);
         bytes.extend_from_slice(&signature);
-        format!("{PREFIX}{}", BASE32_NOPAD.encode(&bytes))
+        bytes
+    }
+
+    fn remember_genuine(&self, ticket: TicketId, payload: &[u8], signature: &[u8]) {
+        let digest = code_digest(payload, signature);
+        self.verified.put(ticket.as_bytes()[15], ticket, digest);
     }
 
     /// Verifies a code: well-formed, signed by its event's current key (`current_key` of an
@@ -257,7 +236,11 @@ impl TicketCodes {
         // (~4x cheaper than a verification), which is what a venue's scan rate needs; any
         // other signature (made elsewhere with the key, or forged) takes the full check.
         let presented = signature.to_bytes();
-        if !self.verified.knows(claims.ticket_id, &payload, &presented) {
+        let known = self
+            .verified
+            .get(claims.ticket_id.as_bytes()[15], &claims.ticket_id)
+            .is_some_and(|d| d == code_digest(&payload, &presented));
+        if !known {
             let signing = self.signing_key(claims.event_id, claims.key);
             let expected = signing.sign(&payload).to_bytes();
             let differ = expected
@@ -270,8 +253,7 @@ impl TicketCodes {
                     .verify_strict(&payload, &signature)
                     .map_err(|_| CodeError::InvalidSignature)?;
             }
-            self.verified
-                .remember(claims.ticket_id, &payload, &presented);
+            self.remember_genuine(claims.ticket_id, &payload, &presented);
         }
         if claims.key < current {
             return Err(CodeError::RetiredKey);
@@ -394,7 +376,7 @@ mod tests {
             let code = codes.encode(1, event, TicketId::new(), TicketTypeId::new(), Utc::now());
             assert!(codes.verify(&code, |_| Some(1)).is_ok());
         }
-        assert!(codes.verified_len() <= 32 + VERIFIED_SHARDS);
+        assert!(codes.verified_len() <= 32);
         // A code with the right ticket but another type: not the remembered one, and refused.
         let ticket = TicketId::new();
         let genuine = codes.encode(1, event, ticket, TicketTypeId::new(), Utc::now());

@@ -150,6 +150,21 @@ struct Seen {
     results: HashMap<usize, String>,
 }
 
+/// A hub connection as `token`'s account, with Nagle off (frames are small and batched).
+async fn connect(
+    ws_url: String,
+    token: &str,
+) -> anyhow::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let mut request = ws_url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+    Ok(ws)
+}
+
 async fn scanner(
     ws_url: String,
     token: String,
@@ -158,12 +173,7 @@ async fn scanner(
     plan: Vec<Planned>,
     window: usize,
 ) -> anyhow::Result<(Vec<Planned>, Seen)> {
-    let mut request = ws_url.into_client_request()?;
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
-    let (mut sink, mut stream) = ws.split();
+    let (mut sink, mut stream) = connect(ws_url, &token).await?.split();
     let mut seen = Seen::default();
     let mut sent_at: HashMap<usize, Instant> = HashMap::new();
     let mut next = 0;
@@ -228,12 +238,7 @@ async fn pinger(
     n: usize,
     window: usize,
 ) -> anyhow::Result<Vec<u64>> {
-    let mut request = ws_url.into_client_request()?;
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
-    let (mut sink, mut stream) = ws.split();
+    let (mut sink, mut stream) = connect(ws_url, &token).await?.split();
     let frame = json!({"type": "ping"}).to_string();
     let mut sent: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
     let (mut next, mut latency) = (0, Vec::with_capacity(n));

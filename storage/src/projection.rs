@@ -16,7 +16,7 @@ use engine::ports::{
 use fjall::OwnedWriteBatch;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::fmt::Display;
+use std::fmt::Debug;
 use std::hash::Hash;
 
 /// The row `id` from the overlay, loading it from `keyspace` on first use in this batch.
@@ -27,14 +27,14 @@ fn cached<'a, K, V>(
     key: &[u8],
 ) -> Result<&'a mut V, String>
 where
-    K: Eq + Hash + Display,
+    K: Eq + Hash + Debug,
     V: serde::de::DeserializeOwned,
 {
     match map.entry(id) {
         Entry::Occupied(e) => Ok(e.into_mut()),
         Entry::Vacant(e) => {
             let bytes = keyspace.get(key).map_err(|err| err.to_string())?;
-            let bytes = bytes.ok_or_else(|| format!("read model row {} missing", e.key()))?;
+            let bytes = bytes.ok_or_else(|| format!("read model row {:?} missing", e.key()))?;
             Ok(e.insert(decode(&bytes)?))
         }
     }
@@ -89,17 +89,12 @@ impl Overlay {
         event: EventId,
         code: &str,
     ) -> Result<&'a mut VoucherView, String> {
-        match self.vouchers.entry((event, code.to_owned())) {
-            Entry::Occupied(e) => Ok(e.into_mut()),
-            Entry::Vacant(e) => {
-                let bytes = db
-                    .vouchers
-                    .get(keys::voucher(&event, code))
-                    .map_err(|err| err.to_string())?
-                    .ok_or_else(|| format!("voucher {code} of event {event} missing"))?;
-                Ok(e.insert(decode(&bytes)?))
-            }
-        }
+        cached(
+            &mut self.vouchers,
+            &db.vouchers,
+            (event, code.to_owned()),
+            &keys::voucher(&event, code),
+        )
     }
 
     /// Moves the waiting-list place a registration was offered to (if it was) to `status`.

@@ -2,10 +2,8 @@
 //! made by the pool actor itself, in the turn that frees the seats.
 
 use super::{Engine, storage};
-use crate::actors::call;
-use crate::actors::pool_actor::PoolMsg;
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
-use crate::ids::{EventId, PoolId, TicketTypeId, UserId, WaitlistEntryId};
+use crate::ids::{EventId, TicketTypeId, UserId, WaitlistEntryId};
 use crate::model::Attendee;
 use crate::pool::waitlist::WaitlistEntry;
 use crate::pool::{PoolCommand, PoolOutcome};
@@ -143,23 +141,5 @@ impl Engine {
             .waitlist_entry(id)
             .map_err(storage)?
             .ok_or(DomainError::WaitlistEntryNotFound.into())
-    }
-
-    /// Sends `command` to a pool of an active event and waits for its durable answer.
-    pub(super) async fn pool_command(
-        &self,
-        event_id: EventId,
-        pool_id: PoolId,
-        command: PoolCommand,
-    ) -> EngineResult<PoolOutcome> {
-        let h = self.handle(event_id).await?;
-        let pool = h
-            .shared
-            .pool(pool_id)
-            .ok_or_else(|| EngineError::Unavailable("pool restarting".into()))?;
-        call(&pool.actor, &pool.gate, self.ctx.config.call_timeout, |r| {
-            PoolMsg::Execute(command, r)
-        })
-        .await
     }
 }

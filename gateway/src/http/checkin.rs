@@ -94,7 +94,7 @@ pub(crate) async fn prepare(
             for reg in &page.items {
                 let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
                 for ticket in &reg.tickets {
-                    work.codes.encode(
+                    work.codes.remember(
                         event.ticket_key,
                         event_id,
                         *ticket,
