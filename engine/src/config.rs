@@ -14,8 +14,9 @@ pub struct EngineConfig {
     pub event_inflight_max: u32,
     /// Hold TTL of events that do not set one.
     pub hold_ttl_default_secs: u32,
-    /// A pool snapshots after this many events (or after half its registration count, if
-    /// larger, so snapshot cost stays proportional to the events between snapshots).
+    /// A pool snapshots after this many events (or after half its weight, if larger: the
+    /// entries a snapshot writes, so snapshot cost stays proportional to the events between
+    /// snapshots).
     pub snapshot_every_events: u64,
     /// An event idle this long (no calls, no subscribers) is passivated.
     pub passivate_after: Duration,
@@ -29,6 +30,9 @@ pub struct EngineConfig {
     pub outbox: OutboxConfig,
     /// How long seats offered to a waiting-list entry stay reserved for it.
     pub waitlist_offer_secs: u32,
+    /// Tickets whose route (registration, pool, seat) is kept in memory for scans (0: every
+    /// scan reads the ticket's read model).
+    pub ticket_routes_cached_max: usize,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +49,7 @@ impl Default for EngineConfig {
             pool_restarts_max: 10,
             outbox: OutboxConfig::default(),
             waitlist_offer_secs: 3_600,
+            ticket_routes_cached_max: 1_000_000,
         }
     }
 }

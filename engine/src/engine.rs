@@ -14,6 +14,7 @@ use crate::actors::event_actor::{EventActor, EventArgs, EventMsg};
 use crate::actors::pool_actor::PoolMsg;
 use crate::actors::root::{EVENT_ACTOR_PREFIX, RootActor};
 use crate::actors::{Availability, Ctx, EventHandle, EventShared, Gate, Registry, call};
+use crate::cache::ShardedCache;
 use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
@@ -28,7 +29,8 @@ use crate::pool::{
     Admission, GATE_LEN_MAX, HoldCommand, IdempotencyToken, PoolCommand, PoolOutcome, ScanCommand,
 };
 use crate::ports::{
-    EventQuery, JournalHandle, Page, RegistrationView, Snapshot, Store, StreamEvent, TicketView,
+    EventQuery, JournalHandle, Page, RegistrationView, Snapshot, Store, StreamEvent, TicketRoute,
+    TicketView,
 };
 use ractor::{Actor, ActorRef};
 use std::collections::HashMap;
@@ -125,6 +127,8 @@ pub struct Engine {
     outbox: Arc<OutboxGauge>,
     /// Stops the outbox relay.
     relay_stop: Arc<watch::Sender<bool>>,
+    /// Routes of tickets scanned or prepared for doors (immutable once issued: never stale).
+    routes: Arc<ShardedCache<TicketId, TicketRoute>>,
 }
 
 impl Engine {
@@ -151,6 +155,7 @@ impl Engine {
         let (root, _) = Actor::spawn(None, RootActor, registry.clone())
             .await
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let routes = Arc::new(ShardedCache::new(config.ticket_routes_cached_max));
         let ctx = Arc::new(Ctx {
             store,
             journal,
@@ -168,6 +173,7 @@ impl Engine {
             voucher_codes: Arc::new(dashmap::DashSet::new()),
             outbox,
             relay_stop: Arc::new(relay_stop),
+            routes,
         })
     }
 
@@ -595,7 +601,7 @@ impl Engine {
     pub async fn scan(
         &self,
         req: ScanRequest,
-    ) -> EngineResult<(TicketView, ScanResult, Admission)> {
+    ) -> EngineResult<(TicketRoute, ScanResult, Admission)> {
         if let Some(g) = &req.gate
             && (g.trim().is_empty() || g.chars().count() > GATE_LEN_MAX)
         {
@@ -605,7 +611,7 @@ impl Engine {
             )])
             .into());
         }
-        let ticket = self.ticket(req.ticket_id)?;
+        let ticket = self.ticket_route(req.ticket_id)?;
         if ticket.event_id != req.event_id {
             return Err(DomainError::WrongEvent.into());
         }
@@ -705,6 +711,34 @@ impl Engine {
             .ticket(id)
             .map_err(storage)?
             .ok_or(DomainError::TicketNotFound.into())
+    }
+
+    /// Where a ticket's scans go: from memory when known, else from its read model.
+    pub fn ticket_route(&self, id: TicketId) -> EngineResult<TicketRoute> {
+        let spread = id.as_bytes()[15];
+        if let Some(route) = self.routes.get(spread, &id) {
+            return Ok(route);
+        }
+        let route = TicketRoute::from(&self.ticket(id)?);
+        self.routes.put(spread, id, route);
+        Ok(route)
+    }
+
+    /// Keeps the routes of a confirmed registration's tickets in memory (doors prep), so
+    /// their scans read nothing from the store.
+    pub fn remember_routes(&self, registration: &RegistrationView) {
+        for (index, &id) in registration.tickets.iter().enumerate() {
+            let route = TicketRoute {
+                id,
+                registration_id: registration.id,
+                event_id: registration.event_id,
+                pool_id: registration.pool_id,
+                ticket_type_id: registration.ticket_type_id,
+                // At most PER_ORDER_MAX (100) tickets per registration.
+                index: index as u16,
+            };
+            self.routes.put(id.as_bytes()[15], id, route);
+        }
     }
 
     /// An event's record: the active event's, in memory (no store read, no decoding), else the

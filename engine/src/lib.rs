@@ -6,6 +6,7 @@
 
 pub mod accounts;
 mod actors;
+pub mod cache;
 pub mod clock;
 pub mod config;
 mod engine;

@@ -312,6 +312,36 @@ pub struct TicketView {
     pub admission: Option<Admission>,
 }
 
+/// Where a ticket's scans go: what of it never changes once issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TicketRoute {
+    /// The ticket.
+    pub id: TicketId,
+    /// Its registration.
+    pub registration_id: RegistrationId,
+    /// Its event.
+    pub event_id: EventId,
+    /// The pool that decides its scans.
+    pub pool_id: PoolId,
+    /// Its ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// Its seat index in the registration.
+    pub index: u16,
+}
+
+impl From<&TicketView> for TicketRoute {
+    fn from(t: &TicketView) -> Self {
+        Self {
+            id: t.id,
+            registration_id: t.registration_id,
+            event_id: t.event_id,
+            pool_id: t.pool_id,
+            ticket_type_id: t.ticket_type_id,
+            index: t.index,
+        }
+    }
+}
+
 /// A revoked ticket, as scanners catch up on them: each event's revocations are numbered
 /// 1, 2, 3, ... (`version`) in the order they happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

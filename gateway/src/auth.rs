@@ -11,11 +11,11 @@
 //! kept with the account; the token itself lives in the outbox until delivered.
 
 use crate::config::AuthConfig;
-use crate::sharded_cache::ShardedCache;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm as Argon, Argon2, Params, Version};
 use data_encoding::BASE64URL_NOPAD;
 use engine::accounts::{MintedToken, Role, UserRecord};
+use engine::cache::ShardedCache;
 use engine::ids::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn cached_tokens_still_expire_and_the_cache_is_bounded() {
-        let cache = VerifiedTokens::new(crate::sharded_cache::SHARDS * 2);
+        let cache = VerifiedTokens::new(engine::cache::SHARDS * 2);
         let now = 1_000_000;
         cache.put("a.b.c", principal(), now + 10);
         assert!(cache.get("a.b.c", now, 30).is_some());

@@ -172,6 +172,8 @@ pub struct EngineSection {
     pub pool_restarts_max: u32,
     /// How long a waiting-list offer is reserved.
     pub waitlist_offer_secs: u32,
+    /// Ticket routes kept in memory for scans (0: off).
+    pub ticket_routes_cached_max: usize,
 }
 
 /// Idempotency cache settings.
@@ -357,6 +359,7 @@ impl Config {
             events_active_max: e.events_active_max,
             pool_restarts_max: e.pool_restarts_max,
             waitlist_offer_secs: e.waitlist_offer_secs,
+            ticket_routes_cached_max: e.ticket_routes_cached_max,
             outbox: engine::outbox::OutboxConfig {
                 pending_max: self.outbox.pending_max,
                 batch_max: 64,

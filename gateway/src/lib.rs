@@ -8,5 +8,4 @@ pub mod outbox_file;
 pub mod qr;
 pub mod ratelimit;
 pub mod server;
-pub mod sharded_cache;
 pub mod ticket_code;

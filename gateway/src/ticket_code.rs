@@ -32,7 +32,7 @@ use engine::ids::{EventId, TicketId, TicketTypeId};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::sharded_cache::ShardedCache;
+use engine::cache::ShardedCache;
 use std::path::Path;
 use std::sync::Arc;
 

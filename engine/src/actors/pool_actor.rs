@@ -62,6 +62,8 @@ pub(crate) struct PoolActorState {
     ctx: Arc<Ctx>,
     shared: Arc<EventShared>,
     since_snapshot: u64,
+    /// `since_snapshot` at which the snapshot threshold is next checked.
+    snapshot_after: u64,
     /// This copy's incarnation: the journal fences it out if it ever loses a sequence race.
     incarnation: u64,
     /// Sequence number of the last event known durable (set by journal completions).
@@ -146,6 +148,7 @@ impl Actor for PoolActor {
             ctx: args.ctx,
             shared: args.shared,
             since_snapshot: 0,
+            snapshot_after: 0,
             incarnation: crate::ports::next_incarnation(),
             durable_seq: Arc::new(AtomicU64::new(seq)),
             timer: None,
@@ -364,14 +367,20 @@ async fn flush(state: &mut PoolActorState) {
         done.complete(result);
     });
     state.since_snapshot += events.len() as u64;
-    let threshold = state
-        .ctx
-        .config
-        .snapshot_every_events
-        .max(state.pool.registration_count() as u64 / 2);
-    let snapshot = if state.since_snapshot >= threshold {
-        state.since_snapshot = 0;
-        Some(Snapshot::Pool(Box::new(state.pool.clone())))
+    // A snapshot's cost grows with the pool: one is due after max(snapshot_every_events,
+    // weight / 2) events, so snapshotting costs a bounded amount per event. The weight is
+    // counted only when the smaller bound is reached.
+    let snapshot = if state.since_snapshot >= state.snapshot_after {
+        let every = state.ctx.config.snapshot_every_events;
+        let due = every.max(state.pool.weight() as u64 / 2);
+        if state.since_snapshot >= due {
+            state.since_snapshot = 0;
+            state.snapshot_after = every;
+            Some(Snapshot::Pool(Box::new(state.pool.clone())))
+        } else {
+            state.snapshot_after = due;
+            None
+        }
     } else {
         None
     };

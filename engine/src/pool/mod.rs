@@ -606,6 +606,17 @@ impl PoolState {
         self.regs.len()
     }
 
+    /// Entries a snapshot of this pool writes (registrations, admissions, presences, scan
+    /// nonces, idempotency keys, waiting places): what one snapshot costs.
+    pub fn weight(&self) -> usize {
+        self.regs.len()
+            + self.idempotency.len()
+            + self.admitted.len()
+            + self.presence.values().map(Vec::len).sum::<usize>()
+            + self.nonces.len()
+            + self.waitlist.len()
+    }
+
     /// The earliest hold deadline, if any hold is live.
     pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
         // Holds run out, and so do reserving vouchers (their seats then go back).

@@ -92,6 +92,7 @@ pub(crate) async fn prepare(
                 PREPARE_PAGE,
             )?;
             for reg in &page.items {
+                work.engine.remember_routes(reg);
                 let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
                 for ticket in &reg.tickets {
                     work.codes.remember(

@@ -1,5 +1,5 @@
-//! A bounded map for caches of checked credentials (verified tokens, genuine ticket codes,
-//! derived keys), read on every request: sharded locks so concurrent requests rarely meet, and
+//! A bounded map for caches read on every request (verified tokens, genuine ticket codes,
+//! derived keys, ticket routes): sharded locks so concurrent requests rarely meet, and
 //! a full shard is emptied (its entries are recomputed on their next use, at full cost).
 
 use std::borrow::Borrow;
