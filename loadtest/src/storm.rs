@@ -312,6 +312,7 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
     });
     let outcomes = futures::future::join_all(runs).await;
     let elapsed = started.elapsed();
+    println!("checkin-storm: scans answered; checking");
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut admitted, mut duplicates, mut injected, mut retries_ok, mut retries, mut other) = (
         0usize,

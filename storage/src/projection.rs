@@ -8,7 +8,7 @@ use engine::accounts::UserEvent;
 use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId, WaitlistEntryId};
 use engine::model::EventEvent;
 use engine::model::RegistrationStatus;
-use engine::pool::{IdempotencyToken, PoolEvent};
+use engine::pool::{Admission, IdempotencyToken, PoolEvent};
 use engine::ports::{
     CheckInStats, RegistrationView, Revocation, Store, TicketView, VoucherView, WaitlistStatus,
     WaitlistView,
@@ -40,12 +40,31 @@ where
     }
 }
 
+/// The event of each pool the writer has projected (a pool never changes events), so a scan
+/// needs no read to find its event. Bounded: emptied when full, then learned again.
+#[derive(Default)]
+pub struct PoolEvents(HashMap<PoolId, EventId>);
+
+/// Pools whose event `PoolEvents` remembers.
+const POOL_EVENTS_MAX: usize = 100_000;
+
+impl PoolEvents {
+    fn learn(&mut self, pool: PoolId, event: EventId) {
+        if self.0.len() >= POOL_EVENTS_MAX && !self.0.contains_key(&pool) {
+            self.0.clear();
+        }
+        self.0.insert(pool, event);
+    }
+}
+
 /// Rows changed by one batch, written at its end. Rows not yet in the overlay are read from
 /// the database (usually from the memtable: they were written moments ago).
 #[derive(Default)]
 pub struct Overlay {
     registrations: HashMap<RegistrationId, RegistrationView>,
     tickets: HashMap<TicketId, TicketView>,
+    /// Tickets' new first admissions (`Store::ticket` prefers them to the row's own).
+    admissions: HashMap<TicketId, Admission>,
     /// Index keys to insert: (registration or e-mail index, key).
     by_event: Vec<[u8; 32]>,
     by_email: Vec<Vec<u8>>,
@@ -177,7 +196,13 @@ impl Overlay {
     }
 
     /// Applies one pool event to the read models.
-    pub fn project(&mut self, db: &Db, pool_id: PoolId, event: PoolEvent) -> Result<(), String> {
+    pub fn project(
+        &mut self,
+        db: &Db,
+        pools: &mut PoolEvents,
+        pool_id: PoolId,
+        event: PoolEvent,
+    ) -> Result<(), String> {
         match event {
             PoolEvent::SeatsHeld {
                 registration_id,
@@ -192,6 +217,7 @@ impl Overlay {
                 voucher,
                 price,
             } => {
+                pools.learn(pool_id, event_id);
                 if let Some(code) = &voucher {
                     let v = self.voucher(db, event_id, code)?;
                     v.voucher.uses += u32::from(quantity);
@@ -428,25 +454,27 @@ impl Overlay {
                 admission,
                 result,
                 superseded,
+                first_on_ticket,
                 ..
             } => {
-                let ticket = self.ticket(db, ticket_id)?;
-                let event_id = ticket.event_id;
-                // The ticket's first admission on any list (an uploaded offline scan may be
-                // earlier than the one known).
-                if result == engine::pool::scan::ScanResult::Admitted
-                    && ticket
-                        .admission
-                        .as_ref()
-                        .is_none_or(|first| admission.at < first.at)
-                {
-                    ticket.admission = Some(admission.clone());
-                }
+                let event_id = match pools.0.get(&pool_id) {
+                    Some(event) => *event,
+                    None => {
+                        let event = self.ticket(db, ticket_id)?.event_id;
+                        pools.learn(pool_id, event);
+                        event
+                    }
+                };
                 let stats = match self.checkin_stats.entry(event_id) {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(e) => e.insert(db.checkin_stats(event_id).map_err(|e| e.0)?),
                 };
                 stats.count(&result, &admission, superseded.as_ref());
+                // The pool knows every admission of the ticket: the first one is written
+                // blind, without reading the ticket.
+                if first_on_ticket {
+                    self.admissions.insert(ticket_id, admission);
+                }
             }
         }
         Ok(())
@@ -463,6 +491,13 @@ impl Overlay {
         }
         for (id, view) in &self.tickets {
             batch.insert(&db.tickets, id.as_bytes().to_vec(), encode_compact(view)?);
+        }
+        for (id, first) in &self.admissions {
+            batch.insert(
+                &db.ticket_admissions,
+                id.as_bytes().to_vec(),
+                encode_compact(first)?,
+            );
         }
         for key in self.by_event {
             batch.insert(&db.reg_by_event, key.to_vec(), Vec::<u8>::new());

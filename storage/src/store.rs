@@ -63,6 +63,10 @@ pub struct Db {
     pub(crate) idempotency: Keyspace,
     /// Ticket read model.
     pub(crate) tickets: Keyspace,
+    /// Tickets' first admissions, by ticket id: written on its own by each scan that moves
+    /// a ticket's first admission, so scans never read and rewrite the ticket row. Takes
+    /// precedence over the row's own `admission` (which rows written before it hold).
+    pub(crate) ticket_admissions: Keyspace,
     /// User accounts (each user stream's snapshot).
     pub(crate) users: Keyspace,
     /// Index: normalised e-mail → user id.
@@ -111,6 +115,7 @@ impl Db {
             reg_by_user: ks("reg_by_user")?,
             idempotency: ks("idempotency")?,
             tickets: ks("tickets")?,
+            ticket_admissions: ks("ticket_admissions")?,
             users: ks("users")?,
             users_by_email: ks("users_by_email")?,
             audit: ks("audit")?,
@@ -151,7 +156,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 18] {
+    fn all(&self) -> [&Keyspace; 19] {
         [
             &self.journal,
             &self.snapshots,
@@ -162,6 +167,7 @@ impl Db {
             &self.reg_by_user,
             &self.idempotency,
             &self.tickets,
+            &self.ticket_admissions,
             &self.users,
             &self.users_by_email,
             &self.audit,
@@ -385,7 +391,13 @@ impl Store for Db {
     }
 
     fn ticket(&self, id: TicketId) -> Result<Option<TicketView>, StoreError> {
-        Self::get(&self.tickets, id.as_bytes())
+        let Some(mut ticket) = Self::get::<TicketView>(&self.tickets, id.as_bytes())? else {
+            return Ok(None);
+        };
+        if let Some(first) = Self::get(&self.ticket_admissions, id.as_bytes())? {
+            ticket.admission = Some(first);
+        }
+        Ok(Some(ticket))
     }
 
     fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {

@@ -423,3 +423,96 @@ async fn outbox_messages_commit_with_their_events_only() {
     assert!(pending(&h.db).is_empty());
     assert_eq!(h.db.outbox_dead.len().unwrap(), 1);
 }
+
+#[tokio::test]
+async fn scans_write_the_first_admission_and_statistics_without_rewriting_the_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), &DbOptions::default()).unwrap();
+    let writer = |db: &Db| {
+        let (journal, rx) = JournalHandle::channel(64);
+        let config = JournalConfig {
+            batch_events_max: 1024,
+            batch_wait_max: Duration::ZERO,
+        };
+        let writer =
+            JournalWriter::spawn(db.clone(), rx, config, Box::new(|e| panic!("{e}"))).unwrap();
+        (journal, writer)
+    };
+    let (pool, event, reg) = (PoolId::new(), EventId::new(), RegistrationId::new());
+    let stream = StreamId::Pool(pool);
+    let tickets = vec![TicketId::new(), TicketId::new()];
+    let at =
+        |s: i64| chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + s * 1000).unwrap();
+    let (journal, first_writer) = writer(&db);
+    let confirmed = StreamEvent::Pool(PoolEvent::RegistrationConfirmed {
+        registration_id: reg,
+        user_id: None,
+        tickets: tickets.clone(),
+        first_number: 1,
+        at: at(60),
+    });
+    journal
+        .append_and_wait(
+            stream,
+            1,
+            vec![held(event, reg, "ann@example.com"), confirmed],
+            None,
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    drop(journal);
+    first_writer.join();
+
+    // A writer that never saw the pool's hold finds the scans' event through the ticket.
+    let (journal, _writer) = writer(&db);
+    let scanned = |seconds: i64, gate: &str, result, superseded: Option<i64>, first: bool| {
+        StreamEvent::Pool(PoolEvent::Scanned {
+            registration_id: reg,
+            user_id: None,
+            ticket_id: tickets[0],
+            ticket_index: 0,
+            list: None,
+            direction: engine::pool::scan::Direction::Entry,
+            admission: engine::pool::Admission {
+                at: at(seconds),
+                gate: Some(gate.into()),
+            },
+            offline: superseded.is_some(),
+            nonce: None,
+            result,
+            superseded: superseded.map(|s| engine::pool::Admission {
+                at: at(s),
+                gate: Some("north".into()),
+            }),
+            first_on_ticket: first,
+        })
+    };
+    use engine::pool::scan::ScanResult::{Admitted, Duplicate};
+    let mut seq = 3;
+    let mut append = async |event: StreamEvent| {
+        journal
+            .append_and_wait(stream, seq, vec![event], None, Vec::new())
+            .await
+            .unwrap();
+        seq += 1;
+    };
+    let first_admission = |db: &Db| {
+        let ticket = db.ticket(tickets[0]).unwrap().unwrap();
+        ticket.admission.map(|a| (a.at, a.gate.unwrap()))
+    };
+    assert_eq!(first_admission(&db), None);
+    append(scanned(120, "north", Admitted, None, true)).await;
+    assert_eq!(first_admission(&db), Some((at(120), "north".into())));
+    append(scanned(130, "south", Duplicate, None, false)).await;
+    assert_eq!(first_admission(&db), Some((at(120), "north".into())));
+    // An uploaded offline scan made earlier takes over the first admission.
+    append(scanned(90, "east", Admitted, Some(120), true)).await;
+    assert_eq!(first_admission(&db), Some((at(90), "east".into())));
+    let stats = db.checkin_stats(event).unwrap();
+    assert_eq!((stats.admitted, stats.duplicates), (1, 2));
+    assert_eq!(stats.per_gate.get("east"), Some(&1));
+    // The other ticket of the registration was never admitted; its row is as issued.
+    let other = db.ticket(tickets[1]).unwrap().unwrap();
+    assert_eq!((other.admission, other.number), (None, 2));
+}

@@ -18,7 +18,7 @@
 
 use crate::codec::{JOURNAL_VERSION, JournalRecordRef, encode, encode_compact};
 use crate::keys;
-use crate::projection::Overlay;
+use crate::projection::{Overlay, PoolEvents};
 use crate::store::Db;
 use engine::ids::StreamId;
 use engine::ports::{AppendRequest, JournalError, JournalReceiver, Snapshot, StreamEvent};
@@ -151,6 +151,8 @@ struct Fences {
     fenced: HashSet<(StreamId, u64)>,
     /// Insertion order of `fenced`, to bound it.
     fenced_order: VecDeque<(StreamId, u64)>,
+    /// The event of each pool projected.
+    pool_events: PoolEvents,
 }
 
 impl Fences {
@@ -244,7 +246,7 @@ fn flush(
         for event in events {
             match (stream, event) {
                 (StreamId::Pool(pool_id), StreamEvent::Pool(e)) => {
-                    overlay.project(db, pool_id, e)?
+                    overlay.project(db, &mut fences.pool_events, pool_id, e)?
                 }
                 (StreamId::Event(event_id), StreamEvent::Event(e)) => {
                     overlay.project_event(event_id, &e)

@@ -209,6 +209,10 @@ pub enum PoolEvent {
         /// replaces as the first.
         #[serde(default)]
         superseded: Option<Admission>,
+        /// This admission is now the ticket's earliest on any list (the ticket's first
+        /// admission, as its read model shows it, becomes this one).
+        #[serde(default)]
+        first_on_ticket: bool,
     },
     /// A ticket was admitted (journals before check-in lists; replayed as a default-list
     /// admission).
@@ -1108,6 +1112,12 @@ impl PoolState {
             (scan::ScanResult::Admitted, Some(p)) if offline => Some(p.first.clone()),
             _ => None,
         };
+        let first_on_ticket = result == scan::ScanResult::Admitted
+            && presences.is_none_or(|p| {
+                p.iter()
+                    .filter(|p| p.index == cmd.ticket_index)
+                    .all(|p| scan::earlier(at, cmd.gate.as_deref(), &p.first))
+            });
         let admission = Admission { at, gate: cmd.gate };
         self.emit(
             events,
@@ -1123,6 +1133,7 @@ impl PoolState {
                 nonce: cmd.nonce,
                 result: result.clone(),
                 superseded,
+                first_on_ticket,
             },
         );
         let first = self

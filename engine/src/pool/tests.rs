@@ -748,3 +748,85 @@ fn places_whose_sales_ended_leave_the_line_instead_of_getting_seats() {
     assert_eq!(state.counts().available(), 1);
     assert!(state.waitlist().is_empty());
 }
+
+#[test]
+fn a_scan_says_when_it_becomes_the_tickets_first_admission_on_any_list() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 2);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let (id, tt) = (RegistrationId::new(), TicketTypeId::new());
+    let hold = HoldCommand {
+        registration_id: id,
+        event_id,
+        ticket_type_id: tt,
+        quantity: 1,
+        attendee: Attendee {
+            name: "A".into(),
+            email: "a@example.com".into(),
+        },
+        user_id: None,
+        max_per_account: None,
+        ttl: Duration::minutes(10),
+        idempotency: None,
+        unit_price_minor: 0,
+        currency: "EUR".into(),
+        voucher: None,
+    };
+    let published = EventStatus::Published;
+    assert!(
+        state
+            .execute(PoolCommand::Hold(Box::new(hold)), published, t0)
+            .1
+            .is_ok()
+    );
+    let (_, confirmed) = state.execute(PoolCommand::Confirm(id), published, t0);
+    let Ok(PoolOutcome::Confirmed { tickets, .. }) = confirmed else {
+        panic!("{confirmed:?}")
+    };
+    let ticket_id = tickets[0];
+    let reentry = scan::ListRules {
+        id: Some(crate::ids::CheckInListId::new()),
+        allow_reentry: true,
+        ..scan::ListRules::default_list()
+    };
+    let mut scan = |list: &scan::ListRules, direction, offline_ms: Option<i64>, now_ms: i64| {
+        let now = t0 + Duration::milliseconds(now_ms);
+        let command = PoolCommand::Scan(Box::new(ScanCommand {
+            registration_id: id,
+            ticket_id,
+            ticket_index: 0,
+            ticket_type_id: tt,
+            list: list.clone(),
+            direction,
+            gate: Some("north".into()),
+            scanned_at: offline_ms.map(|ms| t0 + Duration::milliseconds(ms)),
+            nonce: None,
+        }));
+        let (events, result) = state.execute(command, published, now);
+        assert!(result.is_ok(), "{result:?}");
+        match events.as_slice() {
+            [
+                PoolEvent::Scanned {
+                    result,
+                    first_on_ticket,
+                    ..
+                },
+            ] => (result.clone(), *first_on_ticket),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (entry, exit) = (scan::Direction::Entry, scan::Direction::Exit);
+    let default = scan::ListRules::default_list();
+    use scan::ScanResult::{Admitted, Duplicate, Exited};
+    // The first admission anywhere is the ticket's first.
+    assert_eq!(scan(&default, entry, None, 1_000), (Admitted, true));
+    assert_eq!(scan(&default, entry, None, 2_000), (Duplicate, false));
+    // A later first admission on another list, and a re-entry there, are not.
+    assert_eq!(scan(&reentry, entry, None, 3_000), (Admitted, false));
+    assert_eq!(scan(&reentry, exit, None, 4_000), (Exited, false));
+    assert_eq!(scan(&reentry, entry, None, 5_000), (Admitted, false));
+    // An uploaded offline scan earlier than every admission known becomes the first.
+    assert_eq!(scan(&reentry, entry, Some(500), 6_000), (Admitted, true));
+    // One between the two known admissions is earlier on its list only.
+    assert_eq!(scan(&default, entry, Some(800), 7_000), (Admitted, false));
+}
