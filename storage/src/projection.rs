@@ -480,6 +480,14 @@ impl Overlay {
         Ok(())
     }
 
+    /// The check-in statistics this batch changed (for the metrics, once it is durable).
+    pub fn checkin_stats(&self) -> Vec<(EventId, CheckInStats)> {
+        self.checkin_stats
+            .iter()
+            .map(|(event, stats)| (*event, stats.clone()))
+            .collect()
+    }
+
     /// Adds every changed row to the write batch.
     pub fn write(self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), String> {
         for (id, view) in &self.registrations {

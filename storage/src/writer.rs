@@ -282,15 +282,33 @@ fn flush(
             encode(&message)?,
         );
     }
+    let checkin_stats = overlay.checkin_stats();
     overlay.write(db, &mut wb)?;
     // One atomic write and one fsync for the whole batch.
     if !wb.is_empty() {
         wb.commit().map_err(|e| e.to_string())?;
     }
+    for (event, stats) in &checkin_stats {
+        checkin_metrics(event, stats);
+    }
     metrics::histogram!("journal_batch_events").record(events as f64);
     metrics::histogram!("journal_batch_appends").record(batch.len() as f64);
     metrics::histogram!("journal_flush_seconds").record(started.elapsed().as_secs_f64());
     Ok((outcomes, pool_snapshots))
+}
+
+/// An event's check-in statistics as gauges, set when the scans they count are durable: the
+/// same numbers the hub pushes and the API shows. Admissions per minute:
+/// `delta(checkin_admitted[1m])`.
+fn checkin_metrics(event: &engine::ids::EventId, stats: &engine::ports::CheckInStats) {
+    let event = event.to_string();
+    metrics::gauge!("checkin_admitted", "event" => event.clone()).set(stats.admitted as f64);
+    metrics::gauge!("checkin_duplicates", "event" => event.clone()).set(stats.duplicates as f64);
+    metrics::gauge!("checkin_exits", "event" => event.clone()).set(stats.exits as f64);
+    for (gate, n) in &stats.per_gate {
+        metrics::gauge!("checkin_admitted_by_gate", "event" => event.clone(), "gate" => gate.clone())
+            .set(*n as f64);
+    }
 }
 
 /// Pool snapshots waiting for the snapshot thread; a full queue drops the newest one (the
