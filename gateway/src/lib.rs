@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod offline_pack;
 pub mod outbox_file;
 pub mod qr;
 pub mod ratelimit;

@@ -356,3 +356,101 @@ async fn upload_raw(api: &Api, event: &str, scans: Value) -> tests::Reply {
     )
     .await
 }
+
+/// Opens an offline-pack entry as a scanner would, from the scheme the API documents (written
+/// here independently of the server's code): `None` if `code` is not the entry's ticket.
+fn open_entry(pack: &Value, code: &str) -> Option<Value> {
+    use aes_gcm::aead::{Aead, KeyInit};
+    use hmac::Mac;
+    let derive = |context: &[u8]| -> [u8; 32] {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(context).unwrap();
+        mac.update(code.as_bytes());
+        mac.finalize().into_bytes().into()
+    };
+    let b64 = data_encoding::BASE64URL_NOPAD;
+    let lookup = b64.encode(&derive(b"regengine/offline/lookup/v1"));
+    let entry = pack["entries"]
+        .as_array()?
+        .iter()
+        .find(|e| e["lookup"] == lookup.as_str())?;
+    let sealed = b64.decode(entry["data"].as_str()?.as_bytes()).ok()?;
+    let (nonce, ciphertext) = sealed.split_at(12);
+    let nonce: [u8; 12] = nonce.try_into().ok()?;
+    let cipher = aes_gcm::Aes256Gcm::new(&derive(b"regengine/offline/key/v1").into());
+    let plain = cipher
+        .decrypt(&aes_gcm::Nonce::from(nonce), ciphertext)
+        .ok()?;
+    serde_json::from_slice(&plain).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_pack_opens_only_with_each_tickets_own_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let api = Api::admin(&server).await;
+    let (event, tt) = api.published_event(10, 600, 4).await;
+    let (reg, codes) = confirmed_ticket(&api, &event, &tt, 2).await;
+    let (_, more) = confirmed_ticket(&api, &event, &tt, 1).await;
+    // A held (unconfirmed) registration has no tickets, so no entries.
+    assert_eq!(api.hold(&event, &tt, 1, None).await.status, 201);
+    let path = format!("/api/v1/events/{event}/check-in/offline-pack");
+    let pack = api.get(&path).await;
+    assert_eq!(pack.status, 200, "{:?}", pack.body);
+    let pack = pack.body;
+    assert_eq!(pack["scheme"], "regengine-offline-v1");
+    assert_eq!(pack["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(pack["next"], Value::Null);
+    let registration = api.get(&format!("/api/v1/registrations/{reg}")).await;
+    for (i, code) in codes.iter().enumerate() {
+        let opened = open_entry(&pack, code).expect("the ticket's own code opens its entry");
+        let issued = &registration.body["tickets"][i];
+        assert_eq!(opened["ticket_id"], issued["id"]);
+        assert_eq!(opened["ticket_number"], issued["number"]);
+        assert_eq!(opened["registration_id"], reg.as_str());
+        assert_eq!(opened["ticket_type_id"], tt.as_str());
+        assert_eq!(
+            opened["attendee_name"],
+            registration.body["attendee"]["name"]
+        );
+    }
+    assert!(open_entry(&pack, &more[0]).is_some());
+    // A code that is not a ticket's (one character changed) finds nothing.
+    let mut forged = codes[0].clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    assert!(open_entry(&pack, &String::from_utf8(forged).unwrap()).is_none());
+
+    // Paged by confirmed registrations.
+    let first = api.get(&format!("{path}?limit=1")).await.body;
+    assert_eq!(first["entries"].as_array().unwrap().len(), 2);
+    let after = first["next"].as_str().unwrap();
+    let second = api.get(&format!("{path}?limit=1&after={after}")).await.body;
+    assert_eq!(second["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(second["next"], Value::Null);
+
+    // The pack says which key and revocation version it was made with; a rotation changes
+    // every code, so the old pack no longer opens with the new codes.
+    assert_eq!(pack["key_id"], 1);
+    assert_eq!(pack["revocations_version"], 0);
+    let rotated = api
+        .post(
+            &format!("/api/v1/events/{event}/ticket-keys/rotate"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    let renewed = api.get(&format!("/api/v1/registrations/{reg}")).await;
+    let new_code = renewed.body["tickets"][0]["code"].as_str().unwrap();
+    assert!(open_entry(&pack, new_code).is_none());
+    let fresh = api.get(&path).await.body;
+    assert_eq!(fresh["key_id"], 2);
+    assert!(open_entry(&fresh, new_code).is_some());
+
+    // Bad input and outsiders are refused, nothing else.
+    assert_eq!(api.get(&format!("{path}?limit=0")).await.status, 400);
+    assert_eq!(api.get(&format!("{path}?after=nope")).await.status, 400);
+    let (_, bob) = api.with_token(None).signed_in("bob@example.com").await;
+    let bob = api.with_token(Some(bob["access_token"].as_str().unwrap().to_owned()));
+    assert_eq!(bob.get(&path).await.status, 403);
+}

@@ -6,7 +6,7 @@
 use super::AppState;
 use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ApiJson, PathId};
+use super::extract::{ApiJson, ApiQuery, PathId};
 use super::policy::{managed_event, scanning_event};
 use super::registrations::verify_code;
 use axum::extract::State;
@@ -22,7 +22,7 @@ use engine::model::CheckInList;
 use engine::pool::scan::{Direction, ScanResult};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Most scans in one offline upload (a backlog goes up in chunks: one upload stays well under
@@ -49,6 +49,10 @@ pub(super) fn router() -> Router<AppState> {
             axum::routing::get(stats),
         )
         .route("/api/v1/events/{id}/check-in/prepare", post(prepare))
+        .route(
+            "/api/v1/events/{id}/check-in/offline-pack",
+            axum::routing::get(offline_pack),
+        )
 }
 
 /// Registrations read per page while preparing.
@@ -117,6 +121,146 @@ pub(crate) async fn prepare(
         tickets,
         remembered: state.codes.verified_len(),
         elapsed_ms: started.elapsed().as_millis() as u64,
+    }))
+}
+
+/// Query of `GET /api/v1/events/{id}/check-in/offline-pack`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PackParams {
+    /// Continue after this registration (the previous page's `next`).
+    after: Option<Uuid>,
+    /// Confirmed registrations per page (each up to 100 tickets), 1..=200 (default 100).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<usize>,
+}
+
+/// One page of an event's offline pack: attendee data for scanners that work offline, one
+/// sealed entry per ticket that only the ticket's own code opens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OfflinePack {
+    event_id: Uuid,
+    /// `regengine-offline-v1`: for a ticket whose QR reads `code` (trimmed, upper-case),
+    /// `lookup` = HMAC-SHA256(key "regengine/offline/lookup/v1", code) and `data` = 12-byte nonce
+    /// ‖ AES-256-GCM(key = HMAC-SHA256(key "regengine/offline/key/v1", code), nonce, JSON
+    /// {ticket_id, ticket_number, ticket_type_id, ticket_type, registration_id, attendee_name}),
+    /// both base64url without padding.
+    scheme: &'static str,
+    /// The signing key the entries' codes are made with: after a rotation, download again.
+    key_id: u8,
+    /// The revocation list's version when this page was made: catch up with
+    /// `GET /api/v1/events/{id}/revocations?since=`.
+    revocations_version: u64,
+    /// Entries of this page's tickets.
+    entries: Vec<PackEntry>,
+    /// Cursor of the next page (`after`), if any.
+    next: Option<Uuid>,
+}
+
+/// One ticket's sealed attendee data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PackEntry {
+    /// Where a scanner finds the entry from the code it reads (base64url).
+    lookup: String,
+    /// Nonce ‖ ciphertext (base64url).
+    data: String,
+}
+
+/// What an entry holds once opened.
+#[derive(Serialize)]
+struct SealedAttendee<'a> {
+    ticket_id: Uuid,
+    ticket_number: &'a str,
+    ticket_type_id: Uuid,
+    ticket_type: &'a str,
+    registration_id: Uuid,
+    attendee_name: &'a str,
+}
+
+/// Attendee data for offline scanners (staff and managers), in pages of confirmed
+/// registrations: each ticket's entry is sealed with a key derived from its own code, so a
+/// scanner holding the whole pack shows an attendee's name only when that attendee's QR is
+/// presented, and a lost scanner leaks nobody (after alf.io's offline check-in). Pair it with
+/// the event's public keys (to check codes) and its revocation list.
+#[utoipa::path(get, path = "/api/v1/events/{id}/check-in/offline-pack", tag = "check-in",
+    params(("id" = Uuid, Path), PackParams),
+    responses((status = 200, body = OfflinePack), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+pub(crate) async fn offline_pack(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(event_id): PathId<EventId>,
+    ApiQuery(p): ApiQuery<PackParams>,
+) -> ApiResult<Json<OfflinePack>> {
+    let event = scanning_event(&state, &principal, event_id)?;
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::InvalidQuery(
+            "limit must be between 1 and 200".into(),
+        ));
+    }
+    // The version first: a revocation made while the page is built is caught up on later.
+    let (_, revocations_version) = state.engine.revocations(event_id, u64::MAX, 0)?;
+    let key_id = event.ticket_key;
+    let work = state.clone();
+    let after = p.after.map(engine::ids::RegistrationId);
+    // One signature per ticket: off the async workers.
+    let (entries, next) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let page = work.engine.registrations_by_event(
+            event_id,
+            Some(engine::model::RegistrationStatus::Confirmed),
+            after,
+            limit,
+        )?;
+        let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
+        let mut entries = Vec::new();
+        for reg in &page.items {
+            let context = super::registrations::ticket_context(&work, event_id, reg.pool_id);
+            let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
+            let ticket_type = event
+                .ticket_types
+                .iter()
+                .find(|t| t.id == reg.ticket_type_id)
+                .map_or("", |t| t.name.as_str());
+            for (ticket, number) in reg.tickets.iter().zip(reg.first_ticket_number..) {
+                let code = work.codes.encode(
+                    context.key,
+                    event_id,
+                    *ticket,
+                    reg.ticket_type_id,
+                    issued_at,
+                );
+                let ticket_number =
+                    crate::ticket_code::ticket_number(event_id, context.pool_ordinal, number);
+                let attendee = serde_json::to_vec(&SealedAttendee {
+                    ticket_id: ticket.0,
+                    ticket_number: &ticket_number,
+                    ticket_type_id: reg.ticket_type_id.0,
+                    ticket_type,
+                    registration_id: reg.id.0,
+                    attendee_name: &reg.attendee.name,
+                })
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let sealed =
+                    crate::offline_pack::seal(&code, &attendee).map_err(ApiError::Internal)?;
+                entries.push(PackEntry {
+                    lookup: b64(&crate::offline_pack::lookup(&code)),
+                    data: b64(&sealed),
+                });
+            }
+        }
+        Ok((entries, page.next.map(|n| n.0)))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(OfflinePack {
+        event_id: event_id.0,
+        scheme: "regengine-offline-v1",
+        key_id,
+        revocations_version,
+        entries,
+        next,
     }))
 }
 
