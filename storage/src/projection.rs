@@ -102,6 +102,19 @@ impl Overlay {
         cached(&mut self.tickets, &db.tickets, id, id.as_bytes())
     }
 
+    /// The event of a ticket, without taking its row into the batch (it is not rewritten).
+    fn ticket_event(&self, db: &Db, id: TicketId) -> Result<EventId, String> {
+        if let Some(ticket) = self.tickets.get(&id) {
+            return Ok(ticket.event_id);
+        }
+        let bytes = db
+            .tickets
+            .get(id.as_bytes())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("read model row {id:?} missing"))?;
+        Ok(decode::<TicketView>(&bytes)?.event_id)
+    }
+
     fn voucher<'a>(
         &'a mut self,
         db: &Db,
@@ -460,7 +473,7 @@ impl Overlay {
                 let event_id = match pools.0.get(&pool_id) {
                     Some(event) => *event,
                     None => {
-                        let event = self.ticket(db, ticket_id)?.event_id;
+                        let event = self.ticket_event(db, ticket_id)?;
                         pools.learn(pool_id, event);
                         event
                     }
@@ -470,10 +483,25 @@ impl Overlay {
                     Entry::Vacant(e) => e.insert(db.checkin_stats(event_id).map_err(|e| e.0)?),
                 };
                 stats.count(&result, &admission, superseded.as_ref());
-                // The pool knows every admission of the ticket: the first one is written
-                // blind, without reading the ticket.
-                if first_on_ticket {
-                    self.admissions.insert(ticket_id, admission);
+                match first_on_ticket {
+                    // The pool knows every admission of the ticket: the first one is written
+                    // blind, without reading the ticket.
+                    Some(true) => {
+                        self.admissions.insert(ticket_id, admission);
+                    }
+                    Some(false) => {}
+                    // Journals from before the pool said: compare with the row (earlier wins).
+                    None => {
+                        let ticket = self.ticket(db, ticket_id)?;
+                        if result == engine::pool::scan::ScanResult::Admitted
+                            && ticket
+                                .admission
+                                .as_ref()
+                                .is_none_or(|first| admission.at < first.at)
+                        {
+                            ticket.admission = Some(admission);
+                        }
+                    }
                 }
             }
         }

@@ -466,11 +466,16 @@ async fn scans_write_the_first_admission_and_statistics_without_rewriting_the_ti
 
     // A writer that never saw the pool's hold finds the scans' event through the ticket.
     let (journal, _writer) = writer(&db);
-    let scanned = |seconds: i64, gate: &str, result, superseded: Option<i64>, first: bool| {
+    let scanned_as = |ticket: usize,
+                      seconds: i64,
+                      gate: &str,
+                      result,
+                      superseded: Option<i64>,
+                      first: Option<bool>| {
         StreamEvent::Pool(PoolEvent::Scanned {
             registration_id: reg,
             user_id: None,
-            ticket_id: tickets[0],
+            ticket_id: tickets[ticket],
             ticket_index: 0,
             list: None,
             direction: engine::pool::scan::Direction::Entry,
@@ -488,6 +493,9 @@ async fn scans_write_the_first_admission_and_statistics_without_rewriting_the_ti
             first_on_ticket: first,
         })
     };
+    let scanned = |seconds: i64, gate: &str, result, superseded: Option<i64>, first: bool| {
+        scanned_as(0, seconds, gate, result, superseded, Some(first))
+    };
     use engine::pool::scan::ScanResult::{Admitted, Duplicate};
     let mut seq = 3;
     let mut append = async |event: StreamEvent| {
@@ -497,22 +505,38 @@ async fn scans_write_the_first_admission_and_statistics_without_rewriting_the_ti
             .unwrap();
         seq += 1;
     };
-    let first_admission = |db: &Db| {
-        let ticket = db.ticket(tickets[0]).unwrap().unwrap();
+    let first_admission_of = |db: &Db, ticket: usize| {
+        let ticket = db.ticket(tickets[ticket]).unwrap().unwrap();
         ticket.admission.map(|a| (a.at, a.gate.unwrap()))
     };
+    let first_admission = |db: &Db| first_admission_of(db, 0);
     assert_eq!(first_admission(&db), None);
     append(scanned(120, "north", Admitted, None, true)).await;
     assert_eq!(first_admission(&db), Some((at(120), "north".into())));
     append(scanned(130, "south", Duplicate, None, false)).await;
     assert_eq!(first_admission(&db), Some((at(120), "north".into())));
+    // A later admission (a re-entry, another list) is not the ticket's first.
+    append(scanned(140, "west", Admitted, None, false)).await;
+    assert_eq!(first_admission(&db), Some((at(120), "north".into())));
     // An uploaded offline scan made earlier takes over the first admission.
     append(scanned(90, "east", Admitted, Some(120), true)).await;
     assert_eq!(first_admission(&db), Some((at(90), "east".into())));
     let stats = db.checkin_stats(event).unwrap();
-    assert_eq!((stats.admitted, stats.duplicates), (1, 2));
+    // Admissions count re-entries too; the superseded one became a duplicate.
+    assert_eq!((stats.admitted, stats.duplicates), (2, 2));
     assert_eq!(stats.per_gate.get("east"), Some(&1));
     // The other ticket of the registration was never admitted; its row is as issued.
     let other = db.ticket(tickets[1]).unwrap().unwrap();
     assert_eq!((other.admission, other.number), (None, 2));
+
+    // Journals from before the pool said (`None`): the row is compared, earlier wins.
+    append(scanned_as(1, 200, "north", Admitted, None, None)).await;
+    assert_eq!(first_admission_of(&db, 1), Some((at(200), "north".into())));
+    append(scanned_as(1, 210, "south", Admitted, None, None)).await;
+    assert_eq!(first_admission_of(&db, 1), Some((at(200), "north".into())));
+    // A newer first admission overrides the row's own; a later one leaves both alone.
+    append(scanned_as(1, 150, "east", Admitted, Some(200), Some(true))).await;
+    assert_eq!(first_admission_of(&db, 1), Some((at(150), "east".into())));
+    append(scanned_as(1, 220, "west", Admitted, None, Some(false))).await;
+    assert_eq!(first_admission_of(&db, 1), Some((at(150), "east".into())));
 }

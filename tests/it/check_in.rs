@@ -450,7 +450,19 @@ async fn offline_pack_opens_only_with_each_tickets_own_code() {
     // Bad input and outsiders are refused, nothing else.
     assert_eq!(api.get(&format!("{path}?limit=0")).await.status, 400);
     assert_eq!(api.get(&format!("{path}?after=nope")).await.status, 400);
-    let (_, bob) = api.with_token(None).signed_in("bob@example.com").await;
+    let (bob_id, bob) = api.with_token(None).signed_in("bob@example.com").await;
     let bob = api.with_token(Some(bob["access_token"].as_str().unwrap().to_owned()));
     assert_eq!(bob.get(&path).await.status, 403);
+    // The event's door staff may.
+    let staff = api.at(
+        reqwest::Method::PUT,
+        &format!("/api/v1/events/{event}/members/{bob_id}"),
+    );
+    assert_eq!(
+        api.send(staff.json(&json!({"role": "staff"}))).await.status,
+        200
+    );
+    let pack = bob.get(&path).await;
+    assert_eq!(pack.status, 200, "{:?}", pack.body);
+    assert!(open_entry(&pack.body, new_code).is_some());
 }

@@ -539,10 +539,10 @@ async fn scanners_scan_over_the_hub_and_hear_other_gates() {
         .await
         .unwrap();
     for series in [
-        format!("checkin_admitted{{event=\"{event}\"}} 2"),
-        format!("checkin_duplicates{{event=\"{event}\"}} 1"),
-        format!("checkin_exits{{event=\"{event}\"}} 0"),
-        format!("checkin_admitted_by_gate{{event=\"{event}\",gate=\"north\"}} 2"),
+        format!("checkin_admitted{{event=\"{event}\"}} 2\n"),
+        format!("checkin_duplicates{{event=\"{event}\"}} 1\n"),
+        format!("checkin_exits{{event=\"{event}\"}} 0\n"),
+        format!("checkin_admitted_by_gate{{event=\"{event}\",gate=\"north\"}} 2\n"),
     ] {
         assert!(metrics.contains(&series), "{series} missing");
     }

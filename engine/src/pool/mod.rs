@@ -209,10 +209,11 @@ pub enum PoolEvent {
         /// replaces as the first.
         #[serde(default)]
         superseded: Option<Admission>,
-        /// This admission is now the ticket's earliest on any list (the ticket's first
-        /// admission, as its read model shows it, becomes this one).
+        /// Whether this admission is now the ticket's earliest on any list (the ticket's
+        /// first admission, as its read model shows it, becomes this one). `None` in journals
+        /// written before the pool said so: the projection then compares with the row.
         #[serde(default)]
-        first_on_ticket: bool,
+        first_on_ticket: Option<bool>,
     },
     /// A ticket was admitted (journals before check-in lists; replayed as a default-list
     /// admission).
@@ -1133,7 +1134,7 @@ impl PoolState {
                 nonce: cmd.nonce,
                 result: result.clone(),
                 superseded,
-                first_on_ticket,
+                first_on_ticket: Some(first_on_ticket),
             },
         );
         let first = self

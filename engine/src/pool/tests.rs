@@ -759,7 +759,7 @@ fn a_scan_says_when_it_becomes_the_tickets_first_admission_on_any_list() {
         registration_id: id,
         event_id,
         ticket_type_id: tt,
-        quantity: 1,
+        quantity: 2,
         attendee: Attendee {
             name: "A".into(),
             email: "a@example.com".into(),
@@ -783,39 +783,45 @@ fn a_scan_says_when_it_becomes_the_tickets_first_admission_on_any_list() {
     let Ok(PoolOutcome::Confirmed { tickets, .. }) = confirmed else {
         panic!("{confirmed:?}")
     };
-    let ticket_id = tickets[0];
     let reentry = scan::ListRules {
         id: Some(crate::ids::CheckInListId::new()),
         allow_reentry: true,
         ..scan::ListRules::default_list()
     };
-    let mut scan = |list: &scan::ListRules, direction, offline_ms: Option<i64>, now_ms: i64| {
-        let now = t0 + Duration::milliseconds(now_ms);
-        let command = PoolCommand::Scan(Box::new(ScanCommand {
-            registration_id: id,
-            ticket_id,
-            ticket_index: 0,
-            ticket_type_id: tt,
-            list: list.clone(),
-            direction,
-            gate: Some("north".into()),
-            scanned_at: offline_ms.map(|ms| t0 + Duration::milliseconds(ms)),
-            nonce: None,
-        }));
-        let (events, result) = state.execute(command, published, now);
-        assert!(result.is_ok(), "{result:?}");
-        match events.as_slice() {
-            [
-                PoolEvent::Scanned {
-                    result,
-                    first_on_ticket,
-                    ..
-                },
-            ] => (result.clone(), *first_on_ticket),
-            other => panic!("{other:?}"),
-        }
-    };
+    let mut scan_seat =
+        |index: u16, list: &scan::ListRules, direction, offline_ms: Option<i64>, now_ms: i64| {
+            let now = t0 + Duration::milliseconds(now_ms);
+            let command = PoolCommand::Scan(Box::new(ScanCommand {
+                registration_id: id,
+                ticket_id: tickets[usize::from(index)],
+                ticket_index: index,
+                ticket_type_id: tt,
+                list: list.clone(),
+                direction,
+                gate: Some("north".into()),
+                scanned_at: offline_ms.map(|ms| t0 + Duration::milliseconds(ms)),
+                nonce: None,
+            }));
+            let (events, result) = state.execute(command, published, now);
+            assert!(result.is_ok(), "{result:?}");
+            match events.as_slice() {
+                [
+                    PoolEvent::Scanned {
+                        result,
+                        first_on_ticket,
+                        ..
+                    },
+                ] => (
+                    result.clone(),
+                    first_on_ticket.expect("the pool always says"),
+                ),
+                other => panic!("{other:?}"),
+            }
+        };
     let (entry, exit) = (scan::Direction::Entry, scan::Direction::Exit);
+    let mut scan = |list: &scan::ListRules, direction, offline_ms: Option<i64>, now_ms: i64| {
+        scan_seat(0, list, direction, offline_ms, now_ms)
+    };
     let default = scan::ListRules::default_list();
     use scan::ScanResult::{Admitted, Duplicate, Exited};
     // The first admission anywhere is the ticket's first.
@@ -829,4 +835,13 @@ fn a_scan_says_when_it_becomes_the_tickets_first_admission_on_any_list() {
     assert_eq!(scan(&reentry, entry, Some(500), 6_000), (Admitted, true));
     // One between the two known admissions is earlier on its list only.
     assert_eq!(scan(&default, entry, Some(800), 7_000), (Admitted, false));
+    // The other seat's admissions are its own: its first admission is its first.
+    assert_eq!(
+        scan_seat(1, &reentry, entry, Some(700), 8_000),
+        (Admitted, true)
+    );
+    assert_eq!(
+        scan_seat(1, &default, entry, None, 9_000),
+        (Admitted, false)
+    );
 }

@@ -124,6 +124,11 @@ pub(crate) async fn prepare(
     }))
 }
 
+/// Most confirmed registrations (each up to 100 tickets) per offline-pack page.
+const PACK_PAGE_MAX: usize = 100;
+/// Offline-pack pages built at once.
+static PACKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Query of `GET /api/v1/events/{id}/check-in/offline-pack`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -131,8 +136,8 @@ pub(crate) async fn prepare(
 pub struct PackParams {
     /// Continue after this registration (the previous page's `next`).
     after: Option<Uuid>,
-    /// Confirmed registrations per page (each up to 100 tickets), 1..=200 (default 100).
-    #[param(minimum = 1, maximum = 200)]
+    /// Confirmed registrations per page (each up to 100 tickets), 1..=100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -186,7 +191,7 @@ struct SealedAttendee<'a> {
 #[utoipa::path(get, path = "/api/v1/events/{id}/check-in/offline-pack", tag = "check-in",
     params(("id" = Uuid, Path), PackParams),
     responses((status = 200, body = OfflinePack), (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem)))]
+        (status = 404, body = Problem), (status = 503, description = "other pages are being built: retry", body = Problem)))]
 pub(crate) async fn offline_pack(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -194,14 +199,18 @@ pub(crate) async fn offline_pack(
     ApiQuery(p): ApiQuery<PackParams>,
 ) -> ApiResult<Json<OfflinePack>> {
     let event = scanning_event(&state, &principal, event_id)?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::InvalidQuery(
-            "limit must be between 1 and 200".into(),
-        ));
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=PACK_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::InvalidQuery(format!(
+            "limit must be between 1 and {PACK_PAGE_MAX}"
+        )));
     }
+    // CPU-bound (a signature and a sealing per ticket): a few pages at a time, else 503.
+    let _permit = PACKING.try_acquire().map_err(|_| ApiError::Overloaded)?;
     // The version first: a revocation made while the page is built is caught up on later.
     let (_, revocations_version) = state.engine.revocations(event_id, u64::MAX, 0)?;
+    // Key and pool numbering from the one record read above, so `key_id` is the key the
+    // entries' codes are made with.
     let key_id = event.ticket_key;
     let work = state.clone();
     let after = p.after.map(engine::ids::RegistrationId);
@@ -216,7 +225,11 @@ pub(crate) async fn offline_pack(
         let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
         let mut entries = Vec::new();
         for reg in &page.items {
-            let context = super::registrations::ticket_context(&work, event_id, reg.pool_id);
+            let pool_ordinal = event
+                .pools
+                .iter()
+                .position(|p| p.id == reg.pool_id)
+                .map_or(0, |i| i + 1);
             let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
             let ticket_type = event
                 .ticket_types
@@ -224,15 +237,11 @@ pub(crate) async fn offline_pack(
                 .find(|t| t.id == reg.ticket_type_id)
                 .map_or("", |t| t.name.as_str());
             for (ticket, number) in reg.tickets.iter().zip(reg.first_ticket_number..) {
-                let code = work.codes.encode(
-                    context.key,
-                    event_id,
-                    *ticket,
-                    reg.ticket_type_id,
-                    issued_at,
-                );
+                let code =
+                    work.codes
+                        .encode(key_id, event_id, *ticket, reg.ticket_type_id, issued_at);
                 let ticket_number =
-                    crate::ticket_code::ticket_number(event_id, context.pool_ordinal, number);
+                    crate::ticket_code::ticket_number(event_id, pool_ordinal, number);
                 let attendee = serde_json::to_vec(&SealedAttendee {
                     ticket_id: ticket.0,
                     ticket_number: &ticket_number,
