@@ -15,21 +15,27 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-fn harness(batch_wait: Duration) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path(), &DbOptions::default()).unwrap();
+/// A journal writer over `db`, and the handle that appends to it.
+fn writer(db: &Db, batch_wait: Duration) -> (JournalHandle, JournalWriter) {
     let (journal, rx) = JournalHandle::channel(64);
     let config = JournalConfig {
         batch_events_max: 1024,
         batch_wait_max: batch_wait,
     };
-    JournalWriter::spawn(
+    let writer = JournalWriter::spawn(
         db.clone(),
         rx,
         config,
         Box::new(|e| panic!("journal failed: {e}")),
     )
     .unwrap();
+    (journal, writer)
+}
+
+fn harness(batch_wait: Duration) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), &DbOptions::default()).unwrap();
+    let (journal, _) = writer(&db, batch_wait);
     Harness {
         db,
         journal,
@@ -428,22 +434,12 @@ async fn outbox_messages_commit_with_their_events_only() {
 async fn scans_write_the_first_admission_and_statistics_without_rewriting_the_ticket() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), &DbOptions::default()).unwrap();
-    let writer = |db: &Db| {
-        let (journal, rx) = JournalHandle::channel(64);
-        let config = JournalConfig {
-            batch_events_max: 1024,
-            batch_wait_max: Duration::ZERO,
-        };
-        let writer =
-            JournalWriter::spawn(db.clone(), rx, config, Box::new(|e| panic!("{e}"))).unwrap();
-        (journal, writer)
-    };
     let (pool, event, reg) = (PoolId::new(), EventId::new(), RegistrationId::new());
     let stream = StreamId::Pool(pool);
     let tickets = vec![TicketId::new(), TicketId::new()];
     let at =
         |s: i64| chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + s * 1000).unwrap();
-    let (journal, first_writer) = writer(&db);
+    let (journal, first_writer) = writer(&db, Duration::ZERO);
     let confirmed = StreamEvent::Pool(PoolEvent::RegistrationConfirmed {
         registration_id: reg,
         user_id: None,
@@ -465,7 +461,7 @@ async fn scans_write_the_first_admission_and_statistics_without_rewriting_the_ti
     first_writer.join();
 
     // A writer that never saw the pool's hold finds the scans' event through the ticket.
-    let (journal, _writer) = writer(&db);
+    let (journal, _writer) = writer(&db, Duration::ZERO);
     let scanned_as = |ticket: usize,
                       seconds: i64,
                       gate: &str,

@@ -225,11 +225,7 @@ pub(crate) async fn offline_pack(
         let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
         let mut entries = Vec::new();
         for reg in &page.items {
-            let pool_ordinal = event
-                .pools
-                .iter()
-                .position(|p| p.id == reg.pool_id)
-                .map_or(0, |i| i + 1);
+            let pool_ordinal = super::registrations::pool_ordinal(&event, reg.pool_id);
             let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
             let ticket_type = event
                 .ticket_types

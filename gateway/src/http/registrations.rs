@@ -145,6 +145,19 @@ pub(super) struct TicketContext {
     pub(super) pool_ordinal: usize,
 }
 
+/// A pool's place in its event (1, 2, ...; 0 if the event has no such pool), as ticket numbers
+/// print it.
+pub(super) fn pool_ordinal(
+    record: &engine::model::EventRecord,
+    pool: engine::ids::PoolId,
+) -> usize {
+    record
+        .pools
+        .iter()
+        .position(|p| p.id == pool)
+        .map_or(0, |i| i + 1)
+}
+
 pub(super) fn ticket_context(
     state: &AppState,
     event: EventId,
@@ -153,11 +166,7 @@ pub(super) fn ticket_context(
     match state.engine.event(event) {
         Ok(record) => TicketContext {
             key: record.ticket_key,
-            pool_ordinal: record
-                .pools
-                .iter()
-                .position(|p| p.id == pool)
-                .map_or(0, |i| i + 1),
+            pool_ordinal: pool_ordinal(&record, pool),
         },
         Err(_) => TicketContext {
             key: 1,
