@@ -178,38 +178,47 @@ impl Engine {
     }
 
     /// Activates every published event (recovering its pools and expiring holds that ran
-    /// out while the server was down). Returns how many events were activated.
+    /// out while the server was down), and every canceled event not yet over (its pools end
+    /// what a crash kept them from ending when it was canceled). Returns how many events were
+    /// activated.
     pub async fn recover(&self) -> EngineResult<usize> {
-        let mut after = None;
         let mut activated = 0;
-        loop {
-            let query = EventQuery {
-                status: Some(EventStatus::Published),
-                after,
-                limit: 500,
-                ..EventQuery::default()
-            };
-            let page = self
-                .ctx
-                .store
-                .events(&query, self.ctx.clock.now())
-                .map_err(storage)?;
-            for event in &page.items {
-                // One event that cannot be recovered must not keep every other one from
-                // selling: it is logged, counted, and activated again on its next use.
-                match self.handle(event.id).await {
-                    Ok(_) => activated += 1,
-                    Err(e) => {
-                        metrics::counter!("engine_recovery_failures_total").increment(1);
-                        tracing::error!(event = %event.id, error = %e, "event not recovered");
+        for (status, when) in [
+            (EventStatus::Published, None),
+            (EventStatus::Canceled, Some(crate::ports::When::Upcoming)),
+        ] {
+            let mut after = None;
+            loop {
+                let query = EventQuery {
+                    status: Some(status),
+                    when,
+                    after,
+                    limit: 500,
+                    ..EventQuery::default()
+                };
+                let page = self
+                    .ctx
+                    .store
+                    .events(&query, self.ctx.clock.now())
+                    .map_err(storage)?;
+                for event in &page.items {
+                    // One event that cannot be recovered must not keep every other one from
+                    // selling: it is logged, counted, and activated again on its next use.
+                    match self.handle(event.id).await {
+                        Ok(_) => activated += 1,
+                        Err(e) => {
+                            metrics::counter!("engine_recovery_failures_total").increment(1);
+                            tracing::error!(event = %event.id, error = %e, "event not recovered");
+                        }
                     }
                 }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(activated),
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
         }
+        Ok(activated)
     }
 
     /// Stops every actor. Appends already queued still complete.
@@ -531,7 +540,7 @@ impl Engine {
     /// Confirms a hold; issues one ticket per seat. Confirming a confirmed registration
     /// returns it unchanged.
     pub async fn confirm(&self, id: RegistrationId) -> EngineResult<RegistrationView> {
-        match self
+        let view = match self
             .registration_command(id, PoolCommand::Confirm(id))
             .await
         {
@@ -540,7 +549,17 @@ impl Engine {
                 ..
             })) => self.registration(id),
             other => other.and_then(|_| self.registration(id)),
+        }?;
+        // A cancel that came right after the confirm (or after the earlier confirm this one
+        // repeats) won: the caller is not handed tickets that are already revoked.
+        if view.status != RegistrationStatus::Confirmed {
+            return Err(DomainError::InvalidRegistrationState {
+                status: view.status,
+                action: "confirm",
+            }
+            .into());
         }
+        Ok(view)
     }
 
     /// Cancels a hold or a confirmed registration; its seats return to the pool.

@@ -78,6 +78,18 @@ pub enum MessageKind {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
     },
+    /// The event was canceled: the registration (or waiting-list place) ended with it, and
+    /// its tickets, if any, no longer admit anyone.
+    EventCanceled {
+        /// The event.
+        event_id: crate::ids::EventId,
+        /// The event's title.
+        event_title: String,
+        /// The registration ended (`None`: a place on the waiting list).
+        registration_id: Option<crate::ids::RegistrationId>,
+        /// Whether it had tickets (now revoked).
+        tickets_revoked: bool,
+    },
 }
 
 /// One ticket in a message.
@@ -97,6 +109,7 @@ impl MessageKind {
             MessageKind::ResetPassword { .. } => "reset_password",
             MessageKind::Tickets { .. } => "tickets",
             MessageKind::WaitlistOffer { .. } => "waitlist_offer",
+            MessageKind::EventCanceled { .. } => "event_canceled",
         }
     }
 }

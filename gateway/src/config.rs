@@ -125,6 +125,24 @@ pub struct HttpConfig {
     /// Responses larger than this many bytes are gzip-compressed for clients that accept it
     /// (API routes only; the Swagger UI assets are never compressed on the fly).
     pub compress_above_bytes: u16,
+    /// Connections open at once; at the bound the one waiting longest for a request is
+    /// closed to admit a new one, and if none is waiting the new one is refused. Lowered at
+    /// start-up (with a warning) if the open-file limit cannot hold it.
+    pub connections_max: usize,
+    /// Connections from one client address at once (0: no bound); more are refused.
+    pub connections_per_ip_max: usize,
+    /// An open connection with no request in progress (just accepted, or between keep-alive
+    /// requests) is closed after this long.
+    pub keep_alive_timeout_ms: u64,
+    /// From a request's first byte to the end of its head; a slower client is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// Time to receive a whole request body, from the end of its head; slower: 408.
+    pub body_read_timeout_ms: u64,
+    /// A response write (or a WebSocket frame) that makes no progress for this long closes
+    /// the connection: the peer stopped reading.
+    pub write_timeout_ms: u64,
+    /// Largest request head (request line and headers); larger: 431.
+    pub header_bytes_max: usize,
 }
 
 /// Storage settings.
@@ -251,6 +269,25 @@ impl Config {
             (
                 self.http.request_timeout_ms > self.engine.call_timeout_ms,
                 "http.request_timeout_ms must exceed engine.call_timeout_ms",
+            ),
+            (
+                self.http.connections_max >= 16,
+                "http.connections_max must be >= 16",
+            ),
+            (
+                self.http.keep_alive_timeout_ms >= 100
+                    && self.http.header_read_timeout_ms >= 100
+                    && self.http.write_timeout_ms >= 100,
+                "http.keep_alive_timeout_ms, header_read_timeout_ms and write_timeout_ms must be >= 100",
+            ),
+            (
+                self.http.body_read_timeout_ms >= 100
+                    && self.http.body_read_timeout_ms < self.http.request_timeout_ms,
+                "http.body_read_timeout_ms must be >= 100 and below http.request_timeout_ms (a slow body is the client's 408, not the server's 503)",
+            ),
+            (
+                (8192..=1 << 20).contains(&self.http.header_bytes_max),
+                "http.header_bytes_max must be 8192..=1048576",
             ),
             (
                 self.storage.batch_events_max > 0,

@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod http;
+pub mod log_throttle;
 pub mod offline_pack;
 pub mod outbox_file;
 pub mod qr;

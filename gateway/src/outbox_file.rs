@@ -109,6 +109,36 @@ impl FileSink {
                     text,
                 )
             }
+            MessageKind::EventCanceled {
+                event_id,
+                event_title,
+                registration_id,
+                tickets_revoked,
+            } => {
+                let (link, what) = match registration_id {
+                    Some(id) if *tickets_revoked => (
+                        format!("{base}/registrations/{id}"),
+                        "your registration is canceled and its tickets are no longer valid",
+                    ),
+                    Some(id) => (
+                        format!("{base}/registrations/{id}"),
+                        "your held seats are released",
+                    ),
+                    None => (
+                        format!("{base}/events/{event_id}"),
+                        "your place on the waiting list is removed",
+                    ),
+                };
+                let text = format!("{event_title} has been canceled: {what}. Details: {link}");
+                (
+                    format!("Canceled: {event_title}"),
+                    link,
+                    None,
+                    None,
+                    None,
+                    text,
+                )
+            }
         };
         Line {
             id: message.id,

@@ -94,6 +94,7 @@ pub async fn run(
     bootstrap_admin(&engine, &auth, &config.auth.bootstrap_admin_email).await?;
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shutdown_rx_for_conns = shutdown_rx.clone();
     let ready = Arc::new(AtomicBool::new(false));
     let state = AppState::new(Shared {
         engine: engine.clone(),
@@ -121,6 +122,7 @@ pub async fn run(
         },
         shutdown: shutdown_rx,
         resets_in_flight: Arc::new(tokio::sync::Semaphore::new(http::RESETS_IN_FLIGHT_MAX)),
+        body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
     });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,
@@ -159,28 +161,38 @@ pub async fn run(
     };
 
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // No Nagle: answers are small and already batched per write (a WebSocket connection's
-    // queued frames go out in one write); with Nagle, a small write behind an unacknowledged
-    // one waits for the peer's delayed ACK (tens of milliseconds per round).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining requests");
-        let _ = shutdown_tx.send(true);
-        let _ = drain_tx.send(());
-    });
-    let serve = tokio::spawn(async move { server.await });
-    // Wait for the shutdown signal, then give in-flight requests `grace` to finish.
-    let _ = drain_rx.await;
-    match tokio::time::timeout(grace, serve).await {
-        Ok(result) => result??,
-        Err(_) => tracing::warn!("requests still running after the grace period; stopping anyway"),
+    let connections_max = crate::conn::fit_descriptor_limit(config.http.connections_max);
+    if connections_max < config.http.connections_max {
+        tracing::warn!(
+            configured = config.http.connections_max,
+            effective = connections_max,
+            "the open-file limit cannot hold http.connections_max: fewer connections admitted (raise `ulimit -n`)"
+        );
+    }
+    let settings = crate::conn::Settings {
+        bounds: crate::conn::Bounds {
+            connections_max,
+            connections_per_ip_max: config.http.connections_per_ip_max,
+        },
+        deadlines: crate::conn::Deadlines {
+            keep_alive: Duration::from_millis(config.http.keep_alive_timeout_ms),
+            header: Duration::from_millis(config.http.header_read_timeout_ms),
+            write: Duration::from_millis(config.http.write_timeout_ms),
+        },
+        header_bytes_max: config.http.header_bytes_max,
+    };
+    let serve = tokio::spawn(crate::conn::serve(
+        listener,
+        app,
+        settings,
+        shutdown_rx_for_conns,
+    ));
+    shutdown.await;
+    tracing::info!("shutting down: draining requests");
+    let _ = shutdown_tx.send(true);
+    // In-flight requests get `grace` to finish.
+    if tokio::time::timeout(grace, serve).await.is_err() {
+        tracing::warn!("requests still running after the grace period; stopping anyway");
     }
     recovery.abort();
     engine.shutdown().await;

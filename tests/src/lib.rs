@@ -55,12 +55,27 @@ pub struct Server {
 impl Server {
     /// Starts a server on `data_dir` with extra `REGENGINE__…` overrides.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_with_nofile(data_dir, env, None)
+    }
+
+    /// Like [`Server::start`], with the process's open-file limit (soft and hard) set to
+    /// `nofile` (through the shell's `ulimit`, then `exec`: the pid stays the gateway's).
+    pub fn start_with_nofile(data_dir: &Path, env: &[(&str, &str)], nofile: Option<u64>) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.with_extension("log"))
             .expect("log file");
-        let mut command = Command::new(gateway_binary());
+        let mut command = match nofile {
+            None => Command::new(gateway_binary()),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(gateway_binary());
+                sh
+            }
+        };
         command
             .arg("--config")
             .arg(workspace_root().join("config/default.toml"))

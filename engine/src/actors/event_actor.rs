@@ -386,6 +386,23 @@ async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<E
     if to == EventStatus::Published {
         // Pools open for sale only once the publication is durable.
         commit_then(state, event, |r| r, reply, tell).await;
+    } else if to == EventStatus::Canceled {
+        // Pools refuse new holds and confirmations at once; once the cancellation is durable
+        // (never before: a crash must not leave registrations canceled for a live event) they
+        // end what is open.
+        tell();
+        let pools: Vec<_> = state
+            .shared
+            .pool_handles()
+            .into_iter()
+            .map(|p| p.actor)
+            .collect();
+        let close = move || {
+            for pool in &pools {
+                let _ = pool.cast(PoolMsg::CloseCanceled);
+            }
+        };
+        commit_then(state, event, |r| r, reply, close).await;
     } else {
         // Closing is safe before durability: refusing more never loses an acknowledgement.
         tell();

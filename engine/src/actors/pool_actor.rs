@@ -41,6 +41,8 @@ pub(crate) enum PoolMsg {
     ExpireDue,
     /// The event's status changed.
     SetEventStatus(EventStatus),
+    /// The event's cancellation is durable: end its registrations and waiting list.
+    CloseCanceled,
     /// Hand the decisions made since the last flush to the journal.
     Flush,
     /// The journal refused an append (sequence conflict): restart from durable state.
@@ -54,6 +56,10 @@ struct Pending {
     /// Called, in order, when the events are durable (or failed). Answers that only have to
     /// wait behind earlier decisions join here without events.
     done: Vec<Completion>,
+    /// Messages committed with the events, besides waiting-list offers (made from the events
+    /// in `flush`), with their reserved room in the outbox.
+    outbox: Vec<OutboxMessage>,
+    reservations: Vec<crate::outbox::Reservation>,
 }
 
 pub(crate) struct PoolActorState {
@@ -165,6 +171,10 @@ impl Actor for PoolActor {
     ) -> Result<(), ActorProcessingErr> {
         // Holds that ran out while the pool was down expire now.
         expire_due(&myself, state).await;
+        // A cancellation that was not carried through before a crash is, now.
+        if state.status == EventStatus::Canceled {
+            close_canceled(&myself, state).await;
+        }
         Ok(())
     }
 
@@ -196,6 +206,7 @@ impl Actor for PoolActor {
                 expire_due(&myself, state).await;
             }
             PoolMsg::SetEventStatus(status) => state.status = status,
+            PoolMsg::CloseCanceled => close_canceled(&myself, state).await,
             PoolMsg::Flush => flush(state).await,
             PoolMsg::Poisoned(reason) => return Err(reason.into()),
         }
@@ -270,6 +281,123 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
     arm_timer(myself, state);
 }
 
+/// The event was canceled: cancels every live registration (held seats return, issued
+/// tickets go on the revocation list) and empties the waiting list, in one append with a
+/// message to each person concerned. Runs once the cancellation is durable, and again at
+/// every start of a canceled event's pool, so a crash in between only delays it.
+async fn close_canceled(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
+    if state.status != EventStatus::Canceled || !state.pool.has_live_registrations() {
+        return;
+    }
+    // The messages are addressed from the registrations' read model: first let everything
+    // decided before become durable (and so readable).
+    let (done, durable) = Completion::channel();
+    enqueue(myself, state, Vec::new(), done);
+    flush(state).await;
+    if let Ok(Err(e)) | Err(e) = durable.await.map_err(|_| JournalError::Stopped) {
+        tracing::warn!(pool = %state.pool.pool_id(), error = %e, "closing a canceled event deferred to the next start");
+        return;
+    }
+    let now = state.ctx.clock.now();
+    let (events, outcome) = state
+        .pool
+        .execute(PoolCommand::CloseCanceledEvent, state.status, now);
+    let Ok(PoolOutcome::Closed {
+        registrations,
+        waitlist,
+    }) = outcome
+    else {
+        return;
+    };
+    let messages = cancellation_messages(state, &registrations, &waitlist, now);
+    metrics::counter!("engine_registrations_closed_total").increment(registrations.len() as u64);
+    tracing::info!(
+        event = %state.shared.id,
+        pool = %state.pool.pool_id(),
+        registrations = registrations.len(),
+        waitlist = waitlist.len(),
+        told = messages.len(),
+        "canceled event closed"
+    );
+    match state.ctx.outbox.reserve(messages.len()) {
+        Some(room) => {
+            state.pending.outbox.extend(messages);
+            state.pending.reservations.push(room);
+        }
+        None if messages.is_empty() => {}
+        None => {
+            // Canceling does not wait for mail: the registrations end either way, and each
+            // person still sees it on their registration.
+            metrics::counter!("outbox_refused_total").increment(messages.len() as u64);
+            tracing::warn!(
+                event = %state.shared.id,
+                untold = messages.len(),
+                "outbox full: people of a canceled event not told by message"
+            );
+        }
+    }
+    let me = myself.clone();
+    let done = Completion::new(move |result| {
+        if let Err(JournalError::SequenceConflict { .. }) = &result {
+            let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
+        }
+    });
+    enqueue(myself, state, events, done);
+    publish(state);
+    arm_timer(myself, state);
+}
+
+/// One message per canceled registration (to its attendee, as the read model has it) and per
+/// removed waiting-list place.
+fn cancellation_messages(
+    state: &PoolActorState,
+    registrations: &[(crate::ids::RegistrationId, bool)],
+    waitlist: &[crate::pool::waitlist::WaitlistEntry],
+    now: DateTime<Utc>,
+) -> Vec<OutboxMessage> {
+    let event_id = state.shared.id;
+    let event_title = state.shared.record().title.clone();
+    let message = |to: &str, user, registration_id, tickets_revoked| {
+        OutboxMessage::new(
+            to,
+            user,
+            MessageKind::EventCanceled {
+                event_id,
+                event_title: event_title.clone(),
+                registration_id,
+                tickets_revoked,
+            },
+            now,
+        )
+    };
+    let mut messages = Vec::with_capacity(registrations.len() + waitlist.len());
+    for (id, confirmed) in registrations {
+        match state.ctx.store.registration(*id) {
+            Ok(Some(view)) => messages.push(message(
+                &view.attendee.email,
+                view.user_id,
+                Some(*id),
+                *confirmed,
+            )),
+            Ok(None) => {
+                tracing::warn!(registration = %id, "canceled registration not readable: not told")
+            }
+            Err(e) => {
+                tracing::warn!(registration = %id, error = %e, "canceled registration not readable: not told")
+            }
+        }
+    }
+    for entry in waitlist {
+        messages.push(message(
+            &entry.attendee.email,
+            Some(entry.user_id),
+            None,
+            false,
+        ));
+    }
+    messages
+}
+
 /// Adds decided events (possibly none) and their completion to the pending append; the
 /// first addition since the last flush queues the `Flush` behind the current mailbox.
 fn enqueue(
@@ -290,7 +418,12 @@ fn enqueue(
 /// Hands the pending decisions to the journal as one append (a snapshot when due), or as a
 /// barrier when only answers are waiting. Waits only for queue space.
 async fn flush(state: &mut PoolActorState) {
-    let Pending { events, done } = std::mem::take(&mut state.pending);
+    let Pending {
+        events,
+        done,
+        outbox: committed,
+        reservations,
+    } = std::mem::take(&mut state.pending);
     if done.is_empty() {
         return;
     }
@@ -344,16 +477,20 @@ async fn flush(state: &mut PoolActorState) {
         }
         r
     };
-    let outbox = if reservation.is_some() {
+    let mut outbox = if reservation.is_some() {
         outbox
     } else {
         Vec::new()
     };
+    outbox.extend(committed);
     let ctx = state.ctx.clone();
     let shared = state.shared.clone();
     let done = Completion::new(move |result| {
         if result.is_ok() {
             if let Some(r) = reservation {
+                r.commit();
+            }
+            for r in reservations {
                 r.commit();
             }
             durable.fetch_max(last_seq, Ordering::AcqRel);
@@ -511,6 +648,7 @@ fn command_kind(command: &PoolCommand) -> &'static str {
         PoolCommand::LeaveWaitlist { .. } => "leave_waitlist",
         PoolCommand::WaitlistPosition(_) => "waitlist_position",
         PoolCommand::ExpireDue => "expire",
+        PoolCommand::CloseCanceledEvent => "close_canceled",
     }
 }
 

@@ -310,6 +310,9 @@ pub enum PoolCommand {
     WaitlistPosition(WaitlistEntryId),
     /// Expire every hold whose deadline has passed.
     ExpireDue,
+    /// The event was canceled: cancel every live registration (held seats go back, issued
+    /// tickets are revoked) and empty the waiting list.
+    CloseCanceledEvent,
 }
 
 /// Hold seats for a new registration.
@@ -398,6 +401,14 @@ pub enum PoolOutcome {
     },
     /// Expired holds (possibly none).
     Expired(usize),
+    /// What closing a canceled event ended: the registrations canceled (and whether each had
+    /// tickets), and the waiting-list places removed — the people to tell.
+    Closed {
+        /// Canceled registrations: id, and whether it was confirmed.
+        registrations: Vec<(RegistrationId, bool)>,
+        /// Removed waiting-list places.
+        waitlist: Vec<waitlist::WaitlistEntry>,
+    },
     /// A voucher as it is now (created, or deactivated).
     Voucher(Box<voucher::Voucher>),
     /// On the waiting list, at `position` (1 = next).
@@ -653,7 +664,7 @@ impl PoolState {
         let mut events = Vec::new();
         let outcome = match command {
             PoolCommand::Hold(cmd) => self.decide_hold(*cmd, event_status, now, &mut events),
-            PoolCommand::Confirm(id) => self.decide_confirm(id, now, &mut events),
+            PoolCommand::Confirm(id) => self.decide_confirm(id, event_status, now, &mut events),
             PoolCommand::Cancel(id) => self.decide_cancel(id, now, &mut events),
             PoolCommand::Scan(cmd) => self.decide_scan(*cmd, event_status, now, &mut events),
             PoolCommand::CreateVoucher(def) => self.decide_create_voucher(*def, now, &mut events),
@@ -680,6 +691,9 @@ impl PoolState {
             PoolCommand::ExpireDue => Ok(PoolOutcome::Expired(
                 self.decide_expire_due(now, &mut events),
             )),
+            PoolCommand::CloseCanceledEvent => {
+                self.decide_close_canceled(event_status, now, &mut events)
+            }
         };
         // Seats that came back (expiry, cancellation, a reservation's end) go to the waiting
         // list in this same turn, before anyone else can take them.
@@ -955,6 +969,7 @@ impl PoolState {
     fn decide_confirm(
         &mut self,
         id: RegistrationId,
+        event_status: EventStatus,
         now: DateTime<Utc>,
         events: &mut Vec<PoolEvent>,
     ) -> Result<PoolOutcome, DomainError> {
@@ -967,6 +982,10 @@ impl PoolState {
                 status: reg.status,
                 action: "confirm",
             });
+        }
+        // A canceled (or completed) event issues no tickets; a draft has no holds.
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
         }
         self.expire_if_overdue(id, reg, now, events)?;
         let tickets: Vec<TicketId> = (0..reg.quantity)
@@ -983,6 +1002,70 @@ impl PoolState {
             },
         );
         Ok(PoolOutcome::Confirmed { tickets })
+    }
+
+    /// Cancels every live registration of a canceled event, in id order, and empties the
+    /// waiting list. Nothing is left to cancel the second time (a restart repeats it only
+    /// for what the first run did not make durable).
+    fn decide_close_canceled(
+        &mut self,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if event_status != EventStatus::Canceled {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
+        let mut live: Vec<(RegistrationId, RegEntry)> = self
+            .regs
+            .iter()
+            .filter(|(_, r)| {
+                matches!(
+                    r.status,
+                    RegistrationStatus::Held | RegistrationStatus::Confirmed
+                )
+            })
+            .map(|(id, r)| (*id, *r))
+            .collect();
+        live.sort_by_key(|(id, _)| id.0);
+        let mut registrations = Vec::with_capacity(live.len());
+        for (id, reg) in live {
+            self.emit(
+                events,
+                PoolEvent::RegistrationCanceled {
+                    registration_id: id,
+                    user_id: reg.user(),
+                    at: now,
+                },
+            );
+            registrations.push((id, reg.status == RegistrationStatus::Confirmed));
+        }
+        let mut waitlist = Vec::new();
+        while let Some(entry) = self.waitlist.first_fitting(|_| true).cloned() {
+            self.emit(
+                events,
+                PoolEvent::WaitlistLeft {
+                    entry_id: entry.id,
+                    at: now,
+                },
+            );
+            waitlist.push(entry);
+        }
+        Ok(PoolOutcome::Closed {
+            registrations,
+            waitlist,
+        })
+    }
+
+    /// Whether anything is left for [`PoolCommand::CloseCanceledEvent`] to end.
+    pub fn has_live_registrations(&self) -> bool {
+        !self.waitlist.is_empty()
+            || self.regs.values().any(|r| {
+                matches!(
+                    r.status,
+                    RegistrationStatus::Held | RegistrationStatus::Confirmed
+                )
+            })
     }
 
     fn decide_cancel(

@@ -845,3 +845,95 @@ fn a_scan_says_when_it_becomes_the_tickets_first_admission_on_any_list() {
         (Admitted, false)
     );
 }
+
+#[test]
+fn closing_a_canceled_event_ends_every_registration_and_refuses_confirmation() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 3);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let tt = TicketTypeId::new();
+    let attendee = Attendee {
+        name: "A".into(),
+        email: "a@example.com".into(),
+    };
+    let hold = |id| HoldCommand {
+        registration_id: id,
+        event_id,
+        ticket_type_id: tt,
+        quantity: 1,
+        attendee: attendee.clone(),
+        user_id: None,
+        max_per_account: None,
+        ttl: Duration::minutes(10),
+        idempotency: None,
+        unit_price_minor: 100,
+        currency: "EUR".into(),
+        voucher: None,
+    };
+    let (held, confirmed, pending) = (
+        RegistrationId::new(),
+        RegistrationId::new(),
+        RegistrationId::new(),
+    );
+    for id in [held, confirmed, pending] {
+        let (_, r) = state.execute(
+            PoolCommand::Hold(Box::new(hold(id))),
+            EventStatus::Published,
+            t0,
+        );
+        assert!(r.is_ok());
+    }
+    let (_, r) = state.execute(PoolCommand::Confirm(confirmed), EventStatus::Published, t0);
+    assert!(matches!(r, Ok(PoolOutcome::Confirmed { .. })));
+    let entry = waitlist::WaitlistEntry {
+        id: WaitlistEntryId::new(),
+        user_id: UserId::new(),
+        ticket_type_id: tt,
+        quantity: 1,
+        attendee: attendee.clone(),
+        unit_price_minor: 100,
+        currency: "EUR".into(),
+        max_per_account: None,
+        offer_ttl_secs: 60,
+        joined_at: t0,
+        sales_end: None,
+    };
+    let (_, r) = state.execute(
+        PoolCommand::JoinWaitlist(Box::new(entry)),
+        EventStatus::Published,
+        t0,
+    );
+    assert!(r.is_ok());
+
+    // Canceled, not yet closed: a confirmation is refused, and changes nothing.
+    let (events, r) = state.execute(PoolCommand::Confirm(pending), EventStatus::Canceled, t0);
+    assert_eq!(r, Err(DomainError::EventNotOpen(EventStatus::Canceled)));
+    assert!(events.is_empty());
+    // Closing only happens for a canceled event.
+    let (events, r) = state.execute(PoolCommand::CloseCanceledEvent, EventStatus::Published, t0);
+    assert!(r.is_err() && events.is_empty());
+
+    let (events, r) = state.execute(PoolCommand::CloseCanceledEvent, EventStatus::Canceled, t0);
+    let Ok(PoolOutcome::Closed {
+        mut registrations,
+        waitlist,
+    }) = r
+    else {
+        panic!("{r:?}");
+    };
+    registrations.sort();
+    let mut expected = vec![(held, false), (confirmed, true), (pending, false)];
+    expected.sort();
+    assert_eq!(registrations, expected);
+    assert_eq!(waitlist.len(), 1);
+    assert_eq!(events.len(), 4);
+    assert_eq!(state.counts().available(), 3);
+    assert!(!state.has_live_registrations());
+    // A second close finds nothing.
+    let (events, r) = state.execute(PoolCommand::CloseCanceledEvent, EventStatus::Canceled, t0);
+    assert!(events.is_empty());
+    assert!(matches!(r, Ok(PoolOutcome::Closed { registrations, .. }) if registrations.is_empty()));
+    // The canceled registrations cannot be confirmed.
+    let (_, r) = state.execute(PoolCommand::Confirm(confirmed), EventStatus::Canceled, t0);
+    assert!(r.is_err());
+}

@@ -70,6 +70,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// Body over the limit.
     PayloadTooLarge(usize),
+    /// The body did not arrive within the body deadline (milliseconds).
+    BodyTimeout(u64),
+    /// The body broke off (the client closed, or sent a malformed chunk).
+    BodyIncomplete,
     /// A path parameter is not a valid id.
     InvalidPath(String),
     /// A query parameter is invalid.
@@ -266,6 +270,12 @@ impl ApiError {
                 "payload_too_large",
                 "Payload too large",
             ),
+            ApiError::BodyTimeout(_) => {
+                (S::REQUEST_TIMEOUT, "body_timeout", "Request body too slow")
+            }
+            ApiError::BodyIncomplete => {
+                (S::BAD_REQUEST, "body_incomplete", "Request body incomplete")
+            }
             ApiError::InvalidPath(_) => (
                 S::BAD_REQUEST,
                 "invalid_path_parameter",
@@ -335,6 +345,10 @@ impl ApiError {
             ApiError::InvalidBody(_) => "the body does not match the expected schema".into(),
             ApiError::UnsupportedMediaType => "send the body as application/json".into(),
             ApiError::PayloadTooLarge(max) => format!("the body exceeds {max} bytes"),
+            ApiError::BodyTimeout(ms) => {
+                format!("the request body did not arrive within {ms} ms of its headers")
+            }
+            ApiError::BodyIncomplete => "the request body broke off before its end".into(),
             ApiError::InvalidPath(m) | ApiError::InvalidQuery(m) | ApiError::NotWebSocket(m) => {
                 m.clone()
             }
@@ -435,6 +449,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let secs = RETRY_AFTER_SECS.load(std::sync::atomic::Ordering::Relaxed);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -29,9 +29,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = super::body_limit();
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+        let bytes = super::body::read(req.into_body(), limit).await?;
         parse(&bytes).map(ApiJson)
     }
 }

@@ -261,8 +261,9 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     };
     let (mut parts, body) = request.into_parts();
     let limit = super::body_limit();
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return ApiError::PayloadTooLarge(limit).into_response();
+    let bytes = match super::body::read(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
     };
     let digest = Sha256::digest(&bytes);
     let mut fingerprint = [0u8; 16];

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+pub mod body;
 mod checkin;
 pub mod error;
 mod events;
@@ -74,6 +75,8 @@ pub struct Shared {
     /// Password-reset requests being processed after their answer (at most
     /// [`RESETS_IN_FLIGHT_MAX`]).
     pub resets_in_flight: Arc<tokio::sync::Semaphore>,
+    /// Time to receive a request body after its head (slower: 408).
+    pub body_read_timeout: Duration,
 }
 
 /// Password-reset requests processed at once in the background; more get 503.
@@ -143,7 +146,12 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(handle_overload))
                 .load_shed()
-                .concurrency_limit(limits.concurrency_max)
+                // Global: `Router::layer` wraps every route separately, and a plain
+                // concurrency limit would get its own semaphore per route (the bound would
+                // be per route, dozens of times the configured one).
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    limits.concurrency_max,
+                ))
                 .timeout(limits.request_timeout),
         )
         // API replies only: the Swagger UI bundle is never compressed per request.
@@ -172,16 +180,56 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
                 .on_request(())
                 .on_response(())
                 .on_body_chunk(())
-                .on_eos(()),
+                .on_eos(())
+                .on_failure(LogFailure::default()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state))
 }
 
+/// The trace layer's failure hook. A 503 is a refusal the server chose — shed at the
+/// concurrency bound, a pool's mailbox full, the request timeout — and already counted
+/// (`http_requests_shed_total`, `engine_admission_rejected_total`,
+/// `http_requests_timed_out_total`): during an overload there are thousands a second, so the
+/// log says it is happening at most once per [`LogThrottle::PERIOD_MS`], with how many since
+/// the last line. Any other 5xx is a genuine error, logged every time. (4xx, 429 included,
+/// are the client's and never reach here.)
+#[derive(Clone, Default)]
+struct LogFailure {
+    refusals: std::sync::Arc<crate::log_throttle::LogThrottle>,
+}
+
+impl tower_http::trace::OnFailure<tower_http::classify::ServerErrorsFailureClass> for LogFailure {
+    fn on_failure(
+        &mut self,
+        class: tower_http::classify::ServerErrorsFailureClass,
+        latency: Duration,
+        _span: &tracing::Span,
+    ) {
+        use tower_http::classify::ServerErrorsFailureClass as Class;
+        match class {
+            Class::StatusCode(axum::http::StatusCode::SERVICE_UNAVAILABLE) => {
+                if let Some(since) = self.refusals.admit() {
+                    tracing::warn!(
+                        refused_since_last_line = since,
+                        "requests refused with 503 (overload; counted in metrics)"
+                    );
+                }
+            }
+            other => tracing::error!(
+                classification = %other,
+                latency_ms = latency.as_millis() as u64,
+                "response failed"
+            ),
+        }
+    }
+}
+
 /// Before routing: decides the caller once (see `auth::authenticate`), then spends the
 /// request's budgets; over a budget the request ends with 429 before anything else runs.
-async fn front(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut request = body::with_deadline(request, state.body_read_timeout);
     auth::authenticate(&state, &mut request);
     if let Some(check) = rate_limit(&state, &request)
         && let Err(wait) = check.await
@@ -350,6 +398,7 @@ async fn security_headers(hsts: bool, request: Request, next: Next) -> Response 
 
 async fn handle_overload(err: tower::BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
+        metrics::counter!("http_requests_timed_out_total").increment(1);
         ApiError::RequestTimeout.into_response()
     } else if err.is::<tower::load_shed::error::Overloaded>() {
         metrics::counter!("http_requests_shed_total").increment(1);
@@ -396,4 +445,65 @@ fn static_status(status: axum::http::StatusCode) -> &'static str {
 /// Readiness for handlers that need it.
 pub(crate) fn is_ready(state: &State<AppState>) -> bool {
     state.ready.load(Ordering::Acquire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tower_http::classify::ServerErrorsFailureClass as Class;
+    use tower_http::trace::OnFailure;
+
+    /// A log sink for the test's subscriber.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn refusals_are_sampled_and_genuine_errors_logged_every_time() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let mut hook = LogFailure::default();
+            let span = tracing::Span::none();
+            for _ in 0..1000 {
+                hook.on_failure(
+                    Class::StatusCode(axum::http::StatusCode::SERVICE_UNAVAILABLE),
+                    Duration::from_millis(1),
+                    &span,
+                );
+            }
+            for _ in 0..3 {
+                hook.on_failure(
+                    Class::StatusCode(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                    Duration::from_millis(1),
+                    &span,
+                );
+            }
+        });
+        let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let refused = log
+            .lines()
+            .filter(|l| l.contains("refused with 503"))
+            .count();
+        let failed = log
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("500"))
+            .count();
+        assert_eq!(refused, 1, "{log}");
+        assert_eq!(failed, 3, "{log}");
+    }
 }
