@@ -460,7 +460,7 @@ impl Engine {
         let (Some(tt), Ok(attendee), true) = (ticket_type, attendee, errors.is_empty()) else {
             return Err(DomainError::Validation(errors).into());
         };
-        tt.on_sale(self.ctx.clock.now())?;
+        record.on_sale(tt, self.ctx.clock.now())?;
         let hold = HoldCommand {
             registration_id: RegistrationId::new(),
             event_id: req.event_id,

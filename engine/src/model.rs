@@ -28,6 +28,12 @@ pub const POOL_CAPACITY_MAX: u32 = 10_000_000;
 pub const PER_ORDER_MAX: u16 = 100;
 /// Largest price of one ticket in minor units (10 billion major units of a 2-decimal currency).
 pub const PRICE_MINOR_MAX: i64 = 1_000_000_000_000;
+/// Earliest time an event (or a ticket type's sales window) may name: years before are typos
+/// or probes (year 0, the Unix epoch), never a real event.
+pub const EVENT_TIME_MIN: &str = "2000-01-01T00:00:00Z";
+/// Latest: far enough for any real booking, and every time keeps a four-digit year (RFC 3339
+/// has no room for year 10000).
+pub const EVENT_TIME_MAX: &str = "2199-12-31T23:59:59Z";
 
 /// Lifecycle of an event: Draft → Published → Canceled | Completed. Draft → Canceled too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,6 +150,21 @@ impl TicketType {
             return Err(DomainError::NotOnSale {
                 reason: "ended",
                 at: end,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl EventRecord {
+    /// Whether `tt` may be bought at `now`: its own sales window, and never once the event
+    /// has ended (a published event from the past sells nothing).
+    pub fn on_sale(&self, tt: &TicketType, now: DateTime<Utc>) -> Result<(), DomainError> {
+        tt.on_sale(now)?;
+        if now >= self.ends_at {
+            return Err(DomainError::NotOnSale {
+                reason: "ended",
+                at: self.ends_at,
             });
         }
         Ok(())
@@ -432,6 +453,8 @@ pub struct Attendee {
     pub email: String,
 }
 
+/// A one-line text: between `min` and `max` characters, none of them a control character
+/// (NUL, BEL, escape sequences, line breaks: they corrupt logs, exports and printed badges).
 pub(crate) fn check_text(
     errors: &mut Vec<FieldError>,
     field: &str,
@@ -439,6 +462,36 @@ pub(crate) fn check_text(
     min: usize,
     max: usize,
 ) {
+    check_length(errors, field, value, min, max);
+    if value.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+}
+
+/// A free text (a description): like [`check_text`], but line breaks and tabs are allowed.
+pub(crate) fn check_long_text(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) {
+    check_length(errors, field, value, min, max);
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+}
+
+fn check_length(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {
     let len = value.chars().count();
     if len < min || value.trim().is_empty() && min > 0 {
         errors.push(FieldError::new(field, "must not be empty"));
@@ -446,6 +499,27 @@ pub(crate) fn check_text(
         errors.push(FieldError::new(
             field,
             format!("must be at most {max} characters"),
+        ));
+    }
+}
+
+/// The window of [`EVENT_TIME_MIN`] and [`EVENT_TIME_MAX`].
+pub fn event_time_window() -> (DateTime<Utc>, DateTime<Utc>) {
+    let parse = |s| {
+        DateTime::parse_from_rfc3339(s)
+            .expect("constant time")
+            .with_timezone(&Utc)
+    };
+    (parse(EVENT_TIME_MIN), parse(EVENT_TIME_MAX))
+}
+
+/// A time an event names must be inside the window.
+pub(crate) fn check_event_time(errors: &mut Vec<FieldError>, field: &str, at: DateTime<Utc>) {
+    let (min, max) = event_time_window();
+    if at < min || at > max {
+        errors.push(FieldError::new(
+            field,
+            format!("must be between {EVENT_TIME_MIN} and {EVENT_TIME_MAX}"),
         ));
     }
 }
@@ -474,7 +548,7 @@ impl NewEvent {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut errors = Vec::new();
         check_text(&mut errors, "title", &self.title, 1, TITLE_LEN_MAX);
-        check_text(
+        check_long_text(
             &mut errors,
             "description",
             &self.description,
@@ -487,6 +561,8 @@ impl NewEvent {
         if let Some(category) = &self.category {
             check_text(&mut errors, "category", category, 1, SHORT_TEXT_LEN_MAX);
         }
+        check_event_time(&mut errors, "starts_at", self.starts_at);
+        check_event_time(&mut errors, "ends_at", self.ends_at);
         if self.ends_at <= self.starts_at {
             errors.push(FieldError::new("ends_at", "must be after starts_at"));
         }
@@ -503,7 +579,7 @@ impl EventPatch {
             check_text(&mut errors, "title", title, 1, TITLE_LEN_MAX);
         }
         if let Some(description) = &self.description {
-            check_text(
+            check_long_text(
                 &mut errors,
                 "description",
                 description,
@@ -516,6 +592,12 @@ impl EventPatch {
         }
         if let Some(category) = &self.category {
             check_text(&mut errors, "category", category, 1, SHORT_TEXT_LEN_MAX);
+        }
+        if let Some(at) = self.starts_at {
+            check_event_time(&mut errors, "starts_at", at);
+        }
+        if let Some(at) = self.ends_at {
+            check_event_time(&mut errors, "ends_at", at);
         }
         let starts = self.starts_at.unwrap_or(current.starts_at);
         let ends = self.ends_at.unwrap_or(current.ends_at);
@@ -571,6 +653,14 @@ impl NewTicketType {
                 "min_per_order",
                 "must be between 1 and max_per_order",
             ));
+        }
+        for (field, at) in [
+            ("sales_start", self.sales_start),
+            ("sales_end", self.sales_end),
+        ] {
+            if let Some(at) = at {
+                check_event_time(&mut errors, field, at);
+            }
         }
         if let (Some(start), Some(end)) = (self.sales_start, self.sales_end)
             && end <= start

@@ -155,6 +155,19 @@ async fn accounts_sessions_and_profile() {
         "the family is revoked: {:?}",
         revoked.body
     );
+    // Each refusal says what is wrong with the refresh token (not "an access token is
+    // required": none was asked for).
+    assert_eq!(
+        revoked.str("code"),
+        "invalid_refresh_token",
+        "{:?}",
+        revoked.body
+    );
+    assert!(
+        revoked.str("detail").contains("refresh token"),
+        "{:?}",
+        revoked.body
+    );
 
     // Two refreshes racing with one token: exactly one wins.
     let token = login(&api).await.str("refresh_token");
@@ -173,9 +186,27 @@ async fn accounts_sessions_and_profile() {
         )
         .await;
     assert_eq!(out.status, 204);
-    assert_eq!(refresh(&token).await.status, 401);
+    let ended = refresh(&token).await;
+    assert_eq!(
+        (ended.status, ended.str("code").as_str()),
+        (401, "invalid_refresh_token")
+    );
+    assert!(
+        ended.str("detail").contains("session ended"),
+        "{:?}",
+        ended.body
+    );
     let garbage = refresh("rt1.not-a-token").await;
-    assert_eq!(garbage.status, 401);
+    assert_eq!(
+        (garbage.status, garbage.str("code").as_str()),
+        (401, "invalid_refresh_token")
+    );
+    assert!(
+        garbage.str("detail").contains("malformed"),
+        "{:?}",
+        garbage.body
+    );
+    assert!(!garbage.str("detail").contains("access token"));
 
     // Everything is durable: after a restart the account, its profile and a session remain.
     let token = login(&api).await.str("refresh_token");

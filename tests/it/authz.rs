@@ -8,29 +8,7 @@ use tests::{Api, Reply, Server};
 
 /// A signed-in client of its own.
 async fn user(admin: &Api, email: &str, roles: &[&str]) -> (String, Api) {
-    let (id, tokens) = admin.with_token(None).signed_in(email).await;
-    let mut api = admin.with_token(Some(tokens["access_token"].as_str().unwrap().to_owned()));
-    if !roles.is_empty() {
-        let r = admin
-            .send(
-                admin
-                    .at(reqwest::Method::PUT, &format!("/api/v1/users/{id}/roles"))
-                    .json(&json!({"roles": roles})),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        // Roles are in the token: sign in again.
-        let login = api
-            .with_token(None)
-            .post(
-                "/api/v1/auth/login",
-                &json!({"email": email, "password": "correct horse battery"}),
-                None,
-            )
-            .await;
-        api.token = Some(login.str("access_token"));
-    }
-    (id, api)
+    admin.account(email, roles).await
 }
 
 /// (name, caller, method, path, body, the statuses that count as denied correctly).

@@ -12,6 +12,8 @@ mod edges;
 mod event_cancel;
 mod expiry;
 mod flash_sale;
+mod hardening;
+mod idempotency_scope;
 mod mail;
 mod ops;
 mod overload_log;

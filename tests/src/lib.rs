@@ -294,6 +294,33 @@ impl Api {
         }
     }
 
+    /// Signs up and in as `email` (by this admin's grace, with the global `roles`); the new
+    /// account's id and an `Api` acting as it.
+    pub async fn account(&self, email: &str, roles: &[&str]) -> (String, Api) {
+        let (id, tokens) = self.with_token(None).signed_in(email).await;
+        let mut api = self.with_token(Some(tokens["access_token"].as_str().unwrap().to_owned()));
+        if !roles.is_empty() {
+            let r = self
+                .send(
+                    self.at(reqwest::Method::PUT, &format!("/api/v1/users/{id}/roles"))
+                        .json(&serde_json::json!({"roles": roles})),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            // Roles are in the token: sign in again.
+            let login = api
+                .with_token(None)
+                .post(
+                    "/api/v1/auth/login",
+                    &serde_json::json!({"email": email, "password": "correct horse battery"}),
+                    None,
+                )
+                .await;
+            api.token = Some(login.str("access_token"));
+        }
+        (id, api)
+    }
+
     /// Sends any request built on `self.http`.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         self.try_send(request).await.expect("request failed")

@@ -351,6 +351,16 @@ async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<E
         let _ = reply.send(Err(e.into()));
         return;
     }
+    if to == EventStatus::Published && state.record.ends_at <= state.ctx.clock.now() {
+        let _ = reply.send(Err(DomainError::Validation(vec![
+            crate::error::FieldError::new(
+                "ends_at",
+                "the event has already ended: a past event cannot be published",
+            ),
+        ])
+        .into()));
+        return;
+    }
     if to == EventStatus::Published && state.record.ticket_types.is_empty() {
         let _ = reply.send(Err(DomainError::Validation(vec![
             crate::error::FieldError::new(

@@ -57,7 +57,7 @@ impl Engine {
         let (Ok(attendee), true) = (attendee, errors.is_empty()) else {
             return Err(DomainError::Validation(errors).into());
         };
-        tt.on_sale(self.ctx.clock.now())?;
+        record.on_sale(&tt, self.ctx.clock.now())?;
         let entry = WaitlistEntry {
             id: WaitlistEntryId::new(),
             user_id: req.user_id,

@@ -432,16 +432,19 @@ fn token_pair(state: &AppState, user: &UserRecord, refresh_token: String) -> Api
 /// one revokes its whole session (401 `refresh_token_reused`).
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
     responses((status = 200, body = TokenPair), (status = 400, body = Problem),
-        (status = 401, body = Problem, description = "unauthorized or refresh_token_reused"),
+        (status = 401, body = Problem, description = "invalid_refresh_token (malformed, expired, signed out or revoked; the detail says which) or refresh_token_reused"),
         (status = 415, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> ApiResult<Json<TokenPair>> {
-    let presented = state
-        .auth
-        .parse_refresh(&body.refresh_token)
-        .ok_or(ApiError::Unauthorized("malformed refresh token"))?;
+    let presented =
+        state
+            .auth
+            .parse_refresh(&body.refresh_token)
+            .ok_or(ApiError::InvalidRefreshToken(
+                "the refresh token is malformed (send the refresh_token of a token pair as issued)",
+            ))?;
     let (next, digest) = state
         .auth
         .new_refresh(presented.user_id, presented.family)
@@ -458,7 +461,9 @@ pub(crate) async fn refresh(
         .await
     {
         Err(engine::error::EngineError::Domain(DomainError::UserNotFound)) => {
-            return Err(ApiError::Unauthorized("unknown account"));
+            return Err(ApiError::InvalidRefreshToken(
+                "the refresh token's account no longer exists",
+            ));
         }
         other => other?,
     };
@@ -474,7 +479,9 @@ pub(crate) async fn refresh(
             tracing::warn!(user = %user.id, family = %presented.family, "refresh token reused; session revoked");
             Err(ApiError::RefreshTokenReused)
         }
-        Refresh::Invalid => Err(ApiError::Unauthorized("unknown or expired refresh token")),
+        Refresh::Invalid => Err(ApiError::InvalidRefreshToken(
+            "the refresh token has expired or its session ended (signed out, or revoked): sign in again",
+        )),
     }
 }
 

@@ -99,6 +99,9 @@ pub enum ApiError {
     InvalidCredentials,
     /// A refresh token was presented a second time: its session family is revoked.
     RefreshTokenReused,
+    /// A refresh token that cannot be used (the detail says why: it is the caller's own
+    /// token, so nothing is revealed to anyone else).
+    InvalidRefreshToken(&'static str),
     /// Authenticated, but not allowed.
     Forbidden,
     /// Over a rate limit; retry after the given time.
@@ -316,6 +319,11 @@ impl ApiError {
                 "invalid_credentials",
                 "Invalid credentials",
             ),
+            ApiError::InvalidRefreshToken(_) => (
+                S::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "Invalid refresh token",
+            ),
             ApiError::RefreshTokenReused => (
                 S::UNAUTHORIZED,
                 "refresh_token_reused",
@@ -370,6 +378,7 @@ impl ApiError {
             ApiError::RefreshTokenReused => {
                 "this refresh token was already used; its session is revoked, sign in again".into()
             }
+            ApiError::InvalidRefreshToken(why) => (*why).into(),
             ApiError::Forbidden => "you are not allowed to do this".into(),
             ApiError::RateLimited(wait) => format!(
                 "too many requests; retry in {} s",

@@ -5,7 +5,7 @@ use super::auth::{Authenticated, MaybeAuthenticated};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId, PathIds};
 use super::idempotency::{IdempotencyContext, engine_token};
-use super::policy::{managed_event, manages, require_any};
+use super::policy::{managed_event, require_any, sees_event, visible_event};
 use crate::auth::Principal;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -294,7 +294,7 @@ pub(crate) async fn create_event(
     ApiJson(body): ApiJson<CreateEvent>,
 ) -> ApiResult<impl IntoResponse> {
     require_any(&principal, &[Role::Organizer])?;
-    let idempotency = engine_token(idempotency, b"POST /api/v1/events");
+    let idempotency = engine_token(idempotency, b"POST /api/v1/events", principal.user_id);
     let new = NewEvent {
         title: body.title,
         description: body.description,
@@ -373,30 +373,11 @@ pub(crate) async fn get_event(
     MaybeAuthenticated(caller): MaybeAuthenticated,
     PathId(id): PathId<EventId>,
 ) -> ApiResult<Json<EventDto>> {
-    Ok(Json(EventDto::from(&visible_event(
-        &state,
-        caller.as_ref(),
-        id,
-    )?)))
-}
-
-/// A draft is seen only by its managers; published, canceled and completed events by anyone.
-fn sees_event(caller: Option<&Principal>, event: &EventRecord) -> bool {
-    event.status != EventStatus::Draft || caller.is_some_and(|p| manages(p, event))
-}
-
-/// The event if the caller may see it; a draft of someone else's is 404 like a missing one.
-fn visible_event(
-    state: &AppState,
-    caller: Option<&Principal>,
-    id: EventId,
-) -> ApiResult<EventRecord> {
     let event = state.engine.event(id)?;
-    if sees_event(caller, &event) {
-        Ok(event)
-    } else {
-        Err(engine::error::DomainError::EventNotFound.into())
+    if !sees_event(caller.as_ref(), &event) {
+        return Err(engine::error::DomainError::EventNotFound.into());
     }
+    Ok(Json(EventDto::from(&event)))
 }
 
 /// Change an event's settings.
@@ -482,7 +463,11 @@ pub(crate) async fn create_ticket_type(
     ApiJson(body): ApiJson<CreateTicketType>,
 ) -> ApiResult<impl IntoResponse> {
     managed_event(&state, &principal, id)?;
-    let idempotency = engine_token(idempotency, format!("POST ticket-types {id}").as_bytes());
+    let idempotency = engine_token(
+        idempotency,
+        format!("POST ticket-types {id}").as_bytes(),
+        principal.user_id,
+    );
     let seats = match (body.capacity, body.pool_id) {
         (Some(capacity), None) => SeatSource::NewPool { capacity },
         (None, Some(pool)) => SeatSource::SharedPool(PoolId(pool)),

@@ -315,15 +315,23 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     Response::from_parts(parts, Body::from(body))
 }
 
-/// The engine's durable idempotency token for this request, with the key scoped to `scope`
-/// (the endpoint and, where there is one, the event), or `None` without a key.
+/// The engine's durable idempotency token for this request, or `None` without a key. The
+/// key is scoped to `scope` (the endpoint and, where there is one, the event) and always to
+/// the calling account: another account's request with the same key is a different request,
+/// as in the in-memory replay above (and as payment APIs do).
 pub fn engine_token(
     ctx: Option<axum::Extension<IdempotencyContext>>,
     scope: &[u8],
+    account: engine::ids::UserId,
 ) -> Option<engine::pool::IdempotencyToken> {
-    ctx.map(|axum::Extension(ctx)| engine::pool::IdempotencyToken {
-        key: scoped_digest(scope, &ctx.key),
-        request: ctx.fingerprint,
+    ctx.map(|axum::Extension(ctx)| {
+        // scope ‖ account: for holds (scope = the event id) the bytes are those keys were
+        // always recorded with.
+        let scope = [scope, account.as_bytes().as_slice()].concat();
+        engine::pool::IdempotencyToken {
+            key: scoped_digest(&scope, &ctx.key),
+            request: ctx.fingerprint,
+        }
     })
 }
 

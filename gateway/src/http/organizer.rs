@@ -220,11 +220,23 @@ pub(crate) async fn bulk_resend(
 
 /// One CSV cell: quoted when needed, and defused against formula injection (a cell a
 /// spreadsheet would run, starting with `=`, `+`, `-`, `@`, tab or CR, gets a leading `'`).
+/// Bidirectional overrides, embeddings and isolates (U+202A–U+202E, U+2066–U+2069: they make
+/// a cell display as something other than what it holds, e.g. a name that reads backwards)
+/// and control characters other than line breaks and tabs (input refuses them; older records
+/// may hold some) are each replaced by U+FFFD, visibly.
 fn cell(value: &str) -> String {
+    let value: String = value
+        .chars()
+        .map(|c| match c {
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
+            c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => '\u{FFFD}',
+            c => c,
+        })
+        .collect();
     let defused = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
-        value.to_owned()
+        value
     };
     if defused.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", defused.replace('"', "\"\""))
@@ -420,6 +432,10 @@ mod tests {
         assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(cell("+1 555"), "'+1 555");
+        // A name that would display reversed, and a NUL from an older record.
+        assert_eq!(cell("Eve\u{202E}gpj.exe"), "Eve\u{FFFD}gpj.exe");
+        assert_eq!(cell("a\u{2067}b\u{2069}"), "a\u{FFFD}b\u{FFFD}");
+        assert_eq!(cell("nul\0bel\u{7}"), "nul\u{FFFD}bel\u{FFFD}");
         assert_eq!(row(&["a", "b"]), "a,b\r\n");
     }
 }

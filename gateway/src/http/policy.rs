@@ -31,8 +31,39 @@ pub fn manages(principal: &Principal, event: &EventRecord) -> bool {
     principal.has(Role::Admin) || event.role_of(principal.user_id) == Some(EventRole::Organizer)
 }
 
+/// Whether the caller may see `event` at all: anyone once it is published (or canceled or
+/// completed); a draft only its managers.
+pub fn sees_event(caller: Option<&Principal>, event: &EventRecord) -> bool {
+    event.status != engine::model::EventStatus::Draft || caller.is_some_and(|p| manages(p, event))
+}
+
+/// The event if the caller may see it; a draft of someone else's is 404 like a missing one.
+/// Reads the active event's record in memory when there is one (holds ask this).
+pub fn visible_event(
+    state: &AppState,
+    caller: Option<&Principal>,
+    id: EventId,
+) -> Result<std::sync::Arc<EventRecord>, ApiError> {
+    let event = state.engine.event_record(id)?;
+    if sees_event(caller, &event) {
+        Ok(event)
+    } else {
+        Err(DomainError::EventNotFound.into())
+    }
+}
+
+/// The refusal for a caller not allowed to act on `event`: 403 if they may see it, else the
+/// same 404 as for a missing event (a draft's existence is not revealed).
+fn refusal(principal: &Principal, event: &EventRecord) -> ApiError {
+    if sees_event(Some(principal), event) {
+        ApiError::Forbidden
+    } else {
+        DomainError::EventNotFound.into()
+    }
+}
+
 /// The event, if the caller may check tickets in at it (its managers and its staff): 404 if
-/// it does not exist, 403 otherwise. Asked per scan, so it reads the active event's record in
+/// it does not exist or the caller may not see it, 403 otherwise. Asked per scan, so it reads the active event's record in
 /// memory when there is one.
 pub fn scanning_event(
     state: &AppState,
@@ -43,11 +74,12 @@ pub fn scanning_event(
     if manages(principal, &event) || event.role_of(principal.user_id) == Some(EventRole::Staff) {
         Ok(event)
     } else {
-        Err(ApiError::Forbidden)
+        Err(refusal(principal, &event))
     }
 }
 
-/// The event, if the caller manages it: 404 if it does not exist, 403 otherwise.
+/// The event, if the caller manages it: 404 if it does not exist or the caller may not see
+/// it, 403 otherwise.
 pub fn managed_event(
     state: &AppState,
     principal: &Principal,
@@ -57,7 +89,7 @@ pub fn managed_event(
     if manages(principal, &event) {
         Ok(event)
     } else {
-        Err(ApiError::Forbidden)
+        Err(refusal(principal, &event))
     }
 }
 

@@ -296,10 +296,10 @@ pub(crate) async fn create_registration(
     idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateRegistration>,
 ) -> ApiResult<impl IntoResponse> {
+    // Someone else's draft is 404, like a missing event (not 409 `event_not_open`).
+    super::policy::visible_event(&state, Some(&principal), event_id)?;
     // The durable key is per event and per account.
-    let mut scope = event_id.as_bytes().to_vec();
-    scope.extend_from_slice(principal.user_id.as_bytes());
-    let idempotency = engine_token(idempotency, &scope);
+    let idempotency = engine_token(idempotency, event_id.as_bytes(), principal.user_id);
     let request = HoldRequest {
         event_id,
         ticket_type_id: TicketTypeId(body.ticket_type_id),

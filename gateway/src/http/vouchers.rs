@@ -67,10 +67,11 @@ pub struct QuoteParams {
         (status = 422, description = "voucher_not_valid or a field", body = Problem)))]
 pub(crate) async fn quote(
     State(state): State<AppState>,
-    Authenticated(_principal): Authenticated,
+    Authenticated(principal): Authenticated,
     PathId(event_id): PathId<EventId>,
     ApiQuery(params): ApiQuery<QuoteParams>,
 ) -> ApiResult<Json<super::registrations::PriceDto>> {
+    super::policy::visible_event(&state, Some(&principal), event_id)?;
     let price = state.engine.quote(
         event_id,
         TicketTypeId(params.ticket_type_id),

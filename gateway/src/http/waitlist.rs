@@ -112,6 +112,7 @@ pub(crate) async fn join(
     PathId(event_id): PathId<EventId>,
     ApiJson(body): ApiJson<JoinBody>,
 ) -> ApiResult<impl IntoResponse> {
+    super::policy::visible_event(&state, Some(&principal), event_id)?;
     let (view, position) = state
         .engine
         .join_waitlist(JoinWaitlist {
