@@ -143,6 +143,8 @@ pub struct HttpConfig {
     pub write_timeout_ms: u64,
     /// Largest request head (request line and headers); larger: 431.
     pub header_bytes_max: usize,
+    /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+    pub listen_backlog: u32,
 }
 
 /// Storage settings.
@@ -288,6 +290,10 @@ impl Config {
             (
                 (8192..=1 << 20).contains(&self.http.header_bytes_max),
                 "http.header_bytes_max must be 8192..=1048576",
+            ),
+            (
+                (16..=65_535).contains(&self.http.listen_backlog),
+                "http.listen_backlog must be 16..=65535",
             ),
             (
                 self.storage.batch_events_max > 0,

@@ -134,9 +134,7 @@ pub async fn run(
         compress_above_bytes: config.http.compress_above_bytes,
     };
     let app = http::app(state, &limits).map_err(|e| anyhow::anyhow!("http: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(config.http.bind)
-        .await
-        .context("binding")?;
+    let listener = listen(config.http.bind, config.http.listen_backlog).context("binding")?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     // A plain line on stdout for scripts and tests that start the server on port 0.
@@ -278,4 +276,17 @@ async fn bootstrap_admin(
         .map_err(|e| anyhow::anyhow!("creating the bootstrap admin: {e}"))?;
     tracing::info!(user = %user.id, email, "bootstrap admin created");
     Ok(())
+}
+
+/// A listening socket on `addr` with the accept queue `backlog` deep (tokio's `bind` uses 1024).
+fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's and tokio's bind: a restarted server may bind while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }

@@ -9,6 +9,8 @@
 //!
 //! - `checkin-storm`: M scanners over the WebSocket hub scan K tickets with injected
 //!   duplicates and retried nonces, and check exactly-once (see `storm`).
+//! - `slow-clients`: slowloris and silent connections with a health checker alongside (see
+//!   `slow`).
 //!
 //! Every run prints throughput and p50/p90/p99/p99.9 latency and writes a JSON report.
 
@@ -39,8 +41,12 @@ enum Command {
     /// M scanners over the WebSocket hub, K tickets, injected duplicates: scans/s, latency,
     /// exactly-once.
     CheckinStorm(storm::StormArgs),
+    /// Slowloris and silent connections with a health checker alongside: connections held,
+    /// time to close, /healthz latency.
+    SlowClients(slow::SlowArgs),
 }
 
+mod slow;
 mod storm;
 
 #[derive(Args, Clone)]
@@ -576,6 +582,10 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckinStorm(args) => {
             let report = storm::run(&args).await?;
             write_report(&args.report, &json!({"checkin_storm": report}))?;
+        }
+        Command::SlowClients(args) => {
+            let report = slow::run(&args).await?;
+            write_report(&args.report, &json!({"slow_clients": report}))?;
         }
         Command::Ratio(args) => {
             let noop_phase = noop(&args.common).await?;

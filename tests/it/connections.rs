@@ -393,12 +393,13 @@ fn send_buffer_max() -> usize {
 
 #[tokio::test]
 async fn exports_nobody_reads_are_cut_at_the_write_deadline() {
+    const READERS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
     let server = start(&dir, &[("HTTP__WRITE_TIMEOUT_MS", "1000")]);
     let admin = Api::admin(&server).await;
     admin.wait_ready().await;
     // Tickets of 100 seats per registration: ~300 bytes per ticket row.
-    let registrations = (send_buffer_max() * 2 / (100 * 300)).max(20) as u32;
+    let registrations = (send_buffer_max() * 3 / 2 / (100 * 300)).max(20) as u32;
     let (event, tt) = admin.published_event(registrations * 100, 3600, 100).await;
     let confirmed = futures::stream::iter(0..registrations)
         .map(|_| {
@@ -437,7 +438,7 @@ async fn exports_nobody_reads_are_cut_at_the_write_deadline() {
 
     let token = admin.token.clone().unwrap();
     let mut readers = vec![];
-    for _ in 0..10 {
+    for _ in 0..READERS {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let mut s = socket.connect(server.addr.parse().unwrap()).await.unwrap();
@@ -450,17 +451,19 @@ async fn exports_nobody_reads_are_cut_at_the_write_deadline() {
         readers.push(s);
     }
     let started = Instant::now();
-    let cut = wait_for(Duration::from_secs(30), || async {
+    // Generous: each export signs a code per ticket until its writes stall, and a debug
+    // build on a loaded CI machine is slow at it.
+    let cut = wait_for(Duration::from_secs(90), || async {
         let n = admin
             .metric("http_connections_closed_total{reason=\"write\"}")
             .await
             .unwrap_or(0.0);
-        (n >= 10.0).then_some(())
+        (n >= READERS as f64).then_some(())
     })
     .await;
     assert!(cut.is_some(), "exports nobody reads were not cut");
     println!(
-        "10 unread exports of {full} bytes cut after {:?}",
+        "{READERS} unread exports of {full} bytes cut after {:?}",
         started.elapsed()
     );
     // Each client got the start of its export and then the end of the connection.
