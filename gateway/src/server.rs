@@ -160,6 +160,14 @@ pub async fn run(
 
     let grace = Duration::from_millis(config.http.shutdown_grace_ms);
     let connections_max = crate::conn::fit_descriptor_limit(config.http.connections_max);
+    if connections_max < crate::conn::CONNECTIONS_MIN {
+        anyhow::bail!(
+            "the open-file limit leaves room for {connections_max} connections (at least {} are \
+             needed besides {} descriptors for the store and the rest): raise `ulimit -n`",
+            crate::conn::CONNECTIONS_MIN,
+            crate::conn::FDS_RESERVED
+        );
+    }
     if connections_max < config.http.connections_max {
         tracing::warn!(
             configured = config.http.connections_max,

@@ -171,8 +171,10 @@ impl Actor for PoolActor {
     ) -> Result<(), ActorProcessingErr> {
         // Holds that ran out while the pool was down expire now.
         expire_due(&myself, state).await;
-        // A cancellation that was not carried through before a crash is, now.
-        if state.status == EventStatus::Canceled {
+        // A cancellation that was not carried through before a crash is, now — if it is
+        // durable (a pool restarted while the cancellation is still being written waits for
+        // the event actor's `CloseCanceled`).
+        if state.status == EventStatus::Canceled && canceled_durably(state) {
             close_canceled(&myself, state).await;
         }
         Ok(())
@@ -299,9 +301,11 @@ async fn close_canceled(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) 
         return;
     }
     let now = state.ctx.clock.now();
-    let (events, outcome) = state
-        .pool
-        .execute(PoolCommand::CloseCanceledEvent, state.status, now);
+    let (events, outcome) = state.pool.execute(
+        PoolCommand::CloseCanceledEvent(CLOSE_CHUNK),
+        state.status,
+        now,
+    );
     let Ok(PoolOutcome::Closed {
         registrations,
         waitlist,
@@ -345,6 +349,22 @@ async fn close_canceled(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) 
     enqueue(myself, state, events, done);
     publish(state);
     arm_timer(myself, state);
+    // A large pool closes over several turns: other messages (reads, refusals) get theirs.
+    if state.pool.has_live_registrations() {
+        let _ = myself.cast(PoolMsg::CloseCanceled);
+    }
+}
+
+/// Registrations and waiting places closed per turn of a canceled event's pool (each turn
+/// reads their attendees and reserves outbox room for their messages).
+const CLOSE_CHUNK: usize = 500;
+
+/// Whether the store has the event as canceled.
+fn canceled_durably(state: &PoolActorState) -> bool {
+    matches!(
+        state.ctx.store.event(state.shared.id),
+        Ok(Some(record)) if record.status == EventStatus::Canceled
+    )
 }
 
 /// One message per canceled registration (to its attendee, as the read model has it) and per
@@ -434,14 +454,23 @@ async fn flush(state: &mut PoolActorState) {
         }
     });
     if events.is_empty() {
-        // A barrier: completes after every earlier append of this pool.
+        // A barrier: completes after every earlier append of this pool (messages queued
+        // without events, if ever, go with it).
+        let done = Completion::new(move |result| {
+            if result.is_ok() {
+                for r in reservations {
+                    r.commit();
+                }
+            }
+            done.complete(result);
+        });
         let request = AppendRequest {
             writer: 0,
             stream,
             first_seq: 0,
             events: vec![],
             snapshot: None,
-            outbox: Vec::new(),
+            outbox: committed,
             done,
         };
         state.ctx.journal.append(request).await;
@@ -648,7 +677,7 @@ fn command_kind(command: &PoolCommand) -> &'static str {
         PoolCommand::LeaveWaitlist { .. } => "leave_waitlist",
         PoolCommand::WaitlistPosition(_) => "waitlist_position",
         PoolCommand::ExpireDue => "expire",
-        PoolCommand::CloseCanceledEvent => "close_canceled",
+        PoolCommand::CloseCanceledEvent(_) => "close_canceled",
     }
 }
 

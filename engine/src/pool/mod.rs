@@ -310,9 +310,10 @@ pub enum PoolCommand {
     WaitlistPosition(WaitlistEntryId),
     /// Expire every hold whose deadline has passed.
     ExpireDue,
-    /// The event was canceled: cancel every live registration (held seats go back, issued
-    /// tickets are revoked) and empty the waiting list.
-    CloseCanceledEvent,
+    /// The event was canceled: cancel live registrations (held seats go back, issued tickets
+    /// are revoked) and remove waiting places, at most this many in all (a large pool is
+    /// closed over several turns).
+    CloseCanceledEvent(usize),
 }
 
 /// Hold seats for a new registration.
@@ -691,8 +692,8 @@ impl PoolState {
             PoolCommand::ExpireDue => Ok(PoolOutcome::Expired(
                 self.decide_expire_due(now, &mut events),
             )),
-            PoolCommand::CloseCanceledEvent => {
-                self.decide_close_canceled(event_status, now, &mut events)
+            PoolCommand::CloseCanceledEvent(limit) => {
+                self.decide_close_canceled(limit, event_status, now, &mut events)
             }
         };
         // Seats that came back (expiry, cancellation, a reservation's end) go to the waiting
@@ -977,15 +978,17 @@ impl PoolState {
             .regs
             .get(&id)
             .ok_or(DomainError::RegistrationNotFound)?;
+        // A canceled (or completed) event issues no tickets, and does not repeat that it did
+        // (a repeated confirm between the cancellation and the close would answer 200 with
+        // tickets about to be revoked); a draft has no holds.
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
         if reg.status != RegistrationStatus::Held {
             return Err(DomainError::InvalidRegistrationState {
                 status: reg.status,
                 action: "confirm",
             });
-        }
-        // A canceled (or completed) event issues no tickets; a draft has no holds.
-        if event_status != EventStatus::Published {
-            return Err(DomainError::EventNotOpen(event_status));
         }
         self.expire_if_overdue(id, reg, now, events)?;
         let tickets: Vec<TicketId> = (0..reg.quantity)
@@ -1004,11 +1007,12 @@ impl PoolState {
         Ok(PoolOutcome::Confirmed { tickets })
     }
 
-    /// Cancels every live registration of a canceled event, in id order, and empties the
-    /// waiting list. Nothing is left to cancel the second time (a restart repeats it only
-    /// for what the first run did not make durable).
+    /// Cancels up to `limit` live registrations of a canceled event, in id order, then
+    /// removes waiting places up to what is left of `limit`. What is closed stays closed (a
+    /// restart repeats it only for what was not made durable).
     fn decide_close_canceled(
         &mut self,
+        limit: usize,
         event_status: EventStatus,
         now: DateTime<Utc>,
         events: &mut Vec<PoolEvent>,
@@ -1028,6 +1032,7 @@ impl PoolState {
             .map(|(id, r)| (*id, *r))
             .collect();
         live.sort_by_key(|(id, _)| id.0);
+        live.truncate(limit);
         let mut registrations = Vec::with_capacity(live.len());
         for (id, reg) in live {
             self.emit(
@@ -1041,7 +1046,9 @@ impl PoolState {
             registrations.push((id, reg.status == RegistrationStatus::Confirmed));
         }
         let mut waitlist = Vec::new();
-        while let Some(entry) = self.waitlist.first_fitting(|_| true).cloned() {
+        while registrations.len() + waitlist.len() < limit
+            && let Some(entry) = self.waitlist.first_fitting(|_| true).cloned()
+        {
             self.emit(
                 events,
                 PoolEvent::WaitlistLeft {

@@ -910,10 +910,33 @@ fn closing_a_canceled_event_ends_every_registration_and_refuses_confirmation() {
     assert_eq!(r, Err(DomainError::EventNotOpen(EventStatus::Canceled)));
     assert!(events.is_empty());
     // Closing only happens for a canceled event.
-    let (events, r) = state.execute(PoolCommand::CloseCanceledEvent, EventStatus::Published, t0);
+    let (events, r) = state.execute(
+        PoolCommand::CloseCanceledEvent(100),
+        EventStatus::Published,
+        t0,
+    );
     assert!(r.is_err() && events.is_empty());
 
-    let (events, r) = state.execute(PoolCommand::CloseCanceledEvent, EventStatus::Canceled, t0);
+    // A chunk of one first: the earliest registration by id; the rest stays live.
+    let (events, r) = state.execute(
+        PoolCommand::CloseCanceledEvent(1),
+        EventStatus::Canceled,
+        t0,
+    );
+    let Ok(PoolOutcome::Closed {
+        registrations: first,
+        waitlist,
+    }) = r
+    else {
+        panic!("{r:?}");
+    };
+    assert_eq!((first.len(), waitlist.len(), events.len()), (1, 0, 1));
+    assert!(state.has_live_registrations());
+    let (events, r) = state.execute(
+        PoolCommand::CloseCanceledEvent(100),
+        EventStatus::Canceled,
+        t0,
+    );
     let Ok(PoolOutcome::Closed {
         mut registrations,
         waitlist,
@@ -921,16 +944,21 @@ fn closing_a_canceled_event_ends_every_registration_and_refuses_confirmation() {
     else {
         panic!("{r:?}");
     };
+    registrations.extend(first);
     registrations.sort();
     let mut expected = vec![(held, false), (confirmed, true), (pending, false)];
     expected.sort();
     assert_eq!(registrations, expected);
     assert_eq!(waitlist.len(), 1);
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 3);
     assert_eq!(state.counts().available(), 3);
     assert!(!state.has_live_registrations());
     // A second close finds nothing.
-    let (events, r) = state.execute(PoolCommand::CloseCanceledEvent, EventStatus::Canceled, t0);
+    let (events, r) = state.execute(
+        PoolCommand::CloseCanceledEvent(100),
+        EventStatus::Canceled,
+        t0,
+    );
     assert!(events.is_empty());
     assert!(matches!(r, Ok(PoolOutcome::Closed { registrations, .. }) if registrations.is_empty()));
     // The canceled registrations cannot be confirmed.

@@ -6,6 +6,9 @@
 //! - a write that cannot progress (the peer stopped reading: a streamed export nobody reads,
 //!   a WebSocket whose client froze) fails after `write`, which closes the connection.
 //!
+//! On an HTTP/2 connection (it opens with the preface) bytes between requests are frames
+//! (pings, window updates), so only the idle deadline applies there.
+//!
 //! A read that times out or a write that stalls returns `TimedOut` to hyper, which drops the
 //! connection. While requests are in flight there is no read deadline here (the body has its
 //! own, answered 408, and the request its own, answered 503); an upgraded connection (a
@@ -20,6 +23,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+/// How an HTTP/2 connection starts (RFC 9113 §3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// The three deadlines.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +73,8 @@ pub struct GuardedIo {
     place: Arc<SlotGuard>,
     deadlines: Deadlines,
     read_timer: Option<Timer>,
+    /// The first bytes were looked at (for the HTTP/2 preface).
+    protocol_known: bool,
     /// When the current stalled write started, and its timer.
     write_stalled: Option<Instant>,
     write_timer: Option<Timer>,
@@ -80,6 +88,7 @@ impl GuardedIo {
             place,
             deadlines,
             read_timer: None,
+            protocol_known: false,
             write_stalled: None,
             write_timer: None,
         }
@@ -156,6 +165,14 @@ impl AsyncRead for GuardedIo {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     let place = &this.place;
+                    if !this.protocol_known {
+                        // The preface comes whole in the first segment in practice; a client
+                        // that splits it is treated as HTTP/1 (only deadlines differ).
+                        this.protocol_known = true;
+                        if buf.filled()[before..].starts_with(HTTP2_PREFACE) {
+                            place.slot().speaks_http2();
+                        }
+                    }
                     place.slot().bytes_arrived(|| place.now_ms());
                 }
                 Poll::Ready(Ok(()))

@@ -40,6 +40,9 @@ use tracker::{SlotGuard, Tracker};
 /// the listener, the outbox file, Redis, logs and the runtime's own.
 pub const FDS_RESERVED: u64 = 1024;
 
+/// Fewest connections the server runs with (a lower open-file limit stops start-up).
+pub const CONNECTIONS_MIN: usize = 16;
+
 /// Connection settings, from `[http]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
@@ -189,11 +192,22 @@ async fn connection(
     if place.slot().is_evicting() {
         return;
     }
-    let mut draining = false;
+    let (mut draining, mut evict_seen) = (false, false);
     loop {
         tokio::select! {
             biased;
-            _ = evicted.as_mut() => return,
+            _ = evicted.as_mut(), if !evict_seen => {
+                // Chosen while waiting, but a request may have started since: let it finish
+                // (hyper closes the connection after it), never cut it.
+                if !place.slot().is_busy() {
+                    return;
+                }
+                evict_seen = true;
+                if !draining {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -225,6 +239,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for RequestService {
 
     fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        // A WebSocket over HTTP/2 is an extended CONNECT answered 200, not a 101.
+        let tunnel = request.method() == axum::http::Method::CONNECT;
         self.place.slot().request_started();
         let done = RequestDone(self.place.clone());
         let mut router = self.router.clone();
@@ -232,7 +248,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for RequestService {
             let response = tower::Service::call(&mut router, request)
                 .await
                 .unwrap_or_else(|never| match never {});
-            if response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+            let status = response.status();
+            if status == axum::http::StatusCode::SWITCHING_PROTOCOLS
+                || tunnel && status.is_success()
+            {
                 done.0.slot().upgraded();
             }
             Ok(response.map(|body| {

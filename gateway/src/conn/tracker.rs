@@ -56,6 +56,9 @@ pub struct Slot {
     upgraded: AtomicBool,
     /// Chosen for eviction (set once, by compare-and-swap, so one eviction per connection).
     evicting: AtomicBool,
+    /// Speaks HTTP/2: bytes between requests are frames (pings, window updates, settings),
+    /// not the start of a request head, so they do not start the header deadline.
+    http2: AtomicBool,
     /// Milliseconds since the tracker's epoch when the connection last started waiting for a
     /// request: accepted, or its last response ended.
     idle_since_ms: AtomicU64,
@@ -99,6 +102,7 @@ impl Slot {
     /// header deadline starts now (`now_ms` is read only then).
     pub fn bytes_arrived(&self, now_ms: impl FnOnce() -> u64) {
         if self.busy.load(Ordering::Relaxed) == 0
+            && !self.http2.load(Ordering::Relaxed)
             && !self.upgraded.load(Ordering::Relaxed)
             && self.head_started_ms.load(Ordering::Relaxed) == 0
         {
@@ -127,6 +131,11 @@ impl Slot {
         self.reader.register(waker);
     }
 
+    /// The connection opened with the HTTP/2 preface.
+    pub fn speaks_http2(&self) {
+        self.http2.store(true, Ordering::Release);
+    }
+
     /// The connection became a WebSocket.
     pub fn upgraded(&self) {
         self.upgraded.store(true, Ordering::Release);
@@ -135,6 +144,11 @@ impl Slot {
     /// Resolves when the connection is chosen for eviction.
     pub fn evicted(&self) -> tokio::sync::futures::Notified<'_> {
         self.evict.notified()
+    }
+
+    /// Whether requests are in flight.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire) > 0
     }
 
     /// Whether the evictor chose this connection.
@@ -261,6 +275,7 @@ impl Tracker {
         slot.busy.store(0, Ordering::Relaxed);
         slot.upgraded.store(false, Ordering::Relaxed);
         slot.evicting.store(false, Ordering::Relaxed);
+        slot.http2.store(false, Ordering::Relaxed);
         slot.head_started_ms.store(0, Ordering::Relaxed);
         slot.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
         slot.occupied.store(true, Ordering::Release);
@@ -351,7 +366,8 @@ impl Tracker {
         if let Some(ip) = ip {
             self.uncount_address(ip);
         }
-        self.open.fetch_sub(1, Ordering::AcqRel);
+        let open = self.open.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!("http_connections_open").set(open as f64);
         self.free
             .lock()
             .unwrap_or_else(|e| e.into_inner())

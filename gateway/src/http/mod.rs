@@ -213,7 +213,7 @@ impl tower_http::trace::OnFailure<tower_http::classify::ServerErrorsFailureClass
                 if let Some(since) = self.refusals.admit() {
                     tracing::warn!(
                         refused_since_last_line = since,
-                        "requests refused with 503 (overload; counted in metrics)"
+                        "requests refused with 503 (overloaded or unavailable; counted in metrics)"
                     );
                 }
             }
