@@ -13,6 +13,7 @@ mod engine;
 pub mod error;
 pub mod feeds;
 pub mod ids;
+pub mod message;
 pub mod model;
 pub mod outbox;
 pub mod pool;

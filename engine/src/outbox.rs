@@ -10,10 +10,8 @@
 //! A message may carry a secret (a single-use token): it lives in the outbox only until
 //! delivered, and the journal holds its digest only.
 
-use crate::ids::UserId;
+pub use crate::message::{MessageKind, OutboxMessage, TicketLine};
 use crate::ports::{Store, StoreError};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,112 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
-
-/// A message waiting to be delivered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxMessage {
-    /// Its id (UUIDv7 from the system clock: the outbox is delivered in creation order).
-    pub id: Uuid,
-    /// The recipient's address.
-    pub to: String,
-    /// The account it concerns.
-    pub user_id: Option<UserId>,
-    /// What to send.
-    pub kind: MessageKind,
-    /// When it was queued.
-    #[serde(with = "chrono::serde::ts_milliseconds")]
-    pub created_at: DateTime<Utc>,
-}
-
-/// The kinds of message, with what a template needs to render each.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    /// Confirm the address: carries the single-use verification token.
-    VerifyEmail {
-        /// The token (only its digest is stored with the account).
-        token: String,
-        /// When it stops working.
-        #[serde(with = "chrono::serde::ts_milliseconds")]
-        expires_at: DateTime<Utc>,
-    },
-    /// A registration's tickets (sent again on an organizer's request).
-    Tickets {
-        /// The event's title.
-        event_title: String,
-        /// The registration.
-        registration_id: crate::ids::RegistrationId,
-        /// Each ticket's printed number and signed code.
-        tickets: Vec<TicketLine>,
-    },
-    /// Choose a new password: carries the single-use reset token.
-    ResetPassword {
-        /// The token (only its digest is stored with the account).
-        token: String,
-        /// When it stops working.
-        #[serde(with = "chrono::serde::ts_milliseconds")]
-        expires_at: DateTime<Utc>,
-    },
-    /// Seats came back and are reserved for a waiting-list entry until `expires_at`: claim
-    /// them by confirming the registration.
-    WaitlistOffer {
-        /// The registration holding the seats.
-        registration_id: crate::ids::RegistrationId,
-        /// Seats.
-        quantity: u16,
-        /// When the offer runs out (the seats then go to the next person waiting).
-        #[serde(with = "chrono::serde::ts_milliseconds")]
-        expires_at: DateTime<Utc>,
-    },
-    /// The event was canceled: the registration (or waiting-list place) ended with it, and
-    /// its tickets, if any, no longer admit anyone.
-    EventCanceled {
-        /// The event.
-        event_id: crate::ids::EventId,
-        /// The event's title.
-        event_title: String,
-        /// The registration ended (`None`: a place on the waiting list).
-        registration_id: Option<crate::ids::RegistrationId>,
-        /// Whether it had tickets (now revoked).
-        tickets_revoked: bool,
-    },
-}
-
-/// One ticket in a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TicketLine {
-    /// The printed number.
-    pub number: String,
-    /// The signed code (what its QR carries).
-    pub code: String,
-}
-
-impl MessageKind {
-    /// The kind's name (metrics, logs).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            MessageKind::VerifyEmail { .. } => "verify_email",
-            MessageKind::ResetPassword { .. } => "reset_password",
-            MessageKind::Tickets { .. } => "tickets",
-            MessageKind::WaitlistOffer { .. } => "waitlist_offer",
-            MessageKind::EventCanceled { .. } => "event_canceled",
-        }
-    }
-}
-
-impl OutboxMessage {
-    /// A new message to `to`, created `now`.
-    pub fn new(to: &str, user_id: Option<UserId>, kind: MessageKind, now: DateTime<Utc>) -> Self {
-        Self {
-            // Ordered by creation within the process (the outbox is delivered in id order).
-            id: Uuid::now_v7(),
-            to: to.to_owned(),
-            user_id,
-            kind,
-            created_at: now,
-        }
-    }
-}
 
 /// A boxed future, for the object-safe sink trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -384,6 +276,7 @@ fn dead_letter(store: &dyn Store, gauge: &OutboxGauge, id: Uuid, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     #[test]
     fn messages_are_ordered_by_creation_time() {

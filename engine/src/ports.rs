@@ -12,8 +12,8 @@
 
 use crate::accounts::{UserEvent, UserRecord};
 use crate::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId, UserId};
+use crate::message::OutboxMessage;
 use crate::model::{Attendee, EventEvent, EventRecord, EventStatus, RegistrationStatus};
-use crate::outbox::OutboxMessage;
 use crate::pool::{Admission, PoolEvent, PoolState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

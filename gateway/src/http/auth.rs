@@ -87,7 +87,7 @@ pub(super) fn authenticate(state: &AppState, request: &mut Request) {
 }
 
 /// The authentication gate of every API route: an operation not in the public list
-/// (`openapi::PUBLIC`, also what the OpenAPI document marks as needing a token) without a
+/// (`policy::PUBLIC`, also what the OpenAPI document marks as needing a token) without a
 /// valid access token is answered 401 before any other layer or the handler reads the
 /// request. Handlers still take [`Authenticated`]; this gate makes a forgotten one harmless.
 pub(super) fn gate(request: &Request) -> Result<(), ApiError> {
@@ -103,7 +103,7 @@ pub(super) fn gate(request: &Request) -> Result<(), ApiError> {
         "HEAD" => "GET",
         other => other,
     };
-    let public = super::openapi::PUBLIC.iter().any(|op| {
+    let public = super::policy::PUBLIC.iter().any(|op| {
         op.split_once(' ')
             .is_some_and(|(m, path)| m == method && path == route)
     });

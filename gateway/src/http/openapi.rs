@@ -77,22 +77,6 @@ use utoipa_swagger_ui::SwaggerUi;
 )]
 pub struct ApiDoc;
 
-/// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
-/// needs `Authorization: Bearer`.
-pub(super) const PUBLIC: [&str; 11] = [
-    "GET /api/v1/events",
-    "GET /api/v1/events/{id}",
-    "GET /api/v1/events/{id}/availability",
-    "GET /api/v1/ws",
-    "POST /api/v1/auth/signup",
-    "POST /api/v1/auth/login",
-    "POST /api/v1/auth/refresh",
-    "POST /api/v1/auth/logout",
-    "POST /api/v1/auth/verify-email",
-    "POST /api/v1/auth/password-reset",
-    "POST /api/v1/auth/password-reset/confirm",
-];
-
 /// Declares the `bearer` security scheme (access tokens from `/api/v1/auth/login`), and on
 /// every operation the answers the stack can give whatever the handler: 429 (rate limits) and
 /// 503 (overload) on the API, and 401/403 with `security` on the protected ones.
@@ -195,7 +179,7 @@ impl Modify for BearerAuth {
                     "rate_limited: over a rate limit; retry after Retry-After",
                 );
                 add("503", "overloaded or unavailable; retry after Retry-After");
-                let public = PUBLIC.contains(&format!("{method} {path}").as_str());
+                let public = super::policy::PUBLIC.contains(&format!("{method} {path}").as_str());
                 if public && method == "GET" {
                     // Public reads serve anonymous callers, but a token that is sent must be valid.
                     add("401", "unauthorized: an invalid access token was sent");

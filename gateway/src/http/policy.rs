@@ -17,6 +17,23 @@ use engine::ids::EventId;
 use engine::model::{EventRecord, EventRole};
 use engine::ports::RegistrationView;
 
+/// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
+/// needs `Authorization: Bearer`. The authentication gate (`auth::gate`) enforces it, and the
+/// OpenAPI document marks every other operation as needing a token.
+pub(crate) const PUBLIC: [&str; 11] = [
+    "GET /api/v1/events",
+    "GET /api/v1/events/{id}",
+    "GET /api/v1/events/{id}/availability",
+    "GET /api/v1/ws",
+    "POST /api/v1/auth/signup",
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/refresh",
+    "POST /api/v1/auth/logout",
+    "POST /api/v1/auth/verify-email",
+    "POST /api/v1/auth/password-reset",
+    "POST /api/v1/auth/password-reset/confirm",
+];
+
 /// 403 unless the caller holds one of `roles` (or is an admin).
 pub fn require_any(principal: &Principal, roles: &[Role]) -> Result<(), ApiError> {
     if principal.has(Role::Admin) || roles.iter().any(|r| principal.has(*r)) {
