@@ -41,6 +41,16 @@ use tokio::sync::{OnceCell, watch};
 /// The scope of idempotency keys that belong to no event (event creation).
 pub const GLOBAL_SCOPE: EventId = EventId(uuid::Uuid::nil());
 
+/// What a hold answered: the registration, and whether it is an earlier one returned for a
+/// retried idempotency key (nothing new was booked).
+#[derive(Clone, Debug)]
+pub struct Hold {
+    /// The registration.
+    pub view: RegistrationView,
+    /// A retry's answer: the registration was made by an earlier request with the same key.
+    pub replayed: bool,
+}
+
 /// A request to hold seats, as the gateway parsed it.
 #[derive(Clone, Debug)]
 pub struct HoldRequest {
@@ -412,13 +422,16 @@ impl Engine {
 
     /// Holds seats. Returns the registration and whether it is an earlier one returned for a
     /// retried idempotency key.
-    pub async fn hold(&self, req: HoldRequest) -> EngineResult<(RegistrationView, bool)> {
+    pub async fn hold(&self, req: HoldRequest) -> EngineResult<Hold> {
         let h = self.handle(req.event_id).await?;
         // A key seen before (durably, for any ticket type of this event) answers with its
         // registration, or 422 if the request differs. Concurrent first uses of one key are
         // decided by the pool's own map (same ticket type) or the gateway's in-flight marker.
         if let Some(id) = self.idempotent(req.event_id, req.idempotency)? {
-            return Ok((self.registration(RegistrationId(id))?, true));
+            return Ok(Hold {
+                view: self.registration(RegistrationId(id))?,
+                replayed: true,
+            });
         }
         let record = h.shared.record();
         let mut errors = Vec::new();
@@ -503,7 +516,10 @@ impl Engine {
                 registration_id,
                 replayed: true,
                 ..
-            } => Ok((self.registration(registration_id)?, true)),
+            } => Ok(Hold {
+                view: self.registration(registration_id)?,
+                replayed: true,
+            }),
             // A new hold: the same view the read model got in the same durable batch.
             PoolOutcome::Held {
                 registration_id,
@@ -531,7 +547,10 @@ impl Engine {
                     price,
                     waitlist_entry: None,
                 };
-                Ok((view, false))
+                Ok(Hold {
+                    view,
+                    replayed: false,
+                })
             }
             _ => Err(EngineError::Unavailable("unexpected outcome".into())),
         }

@@ -23,6 +23,6 @@ pub mod pricing;
 pub use actors::Availability;
 pub use config::EngineConfig;
 pub use engine::{
-    AvailabilityFeed, Engine, EventAvailability, HoldRequest, JoinWaitlist, NewVoucher,
+    AvailabilityFeed, Engine, EventAvailability, Hold, HoldRequest, JoinWaitlist, NewVoucher,
     ScanRequest, TicketTypeAvailability, normalize_voucher_code,
 };

@@ -115,6 +115,57 @@ pub struct AppendRequest {
     pub done: Completion,
 }
 
+impl AppendRequest {
+    /// A barrier on `stream`: no events; completes after every earlier append of the stream
+    /// (with [`AppendRequest::with_outbox`], it carries messages by themselves).
+    pub fn barrier(stream: StreamId, done: Completion) -> Self {
+        Self::unfenced(stream, 0, Vec::new(), done)
+    }
+
+    /// `events` from the actor incarnation `writer` ([`next_incarnation`]): once one of its
+    /// appends is refused for a sequence conflict, every later one is too.
+    pub fn fenced(
+        writer: u64,
+        stream: StreamId,
+        first_seq: u64,
+        events: Vec<StreamEvent>,
+        done: Completion,
+    ) -> Self {
+        Self {
+            stream,
+            writer,
+            first_seq,
+            events,
+            snapshot: None,
+            outbox: Vec::new(),
+            done,
+        }
+    }
+
+    /// `events` from a writer without an incarnation (a one-off write, or one that retries
+    /// on a conflict itself): only the sequence number protects the stream.
+    pub fn unfenced(
+        stream: StreamId,
+        first_seq: u64,
+        events: Vec<StreamEvent>,
+        done: Completion,
+    ) -> Self {
+        Self::fenced(0, stream, first_seq, events, done)
+    }
+
+    /// With the state after the events, as the stream's snapshot.
+    pub fn with_snapshot(mut self, snapshot: Option<Snapshot>) -> Self {
+        self.snapshot = snapshot;
+        self
+    }
+
+    /// With messages committed in the same batch.
+    pub fn with_outbox(mut self, outbox: Vec<OutboxMessage>) -> Self {
+        self.outbox = outbox;
+        self
+    }
+}
+
 /// A process-unique incarnation number for an actor that writes a stream.
 pub fn next_incarnation() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -155,15 +206,11 @@ impl JournalHandle {
         outbox: Vec<OutboxMessage>,
     ) -> Result<(), JournalError> {
         let (done, rx) = Completion::channel();
-        self.append(AppendRequest {
-            writer: 0,
-            stream,
-            first_seq,
-            events,
-            snapshot,
-            outbox,
-            done,
-        })
+        self.append(
+            AppendRequest::unfenced(stream, first_seq, events, done)
+                .with_snapshot(snapshot)
+                .with_outbox(outbox),
+        )
         .await;
         rx.await.unwrap_or(Err(JournalError::Stopped))
     }

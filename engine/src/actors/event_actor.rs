@@ -328,15 +328,14 @@ async fn commit_then<T: Send + 'static>(
         };
         let _ = reply.send(answer);
     });
-    let request = crate::ports::AppendRequest {
-        writer: state.incarnation,
-        stream: StreamId::Event(state.record.id),
-        first_seq: seq,
-        events: vec![StreamEvent::Event(event)],
-        snapshot: Some(Snapshot::Event(Box::new(state.record.clone()))),
-        outbox: Vec::new(),
+    let request = crate::ports::AppendRequest::fenced(
+        state.incarnation,
+        StreamId::Event(state.record.id),
+        seq,
+        vec![StreamEvent::Event(event)],
         done,
-    };
+    )
+    .with_snapshot(Some(Snapshot::Event(Box::new(state.record.clone()))));
     state.ctx.journal.append(request).await;
 }
 

@@ -218,15 +218,8 @@ impl Actor for PoolActor {
 
 async fn barrier(ctx: &Ctx) -> Result<(), ActorProcessingErr> {
     let (done, rx) = Completion::channel();
-    let request = AppendRequest {
-        writer: 0,
-        stream: StreamId::Pool(PoolId::new()),
-        first_seq: 0,
-        events: vec![],
-        snapshot: None,
-        outbox: Vec::new(),
-        done,
-    };
+    // On a stream of its own: it completes after everything queued before it.
+    let request = AppendRequest::barrier(StreamId::Pool(PoolId::new()), done);
     ctx.journal.append(request).await;
     rx.await.unwrap_or(Err(JournalError::Stopped))?;
     Ok(())
@@ -464,15 +457,7 @@ async fn flush(state: &mut PoolActorState) {
             }
             done.complete(result);
         });
-        let request = AppendRequest {
-            writer: 0,
-            stream,
-            first_seq: 0,
-            events: vec![],
-            snapshot: None,
-            outbox: committed,
-            done,
-        };
+        let request = AppendRequest::barrier(stream, done).with_outbox(committed);
         state.ctx.journal.append(request).await;
         return;
     }
@@ -550,15 +535,10 @@ async fn flush(state: &mut PoolActorState) {
     } else {
         None
     };
-    let request = AppendRequest {
-        writer: state.incarnation,
-        stream,
-        first_seq,
-        events: events.into_iter().map(StreamEvent::Pool).collect(),
-        snapshot,
-        outbox,
-        done,
-    };
+    let events = events.into_iter().map(StreamEvent::Pool).collect();
+    let request = AppendRequest::fenced(state.incarnation, stream, first_seq, events, done)
+        .with_snapshot(snapshot)
+        .with_outbox(outbox);
     state.ctx.journal.append(request).await;
 }
 

@@ -287,15 +287,8 @@ impl Engine {
             let _ = tx.send(result);
         });
         // No events: a barrier that carries the messages.
-        let request = AppendRequest {
-            stream: StreamId::User(UserId(Uuid::nil())),
-            writer: 0,
-            first_seq: 0,
-            events: Vec::new(),
-            snapshot: None,
-            outbox: messages,
-            done,
-        };
+        let request =
+            AppendRequest::barrier(StreamId::User(UserId(Uuid::nil())), done).with_outbox(messages);
         self.ctx.journal.append(request).await;
         rx.await
             .unwrap_or(Err(JournalError::Stopped))
@@ -324,15 +317,11 @@ impl Engine {
             }
             let _ = tx.send(result);
         });
-        let request = AppendRequest {
-            stream: StreamId::User(id),
-            writer: 0,
-            first_seq,
-            events: events.into_iter().map(StreamEvent::User).collect(),
-            snapshot: Some(Snapshot::User(Box::new(record.clone()))),
-            outbox,
-            done,
-        };
+        let events = events.into_iter().map(StreamEvent::User).collect();
+        // Unfenced: the account's writes retry on a sequence conflict themselves.
+        let request = AppendRequest::unfenced(StreamId::User(id), first_seq, events, done)
+            .with_snapshot(Some(Snapshot::User(Box::new(record.clone()))))
+            .with_outbox(outbox);
         self.ctx.journal.append(request).await;
         rx.await.unwrap_or(Err(JournalError::Stopped))
     }

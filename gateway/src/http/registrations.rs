@@ -310,7 +310,7 @@ pub(crate) async fn create_registration(
         user_id: Some(principal.user_id),
         voucher: body.voucher,
     };
-    let (view, _replayed) = state.engine.hold(request).await?;
+    let view = state.engine.hold(request).await?.view;
     let location = format!("/api/v1/registrations/{}", view.id);
     Ok((
         StatusCode::CREATED,
