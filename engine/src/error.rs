@@ -1,7 +1,7 @@
 //! Errors of the engine. Domain refusals are values sent back through reply ports; they
 //! never stop an actor. `EngineError` adds the transport-level outcomes of a call.
 
-use crate::model::{EventStatus, RegistrationStatus};
+use crate::values::{EventStatus, RegistrationStatus};
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 

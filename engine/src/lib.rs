@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod pool;
 pub mod ports;
 pub mod pricing;
+pub mod values;
 
 pub use actors::Availability;
 pub use config::EngineConfig;

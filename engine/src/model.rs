@@ -6,7 +6,7 @@
 
 use crate::error::{DomainError, FieldError};
 use crate::ids::{EventId, PoolId, TicketTypeId, UserId};
-use crate::pool::IdempotencyToken;
+pub use crate::values::{EventStatus, IdempotencyToken, RegistrationStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -34,69 +34,6 @@ pub const EVENT_TIME_MIN: &str = "2000-01-01T00:00:00Z";
 /// Latest: far enough for any real booking, and every time keeps a four-digit year (RFC 3339
 /// has no room for year 10000).
 pub const EVENT_TIME_MAX: &str = "2199-12-31T23:59:59Z";
-
-/// Lifecycle of an event: Draft → Published → Canceled | Completed. Draft → Canceled too.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventStatus {
-    /// Being prepared; not on sale.
-    Draft,
-    /// On sale and open for check-in.
-    Published,
-    /// Called off. Terminal.
-    Canceled,
-    /// Over. Terminal.
-    Completed,
-}
-
-impl EventStatus {
-    /// The status as its wire name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            EventStatus::Draft => "draft",
-            EventStatus::Published => "published",
-            EventStatus::Canceled => "canceled",
-            EventStatus::Completed => "completed",
-        }
-    }
-}
-
-/// Lifecycle of a registration: Held → Confirmed | Expired | Canceled; Confirmed → Canceled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistrationStatus {
-    /// Seats reserved until `expires_at`.
-    Held,
-    /// Paid or otherwise confirmed; tickets issued.
-    Confirmed,
-    /// Canceled; seats returned to the pool.
-    Canceled,
-    /// The hold ran out; seats returned to the pool.
-    Expired,
-}
-
-impl RegistrationStatus {
-    /// The status as its wire name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RegistrationStatus::Held => "held",
-            RegistrationStatus::Confirmed => "confirmed",
-            RegistrationStatus::Canceled => "canceled",
-            RegistrationStatus::Expired => "expired",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "held" => RegistrationStatus::Held,
-            "confirmed" => RegistrationStatus::Confirmed,
-            "canceled" => RegistrationStatus::Canceled,
-            "expired" => RegistrationStatus::Expired,
-            _ => return None,
-        })
-    }
-}
 
 /// A ticket type: what a buyer picks. It draws seats from one pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,13 +217,13 @@ impl CheckInList {
         if gates.len() > LIST_GATES_MAX
             || gates
                 .iter()
-                .any(|g| g.is_empty() || g.chars().count() > crate::pool::GATE_LEN_MAX)
+                .any(|g| g.is_empty() || g.chars().count() > crate::values::GATE_LEN_MAX)
         {
             errors.push(FieldError::new(
                 "gates",
                 format!(
                     "at most {LIST_GATES_MAX} gates of 1 to {} characters",
-                    crate::pool::GATE_LEN_MAX
+                    crate::values::GATE_LEN_MAX
                 ),
             ));
         }
@@ -312,8 +249,8 @@ impl CheckInList {
     }
 
     /// The rules a pool decides a scan on this list with.
-    pub fn rules(&self) -> crate::pool::scan::ListRules {
-        crate::pool::scan::ListRules {
+    pub fn rules(&self) -> crate::values::ListRules {
+        crate::values::ListRules {
             id: Some(self.id),
             ticket_types: self.ticket_types.clone(),
             gates: self.gates.clone(),

@@ -24,18 +24,7 @@ pub mod voucher;
 pub mod waitlist;
 
 use crate::pricing::Price;
-
-/// Longest gate name a scanner may send.
-pub const GATE_LEN_MAX: usize = 64;
-
-/// A client's idempotency key and request, as digests (so state stays small).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct IdempotencyToken {
-    /// Digest of the key (scoped by the caller, e.g. with the event id).
-    pub key: [u8; 16],
-    /// Digest of the request body: the same key with another body is refused.
-    pub request: [u8; 16],
-}
+pub use crate::values::{GATE_LEN_MAX, IdempotencyToken};
 
 /// When and where a ticket was first admitted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,8 @@
 //!   scanner reported is lost. Refusals by the list's rules are answered, not journaled.
 
 use super::Admission;
-use crate::ids::{CheckInListId, TicketTypeId};
+use crate::ids::CheckInListId;
+pub use crate::values::ListRules;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -51,37 +52,6 @@ pub enum Direction {
     Entry,
     /// Going out (only meaningful on lists that allow re-entry).
     Exit,
-}
-
-/// The rules of the list a scan is made on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListRules {
-    /// The list; `None` is the event's default list.
-    pub id: Option<CheckInListId>,
-    /// Ticket types admitted (empty: all).
-    pub ticket_types: Vec<TicketTypeId>,
-    /// Gates it scans at (empty: any, or none named).
-    pub gates: Vec<String>,
-    /// Whether a ticket that exited may enter again.
-    pub allow_reentry: bool,
-    /// No admission before.
-    pub opens_at: Option<DateTime<Utc>>,
-    /// No admission after.
-    pub closes_at: Option<DateTime<Utc>>,
-}
-
-impl ListRules {
-    /// The event's default list.
-    pub fn default_list() -> Self {
-        Self {
-            id: None,
-            ticket_types: Vec::new(),
-            gates: Vec::new(),
-            allow_reentry: false,
-            opens_at: None,
-            closes_at: None,
-        }
-    }
 }
 
 /// How a decided scan ended.
