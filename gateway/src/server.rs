@@ -36,76 +36,167 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")
 }
 
-/// Runs the server until `shutdown` resolves.
+/// Runs the server until `shutdown` resolves: start the core (store, journal writer, engine),
+/// build the HTTP application, serve, recover in the background (then report ready), and on
+/// shutdown drain the connections and stop the core.
 pub async fn run(
     config: Config,
     metrics: PrometheusHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let storage = &config.storage;
-    let db = Db::open(
-        &storage.data_dir,
-        &DbOptions {
-            cache_bytes: storage.cache_bytes,
-            worker_threads: storage.worker_threads,
-            journal_bytes_max: storage.journal_bytes_max,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("opening {}: {e}", storage.data_dir.display()))?;
-    let codes = TicketCodes::load_or_create(&storage.data_dir.join("ticket-signing.key"))
-        .context("ticket signing key")?
-        .with_verified_cache(config.auth.verified_codes_cached_max);
-    let auth = Arc::new(
-        crate::auth::Auth::new(&config.auth, &storage.data_dir)
-            .map_err(|e| anyhow::anyhow!("auth: {e}"))?,
-    );
-    let (journal, journal_rx) = JournalHandle::channel(storage.journal_queue_max);
-    let journal_config = JournalConfig {
-        batch_events_max: storage.batch_events_max,
-        batch_wait_max: Duration::from_micros(storage.batch_wait_max_us),
-    };
-    let writer = JournalWriter::spawn(
-        db.clone(),
-        journal_rx,
-        journal_config,
-        Box::new(|reason| {
-            tracing::error!(%reason, "journal failed: exiting so the next start recovers from durable state");
-            std::process::exit(EXIT_JOURNAL_FAILED);
-        }),
-    )?;
-    let sink: Arc<dyn engine::outbox::MessageSink> = match config.outbox.delivery.as_str() {
+    let settings = connection_settings(&config.http)?;
+    let core = Core::start(&config).await?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = application(&config, &core, metrics, ready.clone(), shutdown_rx.clone())?;
+    let listener = listen(config.http.bind, config.http.listen_backlog).context("binding")?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    // A plain line on stdout for scripts and tests that start the server on port 0.
+    println!("listening on http://{addr}");
+    let recovery = spawn_recovery(core.engine.clone(), ready, started);
+    let serve = tokio::spawn(crate::conn::serve(listener, app, settings, shutdown_rx));
+
+    shutdown.await;
+    tracing::info!("shutting down: draining requests");
+    let _ = shutdown_tx.send(true);
+    // In-flight requests get the grace period to finish.
+    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
+    if tokio::time::timeout(grace, serve).await.is_err() {
+        tracing::warn!("requests still running after the grace period; stopping anyway");
+    }
+    recovery.abort();
+    core.stop().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What runs underneath the HTTP layer.
+struct Core {
+    db: Db,
+    writer: JournalWriter,
+    engine: Engine,
+    codes: TicketCodes,
+    auth: Arc<crate::auth::Auth>,
+}
+
+impl Core {
+    /// Opens the store, starts the journal writer and the engine, loads the signing keys and
+    /// creates the bootstrap admin if configured.
+    async fn start(config: &Config) -> anyhow::Result<Self> {
+        let storage = &config.storage;
+        let db = Db::open(
+            &storage.data_dir,
+            &DbOptions {
+                cache_bytes: storage.cache_bytes,
+                worker_threads: storage.worker_threads,
+                journal_bytes_max: storage.journal_bytes_max,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", storage.data_dir.display()))?;
+        let codes = TicketCodes::load_or_create(&storage.data_dir.join("ticket-signing.key"))
+            .context("ticket signing key")?
+            .with_verified_cache(config.auth.verified_codes_cached_max);
+        let auth = Arc::new(
+            crate::auth::Auth::new(&config.auth, &storage.data_dir)
+                .map_err(|e| anyhow::anyhow!("auth: {e}"))?,
+        );
+        let (journal, journal_rx) = JournalHandle::channel(storage.journal_queue_max);
+        let journal_config = JournalConfig {
+            batch_events_max: storage.batch_events_max,
+            batch_wait_max: Duration::from_micros(storage.batch_wait_max_us),
+        };
+        let writer = JournalWriter::spawn(
+            db.clone(),
+            journal_rx,
+            journal_config,
+            Box::new(|reason| {
+                tracing::error!(%reason, "journal failed: exiting so the next start recovers from durable state");
+                std::process::exit(EXIT_JOURNAL_FAILED);
+            }),
+        )?;
+        let engine = Engine::start(
+            config.engine_config(),
+            Arc::new(db.clone()),
+            journal,
+            Arc::new(TokioClock::new()),
+            message_sink(config),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+        bootstrap_admin(&engine, &auth, &config.auth.bootstrap_admin_email).await?;
+        Ok(Self {
+            db,
+            writer,
+            engine,
+            codes,
+            auth,
+        })
+    }
+
+    /// Stops the actors, lets the journal writer finish its queue, and flushes the store.
+    /// Every acknowledged write is already durable: the flushes only shorten the next start
+    /// and never hold up the exit for long.
+    async fn stop(self) -> anyhow::Result<()> {
+        let Core {
+            db, writer, engine, ..
+        } = self;
+        engine.shutdown().await;
+        drop(engine);
+        // The writer stops once the last journal sender is dropped.
+        let joined = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout(Duration::from_secs(5), joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!("journal writer still busy at shutdown");
+        }
+        let closing = db.clone();
+        let closed = tokio::task::spawn_blocking(move || closing.close());
+        match tokio::time::timeout(STORE_CLOSE_TIMEOUT, closed).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "flushing the store at shutdown failed"),
+            _ => tracing::warn!(
+                "flushing the store at shutdown took too long; the next start replays more"
+            ),
+        }
+        db.persist()
+            .map_err(|e| anyhow::anyhow!("persisting the store: {e}"))
+    }
+}
+
+/// Where outbox messages go.
+fn message_sink(config: &Config) -> Arc<dyn engine::outbox::MessageSink> {
+    match config.outbox.delivery.as_str() {
         "file" => Arc::new(crate::outbox_file::FileSink::new(
-            &storage.data_dir.join(&config.outbox.file),
+            &config.storage.data_dir.join(&config.outbox.file),
             config.outbox.file_bytes_max,
             &config.outbox.link_base_url,
         )),
         _ => Arc::new(engine::outbox::LogSink),
-    };
-    let engine = Engine::start(
-        config.engine_config(),
-        Arc::new(db.clone()),
-        journal,
-        Arc::new(TokioClock::new()),
-        sink,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
-    bootstrap_admin(&engine, &auth, &config.auth.bootstrap_admin_email).await?;
+    }
+}
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let shutdown_rx_for_conns = shutdown_rx.clone();
-    let ready = Arc::new(AtomicBool::new(false));
+/// The HTTP application: shared state and limits from the configuration.
+fn application(
+    config: &Config,
+    core: &Core,
+    metrics: PrometheusHandle,
+    ready: Arc<AtomicBool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<axum::Router> {
+    let websocket = &config.websocket;
     let state = AppState::new(Shared {
-        engine: engine.clone(),
-        codes,
-        auth,
+        engine: core.engine.clone(),
+        codes: core.codes.clone(),
+        auth: core.auth.clone(),
         limiter: Arc::new(
             crate::ratelimit::Limiter::new(config.rate_limit.clone())
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
-        db: db.clone(),
-        ready: ready.clone(),
+        db: core.db.clone(),
+        ready,
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(
             config.idempotency.entries_max,
@@ -113,14 +204,12 @@ pub async fn run(
             Duration::from_secs(config.idempotency.ttl_secs),
         )),
         ws: WsSettings {
-            subscriptions_max: config.websocket.subscriptions_max,
-            send_buffer_max: config.websocket.send_buffer_max,
-            push_interval: Duration::from_millis(
-                1000 / u64::from(config.websocket.pushes_per_sec_max),
-            ),
-            lag_timeout: Duration::from_millis(config.websocket.lag_timeout_ms),
+            subscriptions_max: websocket.subscriptions_max,
+            send_buffer_max: websocket.send_buffer_max,
+            push_interval: Duration::from_millis(1000 / u64::from(websocket.pushes_per_sec_max)),
+            lag_timeout: Duration::from_millis(websocket.lag_timeout_ms),
         },
-        shutdown: shutdown_rx,
+        shutdown,
         resets_in_flight: Arc::new(tokio::sync::Semaphore::new(http::RESETS_IN_FLIGHT_MAX)),
         body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
     });
@@ -133,33 +222,35 @@ pub async fn run(
         hsts: config.http.hsts,
         compress_above_bytes: config.http.compress_above_bytes,
     };
-    let app = http::app(state, &limits).map_err(|e| anyhow::anyhow!("http: {e}"))?;
-    let listener = listen(config.http.bind, config.http.listen_backlog).context("binding")?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
-    // A plain line on stdout for scripts and tests that start the server on port 0.
-    println!("listening on http://{addr}");
+    http::app(state, &limits).map_err(|e| anyhow::anyhow!("http: {e}"))
+}
 
-    let recovery = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            match engine.recover().await {
-                Ok(events) => {
-                    ready.store(true, Ordering::Release);
-                    metrics::gauge!("recovery_seconds").set(started.elapsed().as_secs_f64());
-                    tracing::info!(
-                        events,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "recovered; ready"
-                    );
-                }
-                Err(e) => tracing::error!(error = %e, "recovery failed; not ready"),
+/// Recovers the engine in the background; `ready` turns true when done.
+fn spawn_recovery(
+    engine: Engine,
+    ready: Arc<AtomicBool>,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        match engine.recover().await {
+            Ok(events) => {
+                ready.store(true, Ordering::Release);
+                metrics::gauge!("recovery_seconds").set(started.elapsed().as_secs_f64());
+                tracing::info!(
+                    events,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "recovered; ready"
+                );
             }
-        })
-    };
+            Err(e) => tracing::error!(error = %e, "recovery failed; not ready"),
+        }
+    })
+}
 
-    let grace = Duration::from_millis(config.http.shutdown_grace_ms);
-    let connections_max = crate::conn::fit_descriptor_limit(config.http.connections_max);
+/// The connection layer's settings; the connection bound is fitted to the open-file limit
+/// (raised if it can be), and start-up stops if too few connections would fit.
+fn connection_settings(http: &crate::config::HttpConfig) -> anyhow::Result<crate::conn::Settings> {
+    let connections_max = crate::conn::fit_descriptor_limit(http.connections_max);
     if connections_max < crate::conn::CONNECTIONS_MIN {
         anyhow::bail!(
             "the open-file limit leaves room for {connections_max} connections (at least {} are \
@@ -168,64 +259,25 @@ pub async fn run(
             crate::conn::FDS_RESERVED
         );
     }
-    if connections_max < config.http.connections_max {
+    if connections_max < http.connections_max {
         tracing::warn!(
-            configured = config.http.connections_max,
+            configured = http.connections_max,
             effective = connections_max,
             "the open-file limit cannot hold http.connections_max: fewer connections admitted (raise `ulimit -n`)"
         );
     }
-    let settings = crate::conn::Settings {
+    Ok(crate::conn::Settings {
         bounds: crate::conn::Bounds {
             connections_max,
-            connections_per_ip_max: config.http.connections_per_ip_max,
+            connections_per_ip_max: http.connections_per_ip_max,
         },
         deadlines: crate::conn::Deadlines {
-            keep_alive: Duration::from_millis(config.http.keep_alive_timeout_ms),
-            header: Duration::from_millis(config.http.header_read_timeout_ms),
-            write: Duration::from_millis(config.http.write_timeout_ms),
+            keep_alive: Duration::from_millis(http.keep_alive_timeout_ms),
+            header: Duration::from_millis(http.header_read_timeout_ms),
+            write: Duration::from_millis(http.write_timeout_ms),
         },
-        header_bytes_max: config.http.header_bytes_max,
-    };
-    let serve = tokio::spawn(crate::conn::serve(
-        listener,
-        app,
-        settings,
-        shutdown_rx_for_conns,
-    ));
-    shutdown.await;
-    tracing::info!("shutting down: draining requests");
-    let _ = shutdown_tx.send(true);
-    // In-flight requests get `grace` to finish.
-    if tokio::time::timeout(grace, serve).await.is_err() {
-        tracing::warn!("requests still running after the grace period; stopping anyway");
-    }
-    recovery.abort();
-    engine.shutdown().await;
-    drop(engine);
-    // Every acknowledged write is already durable; this only flushes memtables so the next
-    // start replays less. The writer stops once the last journal sender is dropped.
-    let joined = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(Duration::from_secs(5), joined)
-        .await
-        .is_err()
-    {
-        tracing::warn!("journal writer still busy at shutdown");
-    }
-    // Flushing memtables only shortens the next start; it must not hold up the exit.
-    let closing = db.clone();
-    let closed = tokio::task::spawn_blocking(move || closing.close());
-    match tokio::time::timeout(STORE_CLOSE_TIMEOUT, closed).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "flushing the store at shutdown failed"),
-        _ => tracing::warn!(
-            "flushing the store at shutdown took too long; the next start replays more"
-        ),
-    }
-    db.persist()
-        .map_err(|e| anyhow::anyhow!("persisting the store: {e}"))?;
-    tracing::info!("stopped");
-    Ok(())
+        header_bytes_max: http.header_bytes_max,
+    })
 }
 
 /// Environment variable holding the first admin's password (never a config file).
