@@ -85,9 +85,8 @@ pub struct AuthConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxSection {
-    /// `file`: each message is appended as a JSON line to `file` (development and tests);
-    /// `log`: only logged, without its link (nothing is sent).
-    pub delivery: String,
+    /// Where messages go.
+    pub delivery: Delivery,
     /// The file of the `file` adapter; relative paths are inside `storage.data_dir`.
     pub file: PathBuf,
     /// Size at which the file is rotated (to `<file>.1`, replacing an older one).
@@ -223,12 +222,32 @@ pub struct WebSocketConfig {
     pub lag_timeout_ms: u64,
 }
 
+/// Where outbox messages go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Each message appended as a JSON line to `outbox.file` (development and tests).
+    File,
+    /// Only logged, without its link: nothing reaches anyone.
+    Log,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
 /// Log settings.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// `json` or `text`.
-    pub format: String,
+    /// Line format.
+    pub format: LogFormat,
     /// `tracing` filter directive.
     pub filter: String,
 }
@@ -332,10 +351,6 @@ impl Config {
                 "websocket.pushes_per_sec_max must be 1..=100",
             ),
             (
-                matches!(self.log.format.as_str(), "json" | "text"),
-                "log.format must be json or text",
-            ),
-            (
                 self.auth.argon2_memory_kib >= 19_456 && self.auth.argon2_iterations >= 2,
                 "auth.argon2_* must be at least OWASP's m=19456 KiB, t=2",
             ),
@@ -366,10 +381,6 @@ impl Config {
             (
                 (60..=86_400).contains(&self.auth.reset_token_ttl_secs),
                 "auth.reset_token_ttl_secs must be 60..=86400",
-            ),
-            (
-                matches!(self.outbox.delivery.as_str(), "file" | "log"),
-                "outbox.delivery must be file or log",
             ),
             (
                 self.outbox.pending_max > 0 && self.outbox.file_bytes_max >= 4096,
@@ -459,6 +470,23 @@ mod tests {
         let config = Config::load(&default_path(), env).unwrap();
         assert_eq!(config.http.bind.port(), 0);
         assert_eq!(config.engine.hold_ttl_default_secs, 42);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.outbox.delivery, Delivery::File);
+    }
+
+    #[test]
+    fn closed_choices_are_enums_and_a_typo_names_the_choices() {
+        let env = [("REGENGINE__LOG__FORMAT".to_owned(), "text".to_owned())];
+        assert_eq!(
+            Config::load(&default_path(), env).unwrap().log.format,
+            LogFormat::Text
+        );
+        let env = [("REGENGINE__OUTBOX__DELIVERY".to_owned(), "smtp".to_owned())];
+        let error = Config::load(&default_path(), env).unwrap_err();
+        assert!(
+            error.contains("unknown variant `smtp`") && error.contains("`file`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli.config, std::env::vars()).map_err(anyhow::Error::msg)?;
-    init_logging(&config.log.format, &config.log.filter)?;
+    init_logging(config.log.format, &config.log.filter)?;
     let metrics = gateway::server::install_metrics()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,12 +36,12 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
-fn init_logging(format: &str, filter: &str) -> anyhow::Result<()> {
+fn init_logging(format: gateway::config::LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("log.filter")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let result = if format == "json" {
+    let result = if format == gateway::config::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

@@ -168,13 +168,13 @@ impl Core {
 
 /// Where outbox messages go.
 fn message_sink(config: &Config) -> Arc<dyn engine::outbox::MessageSink> {
-    match config.outbox.delivery.as_str() {
-        "file" => Arc::new(crate::outbox_file::FileSink::new(
+    match config.outbox.delivery {
+        crate::config::Delivery::File => Arc::new(crate::outbox_file::FileSink::new(
             &config.storage.data_dir.join(&config.outbox.file),
             config.outbox.file_bytes_max,
             &config.outbox.link_base_url,
         )),
-        _ => Arc::new(engine::outbox::LogSink),
+        crate::config::Delivery::Log => Arc::new(engine::outbox::LogSink),
     }
 }
 
