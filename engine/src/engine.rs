@@ -434,6 +434,20 @@ impl Engine {
             });
         }
         let record = h.shared.record();
+        let (hold, pool_id) = self.hold_command(&record, req)?;
+        let command = PoolCommand::Hold(Box::new(hold.clone()));
+        let outcome = self.call_pool(&h, pool_id, command).await;
+        let outcome = self.explain_voucher_refusal(outcome, &hold)?;
+        self.held(outcome, hold, pool_id)
+    }
+
+    /// Validates a hold request against the event (every problem at once) and makes the
+    /// pool's command; with the ticket type's pool.
+    fn hold_command(
+        &self,
+        record: &EventRecord,
+        req: HoldRequest,
+    ) -> EngineResult<(HoldCommand, crate::ids::PoolId)> {
         let mut errors = Vec::new();
         let ticket_type = record.ticket_type(req.ticket_type_id);
         match ticket_type {
@@ -489,29 +503,45 @@ impl Engine {
             currency: tt.currency.clone(),
             voucher,
         };
-        let command = PoolCommand::Hold(Box::new(hold.clone()));
-        let outcome = self.call_pool(&h, tt.pool_id, command).await;
-        let outcome = match (outcome, &hold.voucher) {
-            // A code another pool of the event knows is for other ticket types.
+        Ok((hold, tt.pool_id))
+    }
+
+    /// A voucher code the pool does not know may be one another pool of the event knows: it
+    /// is then for other ticket types, and the refusal says so.
+    fn explain_voucher_refusal(
+        &self,
+        outcome: EngineResult<PoolOutcome>,
+        hold: &HoldCommand,
+    ) -> EngineResult<PoolOutcome> {
+        match (outcome, &hold.voucher) {
             (
                 Err(EngineError::Domain(DomainError::VoucherNotValid { reason: "unknown" })),
                 Some(code),
             ) if self
                 .ctx
                 .store
-                .voucher(req.event_id, code)
+                .voucher(hold.event_id, code)
                 .map_err(storage)?
                 .is_some() =>
             {
-                return Err(DomainError::VoucherNotValid {
+                Err(DomainError::VoucherNotValid {
                     reason: "wrong_ticket_type",
                 }
-                .into());
+                .into())
             }
-            (outcome, _) => outcome?,
-        };
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// The answer to a decided hold: a replay's registration as it is now, or the new one as
+    /// the read model got it in the same durable batch.
+    fn held(
+        &self,
+        outcome: PoolOutcome,
+        hold: HoldCommand,
+        pool_id: crate::ids::PoolId,
+    ) -> EngineResult<Hold> {
         match outcome {
-            // A replay answers with the earlier registration as it is now.
             PoolOutcome::Held {
                 registration_id,
                 replayed: true,
@@ -520,7 +550,6 @@ impl Engine {
                 view: self.registration(registration_id)?,
                 replayed: true,
             }),
-            // A new hold: the same view the read model got in the same durable batch.
             PoolOutcome::Held {
                 registration_id,
                 status,
@@ -532,7 +561,7 @@ impl Engine {
                 let view = RegistrationView {
                     id: registration_id,
                     event_id: hold.event_id,
-                    pool_id: tt.pool_id,
+                    pool_id,
                     ticket_type_id: hold.ticket_type_id,
                     quantity: hold.quantity,
                     attendee: hold.attendee,
