@@ -475,27 +475,7 @@ async fn flush(state: &mut PoolActorState) {
     } else {
         Vec::new()
     };
-    // Waiting-list offers are also sent as messages, committed with the offer. A full outbox
-    // does not stop an offer (it is pushed on the account's feed all the same).
-    let now = state.ctx.clock.now();
-    let outbox: Vec<OutboxMessage> = events
-        .iter()
-        .filter_map(|e| offer_message(e, now))
-        .collect();
-    let reservation = if outbox.is_empty() {
-        None
-    } else {
-        let r = state.ctx.outbox.reserve(outbox.len());
-        if r.is_none() {
-            metrics::counter!("outbox_refused_total").increment(outbox.len() as u64);
-        }
-        r
-    };
-    let mut outbox = if reservation.is_some() {
-        outbox
-    } else {
-        Vec::new()
-    };
+    let (mut outbox, reservation) = offer_messages(state, &events);
     outbox.extend(committed);
     let ctx = state.ctx.clone();
     let shared = state.shared.clone();
@@ -517,29 +497,57 @@ async fn flush(state: &mut PoolActorState) {
         }
         done.complete(result);
     });
-    state.since_snapshot += events.len() as u64;
-    // A snapshot's cost grows with the pool: one is due after max(snapshot_every_events,
-    // weight / 2) events, so snapshotting costs a bounded amount per event. The weight is
-    // counted only when the smaller bound is reached.
-    let snapshot = if state.since_snapshot >= state.snapshot_after {
-        let every = state.ctx.config.snapshot_every_events;
-        let due = every.max(state.pool.weight() as u64 / 2);
-        if state.since_snapshot >= due {
-            state.since_snapshot = 0;
-            state.snapshot_after = every;
-            Some(Snapshot::Pool(Box::new(state.pool.clone())))
-        } else {
-            state.snapshot_after = due;
-            None
-        }
-    } else {
-        None
-    };
+    let snapshot = snapshot_due(state, events.len());
     let events = events.into_iter().map(StreamEvent::Pool).collect();
     let request = AppendRequest::fenced(state.incarnation, stream, first_seq, events, done)
         .with_snapshot(snapshot)
         .with_outbox(outbox);
     state.ctx.journal.append(request).await;
+}
+
+/// Waiting-list offers are also sent as messages, committed with the offer, with their room
+/// in the outbox. A full outbox does not stop an offer (it is pushed on the account's feed
+/// all the same): no messages then.
+fn offer_messages(
+    state: &PoolActorState,
+    events: &[PoolEvent],
+) -> (Vec<OutboxMessage>, Option<crate::outbox::Reservation>) {
+    let now = state.ctx.clock.now();
+    let outbox: Vec<OutboxMessage> = events
+        .iter()
+        .filter_map(|e| offer_message(e, now))
+        .collect();
+    if outbox.is_empty() {
+        return (outbox, None);
+    }
+    match state.ctx.outbox.reserve(outbox.len()) {
+        Some(room) => (outbox, Some(room)),
+        None => {
+            metrics::counter!("outbox_refused_total").increment(outbox.len() as u64);
+            (Vec::new(), None)
+        }
+    }
+}
+
+/// The pool's state as a snapshot, when one is due after `added` more events. A snapshot's
+/// cost grows with the pool: one is due after max(snapshot_every_events, weight / 2) events,
+/// so snapshotting costs a bounded amount per event. The weight is counted only when the
+/// smaller bound is reached.
+fn snapshot_due(state: &mut PoolActorState, added: usize) -> Option<Snapshot> {
+    state.since_snapshot += added as u64;
+    if state.since_snapshot < state.snapshot_after {
+        return None;
+    }
+    let every = state.ctx.config.snapshot_every_events;
+    let due = every.max(state.pool.weight() as u64 / 2);
+    if state.since_snapshot >= due {
+        state.since_snapshot = 0;
+        state.snapshot_after = every;
+        Some(Snapshot::Pool(Box::new(state.pool.clone())))
+    } else {
+        state.snapshot_after = due;
+        None
+    }
 }
 
 fn offer_message(event: &PoolEvent, now: DateTime<Utc>) -> Option<OutboxMessage> {
