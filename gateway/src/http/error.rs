@@ -128,210 +128,167 @@ impl From<EngineError> for ApiError {
 /// Seconds clients are told to wait before retrying a 503. Set once at start-up.
 pub static RETRY_AFTER_SECS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
+/// The status of a domain refusal.
+fn domain_status(e: &DomainError) -> StatusCode {
+    use DomainError as D;
+    use StatusCode as S;
+    match e {
+        D::Validation(_) | D::PoolNotFound | D::IdempotencyMismatch | D::VoucherNotValid { .. } => {
+            S::UNPROCESSABLE_ENTITY
+        }
+        D::EventNotFound
+        | D::TicketTypeNotFound
+        | D::RegistrationNotFound
+        | D::TicketNotFound
+        | D::CheckInListNotFound
+        | D::UserNotFound
+        | D::VoucherNotFound
+        | D::WaitlistEntryNotFound => S::NOT_FOUND,
+        D::InvalidTransition { .. }
+        | D::EventNotOpen(_)
+        | D::SoldOut { .. }
+        | D::InvalidRegistrationState { .. }
+        | D::HoldExpired { .. }
+        | D::AlreadyCheckedIn { .. }
+        | D::TicketRevoked
+        | D::NotYetValid { .. }
+        | D::CheckInClosed { .. }
+        | D::NotAllowedAtGate
+        | D::NotCheckedIn
+        | D::WrongEvent
+        | D::LimitReached(_)
+        | D::AccountLimitReached { .. }
+        | D::EmailTaken
+        | D::EmailAlreadyVerified
+        | D::VoucherUsedUp { .. }
+        | D::VoucherExists
+        | D::NotOnSale { .. }
+        | D::NotSoldOut { .. }
+        | D::AlreadyWaiting => S::CONFLICT,
+        D::InvalidToken => S::BAD_REQUEST,
+    }
+}
+
+/// The stable code and short title of a domain refusal.
+fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
+    use DomainError as D;
+    match e {
+        D::Validation(_) => ("validation_failed", "Validation failed"),
+        D::EventNotFound => ("event_not_found", "Event not found"),
+        D::TicketTypeNotFound => ("ticket_type_not_found", "Ticket type not found"),
+        D::PoolNotFound => ("pool_not_found", "Pool not found"),
+        D::RegistrationNotFound => ("registration_not_found", "Registration not found"),
+        D::TicketNotFound => ("ticket_not_found", "Ticket not found"),
+        D::InvalidTransition { .. } => ("invalid_transition", "Invalid status transition"),
+        D::EventNotOpen(_) => ("event_not_open", "Event not open"),
+        D::SoldOut { .. } => ("sold_out", "Sold out"),
+        D::InvalidRegistrationState { .. } => {
+            ("invalid_registration_state", "Invalid registration state")
+        }
+        D::HoldExpired { .. } => ("hold_expired", "Hold expired"),
+        D::AlreadyCheckedIn { .. } => ("already_checked_in", "Already checked in"),
+        D::TicketRevoked => ("ticket_revoked", "Ticket revoked"),
+        D::NotYetValid { .. } => ("not_yet_valid", "Check-in not open yet"),
+        D::CheckInClosed { .. } => ("check_in_closed", "Check-in closed"),
+        D::NotAllowedAtGate => ("not_allowed_at_gate", "Not admitted at this gate"),
+        D::NotCheckedIn => ("not_checked_in", "Ticket never admitted"),
+        D::CheckInListNotFound => ("check_in_list_not_found", "Check-in list not found"),
+        D::WrongEvent => ("wrong_event", "Ticket of another event"),
+        D::IdempotencyMismatch => ("idempotency_key_reused", "Idempotency key reused"),
+        D::LimitReached(_) => ("limit_reached", "Limit reached"),
+        D::AccountLimitReached { .. } => ("account_limit_reached", "Per-account limit reached"),
+        D::UserNotFound => ("user_not_found", "User not found"),
+        D::EmailTaken => ("email_taken", "E-mail address already registered"),
+        D::InvalidToken => ("invalid_token", "Invalid, used or expired link"),
+        D::EmailAlreadyVerified => ("email_already_verified", "E-mail address already verified"),
+        D::VoucherNotValid { .. } => ("voucher_not_valid", "Voucher not valid"),
+        D::VoucherUsedUp { .. } => ("voucher_used_up", "Voucher used up"),
+        D::VoucherExists => ("voucher_exists", "Voucher exists"),
+        D::VoucherNotFound => ("voucher_not_found", "Voucher not found"),
+        D::NotOnSale { .. } => ("not_on_sale", "Not on sale"),
+        D::NotSoldOut { .. } => ("not_sold_out", "Not sold out"),
+        D::AlreadyWaiting => ("already_waiting", "Already on the waiting list"),
+        D::WaitlistEntryNotFound => ("waitlist_entry_not_found", "Waiting list place not found"),
+    }
+}
+
 impl ApiError {
     /// Status, code and title of this error.
     pub fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        let (code, title) = self.code_and_title();
+        (self.status(), code, title)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
         use StatusCode as S;
         match self {
-            ApiError::Domain(d) => match d {
-                DomainError::Validation(_) => (
-                    S::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "Validation failed",
-                ),
-                DomainError::EventNotFound => (S::NOT_FOUND, "event_not_found", "Event not found"),
-                DomainError::TicketTypeNotFound => (
-                    S::NOT_FOUND,
-                    "ticket_type_not_found",
-                    "Ticket type not found",
-                ),
-                DomainError::PoolNotFound => {
-                    (S::UNPROCESSABLE_ENTITY, "pool_not_found", "Pool not found")
-                }
-                DomainError::RegistrationNotFound => (
-                    S::NOT_FOUND,
-                    "registration_not_found",
-                    "Registration not found",
-                ),
-                DomainError::TicketNotFound => {
-                    (S::NOT_FOUND, "ticket_not_found", "Ticket not found")
-                }
-                DomainError::InvalidTransition { .. } => (
-                    S::CONFLICT,
-                    "invalid_transition",
-                    "Invalid status transition",
-                ),
-                DomainError::EventNotOpen(_) => (S::CONFLICT, "event_not_open", "Event not open"),
-                DomainError::SoldOut { .. } => (S::CONFLICT, "sold_out", "Sold out"),
-                DomainError::InvalidRegistrationState { .. } => (
-                    S::CONFLICT,
-                    "invalid_registration_state",
-                    "Invalid registration state",
-                ),
-                DomainError::HoldExpired { .. } => (S::CONFLICT, "hold_expired", "Hold expired"),
-                DomainError::AlreadyCheckedIn { .. } => {
-                    (S::CONFLICT, "already_checked_in", "Already checked in")
-                }
-                DomainError::TicketRevoked => (S::CONFLICT, "ticket_revoked", "Ticket revoked"),
-                DomainError::NotYetValid { .. } => {
-                    (S::CONFLICT, "not_yet_valid", "Check-in not open yet")
-                }
-                DomainError::CheckInClosed { .. } => {
-                    (S::CONFLICT, "check_in_closed", "Check-in closed")
-                }
-                DomainError::NotAllowedAtGate => (
-                    S::CONFLICT,
-                    "not_allowed_at_gate",
-                    "Not admitted at this gate",
-                ),
-                DomainError::NotCheckedIn => {
-                    (S::CONFLICT, "not_checked_in", "Ticket never admitted")
-                }
-                DomainError::CheckInListNotFound => (
-                    S::NOT_FOUND,
-                    "check_in_list_not_found",
-                    "Check-in list not found",
-                ),
-                DomainError::WrongEvent => (S::CONFLICT, "wrong_event", "Ticket of another event"),
-                DomainError::IdempotencyMismatch => (
-                    S::UNPROCESSABLE_ENTITY,
-                    "idempotency_key_reused",
-                    "Idempotency key reused",
-                ),
-                DomainError::LimitReached(_) => (S::CONFLICT, "limit_reached", "Limit reached"),
-                DomainError::AccountLimitReached { .. } => (
-                    S::CONFLICT,
-                    "account_limit_reached",
-                    "Per-account limit reached",
-                ),
-                DomainError::UserNotFound => (S::NOT_FOUND, "user_not_found", "User not found"),
-                DomainError::EmailTaken => (
-                    S::CONFLICT,
-                    "email_taken",
-                    "E-mail address already registered",
-                ),
-                DomainError::InvalidToken => (
-                    S::BAD_REQUEST,
-                    "invalid_token",
-                    "Invalid, used or expired link",
-                ),
-                DomainError::EmailAlreadyVerified => (
-                    S::CONFLICT,
-                    "email_already_verified",
-                    "E-mail address already verified",
-                ),
-                DomainError::VoucherNotValid { .. } => (
-                    S::UNPROCESSABLE_ENTITY,
-                    "voucher_not_valid",
-                    "Voucher not valid",
-                ),
-                DomainError::VoucherUsedUp { .. } => {
-                    (S::CONFLICT, "voucher_used_up", "Voucher used up")
-                }
-                DomainError::VoucherExists => (S::CONFLICT, "voucher_exists", "Voucher exists"),
-                DomainError::VoucherNotFound => {
-                    (S::NOT_FOUND, "voucher_not_found", "Voucher not found")
-                }
-                DomainError::NotOnSale { .. } => (S::CONFLICT, "not_on_sale", "Not on sale"),
-                DomainError::NotSoldOut { .. } => (S::CONFLICT, "not_sold_out", "Not sold out"),
-                DomainError::AlreadyWaiting => (
-                    S::CONFLICT,
-                    "already_waiting",
-                    "Already on the waiting list",
-                ),
-                DomainError::WaitlistEntryNotFound => (
-                    S::NOT_FOUND,
-                    "waitlist_entry_not_found",
-                    "Waiting list place not found",
-                ),
-            },
+            ApiError::Domain(d) => domain_status(d),
+            ApiError::Engine(
+                EngineError::Overloaded | EngineError::Timeout | EngineError::Unavailable(_),
+            ) => S::SERVICE_UNAVAILABLE,
+            ApiError::Engine(EngineError::Storage(_) | EngineError::Domain(_)) => {
+                S::INTERNAL_SERVER_ERROR
+            }
+            ApiError::MalformedJson(_)
+            | ApiError::BodyIncomplete
+            | ApiError::InvalidPath(_)
+            | ApiError::NotWebSocket(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidIdempotencyKey => S::BAD_REQUEST,
+            ApiError::InvalidBody(_) | ApiError::IdempotencyKeyReused => S::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => S::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => S::REQUEST_TIMEOUT,
+            ApiError::RouteNotFound => S::NOT_FOUND,
+            ApiError::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+            ApiError::IdempotencyInProgress => S::CONFLICT,
+            ApiError::Overloaded | ApiError::RequestTimeout => S::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_)
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidRefreshToken(_)
+            | ApiError::RefreshTokenReused => S::UNAUTHORIZED,
+            ApiError::Forbidden => S::FORBIDDEN,
+            ApiError::RateLimited(_) => S::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code (the problem's type is `/problems/{code}`) and a short title.
+    fn code_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Domain(d) => domain_code_and_title(d),
             ApiError::Engine(e) => match e {
-                EngineError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
-                EngineError::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", "Timed out"),
-                EngineError::Unavailable(_) => (
-                    S::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Temporarily unavailable",
-                ),
-                EngineError::Storage(_) | EngineError::Domain(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-                }
+                EngineError::Overloaded => ("overloaded", "Overloaded"),
+                EngineError::Timeout => ("timeout", "Timed out"),
+                EngineError::Unavailable(_) => ("unavailable", "Temporarily unavailable"),
+                EngineError::Storage(_) | EngineError::Domain(_) => ("internal", "Internal error"),
             },
-            ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "Malformed JSON"),
-            ApiError::InvalidBody(_) => (
-                S::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                "Invalid request body",
-            ),
-            ApiError::UnsupportedMediaType => (
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-            ),
-            ApiError::PayloadTooLarge(_) => (
-                S::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-            ),
-            ApiError::BodyTimeout(_) => {
-                (S::REQUEST_TIMEOUT, "body_timeout", "Request body too slow")
+            ApiError::MalformedJson(_) => ("malformed_json", "Malformed JSON"),
+            ApiError::InvalidBody(_) => ("invalid_body", "Invalid request body"),
+            ApiError::UnsupportedMediaType => ("unsupported_media_type", "Unsupported media type"),
+            ApiError::PayloadTooLarge(_) => ("payload_too_large", "Payload too large"),
+            ApiError::BodyTimeout(_) => ("body_timeout", "Request body too slow"),
+            ApiError::BodyIncomplete => ("body_incomplete", "Request body incomplete"),
+            ApiError::InvalidPath(_) => ("invalid_path_parameter", "Invalid path parameter"),
+            ApiError::NotWebSocket(_) => ("not_websocket", "Not a WebSocket upgrade"),
+            ApiError::InvalidQuery(_) => ("invalid_query", "Invalid query parameter"),
+            ApiError::RouteNotFound => ("not_found", "Not found"),
+            ApiError::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
+            ApiError::InvalidIdempotencyKey => {
+                ("invalid_idempotency_key", "Invalid Idempotency-Key header")
             }
-            ApiError::BodyIncomplete => {
-                (S::BAD_REQUEST, "body_incomplete", "Request body incomplete")
-            }
-            ApiError::InvalidPath(_) => (
-                S::BAD_REQUEST,
-                "invalid_path_parameter",
-                "Invalid path parameter",
-            ),
-            ApiError::NotWebSocket(_) => {
-                (S::BAD_REQUEST, "not_websocket", "Not a WebSocket upgrade")
-            }
-            ApiError::InvalidQuery(_) => {
-                (S::BAD_REQUEST, "invalid_query", "Invalid query parameter")
-            }
-            ApiError::RouteNotFound => (S::NOT_FOUND, "not_found", "Not found"),
-            ApiError::MethodNotAllowed => (
-                S::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-            ),
-            ApiError::InvalidIdempotencyKey => (
-                S::BAD_REQUEST,
-                "invalid_idempotency_key",
-                "Invalid Idempotency-Key header",
-            ),
-            ApiError::IdempotencyKeyReused => (
-                S::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "Idempotency key reused",
-            ),
-            ApiError::IdempotencyInProgress => (
-                S::CONFLICT,
-                "idempotency_in_progress",
-                "Request in progress",
-            ),
-            ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
-            ApiError::RequestTimeout => (S::SERVICE_UNAVAILABLE, "timeout", "Timed out"),
-            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
-            ApiError::InvalidCredentials => (
-                S::UNAUTHORIZED,
-                "invalid_credentials",
-                "Invalid credentials",
-            ),
-            ApiError::InvalidRefreshToken(_) => (
-                S::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "Invalid refresh token",
-            ),
-            ApiError::RefreshTokenReused => (
-                S::UNAUTHORIZED,
-                "refresh_token_reused",
-                "Refresh token reused",
-            ),
-            ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
-            ApiError::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
-            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::IdempotencyKeyReused => ("idempotency_key_reused", "Idempotency key reused"),
+            ApiError::IdempotencyInProgress => ("idempotency_in_progress", "Request in progress"),
+            ApiError::Overloaded => ("overloaded", "Overloaded"),
+            ApiError::RequestTimeout => ("timeout", "Timed out"),
+            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::InvalidCredentials => ("invalid_credentials", "Invalid credentials"),
+            ApiError::InvalidRefreshToken(_) => ("invalid_refresh_token", "Invalid refresh token"),
+            ApiError::RefreshTokenReused => ("refresh_token_reused", "Refresh token reused"),
+            ApiError::Forbidden => ("forbidden", "Forbidden"),
+            ApiError::RateLimited(_) => ("rate_limited", "Too many requests"),
+            ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
 
