@@ -4,6 +4,7 @@
 use crate::codec::{decode, encode_compact};
 use crate::keys;
 use crate::store::Db;
+use chrono::{DateTime, Utc};
 use engine::accounts::UserEvent;
 use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId, WaitlistEntryId};
 use engine::model::EventEvent;
@@ -339,39 +340,7 @@ impl Overlay {
                 event_id,
                 voucher,
                 at,
-            } => {
-                let key = (event_id, voucher.code.clone());
-                // Codes are unique per event (the facade claims them); should two pools ever
-                // create one code, the first row stands rather than be overwritten.
-                let existing = match self.vouchers.get(&key) {
-                    Some(v) => Some(v.pool_id),
-                    None => db
-                        .vouchers
-                        .get(keys::voucher(&event_id, &voucher.code))
-                        .map_err(|e| e.to_string())?
-                        .map(|bytes| decode::<VoucherView>(&bytes).map(|v| v.pool_id))
-                        .transpose()?,
-                };
-                if let Some(first) = existing {
-                    tracing::error!(%event_id, code = %voucher.code, %first, second = %pool_id,
-                        "voucher code created in two pools; the read model keeps the first");
-                    return Ok(());
-                }
-                self.vouchers.insert(
-                    key,
-                    VoucherView {
-                        event_id,
-                        pool_id,
-                        voucher: engine::pool::voucher::Voucher {
-                            def: voucher,
-                            uses: 0,
-                            active: true,
-                        },
-                        created_at: at,
-                        updated_at: at,
-                    },
-                );
-            }
+            } => self.voucher_created(db, pool_id, event_id, voucher, at)?,
             PoolEvent::VoucherDeactivated { event_id, code, at } => {
                 let v = self.voucher(db, event_id, &code)?;
                 v.voucher.active = false;
@@ -392,69 +361,21 @@ impl Overlay {
                 registration_id,
                 at,
                 ..
-            } => {
-                self.release_voucher(db, registration_id, at)?;
-                if self.registration(db, registration_id)?.status == RegistrationStatus::Held {
-                    self.offer_ended(db, registration_id, WaitlistStatus::Declined, at)?;
-                }
-                let view = self.registration(db, registration_id)?;
-                view.status = RegistrationStatus::Canceled;
-                view.updated_at = at;
-                // A confirmed registration's tickets go on its event's revocation list.
-                let (event_id, tickets) = (view.event_id, view.tickets.clone());
-                if !tickets.is_empty() {
-                    let head = match self.revocation_heads.entry(event_id) {
-                        Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(db.revocation_head(&event_id)?),
-                    };
-                    for ticket_id in tickets {
-                        *head += 1;
-                        self.revocations.push((
-                            event_id,
-                            Revocation {
-                                version: *head,
-                                ticket_id,
-                                registration_id,
-                                revoked_at: at,
-                            },
-                        ));
-                    }
-                }
-            }
+            } => self.registration_canceled(db, registration_id, at)?,
             PoolEvent::RegistrationConfirmed {
                 registration_id,
                 tickets,
                 first_number,
                 at,
                 ..
-            } => {
-                let view = self.registration(db, registration_id)?;
-                view.status = RegistrationStatus::Confirmed;
-                view.updated_at = at;
-                view.tickets.clone_from(&tickets);
-                view.confirmed_at = Some(at);
-                view.first_ticket_number = first_number;
-                self.offer_ended(db, registration_id, WaitlistStatus::Claimed, at)?;
-                let view = self.registration(db, registration_id)?;
-                let (event_id, ticket_type_id) = (view.event_id, view.ticket_type_id);
-                for (index, &id) in tickets.iter().enumerate() {
-                    self.tickets.insert(
-                        id,
-                        TicketView {
-                            id,
-                            registration_id,
-                            event_id,
-                            pool_id,
-                            ticket_type_id,
-                            // At most PER_ORDER_MAX (100) tickets per registration.
-                            index: index as u16,
-                            number: first_number + index as u64,
-                            issued_at: at,
-                            admission: None,
-                        },
-                    );
-                }
-            }
+            } => self.registration_confirmed(
+                db,
+                pool_id,
+                registration_id,
+                &tickets,
+                first_number,
+                at,
+            )?,
             PoolEvent::AttendeeCheckedIn {
                 ticket_id,
                 admission,
@@ -483,25 +404,157 @@ impl Overlay {
                     Entry::Vacant(e) => e.insert(db.checkin_stats(event_id).map_err(|e| e.0)?),
                 };
                 stats.count(&result, &admission, superseded.as_ref());
-                match first_on_ticket {
-                    // The pool knows every admission of the ticket: the first one is written
-                    // blind, without reading the ticket.
-                    Some(true) => {
-                        self.admissions.insert(ticket_id, admission);
-                    }
-                    Some(false) => {}
-                    // Journals from before the pool said: compare with the row (earlier wins).
-                    None => {
-                        let ticket = self.ticket(db, ticket_id)?;
-                        if result == engine::pool::scan::ScanResult::Admitted
-                            && ticket
-                                .admission
-                                .as_ref()
-                                .is_none_or(|first| admission.at < first.at)
-                        {
-                            ticket.admission = Some(admission);
-                        }
-                    }
+                self.first_admission(db, ticket_id, admission, &result, first_on_ticket)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new voucher's row. Codes are unique per event (the facade claims them); should two
+    /// pools ever create one code, the first row stands rather than be overwritten.
+    fn voucher_created(
+        &mut self,
+        db: &Db,
+        pool_id: PoolId,
+        event_id: EventId,
+        voucher: engine::pool::voucher::VoucherDef,
+        at: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let key = (event_id, voucher.code.clone());
+        let existing = match self.vouchers.get(&key) {
+            Some(v) => Some(v.pool_id),
+            None => db
+                .vouchers
+                .get(keys::voucher(&event_id, &voucher.code))
+                .map_err(|e| e.to_string())?
+                .map(|bytes| decode::<VoucherView>(&bytes).map(|v| v.pool_id))
+                .transpose()?,
+        };
+        if let Some(first) = existing {
+            tracing::error!(%event_id, code = %voucher.code, %first, second = %pool_id,
+                "voucher code created in two pools; the read model keeps the first");
+            return Ok(());
+        }
+        self.vouchers.insert(
+            key,
+            VoucherView {
+                event_id,
+                pool_id,
+                voucher: engine::pool::voucher::Voucher {
+                    def: voucher,
+                    uses: 0,
+                    active: true,
+                },
+                created_at: at,
+                updated_at: at,
+            },
+        );
+        Ok(())
+    }
+
+    /// A canceled registration: its voucher use and waiting-list offer end, and a confirmed
+    /// one's tickets go on its event's revocation list.
+    fn registration_canceled(
+        &mut self,
+        db: &Db,
+        registration_id: RegistrationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), String> {
+        self.release_voucher(db, registration_id, at)?;
+        if self.registration(db, registration_id)?.status == RegistrationStatus::Held {
+            self.offer_ended(db, registration_id, WaitlistStatus::Declined, at)?;
+        }
+        let view = self.registration(db, registration_id)?;
+        view.status = RegistrationStatus::Canceled;
+        view.updated_at = at;
+        let (event_id, tickets) = (view.event_id, view.tickets.clone());
+        if tickets.is_empty() {
+            return Ok(());
+        }
+        let head = match self.revocation_heads.entry(event_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(db.revocation_head(&event_id)?),
+        };
+        for ticket_id in tickets {
+            *head += 1;
+            self.revocations.push((
+                event_id,
+                Revocation {
+                    version: *head,
+                    ticket_id,
+                    registration_id,
+                    revoked_at: at,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// A confirmed registration and its tickets' rows.
+    fn registration_confirmed(
+        &mut self,
+        db: &Db,
+        pool_id: PoolId,
+        registration_id: RegistrationId,
+        tickets: &[TicketId],
+        first_number: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let view = self.registration(db, registration_id)?;
+        view.status = RegistrationStatus::Confirmed;
+        view.updated_at = at;
+        view.tickets = tickets.to_vec();
+        view.confirmed_at = Some(at);
+        view.first_ticket_number = first_number;
+        self.offer_ended(db, registration_id, WaitlistStatus::Claimed, at)?;
+        let view = self.registration(db, registration_id)?;
+        let (event_id, ticket_type_id) = (view.event_id, view.ticket_type_id);
+        for (index, &id) in tickets.iter().enumerate() {
+            self.tickets.insert(
+                id,
+                TicketView {
+                    id,
+                    registration_id,
+                    event_id,
+                    pool_id,
+                    ticket_type_id,
+                    // At most PER_ORDER_MAX (100) tickets per registration.
+                    index: index as u16,
+                    number: first_number + index as u64,
+                    issued_at: at,
+                    admission: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// A scan's effect on its ticket's first admission.
+    fn first_admission(
+        &mut self,
+        db: &Db,
+        ticket_id: TicketId,
+        admission: Admission,
+        result: &engine::pool::scan::ScanResult,
+        first_on_ticket: Option<bool>,
+    ) -> Result<(), String> {
+        match first_on_ticket {
+            // The pool knows every admission of the ticket: the first one is written blind,
+            // without reading the ticket.
+            Some(true) => {
+                self.admissions.insert(ticket_id, admission);
+            }
+            Some(false) => {}
+            // Journals from before the pool said: compare with the row (earlier wins).
+            None => {
+                let ticket = self.ticket(db, ticket_id)?;
+                if *result == engine::pool::scan::ScanResult::Admitted
+                    && ticket
+                        .admission
+                        .as_ref()
+                        .is_none_or(|first| admission.at < first.at)
+                {
+                    ticket.admission = Some(admission);
                 }
             }
         }
