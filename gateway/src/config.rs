@@ -278,7 +278,20 @@ impl Config {
 
     /// Checks values and how they relate.
     pub fn validate(&self) -> Result<(), String> {
-        let checks = [
+        let mut checks = self
+            .http_checks()
+            .into_iter()
+            .chain(self.core_checks())
+            .chain(self.account_checks());
+        if let Some((_, message)) = checks.find(|(ok, _)| !ok) {
+            return Err(message.to_owned());
+        }
+        self.rate_limit.validate()
+    }
+
+    /// `[http]`: bounds, deadlines and how they relate.
+    fn http_checks(&self) -> Vec<(bool, &'static str)> {
+        vec![
             (
                 self.http.concurrency_max > 0,
                 "http.concurrency_max must be > 0",
@@ -314,6 +327,12 @@ impl Config {
                 (16..=65_535).contains(&self.http.listen_backlog),
                 "http.listen_backlog must be 16..=65535",
             ),
+        ]
+    }
+
+    /// Storage, engine, idempotency and WebSocket settings.
+    fn core_checks(&self) -> Vec<(bool, &'static str)> {
+        vec![
             (
                 self.storage.batch_events_max > 0,
                 "storage.batch_events_max must be > 0",
@@ -350,6 +369,12 @@ impl Config {
                 (1..=100).contains(&self.websocket.pushes_per_sec_max),
                 "websocket.pushes_per_sec_max must be 1..=100",
             ),
+        ]
+    }
+
+    /// Accounts (hashing, tokens) and the outbox.
+    fn account_checks(&self) -> Vec<(bool, &'static str)> {
+        vec![
             (
                 self.auth.argon2_memory_kib >= 19_456 && self.auth.argon2_iterations >= 2,
                 "auth.argon2_* must be at least OWASP's m=19456 KiB, t=2",
@@ -391,12 +416,7 @@ impl Config {
                     || self.outbox.link_base_url.starts_with("https://"),
                 "outbox.link_base_url must be an http(s) URL",
             ),
-        ];
-        self.rate_limit.validate()?;
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, message)) => Err((*message).to_owned()),
-            None => Ok(()),
-        }
+        ]
     }
 
     /// The engine's settings.
