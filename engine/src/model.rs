@@ -417,15 +417,17 @@ pub(crate) fn check_long_text(
     max: usize,
 ) {
     check_length(errors, field, value, min, max);
-    if value
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
+    if value.chars().any(is_stray_control) {
         errors.push(FieldError::new(
             field,
             "must not contain control characters other than line breaks and tabs",
         ));
     }
+}
+
+/// A control character other than a line break or a tab: never wanted in stored text.
+pub fn is_stray_control(c: char) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\r' | '\t')
 }
 
 fn check_length(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {

@@ -31,14 +31,7 @@ fn start(dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> Server {
 async fn probe(addr: &str, from: Option<&str>) -> Option<Duration> {
     let started = Instant::now();
     let attempt = async {
-        let mut s = match from {
-            None => TcpStream::connect(addr).await.ok()?,
-            Some(from) => {
-                let socket = TcpSocket::new_v4().ok()?;
-                socket.bind(format!("{from}:0").parse().ok()?).ok()?;
-                socket.connect(addr.parse().ok()?).await.ok()?
-            }
-        };
+        let mut s = connect_from(addr, from.unwrap_or("127.0.0.1")).await.ok()?;
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .ok()?;
@@ -283,9 +276,16 @@ async fn a_full_table_evicts_waiting_connections_and_health_checks_get_in() {
 
 /// A connection from `127.0.0.2` (loopback too, but another client address).
 async fn connect_from_other_address(addr: &str) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    socket.connect(addr.parse().unwrap()).await.unwrap()
+    connect_from(addr, "127.0.0.2").await.unwrap()
+}
+
+/// A connection to `addr` from the loopback address `from`.
+async fn connect_from(addr: &str, from: &str) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(format!("{from}:0").parse().map_err(std::io::Error::other)?)?;
+    socket
+        .connect(addr.parse().map_err(std::io::Error::other)?)
+        .await
 }
 
 #[tokio::test]
@@ -321,14 +321,8 @@ async fn connections_over_the_per_address_bound_are_refused() {
         "another address was refused"
     );
     drop(held);
-    let back = wait_for(Duration::from_secs(10), || async {
-        let mut s = connect_from_other_address(&server.addr).await;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
-        let mut reply = Vec::new();
-        s.read_to_end(&mut reply).await.ok()?;
-        reply.starts_with(b"HTTP/1.1 200").then_some(())
+    let back = wait_for(Duration::from_secs(10), || {
+        probe(&server.addr, Some("127.0.0.2"))
     })
     .await;
     assert!(

@@ -8,11 +8,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tests::{Api, Server, mailed, wait_for};
 
-async fn signed_in(admin: &Api, email: &str) -> Api {
-    let (_, session) = admin.with_token(None).signed_in(email).await;
-    admin.with_token(Some(session["access_token"].as_str().unwrap().to_owned()))
-}
-
 async fn hold_as(api: &Api, event: &str, tt: &str, quantity: u16, email: &str) -> String {
     let held = api
         .post(
@@ -41,9 +36,9 @@ async fn a_canceled_event_ends_its_holds_tickets_and_waiting_list_and_tells_ever
     let server = Server::start(&dir.path().join("data"), &[]);
     let admin = Api::admin(&server).await;
     let (event, tt) = admin.published_event(3, 600, 4).await;
-    let ann = signed_in(&admin, "ann@example.com").await;
-    let bob = signed_in(&admin, "bob@example.com").await;
-    let cat = signed_in(&admin, "cat@example.com").await;
+    let ann = admin.account("ann@example.com", &[]).await.1;
+    let bob = admin.account("bob@example.com", &[]).await.1;
+    let cat = admin.account("cat@example.com", &[]).await.1;
 
     // Ann has two tickets, Bob holds the last seat, Cat waits.
     let ann_reg = hold_as(&ann, &event, &tt, 2, "ann@example.com").await;

@@ -350,24 +350,10 @@ async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<E
         let _ = reply.send(Err(e.into()));
         return;
     }
-    if to == EventStatus::Published && state.record.ends_at <= state.ctx.clock.now() {
-        let _ = reply.send(Err(DomainError::Validation(vec![
-            crate::error::FieldError::new(
-                "ends_at",
-                "the event has already ended: a past event cannot be published",
-            ),
-        ])
-        .into()));
-        return;
-    }
-    if to == EventStatus::Published && state.record.ticket_types.is_empty() {
-        let _ = reply.send(Err(DomainError::Validation(vec![
-            crate::error::FieldError::new(
-                "ticket_types",
-                "an event needs at least one ticket type to be published",
-            ),
-        ])
-        .into()));
+    if to == EventStatus::Published
+        && let Some(problem) = unpublishable(&state.record, state.ctx.clock.now())
+    {
+        let _ = reply.send(Err(DomainError::Validation(vec![problem]).into()));
         return;
     }
     let at = state.ctx.clock.now();
@@ -383,12 +369,13 @@ async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<E
         .map(|p| p.actor)
         .collect();
     let shared = state.shared.clone();
+    let told = pools.clone();
     let tell = move || {
         shared.availability.send_modify(|a| {
             a.status = Some(to);
             a.version += 1;
         });
-        for pool in &pools {
+        for pool in &told {
             let _ = pool.cast(PoolMsg::SetEventStatus(to));
         }
     };
@@ -400,12 +387,6 @@ async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<E
         // (never before: a crash must not leave registrations canceled for a live event) they
         // end what is open.
         tell();
-        let pools: Vec<_> = state
-            .shared
-            .pool_handles()
-            .into_iter()
-            .map(|p| p.actor)
-            .collect();
         let close = move || {
             for pool in &pools {
                 let _ = pool.cast(PoolMsg::CloseCanceled);
@@ -417,6 +398,25 @@ async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<E
         tell();
         commit(state, event, |r| r, reply).await;
     }
+}
+
+/// Why the event cannot be published now, if it cannot.
+fn unpublishable(
+    record: &EventRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::error::FieldError> {
+    if record.ends_at <= now {
+        return Some(crate::error::FieldError::new(
+            "ends_at",
+            "the event has already ended: a past event cannot be published",
+        ));
+    }
+    record.ticket_types.is_empty().then(|| {
+        crate::error::FieldError::new(
+            "ticket_types",
+            "an event needs at least one ticket type to be published",
+        )
+    })
 }
 
 async fn create_ticket_type(

@@ -264,16 +264,22 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
             .filter(|e| matches!(e, PoolEvent::HoldExpired { .. }))
             .count();
         metrics::counter!("engine_expiries_total").increment(expired as u64);
-        let me = myself.clone();
-        let done = Completion::new(move |result| {
-            if let Err(JournalError::SequenceConflict { .. }) = &result {
-                let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
-            }
-        });
-        enqueue(myself, state, events, done);
+        enqueue(myself, state, events, poison_on_conflict(myself));
         publish(state);
     }
     arm_timer(myself, state);
+}
+
+/// The completion of decisions nobody waits for (expiries, closing a canceled event): a
+/// sequence conflict means another copy of this pool wrote, so this one restarts from
+/// durable state.
+fn poison_on_conflict(myself: &ActorRef<PoolMsg>) -> Completion {
+    let me = myself.clone();
+    Completion::new(move |result| {
+        if let Err(JournalError::SequenceConflict { .. }) = &result {
+            let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
+        }
+    })
 }
 
 /// The event was canceled: cancels every live registration (held seats return, issued
@@ -289,7 +295,7 @@ async fn close_canceled(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) 
     let (done, durable) = Completion::channel();
     enqueue(myself, state, Vec::new(), done);
     flush(state).await;
-    if let Ok(Err(e)) | Err(e) = durable.await.map_err(|_| JournalError::Stopped) {
+    if let Err(e) = durable.await.unwrap_or(Err(JournalError::Stopped)) {
         tracing::warn!(pool = %state.pool.pool_id(), error = %e, "closing a canceled event deferred to the next start");
         return;
     }
@@ -333,13 +339,7 @@ async fn close_canceled(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) 
             );
         }
     }
-    let me = myself.clone();
-    let done = Completion::new(move |result| {
-        if let Err(JournalError::SequenceConflict { .. }) = &result {
-            let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
-        }
-    });
-    enqueue(myself, state, events, done);
+    enqueue(myself, state, events, poison_on_conflict(myself));
     publish(state);
     arm_timer(myself, state);
     // A large pool closes over several turns: other messages (reads, refusals) get theirs.

@@ -137,6 +137,49 @@ fn token(key: u8) -> IdempotencyToken {
     }
 }
 
+/// The attendee of the hand-written tests.
+fn attendee_a() -> Attendee {
+    Attendee {
+        name: "A".into(),
+        email: "a@example.com".into(),
+    }
+}
+
+/// An anonymous one-seat hold at 1.00 EUR for ten minutes.
+fn one_seat_hold(event_id: EventId, id: RegistrationId, tt: TicketTypeId) -> HoldCommand {
+    HoldCommand {
+        registration_id: id,
+        event_id,
+        ticket_type_id: tt,
+        quantity: 1,
+        attendee: attendee_a(),
+        user_id: None,
+        max_per_account: None,
+        ttl: Duration::minutes(10),
+        idempotency: None,
+        unit_price_minor: 100,
+        currency: "EUR".into(),
+        voucher: None,
+    }
+}
+
+/// A one-seat place on the waiting list of `user`, joined at `t0`, at 1.00 EUR.
+fn one_seat_place(user: UserId, tt: TicketTypeId, t0: DateTime<Utc>) -> waitlist::WaitlistEntry {
+    waitlist::WaitlistEntry {
+        id: WaitlistEntryId::new(),
+        user_id: user,
+        ticket_type_id: tt,
+        quantity: 1,
+        attendee: attendee_a(),
+        unit_price_minor: 100,
+        currency: "EUR".into(),
+        max_per_account: None,
+        offer_ttl_secs: 60,
+        joined_at: t0,
+        sales_end: None,
+    }
+}
+
 fn run(capacity: u32, ops: Vec<Op>) {
     let event_id = EventId::new();
     let pool_id = PoolId::new();
@@ -687,43 +730,17 @@ fn places_whose_sales_ended_leave_the_line_instead_of_getting_seats() {
     let mut state = PoolState::new(event_id, PoolId::new(), 1);
     let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
     let (tt, user) = (TicketTypeId::new(), UserId::new());
-    let attendee = Attendee {
-        name: "A".into(),
-        email: "a@example.com".into(),
-    };
     let id = RegistrationId::new();
-    let hold = HoldCommand {
-        registration_id: id,
-        event_id,
-        ticket_type_id: tt,
-        quantity: 1,
-        attendee: attendee.clone(),
-        user_id: None,
-        max_per_account: None,
-        ttl: Duration::minutes(10),
-        idempotency: None,
-        unit_price_minor: 100,
-        currency: "EUR".into(),
-        voucher: None,
-    };
     let (_, r) = state.execute(
-        PoolCommand::Hold(Box::new(hold)),
+        PoolCommand::Hold(Box::new(one_seat_hold(event_id, id, tt))),
         EventStatus::Published,
         t0,
     );
     assert!(r.is_ok());
     let entry = waitlist::WaitlistEntry {
-        id: WaitlistEntryId::new(),
-        user_id: user,
-        ticket_type_id: tt,
-        quantity: 1,
-        attendee,
-        unit_price_minor: 100,
-        currency: "EUR".into(),
         max_per_account: Some(1),
-        offer_ttl_secs: 60,
-        joined_at: t0,
         sales_end: Some(t0 + Duration::seconds(1)),
+        ..one_seat_place(user, tt, t0)
     };
     let (_, r) = state.execute(
         PoolCommand::JoinWaitlist(Box::new(entry.clone())),
@@ -852,24 +869,6 @@ fn closing_a_canceled_event_ends_every_registration_and_refuses_confirmation() {
     let mut state = PoolState::new(event_id, PoolId::new(), 3);
     let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
     let tt = TicketTypeId::new();
-    let attendee = Attendee {
-        name: "A".into(),
-        email: "a@example.com".into(),
-    };
-    let hold = |id| HoldCommand {
-        registration_id: id,
-        event_id,
-        ticket_type_id: tt,
-        quantity: 1,
-        attendee: attendee.clone(),
-        user_id: None,
-        max_per_account: None,
-        ttl: Duration::minutes(10),
-        idempotency: None,
-        unit_price_minor: 100,
-        currency: "EUR".into(),
-        voucher: None,
-    };
     let (held, confirmed, pending) = (
         RegistrationId::new(),
         RegistrationId::new(),
@@ -877,7 +876,7 @@ fn closing_a_canceled_event_ends_every_registration_and_refuses_confirmation() {
     );
     for id in [held, confirmed, pending] {
         let (_, r) = state.execute(
-            PoolCommand::Hold(Box::new(hold(id))),
+            PoolCommand::Hold(Box::new(one_seat_hold(event_id, id, tt))),
             EventStatus::Published,
             t0,
         );
@@ -885,19 +884,7 @@ fn closing_a_canceled_event_ends_every_registration_and_refuses_confirmation() {
     }
     let (_, r) = state.execute(PoolCommand::Confirm(confirmed), EventStatus::Published, t0);
     assert!(matches!(r, Ok(PoolOutcome::Confirmed { .. })));
-    let entry = waitlist::WaitlistEntry {
-        id: WaitlistEntryId::new(),
-        user_id: UserId::new(),
-        ticket_type_id: tt,
-        quantity: 1,
-        attendee: attendee.clone(),
-        unit_price_minor: 100,
-        currency: "EUR".into(),
-        max_per_account: None,
-        offer_ttl_secs: 60,
-        joined_at: t0,
-        sales_end: None,
-    };
+    let entry = one_seat_place(UserId::new(), tt, t0);
     let (_, r) = state.execute(
         PoolCommand::JoinWaitlist(Box::new(entry)),
         EventStatus::Published,

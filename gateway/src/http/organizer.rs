@@ -229,7 +229,7 @@ fn cell(value: &str) -> String {
         .chars()
         .map(|c| match c {
             '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
-            c if c.is_control() && !matches!(c, '\n' | '\r' | '\t') => '\u{FFFD}',
+            c if engine::model::is_stray_control(c) => '\u{FFFD}',
             c => c,
         })
         .collect();

@@ -296,8 +296,6 @@ pub(crate) async fn create_registration(
     idempotency: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CreateRegistration>,
 ) -> ApiResult<impl IntoResponse> {
-    // Someone else's draft is 404, like a missing event (not 409 `event_not_open`).
-    super::policy::visible_event(&state, Some(&principal), event_id)?;
     // The durable key is per event and per account.
     let idempotency = engine_token(idempotency, event_id.as_bytes(), principal.user_id);
     let request = HoldRequest {
@@ -310,7 +308,15 @@ pub(crate) async fn create_registration(
         user_id: Some(principal.user_id),
         voucher: body.voucher,
     };
-    let view = state.engine.hold(request).await?.view;
+    let view = match state.engine.hold(request).await {
+        Ok(hold) => hold.view,
+        // A draft never sells: a refusal is where someone else's draft must look missing
+        // (404, not 409 `event_not_open` or 422); a sale never pays for the look.
+        Err(e) => {
+            super::policy::visible_event(&state, Some(&principal), event_id)?;
+            return Err(e.into());
+        }
+    };
     let location = format!("/api/v1/registrations/{}", view.id);
     Ok((
         StatusCode::CREATED,
