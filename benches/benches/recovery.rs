@@ -6,10 +6,10 @@
 //! `BENCH_DATA_DIR=path` keeps the populated store there, to time the real server on it.
 
 use benches::default_journal;
+use engine::Engine;
 use engine::clock::TokioClock;
 use engine::model::EventStatus;
 use engine::ports::JournalHandle;
-use engine::{Engine, EngineConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,12 +25,8 @@ async fn start(path: &Path) -> (Engine, Db, JournalWriter) {
         Box::new(|e| panic!("journal: {e}")),
     )
     .expect("writer");
-    let config = EngineConfig {
-        pool_inflight_max: 1 << 20,
-        ..EngineConfig::default()
-    };
     let engine = Engine::start(
-        config,
+        benches::engine_config(),
         Arc::new(db.clone()),
         handle,
         Arc::new(TokioClock::new()),

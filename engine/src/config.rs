@@ -3,7 +3,9 @@
 use crate::outbox::OutboxConfig;
 use std::time::Duration;
 
-/// Engine settings. Every bound the engine enforces is here.
+/// Engine settings. Every bound the engine enforces is here. There are no defaults in the
+/// engine: the composition root passes every value (the server's are in
+/// `config/default.toml`), so the defaults exist once.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Longest a caller waits for an actor's answer (including the durable write).
@@ -33,23 +35,4 @@ pub struct EngineConfig {
     /// Tickets whose route (registration, pool, seat) is kept in memory for scans (0: every
     /// scan reads the ticket's read model).
     pub ticket_routes_cached_max: usize,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            call_timeout: Duration::from_secs(5),
-            pool_inflight_max: 8_192,
-            event_inflight_max: 1_024,
-            hold_ttl_default_secs: 600,
-            snapshot_every_events: 10_000,
-            passivate_after: Duration::from_secs(600),
-            ticket_types_per_event_max: 100,
-            events_active_max: 100_000,
-            pool_restarts_max: 10,
-            outbox: OutboxConfig::default(),
-            waitlist_offer_secs: 3_600,
-            ticket_routes_cached_max: 1_000_000,
-        }
-    }
 }

@@ -1,7 +1,8 @@
 //! `gateway`: starts the registration engine's server.
 //!
-//! `gateway [--config config/default.toml]`; every setting can be overridden with
-//! `REGENGINE__SECTION__KEY=value` environment variables.
+//! `gateway [--config my.toml] [--check-config]`: the defaults (`config/default.toml`, built
+//! in), then the keys `my.toml` sets, then `REGENGINE__SECTION__KEY=value` environment
+//! variables.
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,14 +17,23 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version, about = "Registration engine server")]
 struct Cli {
-    /// Configuration file.
-    #[arg(long, default_value = "config/default.toml")]
-    config: PathBuf,
+    /// A configuration file with the keys to change from the defaults (`config/default.toml`
+    /// lists every key and is built in); none: the defaults and the environment.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (defaults, file, environment) as TOML with secrets
+    /// redacted, check it, and exit: 0 when it is valid.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(&cli.config, std::env::vars()).map_err(anyhow::Error::msg)?;
+    let table = gateway::config::load::layered(cli.config.as_deref(), std::env::vars())?;
+    if cli.check_config {
+        return check_config(table);
+    }
+    let config = Config::from_table(table)?;
     init_logging(config.log.format, &config.log.filter)?;
     let metrics = gateway::server::install_metrics()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -34,6 +44,14 @@ fn main() -> anyhow::Result<()> {
     // Don't wait on a blocking task that outlived the shutdown (a slow store flush).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// `--check-config`: the effective configuration on stdout, then whether it is valid.
+fn check_config(table: toml::Table) -> anyhow::Result<()> {
+    print!("{}", gateway::config::redacted(table.clone()));
+    Config::from_table(table)?;
+    eprintln!("configuration is valid");
+    Ok(())
 }
 
 fn init_logging(format: gateway::config::LogFormat, filter: &str) -> anyhow::Result<()> {

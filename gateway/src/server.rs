@@ -212,17 +212,17 @@ fn application(
         shutdown,
         resets_in_flight: Arc::new(tokio::sync::Semaphore::new(http::RESETS_IN_FLIGHT_MAX)),
         body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
+        body_bytes_max: config.http.body_bytes_max,
+        retry_after_secs: config.http.retry_after_secs,
     });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
-        body_bytes_max: config.http.body_bytes_max,
-        retry_after_secs: config.http.retry_after_secs,
         cors_allowed_origins: config.http.cors_allowed_origins.clone(),
         hsts: config.http.hsts,
         compress_above_bytes: config.http.compress_above_bytes,
     };
-    http::app(state, &limits).map_err(|e| anyhow::anyhow!("http: {e}"))
+    Ok(http::app(state, &limits)?)
 }
 
 /// Recovers the engine in the background; `ready` turns true when done.
@@ -277,6 +277,7 @@ fn connection_settings(http: &crate::config::HttpConfig) -> anyhow::Result<crate
             write: Duration::from_millis(http.write_timeout_ms),
         },
         header_bytes_max: http.header_bytes_max,
+        retry_after_secs: http.retry_after_secs,
     })
 }
 

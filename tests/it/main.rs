@@ -6,6 +6,7 @@ mod authz;
 mod bad_input;
 mod check_in;
 mod checkin_storm;
+mod configuration;
 mod connections;
 mod crash;
 mod edges;

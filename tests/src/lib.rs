@@ -76,9 +76,8 @@ impl Server {
                 sh
             }
         };
+        // No `--config`: the built-in defaults plus these overrides.
         command
-            .arg("--config")
-            .arg(workspace_root().join("config/default.toml"))
             .env("REGENGINE__HTTP__BIND", "127.0.0.1:0")
             .env("REGENGINE__STORAGE__DATA_DIR", data_dir)
             .env("REGENGINE__LOG__FORMAT", "text")

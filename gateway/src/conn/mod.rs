@@ -28,7 +28,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -52,6 +51,8 @@ pub struct Settings {
     pub deadlines: Deadlines,
     /// Largest request head (hyper's read buffer; a larger head is answered 431).
     pub header_bytes_max: usize,
+    /// `Retry-After` of the 503 a refused connection is sent.
+    pub retry_after_secs: u32,
 }
 
 /// Raises the soft `RLIMIT_NOFILE` so that `connections` connections (with the eviction room
@@ -109,7 +110,7 @@ pub async fn serve(
     metrics::gauge!("http_connections_max").set(settings.bounds.connections_max as f64);
     let (alive_tx, alive_rx) = watch::channel(());
     let refusals = LogThrottle::default();
-    let refusal_reply = refusal_reply();
+    let refusal_reply = refusal_reply(settings.retry_after_secs);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -302,13 +303,13 @@ impl http_body::Body for TrackedBody {
 }
 
 /// What a refused connection is told: 503, retry later, closing.
-fn refusal_reply() -> Vec<u8> {
-    use crate::http::error::{ApiError, RETRY_AFTER_SECS};
+fn refusal_reply(retry_after_secs: u32) -> Vec<u8> {
+    use crate::http::error::ApiError;
     let body = serde_json::to_vec(&ApiError::Overloaded.problem()).unwrap_or_default();
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
          retry-after: {}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        RETRY_AFTER_SECS.load(Ordering::Relaxed),
+        retry_after_secs,
         body.len()
     );
     [head.into_bytes(), body].concat()

@@ -125,9 +125,6 @@ impl From<EngineError> for ApiError {
     }
 }
 
-/// Seconds clients are told to wait before retrying a 503. Set once at start-up.
-pub static RETRY_AFTER_SECS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-
 /// The status of a domain refusal.
 fn domain_status(e: &DomainError) -> StatusCode {
     use DomainError as D;
@@ -418,10 +415,6 @@ impl IntoResponse for ApiError {
         if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body may still be on its way: the connection cannot be reused.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            let secs = RETRY_AFTER_SECS.load(std::sync::atomic::Ordering::Relaxed);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let ApiError::RateLimited(wait) = &self {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;

@@ -8,14 +8,14 @@ use axum::http::{header, request::Parts};
 use engine::error::FieldError;
 use serde::de::DeserializeOwned;
 
-/// A JSON body. Requires `Content-Type: application/json`; the body limit is enforced by
-/// the router's `DefaultBodyLimit`.
+/// A JSON body. Requires `Content-Type: application/json`; at most `http.body_bytes_max`
+/// bytes (larger: 413).
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<super::AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &super::AppState) -> Result<Self, ApiError> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -28,8 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = super::body_limit();
-        let bytes = super::body::read(req.into_body(), limit).await?;
+        let bytes = super::body::read(req.into_body(), state.body_bytes_max).await?;
         parse(&bytes).map(ApiJson)
     }
 }

@@ -260,8 +260,7 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
         return ApiError::InvalidIdempotencyKey.into_response();
     };
     let (mut parts, body) = request.into_parts();
-    let limit = super::body_limit();
-    let bytes = match super::body::read(body, limit).await {
+    let bytes = match super::body::read(body, state.body_bytes_max).await {
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };

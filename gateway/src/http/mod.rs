@@ -29,7 +29,7 @@ use engine::Engine;
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
@@ -41,14 +41,6 @@ use tower_http::trace::TraceLayer;
 pub use auth::Authenticated;
 pub use idempotency::IdempotencyCache;
 pub use ws::WsSettings;
-
-/// Largest accepted request body, set once at start-up from the configuration.
-static BODY_LIMIT: AtomicUsize = AtomicUsize::new(64 * 1024);
-
-/// The body limit in force.
-pub fn body_limit() -> usize {
-    BODY_LIMIT.load(Ordering::Relaxed)
-}
 
 /// Everything handlers share (behind one `Arc`, so a request clones one pointer).
 pub struct Shared {
@@ -77,6 +69,10 @@ pub struct Shared {
     pub resets_in_flight: Arc<tokio::sync::Semaphore>,
     /// Time to receive a request body after its head (slower: 408).
     pub body_read_timeout: Duration,
+    /// Largest request body (larger: 413), read by every extractor of a body.
+    pub body_bytes_max: usize,
+    /// `Retry-After` seconds on every 503 the stack gives (shed, timed out, unavailable).
+    pub retry_after_secs: u32,
 }
 
 /// Password-reset requests processed at once in the background; more get 503.
@@ -108,10 +104,6 @@ pub struct HttpLimits {
     pub concurrency_max: usize,
     /// Per-request timeout.
     pub request_timeout: Duration,
-    /// Largest body.
-    pub body_bytes_max: usize,
-    /// Retry-After seconds on 503.
-    pub retry_after_secs: u32,
     /// CORS origins (empty: none).
     pub cors_allowed_origins: Vec<String>,
     /// Send Strict-Transport-Security.
@@ -120,10 +112,20 @@ pub struct HttpLimits {
     pub compress_above_bytes: u16,
 }
 
-/// The application router; `Err` for an invalid CORS origin.
-pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
-    BODY_LIMIT.store(limits.body_bytes_max, Ordering::Relaxed);
-    error::RETRY_AFTER_SECS.store(limits.retry_after_secs, Ordering::Relaxed);
+/// Why the router could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A configured CORS origin is not a valid header value.
+    #[error("http.cors_allowed_origins: {origin:?} is not a valid origin")]
+    CorsOrigin {
+        origin: String,
+        #[source]
+        source: axum::http::header::InvalidHeaderValue,
+    },
+}
+
+/// The application router.
+pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
     let api = Router::new()
         .merge(auth::router())
         .merge(audit::router())
@@ -141,7 +143,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn_with_state(state.clone(), front))
-        .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes_max))
+        .layer(axum::extract::DefaultBodyLimit::max(state.body_bytes_max))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(handle_overload))
@@ -161,6 +163,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
                 .compress_when(SizeAbove::new(limits.compress_above_bytes.into())),
         );
     let hsts = limits.hsts;
+    let retry_after = axum::http::HeaderValue::from(state.retry_after_secs);
     let mut app = Router::new()
         .merge(api)
         .merge(ops::router())
@@ -169,6 +172,9 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             security_headers(hsts, request, next)
+        }))
+        .layer(middleware::map_response(move |response: Response| {
+            with_retry_after(retry_after.clone(), response)
         }));
     if !limits.cors_allowed_origins.is_empty() {
         app = app.layer(cors(&limits.cors_allowed_origins)?);
@@ -186,6 +192,18 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, String> {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state))
+}
+
+/// Every 503 tells the client when to come back, whichever layer refused it (the shed, the
+/// timeout, a handler); a 503 that already says (none today) keeps its own.
+async fn with_retry_after(seconds: axum::http::HeaderValue, mut response: Response) -> Response {
+    if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .entry(axum::http::header::RETRY_AFTER)
+            .or_insert(seconds);
+    }
+    response
 }
 
 /// The trace layer's failure hook. A 503 is a refusal the server chose — shed at the
@@ -333,11 +351,16 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 
 /// CORS for the configured origins: the API's methods and headers, and the response headers a
 /// browser client needs to read.
-fn cors(origins: &[String]) -> Result<CorsLayer, String> {
+fn cors(origins: &[String]) -> Result<CorsLayer, AppError> {
     use axum::http::{HeaderName, HeaderValue, Method, header};
     let origins = origins
         .iter()
-        .map(|o| HeaderValue::from_str(o).map_err(|_| format!("bad CORS origin {o:?}")))
+        .map(|origin| {
+            HeaderValue::from_str(origin).map_err(|source| AppError::CorsOrigin {
+                origin: origin.clone(),
+                source,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(CorsLayer::new()
         .allow_origin(origins)

@@ -1,14 +1,15 @@
-//! The gateway's typed configuration: `config/default.toml` (or `--config`) plus
-//! environment overrides `REGENGINE__SECTION__KEY=value`. Unknown keys are rejected, and
-//! `validate` checks how limits relate, once, at start-up.
+//! The gateway's typed configuration: the defaults of `config/default.toml`, then the keys an
+//! optional `--config` file sets, then environment overrides `REGENGINE__SECTION__KEY=value`
+//! (see [`load`]). Unknown keys are rejected, and `validate` checks ranges and how limits
+//! relate, once, at start-up: a value out of range is an error naming its key, never clamped.
 
+pub mod load;
+
+pub use load::{ConfigError, DEFAULTS, ENV_PREFIX, redacted};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Prefix of environment overrides.
-pub const ENV_PREFIX: &str = "REGENGINE__";
 
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -99,6 +100,8 @@ pub struct OutboxSection {
     pub retry_ms: u64,
     /// Failed deliveries in a row after which a message goes to the dead letters.
     pub attempts_max: u32,
+    /// Messages the relay reads from the store per round.
+    pub relay_batch_max: usize,
 }
 
 /// HTTP server settings.
@@ -253,40 +256,37 @@ pub struct LogConfig {
 }
 
 impl Config {
-    /// Reads `path` and applies the overrides found in `env`.
+    /// The defaults, then the keys `file` sets, then the overrides found in `env`; validated.
     pub fn load(
-        path: &Path,
+        file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
-        for (name, value) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let keys: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            set_path(&mut table, &keys, &value).map_err(|e| format!("{name}: {e}"))?;
-        }
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| format!("configuration: {e}"))?;
+    ) -> Result<Self, ConfigError> {
+        Self::from_table(load::layered(file, env)?)
+    }
+
+    /// The configuration `table` describes (every key present), validated.
+    pub fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        // Through the text form, so a value of the wrong type is reported with its key and line.
+        let config: Config =
+            toml::from_str(&table.to_string()).map_err(|source| ConfigError::Syntax {
+                layer: "configuration".to_owned(),
+                source: Box::new(source),
+            })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks values and how they relate.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let mut checks = self
             .http_checks()
             .into_iter()
             .chain(self.core_checks())
             .chain(self.account_checks());
         if let Some((_, message)) = checks.find(|(ok, _)| !ok) {
-            return Err(message.to_owned());
+            return Err(ConfigError::Invalid(message.to_owned()));
         }
-        self.rate_limit.validate()
+        self.rate_limit.validate().map_err(ConfigError::Invalid)
     }
 
     /// `[http]`: bounds, deadlines and how they relate.
@@ -326,6 +326,13 @@ impl Config {
             (
                 (16..=65_535).contains(&self.http.listen_backlog),
                 "http.listen_backlog must be 16..=65535",
+            ),
+            (
+                self.http.cors_allowed_origins.iter().all(|origin| {
+                    (origin.starts_with("https://") || origin.starts_with("http://"))
+                        && axum::http::HeaderValue::from_str(origin).is_ok()
+                }),
+                "http.cors_allowed_origins must be http(s) origins such as \"https://tickets.example.com\"",
             ),
         ]
     }
@@ -412,6 +419,14 @@ impl Config {
                 "outbox.pending_max must be > 0 and outbox.file_bytes_max >= 4096",
             ),
             (
+                self.outbox.retry_ms >= 10 && self.outbox.attempts_max >= 1,
+                "outbox.retry_ms must be >= 10 and outbox.attempts_max >= 1",
+            ),
+            (
+                (1..=10_000).contains(&self.outbox.relay_batch_max),
+                "outbox.relay_batch_max must be 1..=10000",
+            ),
+            (
                 self.outbox.link_base_url.starts_with("http://")
                     || self.outbox.link_base_url.starts_with("https://"),
                 "outbox.link_base_url must be an http(s) URL",
@@ -436,58 +451,31 @@ impl Config {
             ticket_routes_cached_max: e.ticket_routes_cached_max,
             outbox: engine::outbox::OutboxConfig {
                 pending_max: self.outbox.pending_max,
-                batch_max: 64,
-                retry_after: Duration::from_millis(self.outbox.retry_ms.max(10)),
-                attempts_max: self.outbox.attempts_max.max(1),
+                batch_max: self.outbox.relay_batch_max,
+                retry_after: Duration::from_millis(self.outbox.retry_ms),
+                attempts_max: self.outbox.attempts_max,
             },
         }
     }
-}
-
-/// Sets `keys` (a path of lower-case names) in `table` to `raw`, parsed as a TOML value when
-/// it is one (numbers, booleans) and as a string otherwise. Only existing keys may be set.
-fn set_path(table: &mut toml::Table, keys: &[String], raw: &str) -> Result<(), String> {
-    let (last, parents) = keys.split_last().ok_or("empty key")?;
-    let mut current = table;
-    for key in parents {
-        current = current
-            .get_mut(key)
-            .and_then(|v| v.as_table_mut())
-            .ok_or_else(|| format!("unknown section `{key}`"))?;
-    }
-    let existing = current
-        .get(last)
-        .ok_or_else(|| format!("unknown key `{last}`"))?;
-    let value = match existing {
-        toml::Value::String(_) => toml::Value::String(raw.to_owned()),
-        _ => toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .ok_or_else(|| format!("`{raw}` is not a valid value"))?,
-    };
-    current.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn default_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml")
+    fn load_env(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Config::load(None, env)
     }
 
     #[test]
-    fn default_file_loads_and_env_overrides_apply() {
-        let env = [
-            ("REGENGINE__HTTP__BIND".to_owned(), "127.0.0.1:0".to_owned()),
-            (
-                "REGENGINE__ENGINE__HOLD_TTL_DEFAULT_SECS".to_owned(),
-                "42".to_owned(),
-            ),
-            ("UNRELATED".to_owned(), "x".to_owned()),
-        ];
-        let config = Config::load(&default_path(), env).unwrap();
+    fn the_defaults_alone_are_a_valid_configuration_and_env_overrides_apply() {
+        let config = load_env(&[
+            ("REGENGINE__HTTP__BIND", "127.0.0.1:0"),
+            ("REGENGINE__ENGINE__HOLD_TTL_DEFAULT_SECS", "42"),
+            ("UNRELATED", "x"),
+        ])
+        .unwrap();
         assert_eq!(config.http.bind.port(), 0);
         assert_eq!(config.engine.hold_ttl_default_secs, 42);
         assert_eq!(config.log.format, LogFormat::Json);
@@ -495,41 +483,72 @@ mod tests {
     }
 
     #[test]
+    fn the_full_default_file_as_a_layer_changes_nothing() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/default.toml");
+        let from_file = load::layered(Some(&path), []).unwrap();
+        assert_eq!(from_file, load::layered(None, []).unwrap());
+    }
+
+    #[test]
     fn closed_choices_are_enums_and_a_typo_names_the_choices() {
-        let env = [("REGENGINE__LOG__FORMAT".to_owned(), "text".to_owned())];
-        assert_eq!(
-            Config::load(&default_path(), env).unwrap().log.format,
-            LogFormat::Text
-        );
-        let env = [("REGENGINE__OUTBOX__DELIVERY".to_owned(), "smtp".to_owned())];
-        let error = Config::load(&default_path(), env).unwrap_err();
+        let config = load_env(&[("REGENGINE__LOG__FORMAT", "text")]).unwrap();
+        assert_eq!(config.log.format, LogFormat::Text);
+        let error = load_env(&[("REGENGINE__OUTBOX__DELIVERY", "smtp")]).unwrap_err();
+        let error = format!("{error}");
         assert!(
             error.contains("unknown variant `smtp`") && error.contains("`file`"),
             "{error}"
         );
+        assert!(error.contains("delivery"), "names the key: {error}");
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let env = [("REGENGINE__HTTP__BINDD".to_owned(), "x".to_owned())];
-        assert!(
-            Config::load(&default_path(), env)
-                .unwrap_err()
-                .contains("unknown key")
-        );
-        let env = [(
-            "REGENGINE__ENGINE__HOLD_TTL_DEFAULT_SECS".to_owned(),
-            "ten".to_owned(),
-        )];
-        assert!(Config::load(&default_path(), env).is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        let text = std::fs::read_to_string(default_path()).unwrap() + "\n[extra]\nx = 1\n";
-        std::fs::write(&path, text).unwrap();
-        assert!(
-            Config::load(&path, [])
-                .unwrap_err()
-                .contains("unknown field")
+        let error = load_env(&[("REGENGINE__HTTP__BINDD", "x")]).unwrap_err();
+        assert!(matches!(error, ConfigError::UnknownKey { .. }), "{error}");
+        let error = load_env(&[("REGENGINE__ENGINE__HOLD_TTL_DEFAULT_SECS", "ten")]).unwrap_err();
+        assert!(matches!(error, ConfigError::BadOverride { .. }), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors_naming_the_key_not_clamped() {
+        for (variable, value, key) in [
+            ("REGENGINE__OUTBOX__RETRY_MS", "0", "outbox.retry_ms"),
+            (
+                "REGENGINE__OUTBOX__ATTEMPTS_MAX",
+                "0",
+                "outbox.attempts_max",
+            ),
+            (
+                "REGENGINE__OUTBOX__RELAY_BATCH_MAX",
+                "0",
+                "outbox.relay_batch_max",
+            ),
+            (
+                "REGENGINE__HTTP__CONCURRENCY_MAX",
+                "0",
+                "http.concurrency_max",
+            ),
+        ] {
+            let error = load_env(&[(variable, value)]).unwrap_err();
+            assert!(matches!(error, ConfigError::Invalid(_)), "{error}");
+            assert!(error.to_string().contains(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_engine_gets_the_configured_values() {
+        let config = load_env(&[
+            ("REGENGINE__OUTBOX__RETRY_MS", "250"),
+            ("REGENGINE__OUTBOX__RELAY_BATCH_MAX", "32"),
+        ])
+        .unwrap();
+        let engine = config.engine_config();
+        assert_eq!(engine.outbox.retry_after, Duration::from_millis(250));
+        assert_eq!(engine.outbox.batch_max, 32);
+        assert_eq!(
+            engine.call_timeout,
+            Duration::from_millis(config.engine.call_timeout_ms)
         );
     }
 }
