@@ -14,14 +14,19 @@ pub const SHARDS: usize = 16;
 pub struct ShardedCache<K, V> {
     shards: Vec<Mutex<HashMap<K, V>>>,
     per_shard_max: usize,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl<K: Eq + Hash, V: Clone> ShardedCache<K, V> {
-    /// A cache of at most about `max` entries (0: off).
-    pub fn new(max: usize) -> Self {
+    /// A cache of at most about `max` entries (0: off), counting its lookups in
+    /// `cache_lookups_total{cache=name, result=hit|miss}`.
+    pub fn new(name: &'static str, max: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard_max: max.div_ceil(SHARDS),
+            hits: metrics::counter!("cache_lookups_total", "cache" => name, "result" => "hit"),
+            misses: metrics::counter!("cache_lookups_total", "cache" => name, "result" => "miss"),
         }
     }
 
@@ -42,7 +47,12 @@ impl<K: Eq + Hash, V: Clone> ShardedCache<K, V> {
         if self.per_shard_max == 0 {
             return None;
         }
-        self.shard(spread).get(key).cloned()
+        let found = self.shard(spread).get(key).cloned();
+        match found {
+            Some(_) => self.hits.increment(1),
+            None => self.misses.increment(1),
+        }
+        found
     }
 
     /// Caches `value` for `key`, emptying the shard first if it is full.
@@ -77,14 +87,14 @@ mod tests {
 
     #[test]
     fn bounded_and_off_at_zero() {
-        let cache = ShardedCache::new(SHARDS * 2);
+        let cache = ShardedCache::new("test", SHARDS * 2);
         for i in 0..1_000u32 {
             cache.put(i as u8, i, i);
         }
         assert!(cache.len() <= SHARDS * 2);
         cache.put(7, 7, 70);
         assert_eq!(cache.get(7, &7), Some(70));
-        let off = ShardedCache::new(0);
+        let off = ShardedCache::new("test", 0);
         off.put(1, 1, 1);
         assert_eq!((off.get(1, &1), off.len()), (None, 0));
     }

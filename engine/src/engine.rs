@@ -165,7 +165,10 @@ impl Engine {
         let (root, _) = Actor::spawn(None, RootActor, registry.clone())
             .await
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        let routes = Arc::new(ShardedCache::new(config.ticket_routes_cached_max));
+        let routes = Arc::new(ShardedCache::new(
+            "ticket_routes",
+            config.ticket_routes_cached_max,
+        ));
         let ctx = Arc::new(Ctx {
             store,
             journal,

@@ -399,7 +399,7 @@ struct VerifiedTokens(ShardedCache<Box<str>, (Principal, u64)>);
 
 impl VerifiedTokens {
     fn new(max: usize) -> Self {
-        Self(ShardedCache::new(max))
+        Self(ShardedCache::new("verified_tokens", max))
     }
 
     /// The signature's last bytes are uniformly distributed.

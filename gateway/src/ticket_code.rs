@@ -125,14 +125,14 @@ impl TicketCodes {
     pub fn from_master(master: [u8; 32]) -> Self {
         Self {
             master,
-            keys: Arc::new(ShardedCache::new(KEYS_CACHED_MAX)),
-            verified: Arc::new(ShardedCache::new(0)),
+            keys: Arc::new(ShardedCache::new("ticket_keys", KEYS_CACHED_MAX)),
+            verified: Arc::new(ShardedCache::new("verified_codes", 0)),
         }
     }
 
     /// The same codes, remembering up to `max` genuine codes (0: none) for cheap online checks.
     pub fn with_verified_cache(mut self, max: usize) -> Self {
-        self.verified = Arc::new(ShardedCache::new(max));
+        self.verified = Arc::new(ShardedCache::new("verified_codes", max));
         self
     }
 

@@ -267,6 +267,49 @@ async fn pinger(
     Ok(latency)
 }
 
+/// What the scans came back with, against what was planned.
+#[derive(Default)]
+struct Tally {
+    admitted: usize,
+    duplicates: usize,
+    injected: usize,
+    retries: usize,
+    retries_ok: usize,
+    other: HashMap<String, usize>,
+    /// Admissions per ticket (each must be 1).
+    admitted_codes: Vec<u32>,
+}
+
+impl Tally {
+    fn record(&mut self, plan: &[Planned], seen: &Seen) {
+        for (i, p) in plan.iter().enumerate() {
+            let result = seen.results.get(&i).map(String::as_str).unwrap_or("?");
+            if let Some(original) = p.retry_of {
+                self.retries += 1;
+                if seen.results.get(&original).map(String::as_str) == Some(result) {
+                    self.retries_ok += 1;
+                }
+                continue;
+            }
+            if p.second {
+                self.injected += 1;
+            }
+            match result {
+                "admitted" => {
+                    self.admitted += 1;
+                    self.admitted_codes[p.code] += 1;
+                }
+                "duplicate" => self.duplicates += 1,
+                other => *self.other.entry(other.to_owned()).or_default() += 1,
+            }
+        }
+    }
+
+    fn each_once(&self) -> bool {
+        self.admitted_codes.iter().all(|n| *n == 1)
+    }
+}
+
 /// Runs the storm and checks exactly-once; returns the report.
 pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
     let http = crate::client(args.scanners * 2)?;
@@ -278,99 +321,18 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
     let token = crate::login(&http, &args.base, &args.email, &password).await?;
     let (event, codes) = tickets(&http, &token, &args.base, args.tickets).await?;
     println!("checkin-storm: {} tickets of event {event}", codes.len());
-    // Doors prep, as an organizer would run it before opening (a server with the code cache
-    // off answers it too, and then every scan pays the signature arithmetic).
-    let prepared: Value = http
-        .post(format!(
-            "{}/api/v1/events/{event}/check-in/prepare",
-            args.base
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    println!(
-        "checkin-storm: prepared {} codes in {} ms (server remembers {})",
-        prepared["tickets"], prepared["elapsed_ms"], prepared["remembered"]
-    );
-    let codes = std::sync::Arc::new(codes);
-    let plans = plan(args, args.tickets);
-    let total: usize = plans.iter().map(Vec::len).sum();
+    prepare(&http, &token, &args.base, &event).await?;
+    let caches_before = cache_lookups(&http, &args.base).await?;
     let ws_url = format!("{}/api/v1/ws", args.base.replacen("http", "ws", 1));
-    let started = Instant::now();
-    let runs = plans.into_iter().map(|p| {
-        tokio::spawn(scanner(
-            ws_url.clone(),
-            token.clone(),
-            event.clone(),
-            codes.clone(),
-            p,
-            args.window.max(1),
-        ))
-    });
-    let outcomes = futures::future::join_all(runs).await;
-    let elapsed = started.elapsed();
-    println!("checkin-storm: scans answered; checking");
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut admitted, mut duplicates, mut injected, mut retries_ok, mut retries, mut other) = (
-        0usize,
-        0usize,
-        0usize,
-        0usize,
-        0usize,
-        HashMap::<String, usize>::new(),
-    );
-    let mut admitted_codes = vec![0u32; args.tickets];
-    for outcome in outcomes {
-        let (plan, seen) = outcome??;
-        for l in &seen.latency {
-            latency.record((*l).max(1))?;
-        }
-        for (i, p) in plan.iter().enumerate() {
-            let result = seen.results.get(&i).map(String::as_str).unwrap_or("?");
-            if let Some(original) = p.retry_of {
-                retries += 1;
-                if seen.results.get(&original).map(String::as_str) == Some(result) {
-                    retries_ok += 1;
-                }
-                continue;
-            }
-            if p.second {
-                injected += 1;
-            }
-            match result {
-                "admitted" => {
-                    admitted += 1;
-                    admitted_codes[p.code] += 1;
-                }
-                "duplicate" => duplicates += 1,
-                other_result => *other.entry(other_result.to_owned()).or_default() += 1,
-            }
-        }
-    }
-    // The server's own account: its ticket export.
-    let export = http
-        .get(format!("{}/api/v1/events/{event}/tickets.csv", args.base))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .text()
-        .await?;
-    let checked_in = export
-        .lines()
-        .skip(1)
-        .filter(|row| {
-            let cells: Vec<&str> = row.split(',').collect();
-            cells.get(9).is_some_and(|c| !c.is_empty())
-        })
-        .count();
-    let exactly_once = admitted == args.tickets
-        && admitted_codes.iter().all(|n| *n == 1)
-        && duplicates == injected
-        && retries_ok == retries
-        && other.is_empty()
+    let (total, elapsed, latency, tally) =
+        scan_all(args, &ws_url, &token, &event, std::sync::Arc::new(codes)).await?;
+    let caches = cache_rates(&caches_before, &cache_lookups(&http, &args.base).await?);
+    let checked_in = export_checked_in(&http, &token, &args.base, &event).await?;
+    let exactly_once = tally.admitted == args.tickets
+        && tally.each_once()
+        && tally.duplicates == tally.injected
+        && tally.retries_ok == tally.retries
+        && tally.other.is_empty()
         && checked_in == args.tickets;
     let per_sec = total as f64 / elapsed.as_secs_f64();
     let q = |x: f64| latency.value_at_quantile(x) as f64 / 1000.0;
@@ -387,14 +349,138 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
         q(0.999),
         latency.max() as f64 / 1000.0
     );
-    // The same number of frames as no-op pings, same connections and window: the ratio
-    // compares scans with what the transport and this load generator can do in the same run.
+    println!("  cache hit rates during the scans: {caches}");
+    let noop_per_sec = noop_rate(args, &ws_url, &token, total, per_sec).await?;
+    println!(
+        "verify: admitted {} of {} tickets (each once: {}), duplicates {} of {} injected, retries answered alike {} of {}, other {:?}, export shows {checked_in} checked in: {}",
+        tally.admitted,
+        args.tickets,
+        tally.each_once(),
+        tally.duplicates,
+        tally.injected,
+        tally.retries_ok,
+        tally.retries,
+        tally.other,
+        if exactly_once { "OK" } else { "FAILED" }
+    );
+    let report = json!({
+        "scans": total, "scanners": args.scanners, "tickets": args.tickets,
+        "elapsed_s": elapsed.as_secs_f64(), "scans_per_sec": per_sec,
+        "latency_ms": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999)},
+        "admitted": tally.admitted, "duplicates": tally.duplicates,
+        "duplicates_injected": tally.injected, "retries": tally.retries,
+        "retries_answered_alike": tally.retries_ok, "export_checked_in": checked_in,
+        "exactly_once": exactly_once, "cache_hit_rates": caches,
+        "noop_frames_per_sec": noop_per_sec, "ratio_scans_to_noop": per_sec / noop_per_sec,
+    });
+    if !exactly_once {
+        bail!("exactly-once check failed: {report}");
+    }
+    Ok(report)
+}
+
+/// Doors prep, as an organizer would run it before opening (a server with the code cache off
+/// answers it too, and then every scan pays the signature arithmetic).
+async fn prepare(
+    http: &reqwest::Client,
+    token: &str,
+    base: &str,
+    event: &str,
+) -> anyhow::Result<()> {
+    let prepared: Value = http
+        .post(format!("{base}/api/v1/events/{event}/check-in/prepare"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!(
+        "checkin-storm: prepared {} codes in {} ms (server remembers {})",
+        prepared["tickets"], prepared["elapsed_ms"], prepared["remembered"]
+    );
+    Ok(())
+}
+
+/// Every scanner's plan, run at once; returns scans sent, the time they took, their latency
+/// and what came back.
+async fn scan_all(
+    args: &StormArgs,
+    ws_url: &str,
+    token: &str,
+    event: &str,
+    codes: std::sync::Arc<Vec<String>>,
+) -> anyhow::Result<(usize, Duration, Histogram<u64>, Tally)> {
+    let plans = plan(args, args.tickets);
+    let total: usize = plans.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    let runs = plans.into_iter().map(|p| {
+        tokio::spawn(scanner(
+            ws_url.to_owned(),
+            token.to_owned(),
+            event.to_owned(),
+            codes.clone(),
+            p,
+            args.window.max(1),
+        ))
+    });
+    let outcomes = futures::future::join_all(runs).await;
+    let elapsed = started.elapsed();
+    println!("checkin-storm: scans answered; checking");
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut tally = Tally {
+        admitted_codes: vec![0; args.tickets],
+        ..Tally::default()
+    };
+    for outcome in outcomes {
+        let (plan, seen) = outcome??;
+        for l in &seen.latency {
+            latency.record((*l).max(1))?;
+        }
+        tally.record(&plan, &seen);
+    }
+    Ok((total, elapsed, latency, tally))
+}
+
+/// The server's own account: tickets its export shows as checked in.
+async fn export_checked_in(
+    http: &reqwest::Client,
+    token: &str,
+    base: &str,
+    event: &str,
+) -> anyhow::Result<usize> {
+    let export = http
+        .get(format!("{base}/api/v1/events/{event}/tickets.csv"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(export
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            let cells: Vec<&str> = row.split(',').collect();
+            cells.get(9).is_some_and(|c| !c.is_empty())
+        })
+        .count())
+}
+
+/// The same number of frames as no-op pings, same connections and window: the ratio compares
+/// scans with what the transport and this load generator can do in the same run.
+async fn noop_rate(
+    args: &StormArgs,
+    ws_url: &str,
+    token: &str,
+    total: usize,
+    scans_per_sec: f64,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let per_conn = total.div_ceil(args.scanners);
     let pings = (0..args.scanners).map(|_| {
         tokio::spawn(pinger(
-            ws_url.clone(),
-            token.clone(),
+            ws_url.to_owned(),
+            token.to_owned(),
             per_conn,
             args.window.max(1),
         ))
@@ -413,25 +499,66 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<Value> {
         noop_elapsed,
         noop_latency.value_at_quantile(0.5) as f64 / 1000.0,
         noop_latency.value_at_quantile(0.99) as f64 / 1000.0,
-        per_sec / noop_per_sec
+        scans_per_sec / noop_per_sec
     );
-    println!(
-        "verify: admitted {admitted} of {} tickets (each once: {}), duplicates {duplicates} of {injected} injected, retries answered alike {retries_ok} of {retries}, other {other:?}, export shows {checked_in} checked in: {}",
-        args.tickets,
-        admitted_codes.iter().all(|n| *n == 1),
-        if exactly_once { "OK" } else { "FAILED" }
-    );
-    let report = json!({
-        "scans": total, "scanners": args.scanners, "tickets": args.tickets,
-        "elapsed_s": elapsed.as_secs_f64(), "scans_per_sec": per_sec,
-        "latency_ms": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999)},
-        "admitted": admitted, "duplicates": duplicates, "duplicates_injected": injected,
-        "retries": retries, "retries_answered_alike": retries_ok, "export_checked_in": checked_in,
-        "exactly_once": exactly_once,
-        "noop_frames_per_sec": noop_per_sec, "ratio_scans_to_noop": per_sec / noop_per_sec,
-    });
-    if !exactly_once {
-        bail!("exactly-once check failed: {report}");
-    }
-    Ok(report)
+    Ok(noop_per_sec)
+}
+
+/// `cache_lookups_total` of the server's caches, by (cache, result); empty for a server
+/// that does not count them.
+async fn cache_lookups(
+    http: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<HashMap<(String, String), f64>> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let label = |labels: &str, name: &str| {
+        let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = labels[start..].find('"')?;
+        Some(labels[start..start + len].to_owned())
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("cache_lookups_total{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            let key = (label(labels, "cache")?, label(labels, "result")?);
+            Some((key, value.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// Hits, misses and hit rate per cache between two readings of [`cache_lookups`].
+fn cache_rates(
+    before: &HashMap<(String, String), f64>,
+    after: &HashMap<(String, String), f64>,
+) -> Value {
+    let delta = |cache: &str, result: &str| {
+        let key = (cache.to_owned(), result.to_owned());
+        after.get(&key).copied().unwrap_or(0.0) - before.get(&key).copied().unwrap_or(0.0)
+    };
+    let mut caches: Vec<&String> = after.keys().map(|(cache, _)| cache).collect();
+    caches.sort();
+    caches.dedup();
+    let rates: serde_json::Map<String, Value> = caches
+        .into_iter()
+        .map(|cache| {
+            let (hits, misses) = (delta(cache, "hit"), delta(cache, "miss"));
+            let rate = if hits + misses > 0.0 {
+                json!(hits / (hits + misses))
+            } else {
+                Value::Null
+            };
+            (
+                cache.clone(),
+                json!({"hits": hits, "misses": misses, "hit_rate": rate}),
+            )
+        })
+        .collect();
+    Value::Object(rates)
 }
