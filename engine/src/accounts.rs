@@ -307,6 +307,27 @@ pub enum UserEvent {
     },
 }
 
+impl UserEvent {
+    /// When it happened: every user event carries its time, which becomes the record's
+    /// `updated_at`.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            UserEvent::Registered { at, .. }
+            | UserEvent::ProfileUpdated { at, .. }
+            | UserEvent::PreferencesUpdated { at, .. }
+            | UserEvent::PasswordChanged { at, .. }
+            | UserEvent::RolesChanged { at, .. }
+            | UserEvent::SessionStarted { at, .. }
+            | UserEvent::SessionRotated { at, .. }
+            | UserEvent::EmailVerificationIssued { at, .. }
+            | UserEvent::EmailVerified { at }
+            | UserEvent::PasswordResetIssued { at, .. }
+            | UserEvent::PasswordReset { at, .. }
+            | UserEvent::SessionRevoked { at, .. } => *at,
+        }
+    }
+}
+
 /// A single-use token sent by e-mail: only its SHA-256 digest is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingToken {
@@ -475,83 +496,69 @@ impl UserRecord {
     pub fn apply(&mut self, event: &UserEvent) {
         self.seq += 1;
         match event {
-            UserEvent::Registered { at, .. } => self.updated_at = *at,
-            UserEvent::ProfileUpdated { profile, at } => {
-                self.profile = profile.clone();
-                self.updated_at = *at;
-            }
-            UserEvent::PreferencesUpdated { preferences, at } => {
+            UserEvent::Registered { .. } => {}
+            UserEvent::ProfileUpdated { profile, .. } => self.profile = profile.clone(),
+            UserEvent::PreferencesUpdated { preferences, .. } => {
                 self.preferences = preferences.clone();
-                self.updated_at = *at;
             }
-            UserEvent::PasswordChanged { password_hash, at } => {
+            UserEvent::RolesChanged { roles, .. } => self.roles = roles.clone(),
+            UserEvent::PasswordChanged { password_hash, .. } => {
                 self.password_hash = password_hash.clone();
                 // Whoever had a session with the old password loses it, and a reset link
                 // sent before the change no longer works.
                 self.sessions.clear();
                 self.reset_token = None;
-                self.updated_at = *at;
             }
-            UserEvent::EmailVerificationIssued { token, at } => {
+            UserEvent::EmailVerificationIssued { token, .. } => {
                 self.email_token = Some(token.clone());
-                self.updated_at = *at;
             }
-            UserEvent::EmailVerified { at } => {
+            UserEvent::EmailVerified { .. } => {
                 self.email_verified = true;
                 self.email_token = None;
-                self.updated_at = *at;
             }
-            UserEvent::PasswordResetIssued { token, at } => {
-                self.reset_token = Some(token.clone());
-                self.updated_at = *at;
-            }
-            UserEvent::PasswordReset { password_hash, at } => {
+            UserEvent::PasswordResetIssued { token, .. } => self.reset_token = Some(token.clone()),
+            UserEvent::PasswordReset { password_hash, .. } => {
                 self.password_hash = password_hash.clone();
                 self.sessions.clear();
                 self.reset_token = None;
                 self.email_verified = true;
                 self.email_token = None;
-                self.updated_at = *at;
-            }
-            UserEvent::RolesChanged { roles, at } => {
-                self.roles = roles.clone();
-                self.updated_at = *at;
             }
             UserEvent::SessionStarted {
                 family,
                 token,
                 expires_at,
                 at,
-            } => {
-                self.sessions.push(Session {
-                    family: *family,
-                    current: *token,
-                    used: Vec::new(),
-                    started_at: *at,
-                    expires_at: *expires_at,
-                });
-                self.updated_at = *at;
-            }
+            } => self.sessions.push(Session {
+                family: *family,
+                current: *token,
+                used: Vec::new(),
+                started_at: *at,
+                expires_at: *expires_at,
+            }),
             UserEvent::SessionRotated {
                 family,
                 token,
                 expires_at,
-                at,
-            } => {
-                if let Some(s) = self.sessions.iter_mut().find(|s| s.family == *family) {
-                    s.used.push(s.current);
-                    if s.used.len() > USED_TOKENS_MAX {
-                        s.used.remove(0);
-                    }
-                    s.current = *token;
-                    s.expires_at = *expires_at;
-                }
-                self.updated_at = *at;
-            }
-            UserEvent::SessionRevoked { family, at, .. } => {
+                ..
+            } => self.rotate_session(*family, *token, *expires_at),
+            UserEvent::SessionRevoked { family, .. } => {
                 self.sessions.retain(|s| s.family != *family);
-                self.updated_at = *at;
             }
+        }
+        self.updated_at = event.at();
+    }
+
+    /// Moves a session's current token to its used ones (the oldest beyond
+    /// `USED_TOKENS_MAX` forgotten) and makes `token` current until `expires_at`.
+    fn rotate_session(&mut self, family: Uuid, token: [u8; 32], expires_at: DateTime<Utc>) {
+        if let Some(s) = self.sessions.iter_mut().find(|s| s.family == family) {
+            s.used.push(s.current);
+            if s.used.len() > USED_TOKENS_MAX {
+                s.used.remove(0);
+            }
+            s.current = token;
+            s.expires_at = expires_at;
         }
     }
 
