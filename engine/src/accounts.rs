@@ -192,7 +192,6 @@ pub struct Session {
 pub enum UserEvent {
     /// The account was created.
     Registered {
-        /// Its id.
         id: UserId,
         /// Normalised (trimmed, lower-case) e-mail: unique across accounts.
         email: String,
@@ -202,7 +201,6 @@ pub enum UserEvent {
         password_hash: String,
         /// Initial roles.
         roles: Vec<Role>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -210,7 +208,6 @@ pub enum UserEvent {
     ProfileUpdated {
         /// The whole new profile.
         profile: Profile,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -218,7 +215,6 @@ pub enum UserEvent {
     PreferencesUpdated {
         /// The whole new preferences.
         preferences: Preferences,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -226,7 +222,6 @@ pub enum UserEvent {
     PasswordChanged {
         /// PHC string of the new hash.
         password_hash: String,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -234,7 +229,6 @@ pub enum UserEvent {
     RolesChanged {
         /// The whole new set, sorted.
         roles: Vec<Role>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -247,20 +241,17 @@ pub enum UserEvent {
         /// When that token runs out.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A refresh token was exchanged for the next one of its family.
     SessionRotated {
-        /// The family.
         family: Uuid,
         /// Digest of the new token.
         token: [u8; 32],
         /// When the new token runs out.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -268,13 +259,11 @@ pub enum UserEvent {
     EmailVerificationIssued {
         /// The link's single-use token (its digest).
         token: PendingToken,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// The address was confirmed with the pending verification token (which is used up).
     EmailVerified {
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -282,7 +271,6 @@ pub enum UserEvent {
     PasswordResetIssued {
         /// The link's single-use token (its digest).
         token: PendingToken,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -291,17 +279,14 @@ pub enum UserEvent {
     PasswordReset {
         /// PHC string of the new hash.
         password_hash: String,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A session ended: logout, or a reused refresh token revoked its family.
     SessionRevoked {
-        /// The family.
         family: Uuid,
         /// Why.
         reason: RevokeReason,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -373,7 +358,6 @@ pub enum RevokeReason {
 /// A user account: the aggregate, the stream's snapshot and the read model in one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
-    /// Its id.
     pub id: UserId,
     /// Sequence number of the last applied event.
     pub seq: u64,
@@ -387,7 +371,6 @@ pub struct UserRecord {
     pub roles: Vec<Role>,
     /// Editable profile.
     pub profile: Profile,
-    /// Preferences.
     pub preferences: Preferences,
     /// Live sessions, oldest first.
     pub sessions: Vec<Session>,
@@ -416,7 +399,6 @@ pub struct NewUser {
     pub name: String,
     /// PHC string of the password hash.
     pub password_hash: String,
-    /// Roles.
     pub roles: Vec<Role>,
 }
 

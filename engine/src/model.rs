@@ -56,7 +56,6 @@ pub const EVENT_TIME_MAX: &str = "2199-12-31T23:59:59Z";
 /// A ticket type: what a buyer picks. It draws seats from one pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketType {
-    /// Its id.
     pub id: TicketTypeId,
     /// Display name.
     pub name: String,
@@ -129,7 +128,6 @@ impl EventRecord {
 /// A pool (quota) of seats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolDef {
-    /// Its id.
     pub id: PoolId,
     /// Seats it can give out in total (held + confirmed).
     pub capacity: u32,
@@ -138,23 +136,18 @@ pub struct PoolDef {
 /// The durable state of an event: written by its `EventActor`, read by queries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
-    /// Its id.
     pub id: EventId,
-    /// Title.
     pub title: String,
-    /// Free text.
     pub description: String,
     /// Where it happens.
     pub venue: Option<String>,
     /// A category for filtering (`music`, `conference`, ...).
     pub category: Option<String>,
-    /// When it starts.
     pub starts_at: DateTime<Utc>,
-    /// When it ends.
+    /// After `starts_at`; nothing is sold from then on.
     pub ends_at: DateTime<Utc>,
     /// How long a hold lasts before it expires, in seconds.
     pub hold_ttl_secs: u32,
-    /// Lifecycle status.
     pub status: EventStatus,
     /// When it was created.
     pub created_at: DateTime<Utc>,

@@ -24,7 +24,7 @@ pub struct ScanRequest {
     pub list_id: Option<CheckInListId>,
     /// Entry or exit.
     pub direction: Direction,
-    /// The gate.
+    /// 1 to `GATE_LEN_MAX` characters (checked by `Engine::scan`).
     pub gate: Option<String>,
     /// For an uploaded offline scan: when it was made.
     pub scanned_at: Option<DateTime<Utc>>,

@@ -18,7 +18,6 @@ use tokio::sync::watch;
 /// Availability of one ticket type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TicketTypeAvailability {
-    /// The ticket type.
     pub ticket_type: TicketType,
     /// Seats of its pool in total.
     pub capacity: u32,
@@ -35,9 +34,7 @@ pub struct TicketTypeAvailability {
 /// Availability of an event, with the version it was published at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventAvailability {
-    /// The event.
     pub event_id: EventId,
-    /// Its status.
     pub status: EventStatus,
     /// Grows with every change; clients drop snapshots older than one they have.
     pub version: u64,

@@ -22,9 +22,7 @@ pub struct Hold {
 /// A request to hold seats, as the gateway parsed it.
 #[derive(Clone, Debug)]
 pub struct HoldRequest {
-    /// The event.
     pub event_id: EventId,
-    /// The ticket type.
     pub ticket_type_id: TicketTypeId,
     /// Seats wanted.
     pub quantity: i64,
@@ -264,7 +262,8 @@ impl Engine {
             .ok_or(DomainError::RegistrationNotFound.into())
     }
 
-    /// Registrations of an event.
+    /// An event's registrations (of `status`, if given) in id order after `after`; an unknown
+    /// event is `EventNotFound`.
     pub fn registrations_by_event(
         &self,
         event: EventId,

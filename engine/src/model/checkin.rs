@@ -15,7 +15,6 @@ pub const LIST_GATES_MAX: usize = 100;
 /// enter again after an exit. A ticket is admitted once per list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckInList {
-    /// Its id.
     pub id: crate::ids::CheckInListId,
     /// Name (1 to 200 characters).
     pub name: String,

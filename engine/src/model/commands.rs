@@ -18,11 +18,8 @@ pub struct NewEvent {
     pub title: String,
     /// Description, up to 10,000 characters.
     pub description: String,
-    /// Venue.
     pub venue: Option<String>,
-    /// Category.
     pub category: Option<String>,
-    /// Start.
     pub starts_at: DateTime<Utc>,
     /// End, after the start.
     pub ends_at: DateTime<Utc>,
@@ -33,26 +30,19 @@ pub struct NewEvent {
 /// A validated partial update of an event. `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventPatch {
-    /// New title.
     pub title: Option<String>,
-    /// New description.
     pub description: Option<String>,
-    /// New venue.
     pub venue: Option<String>,
-    /// New category.
     pub category: Option<String>,
-    /// New start.
     pub starts_at: Option<DateTime<Utc>>,
-    /// New end.
     pub ends_at: Option<DateTime<Utc>>,
-    /// New hold TTL.
+    /// In seconds, `HOLD_TTL_SECS_MIN..=HOLD_TTL_SECS_MAX`.
     pub hold_ttl_secs: Option<u32>,
 }
 
 /// A validated command to create a ticket type, with a new pool or a shared one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTicketType {
-    /// Name.
     pub name: String,
     /// Price per seat in minor units.
     pub price_minor: i64,
@@ -66,9 +56,7 @@ pub struct NewTicketType {
     pub max_per_account: Option<u16>,
     /// Fewest seats per registration.
     pub min_per_order: u16,
-    /// Sales start.
     pub sales_start: Option<DateTime<Utc>>,
-    /// Sales end.
     pub sales_end: Option<DateTime<Utc>>,
 }
 

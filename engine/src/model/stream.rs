@@ -15,13 +15,10 @@ use serde::{Deserialize, Serialize};
 pub enum EventEvent {
     /// The event was created as a draft.
     Created {
-        /// Its id.
         id: EventId,
-        /// Its settings.
         settings: NewEvent,
         /// The TTL in force (settings or engine default).
         hold_ttl_secs: u32,
-        /// When.
         at: DateTime<Utc>,
         /// The client's idempotency key, if it sent one.
         #[serde(default)]
@@ -34,54 +31,37 @@ pub enum EventEvent {
     Updated {
         /// What changed.
         patch: EventPatch,
-        /// When.
         at: DateTime<Utc>,
     },
     /// An account was given a role in the event (or a new one), or lost it (`role: None`).
     MemberSet {
-        /// The account.
         user: UserId,
         /// Its role from now on; none removes it.
         role: Option<EventRole>,
-        /// When.
         at: DateTime<Utc>,
     },
     /// The ticket-signing key was rotated: codes signed with older keys stop working.
     TicketKeyRotated {
         /// The new key's id.
         key: u8,
-        /// When.
         at: DateTime<Utc>,
     },
     /// A check-in list was created.
     CheckInListCreated {
-        /// The list.
         list: CheckInList,
-        /// When.
         at: DateTime<Utc>,
     },
     /// Put on sale.
-    Published {
-        /// When.
-        at: DateTime<Utc>,
-    },
+    Published { at: DateTime<Utc> },
     /// Called off.
-    Canceled {
-        /// When.
-        at: DateTime<Utc>,
-    },
+    Canceled { at: DateTime<Utc> },
     /// Over.
-    Completed {
-        /// When.
-        at: DateTime<Utc>,
-    },
+    Completed { at: DateTime<Utc> },
     /// A ticket type was added, with its new pool if it did not share one.
     TicketTypeCreated {
-        /// The ticket type.
         ticket_type: TicketType,
         /// The pool created for it, if any.
         new_pool: Option<PoolDef>,
-        /// When.
         at: DateTime<Utc>,
         /// The client's idempotency key, if it sent one.
         #[serde(default)]

@@ -29,7 +29,6 @@ pub const SCAN_FEED_CAPACITY: usize = 4096;
 /// A decided scan, as the event's scanners hear of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanNotice {
-    /// The ticket.
     pub ticket_id: crate::ids::TicketId,
     /// The list (`None`: default).
     pub list: Option<CheckInListId>,

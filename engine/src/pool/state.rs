@@ -83,7 +83,6 @@ impl PoolState {
         Ok(())
     }
 
-    /// The pool id.
     pub fn pool_id(&self) -> PoolId {
         self.pool_id
     }

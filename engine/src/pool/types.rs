@@ -46,7 +46,6 @@ pub enum PoolEvent {
         /// When the hold runs out.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
         /// The voucher redeemed (its code), if any.
@@ -62,7 +61,6 @@ pub enum PoolEvent {
         event_id: EventId,
         /// What it does.
         voucher: voucher::VoucherDef,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -72,7 +70,6 @@ pub enum PoolEvent {
         event_id: EventId,
         /// The place.
         entry: waitlist::WaitlistEntry,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -80,7 +77,6 @@ pub enum PoolEvent {
     WaitlistLeft {
         /// The place.
         entry_id: WaitlistEntryId,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -95,7 +91,6 @@ pub enum PoolEvent {
         entry_id: WaitlistEntryId,
         /// The account it is reserved for.
         user_id: UserId,
-        /// The ticket type.
         ticket_type_id: TicketTypeId,
         /// Seats.
         quantity: u16,
@@ -106,7 +101,6 @@ pub enum PoolEvent {
         /// When the offer runs out.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -114,26 +108,21 @@ pub enum PoolEvent {
     VoucherDeactivated {
         /// Its event (for read models).
         event_id: EventId,
-        /// Its code.
         code: String,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A hold ran out; its seats went back to the pool.
     HoldExpired {
-        /// The registration.
         registration_id: RegistrationId,
         /// The account that holds it (who is told).
         #[serde(default)]
         user_id: Option<UserId>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A hold was confirmed; one ticket per seat was issued.
     RegistrationConfirmed {
-        /// The registration.
         registration_id: RegistrationId,
         /// The account that holds it (who is told).
         #[serde(default)]
@@ -143,29 +132,24 @@ pub enum PoolEvent {
         /// The pool's number of the first ticket (the others follow in seat order).
         #[serde(default)]
         first_number: u64,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A hold or confirmed registration was canceled; its seats went back to the pool.
     RegistrationCanceled {
-        /// The registration.
         registration_id: RegistrationId,
         /// The account that holds it (who is told).
         #[serde(default)]
         user_id: Option<UserId>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A scan was decided: an admission, an exit, or a duplicate (recorded, not admitted).
     Scanned {
-        /// The registration.
         registration_id: RegistrationId,
         /// The account that holds it (who is told).
         #[serde(default)]
         user_id: Option<UserId>,
-        /// The ticket.
         ticket_id: TicketId,
         /// Seat index of the ticket in its registration.
         ticket_index: u16,
@@ -194,12 +178,10 @@ pub enum PoolEvent {
     /// A ticket was admitted (journals before check-in lists; replayed as a default-list
     /// admission).
     AttendeeCheckedIn {
-        /// The registration.
         registration_id: RegistrationId,
         /// The account that holds it (who is told).
         #[serde(default)]
         user_id: Option<UserId>,
-        /// The ticket.
         ticket_id: TicketId,
         /// Seat index of the ticket in its registration.
         ticket_index: u16,
@@ -271,7 +253,7 @@ pub enum PoolCommand {
     Scan(Box<ScanCommand>),
     /// Create a voucher (its code checked unique in the event by the caller).
     CreateVoucher(Box<voucher::VoucherDef>),
-    /// Deactivate a voucher.
+    /// Deactivate a voucher, by code (deactivating twice changes nothing).
     DeactivateVoucher(String),
     /// Join a ticket type's waiting list (`joined_at` is set by the pool).
     JoinWaitlist(Box<waitlist::WaitlistEntry>),
@@ -297,9 +279,7 @@ pub enum PoolCommand {
 pub struct HoldCommand {
     /// Id for the registration, chosen by the caller so retries can be matched.
     pub registration_id: RegistrationId,
-    /// The event.
     pub event_id: EventId,
-    /// The ticket type.
     pub ticket_type_id: TicketTypeId,
     /// Seats, already checked against `max_per_order`.
     pub quantity: u16,
@@ -326,7 +306,6 @@ pub struct HoldCommand {
 pub struct ScanCommand {
     /// The registration the ticket belongs to.
     pub registration_id: RegistrationId,
-    /// The ticket.
     pub ticket_id: TicketId,
     /// The ticket's seat index.
     pub ticket_index: u16,
@@ -349,7 +328,6 @@ pub struct ScanCommand {
 pub enum PoolOutcome {
     /// A new hold, or the earlier one for the same idempotency key (`replayed`).
     Held {
-        /// The registration.
         registration_id: RegistrationId,
         /// Its current status (a replay may find it confirmed by now).
         status: RegistrationStatus,

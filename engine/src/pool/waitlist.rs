@@ -26,7 +26,6 @@ pub const WAITLIST_MAX: usize = 10_000;
 /// A place on a waiting list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitlistEntry {
-    /// Its id.
     pub id: WaitlistEntryId,
     /// Who waits.
     pub user_id: UserId,
@@ -44,7 +43,7 @@ pub struct WaitlistEntry {
     pub max_per_account: Option<u16>,
     /// How long an offer stays reserved, in seconds.
     pub offer_ttl_secs: u32,
-    /// When it joined.
+    /// Set by the pool when it decides the join (what the caller sent is overwritten).
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub joined_at: DateTime<Utc>,
     /// The ticket type's end of sales: no offer from then on (the place is dropped).
