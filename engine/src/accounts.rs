@@ -192,7 +192,6 @@ pub struct Session {
 pub enum UserEvent {
     /// The account was created.
     Registered {
-        /// Its id.
         id: UserId,
         /// Normalised (trimmed, lower-case) e-mail: unique across accounts.
         email: String,
@@ -202,7 +201,6 @@ pub enum UserEvent {
         password_hash: String,
         /// Initial roles.
         roles: Vec<Role>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -210,7 +208,6 @@ pub enum UserEvent {
     ProfileUpdated {
         /// The whole new profile.
         profile: Profile,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -218,7 +215,6 @@ pub enum UserEvent {
     PreferencesUpdated {
         /// The whole new preferences.
         preferences: Preferences,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -226,7 +222,6 @@ pub enum UserEvent {
     PasswordChanged {
         /// PHC string of the new hash.
         password_hash: String,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -234,7 +229,6 @@ pub enum UserEvent {
     RolesChanged {
         /// The whole new set, sorted.
         roles: Vec<Role>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -247,20 +241,17 @@ pub enum UserEvent {
         /// When that token runs out.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A refresh token was exchanged for the next one of its family.
     SessionRotated {
-        /// The family.
         family: Uuid,
         /// Digest of the new token.
         token: [u8; 32],
         /// When the new token runs out.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -268,13 +259,11 @@ pub enum UserEvent {
     EmailVerificationIssued {
         /// The link's single-use token (its digest).
         token: PendingToken,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// The address was confirmed with the pending verification token (which is used up).
     EmailVerified {
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -282,7 +271,6 @@ pub enum UserEvent {
     PasswordResetIssued {
         /// The link's single-use token (its digest).
         token: PendingToken,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
@@ -291,20 +279,38 @@ pub enum UserEvent {
     PasswordReset {
         /// PHC string of the new hash.
         password_hash: String,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
     /// A session ended: logout, or a reused refresh token revoked its family.
     SessionRevoked {
-        /// The family.
         family: Uuid,
         /// Why.
         reason: RevokeReason,
-        /// When.
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
+}
+
+impl UserEvent {
+    /// When it happened: every user event carries its time, which becomes the record's
+    /// `updated_at`.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            UserEvent::Registered { at, .. }
+            | UserEvent::ProfileUpdated { at, .. }
+            | UserEvent::PreferencesUpdated { at, .. }
+            | UserEvent::PasswordChanged { at, .. }
+            | UserEvent::RolesChanged { at, .. }
+            | UserEvent::SessionStarted { at, .. }
+            | UserEvent::SessionRotated { at, .. }
+            | UserEvent::EmailVerificationIssued { at, .. }
+            | UserEvent::EmailVerified { at }
+            | UserEvent::PasswordResetIssued { at, .. }
+            | UserEvent::PasswordReset { at, .. }
+            | UserEvent::SessionRevoked { at, .. } => *at,
+        }
+    }
 }
 
 /// A single-use token sent by e-mail: only its SHA-256 digest is stored.
@@ -352,7 +358,6 @@ pub enum RevokeReason {
 /// A user account: the aggregate, the stream's snapshot and the read model in one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
-    /// Its id.
     pub id: UserId,
     /// Sequence number of the last applied event.
     pub seq: u64,
@@ -366,7 +371,6 @@ pub struct UserRecord {
     pub roles: Vec<Role>,
     /// Editable profile.
     pub profile: Profile,
-    /// Preferences.
     pub preferences: Preferences,
     /// Live sessions, oldest first.
     pub sessions: Vec<Session>,
@@ -395,7 +399,6 @@ pub struct NewUser {
     pub name: String,
     /// PHC string of the password hash.
     pub password_hash: String,
-    /// Roles.
     pub roles: Vec<Role>,
 }
 
@@ -475,83 +478,69 @@ impl UserRecord {
     pub fn apply(&mut self, event: &UserEvent) {
         self.seq += 1;
         match event {
-            UserEvent::Registered { at, .. } => self.updated_at = *at,
-            UserEvent::ProfileUpdated { profile, at } => {
-                self.profile = profile.clone();
-                self.updated_at = *at;
-            }
-            UserEvent::PreferencesUpdated { preferences, at } => {
+            UserEvent::Registered { .. } => {}
+            UserEvent::ProfileUpdated { profile, .. } => self.profile = profile.clone(),
+            UserEvent::PreferencesUpdated { preferences, .. } => {
                 self.preferences = preferences.clone();
-                self.updated_at = *at;
             }
-            UserEvent::PasswordChanged { password_hash, at } => {
+            UserEvent::RolesChanged { roles, .. } => self.roles = roles.clone(),
+            UserEvent::PasswordChanged { password_hash, .. } => {
                 self.password_hash = password_hash.clone();
                 // Whoever had a session with the old password loses it, and a reset link
                 // sent before the change no longer works.
                 self.sessions.clear();
                 self.reset_token = None;
-                self.updated_at = *at;
             }
-            UserEvent::EmailVerificationIssued { token, at } => {
+            UserEvent::EmailVerificationIssued { token, .. } => {
                 self.email_token = Some(token.clone());
-                self.updated_at = *at;
             }
-            UserEvent::EmailVerified { at } => {
+            UserEvent::EmailVerified { .. } => {
                 self.email_verified = true;
                 self.email_token = None;
-                self.updated_at = *at;
             }
-            UserEvent::PasswordResetIssued { token, at } => {
-                self.reset_token = Some(token.clone());
-                self.updated_at = *at;
-            }
-            UserEvent::PasswordReset { password_hash, at } => {
+            UserEvent::PasswordResetIssued { token, .. } => self.reset_token = Some(token.clone()),
+            UserEvent::PasswordReset { password_hash, .. } => {
                 self.password_hash = password_hash.clone();
                 self.sessions.clear();
                 self.reset_token = None;
                 self.email_verified = true;
                 self.email_token = None;
-                self.updated_at = *at;
-            }
-            UserEvent::RolesChanged { roles, at } => {
-                self.roles = roles.clone();
-                self.updated_at = *at;
             }
             UserEvent::SessionStarted {
                 family,
                 token,
                 expires_at,
                 at,
-            } => {
-                self.sessions.push(Session {
-                    family: *family,
-                    current: *token,
-                    used: Vec::new(),
-                    started_at: *at,
-                    expires_at: *expires_at,
-                });
-                self.updated_at = *at;
-            }
+            } => self.sessions.push(Session {
+                family: *family,
+                current: *token,
+                used: Vec::new(),
+                started_at: *at,
+                expires_at: *expires_at,
+            }),
             UserEvent::SessionRotated {
                 family,
                 token,
                 expires_at,
-                at,
-            } => {
-                if let Some(s) = self.sessions.iter_mut().find(|s| s.family == *family) {
-                    s.used.push(s.current);
-                    if s.used.len() > USED_TOKENS_MAX {
-                        s.used.remove(0);
-                    }
-                    s.current = *token;
-                    s.expires_at = *expires_at;
-                }
-                self.updated_at = *at;
-            }
-            UserEvent::SessionRevoked { family, at, .. } => {
+                ..
+            } => self.rotate_session(*family, *token, *expires_at),
+            UserEvent::SessionRevoked { family, .. } => {
                 self.sessions.retain(|s| s.family != *family);
-                self.updated_at = *at;
             }
+        }
+        self.updated_at = event.at();
+    }
+
+    /// Moves a session's current token to its used ones (the oldest beyond
+    /// `USED_TOKENS_MAX` forgotten) and makes `token` current until `expires_at`.
+    fn rotate_session(&mut self, family: Uuid, token: [u8; 32], expires_at: DateTime<Utc>) {
+        if let Some(s) = self.sessions.iter_mut().find(|s| s.family == family) {
+            s.used.push(s.current);
+            if s.used.len() > USED_TOKENS_MAX {
+                s.used.remove(0);
+            }
+            s.current = token;
+            s.expires_at = expires_at;
         }
     }
 

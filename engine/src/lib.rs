@@ -2,8 +2,6 @@
 //! machine, the actors that own state, and the ports (journal, store, clock) that the
 //! `storage` crate implements. No HTTP, no database, no network here.
 
-#![warn(missing_docs)]
-
 pub mod accounts;
 mod actors;
 pub mod cache;

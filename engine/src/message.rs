@@ -39,7 +39,6 @@ pub enum MessageKind {
     Tickets {
         /// The event's title.
         event_title: String,
-        /// The registration.
         registration_id: crate::ids::RegistrationId,
         /// Each ticket's printed number and signed code.
         tickets: Vec<TicketLine>,
@@ -66,7 +65,6 @@ pub enum MessageKind {
     /// The event was canceled: the registration (or waiting-list place) ended with it, and
     /// its tickets, if any, no longer admit anyone.
     EventCanceled {
-        /// The event.
         event_id: crate::ids::EventId,
         /// The event's title.
         event_title: String,

@@ -191,50 +191,7 @@ pub(crate) async fn relay(
                 Vec::new()
             }
         };
-        let mut failed = false;
-        for (id, message) in &batch {
-            let outcome = match message {
-                Ok(message) => sink.deliver(message).await.map_err(|e| {
-                    tracing::warn!(error = %e, %id, kind = message.kind.as_str(), "message delivery failed; retrying later");
-                    metrics::counter!("outbox_delivery_failures_total", "kind" => message.kind.as_str())
-                        .increment(1);
-                    e
-                }),
-                Err(e) => {
-                    dead_letter(&*store, &gauge, *id, &format!("undecodable: {e}"));
-                    continue;
-                }
-            };
-            match outcome {
-                Ok(()) => {
-                    if let Err(StoreError(e)) = store.outbox_remove(*id) {
-                        // Delivered but still queued: it goes out again (at least once).
-                        tracing::error!(error = %e, %id, "outbox removal failed");
-                        failed = true;
-                        break;
-                    }
-                    gauge.release(1);
-                    if let Ok(m) = message {
-                        metrics::counter!("outbox_delivered_total", "kind" => m.kind.as_str())
-                            .increment(1);
-                    }
-                }
-                Err(e) => {
-                    let attempts = match failing {
-                        Some((head, n)) if head == *id => n + 1,
-                        _ => 1,
-                    };
-                    if attempts >= config.attempts_max {
-                        dead_letter(&*store, &gauge, *id, &e);
-                        failing = None;
-                        continue;
-                    }
-                    failing = Some((*id, attempts));
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let failed = deliver_batch(&*store, &*sink, &gauge, &config, &batch, &mut failing).await;
         // A long backlog must not hold a worker thread (the sink may never yield).
         tokio::task::yield_now().await;
         let wait = if failed {
@@ -257,6 +214,60 @@ pub(crate) async fn relay(
             },
         }
     }
+}
+
+/// Delivers `batch` in order, removing each delivered message from the outbox. Returns
+/// `true` if it stopped at a message to retry later (`failing` counts its failures in a row).
+async fn deliver_batch(
+    store: &dyn Store,
+    sink: &dyn MessageSink,
+    gauge: &OutboxGauge,
+    config: &OutboxConfig,
+    batch: &[(Uuid, Result<OutboxMessage, String>)],
+    failing: &mut Option<(Uuid, u32)>,
+) -> bool {
+    for (id, message) in batch {
+        let outcome = match message {
+            Ok(message) => sink.deliver(message).await.map_err(|e| {
+                tracing::warn!(error = %e, %id, kind = message.kind.as_str(), "message delivery failed; retrying later");
+                metrics::counter!("outbox_delivery_failures_total", "kind" => message.kind.as_str())
+                    .increment(1);
+                e
+            }),
+            Err(e) => {
+                dead_letter(store, gauge, *id, &format!("undecodable: {e}"));
+                continue;
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                if let Err(StoreError(e)) = store.outbox_remove(*id) {
+                    // Delivered but still queued: it goes out again (at least once).
+                    tracing::error!(error = %e, %id, "outbox removal failed");
+                    return true;
+                }
+                gauge.release(1);
+                if let Ok(m) = message {
+                    metrics::counter!("outbox_delivered_total", "kind" => m.kind.as_str())
+                        .increment(1);
+                }
+            }
+            Err(e) => {
+                let attempts = match *failing {
+                    Some((head, n)) if head == *id => n + 1,
+                    _ => 1,
+                };
+                if attempts >= config.attempts_max {
+                    dead_letter(store, gauge, *id, &e);
+                    *failing = None;
+                    continue;
+                }
+                *failing = Some((*id, attempts));
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Moves a message the relay gives up on to the dead letters.

@@ -148,83 +148,15 @@ impl Actor for EventActor {
         state: &mut EventActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EventMsg::Update(patch, reply) => {
-                if let Err(e) = patch.validate(&state.record) {
-                    let _ = reply.send(Err(e.into()));
-                    return Ok(());
-                }
-                if patch.is_empty() {
-                    let _ = reply.send(Ok(state.record.clone()));
-                    return Ok(());
-                }
-                let at = state.ctx.clock.now();
-                commit(state, EventEvent::Updated { patch, at }, move |r| r, reply).await;
-            }
+            EventMsg::Update(patch, reply) => update(state, patch, reply).await,
             EventMsg::Transition(to, reply) => transition(state, to, reply).await,
             EventMsg::CreateTicketType(cmd, idempotency, reply) => {
                 create_ticket_type(&myself, state, (cmd, idempotency), reply).await?
             }
-            EventMsg::SetMember(user, role, reply) => {
-                let current = state
-                    .record
-                    .members
-                    .iter()
-                    .find(|(u, _)| *u == user)
-                    .map(|m| m.1);
-                if current == role {
-                    let _ = reply.send(Ok(state.record.clone()));
-                    return Ok(());
-                }
-                if state.record.owner == Some(user) {
-                    let _ = reply.send(Err(DomainError::Validation(vec![
-                        crate::error::FieldError::new("user_id", "the owner's role cannot change"),
-                    ])
-                    .into()));
-                    return Ok(());
-                }
-                if current.is_none() && state.record.members.len() >= EVENT_MEMBERS_MAX {
-                    let _ = reply.send(Err(DomainError::LimitReached("members per event").into()));
-                    return Ok(());
-                }
-                let at = state.ctx.clock.now();
-                commit(
-                    state,
-                    EventEvent::MemberSet { user, role, at },
-                    move |r| r,
-                    reply,
-                )
-                .await;
-            }
-            EventMsg::RotateTicketKey(reply) => {
-                let Some(key) = state.record.ticket_key.checked_add(1) else {
-                    let _ =
-                        reply.send(Err(DomainError::LimitReached("ticket key rotations").into()));
-                    return Ok(());
-                };
-                let at = state.ctx.clock.now();
-                commit(
-                    state,
-                    EventEvent::TicketKeyRotated { key, at },
-                    move |r| r,
-                    reply,
-                )
-                .await;
-            }
+            EventMsg::SetMember(user, role, reply) => set_member(state, user, role, reply).await,
+            EventMsg::RotateTicketKey(reply) => rotate_ticket_key(state, reply).await,
             EventMsg::CreateCheckInList(list, reply) => {
-                if state.record.checkin_lists.len() >= crate::model::CHECKIN_LISTS_MAX {
-                    let _ = reply.send(Err(
-                        DomainError::LimitReached("check-in lists per event").into()
-                    ));
-                    return Ok(());
-                }
-                let at = state.ctx.clock.now();
-                commit(
-                    state,
-                    EventEvent::CheckInListCreated { list: *list, at },
-                    move |r| r,
-                    reply,
-                )
-                .await;
+                create_checkin_list(state, *list, reply).await
             }
             EventMsg::PassivateCheck => passivate_if_idle(&myself, state),
             EventMsg::Poisoned(reason) => return Err(reason.into()),
@@ -337,6 +269,97 @@ async fn commit_then<T: Send + 'static>(
     )
     .with_snapshot(Some(Snapshot::Event(Box::new(state.record.clone()))));
     state.ctx.journal.append(request).await;
+}
+
+/// Changes the event's settings (a patch that changes nothing is answered at once).
+async fn update(state: &mut EventActorState, patch: EventPatch, reply: Reply<EventRecord>) {
+    if let Err(e) = patch.validate(&state.record) {
+        let _ = reply.send(Err(e.into()));
+        return;
+    }
+    if patch.is_empty() {
+        let _ = reply.send(Ok(state.record.clone()));
+        return;
+    }
+    let at = state.ctx.clock.now();
+    commit(state, EventEvent::Updated { patch, at }, move |r| r, reply).await;
+}
+
+/// Gives `user` a role in the event, or takes it away (`None`). The owner's role is fixed;
+/// members are bounded by `EVENT_MEMBERS_MAX`.
+async fn set_member(
+    state: &mut EventActorState,
+    user: UserId,
+    role: Option<EventRole>,
+    reply: Reply<EventRecord>,
+) {
+    let current = state
+        .record
+        .members
+        .iter()
+        .find(|(u, _)| *u == user)
+        .map(|m| m.1);
+    if current == role {
+        let _ = reply.send(Ok(state.record.clone()));
+        return;
+    }
+    if state.record.owner == Some(user) {
+        let _ = reply.send(Err(DomainError::Validation(vec![
+            crate::error::FieldError::new("user_id", "the owner's role cannot change"),
+        ])
+        .into()));
+        return;
+    }
+    if current.is_none() && state.record.members.len() >= EVENT_MEMBERS_MAX {
+        let _ = reply.send(Err(DomainError::LimitReached("members per event").into()));
+        return;
+    }
+    let at = state.ctx.clock.now();
+    commit(
+        state,
+        EventEvent::MemberSet { user, role, at },
+        move |r| r,
+        reply,
+    )
+    .await;
+}
+
+/// Moves the ticket-signing key to the next id (at most 255 rotations).
+async fn rotate_ticket_key(state: &mut EventActorState, reply: Reply<EventRecord>) {
+    let Some(key) = state.record.ticket_key.checked_add(1) else {
+        let _ = reply.send(Err(DomainError::LimitReached("ticket key rotations").into()));
+        return;
+    };
+    let at = state.ctx.clock.now();
+    commit(
+        state,
+        EventEvent::TicketKeyRotated { key, at },
+        move |r| r,
+        reply,
+    )
+    .await;
+}
+
+/// Adds a check-in list, up to `CHECKIN_LISTS_MAX` per event.
+async fn create_checkin_list(
+    state: &mut EventActorState,
+    list: crate::model::CheckInList,
+    reply: Reply<EventRecord>,
+) {
+    if state.record.checkin_lists.len() >= crate::model::CHECKIN_LISTS_MAX {
+        let _ = reply.send(Err(
+            DomainError::LimitReached("check-in lists per event").into()
+        ));
+        return;
+    }
+    let at = state.ctx.clock.now();
+    commit(
+        state,
+        EventEvent::CheckInListCreated { list, at },
+        move |r| r,
+        reply,
+    )
+    .await;
 }
 
 async fn transition(state: &mut EventActorState, to: EventStatus, reply: Reply<EventRecord>) {

@@ -4,6 +4,7 @@
 use super::{Engine, storage};
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
 use crate::ids::{EventId, PoolId, TicketTypeId, WaitlistEntryId};
+use crate::model::{EventRecord, PRICE_MINOR_MAX, TicketType};
 use crate::pool::voucher::{VOUCHER_CODE_LEN, VOUCHER_USES_MAX, Voucher, VoucherDef};
 use crate::pool::{PoolCommand, PoolOutcome};
 use crate::ports::{Page, VoucherView};
@@ -57,6 +58,143 @@ fn generated_code() -> String {
         .collect()
 }
 
+/// Validates a voucher to create against its event, reporting every problem at once: its
+/// definition, and the one pool its ticket types share (which decides its uses).
+fn voucher_def(
+    record: &EventRecord,
+    new: &NewVoucher,
+    now: DateTime<Utc>,
+) -> EngineResult<(VoucherDef, PoolId)> {
+    let mut errors = Vec::new();
+    let code = checked_code(new, &mut errors);
+    let types: Vec<_> = new
+        .ticket_types
+        .iter()
+        .map(|id| record.ticket_type(*id))
+        .collect();
+    let pool_id = shared_pool(new, &types, &mut errors);
+    let discount = checked_discount(new, &types, &mut errors);
+    check_uses_and_validity(new, now, &mut errors);
+    let (Some(code), Some(pool_id), true) = (code, pool_id, errors.is_empty()) else {
+        return Err(DomainError::Validation(errors).into());
+    };
+    let mut ticket_types = new.ticket_types.clone();
+    ticket_types.sort();
+    ticket_types.dedup();
+    let def = VoucherDef {
+        code,
+        ticket_types,
+        discount,
+        max_uses: new.max_uses as u32,
+        valid_from: new.valid_from,
+        valid_until: new.valid_until,
+        reserve_seats: new.reserve_seats,
+    };
+    Ok((def, pool_id))
+}
+
+/// The code asked for, normalised, or a generated one.
+fn checked_code(new: &NewVoucher, errors: &mut Vec<FieldError>) -> Option<String> {
+    let code = match &new.code {
+        None => Some(generated_code()),
+        Some(c) => normalize_code(c),
+    };
+    if code.is_none() {
+        errors.push(FieldError::new(
+            "code",
+            format!(
+                "must be {} to {} characters of A-Z, 0-9, - and _",
+                VOUCHER_CODE_LEN.start(),
+                VOUCHER_CODE_LEN.end()
+            ),
+        ));
+    }
+    code
+}
+
+/// The one pool of the voucher's ticket types (`types`: each looked up in the event).
+fn shared_pool(
+    new: &NewVoucher,
+    types: &[Option<&TicketType>],
+    errors: &mut Vec<FieldError>,
+) -> Option<PoolId> {
+    let mut pools: Vec<_> = types.iter().flatten().map(|t| t.pool_id).collect();
+    pools.sort();
+    pools.dedup();
+    if new.ticket_types.is_empty() || types.iter().any(Option::is_none) {
+        errors.push(FieldError::new(
+            "ticket_type_ids",
+            "must name one or more ticket types of this event",
+        ));
+    } else if pools.len() != 1 {
+        errors.push(FieldError::new(
+            "ticket_type_ids",
+            "must all share one pool (a voucher's uses are decided with that pool's seats)",
+        ));
+    }
+    pools.first().copied()
+}
+
+/// The discount asked for: a percentage or a fixed amount (then in one currency), or none.
+fn checked_discount(
+    new: &NewVoucher,
+    types: &[Option<&TicketType>],
+    errors: &mut Vec<FieldError>,
+) -> Option<Discount> {
+    let discount = match (new.percent_off, new.amount_off_minor) {
+        (None, None) => None,
+        (Some(p), None) if (1..=100).contains(&p) => Some(Discount::Percent(p as u8)),
+        (None, Some(a)) if (1..=PRICE_MINOR_MAX).contains(&a) => Some(Discount::Fixed(a)),
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "percent_off",
+                "give at most one of percent_off and amount_off_minor",
+            ));
+            None
+        }
+        (Some(_), None) => {
+            errors.push(FieldError::new("percent_off", "must be between 1 and 100"));
+            None
+        }
+        (None, Some(_)) => {
+            errors.push(FieldError::new(
+                "amount_off_minor",
+                format!("must be between 1 and {PRICE_MINOR_MAX}"),
+            ));
+            None
+        }
+    };
+    if let Some(Discount::Fixed(_)) = discount {
+        let mut currencies: Vec<_> = types.iter().flatten().map(|t| &t.currency).collect();
+        currencies.sort();
+        currencies.dedup();
+        if currencies.len() > 1 {
+            errors.push(FieldError::new(
+                "amount_off_minor",
+                "a fixed amount needs ticket types of one currency",
+            ));
+        }
+    }
+    discount
+}
+
+/// `max_uses` in range; a validity that ends after it starts, and in the future.
+fn check_uses_and_validity(new: &NewVoucher, now: DateTime<Utc>, errors: &mut Vec<FieldError>) {
+    if !(1..=i64::from(VOUCHER_USES_MAX)).contains(&new.max_uses) {
+        errors.push(FieldError::new(
+            "max_uses",
+            format!("must be between 1 and {VOUCHER_USES_MAX}"),
+        ));
+    }
+    if let (Some(from), Some(until)) = (new.valid_from, new.valid_until)
+        && until <= from
+    {
+        errors.push(FieldError::new("valid_until", "must be after valid_from"));
+    } else if new.valid_until.is_some_and(|until| until <= now) {
+        errors.push(FieldError::new("valid_until", "must be in the future"));
+    }
+}
+
 impl Engine {
     /// Creates a voucher. Codes are unique in the event: a code is claimed among creations
     /// in flight, then checked against the durable voucher index, which the pool's append
@@ -67,113 +205,11 @@ impl Engine {
         new: NewVoucher,
     ) -> EngineResult<VoucherView> {
         let h = self.handle(event_id).await?;
-        let record = h.shared.record();
-        let mut errors = Vec::new();
-        let code = match &new.code {
-            None => Some(generated_code()),
-            Some(c) => normalize_code(c),
-        };
-        if code.is_none() {
-            errors.push(FieldError::new(
-                "code",
-                format!(
-                    "must be {} to {} characters of A-Z, 0-9, - and _",
-                    VOUCHER_CODE_LEN.start(),
-                    VOUCHER_CODE_LEN.end()
-                ),
-            ));
-        }
-        let types: Vec<_> = new
-            .ticket_types
-            .iter()
-            .map(|id| record.ticket_type(*id))
-            .collect();
-        let mut pools: Vec<_> = types.iter().flatten().map(|t| t.pool_id).collect();
-        pools.sort();
-        pools.dedup();
-        if new.ticket_types.is_empty() || types.iter().any(Option::is_none) {
-            errors.push(FieldError::new(
-                "ticket_type_ids",
-                "must name one or more ticket types of this event",
-            ));
-        } else if pools.len() != 1 {
-            errors.push(FieldError::new(
-                "ticket_type_ids",
-                "must all share one pool (a voucher's uses are decided with that pool's seats)",
-            ));
-        }
-        let discount = match (new.percent_off, new.amount_off_minor) {
-            (None, None) => None,
-            (Some(p), None) if (1..=100).contains(&p) => Some(Discount::Percent(p as u8)),
-            (None, Some(a)) if (1..=crate::model::PRICE_MINOR_MAX).contains(&a) => {
-                Some(Discount::Fixed(a))
-            }
-            (Some(_), Some(_)) => {
-                errors.push(FieldError::new(
-                    "percent_off",
-                    "give at most one of percent_off and amount_off_minor",
-                ));
-                None
-            }
-            (Some(_), None) => {
-                errors.push(FieldError::new("percent_off", "must be between 1 and 100"));
-                None
-            }
-            (None, Some(_)) => {
-                errors.push(FieldError::new(
-                    "amount_off_minor",
-                    format!("must be between 1 and {}", crate::model::PRICE_MINOR_MAX),
-                ));
-                None
-            }
-        };
-        if let Some(Discount::Fixed(_)) = discount {
-            let mut currencies: Vec<_> = types.iter().flatten().map(|t| &t.currency).collect();
-            currencies.sort();
-            currencies.dedup();
-            if currencies.len() > 1 {
-                errors.push(FieldError::new(
-                    "amount_off_minor",
-                    "a fixed amount needs ticket types of one currency",
-                ));
-            }
-        }
-        if !(1..=i64::from(VOUCHER_USES_MAX)).contains(&new.max_uses) {
-            errors.push(FieldError::new(
-                "max_uses",
-                format!("must be between 1 and {VOUCHER_USES_MAX}"),
-            ));
-        }
-        if let (Some(from), Some(until)) = (new.valid_from, new.valid_until)
-            && until <= from
-        {
-            errors.push(FieldError::new("valid_until", "must be after valid_from"));
-        } else if new
-            .valid_until
-            .is_some_and(|until| until <= self.ctx.clock.now())
-        {
-            errors.push(FieldError::new("valid_until", "must be in the future"));
-        }
-        let (Some(code), true) = (code, errors.is_empty()) else {
-            return Err(DomainError::Validation(errors).into());
-        };
-        let mut ticket_types = new.ticket_types.clone();
-        ticket_types.sort();
-        ticket_types.dedup();
-        let def = VoucherDef {
-            code: code.clone(),
-            ticket_types,
-            discount,
-            max_uses: new.max_uses as u32,
-            valid_from: new.valid_from,
-            valid_until: new.valid_until,
-            reserve_seats: new.reserve_seats,
-        };
-        let claim = format!("{event_id}/{code}");
+        let (def, pool_id) = voucher_def(&h.shared.record(), &new, self.ctx.clock.now())?;
+        let claim = format!("{event_id}/{}", def.code);
         if !self.voucher_codes.insert(claim.clone()) {
             return Err(DomainError::VoucherExists.into());
         }
-        let pool_id = pools[0];
         let result = self.create_voucher_claimed(event_id, pool_id, def).await;
         match &result {
             // The creation may still be in the pool's mailbox or journal queue: the claim is

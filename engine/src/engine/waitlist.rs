@@ -12,7 +12,6 @@ use crate::ports::{WaitlistStatus, WaitlistView};
 /// A request to join a waiting list, as the caller sent it.
 #[derive(Clone, Debug)]
 pub struct JoinWaitlist {
-    /// The event.
     pub event_id: EventId,
     /// The sold-out ticket type.
     pub ticket_type_id: TicketTypeId,

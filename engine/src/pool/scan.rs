@@ -14,8 +14,10 @@
 //! - Every decided scan, duplicates included, is journaled (`PoolEvent::Scanned`): nothing a
 //!   scanner reported is lost. Refusals by the list's rules are answered, not journaled.
 
-use super::Admission;
-use crate::ids::CheckInListId;
+use super::{Admission, PoolEvent, PoolOutcome, PoolState, RegEntry, ScanCommand, millis_to_time};
+use crate::error::DomainError;
+use crate::ids::{CheckInListId, RegistrationId};
+use crate::model::{EventStatus, RegistrationStatus};
 pub use crate::values::ListRules;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,7 +29,6 @@ pub const SCAN_FEED_CAPACITY: usize = 4096;
 /// A decided scan, as the event's scanners hear of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanNotice {
-    /// The ticket.
     pub ticket_id: crate::ids::TicketId,
     /// The list (`None`: default).
     pub list: Option<CheckInListId>,
@@ -191,6 +192,177 @@ pub fn apply(
         }
         (ScanResult::Exited, None) | (ScanResult::Duplicate, _) => {}
     }
+}
+
+impl PoolState {
+    pub(super) fn decide_scan(
+        &mut self,
+        cmd: ScanCommand,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        // A retried scan gets its first answer and changes nothing.
+        if let Some(nonce) = &cmd.nonce
+            && let Some((result, first)) = self.nonces.get(nonce)
+        {
+            return Ok(PoolOutcome::Scanned {
+                result: result.clone(),
+                first: first.clone(),
+            });
+        }
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
+        let reg = self.scanned_registration(&cmd)?;
+        let at = scan_time(&cmd, now)?;
+        let (registration_id, index, list) = (cmd.registration_id, cmd.ticket_index, cmd.list.id);
+        let (event, result) = self.scan_event(cmd, reg, at)?;
+        self.emit(events, event);
+        let first = self
+            .presence
+            .get(&registration_id)
+            .and_then(|p| find(p, index, list))
+            .map(|p| p.first.clone())
+            .ok_or(DomainError::NotCheckedIn)?;
+        Ok(PoolOutcome::Scanned { result, first })
+    }
+
+    /// The registration of the scanned ticket, if the ticket exists and may be checked in.
+    fn scanned_registration(&self, cmd: &ScanCommand) -> Result<RegEntry, DomainError> {
+        let reg = *self
+            .regs
+            .get(&cmd.registration_id)
+            .ok_or(DomainError::TicketNotFound)?;
+        match reg.status {
+            RegistrationStatus::Confirmed => {}
+            RegistrationStatus::Canceled => return Err(DomainError::TicketRevoked),
+            status => {
+                return Err(DomainError::InvalidRegistrationState {
+                    status,
+                    action: "check in",
+                });
+            }
+        }
+        if cmd.ticket_index >= reg.quantity {
+            return Err(DomainError::TicketNotFound);
+        }
+        Ok(reg)
+    }
+
+    /// Decides the scan against the ticket's presences and builds its event (the result, the
+    /// admission it supersedes, whether it is the ticket's first on any list) and its result.
+    fn scan_event(
+        &self,
+        cmd: ScanCommand,
+        reg: RegEntry,
+        at: DateTime<Utc>,
+    ) -> Result<(PoolEvent, ScanResult), DomainError> {
+        let offline = cmd.scanned_at.is_some();
+        let rules = &cmd.list;
+        let presences = self.presence.get(&cmd.registration_id);
+        let presence = presences.and_then(|p| find(p, cmd.ticket_index, rules.id));
+        let result = decide(
+            presence,
+            rules,
+            cmd.direction,
+            at,
+            cmd.gate.as_deref(),
+            offline,
+        )
+        .ok_or(DomainError::NotCheckedIn)?;
+        // An uploaded scan that takes over the first admission: the one it replaces (for the
+        // statistics, which count a ticket's first admission once).
+        let superseded = match (&result, presence) {
+            (ScanResult::Admitted, Some(p)) if offline => Some(p.first.clone()),
+            _ => None,
+        };
+        let first_on_ticket = result == ScanResult::Admitted
+            && presences.is_none_or(|p| {
+                p.iter()
+                    .filter(|p| p.index == cmd.ticket_index)
+                    .all(|p| earlier(at, cmd.gate.as_deref(), &p.first))
+            });
+        let event = PoolEvent::Scanned {
+            registration_id: cmd.registration_id,
+            user_id: reg.user(),
+            ticket_id: cmd.ticket_id,
+            ticket_index: cmd.ticket_index,
+            list: rules.id,
+            direction: cmd.direction,
+            admission: Admission { at, gate: cmd.gate },
+            offline,
+            nonce: cmd.nonce,
+            result: result.clone(),
+            superseded,
+            first_on_ticket: Some(first_on_ticket),
+        };
+        Ok((event, result))
+    }
+
+    pub(super) fn apply_scanned(&mut self, event: &PoolEvent) {
+        let PoolEvent::Scanned {
+            registration_id,
+            ticket_index,
+            list,
+            admission,
+            offline,
+            nonce,
+            result,
+            ..
+        } = event
+        else {
+            unreachable!("apply_scanned of {event:?}");
+        };
+        let presences = self.presence.entry(*registration_id).or_default();
+        apply(presences, *ticket_index, *list, result, admission, *offline);
+        if let Some(nonce) = nonce {
+            let first = find(presences, *ticket_index, *list)
+                .map_or_else(|| admission.clone(), |p| p.first.clone());
+            self.nonces.insert(*nonce, (result.clone(), first));
+        }
+    }
+
+    /// A default-list admission from a journal written before check-in lists.
+    pub(super) fn apply_checked_in(
+        &mut self,
+        registration_id: RegistrationId,
+        ticket_index: u16,
+        admission: &Admission,
+    ) {
+        apply(
+            self.presence.entry(registration_id).or_default(),
+            ticket_index,
+            None,
+            &ScanResult::Admitted,
+            admission,
+            false,
+        );
+    }
+}
+
+/// When the scan counts as made (an uploaded scan: when it was made, at most now), if the
+/// list's gates, ticket types and opening hours admit it.
+fn scan_time(cmd: &ScanCommand, now: DateTime<Utc>) -> Result<DateTime<Utc>, DomainError> {
+    let rules = &cmd.list;
+    let gate_ok =
+        rules.gates.is_empty() || cmd.gate.as_ref().is_some_and(|g| rules.gates.contains(g));
+    let type_ok = rules.ticket_types.is_empty() || rules.ticket_types.contains(&cmd.ticket_type_id);
+    if !gate_ok || !type_ok {
+        return Err(DomainError::NotAllowedAtGate);
+    }
+    let at = millis_to_time(cmd.scanned_at.unwrap_or(now).min(now).timestamp_millis());
+    if let Some(opens_at) = rules.opens_at
+        && at < opens_at
+    {
+        return Err(DomainError::NotYetValid { opens_at });
+    }
+    if let Some(closes_at) = rules.closes_at
+        && at > closes_at
+    {
+        return Err(DomainError::CheckInClosed { closes_at });
+    }
+    Ok(at)
 }
 
 #[cfg(test)]

@@ -2,8 +2,14 @@
 //! check-in and crash-and-replay, checked after every step against a reference model.
 
 use super::*;
-use crate::model::{Attendee, EventStatus};
+use crate::error::DomainError;
+use crate::ids::{
+    EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId, WaitlistEntryId,
+};
+use crate::model::{Attendee, EventStatus, RegistrationStatus};
+use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 #[derive(Clone, Debug)]
 enum Op {

@@ -12,6 +12,8 @@
 //!   price. A reserving voucher is deactivated by its pool when its `valid_until` passes, so
 //!   seats it can no longer sell go back to general sale (and to the waiting list).
 
+use super::{PoolEvent, PoolOutcome, PoolState};
+use crate::error::DomainError;
 use crate::ids::TicketTypeId;
 use crate::pricing::Discount;
 use chrono::{DateTime, Utc};
@@ -234,5 +236,96 @@ impl Vouchers {
     /// Every voucher, in creation order.
     pub fn iter(&self) -> impl Iterator<Item = &Voucher> {
         self.list.iter()
+    }
+}
+
+impl PoolState {
+    pub(super) fn decide_create_voucher(
+        &mut self,
+        def: VoucherDef,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if self.vouchers.index(&def.code).is_some() {
+            return Err(DomainError::VoucherExists);
+        }
+        if self.vouchers.len() >= VOUCHERS_PER_POOL_MAX {
+            return Err(DomainError::LimitReached("vouchers per pool"));
+        }
+        let available = self.counts().available();
+        if def.reserve_seats && def.max_uses > available {
+            return Err(DomainError::SoldOut { available });
+        }
+        let code = def.code.clone();
+        self.emit(
+            events,
+            PoolEvent::VoucherCreated {
+                event_id: self.event_id,
+                voucher: def,
+                at: now,
+            },
+        );
+        Ok(self.voucher_outcome(&code))
+    }
+
+    pub(super) fn decide_deactivate_voucher(
+        &mut self,
+        code: &str,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let voucher = self
+            .vouchers
+            .by_code(code)
+            .ok_or(DomainError::VoucherNotFound)?;
+        // Deactivating twice changes nothing.
+        if voucher.active {
+            self.emit(
+                events,
+                PoolEvent::VoucherDeactivated {
+                    event_id: self.event_id,
+                    code: code.to_owned(),
+                    at: now,
+                },
+            );
+        }
+        Ok(self.voucher_outcome(code))
+    }
+
+    fn voucher_outcome(&self, code: &str) -> PoolOutcome {
+        let voucher = self.vouchers.by_code(code).expect("voucher just decided");
+        PoolOutcome::Voucher(Box::new(voucher.clone()))
+    }
+
+    /// Deactivates the reserving vouchers whose validity ended at or before `now`: they can
+    /// sell nothing more, so their seats go back.
+    pub(super) fn deactivate_due_vouchers(
+        &mut self,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) {
+        for index in self.vouchers.due(now.timestamp_millis()) {
+            let code = self.vouchers.get(index).def.code.clone();
+            self.emit(
+                events,
+                PoolEvent::VoucherDeactivated {
+                    event_id: self.event_id,
+                    code,
+                    at: now,
+                },
+            );
+        }
+    }
+
+    pub(super) fn apply_voucher_created(&mut self, def: &VoucherDef) {
+        self.vouchers.add(def.clone());
+    }
+
+    pub(super) fn apply_voucher_deactivated(&mut self, code: &str) {
+        let index = self
+            .vouchers
+            .index(code)
+            .expect("deactivation of an unknown voucher");
+        self.vouchers.deactivate(index);
     }
 }

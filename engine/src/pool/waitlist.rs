@@ -12,9 +12,11 @@
 //! - Entries that do not fit (more seats than are free) keep their place; a smaller entry
 //!   behind them may be served first, so freed seats never wait unused.
 
-use crate::ids::{TicketTypeId, UserId, WaitlistEntryId};
-use crate::model::Attendee;
-use chrono::{DateTime, Utc};
+use super::{PoolEvent, PoolOutcome, PoolState, millis_to_time};
+use crate::error::DomainError;
+use crate::ids::{RegistrationId, TicketTypeId, UserId, WaitlistEntryId};
+use crate::model::{Attendee, EventStatus};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -24,7 +26,6 @@ pub const WAITLIST_MAX: usize = 10_000;
 /// A place on a waiting list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitlistEntry {
-    /// Its id.
     pub id: WaitlistEntryId,
     /// Who waits.
     pub user_id: UserId,
@@ -42,7 +43,7 @@ pub struct WaitlistEntry {
     pub max_per_account: Option<u16>,
     /// How long an offer stays reserved, in seconds.
     pub offer_ttl_secs: u32,
-    /// When it joined.
+    /// Set by the pool when it decides the join (what the caller sent is overwritten).
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub joined_at: DateTime<Utc>,
     /// The ticket type's end of sales: no offer from then on (the place is dropped).
@@ -100,5 +101,168 @@ impl Waitlist {
     pub(super) fn remove(&mut self, id: WaitlistEntryId) -> Option<WaitlistEntry> {
         let at = self.queue.iter().position(|e| e.id == id)?;
         self.queue.remove(at)
+    }
+}
+
+impl PoolState {
+    /// Offers free seats to waiting entries, in joining order, each that fits.
+    pub(super) fn offer_freed(&mut self, now: DateTime<Utc>, events: &mut Vec<PoolEvent>) {
+        loop {
+            let available = self.counts().available();
+            if available == 0
+                || self
+                    .waitlist
+                    .smallest()
+                    .is_none_or(|q| u32::from(q) > available)
+            {
+                return;
+            }
+            // Places whose ticket type's sales ended get nothing; they leave the line.
+            if let Some(gone) = self
+                .waitlist
+                .first_fitting(|e| e.sales_end.is_some_and(|end| now >= end))
+            {
+                let entry_id = gone.id;
+                self.emit(events, PoolEvent::WaitlistLeft { entry_id, at: now });
+                continue;
+            }
+            let fits = |e: &WaitlistEntry| {
+                u32::from(e.quantity) <= available
+                    && e.max_per_account.is_none_or(|max| {
+                        self.live_seats_of(e.user_id, e.ticket_type_id) + u32::from(e.quantity)
+                            <= u32::from(max)
+                    })
+            };
+            let Some(entry) = self.waitlist.first_fitting(fits).cloned() else {
+                return;
+            };
+            let ttl = Duration::seconds(i64::from(entry.offer_ttl_secs));
+            let price = crate::pricing::quote(
+                entry.unit_price_minor,
+                &entry.currency,
+                entry.quantity,
+                None,
+            );
+            self.emit(
+                events,
+                PoolEvent::WaitlistOffered {
+                    registration_id: RegistrationId::new(),
+                    event_id: self.event_id,
+                    entry_id: entry.id,
+                    user_id: entry.user_id,
+                    ticket_type_id: entry.ticket_type_id,
+                    quantity: entry.quantity,
+                    attendee: entry.attendee,
+                    price,
+                    expires_at: millis_to_time((now + ttl).timestamp_millis()),
+                    at: now,
+                },
+            );
+        }
+    }
+
+    pub(super) fn decide_join_waitlist(
+        &mut self,
+        mut entry: WaitlistEntry,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
+        if self.waitlist.waits(entry.user_id, entry.ticket_type_id) {
+            return Err(DomainError::AlreadyWaiting);
+        }
+        // A place the account's limit would never let it take is refused now.
+        if let Some(max) = entry.max_per_account {
+            let held = self.live_seats_of(entry.user_id, entry.ticket_type_id);
+            if held + u32::from(entry.quantity) > u32::from(max) {
+                return Err(DomainError::AccountLimitReached { max, held });
+            }
+        }
+        let available = self.counts().available();
+        if u32::from(entry.quantity) <= available {
+            return Err(DomainError::NotSoldOut { available });
+        }
+        if self.waitlist.len() >= WAITLIST_MAX {
+            return Err(DomainError::LimitReached("waiting list"));
+        }
+        entry.joined_at = now;
+        let entry_id = entry.id;
+        self.emit(
+            events,
+            PoolEvent::WaitlistJoined {
+                event_id: self.event_id,
+                entry,
+                at: now,
+            },
+        );
+        Ok(PoolOutcome::Waitlisted {
+            entry_id,
+            position: self.waitlist.len(),
+        })
+    }
+
+    pub(super) fn decide_leave_waitlist(
+        &mut self,
+        entry_id: WaitlistEntryId,
+        user_id: UserId,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        match self.waitlist.position(entry_id) {
+            Some((_, e)) if e.user_id == user_id => {
+                self.emit(events, PoolEvent::WaitlistLeft { entry_id, at: now });
+                Ok(PoolOutcome::LeftWaitlist)
+            }
+            _ => Err(DomainError::WaitlistEntryNotFound),
+        }
+    }
+
+    pub(super) fn waitlist_position(
+        &self,
+        entry_id: WaitlistEntryId,
+    ) -> Result<PoolOutcome, DomainError> {
+        self.waitlist
+            .position(entry_id)
+            .map(|(position, _)| PoolOutcome::Waitlisted { entry_id, position })
+            .ok_or(DomainError::WaitlistEntryNotFound)
+    }
+
+    pub(super) fn apply_waitlist_joined(&mut self, entry: &WaitlistEntry) {
+        self.waitlist.push(entry.clone());
+    }
+
+    pub(super) fn apply_waitlist_left(&mut self, entry_id: WaitlistEntryId) {
+        self.waitlist
+            .remove(entry_id)
+            .expect("leave of an entry not waiting");
+    }
+
+    pub(super) fn apply_waitlist_offered(&mut self, event: &PoolEvent) {
+        let PoolEvent::WaitlistOffered {
+            registration_id,
+            entry_id,
+            user_id,
+            ticket_type_id,
+            quantity,
+            expires_at,
+            ..
+        } = event
+        else {
+            unreachable!("apply_waitlist_offered of {event:?}");
+        };
+        self.waitlist
+            .remove(*entry_id)
+            .expect("offer to an entry not waiting");
+        self.hold_seats(
+            *registration_id,
+            *quantity,
+            Some((*user_id, *ticket_type_id)),
+            *expires_at,
+            None,
+            None,
+        );
     }
 }

@@ -1,0 +1,201 @@
+//! Commands that create and change events and ticket types, each validated as a whole
+//! (`validate` reports every problem at once) before it reaches an actor.
+
+use super::validation::{check_event_time, check_long_text, check_text, check_ttl, finish};
+use super::{
+    DESCRIPTION_LEN_MAX, EventRecord, PER_ORDER_MAX, POOL_CAPACITY_MAX, PRICE_MINOR_MAX,
+    SHORT_TEXT_LEN_MAX, TITLE_LEN_MAX,
+};
+use crate::error::{DomainError, FieldError};
+use crate::ids::PoolId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A validated command to create an event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Title, 1..=200 characters.
+    pub title: String,
+    /// Description, up to 10,000 characters.
+    pub description: String,
+    pub venue: Option<String>,
+    pub category: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    /// End, after the start.
+    pub ends_at: DateTime<Utc>,
+    /// Hold TTL in seconds; the engine default when `None`.
+    pub hold_ttl_secs: Option<u32>,
+}
+
+/// A validated partial update of an event. `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub venue: Option<String>,
+    pub category: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// In seconds, `HOLD_TTL_SECS_MIN..=HOLD_TTL_SECS_MAX`.
+    pub hold_ttl_secs: Option<u32>,
+}
+
+/// A validated command to create a ticket type, with a new pool or a shared one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicketType {
+    pub name: String,
+    /// Price per seat in minor units.
+    pub price_minor: i64,
+    /// ISO 4217 currency code, upper case.
+    pub currency: String,
+    /// Where the seats come from.
+    pub seats: SeatSource,
+    /// Most seats per registration.
+    pub max_per_order: u16,
+    /// Most live seats per account.
+    pub max_per_account: Option<u16>,
+    /// Fewest seats per registration.
+    pub min_per_order: u16,
+    pub sales_start: Option<DateTime<Utc>>,
+    pub sales_end: Option<DateTime<Utc>>,
+}
+
+/// Where a new ticket type's seats come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatSource {
+    /// A new pool of this capacity.
+    NewPool {
+        /// Capacity of the new pool.
+        capacity: u32,
+    },
+    /// An existing pool of the same event, shared with other ticket types.
+    SharedPool(PoolId),
+}
+
+impl NewEvent {
+    /// Checks every field; all problems are reported together.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        check_text(&mut errors, "title", &self.title, 1, TITLE_LEN_MAX);
+        check_long_text(
+            &mut errors,
+            "description",
+            &self.description,
+            0,
+            DESCRIPTION_LEN_MAX,
+        );
+        if let Some(venue) = &self.venue {
+            check_text(&mut errors, "venue", venue, 0, SHORT_TEXT_LEN_MAX);
+        }
+        if let Some(category) = &self.category {
+            check_text(&mut errors, "category", category, 1, SHORT_TEXT_LEN_MAX);
+        }
+        check_event_time(&mut errors, "starts_at", self.starts_at);
+        check_event_time(&mut errors, "ends_at", self.ends_at);
+        if self.ends_at <= self.starts_at {
+            errors.push(FieldError::new("ends_at", "must be after starts_at"));
+        }
+        check_ttl(&mut errors, self.hold_ttl_secs);
+        finish(errors)
+    }
+}
+
+impl EventPatch {
+    /// Checks the fields it sets, and the start/end order against the current record.
+    pub fn validate(&self, current: &EventRecord) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        if let Some(title) = &self.title {
+            check_text(&mut errors, "title", title, 1, TITLE_LEN_MAX);
+        }
+        if let Some(description) = &self.description {
+            check_long_text(
+                &mut errors,
+                "description",
+                description,
+                0,
+                DESCRIPTION_LEN_MAX,
+            );
+        }
+        if let Some(venue) = &self.venue {
+            check_text(&mut errors, "venue", venue, 0, SHORT_TEXT_LEN_MAX);
+        }
+        if let Some(category) = &self.category {
+            check_text(&mut errors, "category", category, 1, SHORT_TEXT_LEN_MAX);
+        }
+        if let Some(at) = self.starts_at {
+            check_event_time(&mut errors, "starts_at", at);
+        }
+        if let Some(at) = self.ends_at {
+            check_event_time(&mut errors, "ends_at", at);
+        }
+        let starts = self.starts_at.unwrap_or(current.starts_at);
+        let ends = self.ends_at.unwrap_or(current.ends_at);
+        if ends <= starts {
+            errors.push(FieldError::new("ends_at", "must be after starts_at"));
+        }
+        check_ttl(&mut errors, self.hold_ttl_secs);
+        finish(errors)
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == EventPatch::default()
+    }
+}
+
+impl NewTicketType {
+    /// Checks every field; all problems are reported together.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errors = Vec::new();
+        check_text(&mut errors, "name", &self.name, 1, TITLE_LEN_MAX);
+        if !(0..=PRICE_MINOR_MAX).contains(&self.price_minor) {
+            errors.push(FieldError::new(
+                "price_minor",
+                format!("must be between 0 and {PRICE_MINOR_MAX}"),
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            errors.push(FieldError::new(
+                "currency",
+                "must be an ISO 4217 code of three upper-case letters",
+            ));
+        }
+        if let SeatSource::NewPool { capacity } = self.seats
+            && !(1..=POOL_CAPACITY_MAX).contains(&capacity)
+        {
+            errors.push(FieldError::new(
+                "capacity",
+                format!("must be between 1 and {POOL_CAPACITY_MAX}"),
+            ));
+        }
+        if !(1..=PER_ORDER_MAX).contains(&self.max_per_order) {
+            errors.push(FieldError::new(
+                "max_per_order",
+                format!("must be between 1 and {PER_ORDER_MAX}"),
+            ));
+        }
+        if self.max_per_account == Some(0) {
+            errors.push(FieldError::new("max_per_account", "must be at least 1"));
+        }
+        if self.min_per_order < 1 || self.min_per_order > self.max_per_order {
+            errors.push(FieldError::new(
+                "min_per_order",
+                "must be between 1 and max_per_order",
+            ));
+        }
+        for (field, at) in [
+            ("sales_start", self.sales_start),
+            ("sales_end", self.sales_end),
+        ] {
+            if let Some(at) = at {
+                check_event_time(&mut errors, field, at);
+            }
+        }
+        if let (Some(start), Some(end)) = (self.sales_start, self.sales_end)
+            && end <= start
+        {
+            errors.push(FieldError::new("sales_end", "must be after sales_start"));
+        }
+        finish(errors)
+    }
+}

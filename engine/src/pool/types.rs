@@ -1,0 +1,459 @@
+//! The pool's shared vocabulary: the commands it takes, the events it journals, the outcomes it
+//! answers with, and the fields of its state. Each feature (`sale`, `scan`, `voucher`,
+//! `waitlist`, `close`) decides its commands and applies its events in its own file.
+
+use super::{scan, voucher, waitlist};
+use crate::ids::{
+    CheckInListId, EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId, WaitlistEntryId,
+};
+use crate::model::{Attendee, RegistrationStatus};
+use crate::pricing::Price;
+use crate::values::IdempotencyToken;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+
+/// When and where a ticket was first admitted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// Time of admission.
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub at: DateTime<Utc>,
+    /// Gate, if the scanner named one.
+    pub gate: Option<String>,
+}
+
+/// Domain events of a pool stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolEvent {
+    /// Seats were reserved for a new registration until `expires_at`.
+    SeatsHeld {
+        /// The new registration.
+        registration_id: RegistrationId,
+        /// Its event (for read models).
+        event_id: EventId,
+        /// The ticket type bought.
+        ticket_type_id: TicketTypeId,
+        /// Seats held.
+        quantity: u16,
+        /// Who it is for.
+        attendee: Attendee,
+        /// The signed-in account that holds it.
+        #[serde(default)]
+        user_id: Option<UserId>,
+        /// The client's idempotency key, if it sent one.
+        idempotency: Option<IdempotencyToken>,
+        /// When the hold runs out.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        expires_at: DateTime<Utc>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+        /// The voucher redeemed (its code), if any.
+        #[serde(default)]
+        voucher: Option<String>,
+        /// What it costs, decided with the hold (journals from before prices: `None`).
+        #[serde(default)]
+        price: Option<Price>,
+    },
+    /// A voucher was created.
+    VoucherCreated {
+        /// Its event (for read models).
+        event_id: EventId,
+        /// What it does.
+        voucher: voucher::VoucherDef,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A user joined a ticket type's waiting list.
+    WaitlistJoined {
+        /// Its event (for read models).
+        event_id: EventId,
+        /// The place.
+        entry: waitlist::WaitlistEntry,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A user left the waiting list.
+    WaitlistLeft {
+        /// The place.
+        entry_id: WaitlistEntryId,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// Seats that came back were offered to a waiting entry: a hold reserved for its account
+    /// until `expires_at` (claimed by confirming it).
+    WaitlistOffered {
+        /// The new registration (held).
+        registration_id: RegistrationId,
+        /// Its event (for read models).
+        event_id: EventId,
+        /// The place it came from (now off the list).
+        entry_id: WaitlistEntryId,
+        /// The account it is reserved for.
+        user_id: UserId,
+        ticket_type_id: TicketTypeId,
+        /// Seats.
+        quantity: u16,
+        /// Who it is for.
+        attendee: Attendee,
+        /// What it costs.
+        price: Price,
+        /// When the offer runs out.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        expires_at: DateTime<Utc>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A voucher was deactivated: no more redemptions, its reserved seats go back.
+    VoucherDeactivated {
+        /// Its event (for read models).
+        event_id: EventId,
+        code: String,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A hold ran out; its seats went back to the pool.
+    HoldExpired {
+        registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A hold was confirmed; one ticket per seat was issued.
+    RegistrationConfirmed {
+        registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
+        /// The tickets, in seat order.
+        tickets: Vec<TicketId>,
+        /// The pool's number of the first ticket (the others follow in seat order).
+        #[serde(default)]
+        first_number: u64,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A hold or confirmed registration was canceled; its seats went back to the pool.
+    RegistrationCanceled {
+        registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A scan was decided: an admission, an exit, or a duplicate (recorded, not admitted).
+    Scanned {
+        registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
+        ticket_id: TicketId,
+        /// Seat index of the ticket in its registration.
+        ticket_index: u16,
+        /// The check-in list (`None`: the event's default list).
+        list: Option<CheckInListId>,
+        /// Entry or exit.
+        direction: scan::Direction,
+        /// When (for an uploaded offline scan, when it was made) and at which gate.
+        admission: Admission,
+        /// An uploaded offline scan.
+        offline: bool,
+        /// The scanner's nonce: the same nonce is applied once.
+        nonce: Option<[u8; 16]>,
+        /// How it ended.
+        result: scan::ScanResult,
+        /// For an uploaded scan earlier than the admission known: that admission, which it
+        /// replaces as the first.
+        #[serde(default)]
+        superseded: Option<Admission>,
+        /// Whether this admission is now the ticket's earliest on any list (the ticket's
+        /// first admission, as its read model shows it, becomes this one). `None` in journals
+        /// written before the pool said so: the projection then compares with the row.
+        #[serde(default)]
+        first_on_ticket: Option<bool>,
+    },
+    /// A ticket was admitted (journals before check-in lists; replayed as a default-list
+    /// admission).
+    AttendeeCheckedIn {
+        registration_id: RegistrationId,
+        /// The account that holds it (who is told).
+        #[serde(default)]
+        user_id: Option<UserId>,
+        ticket_id: TicketId,
+        /// Seat index of the ticket in its registration.
+        ticket_index: u16,
+        /// When and where.
+        admission: Admission,
+    },
+}
+
+impl PoolEvent {
+    /// The registration an event concerns and the account holding it, if any.
+    pub fn account(&self) -> Option<(UserId, RegistrationId)> {
+        let (user, registration) = match self {
+            PoolEvent::SeatsHeld {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::HoldExpired {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::RegistrationConfirmed {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::RegistrationCanceled {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::AttendeeCheckedIn {
+                user_id,
+                registration_id,
+                ..
+            }
+            | PoolEvent::Scanned {
+                user_id,
+                registration_id,
+                ..
+            } => (user_id, registration_id),
+            PoolEvent::WaitlistOffered {
+                user_id,
+                registration_id,
+                ..
+            } => return Some((*user_id, *registration_id)),
+            PoolEvent::VoucherCreated { .. }
+            | PoolEvent::VoucherDeactivated { .. }
+            | PoolEvent::WaitlistJoined { .. }
+            | PoolEvent::WaitlistLeft { .. } => {
+                return None;
+            }
+        };
+        user.map(|u| (u, *registration))
+    }
+}
+
+/// A command to a pool. Fields are validated by the caller (the engine facade).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolCommand {
+    /// Hold seats (boxed: it carries the attendee, price and voucher).
+    Hold(Box<HoldCommand>),
+    /// Confirm a hold.
+    Confirm(RegistrationId),
+    /// Cancel a hold or a confirmed registration.
+    Cancel(RegistrationId),
+    /// Scan a ticket in or out (boxed: the largest command by far).
+    Scan(Box<ScanCommand>),
+    /// Create a voucher (its code checked unique in the event by the caller).
+    CreateVoucher(Box<voucher::VoucherDef>),
+    /// Deactivate a voucher, by code (deactivating twice changes nothing).
+    DeactivateVoucher(String),
+    /// Join a ticket type's waiting list (`joined_at` is set by the pool).
+    JoinWaitlist(Box<waitlist::WaitlistEntry>),
+    /// Leave the waiting list.
+    LeaveWaitlist {
+        /// The place.
+        entry_id: WaitlistEntryId,
+        /// Its account (only it may leave).
+        user_id: UserId,
+    },
+    /// Where an entry is on the waiting list (decides nothing).
+    WaitlistPosition(WaitlistEntryId),
+    /// Expire every hold whose deadline has passed.
+    ExpireDue,
+    /// The event was canceled: cancel live registrations (held seats go back, issued tickets
+    /// are revoked) and remove waiting places, at most this many in all (a large pool is
+    /// closed over several turns).
+    CloseCanceledEvent(usize),
+}
+
+/// Hold seats for a new registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldCommand {
+    /// Id for the registration, chosen by the caller so retries can be matched.
+    pub registration_id: RegistrationId,
+    pub event_id: EventId,
+    pub ticket_type_id: TicketTypeId,
+    /// Seats, already checked against `max_per_order`.
+    pub quantity: u16,
+    /// Who it is for.
+    pub attendee: Attendee,
+    /// The signed-in account that holds it.
+    pub user_id: Option<UserId>,
+    /// Most live seats (held + confirmed) one account may have of this ticket type.
+    pub max_per_account: Option<u16>,
+    /// How long the hold lasts.
+    pub ttl: Duration,
+    /// The client's idempotency key.
+    pub idempotency: Option<IdempotencyToken>,
+    /// The ticket type's price of one seat.
+    pub unit_price_minor: i64,
+    /// The ticket type's currency.
+    pub currency: String,
+    /// A voucher code to redeem (normalised: trimmed, upper case).
+    pub voucher: Option<String>,
+}
+
+/// Scan one ticket on a check-in list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanCommand {
+    /// The registration the ticket belongs to.
+    pub registration_id: RegistrationId,
+    pub ticket_id: TicketId,
+    /// The ticket's seat index.
+    pub ticket_index: u16,
+    /// The ticket's type.
+    pub ticket_type_id: TicketTypeId,
+    /// The list's rules.
+    pub list: scan::ListRules,
+    /// Entry or exit.
+    pub direction: scan::Direction,
+    /// Gate, at most `GATE_LEN_MAX` characters.
+    pub gate: Option<String>,
+    /// For an uploaded offline scan: when it was made (at most now).
+    pub scanned_at: Option<DateTime<Utc>>,
+    /// The scanner's nonce.
+    pub nonce: Option<[u8; 16]>,
+}
+
+/// What a successful command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolOutcome {
+    /// A new hold, or the earlier one for the same idempotency key (`replayed`).
+    Held {
+        registration_id: RegistrationId,
+        /// Its current status (a replay may find it confirmed by now).
+        status: RegistrationStatus,
+        /// When the hold runs out.
+        expires_at: DateTime<Utc>,
+        /// When the hold was decided (for a replay: when the retry was answered).
+        at: DateTime<Utc>,
+        /// Whether this is an earlier registration returned for a retried key.
+        replayed: bool,
+        /// What it costs (`None` for a replay: read the registration).
+        price: Option<Price>,
+    },
+    /// The hold is confirmed.
+    Confirmed {
+        /// The tickets issued.
+        tickets: Vec<TicketId>,
+    },
+    /// The registration is canceled.
+    Canceled,
+    /// A scan was decided.
+    Scanned {
+        /// Admitted, exited or duplicate.
+        result: scan::ScanResult,
+        /// The ticket's first admission on the list (for a duplicate: the one that stands).
+        first: Admission,
+    },
+    /// Expired holds (possibly none).
+    Expired(usize),
+    /// What closing a canceled event ended: the registrations canceled (and whether each had
+    /// tickets), and the waiting-list places removed — the people to tell.
+    Closed {
+        /// Canceled registrations: id, and whether it was confirmed.
+        registrations: Vec<(RegistrationId, bool)>,
+        /// Removed waiting-list places.
+        waitlist: Vec<waitlist::WaitlistEntry>,
+    },
+    /// A voucher as it is now (created, or deactivated).
+    Voucher(Box<voucher::Voucher>),
+    /// On the waiting list, at `position` (1 = next).
+    Waitlisted {
+        /// The place.
+        entry_id: WaitlistEntryId,
+        /// Entries ahead of it, plus one.
+        position: usize,
+    },
+    /// Off the waiting list.
+    LeftWaitlist,
+}
+
+/// What the pool remembers of one registration. Kept small: this is per live registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RegEntry {
+    pub(super) quantity: u16,
+    pub(super) status: RegistrationStatus,
+    /// Hold deadline, milliseconds since the epoch.
+    pub(super) expires_at_ms: i64,
+    /// The idempotency key it was created with, to forget the key with the registration.
+    pub(super) idempotency_key: Option<[u8; 16]>,
+    /// The account and ticket type its seats count against (per-account limits).
+    #[serde(default)]
+    pub(super) account: Option<(UserId, TicketTypeId)>,
+    /// The voucher it redeemed (index in the pool's vouchers).
+    #[serde(default)]
+    pub(super) voucher: Option<u32>,
+}
+
+impl RegEntry {
+    pub(super) fn user(&self) -> Option<UserId> {
+        self.account.map(|(user, _)| user)
+    }
+}
+
+/// Seat counts of a pool, as published to readers after every decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Seats in total.
+    pub capacity: u32,
+    /// Seats held.
+    pub held: u32,
+    /// Seats confirmed.
+    pub confirmed: u32,
+    /// Seats set aside by vouchers (only their holders may take them).
+    pub reserved: u32,
+}
+
+impl PoolCounts {
+    /// Seats still available to anyone.
+    pub fn available(&self) -> u32 {
+        self.capacity - self.held - self.confirmed - self.reserved
+    }
+}
+
+/// The authoritative state of one pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolState {
+    pub(super) pool_id: PoolId,
+    pub(super) event_id: EventId,
+    pub(super) capacity: u32,
+    pub(super) held: u32,
+    pub(super) confirmed: u32,
+    /// Sequence number of the last applied event.
+    pub(super) seq: u64,
+    pub(super) regs: HashMap<RegistrationId, RegEntry>,
+    pub(super) idempotency: HashMap<[u8; 16], (RegistrationId, [u8; 16])>,
+    pub(super) admitted: HashMap<(RegistrationId, u16), Admission>,
+    /// Live holds ordered by deadline; derived from `regs`, rebuilt after decoding.
+    #[serde(skip)]
+    pub(super) expiries: BTreeSet<(i64, RegistrationId)>,
+    /// Live seats (held + confirmed) per account and ticket type; derived from `regs`.
+    #[serde(skip)]
+    pub(super) per_account: HashMap<(UserId, TicketTypeId), u32>,
+    /// Tickets issued so far: the next ticket gets number `tickets_issued + 1` (numbers are
+    /// per pool, never reused, in confirmation order).
+    #[serde(default)]
+    pub(super) tickets_issued: u64,
+    /// Tickets' presences on check-in lists, per registration (so a cancellation drops them
+    /// with one removal).
+    #[serde(default)]
+    pub(super) presence: HashMap<RegistrationId, Vec<scan::Presence>>,
+    /// Scan nonces already applied (bounded).
+    #[serde(default)]
+    pub(super) nonces: scan::Nonces,
+    /// Vouchers of this pool's ticket types.
+    #[serde(default)]
+    pub(super) vouchers: voucher::Vouchers,
+    /// Who waits for seats, in joining order.
+    #[serde(default)]
+    pub(super) waitlist: waitlist::Waitlist,
+}
