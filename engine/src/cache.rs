@@ -1,53 +1,37 @@
-//! A bounded map for caches read on every request (verified tokens, genuine ticket codes,
-//! derived keys, ticket routes): sharded locks so concurrent requests rarely meet, and
-//! a full shard is emptied (its entries are recomputed on their next use, at full cost).
+//! A bounded concurrent map for caches read on every request (verified tokens, genuine ticket
+//! codes, derived keys, ticket routes). `quick_cache` does the work: it shards by the key's
+//! own hash (callers pick nothing), and when full it evicts one entry at a time with a
+//! scan-resistant CLOCK-Pro policy, so a burst of one-off keys (a doors-open prepare of every
+//! ticket) does not wipe the entries in use. Every lookup is counted in
+//! `cache_lookups_total{cache, result="hit"|"miss"}`.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
+use quick_cache::Equivalent;
 use std::hash::Hash;
-use std::sync::Mutex;
 
-/// Shards per cache.
-pub const SHARDS: usize = 16;
-
-/// Up to `max` entries in `SHARDS` shards; `max = 0` caches nothing.
-pub struct ShardedCache<K, V> {
-    shards: Vec<Mutex<HashMap<K, V>>>,
-    per_shard_max: usize,
+/// Up to about `max` entries; `max = 0` caches nothing.
+pub struct Cache<K, V> {
+    /// `None` when off: no table, and every lookup a miss.
+    inner: Option<quick_cache::sync::Cache<K, V>>,
     hits: metrics::Counter,
     misses: metrics::Counter,
 }
 
-impl<K: Eq + Hash, V: Clone> ShardedCache<K, V> {
-    /// A cache of at most about `max` entries (0: off), counting its lookups in
-    /// `cache_lookups_total{cache=name, result=hit|miss}`.
+impl<K: Eq + Hash, V: Clone> Cache<K, V> {
+    /// A cache of about `max` entries (0: off), its lookups counted under `name`.
     pub fn new(name: &'static str, max: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard_max: max.div_ceil(SHARDS),
+            inner: (max > 0).then(|| quick_cache::sync::Cache::new(max)),
             hits: metrics::counter!("cache_lookups_total", "cache" => name, "result" => "hit"),
             misses: metrics::counter!("cache_lookups_total", "cache" => name, "result" => "miss"),
         }
     }
 
-    /// Its shard: `spread` is any uniformly distributed byte of the key.
-    fn shard(&self, spread: u8) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
-        // A poisoned lock means a panic mid-insert; the map is still usable.
-        self.shards[usize::from(spread) % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The value cached for `key`.
-    pub fn get<Q>(&self, spread: u8, key: &Q) -> Option<V>
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Eq + Hash + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
-        if self.per_shard_max == 0 {
-            return None;
-        }
-        let found = self.shard(spread).get(key).cloned();
+        let found = self.inner.as_ref().and_then(|cache| cache.get(key));
         match found {
             Some(_) => self.hits.increment(1),
             None => self.misses.increment(1),
@@ -55,16 +39,12 @@ impl<K: Eq + Hash, V: Clone> ShardedCache<K, V> {
         found
     }
 
-    /// Caches `value` for `key`, emptying the shard first if it is full.
-    pub fn put(&self, spread: u8, key: K, value: V) {
-        if self.per_shard_max == 0 {
-            return;
+    /// Caches `value` for `key` (replacing an older value); when full, an entry that has not
+    /// been used lately is evicted.
+    pub fn put(&self, key: K, value: V) {
+        if let Some(cache) = &self.inner {
+            cache.insert(key, value);
         }
-        let mut shard = self.shard(spread);
-        if shard.len() >= self.per_shard_max && !shard.contains_key(&key) {
-            shard.clear();
-        }
-        shard.insert(key, value);
     }
 
     /// Whether nothing is cached.
@@ -74,10 +54,7 @@ impl<K: Eq + Hash, V: Clone> ShardedCache<K, V> {
 
     /// Entries cached.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.inner.as_ref().map_or(0, quick_cache::sync::Cache::len)
     }
 }
 
@@ -87,15 +64,31 @@ mod tests {
 
     #[test]
     fn bounded_and_off_at_zero() {
-        let cache = ShardedCache::new("test", SHARDS * 2);
-        for i in 0..1_000u32 {
-            cache.put(i as u8, i, i);
+        let cache = Cache::new("test", 100);
+        for i in 0..10_000u32 {
+            cache.put(i, i);
         }
-        assert!(cache.len() <= SHARDS * 2);
-        cache.put(7, 7, 70);
-        assert_eq!(cache.get(7, &7), Some(70));
-        let off = ShardedCache::new("test", 0);
-        off.put(1, 1, 1);
-        assert_eq!((off.get(1, &1), off.len()), (None, 0));
+        assert!(cache.len() <= 100, "{} entries", cache.len());
+        cache.put(7, 70);
+        assert_eq!(cache.get(&7), Some(70));
+        let off = Cache::new("test", 0);
+        off.put(1, 1);
+        assert_eq!((off.get(&1), off.len()), (None, 0));
+    }
+
+    #[test]
+    fn entries_in_use_survive_a_burst_of_one_off_keys() {
+        let cache = Cache::new("test", 1_000);
+        for round in 0..3 {
+            for hot in 0..100u32 {
+                cache.put(hot, round);
+                assert!(cache.get(&hot).is_some());
+            }
+        }
+        for cold in 1_000..20_000u32 {
+            cache.put(cold, 0);
+        }
+        let kept = (0..100u32).filter(|k| cache.get(k).is_some()).count();
+        assert!(kept >= 90, "{kept} of 100 hot entries kept");
     }
 }

@@ -24,7 +24,7 @@ use crate::actors::event_actor::{EventActor, EventArgs};
 use crate::actors::pool_actor::PoolMsg;
 use crate::actors::root::{EVENT_ACTOR_PREFIX, RootActor};
 use crate::actors::{Availability, Ctx, EventHandle, EventShared, Gate, Registry, call};
-use crate::cache::ShardedCache;
+use crate::cache::Cache;
 use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::error::{DomainError, EngineError, EngineResult};
@@ -59,7 +59,7 @@ pub struct Engine {
     /// Stops the outbox relay.
     relay_stop: Arc<watch::Sender<bool>>,
     /// Routes of tickets scanned or prepared for doors (immutable once issued: never stale).
-    routes: Arc<ShardedCache<TicketId, TicketRoute>>,
+    routes: Arc<Cache<TicketId, TicketRoute>>,
 }
 
 impl Engine {
@@ -86,10 +86,7 @@ impl Engine {
         let (root, _) = Actor::spawn(None, RootActor, registry.clone())
             .await
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        let routes = Arc::new(ShardedCache::new(
-            "ticket_routes",
-            config.ticket_routes_cached_max,
-        ));
+        let routes = Arc::new(Cache::new("ticket_routes", config.ticket_routes_cached_max));
         let ctx = Arc::new(Ctx {
             store,
             journal,

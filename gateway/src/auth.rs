@@ -15,7 +15,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm as Argon, Argon2, Params, Version};
 use data_encoding::BASE64URL_NOPAD;
 use engine::accounts::{MintedToken, Role, UserRecord};
-use engine::cache::ShardedCache;
+use engine::cache::Cache;
 use engine::ids::UserId;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -393,30 +393,24 @@ impl Auth {
     }
 }
 
-/// Access tokens already verified, with their principal and expiry: bounded (a full shard is
-/// emptied, and its tokens are verified again on their next use).
-struct VerifiedTokens(ShardedCache<Box<str>, (Principal, u64)>);
+/// Access tokens already verified, with their principal and expiry: bounded (an evicted token
+/// is verified again on its next use).
+struct VerifiedTokens(Cache<Box<str>, (Principal, u64)>);
 
 impl VerifiedTokens {
     fn new(max: usize) -> Self {
-        Self(ShardedCache::new("verified_tokens", max))
-    }
-
-    /// The signature's last bytes are uniformly distributed.
-    fn spread(token: &str) -> u8 {
-        token.as_bytes().last().copied().unwrap_or(0)
+        Self(Cache::new("verified_tokens", max))
     }
 
     fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Principal> {
-        match self.0.get(Self::spread(token), token) {
+        match self.0.get(token) {
             Some((principal, exp)) if now < exp + leeway => Some(principal),
             _ => None,
         }
     }
 
     fn put(&self, token: &str, principal: Principal, exp: u64) {
-        self.0
-            .put(Self::spread(token), token.into(), (principal, exp));
+        self.0.put(token.into(), (principal, exp));
     }
 }
 
@@ -441,21 +435,20 @@ mod tests {
 
     #[test]
     fn cached_tokens_still_expire_and_the_cache_is_bounded() {
-        let cache = VerifiedTokens::new(engine::cache::SHARDS * 2);
+        let cache = VerifiedTokens::new(16);
         let now = 1_000_000;
         cache.put("a.b.c", principal(), now + 10);
         assert!(cache.get("a.b.c", now, 30).is_some());
         // Past exp + leeway, a cached token is refused like any expired one.
         assert!(cache.get("a.b.c", now + 40, 30).is_none());
         assert!(cache.get("a.b.d", now, 30).is_none(), "exact match only");
-        // One shard holds at most 2; a third empties it.
-        for t in ["x1.y.c", "x2.y.c", "x3.y.c"] {
-            cache.put(t, principal(), now + 10);
+        // The bound holds whatever is put.
+        for i in 0..1_000 {
+            cache.put(&format!("t{i}.y.z"), principal(), now + 10);
         }
-        let kept = ["a.b.c", "x1.y.c", "x2.y.c", "x3.y.c"]
-            .iter()
-            .filter(|t| cache.get(t, now, 30).is_some())
+        let kept = (0..1_000)
+            .filter(|i| cache.get(&format!("t{i}.y.z"), now, 30).is_some())
             .count();
-        assert!(kept <= 2, "{kept} tokens kept in a shard of 2");
+        assert!(kept <= 16, "{kept} tokens kept in a cache of 16");
     }
 }

@@ -32,7 +32,7 @@ use engine::ids::{EventId, TicketId, TicketTypeId};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use engine::cache::ShardedCache;
+use engine::cache::Cache;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -94,9 +94,9 @@ fn code_digest(payload: &[u8], signature: &[u8]) -> [u8; 16] {
 pub struct TicketCodes {
     master: [u8; 32],
     /// Derived signing keys, by event and key id.
-    keys: Arc<ShardedCache<(EventId, u8), SigningKey>>,
+    keys: Arc<Cache<(EventId, u8), SigningKey>>,
     /// Digests of genuine codes, by ticket.
-    verified: Arc<ShardedCache<TicketId, [u8; 16]>>,
+    verified: Arc<Cache<TicketId, [u8; 16]>>,
 }
 
 impl TicketCodes {
@@ -125,14 +125,14 @@ impl TicketCodes {
     pub fn from_master(master: [u8; 32]) -> Self {
         Self {
             master,
-            keys: Arc::new(ShardedCache::new("ticket_keys", KEYS_CACHED_MAX)),
-            verified: Arc::new(ShardedCache::new("verified_codes", 0)),
+            keys: Arc::new(Cache::new("ticket_keys", KEYS_CACHED_MAX)),
+            verified: Arc::new(Cache::new("verified_codes", 0)),
         }
     }
 
     /// The same codes, remembering up to `max` genuine codes (0: none) for cheap online checks.
     pub fn with_verified_cache(mut self, max: usize) -> Self {
-        self.verified = Arc::new(ShardedCache::new("verified_codes", max));
+        self.verified = Arc::new(Cache::new("verified_codes", max));
         self
     }
 
@@ -143,8 +143,7 @@ impl TicketCodes {
 
     /// The event's signing key `key`.
     fn signing_key(&self, event: EventId, key: u8) -> SigningKey {
-        let spread = event.as_bytes()[15];
-        if let Some(k) = self.keys.get(spread, &(event, key)) {
+        if let Some(k) = self.keys.get(&(event, key)) {
             return k;
         }
         // HMAC accepts keys of any length; 32 bytes cannot fail.
@@ -155,7 +154,7 @@ impl TicketCodes {
         mac.update(&[key]);
         let seed: [u8; 32] = mac.finalize().into_bytes().into();
         let signing = SigningKey::from_bytes(&seed);
-        self.keys.put(spread, (event, key), signing.clone());
+        self.keys.put((event, key), signing.clone());
         signing
     }
 
@@ -214,7 +213,7 @@ impl TicketCodes {
 
     fn remember_genuine(&self, ticket: TicketId, payload: &[u8], signature: &[u8]) {
         let digest = code_digest(payload, signature);
-        self.verified.put(ticket.as_bytes()[15], ticket, digest);
+        self.verified.put(ticket, digest);
     }
 
     /// Verifies a code: well-formed, signed by its event's current key (`current_key` of an
@@ -238,7 +237,7 @@ impl TicketCodes {
         let presented = signature.to_bytes();
         let known = self
             .verified
-            .get(claims.ticket_id.as_bytes()[15], &claims.ticket_id)
+            .get(&claims.ticket_id)
             .is_some_and(|d| d == code_digest(&payload, &presented));
         if !known {
             let signing = self.signing_key(claims.event_id, claims.key);

@@ -137,12 +137,11 @@ impl Engine {
 
     /// Where a ticket's scans go: from memory when known, else from its read model.
     pub fn ticket_route(&self, id: TicketId) -> EngineResult<TicketRoute> {
-        let spread = id.as_bytes()[15];
-        if let Some(route) = self.routes.get(spread, &id) {
+        if let Some(route) = self.routes.get(&id) {
             return Ok(route);
         }
         let route = TicketRoute::from(&self.ticket(id)?);
-        self.routes.put(spread, id, route);
+        self.routes.put(id, route);
         Ok(route)
     }
 
@@ -159,7 +158,7 @@ impl Engine {
                 // At most PER_ORDER_MAX (100) tickets per registration.
                 index: index as u16,
             };
-            self.routes.put(id.as_bytes()[15], id, route);
+            self.routes.put(id, route);
         }
     }
 
