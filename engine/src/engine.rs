@@ -72,7 +72,7 @@ impl Engine {
         clock: SharedClock,
         sink: Arc<dyn MessageSink>,
     ) -> Result<Self, EngineError> {
-        let pending = store.outbox_len().map_err(storage)?;
+        let pending = store.outbox_len().map_err(EngineError::Store)?;
         let outbox = Arc::new(OutboxGauge::new(pending, config.outbox.pending_max));
         let (relay_stop, relay_stopped) = watch::channel(false);
         tokio::spawn(crate::outbox::relay(
@@ -131,7 +131,7 @@ impl Engine {
                     .ctx
                     .store
                     .events(&query, self.ctx.clock.now())
-                    .map_err(storage)?;
+                    .map_err(EngineError::Store)?;
                 for event in &page.items {
                     // One event that cannot be recovered must not keep every other one from
                     // selling: it is logged, counted, and activated again on its next use.
@@ -188,7 +188,7 @@ impl Engine {
             .ctx
             .store
             .idempotent(scope, token.key)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
         {
             Some((_, request)) if request != token.request => {
                 Err(DomainError::IdempotencyMismatch.into())
@@ -296,8 +296,4 @@ impl Engine {
             shared,
         })
     }
-}
-
-fn storage(e: crate::ports::StoreError) -> EngineError {
-    EngineError::Storage(e.0)
 }

@@ -194,9 +194,15 @@ pub enum EngineError {
     /// The actor failed or is restarting, or the journal stopped. Retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// Durable storage failed. The process is stopping.
-    #[error("storage failure: {0}")]
-    Storage(String),
+    /// A store read failed; the request fails, the process goes on.
+    #[error("storage failure")]
+    Store(#[from] crate::failure::StoreError),
+    /// A durable write failed (not a stop, not a conflict): the process is stopping.
+    #[error("storage failure")]
+    Journal(#[source] crate::failure::JournalError),
+    /// An invariant of the engine broke, or the host's randomness failed.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl EngineError {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 mod engine;
 pub mod error;
+pub mod failure;
 pub mod feeds;
 pub mod ids;
 pub mod message;

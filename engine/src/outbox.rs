@@ -10,6 +10,7 @@
 //! A message may carry a secret (a single-use token): it lives in the outbox only until
 //! delivered, and the journal holds its digest only.
 
+use crate::failure::chain;
 pub use crate::message::{MessageKind, OutboxMessage, TicketLine};
 use crate::ports::{Store, StoreError};
 use std::future::Future;
@@ -186,8 +187,8 @@ pub(crate) async fn relay(
         }
         let batch = match store.outbox(config.batch_max) {
             Ok(b) => b,
-            Err(StoreError(e)) => {
-                tracing::error!(error = %e, "reading the outbox failed");
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "reading the outbox failed");
                 Vec::new()
             }
         };
@@ -223,7 +224,7 @@ async fn deliver_batch(
     sink: &dyn MessageSink,
     gauge: &OutboxGauge,
     config: &OutboxConfig,
-    batch: &[(Uuid, Result<OutboxMessage, String>)],
+    batch: &[(Uuid, Result<OutboxMessage, StoreError>)],
     failing: &mut Option<(Uuid, u32)>,
 ) -> bool {
     for (id, message) in batch {
@@ -235,15 +236,15 @@ async fn deliver_batch(
                 e
             }),
             Err(e) => {
-                dead_letter(store, gauge, *id, &format!("undecodable: {e}"));
+                dead_letter(store, gauge, *id, &format!("undecodable: {}", chain(e)));
                 continue;
             }
         };
         match outcome {
             Ok(()) => {
-                if let Err(StoreError(e)) = store.outbox_remove(*id) {
+                if let Err(e) = store.outbox_remove(*id) {
                     // Delivered but still queued: it goes out again (at least once).
-                    tracing::error!(error = %e, %id, "outbox removal failed");
+                    tracing::error!(error = %chain(&e), %id, "outbox removal failed");
                     return true;
                 }
                 gauge.release(1);
@@ -278,8 +279,8 @@ fn dead_letter(store: &dyn Store, gauge: &OutboxGauge, id: Uuid, reason: &str) {
             metrics::counter!("outbox_dead_letters_total").increment(1);
             gauge.release(1);
         }
-        Err(StoreError(e)) => {
-            tracing::error!(error = %e, %id, "moving a message to the dead letters failed")
+        Err(e) => {
+            tracing::error!(error = %chain(&e), %id, "moving a message to the dead letters failed")
         }
     }
 }

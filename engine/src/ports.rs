@@ -11,13 +11,13 @@
 //! events they derive from.
 
 use crate::accounts::{UserEvent, UserRecord};
+pub use crate::failure::{Cause, JournalError, StoreError};
 use crate::ids::{EventId, PoolId, RegistrationId, StreamId, TicketId, TicketTypeId, UserId};
 use crate::message::OutboxMessage;
 use crate::model::{Attendee, EventEvent, EventRecord, EventStatus, RegistrationStatus};
 use crate::pool::{Admission, PoolEvent, PoolState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 /// An event of any stream, as journaled.
@@ -40,28 +40,6 @@ pub enum Snapshot {
     Pool(Box<PoolState>),
     /// A user account (also the user read model).
     User(Box<UserRecord>),
-}
-
-/// Why a journal write did not become durable.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum JournalError {
-    /// The journal stopped after a fatal storage error; nothing more is accepted.
-    #[error("journal stopped")]
-    Stopped,
-    /// The write or its fsync failed. The process is stopping.
-    #[error("journal write failed: {0}")]
-    Io(String),
-    /// The append's first sequence number is not the stream's next one (gap or
-    /// duplicate): another writer owns the stream, or the actor's state diverged.
-    #[error("sequence conflict on {stream}: expected {expected}, got {got}")]
-    SequenceConflict {
-        /// The stream.
-        stream: StreamId,
-        /// The next sequence number the store expects.
-        expected: u64,
-        /// The one the append carried.
-        got: u64,
-    },
 }
 
 /// Called exactly once by the journal writer with the fate of an append.
@@ -220,11 +198,6 @@ impl JournalHandle {
         self.tx.max_capacity() - self.tx.capacity()
     }
 }
-
-/// Why a read failed.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[error("store read failed: {0}")]
-pub struct StoreError(pub String);
 
 /// A registration as read by queries (the registration read model).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -649,7 +622,7 @@ pub trait Store: Send + Sync + 'static {
     fn outbox(
         &self,
         limit: usize,
-    ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, String>)>, StoreError>;
+    ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, StoreError>)>, StoreError>;
     /// How many messages the outbox holds (counted once, at start).
     fn outbox_len(&self) -> Result<usize, StoreError>;
     /// Removes a delivered message (not in the journal's batch: a removal lost in a crash

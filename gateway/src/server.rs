@@ -94,7 +94,7 @@ impl Core {
                 journal_bytes_max: storage.journal_bytes_max,
             },
         )
-        .map_err(|e| anyhow::anyhow!("opening {}: {e}", storage.data_dir.display()))?;
+        .with_context(|| format!("opening {}", storage.data_dir.display()))?;
         let codes = TicketCodes::load_or_create(&storage.data_dir.join("ticket-signing.key"))
             .context("ticket signing key")?
             .with_verified_cache(config.auth.verified_codes_cached_max);
@@ -111,7 +111,8 @@ impl Core {
             db.clone(),
             journal_rx,
             journal_config,
-            Box::new(|reason| {
+            Box::new(|failure| {
+                let reason = engine::failure::chain(&failure);
                 tracing::error!(%reason, "journal failed: exiting so the next start recovers from durable state");
                 std::process::exit(EXIT_JOURNAL_FAILED);
             }),
@@ -124,7 +125,7 @@ impl Core {
             message_sink(config),
         )
         .await
-        .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+        .context("starting the engine")?;
         bootstrap_admin(&engine, &auth, &config.auth.bootstrap_admin_email).await?;
         Ok(Self {
             db,
@@ -156,13 +157,15 @@ impl Core {
         let closed = tokio::task::spawn_blocking(move || closing.close());
         match tokio::time::timeout(STORE_CLOSE_TIMEOUT, closed).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "flushing the store at shutdown failed"),
+            Ok(Ok(Err(e))) => tracing::warn!(
+                error = %engine::failure::chain(&e),
+                "flushing the store at shutdown failed"
+            ),
             _ => tracing::warn!(
                 "flushing the store at shutdown took too long; the next start replays more"
             ),
         }
-        db.persist()
-            .map_err(|e| anyhow::anyhow!("persisting the store: {e}"))
+        db.persist().context("persisting the store")
     }
 }
 
@@ -303,7 +306,7 @@ async fn bootstrap_admin(
     };
     if let Some(user) = engine
         .user_by_email(email)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("looking up the bootstrap admin")?
     {
         if !user.has_role(engine::accounts::Role::Admin) {
             tracing::error!(
@@ -334,7 +337,7 @@ async fn bootstrap_admin(
     let user = engine
         .signup(new, None)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the bootstrap admin: {e}"))?;
+        .context("creating the bootstrap admin")?;
     tracing::info!(user = %user.id, email, "bootstrap admin created");
     Ok(())
 }

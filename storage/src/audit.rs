@@ -4,6 +4,7 @@
 //! journal's next group commit (one write-ahead log for all keyspaces).
 
 use crate::codec::{decode, encode_compact};
+use crate::error::err;
 use crate::store::Db;
 use engine::ids::EventId;
 use engine::ports::StoreError;
@@ -49,10 +50,8 @@ impl Db {
     pub fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let event = entry.event_id.map(EventId);
         let k = key(event, entry.at_ms, SEQ.fetch_add(1, Ordering::Relaxed));
-        let v = encode_compact(entry).map_err(StoreError)?;
-        self.audit
-            .insert(k, v)
-            .map_err(|e| StoreError(e.to_string()))
+        let v = encode_compact(entry).map_err(err)?;
+        self.audit.insert(k, v).map_err(err)
     }
 
     /// Entries of `event` (or of no event), oldest first, after the cursor (the 16-byte tail
@@ -74,11 +73,11 @@ impl Db {
         let mut items = Vec::new();
         let mut last = None;
         for guard in self.audit.range(start..=end) {
-            let (k, v) = guard.into_inner().map_err(|e| StoreError(e.to_string()))?;
+            let (k, v) = guard.into_inner().map_err(err)?;
             if items.len() == limit {
                 return Ok((items, last));
             }
-            items.push(decode(&v).map_err(StoreError)?);
+            items.push(decode(&v).map_err(err)?);
             let mut tail = [0u8; 16];
             tail.copy_from_slice(&k[16..32]);
             last = Some(tail);

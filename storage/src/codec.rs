@@ -1,6 +1,7 @@
 //! The durable encoding: MessagePack with field names (`to_vec_named`), so records can gain
 //! fields, inside a versioned envelope.
 
+pub use crate::error::CodecError;
 use engine::ports::StreamEvent;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -26,22 +27,22 @@ pub struct JournalRecordRef<'a> {
     pub events: &'a [StreamEvent],
 }
 
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    rmp_serde::to_vec_named(value).map_err(|e| e.to_string())
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    Ok(rmp_serde::to_vec_named(value)?)
 }
 
 /// Derived data (read-model rows, pool snapshots): fields by position, smaller and faster.
 /// They can always be rebuilt from the journal, and `decode` reads both forms.
-pub fn encode_compact<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    rmp_serde::to_vec(value).map_err(|e| e.to_string())
+pub fn encode_compact<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    Ok(rmp_serde::to_vec(value)?)
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    Ok(rmp_serde::from_slice(bytes)?)
 }
 
 /// The number of events in an encoded journal record, without decoding them.
-pub fn record_len(bytes: &[u8]) -> Result<u64, String> {
+pub fn record_len(bytes: &[u8]) -> Result<u64, CodecError> {
     #[derive(Deserialize)]
     struct Header {
         events: Count,

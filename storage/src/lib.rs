@@ -8,6 +8,7 @@
 
 pub mod audit;
 mod codec;
+mod error;
 mod keys;
 mod projection;
 mod store;

@@ -2,6 +2,7 @@
 //! the events, so a registration is readable exactly when its hold is acknowledged.
 
 use crate::codec::{decode, encode_compact};
+use crate::error::err;
 use crate::keys;
 use crate::store::Db;
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use engine::ids::{EventId, PoolId, RegistrationId, TicketId, UserId, WaitlistEnt
 use engine::model::EventEvent;
 use engine::model::RegistrationStatus;
 use engine::pool::{Admission, IdempotencyToken, PoolEvent};
+use engine::ports::StoreError;
 use engine::ports::{
     CheckInStats, RegistrationView, Revocation, Store, TicketView, VoucherView, WaitlistStatus,
     WaitlistView,
@@ -26,7 +28,7 @@ fn cached<'a, K, V>(
     keyspace: &fjall::Keyspace,
     id: K,
     key: &[u8],
-) -> Result<&'a mut V, String>
+) -> Result<&'a mut V, StoreError>
 where
     K: Eq + Hash + Debug,
     V: serde::de::DeserializeOwned,
@@ -34,8 +36,10 @@ where
     match map.entry(id) {
         Entry::Occupied(e) => Ok(e.into_mut()),
         Entry::Vacant(e) => {
-            let bytes = keyspace.get(key).map_err(|err| err.to_string())?;
-            let bytes = bytes.ok_or_else(|| format!("read model row {:?} missing", e.key()))?;
+            let bytes = keyspace.get(key).map_err(err)?;
+            let bytes = bytes.ok_or_else(|| {
+                StoreError::Inconsistent(format!("read model row {:?} missing", e.key()))
+            })?;
             Ok(e.insert(decode(&bytes)?))
         }
     }
@@ -90,7 +94,7 @@ impl Overlay {
         &'a mut self,
         db: &Db,
         id: RegistrationId,
-    ) -> Result<&'a mut RegistrationView, String> {
+    ) -> Result<&'a mut RegistrationView, StoreError> {
         cached(
             &mut self.registrations,
             &db.registrations,
@@ -99,20 +103,19 @@ impl Overlay {
         )
     }
 
-    fn ticket<'a>(&'a mut self, db: &Db, id: TicketId) -> Result<&'a mut TicketView, String> {
+    fn ticket<'a>(&'a mut self, db: &Db, id: TicketId) -> Result<&'a mut TicketView, StoreError> {
         cached(&mut self.tickets, &db.tickets, id, id.as_bytes())
     }
 
     /// The event of a ticket, without taking its row into the batch (it is not rewritten).
-    fn ticket_event(&self, db: &Db, id: TicketId) -> Result<EventId, String> {
+    fn ticket_event(&self, db: &Db, id: TicketId) -> Result<EventId, StoreError> {
         if let Some(ticket) = self.tickets.get(&id) {
             return Ok(ticket.event_id);
         }
-        let bytes = db
-            .tickets
-            .get(id.as_bytes())
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("read model row {id:?} missing"))?;
+        let bytes =
+            db.tickets.get(id.as_bytes()).map_err(err)?.ok_or_else(|| {
+                StoreError::Inconsistent(format!("read model row {id:?} missing"))
+            })?;
         Ok(decode::<TicketView>(&bytes)?.event_id)
     }
 
@@ -121,7 +124,7 @@ impl Overlay {
         db: &Db,
         event: EventId,
         code: &str,
-    ) -> Result<&'a mut VoucherView, String> {
+    ) -> Result<&'a mut VoucherView, StoreError> {
         cached(
             &mut self.vouchers,
             &db.vouchers,
@@ -137,7 +140,7 @@ impl Overlay {
         id: RegistrationId,
         status: WaitlistStatus,
         at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         if let Some(entry) = self.registration(db, id)?.waitlist_entry {
             let place = cached(&mut self.waitlist, &db.waitlist, entry, entry.as_bytes())?;
             place.status = status;
@@ -164,7 +167,7 @@ impl Overlay {
         db: &Db,
         id: RegistrationId,
         at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let view = self.registration(db, id)?;
         let (event, quantity) = (view.event_id, u32::from(view.quantity));
         if let Some(code) = view.price.as_ref().and_then(|p| p.voucher.clone()) {
@@ -216,7 +219,7 @@ impl Overlay {
         pools: &mut PoolEvents,
         pool_id: PoolId,
         event: PoolEvent,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         match event {
             PoolEvent::SeatsHeld {
                 registration_id,
@@ -401,7 +404,7 @@ impl Overlay {
                 };
                 let stats = match self.checkin_stats.entry(event_id) {
                     Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(db.checkin_stats(event_id).map_err(|e| e.0)?),
+                    Entry::Vacant(e) => e.insert(db.checkin_stats(event_id)?),
                 };
                 stats.count(&result, &admission, superseded.as_ref());
                 self.first_admission(db, ticket_id, admission, &result, first_on_ticket)?;
@@ -419,14 +422,14 @@ impl Overlay {
         event_id: EventId,
         voucher: engine::pool::voucher::VoucherDef,
         at: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let key = (event_id, voucher.code.clone());
         let existing = match self.vouchers.get(&key) {
             Some(v) => Some(v.pool_id),
             None => db
                 .vouchers
                 .get(keys::voucher(&event_id, &voucher.code))
-                .map_err(|e| e.to_string())?
+                .map_err(err)?
                 .map(|bytes| decode::<VoucherView>(&bytes).map(|v| v.pool_id))
                 .transpose()?,
         };
@@ -459,7 +462,7 @@ impl Overlay {
         db: &Db,
         registration_id: RegistrationId,
         at: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         self.release_voucher(db, registration_id, at)?;
         if self.registration(db, registration_id)?.status == RegistrationStatus::Held {
             self.offer_ended(db, registration_id, WaitlistStatus::Declined, at)?;
@@ -499,7 +502,7 @@ impl Overlay {
         tickets: &[TicketId],
         first_number: u64,
         at: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let view = self.registration(db, registration_id)?;
         view.status = RegistrationStatus::Confirmed;
         view.updated_at = at;
@@ -537,7 +540,7 @@ impl Overlay {
         admission: Admission,
         result: &engine::pool::scan::ScanResult,
         first_on_ticket: Option<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         match first_on_ticket {
             // The pool knows every admission of the ticket: the first one is written blind,
             // without reading the ticket.
@@ -570,7 +573,7 @@ impl Overlay {
     }
 
     /// Adds every changed row to the write batch.
-    pub fn write(self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), String> {
+    pub fn write(self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), StoreError> {
         for (id, view) in &self.registrations {
             batch.insert(
                 &db.registrations,

@@ -1,6 +1,7 @@
 //! The fjall database, its keyspaces, and the engine's read port over them.
 
-use crate::codec::{JournalRecord, decode, record_len};
+use crate::codec::{CodecError, JournalRecord, decode, record_len};
+use crate::error::err;
 use crate::keys;
 use chrono::{DateTime, Utc};
 use engine::accounts::UserRecord;
@@ -87,10 +88,6 @@ pub struct Db {
     pub(crate) waitlist: Keyspace,
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
 impl Db {
     /// Opens (or creates) the database in `path`.
     pub fn open(path: &Path, options: &DbOptions) -> Result<Self, StoreError> {
@@ -130,13 +127,16 @@ impl Db {
     }
 
     /// The event's latest revocation version (0: none).
-    pub(crate) fn revocation_head(&self, event: &EventId) -> Result<u64, String> {
+    pub(crate) fn revocation_head(&self, event: &EventId) -> Result<u64, StoreError> {
         let start = keys::revocation(event, 0);
         let end = keys::revocation(event, u64::MAX);
         match self.revocations.range(start..=end).next_back() {
             Some(guard) => {
-                let (key, _) = guard.into_inner().map_err(|e| e.to_string())?;
-                let version: [u8; 8] = key[16..24].try_into().map_err(|_| "bad key")?;
+                let (key, _) = guard.into_inner().map_err(err)?;
+                let version: [u8; 8] = key
+                    .get(16..24)
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or(CodecError::Key("revocations"))?;
                 Ok(u64::from_be_bytes(version))
             }
             None => Ok(0),
@@ -192,7 +192,7 @@ impl Db {
             return Ok(0);
         };
         let (key, value) = guard.into_inner().map_err(err)?;
-        let first = keys::journal_seq(&key).ok_or_else(|| err("bad journal key"))?;
+        let first = keys::journal_seq(&key).ok_or(CodecError::Key("journal"))?;
         Ok(first + record_len(&value).map_err(err)? - 1)
     }
 
@@ -311,7 +311,7 @@ impl Store for Db {
         let mut expected = first_wanted;
         for guard in self.journal.range(start..=end.to_vec()) {
             let (key, value) = guard.into_inner().map_err(err)?;
-            let first = keys::journal_seq(&key).ok_or_else(|| err("bad journal key"))?;
+            let first = keys::journal_seq(&key).ok_or(CodecError::Key("journal"))?;
             let record: JournalRecord = decode(&value).map_err(err)?;
             for (i, event) in record.events.into_iter().enumerate() {
                 let seq = first + i as u64;
@@ -319,7 +319,7 @@ impl Store for Db {
                     continue;
                 }
                 if seq != expected {
-                    return Err(err(format!(
+                    return Err(StoreError::Inconsistent(format!(
                         "journal gap in {stream}: expected {expected}, found {seq}"
                     )));
                 }
@@ -382,7 +382,7 @@ impl Store for Db {
         };
         let bytes: &[u8] = value.as_ref();
         if bytes.len() != 32 {
-            return Err(err("bad idempotency row"));
+            return Err(CodecError::Key("idempotency").into());
         }
         let id = uuid::Uuid::from_slice(&bytes[..16]).map_err(err)?;
         let mut request = [0u8; 16];
@@ -417,12 +417,12 @@ impl Store for Db {
     fn outbox(
         &self,
         limit: usize,
-    ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, String>)>, StoreError> {
+    ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, StoreError>)>, StoreError> {
         let mut items = Vec::new();
         for guard in self.outbox.iter().take(limit) {
             let (key, value) = guard.into_inner().map_err(err)?;
             let id = uuid::Uuid::from_slice(&key).map_err(err)?;
-            items.push((id, decode(&value)));
+            items.push((id, decode(&value).map_err(StoreError::from)));
         }
         Ok(items)
     }

@@ -17,11 +17,15 @@
 //! way back.
 
 use crate::codec::{JOURNAL_VERSION, JournalRecordRef, encode, encode_compact};
+pub use crate::error::WriterError;
+use crate::error::err;
 use crate::keys;
 use crate::projection::{Overlay, PoolEvents};
 use crate::store::Db;
 use engine::ids::StreamId;
-use engine::ports::{AppendRequest, JournalError, JournalReceiver, Snapshot, StreamEvent};
+use engine::ports::{
+    AppendRequest, JournalError, JournalReceiver, Snapshot, StoreError, StreamEvent,
+};
 use fjall::PersistMode;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -48,7 +52,7 @@ pub struct JournalWriter {
 }
 
 /// Callback run once when the journal fails; it must stop the process.
-pub type OnFatal = Box<dyn FnOnce(String) + Send>;
+pub type OnFatal = Box<dyn FnOnce(WriterError) + Send>;
 
 impl JournalWriter {
     /// Starts the writer on its own thread, consuming `rx` until every sender is dropped.
@@ -66,7 +70,7 @@ impl JournalWriter {
                     .build()
                 {
                     Ok(rt) => rt,
-                    Err(e) => return on_fatal(format!("journal runtime: {e}")),
+                    Err(e) => return on_fatal(WriterError::Runtime(e)),
                 };
                 runtime.block_on(run(db, rx, config, on_fatal));
             })?;
@@ -82,7 +86,7 @@ impl JournalWriter {
 async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: OnFatal) {
     let snapshotter = match Snapshotter::spawn(db.clone()) {
         Ok(s) => s,
-        Err(e) => return on_fatal(format!("snapshot thread: {e}")),
+        Err(e) => return on_fatal(WriterError::SnapshotThread(e)),
     };
     let mut fences = Fences::default();
     let mut batch: Vec<AppendRequest> = Vec::new();
@@ -117,7 +121,7 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed; stopping");
+                tracing::error!(error = %engine::failure::chain(&e), "journal write failed; stopping");
                 metrics::counter!("journal_failures_total").increment(1);
                 for request in batch.drain(..) {
                     request.done.complete(Err(JournalError::Io(e.clone())));
@@ -126,7 +130,7 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
                 while let Some(request) = rx.recv().await {
                     request.done.complete(Err(JournalError::Stopped));
                 }
-                return on_fatal(e);
+                return on_fatal(WriterError::Write(e));
             }
         }
         if fences.heads.len() > HEADS_CACHED_MAX {
@@ -138,7 +142,7 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
     drop(tx);
     let _ = thread.join();
     if let Err(e) = db.db.persist(PersistMode::SyncAll) {
-        on_fatal(format!("final persist: {e}"));
+        on_fatal(WriterError::Persist(err(e)));
     }
 }
 
@@ -175,7 +179,7 @@ fn flush(
     fences: &mut Fences,
     batch: &mut [AppendRequest],
     events: usize,
-) -> Result<(Vec<Option<JournalError>>, Vec<PoolSnapshot>), String> {
+) -> Result<(Vec<Option<JournalError>>, Vec<PoolSnapshot>), StoreError> {
     let started = Instant::now();
     let mut records: Vec<(StreamId, u64, Vec<StreamEvent>)> = Vec::new();
     // Index of each stream's record in `records`.
@@ -193,7 +197,7 @@ fn flush(
         }
         let head = match fences.heads.get(&request.stream) {
             Some(h) => *h,
-            None => db.head(&request.stream).map_err(|e| e.0)?,
+            None => db.head(&request.stream)?,
         };
         fences.heads.insert(request.stream, head);
         let fenced = fences.fenced.contains(&(request.stream, request.writer));
@@ -254,7 +258,11 @@ fn flush(
                 (StreamId::User(user_id), StreamEvent::User(e)) => {
                     overlay.project_user(user_id, &e)
                 }
-                _ => return Err(format!("event of the wrong kind on {stream}")),
+                _ => {
+                    return Err(StoreError::Inconsistent(format!(
+                        "event of the wrong kind on {stream}"
+                    )));
+                }
             }
         }
     }
@@ -286,7 +294,7 @@ fn flush(
     overlay.write(db, &mut wb)?;
     // One atomic write and one fsync for the whole batch.
     if !wb.is_empty() {
-        wb.commit().map_err(|e| e.to_string())?;
+        wb.commit().map_err(err)?;
     }
     for (event, stats) in &checkin_stats {
         checkin_metrics(event, stats);
@@ -333,16 +341,14 @@ impl Snapshotter {
             .spawn(move || {
                 for (stream, state) in rx {
                     let started = Instant::now();
-                    let written = encode_compact(state.as_ref()).and_then(|bytes| {
-                        db.snapshots
-                            .insert(stream.key(), bytes)
-                            .map_err(|e| e.to_string())
-                    });
+                    let written = encode_compact(state.as_ref())
+                        .map_err(err)
+                        .and_then(|bytes| db.snapshots.insert(stream.key(), bytes).map_err(err));
                     match written {
                         Ok(()) => metrics::histogram!("journal_snapshot_seconds")
                             .record(started.elapsed().as_secs_f64()),
                         // Not fatal: the journal still holds everything; recovery replays more.
-                        Err(e) => tracing::warn!(%stream, error = %e, "pool snapshot not written"),
+                        Err(e) => tracing::warn!(%stream, error = %engine::failure::chain(&e), "pool snapshot not written"),
                     }
                 }
             })?;

@@ -256,7 +256,7 @@ async fn commit_then<T: Send + 'static>(
                 let _ = me.cast(EventMsg::Poisoned("sequence conflict".into()));
                 Err(EngineError::Unavailable("event restarting".into()))
             }
-            Err(e) => Err(EngineError::Storage(e.to_string())),
+            Err(e) => Err(EngineError::Journal(e)),
         };
         let _ = reply.send(answer);
     });

@@ -120,7 +120,7 @@ fn load(ctx: &Ctx, shared: &EventShared, def: PoolDef) -> Result<PoolState, Stri
                     replayed += 1;
                     Ok(())
                 }
-                other => Err(crate::ports::StoreError(format!(
+                other => Err(crate::ports::StoreError::Inconsistent(format!(
                     "{other:?} in pool {}",
                     def.id
                 ))),
@@ -609,7 +609,7 @@ fn reply_on_durable(
                 let _ = me.cast(PoolMsg::Poisoned("sequence conflict".into()));
                 Err(EngineError::Unavailable("pool restarting".into()))
             }
-            Err(e) => Err(EngineError::Storage(e.to_string())),
+            Err(e) => Err(EngineError::Journal(e)),
         };
         // The caller may have timed out and gone; nothing to do then.
         let _ = reply.send(answer);

@@ -2,7 +2,7 @@
 //! once per ticket and list), the routes of tickets to their pools (cached: a route never
 //! changes once issued), and what scanners read (statistics, revocations, the scan feed).
 
-use super::{Engine, storage};
+use super::Engine;
 use crate::actors::call;
 use crate::actors::event_actor::EventMsg;
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
@@ -131,7 +131,7 @@ impl Engine {
         self.ctx
             .store
             .ticket(id)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
             .ok_or(DomainError::TicketNotFound.into())
     }
 
@@ -174,7 +174,10 @@ impl Engine {
 
     /// The event's check-in statistics (admissions, duplicates, exits, per gate, per minute).
     pub fn checkin_stats(&self, event: EventId) -> EngineResult<CheckInStats> {
-        self.ctx.store.checkin_stats(event).map_err(storage)
+        self.ctx
+            .store
+            .checkin_stats(event)
+            .map_err(EngineError::Store)
     }
 
     /// The event's revoked tickets after version `since` (at most `limit`), with the latest
@@ -188,6 +191,6 @@ impl Engine {
         self.ctx
             .store
             .revocations(event, since, limit)
-            .map_err(storage)
+            .map_err(EngineError::Store)
     }
 }

@@ -2,7 +2,7 @@
 //! the event actor), reading them, and their availability (published by the pools on a watch
 //! channel, read without sending a message).
 
-use super::{Engine, GLOBAL_SCOPE, storage};
+use super::{Engine, GLOBAL_SCOPE};
 use crate::actors::event_actor::EventMsg;
 use crate::actors::{Availability, EventShared, call};
 use crate::error::{DomainError, EngineError, EngineResult};
@@ -80,7 +80,7 @@ impl Engine {
                 Vec::new(),
             )
             .await
-            .map_err(|e| EngineError::Storage(e.to_string()))?;
+            .map_err(EngineError::Journal)?;
         metrics::counter!("engine_events_created_total").increment(1);
         Ok(record)
     }
@@ -164,7 +164,7 @@ impl Engine {
         self.ctx
             .store
             .event(id)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
             .ok_or(DomainError::EventNotFound.into())
     }
 
@@ -173,7 +173,7 @@ impl Engine {
         self.ctx
             .store
             .events(query, self.ctx.clock.now())
-            .map_err(storage)
+            .map_err(EngineError::Store)
     }
 
     /// An event's record: the active event's, in memory (no store read, no decoding), else the

@@ -2,7 +2,7 @@
 //! decides), confirmations and cancellations (decided by the registration's pool), and reads of
 //! registrations from their read model.
 
-use super::{Engine, storage, vouchers};
+use super::{Engine, vouchers};
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
 use crate::ids::{EventId, PoolId, RegistrationId, TicketTypeId, UserId};
 use crate::model::{Attendee, EventRecord, RegistrationStatus};
@@ -140,7 +140,7 @@ impl Engine {
                 .ctx
                 .store
                 .voucher(hold.event_id, code)
-                .map_err(storage)?
+                .map_err(EngineError::Store)?
                 .is_some() =>
             {
                 Err(DomainError::VoucherNotValid {
@@ -258,7 +258,7 @@ impl Engine {
         self.ctx
             .store
             .registration(id)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
             .ok_or(DomainError::RegistrationNotFound.into())
     }
 
@@ -275,7 +275,7 @@ impl Engine {
         self.ctx
             .store
             .registrations_by_event(event, status, after, limit)
-            .map_err(storage)
+            .map_err(EngineError::Store)
     }
 
     /// Registrations for an attendee e-mail.
@@ -288,7 +288,7 @@ impl Engine {
         self.ctx
             .store
             .registrations_by_email(&email.trim().to_lowercase(), after, limit)
-            .map_err(storage)
+            .map_err(EngineError::Store)
     }
 
     /// Registrations held by a signed-in account, by id order.
@@ -301,6 +301,6 @@ impl Engine {
         self.ctx
             .store
             .registrations_by_user(user, after, limit)
-            .map_err(storage)
+            .map_err(EngineError::Store)
     }
 }

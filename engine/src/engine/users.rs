@@ -1,7 +1,7 @@
 //! The accounts side of the facade: sign-up, sessions and profiles, written to user streams
 //! with optimistic concurrency (see `accounts`).
 
-use super::{Engine, storage};
+use super::Engine;
 use crate::accounts::{
     MintedToken, NewUser, PendingToken, ProfilePatch, Refresh, Role, UserEvent, UserRecord,
 };
@@ -44,7 +44,7 @@ impl Engine {
             .ctx
             .store
             .user_by_email(&new.email)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
             .is_some()
         {
             return Err(DomainError::EmailTaken.into());
@@ -59,7 +59,7 @@ impl Engine {
             at: now,
         };
         let mut record = UserRecord::registered(&registered)
-            .ok_or_else(|| EngineError::Storage("registered event expected".into()))?;
+            .ok_or_else(|| EngineError::Internal("a registration makes a user record".into()))?;
         let mut events = vec![registered];
         let mut outbox = Vec::new();
         let mut reservation = None;
@@ -122,7 +122,7 @@ impl Engine {
         let Some(user) = self.user_by_email(email)? else {
             return Ok(false);
         };
-        let minted = mint(user.id).map_err(EngineError::Storage)?;
+        let minted = mint(user.id).map_err(EngineError::Internal)?;
         self.update_user_sending(user.id, |u, now| {
             let (event, message) = emailed_link(
                 u,
@@ -163,14 +163,19 @@ impl Engine {
         self.ctx
             .store
             .user(id)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
             .ok_or_else(|| DomainError::UserNotFound.into())
     }
 
     /// An account by e-mail address (normalised here).
     pub fn user_by_email(&self, email: &str) -> EngineResult<Option<UserRecord>> {
         let email = email.trim().to_lowercase();
-        match self.ctx.store.user_by_email(&email).map_err(storage)? {
+        match self
+            .ctx
+            .store
+            .user_by_email(&email)
+            .map_err(EngineError::Store)?
+        {
             Some(id) => self.user(id).map(Some),
             None => Ok(None),
         }
@@ -423,6 +428,6 @@ fn emailed_link(
 fn journal(e: JournalError) -> EngineError {
     match e {
         JournalError::Stopped => EngineError::Unavailable("journal stopped".into()),
-        other => EngineError::Storage(other.to_string()),
+        other => EngineError::Journal(other),
     }
 }

@@ -1,7 +1,7 @@
 //! The facade's voucher side: creation (codes unique per event), queries, deactivation.
 //! Redemption is part of the hold (`Engine::hold`), decided by the pool actor.
 
-use super::{Engine, storage};
+use super::Engine;
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
 use crate::ids::{EventId, PoolId, TicketTypeId, WaitlistEntryId};
 use crate::model::{EventRecord, PRICE_MINOR_MAX, TicketType};
@@ -300,7 +300,7 @@ impl Engine {
         self.ctx
             .store
             .voucher(event_id, &code)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
             .ok_or(DomainError::VoucherNotFound.into())
     }
 
@@ -315,7 +315,7 @@ impl Engine {
         self.ctx
             .store
             .vouchers(event_id, after, limit)
-            .map_err(storage)
+            .map_err(EngineError::Store)
     }
 }
 
@@ -358,7 +358,7 @@ impl Engine {
                     .ctx
                     .store
                     .voucher(event_id, &code)
-                    .map_err(storage)?
+                    .map_err(EngineError::Store)?
                     .ok_or(unknown)?;
                 let v = &view.voucher;
                 if !v.active {

@@ -1,7 +1,7 @@
 //! The facade's waiting-list side: join, leave, read (with the place in line). Offers are
 //! made by the pool actor itself, in the turn that frees the seats.
 
-use super::{Engine, storage};
+use super::Engine;
 use crate::error::{DomainError, EngineError, EngineResult, FieldError};
 use crate::ids::{EventId, TicketTypeId, UserId, WaitlistEntryId};
 use crate::model::Attendee;
@@ -138,7 +138,7 @@ impl Engine {
         self.ctx
             .store
             .waitlist_entry(id)
-            .map_err(storage)?
+            .map_err(EngineError::Store)?
             .ok_or(DomainError::WaitlistEntryNotFound.into())
     }
 }

@@ -224,9 +224,12 @@ impl ApiError {
             ApiError::Engine(
                 EngineError::Overloaded | EngineError::Timeout | EngineError::Unavailable(_),
             ) => S::SERVICE_UNAVAILABLE,
-            ApiError::Engine(EngineError::Storage(_) | EngineError::Domain(_)) => {
-                S::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Engine(
+                EngineError::Store(_)
+                | EngineError::Journal(_)
+                | EngineError::Internal(_)
+                | EngineError::Domain(_),
+            ) => S::INTERNAL_SERVER_ERROR,
             ApiError::MalformedJson(_)
             | ApiError::BodyIncomplete
             | ApiError::InvalidPath(_)
@@ -259,7 +262,10 @@ impl ApiError {
                 EngineError::Overloaded => ("overloaded", "Overloaded"),
                 EngineError::Timeout => ("timeout", "Timed out"),
                 EngineError::Unavailable(_) => ("unavailable", "Temporarily unavailable"),
-                EngineError::Storage(_) | EngineError::Domain(_) => ("internal", "Internal error"),
+                EngineError::Store(_)
+                | EngineError::Journal(_)
+                | EngineError::Internal(_)
+                | EngineError::Domain(_) => ("internal", "Internal error"),
             },
             ApiError::MalformedJson(_) => ("malformed_json", "Malformed JSON"),
             ApiError::InvalidBody(_) => ("invalid_body", "Invalid request body"),
@@ -399,9 +405,15 @@ impl IntoResponse for ApiError {
         let (status, _, _) = self.kind();
         if status.is_server_error() {
             match &self {
-                ApiError::Engine(EngineError::Storage(cause)) | ApiError::Internal(cause) => {
-                    tracing::error!(cause = %cause, "internal error")
+                ApiError::Engine(
+                    error @ (EngineError::Store(_)
+                    | EngineError::Journal(_)
+                    | EngineError::Internal(_)),
+                ) => {
+                    let cause = engine::failure::chain(error);
+                    tracing::error!(%cause, "internal error")
                 }
+                ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
                 other => tracing::debug!(error = ?other, "request shed or unavailable"),
             }
         }
