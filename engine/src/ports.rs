@@ -94,6 +94,12 @@ pub struct AppendRequest {
 }
 
 impl AppendRequest {
+    /// Whether the writer is an actor incarnation, fenced on a conflict (see
+    /// [`AppendRequest::fenced`]); otherwise an unfenced, optimistic writer.
+    pub fn is_fenced(&self) -> bool {
+        self.writer != 0
+    }
+
     /// A barrier on `stream`: no events; completes after every earlier append of the stream
     /// (with [`AppendRequest::with_outbox`], it carries messages by themselves).
     pub fn barrier(stream: StreamId, done: Completion) -> Self {
@@ -242,6 +248,50 @@ pub struct RegistrationView {
     /// The waiting-list place it was offered to, if it is an offer.
     #[serde(default)]
     pub waitlist_entry: Option<crate::ids::WaitlistEntryId>,
+}
+
+/// What a new hold starts from: the fields the hold decides. Everything else about its
+/// registration view follows from being new ([`RegistrationView::held`]).
+#[derive(Clone, Debug)]
+pub struct NewHold {
+    pub id: RegistrationId,
+    pub event_id: EventId,
+    pub pool_id: PoolId,
+    pub ticket_type_id: TicketTypeId,
+    pub quantity: u16,
+    pub attendee: Attendee,
+    pub user_id: Option<UserId>,
+    pub expires_at: DateTime<Utc>,
+    /// When it was held.
+    pub at: DateTime<Utc>,
+    pub price: Option<crate::pricing::Price>,
+    /// The waiting-list place, when the hold is that place's offer.
+    pub waitlist_entry: Option<crate::ids::WaitlistEntryId>,
+}
+
+impl RegistrationView {
+    /// The view of a hold just made: held, no tickets, created and updated at `hold.at`. The
+    /// engine answers a hold with it, and the read model stores the same.
+    pub fn held(hold: NewHold) -> Self {
+        Self {
+            id: hold.id,
+            event_id: hold.event_id,
+            pool_id: hold.pool_id,
+            ticket_type_id: hold.ticket_type_id,
+            quantity: hold.quantity,
+            attendee: hold.attendee,
+            user_id: hold.user_id,
+            status: RegistrationStatus::Held,
+            created_at: hold.at,
+            expires_at: hold.expires_at,
+            updated_at: hold.at,
+            tickets: Vec::new(),
+            confirmed_at: None,
+            first_ticket_number: 0,
+            price: hold.price,
+            waitlist_entry: hold.waitlist_entry,
+        }
+    }
 }
 
 /// Where a waiting-list place stands.

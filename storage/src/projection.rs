@@ -13,8 +13,8 @@ use engine::model::RegistrationStatus;
 use engine::pool::{Admission, IdempotencyToken, PoolEvent};
 use engine::ports::StoreError;
 use engine::ports::{
-    CheckInStats, RegistrationView, Revocation, Store, TicketView, VoucherView, WaitlistStatus,
-    WaitlistView,
+    CheckInStats, NewHold, RegistrationView, Revocation, Store, TicketView, VoucherView,
+    WaitlistStatus, WaitlistView,
 };
 use fjall::OwnedWriteBatch;
 use std::collections::HashMap;
@@ -221,124 +221,18 @@ impl Overlay {
         event: PoolEvent,
     ) -> Result<(), StoreError> {
         match event {
-            PoolEvent::SeatsHeld {
-                registration_id,
-                event_id,
-                ticket_type_id,
-                quantity,
-                attendee,
-                user_id,
-                expires_at,
-                at,
-                idempotency,
-                voucher,
-                price,
-            } => {
-                pools.learn(pool_id, event_id);
-                if let Some(code) = &voucher {
-                    let v = self.voucher(db, event_id, code)?;
-                    v.voucher.uses += u32::from(quantity);
-                    v.updated_at = at;
-                }
-                if let Some(token) = idempotency {
-                    let mut value = [0u8; 32];
-                    value[..16].copy_from_slice(registration_id.as_bytes());
-                    value[16..].copy_from_slice(&token.request);
-                    self.idempotency
-                        .push((keys::idempotency(&event_id, &token.key), value));
-                }
-                self.new_registration(RegistrationView {
-                    id: registration_id,
-                    event_id,
-                    pool_id,
-                    ticket_type_id,
-                    quantity,
-                    attendee,
-                    user_id,
-                    status: RegistrationStatus::Held,
-                    created_at: at,
-                    expires_at,
-                    updated_at: at,
-                    tickets: vec![],
-                    confirmed_at: None,
-                    first_ticket_number: 0,
-                    price,
-                    waitlist_entry: None,
-                });
-            }
+            PoolEvent::SeatsHeld { .. } => self.seats_held(db, pools, pool_id, event)?,
             PoolEvent::WaitlistJoined {
                 event_id,
                 entry,
                 at,
-            } => {
-                self.waitlist.insert(
-                    entry.id,
-                    WaitlistView {
-                        id: entry.id,
-                        event_id,
-                        pool_id,
-                        user_id: entry.user_id,
-                        ticket_type_id: entry.ticket_type_id,
-                        quantity: entry.quantity,
-                        status: WaitlistStatus::Waiting,
-                        registration_id: None,
-                        joined_at: at,
-                        offer_expires_at: None,
-                        updated_at: at,
-                    },
-                );
-            }
+            } => self.waitlist_joined(pool_id, event_id, entry, at),
             PoolEvent::WaitlistLeft { entry_id, at } => {
-                let place = cached(
-                    &mut self.waitlist,
-                    &db.waitlist,
-                    entry_id,
-                    entry_id.as_bytes(),
-                )?;
+                let place = self.place(db, entry_id)?;
                 place.status = WaitlistStatus::Left;
                 place.updated_at = at;
             }
-            PoolEvent::WaitlistOffered {
-                registration_id,
-                event_id,
-                entry_id,
-                user_id,
-                ticket_type_id,
-                quantity,
-                attendee,
-                price,
-                expires_at,
-                at,
-            } => {
-                let place = cached(
-                    &mut self.waitlist,
-                    &db.waitlist,
-                    entry_id,
-                    entry_id.as_bytes(),
-                )?;
-                place.status = WaitlistStatus::Offered;
-                place.registration_id = Some(registration_id);
-                place.offer_expires_at = Some(expires_at);
-                place.updated_at = at;
-                self.new_registration(RegistrationView {
-                    id: registration_id,
-                    event_id,
-                    pool_id,
-                    ticket_type_id,
-                    quantity,
-                    attendee,
-                    user_id: Some(user_id),
-                    status: RegistrationStatus::Held,
-                    created_at: at,
-                    expires_at,
-                    updated_at: at,
-                    tickets: vec![],
-                    confirmed_at: None,
-                    first_ticket_number: 0,
-                    price: Some(price),
-                    waitlist_entry: Some(entry_id),
-                });
-            }
+            PoolEvent::WaitlistOffered { .. } => self.waitlist_offered(db, pool_id, event)?,
             PoolEvent::VoucherCreated {
                 event_id,
                 voucher,
@@ -386,31 +280,179 @@ impl Overlay {
             } => {
                 self.ticket(db, ticket_id)?.admission = Some(admission);
             }
-            PoolEvent::Scanned {
-                ticket_id,
-                admission,
-                result,
-                superseded,
-                first_on_ticket,
-                ..
-            } => {
-                let event_id = match pools.0.get(&pool_id) {
-                    Some(event) => *event,
-                    None => {
-                        let event = self.ticket_event(db, ticket_id)?;
-                        pools.learn(pool_id, event);
-                        event
-                    }
-                };
-                let stats = match self.checkin_stats.entry(event_id) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(db.checkin_stats(event_id)?),
-                };
-                stats.count(&result, &admission, superseded.as_ref());
-                self.first_admission(db, ticket_id, admission, &result, first_on_ticket)?;
-            }
+            PoolEvent::Scanned { .. } => self.scanned(db, pools, pool_id, event)?,
         }
         Ok(())
+    }
+
+    /// A hold: its registration, the voucher use it spends, and its idempotency row.
+    fn seats_held(
+        &mut self,
+        db: &Db,
+        pools: &mut PoolEvents,
+        pool_id: PoolId,
+        event: PoolEvent,
+    ) -> Result<(), StoreError> {
+        let PoolEvent::SeatsHeld {
+            registration_id,
+            event_id,
+            ticket_type_id,
+            quantity,
+            attendee,
+            user_id,
+            expires_at,
+            at,
+            idempotency,
+            voucher,
+            price,
+        } = event
+        else {
+            return Ok(());
+        };
+        pools.learn(pool_id, event_id);
+        if let Some(code) = &voucher {
+            let v = self.voucher(db, event_id, code)?;
+            v.voucher.uses += u32::from(quantity);
+            v.updated_at = at;
+        }
+        if let Some(token) = idempotency {
+            let mut value = [0u8; 32];
+            value[..16].copy_from_slice(registration_id.as_bytes());
+            value[16..].copy_from_slice(&token.request);
+            self.idempotency
+                .push((keys::idempotency(&event_id, &token.key), value));
+        }
+        self.new_registration(RegistrationView::held(NewHold {
+            id: registration_id,
+            event_id,
+            pool_id,
+            ticket_type_id,
+            quantity,
+            attendee,
+            user_id,
+            expires_at,
+            at,
+            price,
+            waitlist_entry: None,
+        }));
+        Ok(())
+    }
+
+    fn waitlist_joined(
+        &mut self,
+        pool_id: PoolId,
+        event_id: EventId,
+        entry: engine::pool::waitlist::WaitlistEntry,
+        at: DateTime<Utc>,
+    ) {
+        self.waitlist.insert(
+            entry.id,
+            WaitlistView {
+                id: entry.id,
+                event_id,
+                pool_id,
+                user_id: entry.user_id,
+                ticket_type_id: entry.ticket_type_id,
+                quantity: entry.quantity,
+                status: WaitlistStatus::Waiting,
+                registration_id: None,
+                joined_at: at,
+                offer_expires_at: None,
+                updated_at: at,
+            },
+        );
+    }
+
+    /// A waiting-list place offered seats: the place says so, and the offer is a hold.
+    fn waitlist_offered(
+        &mut self,
+        db: &Db,
+        pool_id: PoolId,
+        event: PoolEvent,
+    ) -> Result<(), StoreError> {
+        let PoolEvent::WaitlistOffered {
+            registration_id,
+            event_id,
+            entry_id,
+            user_id,
+            ticket_type_id,
+            quantity,
+            attendee,
+            price,
+            expires_at,
+            at,
+        } = event
+        else {
+            return Ok(());
+        };
+        let place = self.place(db, entry_id)?;
+        place.status = WaitlistStatus::Offered;
+        place.registration_id = Some(registration_id);
+        place.offer_expires_at = Some(expires_at);
+        place.updated_at = at;
+        self.new_registration(RegistrationView::held(NewHold {
+            id: registration_id,
+            event_id,
+            pool_id,
+            ticket_type_id,
+            quantity,
+            attendee,
+            user_id: Some(user_id),
+            expires_at,
+            at,
+            price: Some(price),
+            waitlist_entry: Some(entry_id),
+        }));
+        Ok(())
+    }
+
+    /// A scan: the event's check-in statistics, and the ticket's first admission.
+    fn scanned(
+        &mut self,
+        db: &Db,
+        pools: &mut PoolEvents,
+        pool_id: PoolId,
+        event: PoolEvent,
+    ) -> Result<(), StoreError> {
+        let PoolEvent::Scanned {
+            ticket_id,
+            admission,
+            result,
+            superseded,
+            first_on_ticket,
+            ..
+        } = event
+        else {
+            return Ok(());
+        };
+        let event_id = match pools.0.get(&pool_id) {
+            Some(event) => *event,
+            None => {
+                let event = self.ticket_event(db, ticket_id)?;
+                pools.learn(pool_id, event);
+                event
+            }
+        };
+        let stats = match self.checkin_stats.entry(event_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(db.checkin_stats(event_id)?),
+        };
+        stats.count(&result, &admission, superseded.as_ref());
+        self.first_admission(db, ticket_id, admission, &result, first_on_ticket)
+    }
+
+    /// A waiting-list place, from this batch or the read model.
+    fn place<'a>(
+        &'a mut self,
+        db: &Db,
+        entry_id: WaitlistEntryId,
+    ) -> Result<&'a mut WaitlistView, StoreError> {
+        cached(
+            &mut self.waitlist,
+            &db.waitlist,
+            entry_id,
+            entry_id.as_bytes(),
+        )
     }
 
     /// A new voucher's row. Codes are unique per event (the facade claims them); should two

@@ -181,70 +181,121 @@ fn flush(
     events: usize,
 ) -> Result<(Vec<Option<JournalError>>, Vec<PoolSnapshot>), StoreError> {
     let started = Instant::now();
-    let mut records: Vec<(StreamId, u64, Vec<StreamEvent>)> = Vec::new();
-    // Index of each stream's record in `records`.
-    let mut record_of: HashMap<StreamId, usize> = HashMap::new();
-    let mut snapshots: HashMap<StreamId, Snapshot> = HashMap::new();
-    let mut overlay = Overlay::default();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut outbox = Vec::new();
-    for request in batch.iter_mut() {
-        if request.events.is_empty() {
-            // A barrier: no sequence check. It may carry messages no state change causes.
-            outbox.append(&mut request.outbox);
-            outcomes.push(None);
-            continue;
-        }
-        let head = match fences.heads.get(&request.stream) {
-            Some(h) => *h,
-            None => db.head(&request.stream)?,
-        };
-        fences.heads.insert(request.stream, head);
-        let fenced = fences.fenced.contains(&(request.stream, request.writer));
-        if fenced || request.first_seq != head + 1 {
-            let conflict = JournalError::SequenceConflict {
-                stream: request.stream,
-                expected: head + 1,
-                got: request.first_seq,
-            };
-            if request.writer == 0 {
-                // An optimistic writer (a user stream) lost a race: it reads again and retries.
-                tracing::debug!(error = %conflict, "append refused");
-            } else {
-                tracing::error!(error = %conflict, writer = request.writer, fenced, "append refused");
-            }
-            metrics::counter!("journal_sequence_conflicts_total").increment(1);
-            fences.fence(request.stream, request.writer);
-            outcomes.push(Some(conflict));
-            continue;
-        }
-        let events = std::mem::take(&mut request.events);
-        fences
-            .heads
-            .insert(request.stream, head + events.len() as u64);
-        match record_of.entry(request.stream) {
-            Entry::Occupied(e) => records[*e.get()].2.extend(events),
-            Entry::Vacant(e) => {
-                e.insert(records.len());
-                records.push((request.stream, request.first_seq, events));
-            }
-        }
-        if let Some(snapshot) = request.snapshot.take() {
-            snapshots.insert(request.stream, snapshot);
-        }
-        outbox.append(&mut request.outbox);
-        outcomes.push(None);
-    }
+    let mut admitted = Admitted::default();
+    let outcomes = batch
+        .iter_mut()
+        .map(|request| admit(db, fences, request, &mut admitted))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut wb = db.db.batch().durability(Some(PersistMode::SyncData));
+    let mut overlay = Overlay::default();
+    stage_records(db, fences, &mut wb, &mut overlay, admitted.records)?;
+    let pool_snapshots = stage_snapshots(db, &mut wb, admitted.snapshots)?;
+    // The transactional outbox: messages commit with the events that caused them.
+    for message in admitted.outbox {
+        let bytes = encode(&message).map_err(err)?;
+        wb.insert(&db.outbox, message.id.as_bytes().to_vec(), bytes);
+    }
+    let checkin_stats = overlay.checkin_stats();
+    overlay.write(db, &mut wb)?;
+    // One atomic write and one fsync for the whole batch.
+    if !wb.is_empty() {
+        wb.commit().map_err(err)?;
+    }
+    for (event, stats) in &checkin_stats {
+        checkin_metrics(event, stats);
+    }
+    metrics::histogram!("journal_batch_events").record(events as f64);
+    metrics::histogram!("journal_batch_appends").record(batch.len() as f64);
+    metrics::histogram!("journal_flush_seconds").record(started.elapsed().as_secs_f64());
+    Ok((outcomes, pool_snapshots))
+}
+
+/// What a batch's admitted appends add up to.
+#[derive(Default)]
+struct Admitted {
+    /// One record per stream: its first sequence number and its events, in arrival order.
+    records: Vec<(StreamId, u64, Vec<StreamEvent>)>,
+    /// Index of each stream's record in `records`.
+    record_of: HashMap<StreamId, usize>,
+    /// The latest snapshot each stream asked for.
+    snapshots: HashMap<StreamId, Snapshot>,
+    outbox: Vec<engine::outbox::OutboxMessage>,
+}
+
+/// Admits one append into `admitted` (its events, snapshot and messages), or refuses it with
+/// a sequence conflict: its first sequence number is not its stream's next, or its writer
+/// was fenced on that stream by an earlier conflict.
+fn admit(
+    db: &Db,
+    fences: &mut Fences,
+    request: &mut AppendRequest,
+    admitted: &mut Admitted,
+) -> Result<Option<JournalError>, StoreError> {
+    if request.events.is_empty() {
+        // A barrier: no sequence check. It may carry messages no state change causes.
+        admitted.outbox.append(&mut request.outbox);
+        return Ok(None);
+    }
+    let head = match fences.heads.get(&request.stream) {
+        Some(h) => *h,
+        None => db.head(&request.stream)?,
+    };
+    fences.heads.insert(request.stream, head);
+    let fenced = fences.fenced.contains(&(request.stream, request.writer));
+    if fenced || request.first_seq != head + 1 {
+        let conflict = JournalError::SequenceConflict {
+            stream: request.stream,
+            expected: head + 1,
+            got: request.first_seq,
+        };
+        if request.is_fenced() {
+            tracing::error!(error = %conflict, writer = request.writer, fenced, "append refused");
+        } else {
+            // An optimistic writer (a user stream) lost a race: it reads again and retries.
+            tracing::debug!(error = %conflict, "append refused");
+        }
+        metrics::counter!("journal_sequence_conflicts_total").increment(1);
+        fences.fence(request.stream, request.writer);
+        return Ok(Some(conflict));
+    }
+    let events = std::mem::take(&mut request.events);
+    fences
+        .heads
+        .insert(request.stream, head + events.len() as u64);
+    match admitted.record_of.entry(request.stream) {
+        Entry::Occupied(e) => admitted.records[*e.get()].2.extend(events),
+        Entry::Vacant(e) => {
+            e.insert(admitted.records.len());
+            admitted
+                .records
+                .push((request.stream, request.first_seq, events));
+        }
+    }
+    if let Some(snapshot) = request.snapshot.take() {
+        admitted.snapshots.insert(request.stream, snapshot);
+    }
+    admitted.outbox.append(&mut request.outbox);
+    Ok(None)
+}
+
+/// Each stream's record into the write batch, and its events into the read models.
+fn stage_records(
+    db: &Db,
+    fences: &mut Fences,
+    wb: &mut fjall::OwnedWriteBatch,
+    overlay: &mut Overlay,
+    records: Vec<(StreamId, u64, Vec<StreamEvent>)>,
+) -> Result<(), StoreError> {
     for (stream, first_seq, events) in records {
         let record = JournalRecordRef {
             v: JOURNAL_VERSION,
             events: &events,
         };
+        let bytes = encode(&record).map_err(err)?;
         wb.insert(
             &db.journal,
             keys::journal(&stream, first_seq).to_vec(),
-            encode(&record)?,
+            bytes,
         );
         // A stream's events are projected in order; streams touch disjoint rows.
         for event in events {
@@ -266,43 +317,34 @@ fn flush(
             }
         }
     }
+    Ok(())
+}
+
+/// Event and user records (their read models) into the write batch; pool snapshots are
+/// returned, to be written after the batch is durable, off the commit path (see
+/// `Snapshotter`): they only shorten recovery.
+fn stage_snapshots(
+    db: &Db,
+    wb: &mut fjall::OwnedWriteBatch,
+    snapshots: HashMap<StreamId, Snapshot>,
+) -> Result<Vec<PoolSnapshot>, StoreError> {
     let mut pool_snapshots = Vec::new();
     for (stream, snapshot) in snapshots {
         match snapshot {
             // The event record is also the event read model: it commits with its events.
             Snapshot::Event(record) => {
-                wb.insert(&db.events, record.id.as_bytes().to_vec(), encode(&record)?)
+                let bytes = encode(&record).map_err(err)?;
+                wb.insert(&db.events, record.id.as_bytes().to_vec(), bytes)
             }
             // Likewise the user record: the account read model.
             Snapshot::User(record) => {
-                wb.insert(&db.users, record.id.as_bytes().to_vec(), encode(&record)?)
+                let bytes = encode(&record).map_err(err)?;
+                wb.insert(&db.users, record.id.as_bytes().to_vec(), bytes)
             }
-            // Pool snapshots only shorten recovery: they are written after this batch is
-            // durable, off the commit path (see `Snapshotter`).
             Snapshot::Pool(state) => pool_snapshots.push((stream, state)),
         }
     }
-    // The transactional outbox: messages commit with the events that caused them.
-    for message in outbox {
-        wb.insert(
-            &db.outbox,
-            message.id.as_bytes().to_vec(),
-            encode(&message)?,
-        );
-    }
-    let checkin_stats = overlay.checkin_stats();
-    overlay.write(db, &mut wb)?;
-    // One atomic write and one fsync for the whole batch.
-    if !wb.is_empty() {
-        wb.commit().map_err(err)?;
-    }
-    for (event, stats) in &checkin_stats {
-        checkin_metrics(event, stats);
-    }
-    metrics::histogram!("journal_batch_events").record(events as f64);
-    metrics::histogram!("journal_batch_appends").record(batch.len() as f64);
-    metrics::histogram!("journal_flush_seconds").record(started.elapsed().as_secs_f64());
-    Ok((outcomes, pool_snapshots))
+    Ok(pool_snapshots)
 }
 
 /// An event's check-in statistics as gauges, set when the scans they count are durable: the

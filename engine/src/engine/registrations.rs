@@ -7,7 +7,7 @@ use crate::error::{DomainError, EngineError, EngineResult, FieldError};
 use crate::ids::{EventId, PoolId, RegistrationId, TicketTypeId, UserId};
 use crate::model::{Attendee, EventRecord, RegistrationStatus};
 use crate::pool::{HoldCommand, IdempotencyToken, PoolCommand, PoolOutcome};
-use crate::ports::{Page, RegistrationView};
+use crate::ports::{NewHold, Page, RegistrationView};
 
 /// What a hold answered: the registration, and whether it is an earlier one returned for a
 /// retried idempotency key (nothing new was booked).
@@ -173,22 +173,20 @@ impl Engine {
                 price,
             } => {
                 let view = RegistrationView {
-                    id: registration_id,
-                    event_id: hold.event_id,
-                    pool_id,
-                    ticket_type_id: hold.ticket_type_id,
-                    quantity: hold.quantity,
-                    attendee: hold.attendee,
-                    user_id: hold.user_id,
                     status,
-                    created_at: at,
-                    expires_at,
-                    updated_at: at,
-                    tickets: vec![],
-                    confirmed_at: None,
-                    first_ticket_number: 0,
-                    price,
-                    waitlist_entry: None,
+                    ..RegistrationView::held(NewHold {
+                        id: registration_id,
+                        event_id: hold.event_id,
+                        pool_id,
+                        ticket_type_id: hold.ticket_type_id,
+                        quantity: hold.quantity,
+                        attendee: hold.attendee,
+                        user_id: hold.user_id,
+                        expires_at,
+                        at,
+                        price,
+                        waitlist_entry: None,
+                    })
                 };
                 Ok(Hold {
                     view,
