@@ -58,7 +58,7 @@ impl FileSink {
 
     fn render<'a>(&self, message: &'a OutboxMessage) -> Line<'a> {
         let base = &self.link_base;
-        let (subject, link, token, expires_at, tickets, text) = match &message.kind {
+        let rendered = match &message.kind {
             MessageKind::VerifyEmail { token, expires_at } => single_use(
                 base,
                 "verify-email",
@@ -79,79 +79,37 @@ impl FileSink {
                 event_title,
                 registration_id,
                 tickets,
-            } => {
-                let link = format!("{base}/registrations/{registration_id}");
-                let numbers: Vec<&str> = tickets.iter().map(|t| t.number.as_str()).collect();
-                let text = format!(
-                    "Your tickets for {event_title}: {}. Show their QR codes at the entrance: {link}",
-                    numbers.join(", ")
-                );
-                let subject = format!("Your tickets for {event_title}");
-                (subject, link, None, None, Some(tickets.as_slice()), text)
-            }
+            } => tickets_issued(base, event_title, *registration_id, tickets),
             MessageKind::WaitlistOffer {
                 registration_id,
                 quantity,
                 expires_at,
-            } => {
-                let link = format!("{base}/registrations/{registration_id}");
-                let text = format!(
-                    "Seats came free: {quantity} seat(s) are held for you until {}. Confirm them at \
-                     {link}; after that they go to the next person waiting.",
-                    expires_at.to_rfc3339()
-                );
-                (
-                    "Seats are waiting for you".to_owned(),
-                    link,
-                    None,
-                    Some(*expires_at),
-                    None,
-                    text,
-                )
-            }
+            } => waitlist_offer(base, *registration_id, *quantity, *expires_at),
             MessageKind::EventCanceled {
                 event_id,
                 event_title,
                 registration_id,
                 tickets_revoked,
-            } => {
-                let (link, what) = match registration_id {
-                    Some(id) if *tickets_revoked => (
-                        format!("{base}/registrations/{id}"),
-                        "your registration is canceled and its tickets are no longer valid",
-                    ),
-                    Some(id) => (
-                        format!("{base}/registrations/{id}"),
-                        "your held seats are released",
-                    ),
-                    None => (
-                        format!("{base}/events/{event_id}"),
-                        "your place on the waiting list is removed",
-                    ),
-                };
-                let text = format!("{event_title} has been canceled: {what}. Details: {link}");
-                (
-                    format!("Canceled: {event_title}"),
-                    link,
-                    None,
-                    None,
-                    None,
-                    text,
-                )
-            }
+            } => event_canceled(
+                base,
+                *event_id,
+                event_title,
+                *registration_id,
+                *tickets_revoked,
+            ),
         };
         Line {
             id: message.id,
             kind: message.kind.as_str(),
             to: &message.to,
             user_id: message.user_id.map(|u| u.0),
-            subject,
-            link,
-            token,
-            expires_at,
-            tickets,
+            subject: rendered.subject,
+            link: rendered.link,
+            token: rendered.token,
+            expires_at: rendered.expires_at,
+            tickets: rendered.tickets,
             created_at: message.created_at,
-            text,
+            text: rendered.text,
         }
     }
 }
@@ -175,17 +133,16 @@ impl SpoolFile {
     }
 }
 
-/// What a line needs of a message with a single-use link: subject, link, token, expiry, no
-/// tickets, text.
-type Rendered<'a> = (
-    String,
-    String,
-    Option<&'a str>,
-    Option<chrono::DateTime<chrono::Utc>>,
-    Option<&'a [engine::outbox::TicketLine]>,
-    String,
-);
-
+/// What a message says, before the line adds who it goes to.
+struct Rendered<'a> {
+    subject: String,
+    link: String,
+    /// The single-use token inside `link`, if it has one.
+    token: Option<&'a str>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    tickets: Option<&'a [engine::outbox::TicketLine]>,
+    text: String,
+}
 /// The parts of a message whose link, `<base>/<page>?token=`, lets the reader `action`.
 fn single_use<'a>(
     base: &str,
@@ -200,14 +157,94 @@ fn single_use<'a>(
         "Open {link} to {action}. The link works once, until {}.",
         expires_at.to_rfc3339()
     );
-    (
-        subject.to_owned(),
+    Rendered {
+        subject: subject.to_owned(),
         link,
-        Some(token),
-        Some(expires_at),
-        None,
+        token: Some(token),
+        expires_at: Some(expires_at),
+        tickets: None,
         text,
-    )
+    }
+}
+
+/// Tickets issued: their numbers, and the registration's page with their QR codes.
+fn tickets_issued<'a>(
+    base: &str,
+    event_title: &str,
+    registration_id: engine::ids::RegistrationId,
+    tickets: &'a [engine::outbox::TicketLine],
+) -> Rendered<'a> {
+    let link = format!("{base}/registrations/{registration_id}");
+    let numbers: Vec<&str> = tickets.iter().map(|t| t.number.as_str()).collect();
+    let text = format!(
+        "Your tickets for {event_title}: {}. Show their QR codes at the entrance: {link}",
+        numbers.join(", ")
+    );
+    Rendered {
+        subject: format!("Your tickets for {event_title}"),
+        link,
+        token: None,
+        expires_at: None,
+        tickets: Some(tickets),
+        text,
+    }
+}
+
+/// Seats held for a waiting-list place until the offer runs out.
+fn waitlist_offer<'a>(
+    base: &str,
+    registration_id: engine::ids::RegistrationId,
+    quantity: u16,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> Rendered<'a> {
+    let link = format!("{base}/registrations/{registration_id}");
+    let text = format!(
+        "Seats came free: {quantity} seat(s) are held for you until {}. Confirm them at \
+         {link}; after that they go to the next person waiting.",
+        expires_at.to_rfc3339()
+    );
+    Rendered {
+        subject: "Seats are waiting for you".to_owned(),
+        link,
+        token: None,
+        expires_at: Some(expires_at),
+        tickets: None,
+        text,
+    }
+}
+
+/// An event canceled: to an attendee (tickets revoked), a holder (seats released) or a
+/// person on the waiting list (place removed).
+fn event_canceled<'a>(
+    base: &str,
+    event_id: engine::ids::EventId,
+    event_title: &str,
+    registration_id: Option<engine::ids::RegistrationId>,
+    tickets_revoked: bool,
+) -> Rendered<'a> {
+    let (link, what) = match registration_id {
+        Some(id) if tickets_revoked => (
+            format!("{base}/registrations/{id}"),
+            "your registration is canceled and its tickets are no longer valid",
+        ),
+        Some(id) => (
+            format!("{base}/registrations/{id}"),
+            "your held seats are released",
+        ),
+        None => (
+            format!("{base}/events/{event_id}"),
+            "your place on the waiting list is removed",
+        ),
+    };
+    let text = format!("{event_title} has been canceled: {what}. Details: {link}");
+    Rendered {
+        subject: format!("Canceled: {event_title}"),
+        link,
+        token: None,
+        expires_at: None,
+        tickets: None,
+        text,
+    }
 }
 
 /// `<path>.1`.
