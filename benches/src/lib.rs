@@ -19,7 +19,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// An engine with `pools` published ticket types (one pool each), spread over events of at
 /// most 100 ticket types.
 pub struct Fixture {
-    /// The engine.
     pub engine: Engine,
     /// (event, ticket type) of every pool.
     pub targets: Vec<(EventId, TicketTypeId)>,

@@ -68,7 +68,6 @@ pub enum JournalError {
     /// duplicate): another writer owns the stream, or the actor's state diverged.
     #[error("sequence conflict on {stream}: expected {expected}, got {got}")]
     SequenceConflict {
-        /// The stream.
         stream: StreamId,
         /// The next sequence number the store expects.
         expected: u64,

@@ -208,13 +208,10 @@ impl JournalHandle {
 /// A registration as read by queries (the registration read model).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrationView {
-    /// Its id.
     pub id: RegistrationId,
-    /// The event.
     pub event_id: EventId,
     /// The pool the seats come from.
     pub pool_id: PoolId,
-    /// The ticket type.
     pub ticket_type_id: TicketTypeId,
     /// Seats.
     pub quantity: u16,
@@ -329,9 +326,7 @@ impl WaitlistStatus {
 /// A waiting-list place as read by queries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitlistView {
-    /// Its id.
     pub id: crate::ids::WaitlistEntryId,
-    /// The event.
     pub event_id: EventId,
     /// The pool whose seats it waits for.
     pub pool_id: PoolId,
@@ -359,15 +354,11 @@ pub struct WaitlistView {
 /// A ticket as read by queries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketView {
-    /// Its id.
     pub id: TicketId,
     /// The registration it belongs to.
     pub registration_id: RegistrationId,
-    /// The event.
     pub event_id: EventId,
-    /// The pool.
     pub pool_id: PoolId,
-    /// The ticket type.
     pub ticket_type_id: TicketTypeId,
     /// Seat index in the registration.
     pub index: u16,
@@ -387,13 +378,10 @@ pub struct TicketView {
 pub struct TicketRoute {
     /// The ticket.
     pub id: TicketId,
-    /// Its registration.
     pub registration_id: RegistrationId,
-    /// Its event.
     pub event_id: EventId,
     /// The pool that decides its scans.
     pub pool_id: PoolId,
-    /// Its ticket type.
     pub ticket_type_id: TicketTypeId,
     /// Its seat index in the registration.
     pub index: u16,
@@ -418,7 +406,6 @@ impl From<&TicketView> for TicketRoute {
 pub struct Revocation {
     /// Its place in the event's revocation list.
     pub version: u64,
-    /// The ticket.
     pub ticket_id: TicketId,
     /// Its registration (canceled).
     pub registration_id: RegistrationId,
@@ -561,7 +548,6 @@ impl EventQuery {
 /// A page of results and the cursor for the next one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T, C> {
-    /// The items.
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; `None` on the last page.
     pub next: Option<C>,
@@ -570,7 +556,6 @@ pub struct Page<T, C> {
 /// A voucher as read by queries (its uses follow the registrations that redeemed it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoucherView {
-    /// Its event.
     pub event_id: EventId,
     /// The pool it is decided in.
     pub pool_id: PoolId,

@@ -62,7 +62,6 @@ pub struct Claims {
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    /// The user.
     pub user_id: UserId,
     /// Roles from the token.
     pub roles: Vec<Role>,

@@ -89,7 +89,6 @@ pub struct RateLimitConfig {
     pub login_per_account: Rate,
     /// Sign-ups per client IP.
     pub signup_per_ip: Rate,
-    /// Holds per account.
     pub holds_per_account: Rate,
     /// Holds per client IP.
     pub holds_per_ip: Rate,

@@ -56,11 +56,8 @@ const EPOCH_2020: i64 = 1_577_836_800;
 pub struct TicketClaims {
     /// The key that signed it.
     pub key: u8,
-    /// The event.
     pub event_id: EventId,
-    /// The ticket.
     pub ticket_id: TicketId,
-    /// Its ticket type.
     pub ticket_type_id: TicketTypeId,
     /// When it was issued (to the second).
     pub issued_at: DateTime<Utc>,

@@ -23,7 +23,6 @@ pub struct StormArgs {
     /// Scanners (WebSocket connections).
     #[arg(long, short = 'm', default_value_t = 8)]
     pub scanners: usize,
-    /// Tickets.
     #[arg(long, short = 'k', default_value_t = 10_000)]
     pub tickets: usize,
     /// Share of tickets also presented at a second gate at the same time.

@@ -23,7 +23,6 @@ pub struct JournalRecord {
 pub struct JournalRecordRef<'a> {
     /// Format version.
     pub v: u8,
-    /// The events.
     pub events: &'a [StreamEvent],
 }
 

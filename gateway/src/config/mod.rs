@@ -180,13 +180,11 @@ pub struct EngineSection {
     pub pool_inflight_max: u32,
     /// In-flight calls per event actor.
     pub event_inflight_max: u32,
-    /// Default hold TTL.
     pub hold_ttl_default_secs: u32,
     /// Snapshot interval of pools, in events.
     pub snapshot_every_events: u64,
     /// Idle time before an event is passivated.
     pub passivate_after_secs: u64,
-    /// Ticket types per event.
     pub ticket_types_per_event_max: usize,
     /// Events in memory at once.
     pub events_active_max: usize,
