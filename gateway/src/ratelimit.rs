@@ -126,6 +126,9 @@ impl RateLimitConfig {
         if self.keys_max < SHARDS {
             return Err(format!("rate_limit.keys_max must be >= {SHARDS}"));
         }
+        if self.redis_timeout_ms == 0 {
+            return Err("rate_limit.redis_timeout_ms must be >= 1".into());
+        }
         Ok(())
     }
 
@@ -184,7 +187,7 @@ impl Limiter {
         let shared = if config.enabled && !config.redis_url.is_empty() {
             let client = redis::Client::open(config.redis_url.as_str())
                 .map_err(|e| format!("rate_limit.redis_url: {e}"))?;
-            let timeout = Duration::from_millis(config.redis_timeout_ms.max(1));
+            let timeout = Duration::from_millis(config.redis_timeout_ms);
             let shared = std::sync::Arc::new(Shared {
                 conn: std::sync::RwLock::new(None),
                 script: redis::Script::new(GCRA_LUA),

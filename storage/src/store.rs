@@ -94,6 +94,8 @@ impl Db {
         std::fs::create_dir_all(path).map_err(err)?;
         let db = Database::builder(path)
             .cache_size(options.cache_bytes)
+            // The gateway's configuration refuses values under these floors; other callers
+            // (tests, benches) get the floor rather than a store that cannot run.
             .worker_threads(options.worker_threads.max(1))
             .max_journaling_size(options.journal_bytes_max.max(64 * 1024 * 1024))
             .open()

@@ -347,6 +347,14 @@ impl Config {
                 "storage.journal_queue_max must be > 0",
             ),
             (
+                self.storage.worker_threads >= 1,
+                "storage.worker_threads must be >= 1",
+            ),
+            (
+                self.storage.journal_bytes_max >= 64 << 20,
+                "storage.journal_bytes_max must be >= 67108864 (64 MiB, the store's minimum)",
+            ),
+            (
                 self.engine.pool_inflight_max > 0 && self.engine.event_inflight_max > 0,
                 "engine inflight bounds must be > 0",
             ),
@@ -363,8 +371,8 @@ impl Config {
                 "engine.snapshot_every_events must be > 0",
             ),
             (
-                self.idempotency.entries_max > 0,
-                "idempotency.entries_max must be > 0",
+                self.idempotency.entries_max > 0 && self.idempotency.bytes_max >= 65_536,
+                "idempotency.entries_max must be > 0 and idempotency.bytes_max >= 65536",
             ),
             (
                 self.websocket.send_buffer_max > 0 && self.websocket.subscriptions_max > 0,
