@@ -155,6 +155,7 @@ fn hashing(e: HashError) -> ApiError {
 
 /// Body of `POST /api/v1/auth/signup`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::signup))]
 #[serde(deny_unknown_fields)]
 pub struct SignupBody {
     /// E-mail address (unique; compared case-insensitively).
@@ -169,6 +170,7 @@ pub struct SignupBody {
 
 /// Body of `POST /api/v1/auth/login`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::login))]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     /// E-mail address.
@@ -179,6 +181,7 @@ pub struct LoginBody {
 
 /// Body of `POST /api/v1/auth/refresh` and `/logout`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::refresh))]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     /// The refresh token from the last login or refresh.
@@ -187,6 +190,7 @@ pub struct RefreshBody {
 
 /// Tokens of a session.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::token_pair))]
 pub struct TokenPair {
     /// Send as `Authorization: Bearer <access_token>`.
     pub access_token: String,
@@ -200,6 +204,7 @@ pub struct TokenPair {
 
 /// Notification channels of one category.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(examples(super::examples::channel_prefs))]
 #[serde(deny_unknown_fields)]
 pub struct ChannelPrefsDto {
     /// By e-mail.
@@ -212,6 +217,7 @@ pub struct ChannelPrefsDto {
 
 /// User preferences.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(examples(super::examples::preferences))]
 #[serde(deny_unknown_fields)]
 pub struct PreferencesDto {
     /// BCP 47 language tag.
@@ -248,6 +254,7 @@ impl From<ChannelPrefsDto> for ChannelPrefs {
 
 /// One's own account.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::user))]
 pub struct UserDto {
     id: Uuid,
     email: String,
@@ -298,6 +305,7 @@ impl From<&UserRecord> for UserDto {
 /// Body of `PATCH /api/v1/users/me`: absent fields stay; `null` clears phone or organization.
 /// E-mail, roles and password cannot be changed here.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(examples(super::examples::update_me))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMe {
     /// Display name.
@@ -553,6 +561,7 @@ pub(crate) async fn update_me(
 
 /// Body of `PUT /api/v1/users/{id}/roles`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::roles))]
 #[serde(deny_unknown_fields)]
 pub struct RolesBody {
     /// The whole new set: any of `admin`, `organizer`, `staff`, `attendee`.
@@ -595,6 +604,7 @@ pub(crate) async fn set_roles(
 
 /// Body of `POST /api/v1/users/me/password`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::password_change))]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The password in use.
@@ -652,6 +662,7 @@ pub(crate) async fn change_password(
 
 /// Body of `POST /api/v1/auth/verify-email`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::token))]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     /// The token from the e-mailed link.
@@ -720,6 +731,7 @@ pub(crate) async fn resend_verification(
 
 /// Body of `POST /api/v1/auth/password-reset`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::reset_request))]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     /// The account's e-mail address.
@@ -772,6 +784,7 @@ pub(crate) async fn request_password_reset(
 
 /// Body of `POST /api/v1/auth/password-reset/confirm`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::reset_confirm))]
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirm {
     /// The token from the e-mailed link.

@@ -62,6 +62,7 @@ static PREPARING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// What a preparation did.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::prepared))]
 pub struct PreparedDto {
     /// Tickets of the event whose codes are now remembered.
     tickets: usize,
@@ -144,6 +145,7 @@ pub struct PackParams {
 /// One page of an event's offline pack: attendee data for scanners that work offline, one
 /// sealed entry per ticket that only the ticket's own code opens.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::offline_pack))]
 pub struct OfflinePack {
     event_id: Uuid,
     /// `regengine-offline-v1`: for a ticket whose QR reads `code` (trimmed, upper-case),
@@ -165,6 +167,7 @@ pub struct OfflinePack {
 
 /// One ticket's sealed attendee data.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::pack_entry))]
 pub struct PackEntry {
     /// Where a scanner finds the entry from the code it reads (base64url).
     lookup: String,
@@ -271,6 +274,7 @@ pub(crate) async fn offline_pack(
 
 /// Body of `POST /api/v1/events/{id}/checkin-lists`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_list))]
 #[serde(deny_unknown_fields)]
 pub struct CreateList {
     /// 1 to 200 characters.
@@ -292,6 +296,7 @@ pub struct CreateList {
 
 /// A check-in list.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::list))]
 pub struct ListDto {
     id: Uuid,
     name: String,
@@ -318,6 +323,7 @@ impl From<&CheckInList> for ListDto {
 
 /// The event's check-in lists.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::list_page))]
 pub struct ListPage {
     items: Vec<ListDto>,
 }
@@ -371,6 +377,7 @@ pub(crate) async fn list_lists(
 
 /// Body of a check-in scan.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::scan))]
 #[serde(deny_unknown_fields)]
 pub struct CheckInBody {
     /// The code from the ticket's QR.
@@ -390,6 +397,7 @@ pub struct CheckInBody {
 
 /// A decided scan.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::check_in))]
 pub struct CheckInDto {
     /// `admitted` or `exited` (refusals are problem documents).
     result: String,
@@ -484,6 +492,7 @@ pub(crate) async fn check_in(
 
 /// One scan made offline.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::offline_scan))]
 #[serde(deny_unknown_fields)]
 pub struct OfflineScan {
     /// The code from the ticket's QR.
@@ -504,6 +513,7 @@ pub struct OfflineScan {
 
 /// Body of an offline upload.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::offline_upload))]
 #[serde(deny_unknown_fields)]
 pub struct OfflineUpload {
     /// 1 to 100 scans, in any order (upload a longer backlog in chunks).
@@ -513,6 +523,7 @@ pub struct OfflineUpload {
 
 /// What became of one uploaded scan.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::offline_result))]
 pub struct OfflineResult {
     /// `admitted` (the earliest admission known for the ticket on the list), `exited`,
     /// `duplicate` (an earlier admission stands), or a refusal: `invalid_signature`,
@@ -527,6 +538,7 @@ pub struct OfflineResult {
 
 /// The answer to an upload, one result per scan in upload order.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::offline_report))]
 pub struct OfflineReport {
     items: Vec<OfflineResult>,
     /// Scans that are the ticket's standing admission.
@@ -730,6 +742,7 @@ pub(crate) async fn upload_offline(
 
 /// Admissions at one gate.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::gate_count))]
 pub struct GateCount {
     /// The gate (`""`: none named; `other`: beyond the 100 gates counted by name).
     gate: String,
@@ -738,6 +751,7 @@ pub struct GateCount {
 
 /// Admissions in one minute.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::minute_count))]
 pub struct MinuteCount {
     /// The minute's start.
     minute: DateTime<Utc>,
@@ -746,6 +760,7 @@ pub struct MinuteCount {
 
 /// An event's check-in statistics.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::stats))]
 pub struct StatsDto {
     /// Admissions (first admissions, re-entries, earlier offline scans), all lists.
     admitted: u64,

@@ -47,6 +47,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Body of `POST /api/v1/events`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_event))]
 #[serde(deny_unknown_fields)]
 pub struct CreateEvent {
     /// 1 to 200 characters.
@@ -68,6 +69,7 @@ pub struct CreateEvent {
 
 /// Body of `PATCH /api/v1/events/{id}`: fields to change.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(examples(super::examples::update_event))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEvent {
     /// New title.
@@ -89,6 +91,7 @@ pub struct UpdateEvent {
 /// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
 /// `pool_id` to share an existing pool of the event.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_ticket_type))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTicketType {
     /// Name.
@@ -116,6 +119,7 @@ pub struct CreateTicketType {
 
 /// A ticket type.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket_type))]
 pub struct TicketTypeDto {
     id: Uuid,
     name: String,
@@ -134,6 +138,7 @@ pub struct TicketTypeDto {
 
 /// An event.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::event))]
 pub struct EventDto {
     id: Uuid,
     title: String,
@@ -195,6 +200,7 @@ impl From<&EventRecord> for EventDto {
 
 /// A page of events.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::event_page))]
 pub struct EventPage {
     items: Vec<EventDto>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -229,6 +235,7 @@ pub struct EventListParams {
 
 /// Availability of one ticket type.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket_type_availability))]
 pub struct TicketTypeAvailabilityDto {
     ticket_type_id: Uuid,
     name: String,
@@ -243,6 +250,7 @@ pub struct TicketTypeAvailabilityDto {
 
 /// Availability of an event; `version` grows with every change.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::availability))]
 pub struct AvailabilityDto {
     pub(crate) event_id: Uuid,
     pub(crate) status: String,
@@ -513,6 +521,7 @@ pub(crate) async fn availability(
 
 /// Body of `PUT /api/v1/events/{id}/members/{user_id}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::member_body))]
 #[serde(deny_unknown_fields)]
 pub struct MemberBody {
     /// `organizer` (manages the event) or `staff` (checks tickets in, nothing else).
@@ -522,6 +531,7 @@ pub struct MemberBody {
 
 /// An account's role in an event.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::member))]
 pub struct MemberDto {
     user_id: Uuid,
     /// `owner`, `organizer` or `staff`.

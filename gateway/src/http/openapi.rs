@@ -210,3 +210,6 @@ impl Modify for BearerAuth {
 pub(super) fn router() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,6 +57,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Who a registration is for.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[schema(examples(super::examples::attendee))]
 #[serde(deny_unknown_fields)]
 pub struct AttendeeDto {
     /// Full name.
@@ -67,6 +68,7 @@ pub struct AttendeeDto {
 
 /// Body of `POST /api/v1/events/{id}/registrations`: hold seats.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_registration))]
 #[serde(deny_unknown_fields)]
 pub struct CreateRegistration {
     /// The ticket type.
@@ -83,6 +85,7 @@ pub struct CreateRegistration {
 /// What a registration costs, decided when its seats were held (integer minor units; a
 /// percentage discount is rounded half up per seat).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::price))]
 pub struct PriceDto {
     /// ISO 4217 code.
     currency: String,
@@ -130,6 +133,7 @@ pub(super) fn price_of(state: &AppState, v: &RegistrationView) -> Option<engine:
 
 /// An issued ticket with the code its QR carries.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::issued_ticket))]
 pub struct IssuedTicket {
     id: Uuid,
     /// The printed ticket number, `PPPP-O-NNNNNN-C` (event prefix, pool, number in the pool,
@@ -177,6 +181,7 @@ pub(super) fn ticket_context(
 
 /// A registration.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::registration))]
 pub struct RegistrationDto {
     id: Uuid,
     event_id: Uuid,
@@ -235,6 +240,7 @@ pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> Registr
 
 /// A page of registrations.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::registration_page))]
 pub struct RegistrationPage {
     items: Vec<RegistrationDto>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -478,6 +484,7 @@ pub(super) fn verify_code(state: &AppState, code: &str) -> ApiResult<TicketClaim
 
 /// A ticket.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket))]
 pub struct TicketDto {
     id: Uuid,
     registration_id: Uuid,
@@ -578,6 +585,7 @@ pub(crate) async fn ticket_qr_png(
 
 /// Body of `POST /api/v1/events/{id}/tickets/verify`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::verify_body))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     /// The scanned code.
@@ -586,6 +594,7 @@ pub struct VerifyBody {
 
 /// What a scanner learns about a code, without admitting anyone.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket_check))]
 pub struct TicketCheckDto {
     /// `valid`, `invalid_signature`, `retired_key` (signed before the event's key was rotated),
     /// `wrong_event`, `unknown_ticket` or `revoked` (its registration was canceled).
@@ -671,6 +680,7 @@ pub(crate) async fn verify_ticket(
 
 /// One of an event's ticket-signing keys.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket_key))]
 pub struct TicketKeyDto {
     /// Its id (the second byte of a code's payload).
     key: u8,
@@ -682,6 +692,7 @@ pub struct TicketKeyDto {
 
 /// An event's ticket-signing keys, for scanners that verify codes offline.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket_keys))]
 pub struct TicketKeysDto {
     /// Always `Ed25519`.
     algorithm: String,
@@ -755,6 +766,7 @@ pub struct RevocationParams {
 
 /// A revoked ticket.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::revocation))]
 pub struct RevocationDto {
     /// Its place in the event's revocation list.
     version: u64,
@@ -765,6 +777,7 @@ pub struct RevocationDto {
 
 /// The event's revocation list since a version.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::revocation_page))]
 pub struct RevocationPage {
     /// The latest version of the list: a scanner that has it is up to date.
     version: u64,

@@ -84,6 +84,7 @@ pub(crate) async fn quote(
 /// Body of `POST /api/v1/events/{id}/vouchers`. Give at most one of `percent_off` and
 /// `amount_off_minor` (neither: an access code at the full price).
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_voucher))]
 #[serde(deny_unknown_fields)]
 pub struct CreateVoucher {
     /// 4 to 32 characters of A-Z, 0-9, - and _ (case does not matter); generated when absent.
@@ -107,6 +108,7 @@ pub struct CreateVoucher {
 
 /// A voucher.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::voucher))]
 pub struct VoucherDto {
     code: String,
     event_id: Uuid,
@@ -159,6 +161,7 @@ impl From<&VoucherView> for VoucherDto {
 
 /// A page of vouchers, in code order.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::voucher_page))]
 pub struct VoucherPage {
     items: Vec<VoucherDto>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -271,6 +274,7 @@ pub(crate) async fn deactivate_voucher(
 
 /// One line of a receipt.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::receipt_line))]
 pub struct ReceiptLine {
     ticket_type_id: Uuid,
     /// The ticket type's name.
@@ -283,6 +287,7 @@ pub struct ReceiptLine {
 
 /// A receipt: the price recorded when the seats were held, itemised.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::receipt))]
 pub struct ReceiptDto {
     registration_id: Uuid,
     event_id: Uuid,
