@@ -8,7 +8,7 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::policy::{managed_event, scanning_event};
-use super::registrations::verify_code;
+use super::registrations::tickets::verify_code;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -228,7 +228,7 @@ pub(crate) async fn offline_pack(
         let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
         let mut entries = Vec::new();
         for reg in &page.items {
-            let pool_ordinal = super::registrations::pool_ordinal(&event, reg.pool_id);
+            let pool_ordinal = super::registrations::tickets::pool_ordinal(&event, reg.pool_id);
             let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
             let ticket_type = event
                 .ticket_types

@@ -11,8 +11,9 @@ use super::events::{
     AvailabilityDto, CreateEvent, CreateTicketType, EventDto, EventPage, MemberBody, MemberDto,
     TicketTypeAvailabilityDto, TicketTypeDto, UpdateEvent,
 };
+use super::registrations::tickets::TicketDto;
 use super::registrations::{
-    AttendeeDto, CreateRegistration, IssuedTicket, RegistrationDto, RegistrationPage, TicketDto,
+    AttendeeDto, CreateRegistration, IssuedTicket, RegistrationDto, RegistrationPage,
 };
 use axum::Router;
 use utoipa::openapi::RefOr;
@@ -32,7 +33,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::create_registration, super::registrations::list_event_registrations,
         super::registrations::list_registrations_by_email, super::registrations::get_registration,
         super::registrations::confirm_registration, super::registrations::cancel_registration,
-        super::checkin::check_in, super::registrations::get_ticket,
+        super::checkin::check_in, super::registrations::tickets::get_ticket,
         super::checkin::create_list, super::checkin::list_lists, super::checkin::upload_offline,
         super::checkin::stats, super::checkin::prepare, super::checkin::offline_pack,
         super::ws::upgrade, super::ops::healthz, super::ops::readyz, super::ops::metrics,
@@ -43,9 +44,9 @@ use utoipa_swagger_ui::SwaggerUi;
         super::audit::event_audit, super::audit::global_audit,
         super::auth::verify_email, super::auth::resend_verification,
         super::auth::request_password_reset, super::auth::confirm_password_reset,
-        super::registrations::ticket_qr_svg, super::registrations::ticket_qr_png,
-        super::registrations::verify_ticket, super::registrations::ticket_keys,
-        super::registrations::rotate_ticket_key, super::registrations::revocations,
+        super::registrations::tickets::ticket_qr_svg, super::registrations::tickets::ticket_qr_png,
+        super::registrations::tickets::verify_ticket, super::registrations::tickets::ticket_keys,
+        super::registrations::tickets::rotate_ticket_key, super::registrations::tickets::revocations,
         super::organizer::bulk_cancel, super::organizer::bulk_resend,
         super::organizer::export_registrations, super::organizer::export_tickets,
         super::vouchers::create_voucher, super::vouchers::list_vouchers, super::vouchers::get_voucher,
@@ -64,9 +65,9 @@ use utoipa_swagger_ui::SwaggerUi;
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
         super::auth::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
         super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm, super::auth::RoleName,
-        super::registrations::VerifyBody, super::registrations::TicketCheckDto,
-        super::registrations::TicketKeyDto, super::registrations::TicketKeysDto,
-        super::registrations::RevocationDto, super::registrations::RevocationPage,
+        super::registrations::tickets::VerifyBody, super::registrations::tickets::TicketCheckDto,
+        super::registrations::tickets::TicketKeyDto, super::registrations::tickets::TicketKeysDto,
+        super::registrations::tickets::RevocationDto, super::registrations::tickets::RevocationPage,
         super::organizer::BulkBody, super::organizer::BulkItem, super::organizer::BulkResult,
         super::vouchers::CreateVoucher, super::vouchers::VoucherDto, super::vouchers::VoucherPage,
         super::vouchers::ReceiptDto, super::vouchers::ReceiptLine, super::registrations::PriceDto,

@@ -7,7 +7,7 @@ use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{ApiJson, PathId};
 use super::policy::managed_event;
-use super::registrations::ticket_context;
+use super::registrations::tickets::ticket_context;
 use crate::ticket_code::ticket_number;
 use axum::Json;
 use axum::Router;
