@@ -2,10 +2,10 @@
 //! into the binary: nothing is downloaded at build or view time).
 
 use super::AppState;
-use super::auth::{
-    ChannelPrefsDto, LoginBody, PreferencesDto, RefreshBody, RolesBody, SignupBody, TokenPair,
-    UpdateMe, UserDto,
+use super::auth::account::{
+    ChannelPrefsDto, PreferencesDto, RolesBody, SignupBody, UpdateMe, UserDto,
 };
+use super::auth::{LoginBody, RefreshBody, TokenPair};
 use super::error::{Problem, ProblemField};
 use super::events::{
     AvailabilityDto, CreateEvent, CreateTicketType, EventDto, EventPage, MemberBody, MemberDto,
@@ -37,13 +37,13 @@ use utoipa_swagger_ui::SwaggerUi;
         super::checkin::create_list, super::checkin::list_lists, super::checkin::upload_offline,
         super::checkin::stats, super::checkin::prepare, super::checkin::offline_pack,
         super::ws::upgrade, super::ops::healthz, super::ops::readyz, super::ops::metrics,
-        super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
-        super::auth::me, super::auth::update_me, super::auth::set_roles, super::auth::change_password,
+        super::auth::account::signup, super::auth::login, super::auth::refresh, super::auth::logout,
+        super::auth::account::me, super::auth::account::update_me, super::auth::account::set_roles, super::auth::account::change_password,
         super::registrations::my_registrations,
         super::events::list_members, super::events::set_member, super::events::remove_member,
         super::audit::event_audit, super::audit::global_audit,
-        super::auth::verify_email, super::auth::resend_verification,
-        super::auth::request_password_reset, super::auth::confirm_password_reset,
+        super::auth::account::verify_email, super::auth::account::resend_verification,
+        super::auth::account::request_password_reset, super::auth::account::confirm_password_reset,
         super::registrations::tickets::ticket_qr_svg, super::registrations::tickets::ticket_qr_png,
         super::registrations::tickets::verify_ticket, super::registrations::tickets::ticket_keys,
         super::registrations::tickets::rotate_ticket_key, super::registrations::tickets::revocations,
@@ -63,8 +63,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::checkin::MinuteCount, super::checkin::PreparedDto, super::checkin::OfflinePack,
         super::checkin::PackEntry,
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
-        super::auth::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
-        super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm, super::auth::RoleName,
+        super::auth::account::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
+        super::auth::account::TokenBody, super::auth::account::ResetRequest, super::auth::account::ResetConfirm, super::auth::account::RoleName,
         super::registrations::tickets::VerifyBody, super::registrations::tickets::TicketCheckDto,
         super::registrations::tickets::TicketKeyDto, super::registrations::tickets::TicketKeysDto,
         super::registrations::tickets::RevocationDto, super::registrations::tickets::RevocationPage,
