@@ -1,0 +1,78 @@
+//! The hub's wire format: JSON text frames.
+//!
+//!
+//! Client → server: `{"type":"subscribe","topic":"event:{id}"}`, `{"type":"unsubscribe",
+//! "topic":…}`, `{"type":"auth","token":"<access token>"}`, `{"type":"ping"}`. Server →
+//! client: `subscribed`, `unsubscribed`, `authenticated`, `pong`, `error` (`code`,
+//! `detail`), `availability` (`topic`, `data` = the availability document with its
+//! `version`), `registration` (`topic`, `data` = the registration as over HTTP) and `resync`
+//! (`topic`: changes were dropped; read `/api/v1/users/me/registrations` again).
+
+use axum::extract::ws::Message;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub(super) enum ClientMessage {
+    Subscribe { topic: String },
+    Unsubscribe { topic: String },
+    Auth { token: String },
+    Scan(Box<ScanMessage>),
+    Ping,
+}
+
+/// A scan sent over the hub; the answer is a `scan_result` frame echoing `ref` and `nonce`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScanMessage {
+    pub(super) event_id: uuid::Uuid,
+    pub(super) ticket_code: String,
+    #[serde(default)]
+    pub(super) gate: Option<String>,
+    #[serde(default)]
+    pub(super) list_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub(super) direction: Option<engine::pool::scan::Direction>,
+    #[serde(default)]
+    pub(super) nonce: Option<String>,
+    /// For a scan made while disconnected: when.
+    #[serde(default)]
+    pub(super) scanned_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The scanner's own reference, echoed.
+    #[serde(default, rename = "ref")]
+    pub(super) reference: Option<String>,
+}
+
+/// The answer to a `scan` frame (serialized directly: one per scan).
+#[derive(serde::Serialize)]
+pub(super) struct ScanResultFrame {
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    #[serde(rename = "ref")]
+    pub(super) reference: Option<String>,
+    pub(super) nonce: Option<String>,
+    pub(super) data: crate::http::checkin::OfflineResult,
+}
+
+pub(super) fn text(value: serde_json::Value) -> Message {
+    Message::text(value.to_string())
+}
+
+pub(super) fn error(code: &str, detail: &str) -> Message {
+    text(json!({"type": "error", "code": code, "detail": detail}))
+}
+
+/// `event:{id}` and `registrations:{id}` with the id in canonical (hyphenated, lower-case)
+/// form; `None` for anything else.
+pub(super) fn canonical_topic(topic: &str) -> Option<String> {
+    let (kind, id) = topic.split_once(':')?;
+    let id: uuid::Uuid = id.parse().ok()?;
+    matches!(kind, "event" | "registrations" | "checkin").then(|| format!("{kind}:{id}"))
+}
+
+/// Prefix of the scanners' per-event topic.
+pub(super) const CHECKIN_PREFIX: &str = "checkin:";
+
+/// Prefix of the private per-user topic.
+pub(super) const REGISTRATIONS_PREFIX: &str = "registrations:";
