@@ -184,6 +184,7 @@ fn reply(conn: &Connection, message: Message) {
     let _ = conn.tx.try_send(message);
 }
 
+/// Answers one text frame from the client.
 async fn on_message(
     state: &AppState,
     conn: &mut Connection,
@@ -205,67 +206,87 @@ async fn on_message(
             }
             reply(conn, text(json!({"type": "unsubscribed", "topic": topic})));
         }
-        ClientMessage::Subscribe { topic } => {
-            // One spelling per topic (ids in canonical form), so a topic cannot be subscribed
-            // twice under two spellings.
-            let topic = canonical_topic(&topic).unwrap_or(topic);
-            // A subscription that ended (token expired, topic closed) is gone: subscribing
-            // again starts a new one.
-            subscriptions.retain(|_, task| !task.is_finished());
-            if subscriptions.contains_key(&topic) {
-                return reply(conn, text(json!({"type": "subscribed", "topic": topic})));
-            }
-            if subscriptions.len() >= state.ws.subscriptions_max {
-                return reply(
-                    conn,
-                    error("too_many_subscriptions", "unsubscribe from a topic first"),
-                );
-            }
-            if let Some(user) = topic.strip_prefix(REGISTRATIONS_PREFIX) {
-                return subscribe_registrations(state, conn, subscriptions, topic.clone(), user);
-            }
-            if let Some(event) = topic.strip_prefix(CHECKIN_PREFIX) {
-                return subscribe_checkin(state, conn, subscriptions, topic.clone(), event).await;
-            }
-            let Some(event_id) = topic
-                .strip_prefix("event:")
-                .and_then(|id| id.parse().ok())
-                .map(EventId)
-            else {
-                return reply(
-                    conn,
-                    error(
-                        "unknown_topic",
-                        "topics: event:{id}, registrations:{user_id}",
-                    ),
-                );
-            };
-            // A draft is its managers' business (they read its availability over HTTP); to
-            // everyone else it does not exist.
-            if state
-                .engine
-                .event(event_id)
-                .is_ok_and(|e| e.status == engine::model::EventStatus::Draft)
-            {
-                return reply(conn, error("event_not_found", "event not found"));
-            }
-            match state.engine.subscribe(event_id).await {
-                Ok(feed) => {
-                    reply(conn, text(json!({"type": "subscribed", "topic": topic})));
-                    let task = tokio::spawn(push_availability(
-                        state.clone(),
-                        topic.clone(),
-                        event_id,
-                        feed,
-                        conn.handles(),
-                    ));
-                    subscriptions.insert(topic, task);
-                }
-                Err(e) => {
-                    let problem = super::error::ApiError::from(e).problem();
-                    reply(conn, error(&problem.code, &problem.detail));
-                }
-            }
+        ClientMessage::Subscribe { topic } => subscribe(state, conn, subscriptions, topic).await,
+    }
+}
+
+/// A `subscribe` message: within the connection's limit, starts the topic's subscription
+/// (subscribing again to a running one only confirms it).
+async fn subscribe(
+    state: &AppState,
+    conn: &Connection,
+    subscriptions: &mut HashMap<String, JoinHandle<()>>,
+    topic: String,
+) {
+    // One spelling per topic (ids in canonical form), so a topic cannot be subscribed twice
+    // under two spellings.
+    let topic = canonical_topic(&topic).unwrap_or(topic);
+    // A subscription that ended (token expired, topic closed) is gone: subscribing again
+    // starts a new one.
+    subscriptions.retain(|_, task| !task.is_finished());
+    if subscriptions.contains_key(&topic) {
+        return reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+    }
+    if subscriptions.len() >= state.ws.subscriptions_max {
+        return reply(
+            conn,
+            error("too_many_subscriptions", "unsubscribe from a topic first"),
+        );
+    }
+    if let Some(user) = topic.strip_prefix(REGISTRATIONS_PREFIX) {
+        return subscribe_registrations(state, conn, subscriptions, topic.clone(), user);
+    }
+    if let Some(event) = topic.strip_prefix(CHECKIN_PREFIX) {
+        return subscribe_checkin(state, conn, subscriptions, topic.clone(), event).await;
+    }
+    let Some(event_id) = topic
+        .strip_prefix("event:")
+        .and_then(|id| id.parse().ok())
+        .map(EventId)
+    else {
+        return reply(
+            conn,
+            error(
+                "unknown_topic",
+                "topics: event:{id}, registrations:{user_id}",
+            ),
+        );
+    };
+    subscribe_event(state, conn, subscriptions, topic, event_id).await;
+}
+
+/// Subscribes to `event:{id}`: the event's availability, public for published events.
+async fn subscribe_event(
+    state: &AppState,
+    conn: &Connection,
+    subscriptions: &mut HashMap<String, JoinHandle<()>>,
+    topic: String,
+    event_id: EventId,
+) {
+    // A draft is its managers' business (they read its availability over HTTP); to everyone
+    // else it does not exist.
+    if state
+        .engine
+        .event(event_id)
+        .is_ok_and(|e| e.status == engine::model::EventStatus::Draft)
+    {
+        return reply(conn, error("event_not_found", "event not found"));
+    }
+    match state.engine.subscribe(event_id).await {
+        Ok(feed) => {
+            reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+            let task = tokio::spawn(push_availability(
+                state.clone(),
+                topic.clone(),
+                event_id,
+                feed,
+                conn.handles(),
+            ));
+            subscriptions.insert(topic, task);
+        }
+        Err(e) => {
+            let problem = super::error::ApiError::from(e).problem();
+            reply(conn, error(&problem.code, &problem.detail));
         }
     }
 }
@@ -314,15 +335,7 @@ fn start_scan(state: &AppState, conn: &Connection, scan: ScanMessage) {
     tokio::spawn(async move {
         let _permit = permit;
         let (reference, nonce) = (scan.reference.clone(), scan.nonce.clone());
-        let input = super::checkin::ScanInput {
-            ticket_code: scan.ticket_code,
-            gate: scan.gate,
-            list_id: scan.list_id,
-            direction: scan.direction,
-            nonce: scan.nonce,
-            scanned_at: scan.scanned_at,
-        };
-        let outcome = super::checkin::decide(&state, event, input).await;
+        let outcome = super::checkin::decide(&state, event, scan.into()).await;
         metrics::counter!("checkin_hub_scans_total").increment(1);
         let frame = ScanResultFrame {
             kind: "scan_result",

@@ -8,10 +8,13 @@
 //! `version`), `registration` (`topic`, `data` = the registration as over HTTP) and `resync`
 //! (`topic`: changes were dropped; read `/api/v1/users/me/registrations` again).
 
+use crate::http::checkin::ScanInput;
 use axum::extract::ws::Message;
+use engine::pool::scan::ScanNotice;
 use serde::Deserialize;
 use serde_json::json;
 
+/// A frame from the client; anything else is answered with an `invalid_message` error.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub(super) enum ClientMessage {
@@ -22,7 +25,9 @@ pub(super) enum ClientMessage {
     Ping,
 }
 
-/// A scan sent over the hub; the answer is a `scan_result` frame echoing `ref` and `nonce`.
+/// A scan sent over the hub (the HTTP check-in body with the event and the scanner's own
+/// reference, and the time of a scan made while disconnected); the answer is a `scan_result`
+/// frame echoing `ref` and `nonce`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScanMessage {
@@ -44,6 +49,19 @@ pub(super) struct ScanMessage {
     pub(super) reference: Option<String>,
 }
 
+impl From<ScanMessage> for ScanInput {
+    fn from(scan: ScanMessage) -> Self {
+        Self {
+            ticket_code: scan.ticket_code,
+            gate: scan.gate,
+            list_id: scan.list_id,
+            direction: scan.direction,
+            nonce: scan.nonce,
+            scanned_at: scan.scanned_at,
+        }
+    }
+}
+
 /// The answer to a `scan` frame (serialized directly: one per scan).
 #[derive(serde::Serialize)]
 pub(super) struct ScanResultFrame {
@@ -55,12 +73,32 @@ pub(super) struct ScanResultFrame {
     pub(super) data: crate::http::checkin::OfflineResult,
 }
 
+/// A JSON value as a text frame.
 pub(super) fn text(value: serde_json::Value) -> Message {
     Message::text(value.to_string())
 }
 
+/// An `error` frame: a stable `code` and a human-readable `detail`.
 pub(super) fn error(code: &str, detail: &str) -> Message {
     text(json!({"type": "error", "code": code, "detail": detail}))
+}
+
+/// A `scan` frame of the `checkin:{event_id}` topic: one scan decided at the event (any gate),
+/// once durable.
+pub(super) fn scan_frame(topic: &str, n: ScanNotice) -> Message {
+    text(json!({
+        "type": "scan",
+        "topic": topic,
+        "data": {
+            "ticket_id": n.ticket_id.0,
+            "list_id": n.list.map(|l| l.0),
+            "direction": n.direction,
+            "result": n.result,
+            "at": n.admission.at,
+            "gate": n.admission.gate,
+            "offline": n.offline,
+        },
+    }))
 }
 
 /// `event:{id}` and `registrations:{id}` with the id in canonical (hyphenated, lower-case)

@@ -4,18 +4,21 @@
 //! client that stopped reading.
 
 use super::Identity;
-use super::protocol::{error, text};
+use super::protocol::{error, scan_frame, text};
 use crate::http::AppState;
+use crate::http::checkin::stats_dto;
 use crate::http::events::AvailabilityDto;
+use crate::http::policy::scanning_event;
 use axum::extract::ws::{Message, WebSocket};
 use engine::ids::EventId;
+use engine::pool::scan::ScanNotice;
 use futures::SinkExt;
 use futures::stream::SplitSink;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 /// Counts live writer tasks in `ws_writer_tasks` (each owns its socket's write half): the
 /// gauge shows that aborted writers of dropped clients really go away.
@@ -101,45 +104,27 @@ pub(super) async fn write_queued(
     let _ = sink.close().await;
 }
 
-/// Pushes the event's decided scans to one scanner.
+/// Pushes the event's decided scans to one scanner, while its token is valid and it is still
+/// a scanner of the event, with the event's statistics after them.
 pub(super) async fn push_scans(
     state: AppState,
     topic: String,
     event: EventId,
-    mut feed: tokio::sync::broadcast::Receiver<engine::pool::scan::ScanNotice>,
+    mut feed: broadcast::Receiver<ScanNotice>,
     identity: Identity,
     (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
 ) {
     use tokio::sync::broadcast::error::RecvError;
-    // The scanner's right to listen: its token must be valid, and it must still be staff or a
-    // manager of the event (checked again whenever the feed restarts).
-    let allowed = |state: &AppState| {
-        identity
-            .principal()
-            .is_some_and(|p| crate::http::policy::scanning_event(state, &p, event).is_ok())
-    };
-    // Statistics follow the scans, at most once per `push_interval`.
-    let mut stats_due = tokio::time::Instant::now();
-    let mut stats_pending = false;
+    let mut stats = StatsSchedule::new();
     loop {
-        if stats_pending && tokio::time::Instant::now() >= stats_due {
-            if let Ok(stats) = state.engine.checkin_stats(event) {
-                let frame = json!({"type": "stats", "topic": topic,
-                    "data": crate::http::checkin::stats_dto(&stats)});
-                let _ = tx.try_send(text(frame));
-            }
-            stats_pending = false;
-            stats_due = tokio::time::Instant::now() + state.ws.push_interval;
+        if stats.is_due() {
+            push_stats(&state, &topic, event, &tx);
+            stats.sent(state.ws.push_interval);
         }
-        let received = if stats_pending {
-            match tokio::time::timeout_at(stats_due, feed.recv()).await {
-                Ok(r) => r,
-                Err(_) => continue, // time for the statistics
-            }
-        } else {
-            feed.recv().await
+        let Some(received) = stats.wait_for(feed.recv()).await else {
+            continue; // time for the statistics
         };
-        stats_pending = true;
+        stats.pending = true;
         if identity.principal().is_none() {
             let _ = tx.try_send(error(
                 "token_expired",
@@ -148,34 +133,14 @@ pub(super) async fn push_scans(
             return;
         }
         let frame = match received {
-            Ok(n) => text(json!({
-                "type": "scan",
-                "topic": topic,
-                "data": {
-                    "ticket_id": n.ticket_id.0,
-                    "list_id": n.list.map(|l| l.0),
-                    "direction": n.direction,
-                    "result": n.result,
-                    "at": n.admission.at,
-                    "gate": n.admission.gate,
-                    "offline": n.offline,
-                },
-            })),
+            Ok(notice) => scan_frame(&topic, notice),
             Err(RecvError::Lagged(_)) => text(json!({"type": "resync", "topic": topic})),
-            Err(RecvError::Closed) if !allowed(&state) => {
-                let _ = tx.try_send(error("forbidden", "no longer a scanner of this event"));
-                return;
-            }
-            Err(RecvError::Closed) => match state.engine.subscribe_scans(event).await {
-                // The event restarted: follow its next incarnation.
-                Ok(next) => {
+            Err(RecvError::Closed) => match reopen_scans(&state, event, &identity, &tx).await {
+                Some(next) => {
                     feed = next;
                     continue;
                 }
-                Err(_) => {
-                    let _ = tx.try_send(error("topic_closed", "the event is no longer available"));
-                    return;
-                }
+                None => return,
             },
         };
         match push(&tx, &progress, &kicked, state.ws.lag_timeout, frame) {
@@ -185,6 +150,75 @@ pub(super) async fn push_scans(
                 let _ = tx.try_send(text(json!({"type": "resync", "topic": topic})));
             }
             Pushed::Stop => return,
+        }
+    }
+}
+
+/// When a scanner's statistics are due: they follow the scans, at most once per
+/// `push_interval`.
+struct StatsSchedule {
+    due: tokio::time::Instant,
+    /// Scans came since the statistics were last sent.
+    pending: bool,
+}
+
+impl StatsSchedule {
+    fn new() -> Self {
+        Self {
+            due: tokio::time::Instant::now(),
+            pending: false,
+        }
+    }
+
+    fn is_due(&self) -> bool {
+        self.pending && tokio::time::Instant::now() >= self.due
+    }
+
+    fn sent(&mut self, interval: Duration) {
+        self.pending = false;
+        self.due = tokio::time::Instant::now() + interval;
+    }
+
+    /// What `received` resolves to, or `None` if the statistics fall due first.
+    async fn wait_for<T>(&self, received: impl Future<Output = T>) -> Option<T> {
+        if self.pending {
+            tokio::time::timeout_at(self.due, received).await.ok()
+        } else {
+            Some(received.await)
+        }
+    }
+}
+
+/// Queues the event's check-in statistics, best effort (a full queue skips them; the next
+/// scan brings them again).
+fn push_stats(state: &AppState, topic: &str, event: EventId, tx: &mpsc::Sender<Message>) {
+    if let Ok(stats) = state.engine.checkin_stats(event) {
+        let frame = json!({"type": "stats", "topic": topic, "data": stats_dto(&stats)});
+        let _ = tx.try_send(text(frame));
+    }
+}
+
+/// The scan feed of the event's next incarnation once its feed closed (the event restarted),
+/// if the scanner may still listen: its token valid, and still staff or a manager of the
+/// event. `None` (after telling the client why) ends the subscription.
+async fn reopen_scans(
+    state: &AppState,
+    event: EventId,
+    identity: &Identity,
+    tx: &mpsc::Sender<Message>,
+) -> Option<broadcast::Receiver<ScanNotice>> {
+    let allowed = identity
+        .principal()
+        .is_some_and(|p| scanning_event(state, &p, event).is_ok());
+    if !allowed {
+        let _ = tx.try_send(error("forbidden", "no longer a scanner of this event"));
+        return None;
+    }
+    match state.engine.subscribe_scans(event).await {
+        Ok(next) => Some(next),
+        Err(_) => {
+            let _ = tx.try_send(error("topic_closed", "the event is no longer available"));
+            None
         }
     }
 }
