@@ -41,7 +41,6 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// The verified principal, if any.
     pub fn principal(&self) -> Option<&Principal> {
         match self {
             Caller::Verified(p) => Some(p),
@@ -148,9 +147,8 @@ fn hashing(e: HashError) -> ApiError {
 #[schema(examples(super::examples::login))]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
-    /// E-mail address.
+    /// As given at sign-up (compared case-insensitively).
     pub email: String,
-    /// Password.
     pub password: String,
 }
 

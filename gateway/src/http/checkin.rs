@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Longest nonce.
+/// Longest nonce, in bytes (only a digest of it is kept).
 const NONCE_LEN_MAX: usize = 128;
 
 pub(super) fn router() -> Router<AppState> {
@@ -138,7 +138,7 @@ pub struct CreateList {
     pub closes_at: Option<DateTime<Utc>>,
 }
 
-/// A check-in list.
+/// A check-in list: the ticket types it admits, at which gates, and when.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(examples(super::examples::list))]
 pub struct ListDto {

@@ -55,7 +55,6 @@ pub struct CreateEvent {
     /// Up to 10,000 characters.
     #[serde(default)]
     pub description: String,
-    /// Where.
     pub venue: Option<String>,
     /// Category for filtering.
     pub category: Option<String>,
@@ -72,19 +71,16 @@ pub struct CreateEvent {
 #[schema(examples(super::examples::update_event))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEvent {
-    /// New title.
+    /// 1 to 200 characters.
     pub title: Option<String>,
-    /// New description.
+    /// Up to 10,000 characters.
     pub description: Option<String>,
-    /// New venue.
     pub venue: Option<String>,
-    /// New category.
     pub category: Option<String>,
-    /// New start.
     pub starts_at: Option<DateTime<Utc>>,
-    /// New end.
+    /// After the start.
     pub ends_at: Option<DateTime<Utc>>,
-    /// New hold TTL.
+    /// Hold TTL in seconds (1..=86400).
     pub hold_ttl_secs: Option<u32>,
 }
 
@@ -94,7 +90,6 @@ pub struct UpdateEvent {
 #[schema(examples(super::examples::create_ticket_type))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTicketType {
-    /// Name.
     pub name: String,
     /// Price per seat in minor units (cents).
     pub price_minor: i64,
@@ -117,7 +112,7 @@ pub struct CreateTicketType {
     pub sales_end: Option<DateTime<Utc>>,
 }
 
-/// A ticket type.
+/// A ticket type: what a seat costs, the pool its seats come from, and its order limits.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(examples(super::examples::ticket_type))]
 pub struct TicketTypeDto {
@@ -136,7 +131,7 @@ pub struct TicketTypeDto {
     created_at: DateTime<Utc>,
 }
 
-/// An event.
+/// An event with its ticket types.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(examples(super::examples::event))]
 pub struct EventDto {
@@ -221,7 +216,6 @@ pub struct EventListParams {
     from: Option<DateTime<Utc>>,
     /// Starting before (RFC 3339).
     to: Option<DateTime<Utc>>,
-    /// Category.
     category: Option<String>,
     /// upcoming or past.
     #[param(pattern = "^(upcoming|past)$")]

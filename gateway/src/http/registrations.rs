@@ -64,7 +64,7 @@ pub struct AttendeeDto {
 #[schema(examples(super::examples::create_registration))]
 #[serde(deny_unknown_fields)]
 pub struct CreateRegistration {
-    /// The ticket type.
+    /// The ticket type to hold seats of.
     pub ticket_type_id: Uuid,
     /// Seats, 1..=max_per_order of the ticket type.
     pub quantity: i64,
@@ -136,7 +136,8 @@ pub struct IssuedTicket {
     code: String,
 }
 
-/// A registration.
+/// A registration: seats of one ticket type, held, then confirmed (with its tickets), canceled
+/// or expired.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(examples(super::examples::registration))]
 pub struct RegistrationDto {

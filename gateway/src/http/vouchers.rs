@@ -48,7 +48,7 @@ pub(super) fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteParams {
-    /// The ticket type.
+    /// The ticket type to price.
     ticket_type_id: Uuid,
     /// Seats (within the ticket type's order limits).
     #[param(minimum = 1, maximum = 100)]
@@ -107,7 +107,7 @@ pub struct CreateVoucher {
     pub reserve_seats: bool,
 }
 
-/// A voucher.
+/// A voucher, with how much of it is used (`uses`) and the seats it sets aside now.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(examples(super::examples::voucher))]
 pub struct VoucherDto {

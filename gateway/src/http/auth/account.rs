@@ -62,7 +62,7 @@ pub struct ChannelPrefsDto {
     pub push: bool,
 }
 
-/// User preferences.
+/// What the user is told about and how, in which language and time zone.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(examples(crate::http::examples::preferences))]
 #[serde(deny_unknown_fields)]

@@ -213,7 +213,7 @@ pub struct OfflineScan {
     pub ticket_code: String,
     /// When the scanner made it (not in the future).
     pub scanned_at: DateTime<Utc>,
-    /// The gate.
+    /// The gate that scanned it, 1..=64 characters.
     pub gate: Option<String>,
     /// The check-in list (absent: the default list).
     pub list_id: Option<Uuid>,

@@ -98,7 +98,7 @@ pub(in crate::http) fn verify_code(state: &AppState, code: &str) -> ApiResult<Ti
         })
 }
 
-/// A ticket.
+/// A ticket with its printed number, its signed code and its first admission.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(examples(crate::http::examples::ticket))]
 pub struct TicketDto {
