@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-pub(super) const EVENT_ID: &str = "01a4006c-e1c0-75c2-af53-e7a38911d277";
-pub(super) const TICKET_TYPE_ID: &str = "01a40073-4a60-788d-88d7-3e52775065e2";
+const EVENT_ID: &str = "01a4006c-e1c0-75c2-af53-e7a38911d277";
+const TICKET_TYPE_ID: &str = "01a40073-4a60-788d-88d7-3e52775065e2";
 const POOL_ID: &str = "01a40079-b300-7151-baf5-d4dbafdd5d24";
 const USER_ID: &str = "01a40080-1ba0-71c7-90a1-17932cfa3578";
 const REGISTRATION_ID: &str = "01a40086-8440-7e27-8fcb-ce0c87b12e2e";

@@ -1,15 +1,6 @@
 //! WebSocket hub at `/api/v1/ws`: one session per connection that reads the client's frames
-//! (the wire format is in `protocol`) and runs its subscriptions (their push loops are in
-//! `push`).
-//!
-//! CheckInHub: a scanner (the event's staff or managers, authenticated as below) sends
-//! `{"type":"scan","event_id":…,"ticket_code":…,"gate":…,"list_id":…,"direction":…,"nonce":…,
-//! "ref":…}` (with `scanned_at` for a scan made while disconnected) and gets a `scan_result`
-//! frame echoing `ref` and `nonce`, with `data` = the result (`admitted`, `duplicate` with the
-//! standing admission, `revoked`, `invalid_signature`, ...). Scans are decided concurrently (at
-//! most 256 in flight per connection), so answers may come back out of order. Subscribing to
-//! `checkin:{event_id}` pushes every scan decided at the event, from any gate, once durable
-//! (`scan` frames), so a scanner's local state stays current.
+//! (the wire format is in `protocol`) and runs its subscriptions (their push loops and the
+//! writer task are in `push`).
 //!
 //! Topics: `event:{id}` is public (published events only). `registrations:{user_id}` and
 //! `checkin:{event_id}` are private: the connection must be authenticated as that user, by an `Authorization: Bearer`
@@ -18,6 +9,15 @@
 //! user's registrations (held, confirmed, expired, canceled, checked in). When the token
 //! expires, private subscriptions end with `token_expired` unless an `auth` message with a
 //! fresh token of the same user came first; authenticating as another user ends them too.
+//!
+//! Each connection is two tasks: this reader and a writer draining a bounded queue of
+//! `send_buffer_max` frames (one aborts the other). Each subscription pushes full snapshots,
+//! coalesced to at most `pushes_per_sec_max` per second. A push that finds the queue full is
+//! dropped and retried with the then-latest snapshot (a snapshot supersedes older ones, so
+//! the client resyncs). A client whose writer has put nothing on its socket for `lag_timeout`
+//! while pushes were waiting is lagging, not bursting: it is disconnected (its writer, blocked on
+//! the full socket, is aborted so the socket and its buffers are released).
+//! Memory per connection is bounded either way.
 
 mod protocol;
 mod push;

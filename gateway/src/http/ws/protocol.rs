@@ -1,12 +1,20 @@
 //! The hub's wire format: JSON text frames.
 //!
-//!
 //! Client → server: `{"type":"subscribe","topic":"event:{id}"}`, `{"type":"unsubscribe",
 //! "topic":…}`, `{"type":"auth","token":"<access token>"}`, `{"type":"ping"}`. Server →
 //! client: `subscribed`, `unsubscribed`, `authenticated`, `pong`, `error` (`code`,
 //! `detail`), `availability` (`topic`, `data` = the availability document with its
 //! `version`), `registration` (`topic`, `data` = the registration as over HTTP) and `resync`
 //! (`topic`: changes were dropped; read `/api/v1/users/me/registrations` again).
+//!
+//! CheckInHub: a scanner (the event's staff or managers, on an authenticated connection) sends
+//! `{"type":"scan","event_id":…,"ticket_code":…,"gate":…,"list_id":…,"direction":…,"nonce":…,
+//! "ref":…}` (with `scanned_at` for a scan made while disconnected) and gets a `scan_result`
+//! frame echoing `ref` and `nonce`, with `data` = the result (`admitted`, `duplicate` with the
+//! standing admission, `revoked`, `invalid_signature`, ...). Scans are decided concurrently (at
+//! most 256 in flight per connection), so answers may come back out of order. Subscribing to
+//! `checkin:{event_id}` pushes every scan decided at the event, from any gate, once durable
+//! (`scan` frames), so a scanner's local state stays current.
 
 use crate::http::checkin::ScanInput;
 use axum::extract::ws::Message;
