@@ -372,8 +372,11 @@ pub(crate) async fn rotate_ticket_key(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationParams {
-    /// Only revocations after this version (what the scanner has; default 0: all).
-    #[param(minimum = 0)]
+    /// Only revocations after this version (what the scanner has; default 0: all), an unsigned
+    /// 64-bit integer.
+    // `uint64`, as parsed: utoipa's `int64` for a u64 promises at most 2^63 - 1, and
+    // schemathesis holds the server to it.
+    #[param(minimum = 0, format = "uint64")]
     since: Option<u64>,
     /// Page size, 1..=1000 (default 1000).
     #[param(minimum = 1, maximum = 1000)]
