@@ -130,6 +130,7 @@ pub struct AuditParams {
 
 /// One audited action.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::audit_entry))]
 pub struct AuditEntryDto {
     at: DateTime<Utc>,
     actor: Uuid,
@@ -146,6 +147,7 @@ pub struct AuditEntryDto {
 
 /// A page of the audit log, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::audit_page))]
 pub struct AuditPage {
     items: Vec<AuditEntryDto>,
     /// Pass as `after` for the next page; absent on the last page.

@@ -1,14 +1,17 @@
 //! Check-in over HTTP: check-in lists, single scans (entry or exit, with a nonce so a retry is
-//! applied once), and uploads of scans made offline (with their original times: the earliest
-//! admission wins, later ones come back as duplicates). Scanners are the event's staff and
-//! managers; lists are made by managers.
+//! applied once), door preparation and live statistics; and how any scan (HTTP, hub, offline
+//! upload) is decided into a result. What offline scanners need (the sealed attendee pack, the
+//! upload of scans made offline) is in `offline`. Scanners are the event's staff and managers;
+//! lists are made by managers.
+
+pub(super) mod offline;
 
 use super::AppState;
 use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ApiJson, ApiQuery, PathId};
+use super::extract::{ApiJson, PathId};
 use super::policy::{managed_event, scanning_event};
-use super::registrations::verify_code;
+use super::registrations::tickets::verify_code;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -22,15 +25,10 @@ use engine::model::CheckInList;
 use engine::pool::scan::{Direction, ScanResult};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// Most scans in one offline upload (a backlog goes up in chunks: one upload stays well under
-/// the request body limit).
-pub const UPLOAD_MAX: usize = 100;
-/// Uploaded scans decided at once.
-const UPLOAD_CONCURRENCY: usize = 32;
-/// Longest nonce.
+/// Longest nonce, in bytes (only a digest of it is kept).
 const NONCE_LEN_MAX: usize = 128;
 
 pub(super) fn router() -> Router<AppState> {
@@ -41,18 +39,11 @@ pub(super) fn router() -> Router<AppState> {
         )
         .route("/api/v1/events/{id}/check-ins", post(check_in))
         .route(
-            "/api/v1/events/{id}/check-ins/offline",
-            post(upload_offline),
-        )
-        .route(
             "/api/v1/events/{id}/checkin-stats",
             axum::routing::get(stats),
         )
         .route("/api/v1/events/{id}/check-in/prepare", post(prepare))
-        .route(
-            "/api/v1/events/{id}/check-in/offline-pack",
-            axum::routing::get(offline_pack),
-        )
+        .merge(offline::router())
 }
 
 /// Registrations read per page while preparing.
@@ -62,6 +53,7 @@ static PREPARING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// What a preparation did.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::prepared))]
 pub struct PreparedDto {
     /// Tickets of the event whose codes are now remembered.
     tickets: usize,
@@ -124,153 +116,9 @@ pub(crate) async fn prepare(
     }))
 }
 
-/// Most confirmed registrations (each up to 100 tickets) per offline-pack page.
-const PACK_PAGE_MAX: usize = 100;
-/// Offline-pack pages built at once.
-static PACKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-/// Query of `GET /api/v1/events/{id}/check-in/offline-pack`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PackParams {
-    /// Continue after this registration (the previous page's `next`).
-    after: Option<Uuid>,
-    /// Confirmed registrations per page (each up to 100 tickets), 1..=100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<usize>,
-}
-
-/// One page of an event's offline pack: attendee data for scanners that work offline, one
-/// sealed entry per ticket that only the ticket's own code opens.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OfflinePack {
-    event_id: Uuid,
-    /// `regengine-offline-v1`: for a ticket whose QR reads `code` (trimmed, upper-case),
-    /// `lookup` = HMAC-SHA256(key "regengine/offline/lookup/v1", code) and `data` = 12-byte nonce
-    /// ‖ AES-256-GCM(key = HMAC-SHA256(key "regengine/offline/key/v1", code), nonce, JSON
-    /// {ticket_id, ticket_number, ticket_type_id, ticket_type, registration_id, attendee_name}),
-    /// both base64url without padding.
-    scheme: &'static str,
-    /// The signing key the entries' codes are made with: after a rotation, download again.
-    key_id: u8,
-    /// The revocation list's version when this page was made: catch up with
-    /// `GET /api/v1/events/{id}/revocations?since=`.
-    revocations_version: u64,
-    /// Entries of this page's tickets.
-    entries: Vec<PackEntry>,
-    /// Cursor of the next page (`after`), if any.
-    next: Option<Uuid>,
-}
-
-/// One ticket's sealed attendee data.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PackEntry {
-    /// Where a scanner finds the entry from the code it reads (base64url).
-    lookup: String,
-    /// Nonce ‖ ciphertext (base64url).
-    data: String,
-}
-
-/// What an entry holds once opened.
-#[derive(Serialize)]
-struct SealedAttendee<'a> {
-    ticket_id: Uuid,
-    ticket_number: &'a str,
-    ticket_type_id: Uuid,
-    ticket_type: &'a str,
-    registration_id: Uuid,
-    attendee_name: &'a str,
-}
-
-/// Attendee data for offline scanners (staff and managers), in pages of confirmed
-/// registrations: each ticket's entry is sealed with a key derived from its own code, so a
-/// scanner holding the whole pack shows an attendee's name only when that attendee's QR is
-/// presented, and a lost scanner leaks nobody (after alf.io's offline check-in). Pair it with
-/// the event's public keys (to check codes) and its revocation list.
-#[utoipa::path(get, path = "/api/v1/events/{id}/check-in/offline-pack", tag = "check-in",
-    params(("id" = Uuid, Path), PackParams),
-    responses((status = 200, body = OfflinePack), (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 503, description = "other pages are being built: retry", body = Problem)))]
-pub(crate) async fn offline_pack(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(event_id): PathId<EventId>,
-    ApiQuery(p): ApiQuery<PackParams>,
-) -> ApiResult<Json<OfflinePack>> {
-    let event = scanning_event(&state, &principal, event_id)?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=PACK_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {PACK_PAGE_MAX}"
-        )));
-    }
-    // CPU-bound (a signature and a sealing per ticket): a few pages at a time, else 503.
-    let _permit = PACKING.try_acquire().map_err(|_| ApiError::Overloaded)?;
-    // The version first: a revocation made while the page is built is caught up on later.
-    let (_, revocations_version) = state.engine.revocations(event_id, u64::MAX, 0)?;
-    // Key and pool numbering from the one record read above, so `key_id` is the key the
-    // entries' codes are made with.
-    let key_id = event.ticket_key;
-    let work = state.clone();
-    let after = p.after.map(engine::ids::RegistrationId);
-    // One signature per ticket: off the async workers.
-    let (entries, next) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
-        let page = work.engine.registrations_by_event(
-            event_id,
-            Some(engine::model::RegistrationStatus::Confirmed),
-            after,
-            limit,
-        )?;
-        let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
-        let mut entries = Vec::new();
-        for reg in &page.items {
-            let pool_ordinal = super::registrations::pool_ordinal(&event, reg.pool_id);
-            let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
-            let ticket_type = event
-                .ticket_types
-                .iter()
-                .find(|t| t.id == reg.ticket_type_id)
-                .map_or("", |t| t.name.as_str());
-            for (ticket, number) in reg.tickets.iter().zip(reg.first_ticket_number..) {
-                let code =
-                    work.codes
-                        .encode(key_id, event_id, *ticket, reg.ticket_type_id, issued_at);
-                let ticket_number =
-                    crate::ticket_code::ticket_number(event_id, pool_ordinal, number);
-                let attendee = serde_json::to_vec(&SealedAttendee {
-                    ticket_id: ticket.0,
-                    ticket_number: &ticket_number,
-                    ticket_type_id: reg.ticket_type_id.0,
-                    ticket_type,
-                    registration_id: reg.id.0,
-                    attendee_name: &reg.attendee.name,
-                })
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-                let sealed =
-                    crate::offline_pack::seal(&code, &attendee).map_err(ApiError::Internal)?;
-                entries.push(PackEntry {
-                    lookup: b64(&crate::offline_pack::lookup(&code)),
-                    data: b64(&sealed),
-                });
-            }
-        }
-        Ok((entries, page.next.map(|n| n.0)))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(OfflinePack {
-        event_id: event_id.0,
-        scheme: "regengine-offline-v1",
-        key_id,
-        revocations_version,
-        entries,
-        next,
-    }))
-}
-
 /// Body of `POST /api/v1/events/{id}/checkin-lists`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_list))]
 #[serde(deny_unknown_fields)]
 pub struct CreateList {
     /// 1 to 200 characters.
@@ -290,8 +138,9 @@ pub struct CreateList {
     pub closes_at: Option<DateTime<Utc>>,
 }
 
-/// A check-in list.
+/// A check-in list: the ticket types it admits, at which gates, and when.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::list))]
 pub struct ListDto {
     id: Uuid,
     name: String,
@@ -318,6 +167,7 @@ impl From<&CheckInList> for ListDto {
 
 /// The event's check-in lists.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::list_page))]
 pub struct ListPage {
     items: Vec<ListDto>,
 }
@@ -369,8 +219,11 @@ pub(crate) async fn list_lists(
     }))
 }
 
-/// Body of a check-in scan.
+/// Body of a check-in scan. The same scan arrives in an offline upload (`OfflineScan`, which
+/// adds its time) and over the hub (a `scan` frame, which adds its event and the scanner's
+/// reference); each wire shape rejects the others' fields, and each becomes a [`ScanInput`].
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::scan))]
 #[serde(deny_unknown_fields)]
 pub struct CheckInBody {
     /// The code from the ticket's QR.
@@ -388,8 +241,22 @@ pub struct CheckInBody {
     pub nonce: Option<String>,
 }
 
+impl From<CheckInBody> for ScanInput {
+    fn from(body: CheckInBody) -> Self {
+        Self {
+            ticket_code: body.ticket_code,
+            gate: body.gate,
+            list_id: body.list_id,
+            direction: body.direction,
+            nonce: body.nonce,
+            scanned_at: None,
+        }
+    }
+}
+
 /// A decided scan.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::check_in))]
 pub struct CheckInDto {
     /// `admitted` or `exited` (refusals are problem documents).
     result: String,
@@ -451,15 +318,7 @@ pub(crate) async fn check_in(
     ApiJson(body): ApiJson<CheckInBody>,
 ) -> ApiResult<Json<CheckInDto>> {
     scanning_event(&state, &principal, event_id)?;
-    let input = ScanInput {
-        ticket_code: body.ticket_code,
-        gate: body.gate,
-        list_id: body.list_id,
-        direction: body.direction,
-        nonce: body.nonce,
-        scanned_at: None,
-    };
-    let request = scan_request(&state, event_id, input)?;
+    let request = scan_request(&state, event_id, body.into())?;
     let (ticket, result, first) = state.engine.scan(request).await?;
     let result = match result {
         ScanResult::Duplicate => {
@@ -482,37 +341,9 @@ pub(crate) async fn check_in(
     }))
 }
 
-/// One scan made offline.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OfflineScan {
-    /// The code from the ticket's QR.
-    pub ticket_code: String,
-    /// When the scanner made it (not in the future).
-    pub scanned_at: DateTime<Utc>,
-    /// The gate.
-    pub gate: Option<String>,
-    /// The check-in list (absent: the default list).
-    pub list_id: Option<Uuid>,
-    /// `entry` (default) or `exit`.
-    #[schema(value_type = Option<String>, pattern = "^(entry|exit)$")]
-    pub direction: Option<Direction>,
-    /// The scanner's id for this scan: uploading it again applies it once.
-    #[schema(min_length = 1, max_length = 128)]
-    pub nonce: Option<String>,
-}
-
-/// Body of an offline upload.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OfflineUpload {
-    /// 1 to 100 scans, in any order (upload a longer backlog in chunks).
-    #[schema(min_items = 1, max_items = 100)]
-    pub scans: Vec<OfflineScan>,
-}
-
 /// What became of one uploaded scan.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::offline_result))]
 pub struct OfflineResult {
     /// `admitted` (the earliest admission known for the ticket on the list), `exited`,
     /// `duplicate` (an earlier admission stands), or a refusal: `invalid_signature`,
@@ -523,16 +354,6 @@ pub struct OfflineResult {
     /// The admission that stands for the ticket on the list.
     first_checked_in_at: Option<DateTime<Utc>>,
     first_gate: Option<String>,
-}
-
-/// The answer to an upload, one result per scan in upload order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OfflineReport {
-    items: Vec<OfflineResult>,
-    /// Scans that are the ticket's standing admission.
-    admitted: usize,
-    /// Scans recorded as duplicates.
-    duplicates: usize,
 }
 
 fn refusal(result: &str) -> OfflineResult {
@@ -621,115 +442,9 @@ pub(super) async fn decide(state: &AppState, event_id: EventId, scan: ScanInput)
     out
 }
 
-async fn decide_offline(state: &AppState, event_id: EventId, scan: OfflineScan) -> OfflineResult {
-    let input = ScanInput {
-        ticket_code: scan.ticket_code,
-        gate: scan.gate,
-        list_id: scan.list_id,
-        direction: scan.direction,
-        nonce: scan.nonce,
-        scanned_at: Some(scan.scanned_at),
-    };
-    decide(state, event_id, input).await
-}
-
-/// Upload scans made offline, with their original times (staff and managers). The earliest
-/// admission of a ticket on a list wins whatever the order of uploads; every other scan of it
-/// comes back as `duplicate`. Nothing is lost and nothing counts twice; a scan uploaded again
-/// with its nonce is applied once.
-#[utoipa::path(post, path = "/api/v1/events/{id}/check-ins/offline", tag = "check-in", params(("id" = Uuid, Path)),
-    request_body = OfflineUpload,
-    responses((status = 200, body = OfflineReport), (status = 404, body = Problem), (status = 503, body = Problem)))]
-pub(crate) async fn upload_offline(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(event_id): PathId<EventId>,
-    ApiJson(body): ApiJson<OfflineUpload>,
-) -> ApiResult<Json<OfflineReport>> {
-    use futures::StreamExt;
-    scanning_event(&state, &principal, event_id)?;
-    if !(1..=UPLOAD_MAX).contains(&body.scans.len()) {
-        return Err(DomainError::Validation(vec![FieldError::new(
-            "scans",
-            format!("must hold 1 to {UPLOAD_MAX} scans"),
-        )])
-        .into());
-    }
-    let now = state.engine.clock().now();
-    if let Some(i) = body
-        .scans
-        .iter()
-        .position(|s| s.scanned_at > now + chrono::Duration::minutes(5))
-    {
-        return Err(DomainError::Validation(vec![FieldError::new(
-            format!("scans[{i}].scanned_at"),
-            "is in the future",
-        )])
-        .into());
-    }
-    // Malformed scans refuse the whole upload (nothing is decided): the scanner's bug, not a
-    // ticket's fate.
-    let mut errors = Vec::new();
-    for (i, scan) in body.scans.iter().enumerate() {
-        if nonce_digest(scan.nonce.as_deref(), "nonce", None).is_err() {
-            errors.push(FieldError::new(
-                format!("scans[{i}].nonce"),
-                "must be 1 to 128 characters",
-            ));
-        }
-        if scan.ticket_code.len() > crate::ticket_code::CODE_LEN_MAX {
-            errors.push(FieldError::new(
-                format!("scans[{i}].ticket_code"),
-                "too long",
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(DomainError::Validation(errors).into());
-    }
-    // One ticket's scans are decided one after another in time order (an exit never
-    // overtakes its entry); different tickets concurrently.
-    let n = body.scans.len();
-    let mut groups: std::collections::BTreeMap<String, Vec<(usize, OfflineScan)>> =
-        std::collections::BTreeMap::new();
-    for (i, scan) in body.scans.into_iter().enumerate() {
-        groups
-            .entry(scan.ticket_code.trim().to_ascii_uppercase())
-            .or_default()
-            .push((i, scan));
-    }
-    let decided: Vec<Vec<(usize, OfflineResult)>> = futures::stream::iter(groups.into_values())
-        .map(|mut group| {
-            let state = &state;
-            async move {
-                group.sort_by_key(|(_, s)| s.scanned_at);
-                let mut out = Vec::with_capacity(group.len());
-                for (i, scan) in group {
-                    out.push((i, decide_offline(state, event_id, scan).await));
-                }
-                out
-            }
-        })
-        .buffer_unordered(UPLOAD_CONCURRENCY)
-        .collect()
-        .await;
-    let mut items: Vec<Option<OfflineResult>> = (0..n).map(|_| None).collect();
-    for (i, result) in decided.into_iter().flatten() {
-        items[i] = Some(result);
-    }
-    let items: Vec<OfflineResult> = items.into_iter().flatten().collect();
-    let admitted = items.iter().filter(|i| i.result == "admitted").count();
-    let duplicates = items.iter().filter(|i| i.result == "duplicate").count();
-    metrics::counter!("checkin_offline_scans_total").increment(items.len() as u64);
-    Ok(Json(OfflineReport {
-        items,
-        admitted,
-        duplicates,
-    }))
-}
-
 /// Admissions at one gate.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::gate_count))]
 pub struct GateCount {
     /// The gate (`""`: none named; `other`: beyond the 100 gates counted by name).
     gate: String,
@@ -738,6 +453,7 @@ pub struct GateCount {
 
 /// Admissions in one minute.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::minute_count))]
 pub struct MinuteCount {
     /// The minute's start.
     minute: DateTime<Utc>,
@@ -746,6 +462,7 @@ pub struct MinuteCount {
 
 /// An event's check-in statistics.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::stats))]
 pub struct StatsDto {
     /// Admissions (first admissions, re-entries, earlier offline scans), all lists.
     admitted: u64,

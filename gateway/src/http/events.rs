@@ -47,6 +47,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Body of `POST /api/v1/events`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_event))]
 #[serde(deny_unknown_fields)]
 pub struct CreateEvent {
     /// 1 to 200 characters.
@@ -54,7 +55,6 @@ pub struct CreateEvent {
     /// Up to 10,000 characters.
     #[serde(default)]
     pub description: String,
-    /// Where.
     pub venue: Option<String>,
     /// Category for filtering.
     pub category: Option<String>,
@@ -68,30 +68,28 @@ pub struct CreateEvent {
 
 /// Body of `PATCH /api/v1/events/{id}`: fields to change.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(examples(super::examples::update_event))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEvent {
-    /// New title.
+    /// 1 to 200 characters.
     pub title: Option<String>,
-    /// New description.
+    /// Up to 10,000 characters.
     pub description: Option<String>,
-    /// New venue.
     pub venue: Option<String>,
-    /// New category.
     pub category: Option<String>,
-    /// New start.
     pub starts_at: Option<DateTime<Utc>>,
-    /// New end.
+    /// After the start.
     pub ends_at: Option<DateTime<Utc>>,
-    /// New hold TTL.
+    /// Hold TTL in seconds (1..=86400).
     pub hold_ttl_secs: Option<u32>,
 }
 
 /// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
 /// `pool_id` to share an existing pool of the event.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_ticket_type))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTicketType {
-    /// Name.
     pub name: String,
     /// Price per seat in minor units (cents).
     pub price_minor: i64,
@@ -114,8 +112,9 @@ pub struct CreateTicketType {
     pub sales_end: Option<DateTime<Utc>>,
 }
 
-/// A ticket type.
+/// A ticket type: what a seat costs, the pool its seats come from, and its order limits.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket_type))]
 pub struct TicketTypeDto {
     id: Uuid,
     name: String,
@@ -132,8 +131,9 @@ pub struct TicketTypeDto {
     created_at: DateTime<Utc>,
 }
 
-/// An event.
+/// An event with its ticket types.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::event))]
 pub struct EventDto {
     id: Uuid,
     title: String,
@@ -195,6 +195,7 @@ impl From<&EventRecord> for EventDto {
 
 /// A page of events.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::event_page))]
 pub struct EventPage {
     items: Vec<EventDto>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -215,7 +216,6 @@ pub struct EventListParams {
     from: Option<DateTime<Utc>>,
     /// Starting before (RFC 3339).
     to: Option<DateTime<Utc>>,
-    /// Category.
     category: Option<String>,
     /// upcoming or past.
     #[param(pattern = "^(upcoming|past)$")]
@@ -229,6 +229,7 @@ pub struct EventListParams {
 
 /// Availability of one ticket type.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::ticket_type_availability))]
 pub struct TicketTypeAvailabilityDto {
     ticket_type_id: Uuid,
     name: String,
@@ -243,6 +244,7 @@ pub struct TicketTypeAvailabilityDto {
 
 /// Availability of an event; `version` grows with every change.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::availability))]
 pub struct AvailabilityDto {
     pub(crate) event_id: Uuid,
     pub(crate) status: String,
@@ -513,6 +515,7 @@ pub(crate) async fn availability(
 
 /// Body of `PUT /api/v1/events/{id}/members/{user_id}`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::member_body))]
 #[serde(deny_unknown_fields)]
 pub struct MemberBody {
     /// `organizer` (manages the event) or `staff` (checks tickets in, nothing else).
@@ -522,6 +525,7 @@ pub struct MemberBody {
 
 /// An account's role in an event.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::member))]
 pub struct MemberDto {
     user_id: Uuid,
     /// `owner`, `organizer` or `staff`.

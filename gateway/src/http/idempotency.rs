@@ -221,7 +221,6 @@ impl IdempotencyCache {
             .sum()
     }
 
-    /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -248,7 +247,8 @@ fn valid_key(raw: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
-/// The middleware.
+/// The layer: a POST with a valid `Idempotency-Key` runs once per caller, method, path and key;
+/// its retries get the remembered answer (5xx answers are not remembered).
 pub(super) async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;

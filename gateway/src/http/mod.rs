@@ -8,6 +8,7 @@ pub mod body;
 mod checkin;
 pub mod error;
 mod events;
+mod examples;
 pub mod extract;
 mod idempotency;
 pub mod openapi;

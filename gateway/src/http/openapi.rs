@@ -2,17 +2,18 @@
 //! into the binary: nothing is downloaded at build or view time).
 
 use super::AppState;
-use super::auth::{
-    ChannelPrefsDto, LoginBody, PreferencesDto, RefreshBody, RolesBody, SignupBody, TokenPair,
-    UpdateMe, UserDto,
+use super::auth::account::{
+    ChannelPrefsDto, PreferencesDto, RolesBody, SignupBody, UpdateMe, UserDto,
 };
+use super::auth::{LoginBody, RefreshBody, TokenPair};
 use super::error::{Problem, ProblemField};
 use super::events::{
     AvailabilityDto, CreateEvent, CreateTicketType, EventDto, EventPage, MemberBody, MemberDto,
     TicketTypeAvailabilityDto, TicketTypeDto, UpdateEvent,
 };
+use super::registrations::tickets::TicketDto;
 use super::registrations::{
-    AttendeeDto, CreateRegistration, IssuedTicket, RegistrationDto, RegistrationPage, TicketDto,
+    AttendeeDto, CreateRegistration, IssuedTicket, RegistrationDto, RegistrationPage,
 };
 use axum::Router;
 use utoipa::openapi::RefOr;
@@ -20,7 +21,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-/// The API description.
+/// The document: every operation (`paths`, which follow the handlers' modules) and body type
+/// (`components`), completed by [`BearerAuth`] with the answers of the stack.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Registration engine API", version = "0.1.0",
@@ -32,20 +34,20 @@ use utoipa_swagger_ui::SwaggerUi;
         super::registrations::create_registration, super::registrations::list_event_registrations,
         super::registrations::list_registrations_by_email, super::registrations::get_registration,
         super::registrations::confirm_registration, super::registrations::cancel_registration,
-        super::checkin::check_in, super::registrations::get_ticket,
-        super::checkin::create_list, super::checkin::list_lists, super::checkin::upload_offline,
-        super::checkin::stats, super::checkin::prepare, super::checkin::offline_pack,
+        super::checkin::check_in, super::registrations::tickets::get_ticket,
+        super::checkin::create_list, super::checkin::list_lists, super::checkin::offline::upload_offline,
+        super::checkin::stats, super::checkin::prepare, super::checkin::offline::offline_pack,
         super::ws::upgrade, super::ops::healthz, super::ops::readyz, super::ops::metrics,
-        super::auth::signup, super::auth::login, super::auth::refresh, super::auth::logout,
-        super::auth::me, super::auth::update_me, super::auth::set_roles, super::auth::change_password,
+        super::auth::account::signup, super::auth::login, super::auth::refresh, super::auth::logout,
+        super::auth::account::me, super::auth::account::update_me, super::auth::account::set_roles, super::auth::account::change_password,
         super::registrations::my_registrations,
         super::events::list_members, super::events::set_member, super::events::remove_member,
         super::audit::event_audit, super::audit::global_audit,
-        super::auth::verify_email, super::auth::resend_verification,
-        super::auth::request_password_reset, super::auth::confirm_password_reset,
-        super::registrations::ticket_qr_svg, super::registrations::ticket_qr_png,
-        super::registrations::verify_ticket, super::registrations::ticket_keys,
-        super::registrations::rotate_ticket_key, super::registrations::revocations,
+        super::auth::account::verify_email, super::auth::account::resend_verification,
+        super::auth::account::request_password_reset, super::auth::account::confirm_password_reset,
+        super::registrations::tickets::ticket_qr_svg, super::registrations::tickets::ticket_qr_png,
+        super::registrations::tickets::verify_ticket, super::registrations::tickets::ticket_keys,
+        super::registrations::tickets::rotate_ticket_key, super::registrations::tickets::revocations,
         super::organizer::bulk_cancel, super::organizer::bulk_resend,
         super::organizer::export_registrations, super::organizer::export_tickets,
         super::vouchers::create_voucher, super::vouchers::list_vouchers, super::vouchers::get_voucher,
@@ -57,16 +59,16 @@ use utoipa_swagger_ui::SwaggerUi;
         AvailabilityDto, TicketTypeAvailabilityDto, CreateRegistration, AttendeeDto, RegistrationDto, RegistrationPage,
         IssuedTicket, super::checkin::CheckInBody, super::checkin::CheckInDto, TicketDto,
         super::checkin::CreateList, super::checkin::ListDto, super::checkin::ListPage,
-        super::checkin::OfflineScan, super::checkin::OfflineUpload, super::checkin::OfflineResult,
-        super::checkin::OfflineReport, super::checkin::StatsDto, super::checkin::GateCount,
-        super::checkin::MinuteCount, super::checkin::PreparedDto, super::checkin::OfflinePack,
-        super::checkin::PackEntry,
+        super::checkin::offline::OfflineScan, super::checkin::offline::OfflineUpload, super::checkin::OfflineResult,
+        super::checkin::offline::OfflineReport, super::checkin::StatsDto, super::checkin::GateCount,
+        super::checkin::MinuteCount, super::checkin::PreparedDto, super::checkin::offline::OfflinePack,
+        super::checkin::offline::PackEntry,
         SignupBody, LoginBody, RefreshBody, TokenPair, UserDto, UpdateMe, PreferencesDto, ChannelPrefsDto, RolesBody,
-        super::auth::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
-        super::auth::TokenBody, super::auth::ResetRequest, super::auth::ResetConfirm, super::auth::RoleName,
-        super::registrations::VerifyBody, super::registrations::TicketCheckDto,
-        super::registrations::TicketKeyDto, super::registrations::TicketKeysDto,
-        super::registrations::RevocationDto, super::registrations::RevocationPage,
+        super::auth::account::PasswordChange, MemberBody, MemberDto, super::audit::AuditPage, super::audit::AuditEntryDto,
+        super::auth::account::TokenBody, super::auth::account::ResetRequest, super::auth::account::ResetConfirm, super::auth::account::RoleName,
+        super::registrations::tickets::VerifyBody, super::registrations::tickets::TicketCheckDto,
+        super::registrations::tickets::TicketKeyDto, super::registrations::tickets::TicketKeysDto,
+        super::registrations::tickets::RevocationDto, super::registrations::tickets::RevocationPage,
         super::organizer::BulkBody, super::organizer::BulkItem, super::organizer::BulkResult,
         super::vouchers::CreateVoucher, super::vouchers::VoucherDto, super::vouchers::VoucherPage,
         super::vouchers::ReceiptDto, super::vouchers::ReceiptLine, super::registrations::PriceDto,
@@ -125,7 +127,6 @@ fn as_problem_json(response: &mut utoipa::openapi::Response) {
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::SecurityRequirement;
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !path.starts_with("/api/") {
                 continue;
@@ -138,59 +139,8 @@ impl Modify for BearerAuth {
                 ("DELETE", &mut item.delete),
             ];
             for (method, operation) in operations {
-                let Some(op) = operation.as_mut() else {
-                    continue;
-                };
-                let (has_path, has_query) = parameters_in(op);
-                let has_body = op.request_body.is_some();
-                let responses = &mut op.responses.responses;
-                // Every error answer is problem+json (the handlers' annotations say `body =
-                // Problem`, which utoipa lists as application/json).
-                for response in responses.values_mut() {
-                    if let RefOr::T(response) = response {
-                        as_problem_json(response);
-                    }
-                }
-                let mut add = |code: &str, description: &str| {
-                    responses
-                        .entry(code.to_owned())
-                        .or_insert_with(|| problem(description));
-                };
-                if has_path {
-                    add("400", "invalid_path_parameter: an id that is not a UUID");
-                }
-                if has_query {
-                    add("400", "invalid_query: a query parameter of the wrong type");
-                }
-                if has_body {
-                    add("400", "malformed_json: the body is not JSON");
-                    add("413", "payload_too_large: the body exceeds the limit");
-                    add(
-                        "415",
-                        "unsupported_media_type: the body is not application/json",
-                    );
-                    add("422", "invalid_body or validation_failed: per-field errors");
-                }
-                if path == "/api/v1/ws" {
-                    add("400", "not a WebSocket upgrade request");
-                }
-                add(
-                    "429",
-                    "rate_limited: over a rate limit; retry after Retry-After",
-                );
-                add("503", "overloaded or unavailable; retry after Retry-After");
-                let public = super::policy::PUBLIC.contains(&format!("{method} {path}").as_str());
-                if public && method == "GET" {
-                    // Public reads serve anonymous callers, but a token that is sent must be valid.
-                    add("401", "unauthorized: an invalid access token was sent");
-                }
-                if !public {
-                    add("401", "unauthorized: no valid access token");
-                    add("403", "forbidden: the token's account may not do this");
-                    op.security = Some(vec![SecurityRequirement::new(
-                        "bearer",
-                        Vec::<String>::new(),
-                    )]);
+                if let Some(op) = operation.as_mut() {
+                    add_stack_answers(method, path, op);
                 }
             }
         }
@@ -207,6 +157,67 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Adds to one API operation the answers of the stack in front of its handler: its error
+/// bodies as problem+json, the refusals of malformed inputs (by the kinds of input it takes),
+/// rate limits and overload, and unless it is public, 401/403 and its `security`.
+fn add_stack_answers(method: &str, path: &str, op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::security::SecurityRequirement;
+    let (has_path, has_query) = parameters_in(op);
+    let has_body = op.request_body.is_some();
+    let responses = &mut op.responses.responses;
+    // Every error answer is problem+json (the handlers' annotations say `body = Problem`,
+    // which utoipa lists as application/json).
+    for response in responses.values_mut() {
+        if let RefOr::T(response) = response {
+            as_problem_json(response);
+        }
+    }
+    let mut add = |code: &str, description: &str| {
+        responses
+            .entry(code.to_owned())
+            .or_insert_with(|| problem(description));
+    };
+    if has_path {
+        add("400", "invalid_path_parameter: an id that is not a UUID");
+    }
+    if has_query {
+        add("400", "invalid_query: a query parameter of the wrong type");
+    }
+    if has_body {
+        add("400", "malformed_json: the body is not JSON");
+        add("413", "payload_too_large: the body exceeds the limit");
+        add(
+            "415",
+            "unsupported_media_type: the body is not application/json",
+        );
+        add("422", "invalid_body or validation_failed: per-field errors");
+    }
+    if path == "/api/v1/ws" {
+        add("400", "not a WebSocket upgrade request");
+    }
+    add(
+        "429",
+        "rate_limited: over a rate limit; retry after Retry-After",
+    );
+    add("503", "overloaded or unavailable; retry after Retry-After");
+    let public = super::policy::PUBLIC.contains(&format!("{method} {path}").as_str());
+    if public && method == "GET" {
+        // Public reads serve anonymous callers, but a token that is sent must be valid.
+        add("401", "unauthorized: an invalid access token was sent");
+    }
+    if !public {
+        add("401", "unauthorized: no valid access token");
+        add("403", "forbidden: the token's account may not do this");
+        op.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
 pub(super) fn router() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
+
+#[cfg(test)]
+mod tests;

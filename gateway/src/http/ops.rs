@@ -15,15 +15,15 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive", body = String)))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive", body = String, example = "ok")))]
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: recovery finished.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
-    (status = 200, description = "ready", body = String),
-    (status = 503, description = "recovering", body = String)))]
+    (status = 200, description = "ready", body = String, example = "ready"),
+    (status = 503, description = "recovering", body = String, example = "recovering")))]
 pub(crate) async fn readyz(state: State<AppState>) -> impl IntoResponse {
     if is_ready(&state) {
         (StatusCode::OK, "ready")
@@ -33,7 +33,8 @@ pub(crate) async fn readyz(state: State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "metrics", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "metrics", body = String,
+    example = "# TYPE engine_active_events gauge\nengine_active_events 12\n")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("engine_active_events").set(state.engine.active_events() as f64);
     (

@@ -7,7 +7,7 @@ use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{ApiJson, PathId};
 use super::policy::managed_event;
-use super::registrations::ticket_context;
+use super::registrations::tickets::ticket_context;
 use crate::ticket_code::ticket_number;
 use axum::Json;
 use axum::Router;
@@ -52,6 +52,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Body of the bulk operations.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::bulk_body))]
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
     /// 1 to 500 registrations of this event.
@@ -61,6 +62,7 @@ pub struct BulkBody {
 
 /// What happened to one registration of a bulk request.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::bulk_item))]
 pub struct BulkItem {
     id: Uuid,
     /// bulk-cancel: `canceled`, `not_found`, `invalid_state`, `failed`; bulk-resend:
@@ -72,6 +74,7 @@ pub struct BulkItem {
 
 /// The answer of a bulk request, one item per registration in request order.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::bulk_result))]
 pub struct BulkResult {
     items: Vec<BulkItem>,
 }
@@ -386,7 +389,9 @@ fn ticket_rows(state: &AppState, v: &RegistrationView, out: &mut String) {
 /// Every registration of the event as CSV (UTF-8, CRLF, a header row).
 #[utoipa::path(get, path = "/api/v1/events/{id}/registrations.csv", tag = "registrations",
     params(("id" = Uuid, Path)),
-    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "text/csv", body = String,
+        example = "registration_id,status,ticket_type_id,quantity,attendee_name,attendee_email,user_id,created_at,expires_at,confirmed_at,updated_at\r\n01a40086-8440-7e27-8fcb-ce0c87b12e2e,confirmed,01a40073-4a60-788d-88d7-3e52775065e2,2,Ada Lovelace,ada@example.org,01a40080-1ba0-71c7-90a1-17932cfa3578,2027-04-02T10:15:00.000Z,2027-04-02T10:25:00.000Z,2027-04-02T10:17:42.000Z,2027-04-02T10:17:42.000Z\r\n"),
+        (status = 404, body = Problem)))]
 pub(crate) async fn export_registrations(
     State(state): State<AppState>,
     super::auth::Authenticated(principal): super::auth::Authenticated,
@@ -405,7 +410,9 @@ pub(crate) async fn export_registrations(
 /// Every ticket of the event as CSV, with its number, signed code, status and admission.
 #[utoipa::path(get, path = "/api/v1/events/{id}/tickets.csv", tag = "registrations",
     params(("id" = Uuid, Path)),
-    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "text/csv", body = String,
+        example = "ticket_number,ticket_id,registration_id,status,ticket_type_id,attendee_name,attendee_email,code,issued_at,checked_in_at,gate\r\nUOER-1-000001-6,01a4008c-ece0-7c0b-84b6-c0a99b782f77,01a40086-8440-7e27-8fcb-ce0c87b12e2e,valid,01a40073-4a60-788d-88d7-3e52775065e2,Ada Lovelace,ada@example.org,T2AIAQDJAANTQ4A5OCV5J6PI4JCHJHOANEACGOZYD4BOCLNQFJTN4C65YBUQAHGSTAPCGYRVZ6KJ3VAZPCBWRZJRUUJGSIH2GOSKOT3OHNJCGG6GXRYYIQ3TE2UBFWCY5H3MZM66QPJCAECH2THKISGPIQV7QYYUJFD5QGMDW7ISRXBXL5YH2ESQ6STG7AC,2027-04-02T10:17:42.000Z,2027-06-12T18:42:10.000Z,A\r\n"),
+        (status = 404, body = Problem)))]
 pub(crate) async fn export_tickets(
     State(state): State<AppState>,
     super::auth::Authenticated(principal): super::auth::Authenticated,

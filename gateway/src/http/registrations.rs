@@ -1,13 +1,15 @@
-//! Registrations (holds, confirm, cancel, listings), tickets and check-in.
+//! Registrations: holds, confirmation, cancellation and listings. Their tickets (codes, QR
+//! images, verification, signing keys, revocations) are the sub-resource in `tickets`.
+
+pub(super) mod tickets;
 
 use super::AppState;
 use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId};
 use super::idempotency::{IdempotencyContext, engine_token};
-use super::policy::{managed_event, require_any, scanning_event, visible_registration};
-use crate::auth::Principal;
-use crate::ticket_code::{CODE_LEN_MAX, CodeError, TicketClaims, ticket_number};
+use super::policy::{managed_event, require_any, visible_registration};
+use crate::ticket_code::ticket_number;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -15,11 +17,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use engine::HoldRequest;
-use engine::error::{DomainError, FieldError};
-use engine::ids::{EventId, RegistrationId, TicketId, TicketTypeId};
+use engine::ids::{EventId, RegistrationId, TicketTypeId};
 use engine::model::RegistrationStatus;
-use engine::ports::{Page, RegistrationView, TicketView};
+use engine::ports::{Page, RegistrationView};
 use serde::{Deserialize, Serialize};
+use tickets::ticket_context;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -43,20 +45,12 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/registrations/{id}/cancel",
             post(cancel_registration),
         )
-        .route("/api/v1/tickets/{id}", get(get_ticket))
-        .route("/api/v1/tickets/{id}/qr.svg", get(ticket_qr_svg))
-        .route("/api/v1/tickets/{id}/qr.png", get(ticket_qr_png))
-        .route("/api/v1/events/{id}/tickets/verify", post(verify_ticket))
-        .route("/api/v1/events/{id}/ticket-keys", get(ticket_keys))
-        .route("/api/v1/events/{id}/revocations", get(revocations))
-        .route(
-            "/api/v1/events/{id}/ticket-keys/rotate",
-            post(rotate_ticket_key),
-        )
+        .merge(tickets::router())
 }
 
 /// Who a registration is for.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[schema(examples(super::examples::attendee))]
 #[serde(deny_unknown_fields)]
 pub struct AttendeeDto {
     /// Full name.
@@ -67,9 +61,10 @@ pub struct AttendeeDto {
 
 /// Body of `POST /api/v1/events/{id}/registrations`: hold seats.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_registration))]
 #[serde(deny_unknown_fields)]
 pub struct CreateRegistration {
-    /// The ticket type.
+    /// The ticket type to hold seats of.
     pub ticket_type_id: Uuid,
     /// Seats, 1..=max_per_order of the ticket type.
     pub quantity: i64,
@@ -83,6 +78,7 @@ pub struct CreateRegistration {
 /// What a registration costs, decided when its seats were held (integer minor units; a
 /// percentage discount is rounded half up per seat).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::price))]
 pub struct PriceDto {
     /// ISO 4217 code.
     currency: String,
@@ -130,6 +126,7 @@ pub(super) fn price_of(state: &AppState, v: &RegistrationView) -> Option<engine:
 
 /// An issued ticket with the code its QR carries.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::issued_ticket))]
 pub struct IssuedTicket {
     id: Uuid,
     /// The printed ticket number, `PPPP-O-NNNNNN-C` (event prefix, pool, number in the pool,
@@ -139,44 +136,10 @@ pub struct IssuedTicket {
     code: String,
 }
 
-/// The signing key and pool ordinal a registration's or ticket's codes and numbers need.
-pub(super) struct TicketContext {
-    pub(super) key: u8,
-    pub(super) pool_ordinal: usize,
-}
-
-/// A pool's place in its event (1, 2, ...; 0 if the event has no such pool), as ticket numbers
-/// print it.
-pub(super) fn pool_ordinal(
-    record: &engine::model::EventRecord,
-    pool: engine::ids::PoolId,
-) -> usize {
-    record
-        .pools
-        .iter()
-        .position(|p| p.id == pool)
-        .map_or(0, |i| i + 1)
-}
-
-pub(super) fn ticket_context(
-    state: &AppState,
-    event: EventId,
-    pool: engine::ids::PoolId,
-) -> TicketContext {
-    match state.engine.event(event) {
-        Ok(record) => TicketContext {
-            key: record.ticket_key,
-            pool_ordinal: pool_ordinal(&record, pool),
-        },
-        Err(_) => TicketContext {
-            key: 1,
-            pool_ordinal: 0,
-        },
-    }
-}
-
-/// A registration.
+/// A registration: seats of one ticket type, held, then confirmed (with its tickets), canceled
+/// or expired.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::registration))]
 pub struct RegistrationDto {
     id: Uuid,
     event_id: Uuid,
@@ -235,6 +198,7 @@ pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> Registr
 
 /// A page of registrations.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::registration_page))]
 pub struct RegistrationPage {
     items: Vec<RegistrationDto>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -449,365 +413,4 @@ pub(crate) async fn my_registrations(
         page_limit(p.limit)?,
     )?;
     Ok(Json(page_dto(&state, page)))
-}
-
-/// Verifies a scanned code: signed by its event's current key. A code this server did not
-/// sign (malformed, tampered, forged) or signed with a retired key is invalid input (422 on
-/// `ticket_code`), not a missing ticket.
-pub(super) fn verify_code(state: &AppState, code: &str) -> ApiResult<TicketClaims> {
-    let invalid = |message: &str| -> ApiError {
-        DomainError::Validation(vec![FieldError::new("ticket_code", message)]).into()
-    };
-    if code.len() > CODE_LEN_MAX {
-        return Err(invalid("too long"));
-    }
-    state
-        .codes
-        .verify(code, |event| {
-            state.engine.ticket_key(event).ok().flatten()
-        })
-        .map_err(|e| match e {
-            CodeError::InvalidSignature | CodeError::UnknownEvent => {
-                invalid("not a valid ticket code (malformed or bad signature)")
-            }
-            CodeError::RetiredKey => invalid(
-                "signed with a retired key: the event's ticket key was rotated; show the ticket again",
-            ),
-        })
-}
-
-/// A ticket.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TicketDto {
-    id: Uuid,
-    registration_id: Uuid,
-    event_id: Uuid,
-    ticket_type_id: Uuid,
-    /// The printed ticket number, `PPPP-O-NNNNNN-C`.
-    number: String,
-    /// The signed code its QR carries.
-    code: String,
-    issued_at: DateTime<Utc>,
-    checked_in_at: Option<DateTime<Utc>>,
-    gate: Option<String>,
-}
-
-fn ticket_dto(state: &AppState, t: TicketView) -> TicketDto {
-    let context = ticket_context(state, t.event_id, t.pool_id);
-    TicketDto {
-        id: t.id.0,
-        registration_id: t.registration_id.0,
-        event_id: t.event_id.0,
-        ticket_type_id: t.ticket_type_id.0,
-        number: ticket_number(t.event_id, context.pool_ordinal, t.number),
-        code: state
-            .codes
-            .encode(context.key, t.event_id, t.id, t.ticket_type_id, t.issued_at),
-        issued_at: t.issued_at,
-        checked_in_at: t.admission.as_ref().map(|a| a.at),
-        gate: t.admission.and_then(|a| a.gate),
-    }
-}
-
-/// Read a ticket.
-#[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "check-in", params(("id" = Uuid, Path)),
-    responses((status = 200, body = TicketDto), (status = 400, body = Problem), (status = 404, body = Problem)))]
-pub(crate) async fn get_ticket(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(id): PathId<TicketId>,
-) -> ApiResult<Json<TicketDto>> {
-    // Visible to whoever sees its registration; otherwise it does not exist.
-    let ticket = visible_ticket(&state, &principal, id)?;
-    Ok(Json(ticket_dto(&state, ticket)))
-}
-
-/// A ticket the caller may see: its holder's or one of an event the caller manages; 404
-/// otherwise (ids cannot be probed).
-fn visible_ticket(state: &AppState, principal: &Principal, id: TicketId) -> ApiResult<TicketView> {
-    let ticket = state.engine.ticket(id)?;
-    visible_registration(state, principal, ticket.registration_id).map_err(|e| match e {
-        ApiError::Domain(DomainError::RegistrationNotFound) => DomainError::TicketNotFound.into(),
-        other => other,
-    })?;
-    Ok(ticket)
-}
-
-/// The signed code of a ticket the caller may see.
-fn visible_code(state: &AppState, principal: &Principal, id: TicketId) -> ApiResult<String> {
-    Ok(ticket_dto(state, visible_ticket(state, principal, id)?).code)
-}
-
-/// A ticket's QR code as SVG (its signed code in alphanumeric mode).
-#[utoipa::path(get, path = "/api/v1/tickets/{id}/qr.svg", tag = "check-in", params(("id" = Uuid, Path)),
-    responses((status = 200, content_type = "image/svg+xml", body = String), (status = 404, body = Problem)))]
-pub(crate) async fn ticket_qr_svg(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(id): PathId<TicketId>,
-) -> ApiResult<impl IntoResponse> {
-    let code = visible_code(&state, &principal, id)?;
-    let svg = crate::qr::svg(&code).map_err(ApiError::Internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "private, no-store"),
-        ],
-        svg,
-    ))
-}
-
-/// A ticket's QR code as PNG.
-#[utoipa::path(get, path = "/api/v1/tickets/{id}/qr.png", tag = "check-in", params(("id" = Uuid, Path)),
-    responses((status = 200, content_type = "image/png", body = Vec<u8>), (status = 404, body = Problem)))]
-pub(crate) async fn ticket_qr_png(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(id): PathId<TicketId>,
-) -> ApiResult<impl IntoResponse> {
-    let code = visible_code(&state, &principal, id)?;
-    let png = crate::qr::png(&code).map_err(ApiError::Internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "private, no-store"),
-        ],
-        png,
-    ))
-}
-
-/// Body of `POST /api/v1/events/{id}/tickets/verify`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyBody {
-    /// The scanned code.
-    pub ticket_code: String,
-}
-
-/// What a scanner learns about a code, without admitting anyone.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TicketCheckDto {
-    /// `valid`, `invalid_signature`, `retired_key` (signed before the event's key was rotated),
-    /// `wrong_event`, `unknown_ticket` or `revoked` (its registration was canceled).
-    result: String,
-    /// The event the code is for, when its signature verified.
-    event_id: Option<Uuid>,
-    ticket_id: Option<Uuid>,
-    ticket_type_id: Option<Uuid>,
-    /// The printed ticket number.
-    number: Option<String>,
-    /// When and where it was first admitted, if it was.
-    checked_in_at: Option<DateTime<Utc>>,
-    gate: Option<String>,
-}
-
-/// Check a code as a scanner would, changing nothing: signature, event, ticket, revocation and
-/// whether it was admitted. Staff and managers of the event.
-#[utoipa::path(post, path = "/api/v1/events/{id}/tickets/verify", tag = "check-in", params(("id" = Uuid, Path)),
-    request_body = VerifyBody,
-    responses((status = 200, body = TicketCheckDto), (status = 404, body = Problem)))]
-pub(crate) async fn verify_ticket(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(event_id): PathId<EventId>,
-    ApiJson(body): ApiJson<VerifyBody>,
-) -> ApiResult<Json<TicketCheckDto>> {
-    scanning_event(&state, &principal, event_id)?;
-    let mut out = TicketCheckDto {
-        result: String::new(),
-        event_id: None,
-        ticket_id: None,
-        ticket_type_id: None,
-        number: None,
-        checked_in_at: None,
-        gate: None,
-    };
-    let verified = state.codes.verify(&body.ticket_code, |event| {
-        state.engine.ticket_key(event).ok().flatten()
-    });
-    let claims = match verified {
-        Ok(claims) => claims,
-        Err(CodeError::RetiredKey) => {
-            out.result = "retired_key".into();
-            return Ok(Json(out));
-        }
-        Err(_) => {
-            out.result = "invalid_signature".into();
-            return Ok(Json(out));
-        }
-    };
-    out.event_id = Some(claims.event_id.0);
-    out.ticket_id = Some(claims.ticket_id.0);
-    out.ticket_type_id = Some(claims.ticket_type_id.0);
-    if claims.event_id != event_id {
-        out.result = "wrong_event".into();
-        return Ok(Json(out));
-    }
-    let ticket = match state.engine.ticket(claims.ticket_id) {
-        Ok(t) => t,
-        Err(engine::error::EngineError::Domain(DomainError::TicketNotFound)) => {
-            out.result = "unknown_ticket".into();
-            return Ok(Json(out));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let registration = state.engine.registration(ticket.registration_id)?;
-    let context = ticket_context(&state, ticket.event_id, ticket.pool_id);
-    out.number = Some(ticket_number(
-        ticket.event_id,
-        context.pool_ordinal,
-        ticket.number,
-    ));
-    out.checked_in_at = ticket.admission.as_ref().map(|a| a.at);
-    out.gate = ticket.admission.and_then(|a| a.gate);
-    out.result = if registration.status == RegistrationStatus::Canceled {
-        "revoked"
-    } else {
-        "valid"
-    }
-    .into();
-    Ok(Json(out))
-}
-
-/// One of an event's ticket-signing keys.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TicketKeyDto {
-    /// Its id (the second byte of a code's payload).
-    key: u8,
-    /// The Ed25519 public key, base64url without padding (32 bytes).
-    public_key: String,
-    /// `active` (codes signed with it are accepted) or `retired`.
-    status: String,
-}
-
-/// An event's ticket-signing keys, for scanners that verify codes offline.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TicketKeysDto {
-    /// Always `Ed25519`.
-    algorithm: String,
-    /// The id of the active key.
-    current: u8,
-    keys: Vec<TicketKeyDto>,
-}
-
-fn ticket_keys_dto(state: &AppState, event: &engine::model::EventRecord) -> TicketKeysDto {
-    TicketKeysDto {
-        algorithm: "Ed25519".into(),
-        current: event.ticket_key,
-        keys: (1..=event.ticket_key)
-            .map(|key| TicketKeyDto {
-                key,
-                public_key: data_encoding::BASE64URL_NOPAD
-                    .encode(&state.codes.public_key(event.id, key)),
-                status: if key == event.ticket_key {
-                    "active"
-                } else {
-                    "retired"
-                }
-                .into(),
-            })
-            .collect(),
-    }
-}
-
-/// The event's ticket-signing public keys (staff and managers: what an offline scanner needs to
-/// verify codes; the code format is in the README).
-#[utoipa::path(get, path = "/api/v1/events/{id}/ticket-keys", tag = "check-in", params(("id" = Uuid, Path)),
-    responses((status = 200, body = TicketKeysDto), (status = 404, body = Problem)))]
-pub(crate) async fn ticket_keys(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(event_id): PathId<EventId>,
-) -> ApiResult<Json<TicketKeysDto>> {
-    let event = scanning_event(&state, &principal, event_id)?;
-    Ok(Json(ticket_keys_dto(&state, &event)))
-}
-
-/// Rotate the event's ticket-signing key (managers): every ticket gets a new code at once
-/// (codes are computed when shown), and codes signed with older keys are refused as
-/// `retired_key` from now on.
-#[utoipa::path(post, path = "/api/v1/events/{id}/ticket-keys/rotate", tag = "check-in", params(("id" = Uuid, Path)),
-    responses((status = 200, body = TicketKeysDto), (status = 404, body = Problem),
-        (status = 409, description = "limit_reached: 255 keys", body = Problem)))]
-pub(crate) async fn rotate_ticket_key(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(event_id): PathId<EventId>,
-) -> ApiResult<Json<TicketKeysDto>> {
-    managed_event(&state, &principal, event_id)?;
-    let event = state.engine.rotate_ticket_key(event_id).await?;
-    tracing::info!(event = %event_id, key = event.ticket_key, "ticket key rotated");
-    Ok(Json(ticket_keys_dto(&state, &event)))
-}
-
-/// Paging of the revocation list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct RevocationParams {
-    /// Only revocations after this version (what the scanner has; default 0: all).
-    #[param(minimum = 0)]
-    since: Option<u64>,
-    /// Page size, 1..=1000 (default 1000).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
-}
-
-/// A revoked ticket.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RevocationDto {
-    /// Its place in the event's revocation list.
-    version: u64,
-    ticket_id: Uuid,
-    registration_id: Uuid,
-    revoked_at: DateTime<Utc>,
-}
-
-/// The event's revocation list since a version.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RevocationPage {
-    /// The latest version of the list: a scanner that has it is up to date.
-    version: u64,
-    items: Vec<RevocationDto>,
-    /// Pass as `since` for the next page; `null` on the last one.
-    next_since: Option<u64>,
-}
-
-/// Revoked tickets of an event, incrementally: a scanner asks for those after the version it
-/// has (staff and managers). Canceling a confirmed registration revokes its tickets.
-#[utoipa::path(get, path = "/api/v1/events/{id}/revocations", tag = "check-in",
-    params(("id" = Uuid, Path), RevocationParams),
-    responses((status = 200, body = RevocationPage), (status = 404, body = Problem)))]
-pub(crate) async fn revocations(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    PathId(event_id): PathId<EventId>,
-    ApiQuery(p): ApiQuery<RevocationParams>,
-) -> ApiResult<Json<RevocationPage>> {
-    scanning_event(&state, &principal, event_id)?;
-    let limit = p.limit.unwrap_or(1000);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::InvalidQuery(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
-    let (items, version) = state
-        .engine
-        .revocations(event_id, p.since.unwrap_or(0), limit)?;
-    let next_since = (items.len() == limit)
-        .then(|| items.last().map(|r| r.version))
-        .flatten();
-    Ok(Json(RevocationPage {
-        version,
-        items: items
-            .into_iter()
-            .map(|r| RevocationDto {
-                version: r.version,
-                ticket_id: r.ticket_id.0,
-                registration_id: r.registration_id.0,
-                revoked_at: r.revoked_at,
-            })
-            .collect(),
-        next_since,
-    }))
 }

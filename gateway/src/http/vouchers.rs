@@ -6,7 +6,8 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId, PathIdText};
 use super::policy::{managed_event, visible_registration};
-use super::registrations::{AttendeeDto, price_of, ticket_context};
+use super::registrations::tickets::ticket_context;
+use super::registrations::{AttendeeDto, price_of};
 use crate::ticket_code::ticket_number;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -47,7 +48,7 @@ pub(super) fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteParams {
-    /// The ticket type.
+    /// The ticket type to price.
     ticket_type_id: Uuid,
     /// Seats (within the ticket type's order limits).
     #[param(minimum = 1, maximum = 100)]
@@ -84,6 +85,7 @@ pub(crate) async fn quote(
 /// Body of `POST /api/v1/events/{id}/vouchers`. Give at most one of `percent_off` and
 /// `amount_off_minor` (neither: an access code at the full price).
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::create_voucher))]
 #[serde(deny_unknown_fields)]
 pub struct CreateVoucher {
     /// 4 to 32 characters of A-Z, 0-9, - and _ (case does not matter); generated when absent.
@@ -105,8 +107,9 @@ pub struct CreateVoucher {
     pub reserve_seats: bool,
 }
 
-/// A voucher.
+/// A voucher, with how much of it is used (`uses`) and the seats it sets aside now.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::voucher))]
 pub struct VoucherDto {
     code: String,
     event_id: Uuid,
@@ -159,6 +162,7 @@ impl From<&VoucherView> for VoucherDto {
 
 /// A page of vouchers, in code order.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::voucher_page))]
 pub struct VoucherPage {
     items: Vec<VoucherDto>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -271,6 +275,7 @@ pub(crate) async fn deactivate_voucher(
 
 /// One line of a receipt.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::receipt_line))]
 pub struct ReceiptLine {
     ticket_type_id: Uuid,
     /// The ticket type's name.
@@ -283,6 +288,7 @@ pub struct ReceiptLine {
 
 /// A receipt: the price recorded when the seats were held, itemised.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::receipt))]
 pub struct ReceiptDto {
     registration_id: Uuid,
     event_id: Uuid,

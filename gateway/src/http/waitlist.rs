@@ -33,6 +33,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Body of `POST /api/v1/events/{id}/waiting-list`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(examples(super::examples::join_waitlist))]
 #[serde(deny_unknown_fields)]
 pub struct JoinBody {
     /// The sold-out ticket type.
@@ -45,6 +46,7 @@ pub struct JoinBody {
 
 /// A place on a waiting list.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::examples::waitlist_place))]
 pub struct WaitlistDto {
     id: Uuid,
     event_id: Uuid,
