@@ -163,8 +163,10 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
                 .gzip(true)
                 .compress_when(SizeAbove::new(limits.compress_above_bytes.into())),
         );
-    let hsts = limits.hsts;
-    let retry_after = axum::http::HeaderValue::from(state.retry_after_secs);
+    let headers = ResponseHeaders {
+        hsts: limits.hsts,
+        retry_after: axum::http::HeaderValue::from(state.retry_after_secs),
+    };
     let mut app = Router::new()
         .merge(api)
         .merge(ops::router())
@@ -172,10 +174,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(move |request: Request, next: Next| {
-            security_headers(hsts, request, next)
-        }))
-        .layer(middleware::map_response(move |response: Response| {
-            with_retry_after(retry_after.clone(), response)
+            response_headers(headers.clone(), request, next)
         }));
     if !limits.cors_allowed_origins.is_empty() {
         app = app.layer(cors(&limits.cors_allowed_origins)?);
@@ -193,18 +192,6 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state))
-}
-
-/// Every 503 tells the client when to come back, whichever layer refused it (the shed, the
-/// timeout, a handler); a 503 that already says (none today) keeps its own.
-async fn with_retry_after(seconds: axum::http::HeaderValue, mut response: Response) -> Response {
-    if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .entry(axum::http::header::RETRY_AFTER)
-            .or_insert(seconds);
-    }
-    response
 }
 
 /// The trace layer's failure hook. A 503 is a refusal the server chose — shed at the
@@ -385,14 +372,31 @@ fn cors(origins: &[String]) -> Result<CorsLayer, AppError> {
         .max_age(Duration::from_secs(600)))
 }
 
+/// What every response carries, whichever layer produced it.
+#[derive(Clone)]
+struct ResponseHeaders {
+    /// Send `Strict-Transport-Security`.
+    hsts: bool,
+    /// `Retry-After` of a 503 (shed, timed out, unavailable).
+    retry_after: axum::http::HeaderValue,
+}
+
 /// Security headers on every response (OWASP secure headers for APIs): no sniffing, no
 /// framing, no referrer, no caching of API answers (tokens, personal data); a locked-down
-/// CSP except on the interactive docs, which need their scripts.
-async fn security_headers(hsts: bool, request: Request, next: Next) -> Response {
-    use axum::http::{HeaderValue, header};
+/// CSP except on the interactive docs, which need their scripts. And on every 503, when to
+/// come back (whichever layer refused it: the shed, the timeout, a handler; one that already
+/// says keeps its own). One layer for both: each layer costs a boxed future per request.
+async fn response_headers(set: ResponseHeaders, request: Request, next: Next) -> Response {
+    use axum::http::{HeaderValue, StatusCode, header};
     let docs = request.uri().path().starts_with("/docs");
     let mut response = next.run(request).await;
+    let is_unavailable = response.status() == StatusCode::SERVICE_UNAVAILABLE;
     let headers = response.headers_mut();
+    if is_unavailable {
+        headers
+            .entry(header::RETRY_AFTER)
+            .or_insert(set.retry_after);
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -411,7 +415,7 @@ async fn security_headers(hsts: bool, request: Request, next: Next) -> Response 
             .entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
     }
-    if hsts {
+    if set.hsts {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
