@@ -57,6 +57,10 @@ fn crate_edges_follow_the_design() {
             "axum", "hyper", "tower", "redis", "lettre", "reqwest", "gateway",
         ],
     );
+    forbidden(
+        "integrations",
+        &["axum", "hyper", "tower", "storage", "gateway", "fjall"],
+    );
     forbidden("loadtest", &["engine", "storage", "gateway"]);
     forbidden("benches", &["gateway", "axum"]);
     forbidden("tests", &["engine", "storage"]);

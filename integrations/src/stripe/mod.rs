@@ -1,0 +1,3 @@
+//! Stripe: webhook signatures (`signature.rs`); PaymentIntents and refunds follow (issue 13).
+
+pub mod signature;
