@@ -2,4 +2,5 @@
 //! organizers' webhooks, implementing the ports the engine defines (DESIGN §2). It never serves
 //! HTTP: inbound webhooks are gateway routes, which call the verifiers here on the raw bytes.
 
+pub mod bank;
 pub mod stripe;
