@@ -3,4 +3,5 @@
 //! HTTP: inbound webhooks are gateway routes, which call the verifiers here on the raw bytes.
 
 pub mod bank;
+pub mod money;
 pub mod stripe;
