@@ -3,7 +3,7 @@
 //! refused (and nothing for 429s, the client's own doing).
 
 use std::time::{Duration, Instant};
-use tests::{Api, Server};
+use tests::{Api, Server, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -49,25 +49,27 @@ async fn shed_and_rate_limited_requests_are_counted_not_logged_one_by_one() {
     // A request whose body never completes holds the only place until the body deadline. The
     // holder races the reads below for the one place: one that arrives while a read has it is
     // shed itself (and answered), so it is sent again until a read is shed instead.
-    let mut holder = hold_the_place(&server.addr).await;
-    let mut seen = std::collections::BTreeMap::<u16, usize>::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let holder = tokio::sync::Mutex::new(hold_the_place(&server.addr).await);
+    let seen = std::sync::Mutex::new(std::collections::BTreeMap::<u16, usize>::new());
+    let in_flight = wait_for(Duration::from_secs(10), || async {
         let status = api.get("/api/v1/events").await.status;
-        *seen.entry(status).or_default() += 1;
+        *seen.lock().unwrap().entry(status).or_default() += 1;
         if status == 503 {
-            break;
+            return Some(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the holder never took the place: reads answered {seen:?}"
-        );
-        let mut byte = [0u8; 1];
-        if holder.try_read(&mut byte).is_ok() {
-            holder = hold_the_place(&server.addr).await;
+        let mut holder = holder.lock().await;
+        if holder.try_read(&mut [0u8; 1]).is_ok() {
+            *holder = hold_the_place(&server.addr).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        None
+    })
+    .await;
+    assert!(
+        in_flight.is_some(),
+        "the holder never took the place: reads answered {:?}",
+        seen.lock().unwrap()
+    );
+    let mut holder = holder.into_inner();
     let mut shed = 0;
     let started = Instant::now();
     while shed < 500 && started.elapsed() < Duration::from_millis(2500) {
