@@ -160,6 +160,18 @@ impl Phase {
     }
 }
 
+/// The samples of a Prometheus text exposition (`/metrics`) whose series starts with one of
+/// `prefixes`: the series with its labels (`name{a="b"}`), and its value.
+fn samples<'a>(text: &'a str, prefixes: &[&str]) -> Vec<(&'a str, f64)> {
+    text.lines()
+        .filter(|line| prefixes.iter().any(|p| line.starts_with(p)))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series, value.parse().ok()?))
+        })
+        .collect()
+}
+
 fn client(concurrency: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)

@@ -157,14 +157,11 @@ async fn server_metrics(addr: &str) -> Value {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(e) => return json!({"error": e.to_string()}),
     };
-    let series: serde_json::Map<String, Value> = text
-        .lines()
-        .filter(|l| l.starts_with("http_connections") || l.starts_with("http_accept_errors"))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), json!(value.parse::<f64>().ok()?)))
-        })
-        .collect();
+    let series: serde_json::Map<String, Value> =
+        crate::samples(&text, &["http_connections", "http_accept_errors"])
+            .into_iter()
+            .map(|(series, value)| (series.to_owned(), json!(value)))
+            .collect();
     Value::Object(series)
 }
 

@@ -521,13 +521,11 @@ async fn cache_lookups(
         let len = labels[start..].find('"')?;
         Some(labels[start..start + len].to_owned())
     };
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("cache_lookups_total{")?;
-            let (labels, value) = rest.split_once("} ")?;
-            let key = (label(labels, "cache")?, label(labels, "result")?);
-            Some((key, value.trim().parse().ok()?))
+    Ok(crate::samples(&text, &["cache_lookups_total{"])
+        .into_iter()
+        .filter_map(|(series, value)| {
+            let key = (label(series, "cache")?, label(series, "result")?);
+            Some((key, value))
         })
         .collect())
 }
