@@ -176,6 +176,32 @@ pub enum DomainError {
         /// When sales start (not started) or ended.
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// The registration costs money and has not been paid.
+    #[error("payment required: {total_minor} {currency} due")]
+    PaymentRequired {
+        /// What is due, in minor units.
+        total_minor: i64,
+        /// Its currency.
+        currency: String,
+    },
+    /// The registration costs nothing: there is nothing to pay or refund.
+    #[error("nothing to pay")]
+    NothingToPay,
+    /// The registration is paid already.
+    #[error("already paid")]
+    AlreadyPaid,
+    /// No payment is known for this registration.
+    #[error("payment not found")]
+    PaymentNotFound,
+    /// A refund larger than what is captured and not yet refunded.
+    #[error("at most {refundable_minor} can be refunded")]
+    RefundTooLarge {
+        /// What can still be refunded, in minor units.
+        refundable_minor: i64,
+    },
+    /// The payment provider is not configured on this server.
+    #[error("payment provider {0} is not configured")]
+    ProviderNotConfigured(&'static str),
 }
 
 /// The outcome of a call into the engine that did not succeed.

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod message;
 pub mod model;
 pub mod outbox;
+pub mod payment;
 pub mod pool;
 pub mod ports;
 pub mod pricing;

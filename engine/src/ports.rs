@@ -245,6 +245,9 @@ pub struct RegistrationView {
     /// The waiting-list place it was offered to, if it is an offer.
     #[serde(default)]
     pub waitlist_entry: Option<crate::ids::WaitlistEntryId>,
+    /// Its payment, once one was started (the pool's record, applied from the same events).
+    #[serde(default)]
+    pub payment: Option<crate::pool::payment::Payment>,
 }
 
 /// What a new hold starts from: the fields the hold decides. Everything else about its
@@ -287,6 +290,7 @@ impl RegistrationView {
             first_ticket_number: 0,
             price: hold.price,
             waitlist_entry: hold.waitlist_entry,
+            payment: None,
         }
     }
 }

@@ -281,6 +281,24 @@ impl Overlay {
                 self.ticket(db, ticket_id)?.admission = Some(admission);
             }
             PoolEvent::Scanned { .. } => self.scanned(db, pools, pool_id, event)?,
+            PoolEvent::PaymentStarted {
+                registration_id, ..
+            }
+            | PoolEvent::PaymentPending {
+                registration_id, ..
+            }
+            | PoolEvent::PaymentReported {
+                registration_id, ..
+            }
+            | PoolEvent::SeatsRetaken {
+                registration_id, ..
+            }
+            | PoolEvent::RefundRequested {
+                registration_id, ..
+            }
+            | PoolEvent::RefundSettled {
+                registration_id, ..
+            } => payment_event(self.registration(db, registration_id)?, &event),
         }
         Ok(())
     }
@@ -674,4 +692,30 @@ impl Overlay {
         }
         Ok(())
     }
+}
+
+/// A payment event on its registration's row: the payment as the pool keeps it, a hold
+/// extended while the buyer pays, a late payment's seats held again.
+fn payment_event(view: &mut RegistrationView, event: &PoolEvent) {
+    let account = view.user_id.map(|u| (u, view.ticket_type_id));
+    match event {
+        PoolEvent::PaymentStarted { hold_until, at, .. } => {
+            if view.status == RegistrationStatus::Held && *hold_until > view.expires_at {
+                view.expires_at = *hold_until;
+            }
+            view.updated_at = *at;
+        }
+        PoolEvent::SeatsRetaken { at, .. } => {
+            view.status = RegistrationStatus::Held;
+            view.updated_at = *at;
+            return;
+        }
+        _ => {}
+    }
+    view.payment = Some(engine::pool::payment::Payment::applied(
+        view.payment.take(),
+        event,
+        view.quantity,
+        account,
+    ));
 }

@@ -666,12 +666,24 @@ fn command_kind(command: &PoolCommand) -> &'static str {
         PoolCommand::WaitlistPosition(_) => "waitlist_position",
         PoolCommand::ExpireDue => "expire",
         PoolCommand::CloseCanceledEvent(_) => "close_canceled",
+        PoolCommand::StartPayment(_) => "start_payment",
+        PoolCommand::PaymentPending { .. } => "payment_pending",
+        PoolCommand::Report(..) => "payment_report",
+        PoolCommand::MarkPaid { .. } => "mark_paid",
+        PoolCommand::Refund(_) => "refund",
+        PoolCommand::RefundSettled { .. } => "refund_settled",
     }
 }
 
 fn count(kind: &'static str, outcome: &Result<PoolOutcome, crate::error::DomainError>) {
     let result = match outcome {
         Ok(PoolOutcome::Held { replayed: true, .. }) => "replayed",
+        Ok(PoolOutcome::Reported {
+            duplicate: true, ..
+        }) => "duplicate",
+        Ok(PoolOutcome::Reported {
+            ignored: Some(_), ..
+        }) => "ignored",
         Ok(PoolOutcome::Scanned { result, .. }) => match result {
             crate::pool::scan::ScanResult::Admitted => "admitted",
             crate::pool::scan::ScanResult::Exited => "exited",

@@ -18,6 +18,7 @@ use crate::model::EventStatus;
 use chrono::{DateTime, Utc};
 
 mod close;
+pub mod payment;
 mod sale;
 pub mod scan;
 mod state;
@@ -28,6 +29,7 @@ pub mod voucher;
 pub mod waitlist;
 
 pub use crate::values::{GATE_LEN_MAX, IdempotencyToken};
+pub(crate) use sale::SeatsHold;
 use types::RegEntry;
 pub use types::{
     Admission, HoldCommand, PoolCommand, PoolCounts, PoolEvent, PoolOutcome, PoolState, ScanCommand,
@@ -83,6 +85,35 @@ impl PoolState {
             PoolCommand::CloseCanceledEvent(limit) => {
                 self.decide_close_canceled(limit, event_status, now, events)
             }
+            PoolCommand::StartPayment(cmd) => {
+                self.decide_start_payment(*cmd, event_status, now, events)
+            }
+            PoolCommand::PaymentPending {
+                registration_id,
+                attempt,
+                provider_ref,
+            } => self.decide_payment_pending(registration_id, attempt, provider_ref, now, events),
+            PoolCommand::Report(id, report) => {
+                self.decide_report(id, *report, event_status, now, events)
+            }
+            PoolCommand::MarkPaid {
+                registration_id,
+                event_id,
+                reference,
+            } => self.decide_mark_paid(
+                registration_id,
+                event_id,
+                reference,
+                event_status,
+                now,
+                events,
+            ),
+            PoolCommand::Refund(req) => self.decide_refund(req, now, events),
+            PoolCommand::RefundSettled {
+                registration_id,
+                refund_id,
+                state,
+            } => self.decide_refund_settled(registration_id, refund_id, state, now, events),
         }
     }
 
@@ -130,6 +161,24 @@ impl PoolState {
             PoolEvent::WaitlistJoined { entry, .. } => self.apply_waitlist_joined(entry),
             PoolEvent::WaitlistLeft { entry_id, .. } => self.apply_waitlist_left(*entry_id),
             PoolEvent::WaitlistOffered { .. } => self.apply_waitlist_offered(event),
+            PoolEvent::PaymentStarted {
+                registration_id, ..
+            }
+            | PoolEvent::PaymentPending {
+                registration_id, ..
+            }
+            | PoolEvent::PaymentReported {
+                registration_id, ..
+            }
+            | PoolEvent::SeatsRetaken {
+                registration_id, ..
+            }
+            | PoolEvent::RefundRequested {
+                registration_id, ..
+            }
+            | PoolEvent::RefundSettled {
+                registration_id, ..
+            } => self.apply_payment_event(*registration_id, event),
         }
         self.seq = seq;
         // Architecture Invariant: no oversell (seats set aside by vouchers included).

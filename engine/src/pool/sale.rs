@@ -168,20 +168,16 @@ impl PoolState {
                 action: "confirm",
             });
         }
+        // Only money confirms a registration that costs money (a verified payment, or a
+        // manager's mark-paid, confirms it as it is recorded).
+        if reg.total_minor > 0 {
+            return Err(DomainError::PaymentRequired {
+                total_minor: reg.total_minor,
+                currency: reg.currency(),
+            });
+        }
         self.expire_if_overdue(id, reg, now, events)?;
-        let tickets: Vec<TicketId> = (0..reg.quantity)
-            .map(|_| TicketId(uuid::Uuid::new_v4()))
-            .collect();
-        self.emit(
-            events,
-            PoolEvent::RegistrationConfirmed {
-                registration_id: id,
-                user_id: reg.user(),
-                tickets: tickets.clone(),
-                first_number: self.tickets_issued + 1,
-                at: now,
-            },
-        );
+        let tickets = self.issue_tickets(id, now, events);
         Ok(PoolOutcome::Confirmed { tickets })
     }
 
@@ -217,7 +213,7 @@ impl PoolState {
 
     /// A hold whose deadline passed before its timer fired expires now, and the command that
     /// found it so is refused: the expiry wins, exactly once. Anything else passes.
-    fn expire_if_overdue(
+    pub(super) fn expire_if_overdue(
         &mut self,
         id: RegistrationId,
         reg: RegEntry,
@@ -278,6 +274,7 @@ impl PoolState {
             idempotency,
             expires_at,
             voucher,
+            price,
             ..
         } = event
         else {
@@ -291,11 +288,18 @@ impl PoolState {
             self.vouchers.take(index, u32::from(*quantity));
             index
         });
+        let (total_minor, currency) = price
+            .as_ref()
+            .map_or((0, ""), |p| (p.total_minor, p.currency.as_str()));
         self.hold_seats(
             *registration_id,
-            *quantity,
-            user_id.map(|u| (u, *ticket_type_id)),
-            *expires_at,
+            SeatsHold {
+                quantity: *quantity,
+                account: user_id.map(|u| (u, *ticket_type_id)),
+                expires_at: *expires_at,
+                total_minor,
+                currency,
+            },
             idempotency.as_ref(),
             voucher,
         );
@@ -341,16 +345,22 @@ impl PoolState {
         self.forget(id, reg);
     }
 
-    /// Records a new held registration (a hold, or a waiting-list offer).
+    /// Records a new held registration (a hold, a waiting-list offer, a late payment's
+    /// seats taken again).
     pub(super) fn hold_seats(
         &mut self,
         id: RegistrationId,
-        quantity: u16,
-        account: Option<(UserId, TicketTypeId)>,
-        expires_at: DateTime<Utc>,
+        seats: SeatsHold<'_>,
         idempotency: Option<&IdempotencyToken>,
         voucher: Option<u32>,
     ) {
+        let SeatsHold {
+            quantity,
+            account,
+            expires_at,
+            total_minor,
+            currency,
+        } = seats;
         let expires_at_ms = expires_at.timestamp_millis();
         if let Some(account) = account {
             *self.per_account.entry(account).or_default() += u32::from(quantity);
@@ -364,6 +374,8 @@ impl PoolState {
                 idempotency_key: idempotency.map(|t| t.key),
                 account,
                 voucher,
+                total_minor,
+                currency: currency_code(currency),
             },
         );
         assert!(previous.is_none(), "registration {id} held twice");
@@ -398,6 +410,7 @@ impl PoolState {
             self.vouchers.release(voucher, u32::from(reg.quantity));
         }
         self.presence.remove(&id);
+        self.payments.registration_ended(id, reg.status);
     }
 
     fn transition(
@@ -414,4 +427,21 @@ impl PoolState {
         reg.status = to;
         *reg
     }
+}
+
+/// The seats of a new held registration, and what they cost.
+pub(crate) struct SeatsHold<'a> {
+    pub(crate) quantity: u16,
+    /// The account and ticket type they count against.
+    pub(crate) account: Option<(UserId, TicketTypeId)>,
+    pub(crate) expires_at: DateTime<Utc>,
+    /// The total journaled with the hold.
+    pub(crate) total_minor: i64,
+    /// Its ISO 4217 code.
+    pub(crate) currency: &'a str,
+}
+
+/// An ISO 4217 code as three bytes (anything else: blank).
+fn currency_code(code: &str) -> [u8; 3] {
+    code.as_bytes().try_into().unwrap_or([b' '; 3])
 }

@@ -1,7 +1,7 @@
 //! A pool's state outside any one feature: an empty pool, the derived indexes rebuilt after a
 //! snapshot is decoded, and the read-only queries the actor and the facade ask.
 
-use super::{PoolCounts, PoolState, scan, voucher, waitlist};
+use super::{PoolCounts, PoolState, payment, scan, voucher, waitlist};
 use crate::ids::{EventId, PoolId, RegistrationId, TicketTypeId, UserId};
 use crate::model::RegistrationStatus;
 use chrono::{DateTime, Utc};
@@ -27,6 +27,7 @@ impl PoolState {
             nonces: scan::Nonces::default(),
             vouchers: voucher::Vouchers::default(),
             waitlist: waitlist::Waitlist::default(),
+            payments: payment::Payments::default(),
         }
     }
 
@@ -134,6 +135,7 @@ impl PoolState {
             + self.presence.values().map(Vec::len).sum::<usize>()
             + self.nonces.len()
             + self.waitlist.len()
+            + self.payments.len()
     }
 
     /// The earliest hold deadline, if any hold is live.

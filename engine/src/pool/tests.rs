@@ -7,6 +7,7 @@ use crate::ids::{
     EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId, WaitlistEntryId,
 };
 use crate::model::{Attendee, EventStatus, RegistrationStatus};
+use crate::payment::{Provider, ProviderReport, RefundReason, RefundState, Report};
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -21,6 +22,28 @@ enum Op {
         user: Option<u8>,
         /// A voucher (index among those created; beyond them: an unknown code).
         voucher: Option<u8>,
+        /// A free ticket (confirms without payment) or one at 10.00 EUR.
+        free: bool,
+    },
+    StartPayment(usize),
+    /// A provider report on a registration's payment: `kind` 0 succeeded, 1 failed,
+    /// 2 canceled, 3 refunded, 4 disputed; under one of two provider references; the same
+    /// fields make the same provider event id (a redelivery).
+    Report {
+        reg: usize,
+        kind: u8,
+        reference: u8,
+        wrong_amount: bool,
+        refunded: u8,
+    },
+    MarkPaid(usize),
+    Refund {
+        reg: usize,
+        amount: Option<i64>,
+    },
+    SettleRefund {
+        which: usize,
+        ok: bool,
     },
     CreateVoucher {
         max_uses: u32,
@@ -50,8 +73,14 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1u16..5, 1i64..2_000, proptest::option::of(0u8..6), proptest::option::of(0u8..3),
-              proptest::option::of(0u8..4))
-            .prop_map(|(quantity, ttl_ms, key, user, voucher)| Op::Hold { quantity, ttl_ms, key, user, voucher }),
+              proptest::option::of(0u8..4), any::<bool>())
+            .prop_map(|(quantity, ttl_ms, key, user, voucher, free)| Op::Hold { quantity, ttl_ms, key, user, voucher, free }),
+        3 => any::<usize>().prop_map(Op::StartPayment),
+        4 => (any::<usize>(), 0u8..5, 0u8..2, proptest::bool::weighted(0.1), 0u8..3)
+            .prop_map(|(reg, kind, reference, wrong_amount, refunded)| Op::Report { reg, kind, reference, wrong_amount, refunded }),
+        1 => any::<usize>().prop_map(Op::MarkPaid),
+        1 => (any::<usize>(), proptest::option::of(1i64..2_500)).prop_map(|(reg, amount)| Op::Refund { reg, amount }),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(which, ok)| Op::SettleRefund { which, ok }),
         1 => (1u32..6, any::<bool>(), proptest::option::of(1i64..3_000))
             .prop_map(|(max_uses, reserve, valid_ms)| Op::CreateVoucher { max_uses, reserve, valid_ms }),
         1 => any::<usize>().prop_map(Op::DeactivateVoucher),
@@ -81,6 +110,8 @@ struct Model {
     voucher_of: HashMap<RegistrationId, usize>,
     /// Waiting entries in joining order: (id, account, seats).
     waiting: Vec<(WaitlistEntryId, UserId, u16)>,
+    /// Registrations that cost money (confirmed only once paid).
+    priced: std::collections::HashSet<RegistrationId>,
 }
 
 /// Live seats per account allowed of the one ticket type in the model test.
@@ -151,7 +182,7 @@ fn attendee_a() -> Attendee {
     }
 }
 
-/// An anonymous one-seat hold at 1.00 EUR for ten minutes.
+/// An anonymous one-seat hold of a free ticket for ten minutes.
 fn one_seat_hold(event_id: EventId, id: RegistrationId, tt: TicketTypeId) -> HoldCommand {
     HoldCommand {
         registration_id: id,
@@ -163,7 +194,7 @@ fn one_seat_hold(event_id: EventId, id: RegistrationId, tt: TicketTypeId) -> Hol
         max_per_account: None,
         ttl: Duration::minutes(10),
         idempotency: None,
-        unit_price_minor: 100,
+        unit_price_minor: 0,
         currency: "EUR".into(),
         voucher: None,
     }
@@ -210,6 +241,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 key,
                 user,
                 voucher,
+                free,
             } => PoolCommand::Hold(Box::new(HoldCommand {
                 registration_id: RegistrationId::new(),
                 event_id,
@@ -220,10 +252,62 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 max_per_account: Some(MAX_PER_ACCOUNT),
                 ttl: Duration::milliseconds(*ttl_ms),
                 idempotency: key.map(token),
-                unit_price_minor: 1_000,
+                unit_price_minor: if *free { 0 } else { 1_000 },
                 currency: "EUR".into(),
                 voucher: voucher.map(|v| code(usize::from(v))),
             })),
+            Op::StartPayment(i) => PoolCommand::StartPayment(Box::new(payment::StartPayment {
+                registration_id: pick(&model, *i),
+                event_id,
+                provider: Provider::Stripe,
+                hold_until: now + Duration::milliseconds(3_000),
+                currency: "EUR".into(),
+                max_per_account: Some(MAX_PER_ACCOUNT),
+            })),
+            Op::Report {
+                reg,
+                kind,
+                reference,
+                wrong_amount,
+                refunded,
+            } => {
+                let id = pick(&model, *reg);
+                let total = total_of(&journal, id);
+                PoolCommand::Report(
+                    id,
+                    Box::new(report(total, *kind, *reference, *wrong_amount, *refunded)),
+                )
+            }
+            Op::MarkPaid(i) => PoolCommand::MarkPaid {
+                registration_id: pick(&model, *i),
+                event_id,
+                reference: format!("manual-{i}"),
+            },
+            Op::Refund { reg, amount } => PoolCommand::Refund(payment::RefundRequest {
+                registration_id: pick(&model, *reg),
+                amount_minor: *amount,
+                reason: RefundReason::Requested,
+            }),
+            Op::SettleRefund { which, ok } => {
+                let pending: Vec<_> = state
+                    .payments()
+                    .pending_refunds()
+                    .map(|(id, r)| (id, r.id))
+                    .collect();
+                let (registration_id, refund_id) = pending
+                    .get(which % pending.len().max(1))
+                    .copied()
+                    .unwrap_or((RegistrationId::new(), uuid::Uuid::new_v4()));
+                PoolCommand::RefundSettled {
+                    registration_id,
+                    refund_id,
+                    state: if *ok {
+                        RefundState::Succeeded
+                    } else {
+                        RefundState::Failed
+                    },
+                }
+            }
             Op::CreateVoucher {
                 max_uses,
                 reserve,
@@ -336,7 +420,10 @@ fn run(capacity: u32, ops: Vec<Op>) {
             ) => {
                 assert!(before.0 + before.1 + reserved_before <= capacity);
                 let price = price.as_ref().expect("a new hold has a price");
-                assert_eq!(price.subtotal_minor, 1_000 * i64::from(cmd.quantity));
+                assert_eq!(
+                    price.subtotal_minor,
+                    cmd.unit_price_minor * i64::from(cmd.quantity)
+                );
                 if let Some(c) = &cmd.voucher {
                     let v: usize = c[4..].parse().unwrap();
                     let (max, reserve, active) = model.vouchers[v];
@@ -354,7 +441,10 @@ fn run(capacity: u32, ops: Vec<Op>) {
                         before.0 + before.1 + reserved_before - own + u32::from(cmd.quantity)
                             <= capacity
                     );
-                    assert_eq!(price.discount_minor, 100 * i64::from(cmd.quantity));
+                    assert_eq!(
+                        price.discount_minor,
+                        cmd.unit_price_minor / 10 * i64::from(cmd.quantity)
+                    );
                     model.voucher_of.insert(cmd.registration_id, v);
                 } else {
                     assert!(
@@ -376,7 +466,24 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     RegistrationStatus::Held,
                     expires_at.timestamp_millis(),
                 ));
+                if price.total_minor > 0 {
+                    model.priced.insert(cmd.registration_id);
+                }
             }
+            (
+                PoolCommand::StartPayment(_)
+                | PoolCommand::Report(..)
+                | PoolCommand::MarkPaid { .. }
+                | PoolCommand::Refund(_)
+                | PoolCommand::RefundSettled { .. },
+                outcome,
+            ) => follow_payment(
+                &mut model,
+                &state,
+                outcome,
+                &events,
+                capacity - before.0 - before.1 - reserved_before,
+            ),
             (
                 PoolCommand::Hold(cmd),
                 Ok(PoolOutcome::Held {
@@ -484,7 +591,16 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 if let Some(r) = model.regs.iter_mut().find(|r| r.0 == *id) {
                     let expired = r.2 == RegistrationStatus::Held && now.timestamp_millis() >= r.3;
                     match result {
+                        Err(DomainError::PaymentRequired { total_minor, .. }) => {
+                            assert!(
+                                model.priced.contains(id),
+                                "a free registration needs no payment"
+                            );
+                            assert!(*total_minor > 0);
+                            assert_eq!(r.2, RegistrationStatus::Held);
+                        }
                         Ok(PoolOutcome::Confirmed { tickets }) => {
+                            assert!(!model.priced.contains(id), "confirmed without payment");
                             assert!(!expired && r.2 == RegistrationStatus::Held);
                             assert_eq!(tickets.len(), usize::from(r.1));
                             r.2 = RegistrationStatus::Confirmed;
@@ -584,6 +700,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     .remove(at.expect("offer to a place not waiting"));
                 assert_eq!((user, wanted), (*user_id, *quantity));
                 model.users.insert(*registration_id, *user_id);
+                model.priced.insert(*registration_id);
                 model.regs.push((
                     *registration_id,
                     *quantity,
@@ -644,6 +761,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
         }
         // Pool memory is bounded by live registrations, which hold at least one seat each.
         assert!(state.registration_count() <= counts.capacity as usize);
+        check_payments(&model, &state);
     }
 
     // Ticket numbers: 1, 2, 3, ... in confirmation order, none reused.
@@ -666,6 +784,161 @@ fn run(capacity: u32, ops: Vec<Op>) {
         rebuilt.apply(i as u64 + 1, e);
     }
     assert_eq!(rebuilt, state);
+}
+
+/// A registration of the model (or an unknown one when there is none).
+fn pick(model: &Model, i: usize) -> RegistrationId {
+    if model.regs.is_empty() {
+        RegistrationId::new()
+    } else {
+        model.regs[i % model.regs.len()].0
+    }
+}
+
+/// A registration's total as journaled with its hold or offer (0 if unknown).
+fn total_of(journal: &[PoolEvent], id: RegistrationId) -> i64 {
+    journal
+        .iter()
+        .find_map(|e| match e {
+            PoolEvent::SeatsHeld {
+                registration_id,
+                price,
+                ..
+            } if *registration_id == id => price.as_ref().map(|p| p.total_minor),
+            PoolEvent::WaitlistOffered {
+                registration_id,
+                price,
+                ..
+            } if *registration_id == id => Some(price.total_minor),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// A provider's report; the same fields give the same event id, as a redelivery does.
+fn report(total: i64, kind: u8, reference: u8, wrong_amount: bool, refunded: u8) -> ProviderReport {
+    let amount = total + i64::from(wrong_amount);
+    let refunded_minor = total * i64::from(refunded) / 2;
+    let report = match kind {
+        0 => Report::Succeeded {
+            amount_minor: amount,
+            currency: "EUR".into(),
+        },
+        1 => Report::Failed {
+            reason: "card_declined".into(),
+        },
+        2 => Report::Canceled,
+        3 => Report::Refunded {
+            captured_minor: amount,
+            refunded_minor,
+            currency: "EUR".into(),
+        },
+        _ => Report::Disputed,
+    };
+    ProviderReport {
+        provider: Provider::Stripe,
+        event_id: format!("evt_{kind}_{reference}_{wrong_amount}_{refunded}"),
+        provider_ref: Some(format!("pi_{reference}")),
+        report,
+    }
+}
+
+/// Follows what a payment command did to the seats, from its events, and checks it.
+fn follow_payment(
+    model: &mut Model,
+    state: &PoolState,
+    outcome: &Result<PoolOutcome, DomainError>,
+    events: &[PoolEvent],
+    free_before: u32,
+) {
+    if let Ok(PoolOutcome::Reported {
+        duplicate: true, ..
+    }) = outcome
+    {
+        assert!(events.is_empty(), "a redelivery decided something");
+    }
+    let mut retaken = 0u32;
+    for e in events {
+        let status_of = |model: &mut Model, id: RegistrationId| {
+            let at = model.regs.iter().position(|r| r.0 == id);
+            at.expect("event for a registration the model knows")
+        };
+        match e {
+            PoolEvent::PaymentStarted {
+                registration_id,
+                hold_until,
+                ..
+            } => {
+                let i = status_of(model, *registration_id);
+                assert_eq!(model.regs[i].2, RegistrationStatus::Held);
+                model.regs[i].3 = model.regs[i].3.max(hold_until.timestamp_millis());
+            }
+            PoolEvent::SeatsRetaken {
+                registration_id, ..
+            } => {
+                let i = status_of(model, *registration_id);
+                assert_eq!(
+                    model.regs[i].2,
+                    RegistrationStatus::Expired,
+                    "retook a live registration"
+                );
+                retaken += u32::from(model.regs[i].1);
+                assert!(
+                    retaken <= free_before,
+                    "a late payment took seats that were not free"
+                );
+                model.regs[i].2 = RegistrationStatus::Held;
+            }
+            PoolEvent::RegistrationConfirmed {
+                registration_id, ..
+            } => {
+                let i = status_of(model, *registration_id);
+                assert_eq!(model.regs[i].2, RegistrationStatus::Held);
+                let paid = state.payment(*registration_id).is_some_and(|p| p.paid());
+                assert!(paid, "confirmed by a payment that is not the total");
+                model.regs[i].2 = RegistrationStatus::Confirmed;
+            }
+            PoolEvent::RegistrationCanceled {
+                registration_id, ..
+            } => {
+                let i = status_of(model, *registration_id);
+                assert!(matches!(
+                    model.regs[i].2,
+                    RegistrationStatus::Held | RegistrationStatus::Confirmed
+                ));
+                model.regs[i].2 = RegistrationStatus::Canceled;
+            }
+            PoolEvent::HoldExpired {
+                registration_id, ..
+            } => {
+                let i = status_of(model, *registration_id);
+                assert_eq!(model.regs[i].2, RegistrationStatus::Held);
+                model.regs[i].2 = RegistrationStatus::Expired;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Money is consistent: refunds within captures, confirmed registrations paid.
+fn check_payments(model: &Model, state: &PoolState) {
+    for (id, _, status, _) in &model.regs {
+        let payment = state.payment(*id);
+        if *status == RegistrationStatus::Confirmed && model.priced.contains(id) {
+            assert!(payment.is_some_and(|p| p.paid()), "confirmed and not paid");
+        }
+        if let Some(p) = payment {
+            assert!(
+                p.refunded_minor() <= p.captured_minor(),
+                "refunded more than captured"
+            );
+            assert!(p.refundable_minor() >= 0);
+            assert!(
+                p.refunded_minor() + p.refunding_minor() <= p.captured_minor() + p.refunded_minor()
+            );
+            assert!(p.attempt <= payment::ATTEMPTS_MAX);
+        }
+    }
 }
 
 proptest! {
@@ -957,4 +1230,288 @@ fn closing_a_canceled_event_ends_every_registration_and_refuses_confirmation() {
     // The canceled registrations cannot be confirmed.
     let (_, r) = state.execute(PoolCommand::Confirm(confirmed), EventStatus::Canceled, t0);
     assert!(r.is_err());
+}
+
+/// A priced one-seat hold (10.00 EUR) for `ttl`, then a Stripe payment started on it.
+fn paid_hold_started(
+    state: &mut PoolState,
+    event_id: EventId,
+    tt: TicketTypeId,
+    ttl: Duration,
+    t0: DateTime<Utc>,
+) -> RegistrationId {
+    let id = RegistrationId::new();
+    let hold = HoldCommand {
+        unit_price_minor: 1_000,
+        ttl,
+        ..one_seat_hold(event_id, id, tt)
+    };
+    let (_, r) = state.execute(
+        PoolCommand::Hold(Box::new(hold)),
+        EventStatus::Published,
+        t0,
+    );
+    assert!(r.is_ok());
+    let start = payment::StartPayment {
+        registration_id: id,
+        event_id,
+        provider: Provider::Stripe,
+        hold_until: t0,
+        currency: "EUR".into(),
+        max_per_account: None,
+    };
+    let (_, r) = state.execute(
+        PoolCommand::StartPayment(Box::new(start)),
+        EventStatus::Published,
+        t0,
+    );
+    assert!(matches!(r, Ok(PoolOutcome::Payment { .. })), "{r:?}");
+    id
+}
+
+fn succeeded(event_id: &str, reference: &str) -> Box<ProviderReport> {
+    Box::new(ProviderReport {
+        provider: Provider::Stripe,
+        event_id: event_id.into(),
+        provider_ref: Some(reference.into()),
+        report: Report::Succeeded {
+            amount_minor: 1_000,
+            currency: "EUR".into(),
+        },
+    })
+}
+
+#[test]
+fn a_payment_confirms_once_and_its_redelivery_changes_nothing() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 2);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let id = paid_hold_started(
+        &mut state,
+        event_id,
+        TicketTypeId::new(),
+        Duration::minutes(1),
+        t0,
+    );
+    let (_, r) = state.execute(PoolCommand::Confirm(id), EventStatus::Published, t0);
+    assert!(matches!(
+        r,
+        Err(DomainError::PaymentRequired {
+            total_minor: 1_000,
+            ..
+        })
+    ));
+    // A capture of another amount is recorded and confirms nothing.
+    let mut wrong = succeeded("evt_wrong", "pi_1");
+    wrong.report = Report::Succeeded {
+        amount_minor: 999,
+        currency: "EUR".into(),
+    };
+    let (events, r) = state.execute(PoolCommand::Report(id, wrong), EventStatus::Published, t0);
+    assert_eq!(events.len(), 1);
+    assert!(matches!(
+        r,
+        Ok(PoolOutcome::Reported {
+            ignored: Some(crate::payment::Ignored::AmountMismatch),
+            ..
+        })
+    ));
+    assert_eq!(
+        state.registration_status(id),
+        Some(RegistrationStatus::Held)
+    );
+    let (events, r) = state.execute(
+        PoolCommand::Report(id, succeeded("evt_1", "pi_1")),
+        EventStatus::Published,
+        t0,
+    );
+    assert!(matches!(
+        r,
+        Ok(PoolOutcome::Reported {
+            duplicate: false,
+            ignored: None,
+            ..
+        })
+    ));
+    assert!(matches!(events[1], PoolEvent::RegistrationConfirmed { .. }));
+    assert_eq!(
+        state.registration_status(id),
+        Some(RegistrationStatus::Confirmed)
+    );
+    let (events, r) = state.execute(
+        PoolCommand::Report(id, succeeded("evt_1", "pi_1")),
+        EventStatus::Published,
+        t0,
+    );
+    assert!(events.is_empty());
+    assert!(matches!(
+        r,
+        Ok(PoolOutcome::Reported {
+            duplicate: true,
+            ..
+        })
+    ));
+    // `failed` after the capture is recorded and ignored.
+    let failed = Box::new(ProviderReport {
+        report: Report::Failed {
+            reason: "late".into(),
+        },
+        ..*succeeded("evt_2", "pi_1")
+    });
+    let (_, r) = state.execute(PoolCommand::Report(id, failed), EventStatus::Published, t0);
+    assert!(matches!(
+        r,
+        Ok(PoolOutcome::Reported {
+            ignored: Some(crate::payment::Ignored::AfterCapture),
+            ..
+        })
+    ));
+    assert_eq!(
+        state.payment(id).unwrap().state(),
+        crate::payment::PaymentState::Succeeded
+    );
+}
+
+#[test]
+fn a_late_payment_takes_seats_left_or_is_refunded() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 1);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let tt = TicketTypeId::new();
+    let late = paid_hold_started(&mut state, event_id, tt, Duration::seconds(1), t0);
+    let t1 = t0 + Duration::seconds(2);
+    let (_, r) = state.execute(PoolCommand::ExpireDue, EventStatus::Published, t1);
+    assert_eq!(r, Ok(PoolOutcome::Expired(1)));
+    // Seats left: the payment takes them again and confirms.
+    let (events, _) = state.execute(
+        PoolCommand::Report(late, succeeded("evt_a", "pi_a")),
+        EventStatus::Published,
+        t1,
+    );
+    assert!(matches!(events[1], PoolEvent::SeatsRetaken { .. }));
+    assert!(matches!(events[2], PoolEvent::RegistrationConfirmed { .. }));
+    assert_eq!(state.counts().confirmed, 1);
+    // No seats left: the next late payment is refunded in full, automatically.
+    let mut other = PoolState::new(event_id, PoolId::new(), 1);
+    let late = paid_hold_started(&mut other, event_id, tt, Duration::seconds(1), t0);
+    let _ = other.execute(PoolCommand::ExpireDue, EventStatus::Published, t1);
+    let taker = RegistrationId::new();
+    let (_, r) = other.execute(
+        PoolCommand::Hold(Box::new(one_seat_hold(event_id, taker, tt))),
+        EventStatus::Published,
+        t1,
+    );
+    assert!(r.is_ok());
+    let (events, _) = other.execute(
+        PoolCommand::Report(late, succeeded("evt_b", "pi_b")),
+        EventStatus::Published,
+        t1,
+    );
+    assert!(
+        matches!(&events[1], PoolEvent::RefundRequested { refund, .. }
+            if refund.amount_minor == 1_000 && refund.reason == RefundReason::RefundDue),
+        "{events:?}"
+    );
+    assert_eq!(other.counts().held, 1, "the other buyer keeps the seat");
+    assert_eq!(other.payment(late).unwrap().refunding_minor(), 1_000);
+}
+
+#[test]
+fn a_refund_never_exceeds_the_capture_and_a_full_one_cancels() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 2);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let id = paid_hold_started(
+        &mut state,
+        event_id,
+        TicketTypeId::new(),
+        Duration::minutes(1),
+        t0,
+    );
+    let _ = state.execute(
+        PoolCommand::Report(id, succeeded("evt_1", "pi_1")),
+        EventStatus::Published,
+        t0,
+    );
+    let refund = |amount| {
+        PoolCommand::Refund(payment::RefundRequest {
+            registration_id: id,
+            amount_minor: amount,
+            reason: RefundReason::Requested,
+        })
+    };
+    let (_, r) = state.execute(refund(Some(1_001)), EventStatus::Published, t0);
+    assert_eq!(
+        r,
+        Err(DomainError::RefundTooLarge {
+            refundable_minor: 1_000
+        })
+    );
+    let (_, r) = state.execute(refund(Some(400)), EventStatus::Published, t0);
+    assert!(r.is_ok());
+    assert_eq!(
+        state.registration_status(id),
+        Some(RegistrationStatus::Confirmed)
+    );
+    // The rest: everything is refunded, the registration ends.
+    let (events, _) = state.execute(refund(None), EventStatus::Published, t0);
+    assert!(
+        matches!(&events[0], PoolEvent::RefundRequested { refund, .. } if refund.amount_minor == 600)
+    );
+    assert!(matches!(events[1], PoolEvent::RegistrationCanceled { .. }));
+    let (_, r) = state.execute(refund(None), EventStatus::Published, t0);
+    assert_eq!(
+        r,
+        Err(DomainError::RefundTooLarge {
+            refundable_minor: 0
+        })
+    );
+    // A failed refund makes its amount refundable again.
+    let first = state.payment(id).unwrap().refunds[0].id;
+    let _ = state.execute(
+        PoolCommand::RefundSettled {
+            registration_id: id,
+            refund_id: first,
+            state: RefundState::Failed,
+        },
+        EventStatus::Published,
+        t0,
+    );
+    assert_eq!(state.payment(id).unwrap().refundable_minor(), 400);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Reports commute: any order of the same deliveries (with redeliveries) ends in the
+    /// same money facts.
+    #[test]
+    fn provider_reports_commute(picks in proptest::collection::vec((0u8..5, 0u8..2, any::<bool>(), 0u8..3), 1..12), seed in any::<u64>()) {
+        let run_in = |order: &[(u8, u8, bool, u8)]| {
+            let event_id = EventId::new();
+            let mut state = PoolState::new(event_id, PoolId::new(), 4);
+            let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+            let id = paid_hold_started(&mut state, event_id, TicketTypeId::new(), Duration::minutes(1), t0);
+            for &(kind, reference, wrong, refunded) in order {
+                let _ = state.execute(
+                    PoolCommand::Report(id, Box::new(report(1_000, kind, reference, wrong, refunded))),
+                    EventStatus::Published,
+                    t0,
+                );
+            }
+            let p = state.payment(id).unwrap().clone();
+            let mut captures: Vec<_> = p.captures.iter().map(|c| (c.provider_ref.clone(), c.amount_minor, c.refunded_reported_minor)).collect();
+            captures.sort();
+            (captures, p.disputed, p.captures.is_empty().then_some(()).map_or(Some(p.state()), |()| None))
+        };
+        let mut shuffled = picks.clone();
+        shuffled.extend(picks.iter().take(3).cloned());
+        // A deterministic shuffle from the seed.
+        let mut x = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        prop_assert_eq!(run_in(&picks), run_in(&shuffled));
+    }
 }

@@ -2,11 +2,12 @@
 //! answers with, and the fields of its state. Each feature (`sale`, `scan`, `voucher`,
 //! `waitlist`, `close`) decides its commands and applies its events in its own file.
 
-use super::{scan, voucher, waitlist};
+use super::{payment, scan, voucher, waitlist};
 use crate::ids::{
     CheckInListId, EventId, PoolId, RegistrationId, TicketId, TicketTypeId, UserId, WaitlistEntryId,
 };
 use crate::model::{Attendee, RegistrationStatus};
+use crate::payment::{Ignored, Provider, ProviderReport, RefundState};
 use crate::pricing::Price;
 use crate::values::IdempotencyToken;
 use chrono::{DateTime, Duration, Utc};
@@ -175,6 +176,65 @@ pub enum PoolEvent {
         #[serde(default)]
         first_on_ticket: Option<bool>,
     },
+    /// Paying for a held registration started (or started again): the hold lasts at least
+    /// until `hold_until`.
+    PaymentStarted {
+        registration_id: RegistrationId,
+        /// Its event (for read models).
+        event_id: EventId,
+        provider: Provider,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// What is due (the total journaled with the hold).
+        amount_minor: i64,
+        currency: String,
+        /// The ticket type's per-account limit (a late payment retakes seats within it).
+        #[serde(default)]
+        max_per_account: Option<u16>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        hold_until: DateTime<Utc>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// The provider has the attempt (its id: an intent, an order, a reference).
+    PaymentPending {
+        registration_id: RegistrationId,
+        attempt: u32,
+        provider_ref: String,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A provider's verified report, applied once per provider event id (`ignored`: it
+    /// changed nothing, and why).
+    PaymentReported {
+        registration_id: RegistrationId,
+        report: Box<ProviderReport>,
+        ignored: Option<Ignored>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A registration whose hold had expired was paid and took its seats again (it is
+    /// confirmed next, in the same batch).
+    SeatsRetaken {
+        registration_id: RegistrationId,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// A refund was decided; the relay carries it out.
+    RefundRequested {
+        registration_id: RegistrationId,
+        refund: payment::Refund,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
+    /// The provider answered a refund.
+    RefundSettled {
+        registration_id: RegistrationId,
+        refund_id: uuid::Uuid,
+        state: RefundState,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
     /// A ticket was admitted (journals before check-in lists; replayed as a default-list
     /// admission).
     AttendeeCheckedIn {
@@ -230,6 +290,12 @@ impl PoolEvent {
                 ..
             } => return Some((*user_id, *registration_id)),
             PoolEvent::VoucherCreated { .. }
+            | PoolEvent::PaymentStarted { .. }
+            | PoolEvent::PaymentPending { .. }
+            | PoolEvent::PaymentReported { .. }
+            | PoolEvent::SeatsRetaken { .. }
+            | PoolEvent::RefundRequested { .. }
+            | PoolEvent::RefundSettled { .. }
             | PoolEvent::VoucherDeactivated { .. }
             | PoolEvent::WaitlistJoined { .. }
             | PoolEvent::WaitlistLeft { .. } => {
@@ -268,6 +334,30 @@ pub enum PoolCommand {
     WaitlistPosition(WaitlistEntryId),
     /// Expire every hold whose deadline has passed.
     ExpireDue,
+    /// Start paying for a held registration (extends the hold).
+    StartPayment(Box<payment::StartPayment>),
+    /// The provider has the current attempt, under `provider_ref`.
+    PaymentPending {
+        registration_id: RegistrationId,
+        attempt: u32,
+        provider_ref: String,
+    },
+    /// A provider's verified report on a registration's payment.
+    Report(RegistrationId, Box<ProviderReport>),
+    /// A manager's "mark paid" (`reference` makes a retry change nothing).
+    MarkPaid {
+        registration_id: RegistrationId,
+        event_id: EventId,
+        reference: String,
+    },
+    /// Refund (part of) a registration's payment.
+    Refund(payment::RefundRequest),
+    /// The provider answered a refund.
+    RefundSettled {
+        registration_id: RegistrationId,
+        refund_id: uuid::Uuid,
+        state: RefundState,
+    },
     /// The event was canceled: cancel live registrations (held seats go back, issued tickets
     /// are revoked) and remove waiting places, at most this many in all (a large pool is
     /// closed over several turns).
@@ -375,6 +465,20 @@ pub enum PoolOutcome {
     },
     /// Off the waiting list.
     LeftWaitlist,
+    /// A registration's payment as it is now.
+    Payment {
+        payment: Box<payment::Payment>,
+        /// The hold's deadline, while it is held.
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// A provider's report was applied (or was a redelivery: `duplicate`).
+    Reported {
+        duplicate: bool,
+        /// Why it changed nothing, if it did not.
+        ignored: Option<Ignored>,
+        /// The payment's state after it.
+        state: crate::payment::PaymentState,
+    },
 }
 
 /// What the pool remembers of one registration. Kept small: this is per live registration.
@@ -392,11 +496,23 @@ pub(super) struct RegEntry {
     /// The voucher it redeemed (index in the pool's vouchers).
     #[serde(default)]
     pub(super) voucher: Option<u32>,
+    /// What it costs in all (minor units), as journaled with the hold (0: free, or a
+    /// journal from before prices).
+    #[serde(default)]
+    pub(super) total_minor: i64,
+    /// The total's ISO 4217 code.
+    #[serde(default)]
+    pub(super) currency: [u8; 3],
 }
 
 impl RegEntry {
     pub(super) fn user(&self) -> Option<UserId> {
         self.account.map(|(user, _)| user)
+    }
+
+    /// The total's currency code.
+    pub(super) fn currency(&self) -> String {
+        String::from_utf8_lossy(&self.currency).into_owned()
     }
 }
 
@@ -456,4 +572,7 @@ pub struct PoolState {
     /// Who waits for seats, in joining order.
     #[serde(default)]
     pub(super) waitlist: waitlist::Waitlist,
+    /// Payments of registrations (kept after the registration is forgotten).
+    #[serde(default)]
+    pub(super) payments: payment::Payments,
 }

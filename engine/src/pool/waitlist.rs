@@ -248,6 +248,7 @@ impl PoolState {
             ticket_type_id,
             quantity,
             expires_at,
+            price,
             ..
         } = event
         else {
@@ -258,9 +259,13 @@ impl PoolState {
             .expect("offer to an entry not waiting");
         self.hold_seats(
             *registration_id,
-            *quantity,
-            Some((*user_id, *ticket_type_id)),
-            *expires_at,
+            super::SeatsHold {
+                quantity: *quantity,
+                account: Some((*user_id, *ticket_type_id)),
+                expires_at: *expires_at,
+                total_minor: price.total_minor,
+                currency: &price.currency,
+            },
             None,
             None,
         );

@@ -161,7 +161,13 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::VoucherExists
         | D::NotOnSale { .. }
         | D::NotSoldOut { .. }
-        | D::AlreadyWaiting => S::CONFLICT,
+        | D::AlreadyWaiting
+        | D::NothingToPay
+        | D::AlreadyPaid
+        | D::RefundTooLarge { .. } => S::CONFLICT,
+        D::PaymentNotFound => S::NOT_FOUND,
+        D::PaymentRequired { .. } => S::PAYMENT_REQUIRED,
+        D::ProviderNotConfigured(_) => S::UNPROCESSABLE_ENTITY,
         D::InvalidToken => S::BAD_REQUEST,
     }
 }
@@ -206,6 +212,17 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::NotSoldOut { .. } => ("not_sold_out", "Not sold out"),
         D::AlreadyWaiting => ("already_waiting", "Already on the waiting list"),
         D::WaitlistEntryNotFound => ("waitlist_entry_not_found", "Waiting list place not found"),
+        D::PaymentRequired { .. } => ("payment_required", "Payment required"),
+        D::NothingToPay => ("nothing_to_pay", "Nothing to pay"),
+        D::AlreadyPaid => ("already_paid", "Already paid"),
+        D::PaymentNotFound => ("payment_not_found", "Payment not found"),
+        D::RefundTooLarge { .. } => (
+            "refund_too_large",
+            "Refund larger than what can be refunded",
+        ),
+        D::ProviderNotConfigured(_) => {
+            ("provider_not_configured", "Payment provider not configured")
+        }
     }
 }
 

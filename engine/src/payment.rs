@@ -1,0 +1,222 @@
+//! Money's vocabulary: who takes a payment, the states a payment goes through, and what a
+//! provider reports about it. Decisions on payments are seat decisions and live in the pool
+//! (`pool::payment`); this file only names things, so the gateway, the store and the
+//! `integrations` adapters share one vocabulary.
+//!
+//! A payment's money is kept as monotone facts (captured, refunded, disputed), each the
+//! largest figure any report gave. Reports then commute: `succeeded` twice, `refunded` before
+//! `succeeded`, any order of redeliveries ends in the same state, and the state a reader sees
+//! is derived from the facts (`PaymentState::derive`).
+
+use serde::{Deserialize, Serialize};
+
+/// Longest provider event id or provider reference kept (Stripe's are about 30 characters).
+pub const PROVIDER_ID_LEN_MAX: usize = 128;
+
+/// Who takes the money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Stripe PaymentIntents.
+    Stripe,
+    /// PayPal Orders v2.
+    Paypal,
+    /// A bank transfer with a structured creditor reference.
+    BankTransfer,
+    /// An event manager's "mark paid" (box office, cash).
+    Manual,
+}
+
+impl Provider {
+    /// Its name in URLs, metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Stripe => "stripe",
+            Provider::Paypal => "paypal",
+            Provider::BankTransfer => "bank_transfer",
+            Provider::Manual => "manual",
+        }
+    }
+
+    /// The provider named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Provider::Stripe,
+            Provider::Paypal,
+            Provider::BankTransfer,
+            Provider::Manual,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+    }
+}
+
+/// Where a payment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    /// Decided by us; the provider has not answered yet.
+    Created,
+    /// The provider knows it (an intent, an order, a reference) and waits for the buyer.
+    Pending,
+    /// The last attempt failed; the buyer may try again.
+    Failed,
+    /// Canceled before any money moved.
+    Canceled,
+    /// The money is captured.
+    Succeeded,
+    /// Part of the captured money went back.
+    PartiallyRefunded,
+    /// All of the captured money went back.
+    Refunded,
+    /// The buyer's bank disputes the charge.
+    Disputed,
+}
+
+impl PaymentState {
+    /// Its name in JSON, metrics and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentState::Created => "created",
+            PaymentState::Pending => "pending",
+            PaymentState::Failed => "failed",
+            PaymentState::Canceled => "canceled",
+            PaymentState::Succeeded => "succeeded",
+            PaymentState::PartiallyRefunded => "partially_refunded",
+            PaymentState::Refunded => "refunded",
+            PaymentState::Disputed => "disputed",
+        }
+    }
+
+    /// The state once money has been captured, from the facts: a dispute wins, then the
+    /// refunds, then the capture.
+    pub fn settled(captured_minor: i64, refunded_minor: i64, disputed: bool) -> Self {
+        if disputed {
+            PaymentState::Disputed
+        } else if refunded_minor > 0 && refunded_minor >= captured_minor {
+            PaymentState::Refunded
+        } else if refunded_minor > 0 {
+            PaymentState::PartiallyRefunded
+        } else {
+            PaymentState::Succeeded
+        }
+    }
+
+    /// Whether money has been captured in this state.
+    pub fn captured(self) -> bool {
+        matches!(
+            self,
+            PaymentState::Succeeded
+                | PaymentState::PartiallyRefunded
+                | PaymentState::Refunded
+                | PaymentState::Disputed
+        )
+    }
+}
+
+/// What a provider reported about a payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Report {
+    /// The money was captured: `amount_minor` of `currency`.
+    Succeeded { amount_minor: i64, currency: String },
+    /// The attempt failed (the buyer may try again).
+    Failed {
+        /// The provider's reason, shortened.
+        reason: String,
+    },
+    /// The provider canceled it.
+    Canceled,
+    /// Money went back: `refunded_minor` in all so far (a running total, as Stripe's
+    /// `charge.refunded` and PayPal's capture report it), of `captured_minor` captured.
+    Refunded {
+        captured_minor: i64,
+        refunded_minor: i64,
+        currency: String,
+    },
+    /// The buyer's bank opened a dispute.
+    Disputed,
+}
+
+impl Report {
+    /// Its name (metrics, the audit trail).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Report::Succeeded { .. } => "succeeded",
+            Report::Failed { .. } => "failed",
+            Report::Canceled => "canceled",
+            Report::Refunded { .. } => "refunded",
+            Report::Disputed => "disputed",
+        }
+    }
+}
+
+/// One verified report from a provider, routed to its registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderReport {
+    pub provider: Provider,
+    /// The provider's id of this delivery's event: a redelivery has the same id and is
+    /// applied once.
+    pub event_id: String,
+    /// The provider's id of the payment (intent, order, statement line).
+    pub provider_ref: Option<String>,
+    pub report: Report,
+}
+
+/// Why a report changed nothing (recorded, counted, never a crash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ignored {
+    /// A capture for another amount or currency than the registration's total.
+    AmountMismatch,
+    /// `failed` or `canceled` after the money was captured.
+    AfterCapture,
+    /// A report that adds nothing to what is known (a second `succeeded` with another id).
+    NoChange,
+}
+
+impl Ignored {
+    /// Its name (metrics, JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ignored::AmountMismatch => "amount_mismatch",
+            Ignored::AfterCapture => "after_capture",
+            Ignored::NoChange => "no_change",
+        }
+    }
+}
+
+/// A refund's progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Decided and journaled; the relay has not had the provider's answer yet.
+    Requested,
+    /// The provider refunded it.
+    Succeeded,
+    /// The provider refused it, after the bounded retries (the money is still captured).
+    Failed,
+}
+
+impl RefundState {
+    /// Its name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Requested => "requested",
+            RefundState::Succeeded => "succeeded",
+            RefundState::Failed => "failed",
+        }
+    }
+}
+
+/// Why a refund was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReason {
+    /// A manager asked for it.
+    Requested,
+    /// The payment came after its seats were gone (or the registration was canceled).
+    RefundDue,
+    /// The event was canceled.
+    EventCanceled,
+}

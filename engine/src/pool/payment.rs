@@ -1,0 +1,909 @@
+//! Paying for seats: a payment per registration, the provider's reports on it, and refunds.
+//!
+//! - `StartPayment` records who takes the money and extends the hold while the buyer pays
+//!   (at most `ATTEMPTS_MAX` attempts, so a hold cannot be stretched without end).
+//! - A provider's report is applied once per provider event id (the id is journaled with the
+//!   decision it causes). Money is kept as monotone facts (captures, refunds reported, a
+//!   dispute), so reports commute: any order of deliveries ends in the same state, and a
+//!   report that does not fit (`failed` after a capture) is journaled as ignored, not a crash.
+//! - The first capture of exactly the registration's total confirms it, in the same batch:
+//!   a hold still held is confirmed (even past its deadline: nobody took the seats); a hold
+//!   that expired takes seats again if there are any; otherwise (no seats, registration
+//!   canceled, event not on sale, a second capture) the money is refunded (`refund_due`).
+//! - A refund is decided here (never more than what is captured and not yet refunded), then
+//!   carried out by a relay that calls the provider with the refund's id as its idempotency
+//!   key and reports back. Refunding everything cancels the registration (tickets revoked).
+//!
+//! Architecture Invariant: for every payment, refunds decided (requested or succeeded) never
+//! exceed what is captured (asserted in `apply`).
+
+use super::{PoolEvent, PoolOutcome, PoolState};
+use crate::error::DomainError;
+use crate::ids::{EventId, RegistrationId, TicketId, TicketTypeId, UserId};
+use crate::model::{EventStatus, RegistrationStatus};
+use crate::payment::{
+    Ignored, PaymentState, Provider, ProviderReport, RefundReason, RefundState, Report,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use uuid::Uuid;
+
+/// Provider event ids remembered per payment (a payment sees a handful; beyond this the
+/// oldest are forgotten, and the monotone facts still make a redelivery change nothing).
+pub const SEEN_MAX: usize = 64;
+/// Payment attempts per registration (each extends the hold once).
+pub const ATTEMPTS_MAX: u32 = 5;
+/// Captures and refunds kept per payment (a double payment is a second capture).
+pub const MOVEMENTS_MAX: usize = 16;
+
+/// Money captured under one provider reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    pub provider: Provider,
+    /// The provider's id of what captured it (a PaymentIntent, a capture, a statement line).
+    pub provider_ref: String,
+    pub amount_minor: i64,
+    /// Refunded in all, as the provider last reported it.
+    pub refunded_reported_minor: i64,
+}
+
+/// A refund we decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// Its id; also the outbound idempotency key.
+    pub id: Uuid,
+    pub provider: Provider,
+    /// The capture it gives back.
+    pub provider_ref: String,
+    pub amount_minor: i64,
+    pub reason: RefundReason,
+    pub state: RefundState,
+}
+
+/// What the pool knows of a registration's payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// Who takes the money in the current attempt.
+    pub provider: Provider,
+    /// The current attempt, from 1.
+    pub attempt: u32,
+    /// The provider's id of the current attempt, once it has one.
+    pub provider_ref: Option<String>,
+    /// What is due: the total journaled with the hold.
+    pub amount_minor: i64,
+    pub currency: String,
+    /// The current attempt's state while nothing is captured.
+    pub attempt_state: PaymentState,
+    pub captures: Vec<Capture>,
+    pub refunds: Vec<Refund>,
+    pub disputed: bool,
+    /// Provider event ids applied (bounded by `SEEN_MAX`).
+    pub seen: VecDeque<String>,
+    /// The seats it pays for: count, and the account and ticket type they count against.
+    pub quantity: u16,
+    pub account: Option<(UserId, TicketTypeId)>,
+    /// The ticket type's per-account limit (a late payment takes seats again within it).
+    pub max_per_account: Option<u16>,
+    /// How the registration ended, once the pool forgot it (expired, canceled).
+    pub ended: Option<RegistrationStatus>,
+}
+
+/// How a report changes a payment's facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Change {
+    /// New money captured.
+    Captured(Capture),
+    /// The attempt failed or was canceled (nothing captured).
+    Attempt(PaymentState),
+    /// Refunds reported on a capture (and the capture itself, if it was not known yet).
+    RefundReported {
+        provider_ref: String,
+        captured_minor: i64,
+        refunded_minor: i64,
+    },
+    Disputed,
+}
+
+impl Payment {
+    /// Money captured in all.
+    pub fn captured_minor(&self) -> i64 {
+        self.captures.iter().map(|c| c.amount_minor).sum()
+    }
+
+    /// Money refunded in all: per capture, the larger of what the provider reported and the
+    /// refunds of ours it confirmed.
+    pub fn refunded_minor(&self) -> i64 {
+        self.captures
+            .iter()
+            .map(|c| {
+                c.refunded_reported_minor
+                    .max(self.refunds_on(&c.provider_ref, RefundState::Succeeded))
+            })
+            .sum()
+    }
+
+    /// Refunds decided and not yet answered by the provider.
+    pub fn refunding_minor(&self) -> i64 {
+        self.refunds
+            .iter()
+            .filter(|r| r.state == RefundState::Requested)
+            .map(|r| r.amount_minor)
+            .sum()
+    }
+
+    fn refunds_on(&self, provider_ref: &str, state: RefundState) -> i64 {
+        self.refunds
+            .iter()
+            .filter(|r| r.state == state && r.provider_ref == provider_ref)
+            .map(|r| r.amount_minor)
+            .sum()
+    }
+
+    /// What can still be refunded of one capture: its amount, less what went back (reported
+    /// or ours) and what we are refunding.
+    fn refundable_of(&self, c: &Capture) -> i64 {
+        let done = c
+            .refunded_reported_minor
+            .max(self.refunds_on(&c.provider_ref, RefundState::Succeeded));
+        (c.amount_minor - done - self.refunds_on(&c.provider_ref, RefundState::Requested)).max(0)
+    }
+
+    /// What can still be refunded in all.
+    pub fn refundable_minor(&self) -> i64 {
+        self.captures.iter().map(|c| self.refundable_of(c)).sum()
+    }
+
+    /// Where the payment stands.
+    pub fn state(&self) -> PaymentState {
+        if self.captures.is_empty() {
+            self.attempt_state
+        } else {
+            PaymentState::settled(self.captured_minor(), self.refunded_minor(), self.disputed)
+        }
+    }
+
+    /// Whether the registration's total is captured (by its first capture).
+    pub fn paid(&self) -> bool {
+        self.captures
+            .first()
+            .is_some_and(|c| c.amount_minor == self.amount_minor)
+    }
+
+    /// How `report` changes the facts, or why it changes nothing. Pure: `decide` and `apply`
+    /// both ask it, so live state and replayed state agree.
+    fn assess(&self, report: &ProviderReport) -> Result<Change, Ignored> {
+        let reference = report.provider_ref.clone().unwrap_or_default();
+        let capture = self.captures.iter().find(|c| c.provider_ref == reference);
+        match &report.report {
+            Report::Succeeded {
+                amount_minor,
+                currency,
+            } => {
+                if *amount_minor != self.amount_minor || *currency != self.currency {
+                    Err(Ignored::AmountMismatch)
+                } else if capture.is_some() || self.captures.len() >= MOVEMENTS_MAX {
+                    Err(Ignored::NoChange)
+                } else {
+                    Ok(Change::Captured(Capture {
+                        provider: report.provider,
+                        provider_ref: reference,
+                        amount_minor: *amount_minor,
+                        refunded_reported_minor: 0,
+                    }))
+                }
+            }
+            Report::Failed { .. } | Report::Canceled if !self.captures.is_empty() => {
+                Err(Ignored::AfterCapture)
+            }
+            Report::Failed { .. } => Ok(Change::Attempt(PaymentState::Failed)),
+            Report::Canceled => Ok(Change::Attempt(PaymentState::Canceled)),
+            Report::Refunded {
+                captured_minor,
+                refunded_minor,
+                currency,
+            } => {
+                if *currency != self.currency
+                    || *refunded_minor < 0
+                    || *captured_minor != self.amount_minor
+                {
+                    return Err(Ignored::AmountMismatch);
+                }
+                let amount = match capture {
+                    Some(c) if *refunded_minor <= c.refunded_reported_minor => {
+                        return Err(Ignored::NoChange);
+                    }
+                    Some(c) => c.amount_minor,
+                    // A refund reported before its capture: the capture is a fact too.
+                    None if self.captures.len() >= MOVEMENTS_MAX => return Err(Ignored::NoChange),
+                    None => *captured_minor,
+                };
+                if *refunded_minor > amount {
+                    return Err(Ignored::AmountMismatch);
+                }
+                Ok(Change::RefundReported {
+                    provider_ref: reference,
+                    captured_minor: amount,
+                    refunded_minor: *refunded_minor,
+                })
+            }
+            // A dispute reported before its capture is kept: the state shows it once the
+            // capture is known (disputes exist only for captured money).
+            Report::Disputed if self.disputed => Err(Ignored::NoChange),
+            Report::Disputed => Ok(Change::Disputed),
+        }
+    }
+
+    fn apply_change(&mut self, change: Change) {
+        match change {
+            Change::Captured(capture) => self.captures.push(capture),
+            Change::Attempt(state) => self.attempt_state = state,
+            Change::RefundReported {
+                provider_ref,
+                captured_minor,
+                refunded_minor,
+            } => match self
+                .captures
+                .iter_mut()
+                .find(|c| c.provider_ref == provider_ref)
+            {
+                Some(c) => c.refunded_reported_minor = refunded_minor,
+                None => self.captures.push(Capture {
+                    provider: self.provider,
+                    provider_ref,
+                    amount_minor: captured_minor,
+                    refunded_reported_minor: refunded_minor,
+                }),
+            },
+            Change::Disputed => self.disputed = true,
+        }
+    }
+
+    /// `slot` after a payment event: the pool and the read model both keep a payment with
+    /// it, so what a reader sees is what the pool decided on. A payment starts with the
+    /// seats it pays for (`quantity`, `account`). Events that concern the seats only
+    /// (`SeatsRetaken`) leave it as it is.
+    ///
+    /// # Panics
+    /// On an event for a payment that was never started (a corrupt journal).
+    pub fn applied(
+        slot: Option<Payment>,
+        event: &PoolEvent,
+        quantity: u16,
+        account: Option<(UserId, TicketTypeId)>,
+    ) -> Payment {
+        if let PoolEvent::PaymentStarted {
+            provider,
+            attempt,
+            amount_minor,
+            currency,
+            max_per_account,
+            ..
+        } = event
+        {
+            let mut p = slot.unwrap_or_else(|| Payment {
+                provider: *provider,
+                attempt: *attempt,
+                provider_ref: None,
+                amount_minor: *amount_minor,
+                currency: currency.clone(),
+                attempt_state: PaymentState::Created,
+                captures: Vec::new(),
+                refunds: Vec::new(),
+                disputed: false,
+                seen: VecDeque::new(),
+                quantity,
+                account,
+                max_per_account: *max_per_account,
+                ended: None,
+            });
+            p.max_per_account = *max_per_account;
+            p.provider = *provider;
+            p.attempt = *attempt;
+            p.provider_ref = None;
+            p.attempt_state = PaymentState::Created;
+            return p;
+        }
+        let mut p = slot.expect("event for a payment never started");
+        match event {
+            PoolEvent::PaymentPending { provider_ref, .. } => {
+                p.provider_ref = Some(provider_ref.clone());
+                p.attempt_state = PaymentState::Pending;
+            }
+            PoolEvent::PaymentReported { report, .. } => {
+                if let Ok(change) = p.assess(report) {
+                    p.apply_change(change);
+                }
+                p.remember(&report.event_id);
+            }
+            PoolEvent::RefundRequested { refund, .. } => p.refunds.push(refund.clone()),
+            PoolEvent::RefundSettled {
+                refund_id, state, ..
+            } => {
+                let refund = p.refunds.iter_mut().find(|r| r.id == *refund_id);
+                refund.expect("settled refund is known").state = *state;
+            }
+            _ => {}
+        }
+        p
+    }
+
+    fn remember(&mut self, event_id: &str) {
+        if self.seen.len() >= SEEN_MAX {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(event_id.to_owned());
+    }
+}
+
+/// The payments of a pool's registrations, by registration. A payment outlives its
+/// registration's hold: a late capture, a refund and a report still find it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payments {
+    by_registration: HashMap<RegistrationId, Payment>,
+}
+
+impl Payments {
+    /// The payment of `id`, if one was started.
+    pub fn get(&self, id: RegistrationId) -> Option<&Payment> {
+        self.by_registration.get(&id)
+    }
+
+    /// Payments known.
+    pub fn len(&self) -> usize {
+        self.by_registration.len()
+    }
+
+    /// Whether no payment is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_registration.is_empty()
+    }
+
+    /// Refunds decided and not yet answered, with their registration (what the relay runs).
+    pub fn pending_refunds(&self) -> impl Iterator<Item = (RegistrationId, &Refund)> {
+        self.by_registration.iter().flat_map(|(id, p)| {
+            p.refunds
+                .iter()
+                .filter(|r| r.state == RefundState::Requested)
+                .map(move |r| (*id, r))
+        })
+    }
+
+    /// Records that the pool forgot registration `id` in `status` (its payment stays).
+    pub(super) fn registration_ended(&mut self, id: RegistrationId, status: RegistrationStatus) {
+        if let Some(p) = self.by_registration.get_mut(&id) {
+            p.ended = Some(status);
+        }
+    }
+}
+
+/// Start (or restart) paying for a held registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartPayment {
+    pub registration_id: RegistrationId,
+    pub event_id: EventId,
+    pub provider: Provider,
+    /// Keep the seats at least until then while the buyer pays.
+    pub hold_until: DateTime<Utc>,
+    /// The registration's currency (its total is the pool's).
+    pub currency: String,
+    /// The ticket type's per-account limit.
+    pub max_per_account: Option<u16>,
+}
+
+/// A refund asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub registration_id: RegistrationId,
+    /// Minor units; `None`: everything refundable.
+    pub amount_minor: Option<i64>,
+    pub reason: RefundReason,
+}
+
+impl PoolState {
+    /// The payment of a registration, if one was started.
+    pub fn payment(&self, id: RegistrationId) -> Option<&Payment> {
+        self.payments.get(id)
+    }
+
+    /// The pool's payments.
+    pub fn payments(&self) -> &Payments {
+        &self.payments
+    }
+
+    pub(super) fn decide_start_payment(
+        &mut self,
+        cmd: StartPayment,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let id = cmd.registration_id;
+        let reg = self.payable(id, event_status, "pay", now, events)?;
+        let (attempt, replay) = match self.payments.get(id) {
+            Some(p) if p.provider == cmd.provider && p.attempt_state == PaymentState::Created => {
+                (p.attempt, true)
+            }
+            Some(p) if p.provider == cmd.provider && p.attempt_state == PaymentState::Pending => {
+                (p.attempt, true)
+            }
+            Some(p) if p.attempt >= ATTEMPTS_MAX => {
+                return Err(DomainError::LimitReached("payment attempts"));
+            }
+            Some(p) => (p.attempt + 1, false),
+            None => (1, false),
+        };
+        if !replay {
+            let hold_until = cmd.hold_until.timestamp_millis().max(reg.expires_at_ms);
+            self.emit(
+                events,
+                PoolEvent::PaymentStarted {
+                    registration_id: id,
+                    event_id: cmd.event_id,
+                    provider: cmd.provider,
+                    attempt,
+                    amount_minor: reg.total_minor,
+                    currency: cmd.currency,
+                    max_per_account: cmd.max_per_account,
+                    hold_until: super::millis_to_time(hold_until),
+                    at: now,
+                },
+            );
+        }
+        Ok(self.payment_outcome(id))
+    }
+
+    /// A held registration that costs money and is not paid yet (a hold found overdue
+    /// expires now, and the command is refused).
+    fn payable(
+        &mut self,
+        id: RegistrationId,
+        event_status: EventStatus,
+        action: &'static str,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<super::RegEntry, DomainError> {
+        let reg = *self
+            .regs
+            .get(&id)
+            .ok_or(DomainError::RegistrationNotFound)?;
+        if self.payments.get(id).is_some_and(Payment::paid) {
+            return Err(DomainError::AlreadyPaid);
+        }
+        if event_status != EventStatus::Published {
+            return Err(DomainError::EventNotOpen(event_status));
+        }
+        if reg.status != RegistrationStatus::Held {
+            return Err(DomainError::InvalidRegistrationState {
+                status: reg.status,
+                action,
+            });
+        }
+        if reg.total_minor <= 0 {
+            return Err(DomainError::NothingToPay);
+        }
+        self.expire_if_overdue(id, reg, now, events)?;
+        Ok(reg)
+    }
+
+    fn payment_outcome(&self, id: RegistrationId) -> PoolOutcome {
+        let payment = self
+            .payments
+            .get(id)
+            .cloned()
+            .expect("payment just started");
+        let expires_at = self
+            .regs
+            .get(&id)
+            .map(|r| super::millis_to_time(r.expires_at_ms));
+        PoolOutcome::Payment {
+            payment: Box::new(payment),
+            expires_at,
+        }
+    }
+
+    /// The provider has its id for the current attempt (the attempt is now pending). A
+    /// repeat, or a late answer for an earlier attempt, changes nothing.
+    pub(super) fn decide_payment_pending(
+        &mut self,
+        id: RegistrationId,
+        attempt: u32,
+        provider_ref: String,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let p = self.payments.get(id).ok_or(DomainError::PaymentNotFound)?;
+        if p.attempt == attempt && p.attempt_state == PaymentState::Created && p.captures.is_empty()
+        {
+            self.emit(
+                events,
+                PoolEvent::PaymentPending {
+                    registration_id: id,
+                    attempt,
+                    provider_ref,
+                    at: now,
+                },
+            );
+        }
+        Ok(self.payment_outcome(id))
+    }
+
+    /// A provider's verified report: applied once per event id, with what it causes.
+    pub(super) fn decide_report(
+        &mut self,
+        id: RegistrationId,
+        report: ProviderReport,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let p = self.payments.get(id).ok_or(DomainError::PaymentNotFound)?;
+        if p.seen.iter().any(|seen| *seen == report.event_id) {
+            return Ok(PoolOutcome::Reported {
+                duplicate: true,
+                ignored: None,
+                state: p.state(),
+            });
+        }
+        let was_paid = p.paid();
+        let before = (p.captures.len(), p.refunded_minor());
+        let ignored = p.assess(&report).err();
+        self.emit(
+            events,
+            PoolEvent::PaymentReported {
+                registration_id: id,
+                report: Box::new(report),
+                ignored,
+                at: now,
+            },
+        );
+        if ignored.is_none() {
+            self.follow_up(id, was_paid, before, event_status, now, events);
+        }
+        let state = self.payments.get(id).map(Payment::state);
+        Ok(PoolOutcome::Reported {
+            duplicate: false,
+            ignored,
+            state: state.expect("payment kept"),
+        })
+    }
+
+    /// What a change of money causes for the seats, in the same batch.
+    fn follow_up(
+        &mut self,
+        id: RegistrationId,
+        was_paid: bool,
+        (captures_before, refunded_before): (usize, i64),
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) {
+        let p = self.payments.get(id).expect("payment kept");
+        let (paid, captures, refunded) = (p.paid(), p.captures.len(), p.refunded_minor());
+        let captured = p.captured_minor();
+        if paid && !was_paid {
+            // Money reported refunded in full before its capture came and went: no seats.
+            if refunded < captured {
+                self.seat_paid(id, event_status, now, events);
+            }
+        } else if captures > captures_before {
+            // A second capture (a double payment): it goes back.
+            let capture = p.captures.last().cloned().expect("a capture");
+            self.request_refund(
+                id,
+                &capture,
+                capture.amount_minor,
+                RefundReason::RefundDue,
+                now,
+                events,
+            );
+        }
+        // Everything refunded at the provider: the registration ends with its money.
+        if refunded > refunded_before
+            && refunded >= captured
+            && self.regs.get(&id).map(|r| r.status) == Some(RegistrationStatus::Confirmed)
+        {
+            self.cancel_paid(id, now, events);
+        }
+    }
+
+    /// The first capture of the total: confirm the seats, take them again, or give the
+    /// money back.
+    fn seat_paid(
+        &mut self,
+        id: RegistrationId,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) {
+        let p = self.payments.get(id).expect("payment kept");
+        let (quantity, ended) = (p.quantity, p.ended);
+        let within_limit = match (p.account, p.max_per_account) {
+            (Some((user, tt)), Some(max)) => {
+                self.live_seats_of(user, tt) + u32::from(quantity) <= u32::from(max)
+            }
+            _ => true,
+        };
+        let open = event_status == EventStatus::Published;
+        let held = self.regs.get(&id).map(|r| r.status) == Some(RegistrationStatus::Held);
+        if open && held {
+            self.issue_tickets(id, now, events);
+        } else if open
+            && ended == Some(RegistrationStatus::Expired)
+            && within_limit
+            && u32::from(quantity) <= self.counts().available()
+        {
+            self.emit(
+                events,
+                PoolEvent::SeatsRetaken {
+                    registration_id: id,
+                    at: now,
+                },
+            );
+            self.issue_tickets(id, now, events);
+        } else {
+            let p = self.payments.get(id).expect("payment kept");
+            let capture = p.captures.first().cloned().expect("paid means captured");
+            let amount = p.refundable_of(&capture);
+            self.request_refund(id, &capture, amount, RefundReason::RefundDue, now, events);
+        }
+    }
+
+    /// Issues the tickets of a held registration.
+    pub(super) fn issue_tickets(
+        &mut self,
+        id: RegistrationId,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Vec<TicketId> {
+        let reg = self.regs[&id];
+        let tickets: Vec<TicketId> = (0..reg.quantity)
+            .map(|_| TicketId(Uuid::new_v4()))
+            .collect();
+        self.emit(
+            events,
+            PoolEvent::RegistrationConfirmed {
+                registration_id: id,
+                user_id: reg.user(),
+                tickets: tickets.clone(),
+                first_number: self.tickets_issued + 1,
+                at: now,
+            },
+        );
+        tickets
+    }
+
+    fn cancel_paid(&mut self, id: RegistrationId, now: DateTime<Utc>, events: &mut Vec<PoolEvent>) {
+        let user_id = self.regs.get(&id).and_then(super::RegEntry::user);
+        self.emit(
+            events,
+            PoolEvent::RegistrationCanceled {
+                registration_id: id,
+                user_id,
+                at: now,
+            },
+        );
+    }
+
+    fn request_refund(
+        &mut self,
+        id: RegistrationId,
+        capture: &Capture,
+        amount_minor: i64,
+        reason: RefundReason,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) {
+        self.emit(
+            events,
+            PoolEvent::RefundRequested {
+                registration_id: id,
+                refund: Refund {
+                    id: Uuid::new_v4(),
+                    provider: capture.provider,
+                    provider_ref: capture.provider_ref.clone(),
+                    amount_minor,
+                    reason,
+                    state: RefundState::Requested,
+                },
+                at: now,
+            },
+        );
+    }
+
+    /// A manager's "mark paid" (box office, cash): a manual capture of the total, then the
+    /// tickets. `reference` names it (a retry with the same reference changes nothing).
+    pub(super) fn decide_mark_paid(
+        &mut self,
+        id: RegistrationId,
+        event_id: EventId,
+        reference: String,
+        event_status: EventStatus,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        if self
+            .payments
+            .get(id)
+            .is_some_and(|p| p.seen.contains(&reference))
+        {
+            return Ok(self.payment_outcome(id));
+        }
+        let reg = self.payable(id, event_status, "mark paid", now, events)?;
+        let currency = self.payments.get(id).map(|p| p.currency.clone());
+        let currency = currency.unwrap_or_else(|| reg.currency());
+        let attempt = self.payments.get(id).map_or(1, |p| p.attempt + 1);
+        let max_per_account = self.payments.get(id).and_then(|p| p.max_per_account);
+        self.emit(
+            events,
+            PoolEvent::PaymentStarted {
+                registration_id: id,
+                event_id,
+                provider: Provider::Manual,
+                attempt,
+                amount_minor: reg.total_minor,
+                currency: currency.clone(),
+                max_per_account,
+                hold_until: super::millis_to_time(reg.expires_at_ms),
+                at: now,
+            },
+        );
+        let report = ProviderReport {
+            provider: Provider::Manual,
+            event_id: reference.clone(),
+            provider_ref: Some(reference),
+            report: Report::Succeeded {
+                amount_minor: reg.total_minor,
+                currency,
+            },
+        };
+        self.decide_report(id, report, event_status, now, events)?;
+        Ok(self.payment_outcome(id))
+    }
+
+    /// A refund asked for by a manager (or the buyer within the refund window): at most what
+    /// is captured and not yet refunded, spread over the captures; everything refunded
+    /// cancels the registration.
+    pub(super) fn decide_refund(
+        &mut self,
+        req: RefundRequest,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let id = req.registration_id;
+        let p = self.payments.get(id).ok_or(DomainError::PaymentNotFound)?;
+        let refundable = p.refundable_minor();
+        let amount = req.amount_minor.unwrap_or(refundable);
+        if refundable == 0 || amount <= 0 || amount > refundable {
+            return Err(DomainError::RefundTooLarge {
+                refundable_minor: refundable,
+            });
+        }
+        let mut left = amount;
+        let parts: Vec<(Capture, i64)> = p
+            .captures
+            .iter()
+            .filter_map(|c| {
+                let part = p.refundable_of(c).min(left);
+                left -= part;
+                (part > 0).then(|| (c.clone(), part))
+            })
+            .collect();
+        for (capture, part) in parts {
+            self.request_refund(id, &capture, part, req.reason, now, events);
+        }
+        let everything = self
+            .payments
+            .get(id)
+            .is_some_and(|p| p.refundable_minor() == 0);
+        let live = matches!(
+            self.regs.get(&id).map(|r| r.status),
+            Some(RegistrationStatus::Held | RegistrationStatus::Confirmed)
+        );
+        if everything && live {
+            self.cancel_paid(id, now, events);
+        }
+        Ok(self.payment_outcome(id))
+    }
+
+    /// The relay's answer for a refund; a repeat, or an answer for a refund already
+    /// answered, changes nothing.
+    pub(super) fn decide_refund_settled(
+        &mut self,
+        id: RegistrationId,
+        refund_id: Uuid,
+        state: RefundState,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> Result<PoolOutcome, DomainError> {
+        let p = self.payments.get(id).ok_or(DomainError::PaymentNotFound)?;
+        let pending = p
+            .refunds
+            .iter()
+            .any(|r| r.id == refund_id && r.state == RefundState::Requested);
+        if pending && state != RefundState::Requested {
+            self.emit(
+                events,
+                PoolEvent::RefundSettled {
+                    registration_id: id,
+                    refund_id,
+                    state,
+                    at: now,
+                },
+            );
+        }
+        Ok(self.payment_outcome(id))
+    }
+
+    pub(super) fn apply_payment_event(&mut self, id: RegistrationId, event: &PoolEvent) {
+        match event {
+            PoolEvent::PaymentStarted { hold_until, .. } => {
+                let reg = self
+                    .regs
+                    .get_mut(&id)
+                    .expect("payment for a held registration");
+                let until = hold_until.timestamp_millis();
+                if reg.status == RegistrationStatus::Held && until > reg.expires_at_ms {
+                    self.expiries.remove(&(reg.expires_at_ms, id));
+                    reg.expires_at_ms = until;
+                    self.expiries.insert((until, id));
+                }
+                let (quantity, account) = (reg.quantity, reg.account);
+                let slot = self.payments.by_registration.remove(&id);
+                let payment = Payment::applied(slot, event, quantity, account);
+                self.payments.by_registration.insert(id, payment);
+            }
+            PoolEvent::SeatsRetaken { .. } => self.apply_seats_retaken(id),
+            _ => {
+                let p = self.payment_mut(id);
+                let (quantity, account) = (p.quantity, p.account);
+                let slot = self.payments.by_registration.remove(&id);
+                let payment = Payment::applied(slot, event, quantity, account);
+                self.payments.by_registration.insert(id, payment);
+            }
+        }
+        // Architecture Invariant: refunds decided never exceed the money captured.
+        if let Some(p) = self.payments.get(id) {
+            let decided: i64 = p
+                .refunds
+                .iter()
+                .filter(|r| r.state != RefundState::Failed)
+                .map(|r| r.amount_minor)
+                .sum();
+            assert!(
+                decided <= p.captured_minor(),
+                "registration {id}: refunds {decided} exceed captured {}",
+                p.captured_minor()
+            );
+        }
+    }
+
+    /// A paid registration whose hold had expired takes its seats again (held, confirmed
+    /// next in the same batch).
+    fn apply_seats_retaken(&mut self, id: RegistrationId) {
+        let p = self.payment_mut(id);
+        assert_eq!(p.ended, Some(RegistrationStatus::Expired), "retake of {id}");
+        p.ended = None;
+        let (quantity, account, total) = (p.quantity, p.account, p.amount_minor);
+        let currency = p.currency.clone();
+        self.hold_seats(
+            id,
+            super::SeatsHold {
+                quantity,
+                account,
+                expires_at: DateTime::<Utc>::MAX_UTC,
+                total_minor: total,
+                currency: &currency,
+            },
+            None,
+            None,
+        );
+    }
+
+    fn payment_mut(&mut self, id: RegistrationId) -> &mut Payment {
+        self.payments
+            .by_registration
+            .get_mut(&id)
+            .expect("event for a known payment")
+    }
+}
