@@ -31,6 +31,7 @@ async fn start(path: &Path) -> (Engine, Db, JournalWriter) {
         handle,
         Arc::new(TokioClock::new()),
         Arc::new(engine::outbox::LogSink),
+        engine::payment::PaymentProviders::default(),
     )
     .await
     .expect("engine");

@@ -53,6 +53,7 @@ impl Fixture {
             handle,
             Arc::new(TokioClock::new()),
             Arc::new(engine::outbox::LogSink),
+            engine::payment::PaymentProviders::default(),
         )
         .await
         .expect("engine");
@@ -257,5 +258,8 @@ pub fn engine_config() -> EngineConfig {
         },
         waitlist_offer_secs: 3_600,
         ticket_routes_cached_max: 1_000_000,
+        payment_hold_extension_secs: 900,
+        refund_retry: std::time::Duration::from_secs(1),
+        refund_attempts_max: 8,
     }
 }

@@ -35,4 +35,11 @@ pub struct EngineConfig {
     /// Tickets whose route (registration, pool, seat) is kept in memory for scans (0: every
     /// scan reads the ticket's read model).
     pub ticket_routes_cached_max: usize,
+    /// Starting a payment keeps the hold at least this long from then (a buyer typing a
+    /// card number does not lose the seats).
+    pub payment_hold_extension_secs: u32,
+    /// First retry delay of a refund call that failed (doubling up to 32x).
+    pub refund_retry: Duration,
+    /// Refund calls before the refund is marked failed.
+    pub refund_attempts_max: u32,
 }

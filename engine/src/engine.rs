@@ -9,6 +9,8 @@
 
 mod checkin;
 mod events;
+mod payments;
+mod refunds;
 mod registrations;
 mod users;
 mod vouchers;
@@ -16,6 +18,8 @@ mod waitlist;
 
 pub use checkin::ScanRequest;
 pub use events::{AvailabilityFeed, EventAvailability, TicketTypeAvailability};
+pub use payments::{PaymentStart, ReportOutcome};
+pub use refunds::RefundRelayConfig;
 pub use registrations::{Hold, HoldRequest};
 pub use vouchers::{NewVoucher, normalize_code as normalize_voucher_code};
 pub use waitlist::JoinWaitlist;
@@ -60,6 +64,8 @@ pub struct Engine {
     relay_stop: Arc<watch::Sender<bool>>,
     /// Routes of tickets scanned or prepared for doors (immutable once issued: never stale).
     routes: Arc<Cache<TicketId, TicketRoute>>,
+    /// Wakes the refund relay.
+    refunds_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -71,6 +77,7 @@ impl Engine {
         journal: JournalHandle,
         clock: SharedClock,
         sink: Arc<dyn MessageSink>,
+        payments: crate::payment::PaymentProviders,
     ) -> Result<Self, EngineError> {
         let pending = store.outbox_len().map_err(EngineError::Store)?;
         let outbox = Arc::new(OutboxGauge::new(pending, config.outbox.pending_max));
@@ -95,8 +102,10 @@ impl Engine {
             registry,
             feeds: Arc::new(crate::feeds::UserFeeds::default()),
             outbox: outbox.clone(),
+            payments,
         });
-        Ok(Self {
+        let relay_stopped_refunds = relay_stop.subscribe();
+        let engine = Self {
             ctx,
             root,
             incarnation: Arc::new(AtomicU64::new(0)),
@@ -105,7 +114,18 @@ impl Engine {
             outbox,
             relay_stop: Arc::new(relay_stop),
             routes,
-        })
+            refunds_wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        let refund_config = RefundRelayConfig {
+            retry: engine.ctx.config.refund_retry,
+            attempts_max: engine.ctx.config.refund_attempts_max,
+        };
+        tokio::spawn(
+            engine
+                .clone()
+                .refund_relay(refund_config, relay_stopped_refunds),
+        );
+        Ok(engine)
     }
 
     /// Activates every published event (recovering its pools and expiring holds that ran

@@ -25,5 +25,5 @@ pub use actors::Availability;
 pub use config::EngineConfig;
 pub use engine::{
     AvailabilityFeed, Engine, EventAvailability, Hold, HoldRequest, JoinWaitlist, NewVoucher,
-    ScanRequest, TicketTypeAvailability, normalize_voucher_code,
+    PaymentStart, ReportOutcome, ScanRequest, TicketTypeAvailability, normalize_voucher_code,
 };

@@ -220,3 +220,119 @@ pub enum RefundReason {
     /// The event was canceled.
     EventCanceled,
 }
+
+/// Why an outbound call to a provider failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider refused the request (a 4xx): repeating it will not help.
+    #[error("refused by the provider: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or failed (a timeout, a 5xx, a 429): the call may
+    /// be repeated with the same idempotency key.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A payment to create at a provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatePayment {
+    pub registration_id: crate::ids::RegistrationId,
+    pub event_id: crate::ids::EventId,
+    pub amount_minor: i64,
+    /// ISO 4217 code, upper case.
+    pub currency: String,
+    /// Sent as the provider's idempotency key: the same attempt creates one payment.
+    pub idempotency_key: String,
+    /// What the buyer's statement and the provider's dashboard show.
+    pub description: String,
+}
+
+/// What the provider created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedPayment {
+    /// Its id at the provider (a PaymentIntent, an order).
+    pub provider_ref: String,
+    /// What the buyer's browser needs to pay (Stripe's client secret); never stored.
+    pub client_secret: Option<String>,
+    /// Where the buyer approves the payment (PayPal), if anywhere.
+    pub approve_url: Option<String>,
+}
+
+/// A refund to make at a provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundCall {
+    /// Our refund's id: the outbound idempotency key.
+    pub refund_id: uuid::Uuid,
+    pub registration_id: crate::ids::RegistrationId,
+    /// The capture to give back.
+    pub provider_ref: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// A payment provider's API, as the engine needs it. Implemented by the `integrations`
+/// crate; every call carries an idempotency key, so a repeat after a crash or a timeout
+/// does not pay or refund twice.
+pub trait PaymentProvider: Send + Sync + 'static {
+    /// Creates a payment for the buyer to complete.
+    fn create<'a>(
+        &'a self,
+        req: &'a CreatePayment,
+    ) -> crate::outbox::BoxFuture<'a, Result<CreatedPayment, ProviderError>>;
+    /// Cancels a payment nobody completed (a hold that expired).
+    fn cancel<'a>(
+        &'a self,
+        provider_ref: &'a str,
+    ) -> crate::outbox::BoxFuture<'a, Result<(), ProviderError>>;
+    /// Refunds (part of) a capture; returns the provider's id of the refund.
+    fn refund<'a>(
+        &'a self,
+        req: &'a RefundCall,
+    ) -> crate::outbox::BoxFuture<'a, Result<String, ProviderError>>;
+}
+
+/// The providers this server is configured with.
+#[derive(Clone, Default)]
+pub struct PaymentProviders {
+    by_provider: std::collections::HashMap<Provider, std::sync::Arc<dyn PaymentProvider>>,
+}
+
+impl PaymentProviders {
+    /// With `adapter` taking `provider`'s payments.
+    pub fn with(
+        mut self,
+        provider: Provider,
+        adapter: std::sync::Arc<dyn PaymentProvider>,
+    ) -> Self {
+        self.by_provider.insert(provider, adapter);
+        self
+    }
+
+    /// The adapter of `provider`, if configured.
+    pub fn get(&self, provider: Provider) -> Option<&std::sync::Arc<dyn PaymentProvider>> {
+        self.by_provider.get(&provider)
+    }
+}
+
+impl std::fmt::Debug for PaymentProviders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(self.by_provider.keys().map(|p| p.as_str()))
+            .finish()
+    }
+}
+
+/// A refund the relay has to carry out: written by the read model with the decision, removed
+/// with the provider's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundJob {
+    pub refund_id: uuid::Uuid,
+    pub registration_id: crate::ids::RegistrationId,
+    pub event_id: crate::ids::EventId,
+    pub pool_id: crate::ids::PoolId,
+    pub provider: Provider,
+    /// The capture it gives back.
+    pub provider_ref: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}

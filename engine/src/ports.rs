@@ -664,6 +664,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, StoreError>)>, StoreError>;
     /// How many messages the outbox holds (counted once, at start).
     fn outbox_len(&self) -> Result<usize, StoreError>;
+    /// Refunds decided and not yet answered by their provider, at most `limit`.
+    fn refund_jobs(&self, limit: usize) -> Result<Vec<crate::payment::RefundJob>, StoreError>;
+    /// The registration whose payment the provider knows as `reference`.
+    fn registration_by_payment_ref(
+        &self,
+        provider: crate::payment::Provider,
+        reference: &str,
+    ) -> Result<Option<RegistrationId>, StoreError>;
     /// Removes a delivered message (not in the journal's batch: a removal lost in a crash
     /// only sends the message again).
     fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError>;

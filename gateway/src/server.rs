@@ -123,6 +123,7 @@ impl Core {
             journal,
             Arc::new(TokioClock::new()),
             message_sink(config),
+            payment_providers(config)?,
         )
         .await
         .context("starting the engine")?;
@@ -181,6 +182,37 @@ fn message_sink(config: &Config) -> Arc<dyn engine::outbox::MessageSink> {
     }
 }
 
+/// The payment providers enabled in the configuration, with their outbound clients.
+fn payment_providers(config: &Config) -> anyhow::Result<engine::payment::PaymentProviders> {
+    let mut providers = engine::payment::PaymentProviders::default();
+    let stripe = &config.payments.stripe;
+    if stripe.enabled {
+        let client = integrations::stripe::StripeClient::new(
+            &stripe.api_base,
+            &stripe.secret_key,
+            Duration::from_millis(stripe.request_timeout_ms),
+        )
+        .map_err(|e| anyhow::anyhow!("payments.stripe: {e}"))?;
+        providers = providers.with(engine::payment::Provider::Stripe, Arc::new(client));
+    }
+    Ok(providers)
+}
+
+/// How each enabled provider's webhooks are verified.
+fn webhook_settings(config: &Config) -> http::payments::WebhookSettings {
+    let stripe = &config.payments.stripe;
+    http::payments::WebhookSettings {
+        stripe: stripe.enabled.then(|| http::payments::StripeWebhook {
+            secrets: stripe
+                .webhook_secrets
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+            tolerance_secs: stripe.webhook_tolerance_secs,
+        }),
+    }
+}
+
 /// The HTTP application: shared state and limits from the configuration.
 fn application(
     config: &Config,
@@ -217,6 +249,8 @@ fn application(
         body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
         body_bytes_max: config.http.body_bytes_max,
         retry_after_secs: config.http.retry_after_secs,
+        webhooks: webhook_settings(config),
+        webhook_rejections: Default::default(),
     });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,

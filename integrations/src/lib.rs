@@ -3,5 +3,6 @@
 //! HTTP: inbound webhooks are gateway routes, which call the verifiers here on the raw bytes.
 
 pub mod bank;
+pub mod http;
 pub mod money;
 pub mod stripe;

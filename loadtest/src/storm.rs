@@ -57,7 +57,8 @@ struct Planned {
     second: bool,
 }
 
-/// Sets up an event with `k` confirmed tickets; returns (event id, codes).
+/// Sets up an event with `k` confirmed tickets (marked paid by the organizer); returns
+/// (event id, codes).
 async fn tickets(
     http: &reqwest::Client,
     token: &str,
@@ -81,7 +82,8 @@ async fn tickets(
         let confirmed = crate::post(
             http,
             Some(token),
-            &format!("{base}/api/v1/registrations/{id}/confirm"),
+            // The tickets cost money: issued as the box office does, marked paid.
+            &format!("{base}/api/v1/registrations/{id}/mark-paid"),
             &json!({}),
         )
         .await?;

@@ -78,3 +78,8 @@ pub fn revocation(event: &EventId, version: u64) -> [u8; 24] {
     key[16..].copy_from_slice(&version.to_be_bytes());
     key
 }
+
+/// The payment index's key: `provider:reference`.
+pub fn payment_ref(provider: engine::payment::Provider, reference: &str) -> Vec<u8> {
+    format!("{}:{reference}", provider.as_str()).into_bytes()
+}

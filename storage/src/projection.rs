@@ -1,7 +1,7 @@
 //! Read models derived from pool events, computed by the writer for the batch that holds
 //! the events, so a registration is readable exactly when its hold is acknowledged.
 
-use crate::codec::{decode, encode_compact};
+use crate::codec::{decode, encode, encode_compact};
 use crate::error::err;
 use crate::keys;
 use crate::store::Db;
@@ -78,6 +78,10 @@ pub struct Overlay {
     idempotency: Vec<([u8; 32], [u8; 32])>,
     /// E-mail index rows of new accounts: e-mail, user id.
     users_by_email: Vec<(Vec<u8>, [u8; 16])>,
+    /// Payments' provider references → registration ids.
+    payment_refs: Vec<(Vec<u8>, [u8; 16])>,
+    /// Refund jobs written (`Some`) or done (`None`), in order.
+    refund_jobs: Vec<(uuid::Uuid, Option<engine::payment::RefundJob>)>,
     /// Revocations to insert, and each touched event's latest version (loaded on first use).
     revocations: Vec<(EventId, Revocation)>,
     revocation_heads: HashMap<EventId, u64>,
@@ -298,7 +302,33 @@ impl Overlay {
             }
             | PoolEvent::RefundSettled {
                 registration_id, ..
-            } => payment_event(self.registration(db, registration_id)?, &event),
+            } => {
+                let view = self.registration(db, registration_id)?;
+                payment_event(view, &event);
+                match (&event, &view.payment) {
+                    (PoolEvent::PaymentPending { provider_ref, .. }, Some(p)) => {
+                        let key = crate::keys::payment_ref(p.provider, provider_ref);
+                        self.payment_refs.push((key, *registration_id.as_bytes()));
+                    }
+                    (PoolEvent::RefundRequested { refund, .. }, Some(p)) => {
+                        let job = engine::payment::RefundJob {
+                            refund_id: refund.id,
+                            registration_id,
+                            event_id: view.event_id,
+                            pool_id: view.pool_id,
+                            provider: refund.provider,
+                            provider_ref: refund.provider_ref.clone(),
+                            amount_minor: refund.amount_minor,
+                            currency: p.currency.clone(),
+                        };
+                        self.refund_jobs.push((refund.id, Some(job)));
+                    }
+                    (PoolEvent::RefundSettled { refund_id, .. }, _) => {
+                        self.refund_jobs.push((*refund_id, None));
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
@@ -665,6 +695,17 @@ impl Overlay {
         }
         for (email, id) in self.users_by_email {
             batch.insert(&db.users_by_email, email, id.to_vec());
+        }
+        for (reference, id) in self.payment_refs {
+            batch.insert(&db.payment_refs, reference, id.to_vec());
+        }
+        for (refund, job) in self.refund_jobs {
+            match job {
+                Some(job) => {
+                    batch.insert(&db.refund_jobs, refund.as_bytes().to_vec(), encode(&job)?)
+                }
+                None => batch.remove(&db.refund_jobs, refund.as_bytes().to_vec()),
+            }
         }
         for (event, stats) in &self.checkin_stats {
             batch.insert(

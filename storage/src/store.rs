@@ -86,6 +86,12 @@ pub struct Db {
     pub(crate) vouchers: Keyspace,
     /// Waiting-list places, by id.
     pub(crate) waitlist: Keyspace,
+    /// Index: `provider:reference` of a payment (a PaymentIntent, an order) → registration
+    /// id, so a provider's report that names only its payment finds its registration.
+    pub(crate) payment_refs: Keyspace,
+    /// Refunds decided and not yet answered by their provider, by refund id (the refund
+    /// relay's work; removed with the answer).
+    pub(crate) refund_jobs: Keyspace,
 }
 
 impl Db {
@@ -124,6 +130,8 @@ impl Db {
             checkin_stats: ks("checkin_stats")?,
             vouchers: ks("vouchers")?,
             waitlist: ks("waitlist")?,
+            payment_refs: ks("payment_refs")?,
+            refund_jobs: ks("refund_jobs")?,
             db,
         })
     }
@@ -158,7 +166,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 19] {
+    fn all(&self) -> [&Keyspace; 21] {
         [
             &self.journal,
             &self.snapshots,
@@ -179,6 +187,8 @@ impl Db {
             &self.checkin_stats,
             &self.vouchers,
             &self.waitlist,
+            &self.payment_refs,
+            &self.refund_jobs,
         ]
     }
 
@@ -411,6 +421,30 @@ impl Store for Db {
             Some(bytes) => {
                 let id = uuid::Uuid::from_slice(&bytes).map_err(err)?;
                 Ok(Some(UserId(id)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn refund_jobs(&self, limit: usize) -> Result<Vec<engine::payment::RefundJob>, StoreError> {
+        let mut jobs = Vec::new();
+        for guard in self.refund_jobs.iter().take(limit) {
+            let (_, value) = guard.into_inner().map_err(err)?;
+            jobs.push(decode(&value).map_err(StoreError::from)?);
+        }
+        Ok(jobs)
+    }
+
+    fn registration_by_payment_ref(
+        &self,
+        provider: engine::payment::Provider,
+        reference: &str,
+    ) -> Result<Option<RegistrationId>, StoreError> {
+        let key = keys::payment_ref(provider, reference);
+        match self.payment_refs.get(key).map_err(err)? {
+            Some(bytes) => {
+                let id = uuid::Uuid::from_slice(&bytes).map_err(err)?;
+                Ok(Some(RegistrationId(id)))
             }
             None => Ok(None),
         }

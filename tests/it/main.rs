@@ -19,6 +19,7 @@ mod mail;
 mod ops;
 mod overload_log;
 mod passivation;
+mod payments;
 mod rate_limit;
 mod tickets;
 mod vouchers;

@@ -200,16 +200,19 @@ async fn the_last_use_goes_to_one_buyer_and_one_price_holds_throughout() {
     assert_eq!(winners.len(), 1);
     let reg = winners[0].str("id");
 
-    // Confirm and receipt show the price decided with the hold.
+    // Paid (at the box office) for exactly the price decided with the hold, which the
+    // confirmed registration and the receipt show.
     let confirmed = admin
         .post(
-            &format!("/api/v1/registrations/{reg}/confirm"),
+            &format!("/api/v1/registrations/{reg}/mark-paid"),
             &json!({}),
             None,
         )
         .await;
-    assert_eq!(confirmed.status, 200);
+    assert_eq!(confirmed.status, 200, "{confirmed:?}");
+    assert_eq!(confirmed.body["status"], "confirmed");
     assert_eq!(confirmed.body["price"], winners[0].body["price"]);
+    assert_eq!(confirmed.body["payment"]["captured_minor"], 879);
     let receipt = admin
         .get(&format!("/api/v1/registrations/{reg}/receipt"))
         .await;

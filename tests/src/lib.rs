@@ -450,12 +450,26 @@ impl Api {
             .await
     }
 
-    /// Creates a published event with one ticket type of `capacity`; returns (event, ticket type).
+    /// Creates a published event with one free ticket type of `capacity` (a hold confirms
+    /// without payment); returns (event, ticket type).
     pub async fn published_event(
         &self,
         capacity: u32,
         hold_ttl_secs: u32,
         max_per_order: u16,
+    ) -> (String, String) {
+        self.published_priced_event(capacity, hold_ttl_secs, max_per_order, 0)
+            .await
+    }
+
+    /// Like [`Api::published_event`], at `price_minor` EUR cents a seat (confirmed only once
+    /// paid); returns (event, ticket type).
+    pub async fn published_priced_event(
+        &self,
+        capacity: u32,
+        hold_ttl_secs: u32,
+        max_per_order: u16,
+        price_minor: i64,
     ) -> (String, String) {
         let event = self
             .post(
@@ -472,7 +486,7 @@ impl Api {
         let tt = self
             .post(
                 &format!("/api/v1/events/{event_id}/ticket-types"),
-                &serde_json::json!({"name": "GA", "price_minor": 4500, "currency": "EUR", "capacity": capacity, "max_per_order": max_per_order}),
+                &serde_json::json!({"name": "GA", "price_minor": price_minor, "currency": "EUR", "capacity": capacity, "max_per_order": max_per_order}),
                 None,
             )
             .await;
@@ -514,4 +528,170 @@ impl Api {
         let n = |k: &str| t[k].as_u64().unwrap_or(u64::MAX);
         (n("capacity"), n("held"), n("confirmed"), n("available"))
     }
+}
+
+/// localstripe (a stateful fake Stripe server from PyPI), started on a free loopback port in
+/// a virtual environment of its own under the target directory (installed on first use by
+/// `tests/support/install-localstripe.sh`, which `.ci/run` also runs).
+pub struct LocalStripe {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    http: reqwest::Client,
+}
+
+/// The secret key the tests give the gateway and use themselves (localstripe accepts any
+/// `sk_` key).
+pub const STRIPE_SECRET_KEY: &str = "sk_test_regengine";
+
+static LOCALSTRIPE_VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn localstripe_python() -> PathBuf {
+    let mut venv = LOCALSTRIPE_VENV.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = venv.as_ref() {
+        return path.join("bin/python");
+    }
+    // target/debug/deps/it-xxxx → target
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe.ancestors().nth(3).expect("target directory").to_owned();
+    let dir = target.join("localstripe-venv");
+    let status = Command::new("bash")
+        .arg(workspace_root().join("tests/support/install-localstripe.sh"))
+        .arg(&dir)
+        .status()
+        .expect("running install-localstripe.sh");
+    assert!(status.success(), "installing localstripe failed");
+    *venv = Some(dir.clone());
+    dir.join("bin/python")
+}
+
+impl LocalStripe {
+    /// Starts one, empty.
+    pub fn start() -> LocalStripe {
+        let mut child = Command::new(localstripe_python())
+            .arg(workspace_root().join("tests/support/run_localstripe.py"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting localstripe");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(base) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(base.to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(START_TIMEOUT)
+            .expect("localstripe did not start");
+        LocalStripe {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .basic_auth(STRIPE_SECRET_KEY, Some(""))
+            .form(form)
+            .send()
+            .await
+            .expect("localstripe answers");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert!(status.is_success(), "localstripe {path}: {status} {body}");
+        body
+    }
+
+    /// Sends its webhooks to `url`, signed with `secret`.
+    pub async fn register_webhook(&self, url: &str, secret: &str) {
+        let response = self
+            .http
+            .post(format!("{}/_config/webhooks/regengine", self.base))
+            .form(&[("url", url), ("secret", secret)])
+            .send()
+            .await
+            .expect("localstripe answers");
+        assert!(response.status().is_success(), "{response:?}");
+    }
+
+    /// What the buyer's browser does with the client secret: a test card, attached to the
+    /// PaymentIntent, then the confirmation (localstripe charges it and sends the signed
+    /// `payment_intent.succeeded` a second later).
+    pub async fn pay(&self, intent: &str) {
+        let card = self
+            .post(
+                "/v1/payment_methods",
+                &[
+                    ("type", "card"),
+                    ("card[number]", "4242424242424242"),
+                    ("card[exp_month]", "12"),
+                    ("card[exp_year]", "2034"),
+                    ("card[cvc]", "123"),
+                ],
+            )
+            .await;
+        let card = card["id"].as_str().expect("payment method id");
+        self.post(
+            &format!("/v1/payment_intents/{intent}"),
+            &[("payment_method", card)],
+        )
+        .await;
+        let confirmed = self
+            .post(&format!("/v1/payment_intents/{intent}/confirm"), &[])
+            .await;
+        assert_eq!(confirmed["status"], "succeeded", "{confirmed}");
+    }
+
+    /// A PaymentIntent as localstripe has it.
+    pub async fn intent(&self, intent: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}/v1/payment_intents/{intent}", self.base))
+            .basic_auth(STRIPE_SECRET_KEY, Some(""))
+            .send()
+            .await
+            .expect("localstripe answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// The refunds localstripe made for a PaymentIntent.
+    pub async fn refunds(&self, intent: &str) -> Vec<serde_json::Value> {
+        let list: serde_json::Value = self
+            .http
+            .get(format!("{}/v1/refunds?payment_intent={intent}", self.base))
+            .basic_auth(STRIPE_SECRET_KEY, Some(""))
+            .send()
+            .await
+            .expect("localstripe answers")
+            .json()
+            .await
+            .expect("JSON");
+        list["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `Stripe-Signature` header for `payload` signed at `t` with `secret`, computed the way
+/// Stripe documents it (HMAC-SHA256 over `t.payload`, hex), by the test's own code.
+pub fn stripe_signature(secret: &str, t: i64, payload: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(payload);
+    let digest = mac.finalize().into_bytes();
+    format!("t={t},v1={}", data_encoding::HEXLOWER.encode(&digest))
 }

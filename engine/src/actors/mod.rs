@@ -32,6 +32,8 @@ pub(crate) struct Ctx {
     pub feeds: Arc<crate::feeds::UserFeeds>,
     /// The outbox's bound (actors reserve room for the messages their decisions send).
     pub outbox: Arc<crate::outbox::OutboxGauge>,
+    /// The payment providers configured.
+    pub payments: crate::payment::PaymentProviders,
 }
 
 /// Active events: one lazily initialised handle per event id.

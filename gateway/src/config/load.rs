@@ -154,6 +154,16 @@ fn redact(table: &mut toml::Table) {
             toml::Value::String(text) if names_secret(key) && !text.is_empty() => {
                 *text = REDACTED.to_owned();
             }
+            // A list of secrets (webhook signing secrets during a rotation).
+            toml::Value::Array(items) if names_secret(key) => {
+                for item in items {
+                    if let toml::Value::String(text) = item
+                        && !text.is_empty()
+                    {
+                        *text = REDACTED.to_owned();
+                    }
+                }
+            }
             toml::Value::String(text) => {
                 if let Some(clean) = url_without_password(text) {
                     *text = clean;
@@ -245,6 +255,10 @@ mod tests {
         table.insert("smtp_password".into(), "hunter2".into());
         table.insert("api_key".into(), "sk_live_1".into());
         table.insert("empty_secret".into(), "".into());
+        table.insert(
+            "webhook_secrets".into(),
+            toml::Value::Array(vec!["whsec_old".into(), "whsec_new".into()]),
+        );
         table.insert("redis_url".into(), "redis://app:pw@10.0.0.1:6379/0".into());
         table.insert("plain_url".into(), "redis://10.0.0.1:6379".into());
         let text = toml::to_string(&redacted(table)).unwrap();
@@ -259,5 +273,6 @@ mod tests {
         );
         assert!(text.contains("redis://10.0.0.1:6379"), "{text}");
         assert!(text.contains("empty_secret = \"\""), "{text}");
+        assert!(!text.contains("whsec_"), "{text}");
     }
 }

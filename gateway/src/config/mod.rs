@@ -29,10 +29,44 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Messages to send.
     pub outbox: OutboxSection,
+    /// Payments and their providers.
+    pub payments: PaymentsConfig,
     /// Rate limits.
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Payments: the hold extension, the refund relay, and each provider.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Starting a payment keeps the hold at least this long.
+    pub hold_extension_secs: u32,
+    /// First retry delay of a failed refund call (doubling up to 32x).
+    pub refund_retry_ms: u64,
+    /// Refund calls tried before the refund is marked failed.
+    pub refund_attempts_max: u32,
+    /// Stripe PaymentIntents.
+    pub stripe: StripeConfig,
+}
+
+/// Stripe's API and webhooks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeConfig {
+    /// Whether Stripe takes payments here.
+    pub enabled: bool,
+    /// The API's base URL.
+    pub api_base: String,
+    /// The secret API key (from the environment).
+    pub secret_key: String,
+    /// Webhook signing secrets accepted (several during a rotation).
+    pub webhook_secrets: Vec<String>,
+    /// Largest distance of a webhook's signed time from now.
+    pub webhook_tolerance_secs: u64,
+    /// One outbound call's limit.
+    pub request_timeout_ms: u64,
 }
 
 /// Accounts, password hashing and tokens.
@@ -280,7 +314,8 @@ impl Config {
             .http_checks()
             .into_iter()
             .chain(self.core_checks())
-            .chain(self.account_checks());
+            .chain(self.account_checks())
+            .chain(self.payment_checks());
         if let Some((_, message)) = checks.find(|(ok, _)| !ok) {
             return Err(ConfigError::Invalid(message.to_owned()));
         }
@@ -385,6 +420,42 @@ impl Config {
         ]
     }
 
+    /// Payments and their providers.
+    fn payment_checks(&self) -> Vec<(bool, &'static str)> {
+        let p = &self.payments;
+        let stripe = &p.stripe;
+        vec![
+            (
+                (1..=86_400).contains(&p.hold_extension_secs),
+                "payments.hold_extension_secs must be 1..=86400",
+            ),
+            (
+                p.refund_retry_ms >= 10 && (1..=100).contains(&p.refund_attempts_max),
+                "payments.refund_retry_ms must be >= 10 and payments.refund_attempts_max 1..=100",
+            ),
+            (
+                stripe.api_base.starts_with("https://") || stripe.api_base.starts_with("http://"),
+                "payments.stripe.api_base must be an http(s) URL",
+            ),
+            (
+                !stripe.enabled
+                    || (!stripe.secret_key.is_empty()
+                        && !stripe.webhook_secrets.is_empty()
+                        && stripe.webhook_secrets.iter().all(|s| !s.is_empty())),
+                "payments.stripe.enabled needs payments.stripe.secret_key and \
+                 payments.stripe.webhook_secrets (from the environment)",
+            ),
+            (
+                (1..=3_600).contains(&stripe.webhook_tolerance_secs),
+                "payments.stripe.webhook_tolerance_secs must be 1..=3600",
+            ),
+            (
+                (100..=120_000).contains(&stripe.request_timeout_ms),
+                "payments.stripe.request_timeout_ms must be 100..=120000",
+            ),
+        ]
+    }
+
     /// Accounts (hashing, tokens) and the outbox.
     fn account_checks(&self) -> Vec<(bool, &'static str)> {
         vec![
@@ -455,6 +526,9 @@ impl Config {
             pool_restarts_max: e.pool_restarts_max,
             waitlist_offer_secs: e.waitlist_offer_secs,
             ticket_routes_cached_max: e.ticket_routes_cached_max,
+            payment_hold_extension_secs: self.payments.hold_extension_secs,
+            refund_retry: Duration::from_millis(self.payments.refund_retry_ms),
+            refund_attempts_max: self.payments.refund_attempts_max,
             outbox: engine::outbox::OutboxConfig {
                 pending_max: self.outbox.pending_max,
                 batch_max: self.outbox.relay_batch_max,

@@ -84,6 +84,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// Bad `Idempotency-Key` header.
     InvalidIdempotencyKey,
+    /// A provider's webhook delivery failed verification or could not be read.
+    WebhookRejected(String),
     /// The key was used before with another request.
     IdempotencyKeyReused,
     /// A request with the same key is still being processed.
@@ -252,7 +254,8 @@ impl ApiError {
             | ApiError::InvalidPath(_)
             | ApiError::NotWebSocket(_)
             | ApiError::InvalidQuery(_)
-            | ApiError::InvalidIdempotencyKey => S::BAD_REQUEST,
+            | ApiError::InvalidIdempotencyKey
+            | ApiError::WebhookRejected(_) => S::BAD_REQUEST,
             ApiError::InvalidBody(_) | ApiError::IdempotencyKeyReused => S::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => S::PAYLOAD_TOO_LARGE,
@@ -293,6 +296,7 @@ impl ApiError {
             ApiError::InvalidPath(_) => ("invalid_path_parameter", "Invalid path parameter"),
             ApiError::NotWebSocket(_) => ("not_websocket", "Not a WebSocket upgrade"),
             ApiError::InvalidQuery(_) => ("invalid_query", "Invalid query parameter"),
+            ApiError::WebhookRejected(_) => ("webhook_rejected", "Webhook rejected"),
             ApiError::RouteNotFound => ("not_found", "Not found"),
             ApiError::MethodNotAllowed => ("method_not_allowed", "Method not allowed"),
             ApiError::InvalidIdempotencyKey => {
@@ -337,6 +341,7 @@ impl ApiError {
             ApiError::InvalidPath(m) | ApiError::InvalidQuery(m) | ApiError::NotWebSocket(m) => {
                 m.clone()
             }
+            ApiError::WebhookRejected(why) => format!("the delivery was not accepted: {why}"),
             ApiError::RouteNotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::InvalidIdempotencyKey => {

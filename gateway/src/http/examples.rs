@@ -176,6 +176,7 @@ pub(super) fn registration() -> Value {
         ],
         "price": price(),
         "waitlist_entry_id": null,
+        "payment": payment_succeeded(),
     })
 }
 
@@ -550,4 +551,65 @@ pub(super) fn waitlist_place() -> Value {
         "joined_at": "2027-05-30T20:11:05Z",
         "updated_at": "2027-05-30T20:11:05Z",
     })
+}
+
+pub(super) fn start_payment() -> Value {
+    json!({"provider": "stripe"})
+}
+
+const PAYMENT_INTENT: &str = "pi_3QhY8sLkdIwHu7ix0RzT9bMx";
+
+pub(super) fn payment() -> Value {
+    json!({
+        "provider": "stripe",
+        "state": "pending",
+        "attempt": 1,
+        "amount_minor": 7200,
+        "currency": "EUR",
+        "provider_ref": PAYMENT_INTENT,
+        "captured_minor": 0,
+        "refunded_minor": 0,
+        "refunding_minor": 0,
+        "disputed": false,
+        "refunds": [],
+    })
+}
+
+fn payment_succeeded() -> Value {
+    json!({
+        "provider": "stripe",
+        "state": "partially_refunded",
+        "attempt": 1,
+        "amount_minor": 7200,
+        "currency": "EUR",
+        "provider_ref": PAYMENT_INTENT,
+        "captured_minor": 7200,
+        "refunded_minor": 3600,
+        "refunding_minor": 0,
+        "disputed": false,
+        "refunds": [{
+            "id": "0195f3c1-7d2a-7c41-9a8e-2b7e5d1c9f30",
+            "amount_minor": 3600,
+            "state": "succeeded",
+            "reason": "requested",
+        }],
+    })
+}
+
+pub(super) fn payment_started() -> Value {
+    json!({
+        "registration_id": REGISTRATION_ID,
+        "payment": payment(),
+        "client_secret": format!("{PAYMENT_INTENT}_secret_k2Xw9TqL0cVbN3hR"),
+        "approve_url": null,
+        "hold_expires_at": "2027-04-02T10:35:00Z",
+    })
+}
+
+pub(super) fn refund_request() -> Value {
+    json!({"amount_minor": 3600})
+}
+
+pub(super) fn webhook_received() -> Value {
+    json!({"result": "applied", "reason": null})
 }

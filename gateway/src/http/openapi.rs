@@ -53,6 +53,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::vouchers::create_voucher, super::vouchers::list_vouchers, super::vouchers::get_voucher,
         super::vouchers::deactivate_voucher, super::vouchers::receipt, super::vouchers::quote,
         super::waitlist::join, super::waitlist::get_place, super::waitlist::leave,
+        super::payments::start_payment, super::payments::mark_paid, super::payments::refund,
+        super::payments::stripe_webhook,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -73,9 +75,11 @@ use utoipa_swagger_ui::SwaggerUi;
         super::vouchers::CreateVoucher, super::vouchers::VoucherDto, super::vouchers::VoucherPage,
         super::vouchers::ReceiptDto, super::vouchers::ReceiptLine, super::registrations::PriceDto,
         super::waitlist::JoinBody, super::waitlist::WaitlistDto,
+        super::payments::StartPaymentBody, super::payments::PaymentDto, super::payments::RefundDto,
+        super::payments::PaymentStartedDto, super::payments::RefundBody, super::payments::WebhookReceived,
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "realtime"), (name = "ops")),
+    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "realtime"), (name = "ops")),
 )]
 pub struct ApiDoc;
 

@@ -158,6 +158,8 @@ pub struct RegistrationDto {
     price: Option<PriceDto>,
     /// Set when the seats were offered from the waiting list: the place they went to.
     waitlist_entry_id: Option<Uuid>,
+    /// Its payment, once one was started (a priced registration is confirmed only by it).
+    payment: Option<super::payments::PaymentDto>,
 }
 
 pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> RegistrationDto {
@@ -167,6 +169,7 @@ pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> Registr
     let price = price_of(state, &v).as_ref().map(PriceDto::from);
     RegistrationDto {
         price,
+        payment: v.payment.as_ref().map(super::payments::PaymentDto::from),
         waitlist_entry_id: v.waitlist_entry.map(|e| e.0),
         id: v.id.0,
         event_id: v.event_id.0,
@@ -301,10 +304,13 @@ pub(crate) async fn get_registration(
     Ok(Json(registration_dto(&state, view)))
 }
 
-/// Confirm a hold (after payment): issues one ticket per seat. Confirming twice returns
-/// the confirmed registration.
+/// Confirm a free hold: issues one ticket per seat. Confirming twice returns the confirmed
+/// registration. A registration that costs money is confirmed by its payment (see
+/// `POST /registrations/{id}/payments`), or by a manager's mark-paid: confirming it unpaid
+/// answers 402 `payment_required` and changes nothing.
 #[utoipa::path(post, path = "/api/v1/registrations/{id}/confirm", tag = "registrations", params(("id" = Uuid, Path)),
     responses((status = 200, body = RegistrationDto), (status = 404, body = Problem),
+        (status = 402, description = "payment_required: the registration costs money and is not paid", body = Problem),
         (status = 409, description = "hold_expired or invalid_registration_state", body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn confirm_registration(
     State(state): State<AppState>,

@@ -1,0 +1,224 @@
+//! The facade's payment side: starting a payment (the pool records it and extends the hold,
+//! then the provider creates it outside any actor), a provider's verified report, a
+//! manager's mark-paid and refunds. Every decision is the registration's pool's.
+
+use super::Engine;
+use crate::error::{DomainError, EngineError, EngineResult};
+use crate::ids::RegistrationId;
+use crate::payment::{CreatePayment, Provider, ProviderError, ProviderReport, RefundReason};
+use crate::pool::payment::{Payment, RefundRequest, StartPayment};
+use crate::pool::{PoolCommand, PoolOutcome};
+use crate::ports::RegistrationView;
+use chrono::{DateTime, Utc};
+
+/// A payment as the buyer needs it to pay.
+#[derive(Clone, Debug)]
+pub struct PaymentStart {
+    /// The pool's record of it.
+    pub payment: Payment,
+    /// What the buyer's browser completes the payment with (never stored).
+    pub client_secret: Option<String>,
+    /// Where the buyer approves it, for providers that redirect.
+    pub approve_url: Option<String>,
+    /// The hold's deadline, extended while the buyer pays.
+    pub hold_expires_at: Option<DateTime<Utc>>,
+}
+
+/// What a provider's report did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportOutcome {
+    /// A redelivery of a report already applied.
+    pub duplicate: bool,
+    /// Why it changed nothing, if it did not.
+    pub ignored: Option<crate::payment::Ignored>,
+    /// The payment's state after it.
+    pub state: crate::payment::PaymentState,
+}
+
+impl Engine {
+    /// Starts paying for a held registration with `provider`: the pool records the attempt
+    /// and extends the hold, then the provider creates the payment (with the attempt as its
+    /// idempotency key, so a retry after a failure creates nothing twice).
+    pub async fn start_payment(
+        &self,
+        id: RegistrationId,
+        provider: Provider,
+    ) -> EngineResult<PaymentStart> {
+        let adapter = self
+            .ctx
+            .payments
+            .get(provider)
+            .cloned()
+            .ok_or(DomainError::ProviderNotConfigured(provider.as_str()))?;
+        let view = self.registration(id)?;
+        let price = view.price.clone().ok_or(DomainError::NothingToPay)?;
+        let record = self.event(view.event_id)?;
+        let max_per_account = record
+            .ticket_type(view.ticket_type_id)
+            .and_then(|t| t.max_per_account);
+        let extension = i64::from(self.ctx.config.payment_hold_extension_secs);
+        let start = StartPayment {
+            registration_id: id,
+            event_id: view.event_id,
+            provider,
+            hold_until: self.ctx.clock.now() + chrono::Duration::seconds(extension),
+            currency: price.currency.clone(),
+            max_per_account,
+        };
+        let command = PoolCommand::StartPayment(Box::new(start));
+        let (payment, _) = self.payment_command(&view, command).await?;
+        let created = adapter
+            .create(&CreatePayment {
+                registration_id: id,
+                event_id: view.event_id,
+                amount_minor: payment.amount_minor,
+                currency: payment.currency.clone(),
+                idempotency_key: format!("{id}-{}", payment.attempt),
+                description: format!("{} × {}", view.quantity, record.title),
+            })
+            .await
+            .map_err(|e| {
+                metrics::counter!("payments_total", "provider" => provider.as_str(), "result" => "create_failed")
+                    .increment(1);
+                tracing::warn!(registration = %id, provider = provider.as_str(), error = %e, "payment creation failed");
+                match e {
+                    ProviderError::Rejected(m) | ProviderError::Unavailable(m) => {
+                        EngineError::Unavailable(format!("payment provider: {m}"))
+                    }
+                }
+            })?;
+        let command = PoolCommand::PaymentPending {
+            registration_id: id,
+            attempt: payment.attempt,
+            provider_ref: created.provider_ref.clone(),
+        };
+        let (payment, hold_expires_at) = self.payment_command(&view, command).await?;
+        metrics::counter!("payments_total", "provider" => provider.as_str(), "result" => "started")
+            .increment(1);
+        Ok(PaymentStart {
+            payment,
+            client_secret: created.client_secret,
+            approve_url: created.approve_url,
+            hold_expires_at,
+        })
+    }
+
+    /// Applies a provider's verified report to its registration's payment (once per
+    /// provider event id).
+    pub async fn report_payment(
+        &self,
+        id: RegistrationId,
+        report: ProviderReport,
+    ) -> EngineResult<ReportOutcome> {
+        let view = self.registration(id)?;
+        let provider = report.provider.as_str();
+        let kind = report.report.as_str();
+        let command = PoolCommand::Report(id, Box::new(report));
+        match self
+            .pool_command(view.event_id, view.pool_id, command)
+            .await?
+        {
+            PoolOutcome::Reported {
+                duplicate,
+                ignored,
+                state,
+            } => {
+                let result = match (duplicate, ignored) {
+                    (true, _) => "duplicate",
+                    (false, Some(i)) => i.as_str(),
+                    (false, None) => "applied",
+                };
+                metrics::counter!("payment_reports_total", "provider" => provider, "report" => kind, "result" => result)
+                    .increment(1);
+                // A late or second capture may have decided a refund.
+                if !duplicate {
+                    self.wake_refunds();
+                }
+                Ok(ReportOutcome {
+                    duplicate,
+                    ignored,
+                    state,
+                })
+            }
+            _ => Err(EngineError::Internal("unexpected outcome".into())),
+        }
+    }
+
+    /// A manager's "mark paid" (box office, cash): records the total as captured and issues
+    /// the tickets. `reference` names the action, so a retry changes nothing.
+    pub async fn mark_paid(
+        &self,
+        id: RegistrationId,
+        reference: String,
+    ) -> EngineResult<RegistrationView> {
+        let view = self.registration(id)?;
+        let command = PoolCommand::MarkPaid {
+            registration_id: id,
+            event_id: view.event_id,
+            reference,
+        };
+        self.payment_command(&view, command).await?;
+        metrics::counter!("payments_total", "provider" => "manual", "result" => "succeeded")
+            .increment(1);
+        self.registration(id)
+    }
+
+    /// Refunds `amount_minor` (everything refundable if `None`) of a registration's payment;
+    /// refunding everything cancels the registration. The provider is called by the refund
+    /// relay.
+    pub async fn refund(
+        &self,
+        id: RegistrationId,
+        amount_minor: Option<i64>,
+        reason: RefundReason,
+    ) -> EngineResult<Payment> {
+        let view = self.registration(id)?;
+        let command = PoolCommand::Refund(RefundRequest {
+            registration_id: id,
+            amount_minor,
+            reason,
+        });
+        let (payment, _) = self.payment_command(&view, command).await?;
+        self.wake_refunds();
+        Ok(payment)
+    }
+
+    /// The registration whose payment `provider` knows as `reference`.
+    pub fn registration_by_payment_ref(
+        &self,
+        provider: Provider,
+        reference: &str,
+    ) -> EngineResult<Option<RegistrationId>> {
+        self.ctx
+            .store
+            .registration_by_payment_ref(provider, reference)
+            .map_err(EngineError::Store)
+    }
+
+    async fn payment_command(
+        &self,
+        view: &RegistrationView,
+        command: PoolCommand,
+    ) -> EngineResult<(Payment, Option<DateTime<Utc>>)> {
+        let outcome = self
+            .pool_command(view.event_id, view.pool_id, command)
+            .await;
+        match outcome {
+            Ok(PoolOutcome::Payment {
+                payment,
+                expires_at,
+            }) => Ok((*payment, expires_at)),
+            // The pool forgets ended registrations; the read model knows how they ended.
+            Err(EngineError::Domain(DomainError::RegistrationNotFound)) => {
+                let status = self.registration(view.id)?.status;
+                Err(DomainError::InvalidRegistrationState {
+                    status,
+                    action: "pay",
+                }
+                .into())
+            }
+            Ok(_) => Err(EngineError::Internal("unexpected outcome".into())),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Payments end to end: the real gateway against localstripe (a stateful fake Stripe server,
+//! started by the test on loopback), with webhooks signed by localstripe itself or, for
+//! forged, stale and redelivered ones, by the test's own implementation of Stripe's scheme.
+
+use serde_json::json;
+use std::time::Duration;
+use tests::{Api, LocalStripe, Server, wait_for};
+
+const WEBHOOK_SECRET: &str = "whsec_regengine_test";
+
+/// A gateway taking Stripe payments at `stripe` (two webhook secrets: one being rotated out).
+fn gateway(dir: &std::path::Path, stripe: &LocalStripe, extra: &[(&str, &str)]) -> Server {
+    let secrets = format!("[\"whsec_previous\", \"{WEBHOOK_SECRET}\"]");
+    let mut env = vec![
+        ("PAYMENTS__STRIPE__ENABLED", "true"),
+        ("PAYMENTS__STRIPE__API_BASE", stripe.base.as_str()),
+        ("PAYMENTS__STRIPE__SECRET_KEY", tests::STRIPE_SECRET_KEY),
+        ("PAYMENTS__STRIPE__WEBHOOK_SECRETS", secrets.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(dir, &env)
+}
+
+/// Waits until the registration satisfies `done`; returns it.
+async fn registration_until(
+    api: &Api,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let path = format!("/api/v1/registrations/{id}");
+    let found = wait_for(Duration::from_secs(20), || {
+        let path = path.clone();
+        let done = &done;
+        async move {
+            let r = api.get(&path).await;
+            done(&r.body).then_some(r.body)
+        }
+    })
+    .await;
+    match found {
+        Some(body) => body,
+        None => panic!(
+            "registration {id} never got there: {}",
+            api.get(&path).await.body
+        ),
+    }
+}
+
+/// A signed delivery of `event` (a Stripe event body) to the gateway's webhook, without a
+/// token (as Stripe sends it).
+async fn deliver(api: &Api, body: &serde_json::Value, secret: &str, t: i64) -> tests::Reply {
+    let api = api.with_token(None);
+    let payload = serde_json::to_vec(body).unwrap();
+    let signature = tests::stripe_signature(secret, t, &payload);
+    api.send(
+        api.at(reqwest::Method::POST, "/api/v1/payments/webhooks/stripe")
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(payload),
+    )
+    .await
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_sale_confirms_once_through_stripe_and_forged_webhooks_change_nothing() {
+    let stripe = LocalStripe::start();
+    let dir = tempfile::tempdir().unwrap();
+    let server = gateway(&dir.path().join("data"), &stripe, &[]);
+    stripe
+        .register_webhook(
+            &server.url("/api/v1/payments/webhooks/stripe"),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    // 45.00 EUR a seat, holds for 10 minutes.
+    let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
+    let (_, buyer) = admin.with_token(None).signed_in("ada@example.com").await;
+    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let held = buyer.hold(&event, &tt, 2, None).await;
+    assert_eq!(held.status, 201, "{held:?}");
+    let id = held.str("id");
+    assert_eq!(held.body["price"]["total_minor"], 9000);
+
+    // Unpaid: the buyer's own confirm is refused and changes nothing.
+    let refused = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/confirm"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 402, "{refused:?}");
+    assert_eq!(refused.body["code"], "payment_required");
+    assert_eq!(
+        buyer.get(&format!("/api/v1/registrations/{id}")).await.body["status"],
+        "held"
+    );
+
+    // Start paying: a PaymentIntent for exactly the journaled total, the hold extended.
+    let started = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "stripe"}),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 201, "{started:?}");
+    let payment = &started.body["payment"];
+    assert_eq!(payment["state"], "pending");
+    assert_eq!(payment["amount_minor"], 9000);
+    assert_eq!(payment["currency"], "EUR");
+    let intent = payment["provider_ref"].as_str().unwrap().to_owned();
+    assert!(
+        started.body["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with(&intent)
+    );
+    let at_stripe = stripe.intent(&intent).await;
+    assert_eq!(at_stripe["amount"], 9000);
+    assert_eq!(at_stripe["currency"], "eur");
+    assert_eq!(at_stripe["metadata"]["registration_id"], id.as_str());
+
+    // A forged delivery (wrong secret), a stale one (signed 10 minutes ago) and one without a
+    // signature: 400, nothing changes, and the refusal is audited.
+    let succeeded = json!({"id": "evt_forged", "type": "payment_intent.succeeded", "data": {"object": {
+        "id": intent, "object": "payment_intent", "amount": 9000, "currency": "eur",
+        "metadata": {"registration_id": id}}}});
+    let forged = deliver(&admin, &succeeded, "whsec_wrong", now()).await;
+    assert_eq!(forged.status, 400, "{forged:?}");
+    assert_eq!(forged.body["code"], "webhook_rejected");
+    let stale = deliver(&admin, &succeeded, WEBHOOK_SECRET, now() - 600).await;
+    assert_eq!(stale.status, 400, "{stale:?}");
+    let unsigned = admin
+        .with_token(None)
+        .post_raw(
+            "/api/v1/payments/webhooks/stripe",
+            "application/json",
+            serde_json::to_vec(&succeeded).unwrap(),
+        )
+        .await;
+    assert_eq!(unsigned.status, 400);
+    assert_eq!(
+        buyer.get(&format!("/api/v1/registrations/{id}")).await.body["status"],
+        "held"
+    );
+    let audit = admin.get("/api/v1/audit?limit=500").await;
+    assert!(
+        audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"]
+                .as_str()
+                .is_some_and(|a| a.contains("webhooks/stripe rejected"))),
+        "{audit:?}"
+    );
+    // The buyer pays in their browser: localstripe charges the card and sends its own signed
+    // `payment_intent.succeeded`; the registration is confirmed with its tickets.
+    stripe.pay(&intent).await;
+    let confirmed = registration_until(&buyer, &id, |r| r["status"] == "confirmed").await;
+    assert_eq!(confirmed["tickets"].as_array().unwrap().len(), 2);
+    assert_eq!(confirmed["payment"]["state"], "succeeded");
+    assert_eq!(confirmed["payment"]["captured_minor"], 9000);
+
+    // Redeliveries (with the other secret of the rotation) are answered 200 and change
+    // nothing; a capture for another amount is recorded as ignored.
+    let redelivered = json!({"id": "evt_again", "type": "payment_intent.succeeded", "data": {"object": {
+        "id": intent, "object": "payment_intent", "amount": 9000, "currency": "eur",
+        "metadata": {"registration_id": id}}}});
+    for _ in 0..2 {
+        let r = deliver(&admin, &redelivered, WEBHOOK_SECRET, now()).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let again = deliver(&admin, &redelivered, WEBHOOK_SECRET, now()).await;
+    assert_eq!(again.body["result"], "duplicate");
+    let late_failure = json!({"id": "evt_failed", "type": "payment_intent.payment_failed", "data": {"object": {
+        "id": intent, "amount": 9000, "currency": "eur", "metadata": {"registration_id": id},
+        "last_payment_error": {"code": "card_declined"}}}});
+    let r = deliver(&admin, &late_failure, WEBHOOK_SECRET, now()).await;
+    assert_eq!(
+        (r.status, r.body["result"].as_str()),
+        (200, Some("ignored")),
+        "{r:?}"
+    );
+    assert_eq!(r.body["reason"], "after_capture");
+    let after = buyer.get(&format!("/api/v1/registrations/{id}")).await.body;
+    assert_eq!(
+        after["tickets"], confirmed["tickets"],
+        "tickets issued once"
+    );
+    assert_eq!(after["payment"]["state"], "succeeded");
+    // An unknown event type is acknowledged (Stripe stops sending it).
+    let other =
+        json!({"id": "evt_cus", "type": "customer.created", "data": {"object": {"id": "cus_1"}}});
+    assert_eq!(
+        deliver(&admin, &other, "whsec_previous", now()).await.body["result"],
+        "unhandled"
+    );
+    assert_eq!(admin.availability(&event).await, (10, 0, 2, 8));
+
+    // A manager refunds 30.00 EUR: decided at once, carried out at Stripe by the relay.
+    let buyer_refund = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/refunds"),
+            &json!({"amount_minor": 3000}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        buyer_refund.status, 403,
+        "only managers refund: {buyer_refund:?}"
+    );
+    let too_much = admin
+        .post(
+            &format!("/api/v1/registrations/{id}/refunds"),
+            &json!({"amount_minor": 9001}),
+            None,
+        )
+        .await;
+    assert_eq!(too_much.status, 409);
+    assert_eq!(too_much.body["code"], "refund_too_large");
+    let refund = admin
+        .post(
+            &format!("/api/v1/registrations/{id}/refunds"),
+            &json!({"amount_minor": 3000}),
+            None,
+        )
+        .await;
+    assert_eq!(refund.status, 202, "{refund:?}");
+    let refunded = registration_until(&admin, &id, |r| {
+        r["payment"]["refunds"][0]["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(refunded["payment"]["state"], "partially_refunded");
+    assert_eq!(refunded["payment"]["refunded_minor"], 3000);
+    assert_eq!(refunded["status"], "confirmed");
+    let at_stripe = stripe.refunds(&intent).await;
+    assert_eq!(at_stripe.len(), 1, "one refund at Stripe: {at_stripe:?}");
+    assert_eq!(at_stripe[0]["amount"], 3000);
+    // The rest: the registration ends with its money, its seats go back.
+    let rest = admin
+        .post(
+            &format!("/api/v1/registrations/{id}/refunds"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(rest.status, 202, "{rest:?}");
+    let ended = registration_until(&admin, &id, |r| r["payment"]["state"] == "refunded").await;
+    assert_eq!(ended["status"], "canceled");
+    assert_eq!(stripe.refunds(&intent).await.len(), 2);
+    assert_eq!(admin.availability(&event).await, (10, 0, 0, 10));
+    server.terminate(Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_office_mark_paid_confirms_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(5, 600, 4, 4500).await;
+    let (_, buyer) = admin.with_token(None).signed_in("bob@example.com").await;
+    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let id = buyer.hold(&event, &tt, 1, None).await.str("id");
+    // Stripe is not configured here.
+    let start = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "stripe"}),
+            None,
+        )
+        .await;
+    assert_eq!(start.status, 422, "{start:?}");
+    assert_eq!(start.body["code"], "provider_not_configured");
+    let webhook = admin
+        .post_raw(
+            "/api/v1/payments/webhooks/stripe",
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(webhook.status, 404);
+    // The buyer cannot mark their own registration paid.
+    let own = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/mark-paid"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(own.status, 403, "{own:?}");
+    let paid = admin
+        .post(
+            &format!("/api/v1/registrations/{id}/mark-paid"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{paid:?}");
+    assert_eq!(paid.body["status"], "confirmed");
+    assert_eq!(paid.body["payment"]["provider"], "manual");
+    assert_eq!(paid.body["payment"]["captured_minor"], 4500);
+    let twice = admin
+        .post(
+            &format!("/api/v1/registrations/{id}/mark-paid"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(twice.status, 409);
+    assert_eq!(twice.body["code"], "already_paid");
+    let audit = admin.get(&format!("/api/v1/events/{event}/audit")).await;
+    assert!(
+        audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |e| e["action"] == "POST /api/v1/registrations/{id}/mark-paid"
+                    && e["status"] == 200
+            ),
+        "{audit:?}"
+    );
+    // A free ticket type confirms without payment; there is nothing to pay.
+    let free = admin
+        .post(
+            &format!("/api/v1/events/{event}/ticket-types"),
+            &json!({"name": "Free", "price_minor": 0, "currency": "EUR", "capacity": 5}),
+            None,
+        )
+        .await;
+    assert_eq!(free.status, 201, "{free:?}");
+    let free_id = buyer.hold(&event, &free.str("id"), 1, None).await.str("id");
+    let nothing = admin
+        .post(
+            &format!("/api/v1/registrations/{free_id}/mark-paid"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(nothing.body["code"], "nothing_to_pay");
+    let confirmed = buyer
+        .post(
+            &format!("/api/v1/registrations/{free_id}/confirm"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{confirmed:?}");
+    server.terminate(Duration::from_secs(10));
+}
