@@ -357,3 +357,164 @@ async fn a_box_office_mark_paid_confirms_and_is_audited() {
     assert_eq!(confirmed.status, 200, "{confirmed:?}");
     server.terminate(Duration::from_secs(10));
 }
+
+/// The webhook storm: 1,000 registrations paid at localstripe; its 1,000 real
+/// `payment_intent.succeeded` events delivered (signed with the webhook secret) with 30%
+/// duplicates in shuffled order, 16 at a time, with a kill -9 of the gateway once 500 were
+/// acknowledged; after the restart, everything not acknowledged is delivered again.
+/// Afterwards every registration is confirmed exactly once, captured = confirmed totals,
+/// nothing is oversold, and the server's revenue summary agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_storm_with_a_kill_9_confirms_every_paid_registration_once() {
+    use futures::StreamExt;
+    use rand::seq::{IndexedRandom, SliceRandom};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const N: usize = 1000;
+    let stripe = LocalStripe::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = gateway(&data, &stripe, &[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(N as u32, 600, 1, 4500).await;
+    // Holds and payments (each creates a PaymentIntent at localstripe).
+    let intents: Vec<(String, String)> = futures::stream::iter(0..N)
+        .map(|i| {
+            let admin = admin.clone();
+            let (event, tt) = (event.clone(), tt.clone());
+            async move {
+                let held = admin
+                    .hold(&event, &tt, 1, Some(&format!("storm-{i}")))
+                    .await;
+                assert_eq!(held.status, 201, "{held:?}");
+                let id = held.str("id");
+                let started = admin
+                    .post(
+                        &format!("/api/v1/registrations/{id}/payments"),
+                        &json!({"provider": "stripe"}),
+                        None,
+                    )
+                    .await;
+                assert_eq!(started.status, 201, "{started:?}");
+                (
+                    id,
+                    started.body["payment"]["provider_ref"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    // Every buyer pays; localstripe records one succeeded event per intent (no webhook is
+    // registered with it: the test delivers them).
+    futures::stream::iter(intents.iter())
+        .for_each_concurrent(8, |(_, intent)| stripe.pay(intent))
+        .await;
+    let events = stripe.events("payment_intent.succeeded").await;
+    assert_eq!(events.len(), N);
+    let mut deliveries: Vec<serde_json::Value> = events.clone();
+    let mut rng = rand::rng();
+    deliveries.extend(events.choose_multiple(&mut rng, N * 3 / 10).cloned());
+    deliveries.shuffle(&mut rng);
+
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let deliver_all = |api: Api, batch: Vec<(usize, serde_json::Value)>, acks: Arc<AtomicUsize>| async move {
+        futures::stream::iter(batch)
+            .map(|(i, body)| {
+                let (api, acks) = (api.with_token(None), acks.clone());
+                async move {
+                    let payload = serde_json::to_vec(&body).unwrap();
+                    let signature = tests::stripe_signature(WEBHOOK_SECRET, now(), &payload);
+                    let request = api
+                        .at(reqwest::Method::POST, "/api/v1/payments/webhooks/stripe")
+                        .header("content-type", "application/json")
+                        .header("stripe-signature", signature)
+                        .body(payload);
+                    let ok = api.try_send(request).await.is_some_and(|r| r.status == 200);
+                    if ok {
+                        acks.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (i, ok)
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<(usize, bool)>>()
+            .await
+    };
+    let numbered: Vec<(usize, serde_json::Value)> =
+        deliveries.iter().cloned().enumerate().collect();
+    let storm = tokio::spawn(deliver_all(admin.clone(), numbered, acknowledged.clone()));
+    let half = wait_for(Duration::from_secs(120), || {
+        let acks = acknowledged.clone();
+        async move { (acks.load(Ordering::SeqCst) >= N / 2).then_some(()) }
+    })
+    .await;
+    assert!(half.is_some(), "the storm did not get going");
+    server.kill9();
+    let results = storm.await.unwrap();
+    let undelivered: Vec<(usize, serde_json::Value)> = results
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(i, _)| (*i, deliveries[*i].clone()))
+        .collect();
+    assert!(!undelivered.is_empty(), "the kill came after the storm");
+    // The Stripe side redelivers what was not acknowledged.
+    let server = gateway(&data, &stripe, &[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let again = deliver_all(admin.clone(), undelivered, Arc::new(AtomicUsize::new(0))).await;
+    assert!(
+        again.iter().all(|(_, ok)| *ok),
+        "a redelivery after the restart failed"
+    );
+
+    // Every paid registration confirmed exactly once, with one ticket, captured once.
+    let mut tickets = std::collections::HashSet::new();
+    for (id, intent) in &intents {
+        let r = admin.get(&format!("/api/v1/registrations/{id}")).await.body;
+        assert_eq!(r["status"], "confirmed", "{r}");
+        assert_eq!(r["payment"]["provider_ref"], intent.as_str());
+        assert_eq!(r["payment"]["captured_minor"], 4500, "{r}");
+        assert_eq!(r["payment"]["state"], "succeeded");
+        let issued = r["tickets"].as_array().unwrap();
+        assert_eq!(issued.len(), 1);
+        assert!(
+            tickets.insert(issued[0]["id"].as_str().unwrap().to_owned()),
+            "a ticket issued twice"
+        );
+    }
+    assert_eq!(admin.availability(&event).await, (N as u64, 0, N as u64, 0));
+    let summary = admin
+        .get(&format!("/api/v1/events/{event}/payments/summary"))
+        .await;
+    assert_eq!(summary.status, 200, "{summary:?}");
+    let line = &summary.body["lines"][0];
+    assert_eq!(line["provider"], "stripe");
+    assert_eq!(line["payments"], N);
+    assert_eq!(line["captured_minor"], 4500 * N as i64);
+    assert_eq!(line["refunded_minor"], 0);
+    assert_eq!(summary.body["confirmed_paid"], N);
+    assert_eq!(
+        summary.body["confirmed_totals_minor"]["EUR"],
+        line["captured_minor"]
+    );
+    let listed = admin
+        .get(&format!(
+            "/api/v1/events/{event}/payments?state=succeeded&limit=500"
+        ))
+        .await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 500);
+    assert!(listed.body["next_cursor"].is_string());
+    let csv = admin
+        .send(admin.at(
+            reqwest::Method::GET,
+            &format!("/api/v1/events/{event}/payments.csv"),
+        ))
+        .await;
+    assert_eq!(csv.status, 200);
+    server.terminate(Duration::from_secs(20));
+}

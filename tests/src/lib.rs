@@ -695,3 +695,36 @@ pub fn stripe_signature(secret: &str, t: i64, payload: &[u8]) -> String {
     let digest = mac.finalize().into_bytes();
     format!("t={t},v1={}", data_encoding::HEXLOWER.encode(&digest))
 }
+
+impl LocalStripe {
+    /// Every event of `kind` localstripe recorded, oldest first (what it would deliver).
+    pub async fn events(&self, kind: &str) -> Vec<serde_json::Value> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/v1/events?type={kind}&limit=100", self.base);
+            if let Some(a) = &after {
+                url.push_str(&format!("&starting_after={a}"));
+            }
+            let page: serde_json::Value = self
+                .http
+                .get(url)
+                .basic_auth(STRIPE_SECRET_KEY, Some(""))
+                .send()
+                .await
+                .expect("localstripe answers")
+                .json()
+                .await
+                .expect("JSON");
+            let items = page["data"].as_array().cloned().unwrap_or_default();
+            after = items
+                .last()
+                .and_then(|e| e["id"].as_str())
+                .map(str::to_owned);
+            all.extend(items);
+            if page["has_more"] != true || after.is_none() {
+                return all;
+            }
+        }
+    }
+}

@@ -613,3 +613,28 @@ pub(super) fn refund_request() -> Value {
 pub(super) fn webhook_received() -> Value {
     json!({"result": "applied", "reason": null})
 }
+
+pub(super) fn payment_page() -> Value {
+    json!({
+        "items": [{
+            "registration_id": REGISTRATION_ID,
+            "registration_status": "confirmed",
+            "attendee_email": "ada@example.org",
+            "payment": payment_succeeded(),
+        }],
+        "next_cursor": REGISTRATION_ID,
+    })
+}
+
+pub(super) fn revenue_summary() -> Value {
+    json!({
+        "event_id": EVENT_ID,
+        "lines": [{
+            "currency": "EUR", "provider": "stripe", "payments": 1412, "captured_minor": 10166400,
+            "refunded_minor": 36000, "refunding_minor": 0, "net_minor": 10130400,
+            "outstanding_minor": 14400, "disputed": 0,
+        }],
+        "confirmed_paid": 1407,
+        "confirmed_totals_minor": {"EUR": 10130400},
+    })
+}

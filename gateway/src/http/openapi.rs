@@ -54,7 +54,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::vouchers::deactivate_voucher, super::vouchers::receipt, super::vouchers::quote,
         super::waitlist::join, super::waitlist::get_place, super::waitlist::leave,
         super::payments::start_payment, super::payments::mark_paid, super::payments::refund,
-        super::payments::stripe_webhook,
+        super::payments::stripe_webhook, super::payments::report::list_payments,
+        super::payments::report::summary, super::payments::report::export_payments,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -77,6 +78,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::waitlist::JoinBody, super::waitlist::WaitlistDto,
         super::payments::StartPaymentBody, super::payments::PaymentDto, super::payments::RefundDto,
         super::payments::PaymentStartedDto, super::payments::RefundBody, super::payments::WebhookReceived,
+        super::payments::report::PaymentItem, super::payments::report::PaymentPage,
+        super::payments::report::RevenueLine, super::payments::report::RevenueSummary,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "realtime"), (name = "ops")),

@@ -248,20 +248,20 @@ fn cell(value: &str) -> String {
     }
 }
 
-fn row(cells: &[&str]) -> String {
+pub(super) fn row(cells: &[&str]) -> String {
     let mut line = cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(",");
     line.push_str("\r\n");
     line
 }
 
-fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+pub(super) fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
 
 /// Streams `header` and then the rows `rows_of` makes of each registration of the event,
 /// page by page.
-fn csv_stream(
+pub(super) fn csv_stream(
     state: AppState,
     event_id: EventId,
     header: &'static [&'static str],

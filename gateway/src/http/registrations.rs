@@ -237,7 +237,7 @@ pub struct EmailParams {
     limit: Option<usize>,
 }
 
-fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
+pub(super) fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
     let limit = limit.unwrap_or(100);
     if (1..=PAGE_LIMIT_MAX).contains(&limit) {
         Ok(limit)

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub mod report;
+
 /// How webhooks of each provider are verified.
 #[derive(Clone, Debug, Default)]
 pub struct WebhookSettings {
@@ -45,6 +47,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/registrations/{id}/mark-paid", post(mark_paid))
         .route("/api/v1/registrations/{id}/refunds", post(refund))
         .route("/api/v1/payments/webhooks/stripe", post(stripe_webhook))
+        .merge(report::router())
 }
 
 /// Body of `POST /api/v1/registrations/{id}/payments`.
