@@ -280,14 +280,11 @@ async fn a_box_office_mark_paid_confirms_and_is_audited() {
         .await;
     assert_eq!(start.status, 422, "{start:?}");
     assert_eq!(start.body["code"], "provider_not_configured");
-    let webhook = admin
-        .post_raw(
-            "/api/v1/payments/webhooks/stripe",
-            "application/json",
-            b"{}".to_vec(),
-        )
-        .await;
-    assert_eq!(webhook.status, 404);
+    let webhook = deliver(&admin, &json!({}), WEBHOOK_SECRET, now()).await;
+    assert_eq!(
+        webhook.status, 404,
+        "Stripe is not enabled here: {webhook:?}"
+    );
     // The buyer cannot mark their own registration paid.
     let own = buyer
         .post(
@@ -516,5 +513,114 @@ async fn a_webhook_storm_with_a_kill_9_confirms_every_paid_registration_once() {
         ))
         .await;
     assert_eq!(csv.status, 200);
+    server.terminate(Duration::from_secs(20));
+}
+
+/// Canceling an event with paid registrations refunds every capture exactly once, even when
+/// the gateway is killed while the refunds are going out and restarted: the cascade resumes
+/// and each refund is carried out once at Stripe (the relay repeats a call with the same
+/// idempotency key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canceled_event_refunds_every_payment_once_across_a_kill_9() {
+    use futures::StreamExt;
+    const N: usize = 60;
+    let stripe = LocalStripe::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = gateway(&data, &stripe, &[]);
+    stripe
+        .register_webhook(
+            &server.url("/api/v1/payments/webhooks/stripe"),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin
+        .published_priced_event(N as u32 + 5, 600, 1, 4500)
+        .await;
+    let paid: Vec<(String, String)> = futures::stream::iter(0..N)
+        .map(|i| {
+            let (admin, stripe) = (admin.clone(), &stripe);
+            let (event, tt) = (event.clone(), tt.clone());
+            async move {
+                let id = admin
+                    .hold(&event, &tt, 1, Some(&format!("c-{i}")))
+                    .await
+                    .str("id");
+                let started = admin
+                    .post(
+                        &format!("/api/v1/registrations/{id}/payments"),
+                        &json!({"provider": "stripe"}),
+                        None,
+                    )
+                    .await;
+                let intent = started.body["payment"]["provider_ref"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                stripe.pay(&intent).await;
+                (id, intent)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (id, _) in &paid {
+        registration_until(&admin, id, |r| r["status"] == "confirmed").await;
+    }
+    // One more holds without paying.
+    let unpaid = admin.hold(&event, &tt, 1, None).await.str("id");
+    let canceled = admin
+        .post(&format!("/api/v1/events/{event}/cancel"), &json!({}), None)
+        .await;
+    assert_eq!(canceled.status, 200, "{canceled:?}");
+    // Kill -9 as soon as the first refund went out.
+    let first = wait_for(Duration::from_secs(30), || {
+        let (stripe, paid) = (&stripe, &paid);
+        async move {
+            for (_, intent) in paid {
+                if !stripe.refunds(intent).await.is_empty() {
+                    return Some(());
+                }
+            }
+            None
+        }
+    })
+    .await;
+    assert!(first.is_some(), "no refund went out");
+    server.kill9();
+    let server = gateway(&data, &stripe, &[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let progress = wait_for(Duration::from_secs(60), || {
+        let admin = admin.clone();
+        let event = event.clone();
+        async move {
+            let p = admin
+                .get(&format!("/api/v1/events/{event}/cancellation"))
+                .await;
+            (p.body["done"] == true).then_some(p.body)
+        }
+    })
+    .await
+    .expect("the cancellation finished");
+    assert_eq!(progress["registrations_live"], 0);
+    assert_eq!(progress["refunds_succeeded"], N);
+    assert_eq!(progress["refunds_failed"], 0);
+    assert_eq!(progress["refunded_minor"]["EUR"], 4500 * N as i64);
+    for (id, intent) in &paid {
+        let at_stripe = stripe.refunds(intent).await;
+        assert_eq!(at_stripe.len(), 1, "refunded once at Stripe: {at_stripe:?}");
+        assert_eq!(at_stripe[0]["amount"], 4500);
+        let r = admin.get(&format!("/api/v1/registrations/{id}")).await.body;
+        assert_eq!(r["status"], "canceled");
+        assert_eq!(r["payment"]["state"], "refunded", "{r}");
+    }
+    let r = admin
+        .get(&format!("/api/v1/registrations/{unpaid}"))
+        .await
+        .body;
+    assert_eq!(r["status"], "canceled");
     server.terminate(Duration::from_secs(20));
 }

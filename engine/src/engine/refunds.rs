@@ -25,6 +25,8 @@ use uuid::Uuid;
 const BATCH_MAX: usize = 256;
 /// Provider calls in flight at once.
 const CONCURRENCY: usize = 8;
+/// Longest wait between two rounds.
+const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The relay's settings.
 #[derive(Clone, Copy, Debug)]
@@ -84,8 +86,10 @@ impl Engine {
                 self.settle(&job, result, &config, &mut backoff).await;
             }
             let next = backoff.values().map(|(_, at)| *at).min();
-            let wait = next.map_or(Duration::from_secs(30), |at| {
-                at.saturating_duration_since(Instant::now())
+            // Refunds decided by an actor on its own (closing a canceled event) are found by
+            // the next round: idle rounds are one scan of an empty keyspace a second.
+            let wait = next.map_or(IDLE_POLL, |at| {
+                at.saturating_duration_since(Instant::now()).min(IDLE_POLL)
             });
             tokio::select! {
                 () = self.refunds_wake.notified() => {}

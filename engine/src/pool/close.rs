@@ -1,11 +1,12 @@
 //! Closing a canceled event: every live registration canceled (held seats back, issued
-//! tickets revoked) and every waiting place removed, a bounded number per turn, so a large
+//! tickets revoked), every captured payment refunded, and every waiting place removed, a bounded number per turn, so a large
 //! pool closes over several actor turns without holding other messages up.
 
 use super::{PoolEvent, PoolOutcome, PoolState, RegEntry};
 use crate::error::DomainError;
 use crate::ids::RegistrationId;
 use crate::model::{EventStatus, RegistrationStatus};
+use crate::payment::RefundReason;
 use chrono::{DateTime, Utc};
 
 impl PoolState {
@@ -47,8 +48,18 @@ impl PoolState {
             );
             registrations.push((id, reg.status == RegistrationStatus::Confirmed));
         }
+        // Every payment with money still captured goes back (once per payment: a cascade
+        // refund that the provider refused is listed for a manager, not retried forever).
+        let mut refunds = 0;
+        let owed: Vec<RegistrationId> = self.payments.awaiting_cascade().collect();
+        for id in owed {
+            if registrations.len() + refunds >= limit {
+                break;
+            }
+            refunds += self.refund_everything(id, RefundReason::EventCanceled, now, events);
+        }
         let mut waitlist = Vec::new();
-        while registrations.len() + waitlist.len() < limit
+        while registrations.len() + refunds + waitlist.len() < limit
             && let Some(entry) = self.waitlist.first_fitting(|_| true).cloned()
         {
             self.emit(
@@ -69,6 +80,7 @@ impl PoolState {
     /// Whether anything is left for [`PoolCommand::CloseCanceledEvent`](super::PoolCommand::CloseCanceledEvent) to end.
     pub fn has_live_registrations(&self) -> bool {
         !self.waitlist.is_empty()
+            || self.payments.awaiting_cascade().next().is_some()
             || self.regs.values().any(|r| {
                 matches!(
                     r.status,

@@ -369,6 +369,25 @@ impl Payments {
         })
     }
 
+    /// Registrations whose payment has money to give back and no event-cancellation refund
+    /// yet, in id order (what closing a canceled event refunds).
+    pub(super) fn awaiting_cascade(&self) -> impl Iterator<Item = RegistrationId> + '_ {
+        let mut ids: Vec<RegistrationId> = self
+            .by_registration
+            .iter()
+            .filter(|(_, p)| {
+                p.refundable_minor() > 0
+                    && !p
+                        .refunds
+                        .iter()
+                        .any(|r| r.reason == RefundReason::EventCanceled)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_by_key(|id| id.0);
+        ids.into_iter()
+    }
+
     /// Records that the pool forgot registration `id` in `status` (its payment stays).
     pub(super) fn registration_ended(&mut self, id: RegistrationId, status: RegistrationStatus) {
         if let Some(p) = self.by_registration.get_mut(&id) {
@@ -804,6 +823,31 @@ impl PoolState {
             self.cancel_paid(id, now, events);
         }
         Ok(self.payment_outcome(id))
+    }
+
+    /// Requests refunds of everything refundable of `id`'s payment, one per capture; returns
+    /// how many.
+    pub(super) fn refund_everything(
+        &mut self,
+        id: RegistrationId,
+        reason: RefundReason,
+        now: DateTime<Utc>,
+        events: &mut Vec<PoolEvent>,
+    ) -> usize {
+        let Some(p) = self.payments.get(id) else {
+            return 0;
+        };
+        let parts: Vec<(Capture, i64)> = p
+            .captures
+            .iter()
+            .map(|c| (c.clone(), p.refundable_of(c)))
+            .filter(|(_, amount)| *amount > 0)
+            .collect();
+        let n = parts.len();
+        for (capture, amount) in parts {
+            self.request_refund(id, &capture, amount, reason, now, events);
+        }
+        n
     }
 
     /// The relay's answer for a refund; a repeat, or an answer for a refund already

@@ -1515,3 +1515,65 @@ proptest! {
         prop_assert_eq!(run_in(&picks), run_in(&shuffled));
     }
 }
+
+#[test]
+fn closing_a_canceled_event_refunds_every_capture_once_over_several_turns() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 5);
+    let mut journal = Vec::new();
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let tt = TicketTypeId::new();
+    let mut paid = Vec::new();
+    for i in 0..3 {
+        let id = paid_hold_started(&mut state, event_id, tt, Duration::minutes(5), t0);
+        let (events, _) = state.execute(
+            PoolCommand::Report(id, succeeded(&format!("evt_{i}"), &format!("pi_{i}"))),
+            EventStatus::Published,
+            t0,
+        );
+        journal.extend(events);
+        paid.push(id);
+    }
+    // One paid registration was canceled before (its money still captured), one is held.
+    let (events, _) = state.execute(PoolCommand::Cancel(paid[2]), EventStatus::Published, t0);
+    journal.extend(events);
+    let held = paid_hold_started(&mut state, event_id, tt, Duration::minutes(5), t0);
+    // Turns of 2: registrations first, then refunds; a replay in between changes nothing.
+    let mut turns = 0;
+    while state.has_live_registrations() {
+        let (events, r) = state.execute(
+            PoolCommand::CloseCanceledEvent(2),
+            EventStatus::Canceled,
+            t0,
+        );
+        assert!(r.is_ok());
+        journal.extend(events);
+        turns += 1;
+        assert!(turns < 10, "closing never ends");
+    }
+    assert!(turns >= 2);
+    for id in &paid {
+        let p = state.payment(*id).unwrap();
+        assert_eq!(p.refunds.len(), 1, "refunded once: {p:?}");
+        assert_eq!(p.refunds[0].reason, RefundReason::EventCanceled);
+        assert_eq!(p.refunds[0].amount_minor, 1_000);
+        assert_eq!(p.refundable_minor(), 0);
+    }
+    assert!(
+        state.payment(held).unwrap().refunds.is_empty(),
+        "nothing captured, nothing refunded"
+    );
+    assert_eq!(state.registration_status(held), None, "the hold ended");
+    // A refund the provider refused is not asked again by the close.
+    let refund = state.payment(paid[0]).unwrap().refunds[0].id;
+    let _ = state.execute(
+        PoolCommand::RefundSettled {
+            registration_id: paid[0],
+            refund_id: refund,
+            state: RefundState::Failed,
+        },
+        EventStatus::Canceled,
+        t0,
+    );
+    assert!(!state.has_live_registrations());
+}

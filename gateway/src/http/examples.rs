@@ -638,3 +638,17 @@ pub(super) fn revenue_summary() -> Value {
         "confirmed_totals_minor": {"EUR": 10130400},
     })
 }
+
+pub(super) fn cancellation() -> Value {
+    json!({
+        "event_id": EVENT_ID,
+        "event_status": "canceled",
+        "registrations_live": 0,
+        "refunds_requested": 12,
+        "refunds_succeeded": 1395,
+        "refunds_failed": 0,
+        "refunded_minor": {"EUR": 10044000},
+        "refundable_minor": {},
+        "done": false,
+    })
+}

@@ -56,6 +56,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::start_payment, super::payments::mark_paid, super::payments::refund,
         super::payments::stripe_webhook, super::payments::report::list_payments,
         super::payments::report::summary, super::payments::report::export_payments,
+        super::payments::report::cancellation,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -80,6 +81,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::PaymentStartedDto, super::payments::RefundBody, super::payments::WebhookReceived,
         super::payments::report::PaymentItem, super::payments::report::PaymentPage,
         super::payments::report::RevenueLine, super::payments::report::RevenueSummary,
+        super::payments::report::CancellationDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "realtime"), (name = "ops")),

@@ -269,15 +269,17 @@ pub(crate) async fn stripe_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<WebhookReceived>> {
+    let Some(header) = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(reject(&state, "stripe", "no Stripe-Signature header"));
+    };
     let settings = state
         .webhooks
         .stripe
         .clone()
         .ok_or(ApiError::RouteNotFound)?;
-    let header = headers
-        .get("stripe-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
     let secrets: Vec<&[u8]> = settings.secrets.iter().map(Vec::as_slice).collect();
     let now = u64::try_from(Utc::now().timestamp()).unwrap_or_default();
     if let Err(e) = integrations::stripe::signature::verify(

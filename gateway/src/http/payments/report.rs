@@ -31,6 +31,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/events/{id}/payments", get(list_payments))
         .route("/api/v1/events/{id}/payments/summary", get(summary))
         .route("/api/v1/events/{id}/payments.csv", get(export_payments))
+        .route("/api/v1/events/{id}/cancellation", get(cancellation))
 }
 
 /// Filters and paging of an event's payments.
@@ -302,4 +303,79 @@ pub(crate) async fn export_payments(
         payment_rows,
         format!("payments-{event_id}.csv"),
     ))
+}
+
+/// How far an event's cancellation got.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[schema(examples(crate::http::examples::cancellation))]
+pub struct CancellationDto {
+    event_id: Uuid,
+    /// The event's status (the cascade runs once it is canceled).
+    event_status: String,
+    /// Registrations still held or confirmed (0 once every one is canceled).
+    registrations_live: u64,
+    /// Refunds decided and waiting for the provider's answer.
+    refunds_requested: u64,
+    refunds_succeeded: u64,
+    /// Refunds the provider refused after the retries: a manager resolves them.
+    refunds_failed: u64,
+    /// Money given back so far (minor units, per currency).
+    refunded_minor: BTreeMap<String, i64>,
+    /// Money still captured and not yet being refunded (per currency).
+    refundable_minor: BTreeMap<String, i64>,
+    /// Canceled, nothing live, no refund waiting, nothing left to refund.
+    done: bool,
+}
+
+/// The progress of an event's cancellation (managers): registrations canceled, refunds
+/// requested, succeeded and failed. The cascade runs in the event's pools in bounded turns and
+/// resumes after a crash; refunds go through the refund relay.
+#[utoipa::path(get, path = "/api/v1/events/{id}/cancellation", tag = "payments", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = CancellationDto), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn cancellation(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(id): PathId<EventId>,
+) -> ApiResult<Json<CancellationDto>> {
+    let event = managed_event(&state, &principal, id)?;
+    let mut out = CancellationDto {
+        event_id: id.0,
+        event_status: event.status.as_str().into(),
+        ..CancellationDto::default()
+    };
+    let mut cursor = None;
+    loop {
+        let page = state
+            .engine
+            .registrations_by_event(id, None, cursor, SCAN_PAGE)?;
+        for view in &page.items {
+            use engine::model::RegistrationStatus as S;
+            out.registrations_live += u64::from(matches!(view.status, S::Held | S::Confirmed));
+            let Some(p) = &view.payment else {
+                continue;
+            };
+            for r in &p.refunds {
+                match r.state {
+                    engine::payment::RefundState::Requested => out.refunds_requested += 1,
+                    engine::payment::RefundState::Succeeded => out.refunds_succeeded += 1,
+                    engine::payment::RefundState::Failed => out.refunds_failed += 1,
+                }
+            }
+            *out.refunded_minor.entry(p.currency.clone()).or_default() += p.refunded_minor();
+            let left = p.refundable_minor();
+            if left > 0 {
+                *out.refundable_minor.entry(p.currency.clone()).or_default() += left;
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    out.done = event.status == engine::model::EventStatus::Canceled
+        && out.registrations_live == 0
+        && out.refunds_requested == 0
+        && out.refundable_minor.is_empty();
+    Ok(Json(out))
 }
