@@ -62,6 +62,14 @@ pub enum MessageKind {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         expires_at: DateTime<Utc>,
     },
+    /// A payment is being refunded on its own (it came after the seats were gone, or twice).
+    PaymentRefunded {
+        registration_id: crate::ids::RegistrationId,
+        /// The refund, in minor units of `currency`.
+        amount_minor: i64,
+        currency: String,
+        cause: RefundCause,
+    },
     /// The event was canceled: the registration (or waiting-list place) ended with it, and
     /// its tickets, if any, no longer admit anyone.
     EventCanceled {
@@ -73,6 +81,16 @@ pub enum MessageKind {
         /// Whether it had tickets (now revoked).
         tickets_revoked: bool,
     },
+}
+
+/// Why money went back without anyone asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundCause {
+    /// The payment arrived after the hold ended and its seats were gone.
+    LatePayment,
+    /// The registration was paid twice.
+    DoublePayment,
 }
 
 /// One ticket in a message.
@@ -93,6 +111,7 @@ impl MessageKind {
             MessageKind::Tickets { .. } => "tickets",
             MessageKind::WaitlistOffer { .. } => "waitlist_offer",
             MessageKind::EventCanceled { .. } => "event_canceled",
+            MessageKind::PaymentRefunded { .. } => "payment_refunded",
         }
     }
 }

@@ -322,17 +322,29 @@ impl std::fmt::Debug for PaymentProviders {
     }
 }
 
-/// A refund the relay has to carry out: written by the read model with the decision, removed
-/// with the provider's answer.
+/// A call the provider relay has to make: written by the read model in the batch of the
+/// decision, removed when it is done.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundJob {
-    pub refund_id: uuid::Uuid,
+pub struct ProviderJob {
+    /// Its id: a refund's id (also its outbound idempotency key), or for a cancellation the
+    /// registration's.
+    pub id: uuid::Uuid,
     pub registration_id: crate::ids::RegistrationId,
     pub event_id: crate::ids::EventId,
     pub pool_id: crate::ids::PoolId,
     pub provider: Provider,
-    /// The capture it gives back.
+    /// The provider's payment it concerns (the capture to give back, the payment to cancel).
     pub provider_ref: String,
-    pub amount_minor: i64,
-    pub currency: String,
+    pub action: JobAction,
+}
+
+/// What a provider job does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    /// Refund `amount_minor` (the refund's answer is reported to the pool).
+    Refund { amount_minor: i64, currency: String },
+    /// Cancel a payment nobody completed before its hold ended (best effort: a payment that
+    /// completed meanwhile is reported by its webhook and refunded or seated).
+    Cancel,
 }

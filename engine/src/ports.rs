@@ -664,8 +664,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(uuid::Uuid, Result<OutboxMessage, StoreError>)>, StoreError>;
     /// How many messages the outbox holds (counted once, at start).
     fn outbox_len(&self) -> Result<usize, StoreError>;
-    /// Refunds decided and not yet answered by their provider, at most `limit`.
-    fn refund_jobs(&self, limit: usize) -> Result<Vec<crate::payment::RefundJob>, StoreError>;
+    /// Provider calls to make (refunds decided and not yet answered, payments to cancel), at
+    /// most `limit`.
+    fn provider_jobs(&self, limit: usize) -> Result<Vec<crate::payment::ProviderJob>, StoreError>;
+    /// Removes a done provider job that no pool decision records (a cancellation).
+    fn provider_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError>;
     /// The registration whose payment the provider knows as `reference`.
     fn registration_by_payment_ref(
         &self,

@@ -97,6 +97,12 @@ impl FileSink {
                 *registration_id,
                 *tickets_revoked,
             ),
+            MessageKind::PaymentRefunded {
+                registration_id,
+                amount_minor,
+                currency,
+                cause,
+            } => payment_refunded(base, *registration_id, *amount_minor, currency, *cause),
         };
         Line {
             id: message.id,
@@ -210,6 +216,33 @@ fn waitlist_offer<'a>(
         expires_at: Some(expires_at),
         tickets: None,
         text,
+    }
+}
+
+/// A payment refunded on its own: it came after the seats were gone, or twice.
+fn payment_refunded<'a>(
+    base: &str,
+    registration_id: engine::ids::RegistrationId,
+    amount_minor: i64,
+    currency: &str,
+    cause: engine::message::RefundCause,
+) -> Rendered<'a> {
+    let link = format!("{base}/registrations/{registration_id}");
+    let amount = integrations::money::to_decimal(amount_minor, currency)
+        .unwrap_or_else(|_| format!("{amount_minor} (minor units)"));
+    let why = match cause {
+        engine::message::RefundCause::LatePayment => {
+            "Your payment arrived after your hold had ended and the seats were sold to someone else."
+        }
+        engine::message::RefundCause::DoublePayment => "This registration was paid twice.",
+    };
+    Rendered {
+        subject: "Your payment is being refunded".to_owned(),
+        text: format!("{why} We are refunding {amount} {currency} to you in full. Details: {link}"),
+        link,
+        token: None,
+        expires_at: None,
+        tickets: None,
     }
 }
 

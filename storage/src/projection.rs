@@ -80,8 +80,8 @@ pub struct Overlay {
     users_by_email: Vec<(Vec<u8>, [u8; 16])>,
     /// Payments' provider references → registration ids.
     payment_refs: Vec<(Vec<u8>, [u8; 16])>,
-    /// Refund jobs written (`Some`) or done (`None`), in order.
-    refund_jobs: Vec<(uuid::Uuid, Option<engine::payment::RefundJob>)>,
+    /// Provider jobs written (`Some`) or done (`None`), in order.
+    provider_jobs: Vec<(uuid::Uuid, Option<engine::payment::ProviderJob>)>,
     /// Revocations to insert, and each touched event's latest version (loaded on first use).
     revocations: Vec<(EventId, Revocation)>,
     revocation_heads: HashMap<EventId, u64>,
@@ -255,6 +255,7 @@ impl Overlay {
                 let view = self.registration(db, registration_id)?;
                 view.status = RegistrationStatus::Expired;
                 view.updated_at = at;
+                self.cancel_unpaid(registration_id)?;
                 self.release_voucher(db, registration_id, at)?;
                 self.offer_ended(db, registration_id, WaitlistStatus::Passed, at)?;
             }
@@ -311,20 +312,22 @@ impl Overlay {
                         self.payment_refs.push((key, *registration_id.as_bytes()));
                     }
                     (PoolEvent::RefundRequested { refund, .. }, Some(p)) => {
-                        let job = engine::payment::RefundJob {
-                            refund_id: refund.id,
+                        let job = engine::payment::ProviderJob {
+                            id: refund.id,
                             registration_id,
                             event_id: view.event_id,
                             pool_id: view.pool_id,
                             provider: refund.provider,
                             provider_ref: refund.provider_ref.clone(),
-                            amount_minor: refund.amount_minor,
-                            currency: p.currency.clone(),
+                            action: engine::payment::JobAction::Refund {
+                                amount_minor: refund.amount_minor,
+                                currency: p.currency.clone(),
+                            },
                         };
-                        self.refund_jobs.push((refund.id, Some(job)));
+                        self.provider_jobs.push((refund.id, Some(job)));
                     }
                     (PoolEvent::RefundSettled { refund_id, .. }, _) => {
-                        self.refund_jobs.push((*refund_id, None));
+                        self.provider_jobs.push((*refund_id, None));
                     }
                     _ => {}
                 }
@@ -547,6 +550,39 @@ impl Overlay {
 
     /// A canceled registration: its voucher use and waiting-list offer end, and a confirmed
     /// one's tickets go on its event's revocation list.
+    /// A hold that ended with a payment the buyer has not completed: the provider's payment
+    /// is canceled (a provider job), so it cannot be paid any more. (The row is in the batch:
+    /// the caller just read it.)
+    fn cancel_unpaid(&mut self, registration_id: RegistrationId) -> Result<(), StoreError> {
+        let Some(view) = self.registrations.get(&registration_id) else {
+            return Ok(());
+        };
+        let Some(p) = &view.payment else {
+            return Ok(());
+        };
+        let open = matches!(
+            p.attempt_state,
+            engine::payment::PaymentState::Created | engine::payment::PaymentState::Pending
+        );
+        if let (true, true, Some(provider_ref)) = (
+            open && p.captures.is_empty(),
+            p.provider != engine::payment::Provider::Manual,
+            &p.provider_ref,
+        ) {
+            let job = engine::payment::ProviderJob {
+                id: registration_id.0,
+                registration_id,
+                event_id: view.event_id,
+                pool_id: view.pool_id,
+                provider: p.provider,
+                provider_ref: provider_ref.clone(),
+                action: engine::payment::JobAction::Cancel,
+            };
+            self.provider_jobs.push((registration_id.0, Some(job)));
+        }
+        Ok(())
+    }
+
     fn registration_canceled(
         &mut self,
         db: &Db,
@@ -556,6 +592,7 @@ impl Overlay {
         self.release_voucher(db, registration_id, at)?;
         if self.registration(db, registration_id)?.status == RegistrationStatus::Held {
             self.offer_ended(db, registration_id, WaitlistStatus::Declined, at)?;
+            self.cancel_unpaid(registration_id)?;
         }
         let view = self.registration(db, registration_id)?;
         view.status = RegistrationStatus::Canceled;
@@ -699,12 +736,10 @@ impl Overlay {
         for (reference, id) in self.payment_refs {
             batch.insert(&db.payment_refs, reference, id.to_vec());
         }
-        for (refund, job) in self.refund_jobs {
+        for (id, job) in self.provider_jobs {
             match job {
-                Some(job) => {
-                    batch.insert(&db.refund_jobs, refund.as_bytes().to_vec(), encode(&job)?)
-                }
-                None => batch.remove(&db.refund_jobs, refund.as_bytes().to_vec()),
+                Some(job) => batch.insert(&db.provider_jobs, id.as_bytes().to_vec(), encode(&job)?),
+                None => batch.remove(&db.provider_jobs, id.as_bytes().to_vec()),
             }
         }
         for (event, stats) in &self.checkin_stats {

@@ -89,9 +89,9 @@ pub struct Db {
     /// Index: `provider:reference` of a payment (a PaymentIntent, an order) → registration
     /// id, so a provider's report that names only its payment finds its registration.
     pub(crate) payment_refs: Keyspace,
-    /// Refunds decided and not yet answered by their provider, by refund id (the refund
-    /// relay's work; removed with the answer).
-    pub(crate) refund_jobs: Keyspace,
+    /// Provider calls to make, by job id (the provider relay's work; a refund's job is
+    /// removed with its answer, a cancellation's when it was made).
+    pub(crate) provider_jobs: Keyspace,
 }
 
 impl Db {
@@ -131,7 +131,7 @@ impl Db {
             vouchers: ks("vouchers")?,
             waitlist: ks("waitlist")?,
             payment_refs: ks("payment_refs")?,
-            refund_jobs: ks("refund_jobs")?,
+            provider_jobs: ks("provider_jobs")?,
             db,
         })
     }
@@ -188,7 +188,7 @@ impl Db {
             &self.vouchers,
             &self.waitlist,
             &self.payment_refs,
-            &self.refund_jobs,
+            &self.provider_jobs,
         ]
     }
 
@@ -426,9 +426,13 @@ impl Store for Db {
         }
     }
 
-    fn refund_jobs(&self, limit: usize) -> Result<Vec<engine::payment::RefundJob>, StoreError> {
+    fn provider_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.provider_jobs.remove(id.as_bytes()).map_err(err)
+    }
+
+    fn provider_jobs(&self, limit: usize) -> Result<Vec<engine::payment::ProviderJob>, StoreError> {
         let mut jobs = Vec::new();
-        for guard in self.refund_jobs.iter().take(limit) {
+        for guard in self.provider_jobs.iter().take(limit) {
             let (_, value) = guard.into_inner().map_err(err)?;
             jobs.push(decode(&value).map_err(StoreError::from)?);
         }

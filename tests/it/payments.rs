@@ -624,3 +624,114 @@ async fn a_canceled_event_refunds_every_payment_once_across_a_kill_9() {
     assert_eq!(r["status"], "canceled");
     server.terminate(Duration::from_secs(20));
 }
+
+/// A payment completed at Stripe whose webhook arrives after the hold ended: with the seats
+/// gone it is refunded in full (and the buyer told); with seats left it takes them again and
+/// confirms. A hold that ends with its payment never completed has its PaymentIntent canceled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_payments_take_seats_left_or_are_refunded_and_unpaid_intents_are_canceled() {
+    let stripe = LocalStripe::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Holds of 2 s, extended by 1 s when paying; no webhook registered at localstripe: the
+    // test delivers its events late.
+    let server = gateway(
+        &dir.path().join("data"),
+        &stripe,
+        &[("PAYMENTS__HOLD_EXTENSION_SECS", "1")],
+    );
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(1, 2, 1, 4500).await;
+    let start = |id: String| {
+        let admin = admin.clone();
+        async move {
+            let r = admin
+                .post(
+                    &format!("/api/v1/registrations/{id}/payments"),
+                    &json!({"provider": "stripe"}),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 201, "{r:?}");
+            r.body["payment"]["provider_ref"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let succeeded_event = |intent: String| {
+        let stripe = &stripe;
+        async move {
+            let events = stripe.events("payment_intent.succeeded").await;
+            events
+                .into_iter()
+                .find(|e| e["data"]["object"]["id"] == intent.as_str())
+                .expect("localstripe recorded the payment")
+        }
+    };
+
+    // Ada pays at Stripe, but her webhook is late: her hold expires, Bob takes the seat.
+    let ada = admin.hold(&event, &tt, 1, None).await.str("id");
+    let ada_intent = start(ada.clone()).await;
+    stripe.pay(&ada_intent).await;
+    registration_until(&admin, &ada, |r| r["status"] == "expired").await;
+    let bob = admin.hold(&event, &tt, 1, None).await;
+    assert_eq!(bob.status, 201, "{bob:?}");
+    let late = deliver(
+        &admin,
+        &succeeded_event(ada_intent.clone()).await,
+        WEBHOOK_SECRET,
+        now(),
+    )
+    .await;
+    assert_eq!(
+        (late.status, late.body["result"].as_str()),
+        (200, Some("applied")),
+        "{late:?}"
+    );
+    let refunded = registration_until(&admin, &ada, |r| r["payment"]["state"] == "refunded").await;
+    assert_eq!(
+        refunded["status"], "expired",
+        "no seat for a late payment without seats"
+    );
+    assert_eq!(refunded["payment"]["refunds"][0]["reason"], "refund_due");
+    assert_eq!(stripe.refunds(&ada_intent).await.len(), 1);
+    assert_eq!(
+        admin.availability(&event).await,
+        (1, 1, 0, 0),
+        "Bob keeps his seat"
+    );
+    let told = tests::mailed(&server, "buyer@example.com", "payment_refunded");
+    assert_eq!(told.len(), 1, "the buyer is told once: {told:?}");
+
+    // Bob's payment is never completed: when his hold ends, its PaymentIntent is canceled.
+    let bob = bob.str("id");
+    let bob_intent = start(bob.clone()).await;
+    registration_until(&admin, &bob, |r| r["status"] == "expired").await;
+    let canceled = wait_for(Duration::from_secs(20), || {
+        let (stripe, intent) = (&stripe, bob_intent.clone());
+        async move { (stripe.intent(&intent).await["status"] == "canceled").then_some(()) }
+    })
+    .await;
+    assert!(canceled.is_some(), "the unpaid intent was not canceled");
+
+    // Cleo pays late too, but the seat is free now: she gets it.
+    let cleo = admin.hold(&event, &tt, 1, None).await.str("id");
+    let cleo_intent = start(cleo.clone()).await;
+    stripe.pay(&cleo_intent).await;
+    registration_until(&admin, &cleo, |r| r["status"] == "expired").await;
+    let late = deliver(
+        &admin,
+        &succeeded_event(cleo_intent.clone()).await,
+        WEBHOOK_SECRET,
+        now(),
+    )
+    .await;
+    assert_eq!(late.status, 200, "{late:?}");
+    let seated = registration_until(&admin, &cleo, |r| r["status"] == "confirmed").await;
+    assert_eq!(seated["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(seated["payment"]["state"], "succeeded");
+    assert!(stripe.refunds(&cleo_intent).await.is_empty());
+    assert_eq!(admin.availability(&event).await, (1, 0, 1, 0));
+    server.terminate(Duration::from_secs(10));
+}

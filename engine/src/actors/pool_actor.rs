@@ -515,7 +515,7 @@ fn offer_messages(
     let now = state.ctx.clock.now();
     let outbox: Vec<OutboxMessage> = events
         .iter()
-        .filter_map(|e| offer_message(e, now))
+        .filter_map(|e| offer_message(e, now).or_else(|| refund_message(&state.pool, e, now)))
         .collect();
     if outbox.is_empty() {
         return (outbox, None);
@@ -571,6 +571,48 @@ fn offer_message(event: &PoolEvent, now: DateTime<Utc>) -> Option<OutboxMessage>
         )),
         _ => None,
     }
+}
+
+/// A refund nobody asked for (a late or second payment) is told to the buyer.
+fn refund_message(
+    pool: &crate::pool::PoolState,
+    event: &PoolEvent,
+    now: DateTime<Utc>,
+) -> Option<OutboxMessage> {
+    let PoolEvent::RefundRequested {
+        registration_id,
+        refund,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    if refund.reason != crate::payment::RefundReason::RefundDue {
+        return None;
+    }
+    let payment = pool.payment(*registration_id)?;
+    if payment.buyer_email.is_empty() {
+        return None;
+    }
+    let second = payment
+        .captures
+        .first()
+        .is_some_and(|c| c.provider_ref != refund.provider_ref);
+    Some(OutboxMessage::new(
+        &payment.buyer_email,
+        payment.account.map(|(user, _)| user),
+        MessageKind::PaymentRefunded {
+            registration_id: *registration_id,
+            amount_minor: refund.amount_minor,
+            currency: payment.currency.clone(),
+            cause: if second {
+                crate::message::RefundCause::DoublePayment
+            } else {
+                crate::message::RefundCause::LatePayment
+            },
+        },
+        now,
+    ))
 }
 
 fn scan_notice(event: &PoolEvent) -> Option<ScanNotice> {

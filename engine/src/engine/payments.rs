@@ -64,6 +64,7 @@ impl Engine {
             hold_until: self.ctx.clock.now() + chrono::Duration::seconds(extension),
             currency: price.currency.clone(),
             max_per_account,
+            buyer_email: view.attendee.email.clone(),
         };
         let command = PoolCommand::StartPayment(Box::new(start));
         let (payment, _) = self.payment_command(&view, command).await?;

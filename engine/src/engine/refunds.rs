@@ -1,7 +1,8 @@
-//! The refund relay: carries out refunds the pools decided. It reads the refund jobs the read
-//! model keeps (written in the batch of the decision, removed in the batch of the answer),
-//! calls each job's provider with the refund's id as the idempotency key, and reports the
-//! answer to the registration's pool. A crash between the call and the report repeats the
+//! The provider relay: carries out the calls the pools' decisions need. It reads the provider
+//! jobs the read model keeps (written in the batch of the decision): a refund is made with the
+//! refund's id as the idempotency key and its answer reported to the registration's pool (whose
+//! batch removes the job); a payment nobody completed before its hold ended is canceled (best
+//! effort: the job is removed once the provider answered either way). A crash between the call and the report repeats the
 //! call with the same key on the next start, which the provider answers with the same
 //! refund: money goes back once.
 //!
@@ -13,7 +14,7 @@
 
 use super::Engine;
 use crate::failure::chain;
-use crate::payment::{Provider, ProviderError, RefundCall, RefundJob, RefundState};
+use crate::payment::{JobAction, Provider, ProviderError, ProviderJob, RefundCall, RefundState};
 use crate::pool::PoolCommand;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -57,19 +58,23 @@ impl Engine {
             if *shutdown.borrow() {
                 return;
             }
-            let jobs = match self.ctx.store.refund_jobs(BATCH_MAX) {
+            let jobs = match self.ctx.store.provider_jobs(BATCH_MAX) {
                 Ok(jobs) => jobs,
                 Err(e) => {
-                    tracing::error!(error = %chain(&e), "reading refund jobs failed");
+                    tracing::error!(error = %chain(&e), "reading provider jobs failed");
                     Vec::new()
                 }
             };
-            metrics::gauge!("refunds_waiting").set(jobs.len() as f64);
-            backoff.retain(|id, _| jobs.iter().any(|j| j.refund_id == *id));
+            let refunds = jobs
+                .iter()
+                .filter(|j| matches!(j.action, JobAction::Refund { .. }))
+                .count();
+            metrics::gauge!("refunds_waiting").set(refunds as f64);
+            backoff.retain(|id, _| jobs.iter().any(|j| j.id == *id));
             let now = Instant::now();
-            let due: Vec<RefundJob> = jobs
+            let due: Vec<ProviderJob> = jobs
                 .into_iter()
-                .filter(|j| backoff.get(&j.refund_id).is_none_or(|(_, at)| *at <= now))
+                .filter(|j| backoff.get(&j.id).is_none_or(|(_, at)| *at <= now))
                 .collect();
             let calls = due.into_iter().map(|job| {
                 let engine = self.clone();
@@ -102,9 +107,16 @@ impl Engine {
     }
 
     /// Calls the job's provider.
-    async fn carry_out(&self, job: &RefundJob) -> Result<String, ProviderError> {
+    async fn carry_out(&self, job: &ProviderJob) -> Result<String, ProviderError> {
+        let (amount_minor, currency) = match &job.action {
+            JobAction::Refund {
+                amount_minor,
+                currency,
+            } => (*amount_minor, currency.clone()),
+            JobAction::Cancel => (0, String::new()),
+        };
         if job.provider == Provider::Manual {
-            return Ok(format!("manual:{}", job.refund_id));
+            return Ok(format!("manual:{}", job.id));
         }
         let Some(adapter) = self.ctx.payments.get(job.provider) else {
             return Err(ProviderError::Unavailable(format!(
@@ -112,53 +124,79 @@ impl Engine {
                 job.provider.as_str()
             )));
         };
+        if job.action == JobAction::Cancel {
+            return adapter
+                .cancel(&job.provider_ref)
+                .await
+                .map(|()| String::new());
+        }
         adapter
             .refund(&RefundCall {
-                refund_id: job.refund_id,
+                refund_id: job.id,
                 registration_id: job.registration_id,
                 provider_ref: job.provider_ref.clone(),
-                amount_minor: job.amount_minor,
-                currency: job.currency.clone(),
+                amount_minor,
+                currency,
             })
             .await
+    }
+
+    /// A cancellation's outcome: done when the provider answered, whatever it said (a
+    /// payment completed meanwhile cannot be canceled, and its webhook decides).
+    fn cancel_done(&self, job: &ProviderJob, result: &Result<String, ProviderError>) -> bool {
+        let outcome = match result {
+            Ok(_) => "canceled",
+            Err(ProviderError::Rejected(_)) => "refused",
+            Err(ProviderError::Unavailable(_)) => return false,
+        };
+        metrics::counter!("payment_cancellations_total", "provider" => job.provider.as_str(), "result" => outcome)
+            .increment(1);
+        if let Err(e) = self.ctx.store.provider_job_done(job.id) {
+            tracing::warn!(job = %job.id, error = %chain(&e), "removing a done cancellation failed");
+        }
+        true
     }
 
     /// Reports a call's outcome to the pool, or schedules the next try.
     async fn settle(
         &self,
-        job: &RefundJob,
+        job: &ProviderJob,
         result: Result<String, ProviderError>,
         config: &RefundRelayConfig,
         backoff: &mut Backoff,
     ) {
         let provider = job.provider.as_str();
+        if job.action == JobAction::Cancel && self.cancel_done(job, &result) {
+            backoff.remove(&job.id);
+            return;
+        }
         let state = match result {
             Ok(_) => RefundState::Succeeded,
             Err(ProviderError::Unavailable(why)) => {
-                let calls = backoff.get(&job.refund_id).map_or(1, |(n, _)| n + 1);
+                let calls = backoff.get(&job.id).map_or(1, |(n, _)| n + 1);
                 if calls < config.attempts_max {
                     let delay = config.retry * 2u32.pow((calls - 1).min(5));
-                    backoff.insert(job.refund_id, (calls, Instant::now() + delay));
-                    tracing::warn!(refund = %job.refund_id, provider, calls, error = %why, "refund call failed; retrying");
+                    backoff.insert(job.id, (calls, Instant::now() + delay));
+                    tracing::warn!(refund = %job.id, provider, calls, error = %why, "refund call failed; retrying");
                     metrics::counter!("refunds_total", "provider" => provider, "result" => "retried").increment(1);
                     return;
                 }
-                tracing::error!(refund = %job.refund_id, provider, calls, error = %why, "refund failed after its last attempt");
+                tracing::error!(refund = %job.id, provider, calls, error = %why, "refund failed after its last attempt");
                 RefundState::Failed
             }
             Err(ProviderError::Rejected(why)) => {
-                tracing::error!(refund = %job.refund_id, provider, error = %why, "refund refused by the provider");
+                tracing::error!(refund = %job.id, provider, error = %why, "refund refused by the provider");
                 RefundState::Failed
             }
         };
         let command = PoolCommand::RefundSettled {
             registration_id: job.registration_id,
-            refund_id: job.refund_id,
+            refund_id: job.id,
             state,
         };
         match self.pool_command(job.event_id, job.pool_id, command).await {
             Ok(_) => {
-                backoff.remove(&job.refund_id);
+                backoff.remove(&job.id);
                 let result = match state {
                     RefundState::Succeeded => "succeeded",
                     _ => "failed",
@@ -168,9 +206,9 @@ impl Engine {
             }
             Err(e) => {
                 // The answer is not recorded: the call is repeated (same key) next round.
-                tracing::warn!(refund = %job.refund_id, error = %e, "recording a refund's answer failed; retrying");
-                let calls = backoff.get(&job.refund_id).map_or(0, |(n, _)| *n);
-                backoff.insert(job.refund_id, (calls, Instant::now() + config.retry));
+                tracing::warn!(refund = %job.id, error = %e, "recording a refund's answer failed; retrying");
+                let calls = backoff.get(&job.id).map_or(0, |(n, _)| *n);
+                backoff.insert(job.id, (calls, Instant::now() + config.retry));
             }
         }
     }

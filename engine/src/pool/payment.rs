@@ -87,6 +87,9 @@ pub struct Payment {
     pub max_per_account: Option<u16>,
     /// How the registration ended, once the pool forgot it (expired, canceled).
     pub ended: Option<RegistrationStatus>,
+    /// Who is told when money goes back on its own (a late payment refunded).
+    #[serde(default)]
+    pub buyer_email: String,
 }
 
 /// How a report changes a payment's facts.
@@ -278,6 +281,7 @@ impl Payment {
             amount_minor,
             currency,
             max_per_account,
+            buyer_email,
             ..
         } = event
         {
@@ -296,8 +300,12 @@ impl Payment {
                 account,
                 max_per_account: *max_per_account,
                 ended: None,
+                buyer_email: buyer_email.clone(),
             });
             p.max_per_account = *max_per_account;
+            if !buyer_email.is_empty() {
+                p.buyer_email.clone_from(buyer_email);
+            }
             p.provider = *provider;
             p.attempt = *attempt;
             p.provider_ref = None;
@@ -408,6 +416,8 @@ pub struct StartPayment {
     pub currency: String,
     /// The ticket type's per-account limit.
     pub max_per_account: Option<u16>,
+    /// The attendee's address (told if the payment is refunded on its own).
+    pub buyer_email: String,
 }
 
 /// A refund asked for.
@@ -464,6 +474,7 @@ impl PoolState {
                     amount_minor: reg.total_minor,
                     currency: cmd.currency,
                     max_per_account: cmd.max_per_account,
+                    buyer_email: cmd.buyer_email,
                     hold_until: super::millis_to_time(hold_until),
                     at: now,
                 },
@@ -753,6 +764,11 @@ impl PoolState {
         let currency = currency.unwrap_or_else(|| reg.currency());
         let attempt = self.payments.get(id).map_or(1, |p| p.attempt + 1);
         let max_per_account = self.payments.get(id).and_then(|p| p.max_per_account);
+        let buyer_email = self
+            .payments
+            .get(id)
+            .map(|p| p.buyer_email.clone())
+            .unwrap_or_default();
         self.emit(
             events,
             PoolEvent::PaymentStarted {
@@ -763,6 +779,7 @@ impl PoolState {
                 amount_minor: reg.total_minor,
                 currency: currency.clone(),
                 max_per_account,
+                buyer_email,
                 hold_until: super::millis_to_time(reg.expires_at_ms),
                 at: now,
             },

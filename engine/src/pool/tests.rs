@@ -263,6 +263,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 hold_until: now + Duration::milliseconds(3_000),
                 currency: "EUR".into(),
                 max_per_account: Some(MAX_PER_ACCOUNT),
+                buyer_email: "a@example.com".into(),
             })),
             Op::Report {
                 reg,
@@ -1259,6 +1260,7 @@ fn paid_hold_started(
         hold_until: t0,
         currency: "EUR".into(),
         max_per_account: None,
+        buyer_email: "a@example.com".into(),
     };
     let (_, r) = state.execute(
         PoolCommand::StartPayment(Box::new(start)),

@@ -191,6 +191,9 @@ pub enum PoolEvent {
         /// The ticket type's per-account limit (a late payment retakes seats within it).
         #[serde(default)]
         max_per_account: Option<u16>,
+        /// The attendee's address (told if the payment is refunded on its own).
+        #[serde(default)]
+        buyer_email: String,
         #[serde(with = "chrono::serde::ts_milliseconds")]
         hold_until: DateTime<Utc>,
         #[serde(with = "chrono::serde::ts_milliseconds")]
