@@ -44,10 +44,14 @@ enum Command {
     /// Slowloris and silent connections with a health checker alongside: connections held,
     /// time to close, /healthz latency.
     SlowClients(slow::SlowArgs),
+    /// Signed Stripe webhooks for N started payments (with redeliveries): confirmations/s,
+    /// latency, each registration confirmed once. Serves a Stripe API stub for the gateway.
+    Webhooks(webhooks::WebhookArgs),
 }
 
 mod slow;
 mod storm;
+mod webhooks;
 
 #[derive(Args, Clone)]
 struct CommonArgs {
@@ -294,6 +298,17 @@ async fn post(
         request = request.bearer_auth(token);
     }
     let response = request.send().await?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url}: {status}: {value}");
+    }
+    Ok(value)
+}
+
+/// GETs JSON with a token.
+async fn get_json(http: &reqwest::Client, token: &str, url: &str) -> anyhow::Result<Value> {
+    let response = http.get(url).bearer_auth(token).send().await?;
     let status = response.status();
     let value: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -594,6 +609,10 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckinStorm(args) => {
             let report = storm::run(&args).await?;
             write_report(&args.report, &json!({"checkin_storm": report}))?;
+        }
+        Command::Webhooks(args) => {
+            let report = webhooks::run(&args).await?;
+            write_report(&args.common.report, &json!({"webhooks": report}))?;
         }
         Command::SlowClients(args) => {
             let report = slow::run(&args).await?;
