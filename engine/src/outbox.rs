@@ -13,16 +13,13 @@
 use crate::failure::chain;
 pub use crate::message::{MessageKind, OutboxMessage, TicketLine};
 use crate::ports::{Store, StoreError};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-/// A boxed future, for the object-safe sink trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::values::BoxFuture;
 
 /// Where messages go: an adapter (log, file, later SMTP and push) implemented outside the
 /// engine. An error leaves the message in the outbox for a later attempt.

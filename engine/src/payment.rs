@@ -278,17 +278,17 @@ pub trait PaymentProvider: Send + Sync + 'static {
     fn create<'a>(
         &'a self,
         req: &'a CreatePayment,
-    ) -> crate::outbox::BoxFuture<'a, Result<CreatedPayment, ProviderError>>;
+    ) -> crate::values::BoxFuture<'a, Result<CreatedPayment, ProviderError>>;
     /// Cancels a payment nobody completed (a hold that expired).
     fn cancel<'a>(
         &'a self,
         provider_ref: &'a str,
-    ) -> crate::outbox::BoxFuture<'a, Result<(), ProviderError>>;
+    ) -> crate::values::BoxFuture<'a, Result<(), ProviderError>>;
     /// Refunds (part of) a capture; returns the provider's id of the refund.
     fn refund<'a>(
         &'a self,
         req: &'a RefundCall,
-    ) -> crate::outbox::BoxFuture<'a, Result<String, ProviderError>>;
+    ) -> crate::values::BoxFuture<'a, Result<String, ProviderError>>;
 }
 
 /// The providers this server is configured with.

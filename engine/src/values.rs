@@ -111,3 +111,7 @@ impl ListRules {
         }
     }
 }
+
+/// A boxed future, for the object-safe ports whose adapters do I/O (the outbox's sink, payment
+/// providers).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

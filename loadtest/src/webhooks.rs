@@ -131,32 +131,85 @@ pub async fn run(args: &WebhookArgs) -> anyhow::Result<Value> {
     let token = Arc::new(login(&http, &common.base, &args.email, &password).await?);
     let n = common.requests;
     let (event, tt) = setup_event(&http, &token, &common.base, n as u32, 1).await?;
-    // Holds and payments (not measured here: setup).
+    let (setup, paid) = start_payments(common, &http, &token, &event, &tt).await?;
+    let (deliveries, phase) = deliver(args, &http, &paid).await?;
+    let confirmations_per_sec = n as f64 / phase.elapsed.as_secs_f64();
+    println!(
+        "confirmations: {n} in {:.2}s = {confirmations_per_sec:.0}/s ({deliveries} deliveries, {:.0}/s)",
+        phase.elapsed.as_secs_f64(),
+        phase.per_sec(phase.completed())
+    );
+    // Every registration confirmed once; the revenue summary agrees.
+    let url = format!("{}/api/v1/events/{event}/payments/summary", common.base);
+    let summary = crate::get_json(&http, &token, &url).await?;
+    let captured = summary["lines"][0]["captured_minor"].as_i64().unwrap_or(0);
+    let confirmed = summary["confirmed_paid"].as_u64().unwrap_or(0);
+    let ok = confirmed == n as u64 && captured == 5000 * n as i64;
+    println!(
+        "verify: {confirmed} of {n} confirmed, captured {captured}: {}",
+        if ok { "ok" } else { "MISMATCH" }
+    );
+    Ok(json!({
+        "setup": setup.json(),
+        "webhooks": phase.json(),
+        "registrations": n,
+        "deliveries": deliveries,
+        "confirmations_per_sec": confirmations_per_sec,
+        "verified": ok,
+    }))
+}
+
+/// Holds `n` seats and starts their Stripe payments (setup, measured but not the point);
+/// returns the phase and (registration, PaymentIntent) pairs.
+async fn start_payments(
+    common: &CommonArgs,
+    http: &reqwest::Client,
+    token: &Arc<String>,
+    event: &str,
+    tt: &str,
+) -> anyhow::Result<(crate::Phase, Vec<(String, String)>)> {
+    let n = common.requests;
     let intents: Arc<std::sync::Mutex<Vec<Started>>> =
         Arc::new(std::sync::Mutex::new(vec![None; n]));
-    let setup = {
-        let (http, token, intents) = (http.clone(), token.clone(), intents.clone());
-        let base = common.base.clone();
-        let url = format!("{base}/api/v1/events/{event}/registrations");
-        drive("hold+pay", common, move |i| {
-            let (http, token, intents, base, url, tt) =
-                (http.clone(), token.clone(), intents.clone(), base.clone(), url.clone(), tt.clone());
-            async move {
-                let started = Instant::now();
-                let held = post(&http, Some(&token), &url, &json!({"ticket_type_id": tt, "quantity": 1,
-                    "attendee": {"name": "Payer", "email": format!("payer-{i}@loadtest.example.com")}}))
-                    .await
-                    .ok()?;
-                let id = held["id"].as_str()?.to_owned();
-                let paying = post(&http, Some(&token), &format!("{base}/api/v1/registrations/{id}/payments"),
-                    &json!({"provider": "stripe"})).await.ok()?;
-                let intent = paying["payment"]["provider_ref"].as_str()?.to_owned();
-                intents.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((id, intent));
-                Some((201, 1, started.elapsed().as_micros() as u64))
-            }
-        })
-        .await?
-    };
+    let (http, token, sink) = (http.clone(), token.clone(), intents.clone());
+    let base = common.base.clone();
+    let url = format!("{base}/api/v1/events/{event}/registrations");
+    let tt = tt.to_owned();
+    let setup = drive("hold+pay", common, move |i| {
+        let (http, token, sink, base, url, tt) = (
+            http.clone(),
+            token.clone(),
+            sink.clone(),
+            base.clone(),
+            url.clone(),
+            tt.clone(),
+        );
+        async move {
+            let started = Instant::now();
+            let held = post(
+                &http,
+                Some(&token),
+                &url,
+                &json!({"ticket_type_id": tt, "quantity": 1,
+                "attendee": {"name": "Payer", "email": format!("payer-{i}@loadtest.example.com")}}),
+            )
+            .await
+            .ok()?;
+            let id = held["id"].as_str()?.to_owned();
+            let paying = post(
+                &http,
+                Some(&token),
+                &format!("{base}/api/v1/registrations/{id}/payments"),
+                &json!({"provider": "stripe"}),
+            )
+            .await
+            .ok()?;
+            let intent = paying["payment"]["provider_ref"].as_str()?.to_owned();
+            sink.lock().unwrap_or_else(|e| e.into_inner())[i] = Some((id, intent));
+            Some((201, 1, started.elapsed().as_micros() as u64))
+        }
+    })
+    .await?;
     setup.print();
     let paid: Vec<(String, String)> = intents
         .lock()
@@ -170,7 +223,17 @@ pub async fn run(args: &WebhookArgs) -> anyhow::Result<Value> {
         "only {} of {n} payments started",
         paid.len()
     );
-    // The deliveries: every event once, a share twice, in a deterministic shuffle.
+    Ok((setup, paid))
+}
+
+/// Delivers every payment's signed `payment_intent.succeeded`, a share twice, shuffled;
+/// returns the number of deliveries and the measured phase.
+async fn deliver(
+    args: &WebhookArgs,
+    http: &reqwest::Client,
+    paid: &[(String, String)],
+) -> anyhow::Result<(usize, crate::Phase)> {
+    let n = paid.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.extend((0..n).filter(|i| (*i as f64 * 0.618_033_988_75).fract() < args.duplicates));
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -194,10 +257,11 @@ pub async fn run(args: &WebhookArgs) -> anyhow::Result<Value> {
             .collect(),
     );
     let order = Arc::new(order);
-    let url = format!("{}/api/v1/payments/webhooks/stripe", common.base);
+    let url = format!("{}/api/v1/payments/webhooks/stripe", args.common.base);
     let secret = args.secret.clone();
-    let mut phase_args = common.clone();
+    let mut phase_args = args.common.clone();
     phase_args.requests = deliveries;
+    let http = http.clone();
     let phase = drive("webhooks", &phase_args, move |k| {
         let (http, url, secret, bodies, order) = (
             http.clone(),
@@ -225,32 +289,5 @@ pub async fn run(args: &WebhookArgs) -> anyhow::Result<Value> {
     })
     .await?;
     phase.print();
-    let confirmations_per_sec = n as f64 / phase.elapsed.as_secs_f64();
-    println!(
-        "confirmations: {n} in {:.2}s = {confirmations_per_sec:.0}/s ({deliveries} deliveries, {:.0}/s)",
-        phase.elapsed.as_secs_f64(),
-        phase.per_sec(phase.completed())
-    );
-    // Every registration confirmed once; the revenue summary agrees.
-    let summary: Value = crate::get_json(
-        &crate::client(4)?,
-        &token,
-        &format!("{}/api/v1/events/{event}/payments/summary", common.base),
-    )
-    .await?;
-    let captured = summary["lines"][0]["captured_minor"].as_i64().unwrap_or(0);
-    let confirmed = summary["confirmed_paid"].as_u64().unwrap_or(0);
-    let ok = confirmed == n as u64 && captured == 5000 * n as i64;
-    println!(
-        "verify: {confirmed} of {n} confirmed, captured {captured}: {}",
-        if ok { "ok" } else { "MISMATCH" }
-    );
-    Ok(json!({
-        "setup": setup.json(),
-        "webhooks": phase.json(),
-        "registrations": n,
-        "deliveries": deliveries,
-        "confirmations_per_sec": confirmations_per_sec,
-        "verified": ok,
-    }))
+    Ok((deliveries, phase))
 }

@@ -2,6 +2,8 @@
 //! the events, so a registration is readable exactly when its hold is acknowledged.
 
 use crate::codec::{decode, encode, encode_compact};
+
+mod payments;
 use crate::error::err;
 use crate::keys;
 use crate::store::Db;
@@ -251,14 +253,7 @@ impl Overlay {
                 registration_id,
                 at,
                 ..
-            } => {
-                let view = self.registration(db, registration_id)?;
-                view.status = RegistrationStatus::Expired;
-                view.updated_at = at;
-                self.cancel_unpaid(registration_id)?;
-                self.release_voucher(db, registration_id, at)?;
-                self.offer_ended(db, registration_id, WaitlistStatus::Passed, at)?;
-            }
+            } => self.hold_expired(db, registration_id, at)?,
             PoolEvent::RegistrationCanceled {
                 registration_id,
                 at,
@@ -286,51 +281,14 @@ impl Overlay {
                 self.ticket(db, ticket_id)?.admission = Some(admission);
             }
             PoolEvent::Scanned { .. } => self.scanned(db, pools, pool_id, event)?,
-            PoolEvent::PaymentStarted {
-                registration_id, ..
-            }
-            | PoolEvent::PaymentPending {
-                registration_id, ..
-            }
-            | PoolEvent::PaymentReported {
-                registration_id, ..
-            }
-            | PoolEvent::SeatsRetaken {
-                registration_id, ..
-            }
-            | PoolEvent::RefundRequested {
-                registration_id, ..
-            }
-            | PoolEvent::RefundSettled {
-                registration_id, ..
-            } => {
-                let view = self.registration(db, registration_id)?;
-                payment_event(view, &event);
-                match (&event, &view.payment) {
-                    (PoolEvent::PaymentPending { provider_ref, .. }, Some(p)) => {
-                        let key = crate::keys::payment_ref(p.provider, provider_ref);
-                        self.payment_refs.push((key, *registration_id.as_bytes()));
-                    }
-                    (PoolEvent::RefundRequested { refund, .. }, Some(p)) => {
-                        let job = engine::payment::ProviderJob {
-                            id: refund.id,
-                            registration_id,
-                            event_id: view.event_id,
-                            pool_id: view.pool_id,
-                            provider: refund.provider,
-                            provider_ref: refund.provider_ref.clone(),
-                            action: engine::payment::JobAction::Refund {
-                                amount_minor: refund.amount_minor,
-                                currency: p.currency.clone(),
-                            },
-                        };
-                        self.provider_jobs.push((refund.id, Some(job)));
-                    }
-                    (PoolEvent::RefundSettled { refund_id, .. }, _) => {
-                        self.provider_jobs.push((*refund_id, None));
-                    }
-                    _ => {}
-                }
+            PoolEvent::PaymentStarted { .. }
+            | PoolEvent::PaymentPending { .. }
+            | PoolEvent::PaymentReported { .. }
+            | PoolEvent::SeatsRetaken { .. }
+            | PoolEvent::RefundRequested { .. }
+            | PoolEvent::RefundSettled { .. } => {
+                let id = event.payment_registration().expect("a payment event");
+                self.payment_projected(db, id, &event)?;
             }
         }
         Ok(())
@@ -550,37 +508,20 @@ impl Overlay {
 
     /// A canceled registration: its voucher use and waiting-list offer end, and a confirmed
     /// one's tickets go on its event's revocation list.
-    /// A hold that ended with a payment the buyer has not completed: the provider's payment
-    /// is canceled (a provider job), so it cannot be paid any more. (The row is in the batch:
-    /// the caller just read it.)
-    fn cancel_unpaid(&mut self, registration_id: RegistrationId) -> Result<(), StoreError> {
-        let Some(view) = self.registrations.get(&registration_id) else {
-            return Ok(());
-        };
-        let Some(p) = &view.payment else {
-            return Ok(());
-        };
-        let open = matches!(
-            p.attempt_state,
-            engine::payment::PaymentState::Created | engine::payment::PaymentState::Pending
-        );
-        if let (true, true, Some(provider_ref)) = (
-            open && p.captures.is_empty(),
-            p.provider != engine::payment::Provider::Manual,
-            &p.provider_ref,
-        ) {
-            let job = engine::payment::ProviderJob {
-                id: registration_id.0,
-                registration_id,
-                event_id: view.event_id,
-                pool_id: view.pool_id,
-                provider: p.provider,
-                provider_ref: provider_ref.clone(),
-                action: engine::payment::JobAction::Cancel,
-            };
-            self.provider_jobs.push((registration_id.0, Some(job)));
-        }
-        Ok(())
+    /// A hold ran out: its voucher use and its waiting-list offer end, its unfinished payment
+    /// is canceled at the provider.
+    fn hold_expired(
+        &mut self,
+        db: &Db,
+        registration_id: RegistrationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let view = self.registration(db, registration_id)?;
+        view.status = RegistrationStatus::Expired;
+        view.updated_at = at;
+        self.cancel_unpaid(registration_id)?;
+        self.release_voucher(db, registration_id, at)?;
+        self.offer_ended(db, registration_id, WaitlistStatus::Passed, at)
     }
 
     fn registration_canceled(
@@ -768,30 +709,4 @@ impl Overlay {
         }
         Ok(())
     }
-}
-
-/// A payment event on its registration's row: the payment as the pool keeps it, a hold
-/// extended while the buyer pays, a late payment's seats held again.
-fn payment_event(view: &mut RegistrationView, event: &PoolEvent) {
-    let account = view.user_id.map(|u| (u, view.ticket_type_id));
-    match event {
-        PoolEvent::PaymentStarted { hold_until, at, .. } => {
-            if view.status == RegistrationStatus::Held && *hold_until > view.expires_at {
-                view.expires_at = *hold_until;
-            }
-            view.updated_at = *at;
-        }
-        PoolEvent::SeatsRetaken { at, .. } => {
-            view.status = RegistrationStatus::Held;
-            view.updated_at = *at;
-            return;
-        }
-        _ => {}
-    }
-    view.payment = Some(engine::pool::payment::Payment::applied(
-        view.payment.take(),
-        event,
-        view.quantity,
-        account,
-    ));
 }

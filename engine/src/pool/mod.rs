@@ -161,24 +161,15 @@ impl PoolState {
             PoolEvent::WaitlistJoined { entry, .. } => self.apply_waitlist_joined(entry),
             PoolEvent::WaitlistLeft { entry_id, .. } => self.apply_waitlist_left(*entry_id),
             PoolEvent::WaitlistOffered { .. } => self.apply_waitlist_offered(event),
-            PoolEvent::PaymentStarted {
-                registration_id, ..
+            PoolEvent::PaymentStarted { .. }
+            | PoolEvent::PaymentPending { .. }
+            | PoolEvent::PaymentReported { .. }
+            | PoolEvent::SeatsRetaken { .. }
+            | PoolEvent::RefundRequested { .. }
+            | PoolEvent::RefundSettled { .. } => {
+                let id = event.payment_registration().expect("a payment event");
+                self.apply_payment_event(id, event);
             }
-            | PoolEvent::PaymentPending {
-                registration_id, ..
-            }
-            | PoolEvent::PaymentReported {
-                registration_id, ..
-            }
-            | PoolEvent::SeatsRetaken {
-                registration_id, ..
-            }
-            | PoolEvent::RefundRequested {
-                registration_id, ..
-            }
-            | PoolEvent::RefundSettled {
-                registration_id, ..
-            } => self.apply_payment_event(*registration_id, event),
         }
         self.seq = seq;
         // Architecture Invariant: no oversell (seats set aside by vouchers included).

@@ -254,6 +254,31 @@ pub enum PoolEvent {
 }
 
 impl PoolEvent {
+    /// The registration a payment event concerns (`None` for every other event).
+    pub fn payment_registration(&self) -> Option<RegistrationId> {
+        match self {
+            PoolEvent::PaymentStarted {
+                registration_id, ..
+            }
+            | PoolEvent::PaymentPending {
+                registration_id, ..
+            }
+            | PoolEvent::PaymentReported {
+                registration_id, ..
+            }
+            | PoolEvent::SeatsRetaken {
+                registration_id, ..
+            }
+            | PoolEvent::RefundRequested {
+                registration_id, ..
+            }
+            | PoolEvent::RefundSettled {
+                registration_id, ..
+            } => Some(*registration_id),
+            _ => None,
+        }
+    }
+
     /// The registration an event concerns and the account holding it, if any.
     pub fn account(&self) -> Option<(UserId, RegistrationId)> {
         let (user, registration) = match self {

@@ -159,7 +159,7 @@ pub struct RegistrationDto {
     /// Set when the seats were offered from the waiting list: the place they went to.
     waitlist_entry_id: Option<Uuid>,
     /// Its payment, once one was started (a priced registration is confirmed only by it).
-    payment: Option<super::payments::PaymentDto>,
+    payment: Option<super::payments::dto::PaymentDto>,
 }
 
 pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> RegistrationDto {
@@ -169,7 +169,10 @@ pub(super) fn registration_dto(state: &AppState, v: RegistrationView) -> Registr
     let price = price_of(state, &v).as_ref().map(PriceDto::from);
     RegistrationDto {
         price,
-        payment: v.payment.as_ref().map(super::payments::PaymentDto::from),
+        payment: v
+            .payment
+            .as_ref()
+            .map(super::payments::dto::PaymentDto::from),
         waitlist_entry_id: v.waitlist_entry.map(|e| e.0),
         id: v.id.0,
         event_id: v.event_id.0,

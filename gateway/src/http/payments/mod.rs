@@ -17,13 +17,15 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use engine::ids::RegistrationId;
 use engine::payment::{Provider, RefundReason};
-use engine::pool::payment::Payment;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub mod dto;
 pub mod report;
+
+pub use dto::{PaymentDto, RefundDto};
 
 /// How webhooks of each provider are verified.
 #[derive(Clone, Debug, Default)]
@@ -57,73 +59,6 @@ pub(super) fn router() -> Router<AppState> {
 pub struct StartPaymentBody {
     /// Who takes the money: `stripe`.
     pub provider: String,
-}
-
-/// A refund of a registration's payment.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RefundDto {
-    id: Uuid,
-    /// Minor units.
-    amount_minor: i64,
-    /// requested, succeeded or failed.
-    state: String,
-    /// requested (by a manager), refund_due (paid after the seats were gone), event_canceled.
-    reason: String,
-}
-
-/// A registration's payment.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(examples(super::examples::payment))]
-pub struct PaymentDto {
-    /// stripe, paypal, bank_transfer or manual.
-    provider: String,
-    /// created, pending, failed, canceled, succeeded, partially_refunded, refunded, disputed.
-    state: String,
-    /// The attempt, from 1.
-    attempt: u32,
-    /// What is due, in minor units of `currency`.
-    amount_minor: i64,
-    currency: String,
-    /// The provider's id of the current attempt (a PaymentIntent).
-    provider_ref: Option<String>,
-    captured_minor: i64,
-    refunded_minor: i64,
-    /// Refunds decided and not yet answered by the provider.
-    refunding_minor: i64,
-    disputed: bool,
-    refunds: Vec<RefundDto>,
-}
-
-impl From<&Payment> for PaymentDto {
-    fn from(p: &Payment) -> Self {
-        Self {
-            provider: p.provider.as_str().into(),
-            state: p.state().as_str().into(),
-            attempt: p.attempt,
-            amount_minor: p.amount_minor,
-            currency: p.currency.clone(),
-            provider_ref: p.provider_ref.clone(),
-            captured_minor: p.captured_minor(),
-            refunded_minor: p.refunded_minor(),
-            refunding_minor: p.refunding_minor(),
-            disputed: p.disputed,
-            refunds: p
-                .refunds
-                .iter()
-                .map(|r| RefundDto {
-                    id: r.id,
-                    amount_minor: r.amount_minor,
-                    state: r.state.as_str().into(),
-                    reason: match r.reason {
-                        RefundReason::Requested => "requested",
-                        RefundReason::RefundDue => "refund_due",
-                        RefundReason::EventCanceled => "event_canceled",
-                    }
-                    .into(),
-                })
-                .collect(),
-        }
-    }
 }
 
 /// What the buyer's page needs to pay.

@@ -1,0 +1,76 @@
+//! A payment as the API shows it (in a registration, a listing, a refund's answer): a leaf
+//! module, so the registration routes can show payments without depending on the payment
+//! routes.
+
+use engine::payment::RefundReason;
+use engine::pool::payment::Payment;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A refund of a registration's payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundDto {
+    id: Uuid,
+    /// Minor units.
+    amount_minor: i64,
+    /// requested, succeeded or failed.
+    state: String,
+    /// requested (by a manager), refund_due (paid after the seats were gone), event_canceled.
+    reason: String,
+}
+
+/// A registration's payment.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(crate::http::examples::payment))]
+pub struct PaymentDto {
+    /// stripe, paypal, bank_transfer or manual.
+    provider: String,
+    /// created, pending, failed, canceled, succeeded, partially_refunded, refunded, disputed.
+    state: String,
+    /// The attempt, from 1.
+    attempt: u32,
+    /// What is due, in minor units of `currency`.
+    amount_minor: i64,
+    currency: String,
+    /// The provider's id of the current attempt (a PaymentIntent).
+    provider_ref: Option<String>,
+    captured_minor: i64,
+    refunded_minor: i64,
+    /// Refunds decided and not yet answered by the provider.
+    refunding_minor: i64,
+    disputed: bool,
+    refunds: Vec<RefundDto>,
+}
+
+impl From<&Payment> for PaymentDto {
+    fn from(p: &Payment) -> Self {
+        Self {
+            provider: p.provider.as_str().into(),
+            state: p.state().as_str().into(),
+            attempt: p.attempt,
+            amount_minor: p.amount_minor,
+            currency: p.currency.clone(),
+            provider_ref: p.provider_ref.clone(),
+            captured_minor: p.captured_minor(),
+            refunded_minor: p.refunded_minor(),
+            refunding_minor: p.refunding_minor(),
+            disputed: p.disputed,
+            refunds: p
+                .refunds
+                .iter()
+                .map(|r| RefundDto {
+                    id: r.id,
+                    amount_minor: r.amount_minor,
+                    state: r.state.as_str().into(),
+                    reason: match r.reason {
+                        RefundReason::Requested => "requested",
+                        RefundReason::RefundDue => "refund_due",
+                        RefundReason::EventCanceled => "event_canceled",
+                    }
+                    .into(),
+                })
+                .collect(),
+        }
+    }
+}
