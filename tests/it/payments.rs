@@ -61,6 +61,27 @@ async fn deliver(api: &Api, body: &serde_json::Value, secret: &str, t: i64) -> t
     .await
 }
 
+/// Holds one seat (with an idempotency key) and starts its Stripe payment; returns the
+/// registration and its PaymentIntent.
+async fn held_and_paying(api: &Api, event: &str, tt: &str, key: &str) -> (String, String) {
+    let held = api.hold(event, tt, 1, Some(key)).await;
+    assert_eq!(held.status, 201, "{held:?}");
+    let id = held.str("id");
+    let started = api
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "stripe"}),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 201, "{started:?}");
+    let intent = started.body["payment"]["provider_ref"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (id, intent)
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -380,28 +401,7 @@ async fn a_webhook_storm_with_a_kill_9_confirms_every_paid_registration_once() {
         .map(|i| {
             let admin = admin.clone();
             let (event, tt) = (event.clone(), tt.clone());
-            async move {
-                let held = admin
-                    .hold(&event, &tt, 1, Some(&format!("storm-{i}")))
-                    .await;
-                assert_eq!(held.status, 201, "{held:?}");
-                let id = held.str("id");
-                let started = admin
-                    .post(
-                        &format!("/api/v1/registrations/{id}/payments"),
-                        &json!({"provider": "stripe"}),
-                        None,
-                    )
-                    .await;
-                assert_eq!(started.status, 201, "{started:?}");
-                (
-                    id,
-                    started.body["payment"]["provider_ref"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                )
-            }
+            async move { held_and_paying(&admin, &event, &tt, &format!("storm-{i}")).await }
         })
         .buffer_unordered(8)
         .collect()
@@ -544,21 +544,7 @@ async fn a_canceled_event_refunds_every_payment_once_across_a_kill_9() {
             let (admin, stripe) = (admin.clone(), &stripe);
             let (event, tt) = (event.clone(), tt.clone());
             async move {
-                let id = admin
-                    .hold(&event, &tt, 1, Some(&format!("c-{i}")))
-                    .await
-                    .str("id");
-                let started = admin
-                    .post(
-                        &format!("/api/v1/registrations/{id}/payments"),
-                        &json!({"provider": "stripe"}),
-                        None,
-                    )
-                    .await;
-                let intent = started.body["payment"]["provider_ref"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
+                let (id, intent) = held_and_paying(&admin, &event, &tt, &format!("c-{i}")).await;
                 stripe.pay(&intent).await;
                 (id, intent)
             }

@@ -651,8 +651,13 @@ impl LocalStripe {
 
     /// A PaymentIntent as localstripe has it.
     pub async fn intent(&self, intent: &str) -> serde_json::Value {
+        self.get(&format!("/v1/payment_intents/{intent}")).await
+    }
+
+    /// GETs `path` (with the secret key) as JSON.
+    async fn get(&self, path: &str) -> serde_json::Value {
         self.http
-            .get(format!("{}/v1/payment_intents/{intent}", self.base))
+            .get(format!("{}{path}", self.base))
             .basic_auth(STRIPE_SECRET_KEY, Some(""))
             .send()
             .await
@@ -664,16 +669,9 @@ impl LocalStripe {
 
     /// The refunds localstripe made for a PaymentIntent.
     pub async fn refunds(&self, intent: &str) -> Vec<serde_json::Value> {
-        let list: serde_json::Value = self
-            .http
-            .get(format!("{}/v1/refunds?payment_intent={intent}", self.base))
-            .basic_auth(STRIPE_SECRET_KEY, Some(""))
-            .send()
-            .await
-            .expect("localstripe answers")
-            .json()
-            .await
-            .expect("JSON");
+        let list = self
+            .get(&format!("/v1/refunds?payment_intent={intent}"))
+            .await;
         list["data"].as_array().cloned().unwrap_or_default()
     }
 }
@@ -702,20 +700,11 @@ impl LocalStripe {
         let mut all = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let mut url = format!("{}/v1/events?type={kind}&limit=100", self.base);
+            let mut path = format!("/v1/events?type={kind}&limit=100");
             if let Some(a) = &after {
-                url.push_str(&format!("&starting_after={a}"));
+                path.push_str(&format!("&starting_after={a}"));
             }
-            let page: serde_json::Value = self
-                .http
-                .get(url)
-                .basic_auth(STRIPE_SECRET_KEY, Some(""))
-                .send()
-                .await
-                .expect("localstripe answers")
-                .json()
-                .await
-                .expect("JSON");
+            let page = self.get(&path).await;
             let items = page["data"].as_array().cloned().unwrap_or_default();
             after = items
                 .last()

@@ -152,6 +152,25 @@ pub(crate) async fn list_payments(
     }
 }
 
+/// Calls `f` with every registration of the event, in pages.
+fn every_registration(
+    state: &AppState,
+    id: EventId,
+    mut f: impl FnMut(&RegistrationView),
+) -> ApiResult<()> {
+    let mut cursor = None;
+    loop {
+        let page = state
+            .engine
+            .registrations_by_event(id, None, cursor, SCAN_PAGE)?;
+        page.items.iter().for_each(&mut f);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Money of one currency and provider.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct RevenueLine {
@@ -198,27 +217,17 @@ pub(crate) async fn summary(
     managed_event(&state, &principal, id)?;
     let mut lines: BTreeMap<(String, &'static str), RevenueLine> = BTreeMap::new();
     let (mut confirmed_paid, mut confirmed_totals) = (0, BTreeMap::new());
-    let mut cursor = None;
-    loop {
-        let page = state
-            .engine
-            .registrations_by_event(id, None, cursor, SCAN_PAGE)?;
-        for view in &page.items {
-            add(&mut lines, view);
-            let total = view.price.as_ref().map_or(0, |p| p.total_minor);
-            if view.status == engine::model::RegistrationStatus::Confirmed && total > 0 {
-                confirmed_paid += 1;
-                let currency = view.price.as_ref().map(|p| p.currency.clone());
-                *confirmed_totals
-                    .entry(currency.unwrap_or_default())
-                    .or_default() += total;
-            }
+    every_registration(&state, id, |view| {
+        add(&mut lines, view);
+        let total = view.price.as_ref().map_or(0, |p| p.total_minor);
+        if view.status == engine::model::RegistrationStatus::Confirmed && total > 0 {
+            confirmed_paid += 1;
+            let currency = view.price.as_ref().map(|p| p.currency.clone());
+            *confirmed_totals
+                .entry(currency.unwrap_or_default())
+                .or_default() += total;
         }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    })?;
     Ok(Json(RevenueSummary {
         event_id: id.0,
         lines: lines.into_values().collect(),
@@ -344,35 +353,25 @@ pub(crate) async fn cancellation(
         event_status: event.status.as_str().into(),
         ..CancellationDto::default()
     };
-    let mut cursor = None;
-    loop {
-        let page = state
-            .engine
-            .registrations_by_event(id, None, cursor, SCAN_PAGE)?;
-        for view in &page.items {
-            use engine::model::RegistrationStatus as S;
-            out.registrations_live += u64::from(matches!(view.status, S::Held | S::Confirmed));
-            let Some(p) = &view.payment else {
-                continue;
-            };
-            for r in &p.refunds {
-                match r.state {
-                    engine::payment::RefundState::Requested => out.refunds_requested += 1,
-                    engine::payment::RefundState::Succeeded => out.refunds_succeeded += 1,
-                    engine::payment::RefundState::Failed => out.refunds_failed += 1,
-                }
-            }
-            *out.refunded_minor.entry(p.currency.clone()).or_default() += p.refunded_minor();
-            let left = p.refundable_minor();
-            if left > 0 {
-                *out.refundable_minor.entry(p.currency.clone()).or_default() += left;
+    every_registration(&state, id, |view| {
+        use engine::model::RegistrationStatus as S;
+        out.registrations_live += u64::from(matches!(view.status, S::Held | S::Confirmed));
+        let Some(p) = &view.payment else {
+            return;
+        };
+        for r in &p.refunds {
+            match r.state {
+                engine::payment::RefundState::Requested => out.refunds_requested += 1,
+                engine::payment::RefundState::Succeeded => out.refunds_succeeded += 1,
+                engine::payment::RefundState::Failed => out.refunds_failed += 1,
             }
         }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
+        *out.refunded_minor.entry(p.currency.clone()).or_default() += p.refunded_minor();
+        let left = p.refundable_minor();
+        if left > 0 {
+            *out.refundable_minor.entry(p.currency.clone()).or_default() += left;
         }
-    }
+    })?;
     out.done = event.status == engine::model::EventStatus::Canceled
         && out.registrations_live == 0
         && out.refunds_requested == 0
