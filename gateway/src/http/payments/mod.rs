@@ -204,6 +204,7 @@ pub(crate) async fn stripe_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<WebhookReceived>> {
+    let received_at = std::time::Instant::now();
     let Some(header) = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
@@ -255,6 +256,7 @@ pub(crate) async fn stripe_webhook(
             .increment(1);
         return Ok(received("ignored", Some("unknown_payment")));
     };
+    let capture = matches!(report.report, engine::payment::Report::Succeeded { .. });
     let outcome = match state.engine.report_payment(id, report).await {
         Err(engine::error::EngineError::Domain(
             engine::error::DomainError::RegistrationNotFound
@@ -273,6 +275,12 @@ pub(crate) async fn stripe_webhook(
     };
     metrics::counter!("payment_webhooks_total", "provider" => "stripe", "result" => result)
         .increment(1);
+    if capture && result == "applied" {
+        // From the delivery's arrival to its decision (a confirmation, or a refund due) being
+        // durable.
+        metrics::histogram!("payment_webhook_to_confirmation_seconds", "provider" => "stripe")
+            .record(received_at.elapsed().as_secs_f64());
+    }
     Ok(received(result, outcome.ignored.map(|i| i.as_str())))
 }
 
