@@ -225,6 +225,70 @@ async fn a_paid_sale_confirms_once_through_stripe_and_forged_webhooks_change_not
         "unhandled"
     );
     assert_eq!(admin.availability(&event).await, (10, 0, 2, 8));
+    // Bad input changes nothing: a signed body that is not an event (400), a capture for a
+    // registration nobody knows (200 ignored: not ours), one for another amount (recorded,
+    // ignored), a payment for an unknown registration (404), a refund of 0 (422).
+    let garbage = {
+        let anonymous = admin.with_token(None);
+        let payload = b"{not json".to_vec();
+        let signature = tests::stripe_signature(WEBHOOK_SECRET, now(), &payload);
+        anonymous
+            .send(
+                anonymous
+                    .at(reqwest::Method::POST, "/api/v1/payments/webhooks/stripe")
+                    .header("content-type", "application/json")
+                    .header("stripe-signature", signature)
+                    .body(payload),
+            )
+            .await
+    };
+    assert_eq!(
+        (garbage.status, garbage.body["code"].as_str()),
+        (400, Some("webhook_rejected"))
+    );
+    let stranger = json!({"id": "evt_stranger", "type": "payment_intent.succeeded", "data": {"object": {
+        "id": "pi_unknown", "amount": 9000, "currency": "eur",
+        "metadata": {"registration_id": uuid::Uuid::new_v4().to_string()}}}});
+    let r = deliver(&admin, &stranger, WEBHOOK_SECRET, now()).await;
+    assert_eq!(
+        (r.status, r.body["reason"].as_str()),
+        (200, Some("unknown_payment")),
+        "{r:?}"
+    );
+    let wrong_amount = json!({"id": "evt_cents", "type": "payment_intent.succeeded", "data": {"object": {
+        "id": "pi_other", "amount": 8999, "currency": "eur", "metadata": {"registration_id": id}}}});
+    let r = deliver(&admin, &wrong_amount, WEBHOOK_SECRET, now()).await;
+    assert_eq!(r.body["reason"], "amount_mismatch", "{r:?}");
+    let nobody = admin
+        .post(
+            &format!("/api/v1/registrations/{}/payments", uuid::Uuid::new_v4()),
+            &json!({"provider": "stripe"}),
+            None,
+        )
+        .await;
+    assert_eq!(nobody.status, 404, "{nobody:?}");
+    let unknown_provider = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "cash"}),
+            None,
+        )
+        .await;
+    assert_eq!(unknown_provider.status, 422, "{unknown_provider:?}");
+    let zero = admin
+        .post(
+            &format!("/api/v1/registrations/{id}/refunds"),
+            &json!({"amount_minor": 0}),
+            None,
+        )
+        .await;
+    assert_eq!(zero.status, 422, "{zero:?}");
+    let after_bad = buyer.get(&format!("/api/v1/registrations/{id}")).await.body;
+    assert_eq!(
+        after_bad["payment"], after["payment"],
+        "bad input changed the payment"
+    );
+    assert_eq!(admin.availability(&event).await, (10, 0, 2, 8));
 
     // A manager refunds 30.00 EUR: decided at once, carried out at Stripe by the relay.
     let buyer_refund = buyer

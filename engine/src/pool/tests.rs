@@ -483,7 +483,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 &state,
                 outcome,
                 &events,
-                capacity - before.0 - before.1 - reserved_before,
+                capacity - before.0 - before.1,
             ),
             (
                 PoolCommand::Hold(cmd),
@@ -1578,4 +1578,45 @@ fn closing_a_canceled_event_refunds_every_capture_once_over_several_turns() {
         t0,
     );
     assert!(!state.has_live_registrations());
+}
+
+#[test]
+fn a_refund_racing_a_redelivered_capture_refunds_once_and_seats_nothing_again() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 2);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let id = paid_hold_started(
+        &mut state,
+        event_id,
+        TicketTypeId::new(),
+        Duration::minutes(1),
+        t0,
+    );
+    let report = |event: &str| PoolCommand::Report(id, succeeded(event, "pi_1"));
+    let _ = state.execute(report("evt_1"), EventStatus::Published, t0);
+    let refund_all = PoolCommand::Refund(payment::RefundRequest {
+        registration_id: id,
+        amount_minor: None,
+        reason: RefundReason::Requested,
+    });
+    let _ = state.execute(refund_all, EventStatus::Published, t0);
+    assert_eq!(
+        state.registration_status(id),
+        None,
+        "a full refund ends the registration"
+    );
+    // The capture delivered again (the same event, and another event of the same intent).
+    for event in ["evt_1", "evt_1_again"] {
+        let (events, r) = state.execute(report(event), EventStatus::Published, t0);
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e, PoolEvent::PaymentReported { .. })),
+            "{events:?}"
+        );
+        assert!(matches!(r, Ok(PoolOutcome::Reported { .. })), "{r:?}");
+    }
+    let p = state.payment(id).unwrap();
+    assert_eq!((p.captures.len(), p.refunds.len()), (1, 1));
+    assert_eq!(state.counts().confirmed + state.counts().held, 0);
 }

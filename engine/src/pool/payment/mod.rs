@@ -279,6 +279,12 @@ impl PoolState {
             }
             _ => true,
         };
+        // The voucher the hold redeemed must have a use left for the seats (a reserving
+        // voucher's own seats count as available to it), as for a hold.
+        let (voucher_ok, own_seats) = match p.voucher.map(|v| self.vouchers.get(v)) {
+            Some(v) => (v.remaining() >= u32::from(quantity), v.reserved()),
+            None => (true, 0),
+        };
         let open = event_status == EventStatus::Published;
         let held = self.regs.get(&id).map(|r| r.status) == Some(RegistrationStatus::Held);
         if open && held {
@@ -286,7 +292,8 @@ impl PoolState {
         } else if open
             && ended == Some(RegistrationStatus::Expired)
             && within_limit
-            && u32::from(quantity) <= self.counts().available()
+            && voucher_ok
+            && u32::from(quantity) <= self.counts().available() + own_seats
         {
             self.emit(
                 events,
@@ -534,9 +541,10 @@ impl PoolState {
                     reg.expires_at_ms = until;
                     self.expiries.insert((until, id));
                 }
-                let (quantity, account) = (reg.quantity, reg.account);
+                let (quantity, account, voucher) = (reg.quantity, reg.account, reg.voucher);
                 let slot = self.payments.by_registration.remove(&id);
-                let payment = Payment::applied(slot, event, quantity, account);
+                let mut payment = Payment::applied(slot, event, quantity, account);
+                payment.voucher = voucher;
                 self.payments.by_registration.insert(id, payment);
             }
             PoolEvent::SeatsRetaken { .. } => self.apply_seats_retaken(id),
@@ -571,7 +579,10 @@ impl PoolState {
         assert_eq!(p.ended, Some(RegistrationStatus::Expired), "retake of {id}");
         p.ended = None;
         let (quantity, account, total) = (p.quantity, p.account, p.amount_minor);
-        let currency = p.currency.clone();
+        let (currency, voucher) = (p.currency.clone(), p.voucher);
+        if let Some(index) = voucher {
+            self.vouchers.take(index, u32::from(quantity));
+        }
         self.hold_seats(
             id,
             super::SeatsHold {
@@ -582,7 +593,7 @@ impl PoolState {
                 currency: &currency,
             },
             None,
-            None,
+            voucher,
         );
     }
 

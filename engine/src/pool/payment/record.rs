@@ -73,6 +73,10 @@ pub struct Payment {
     /// Who is told when money goes back on its own (a late payment refunded).
     #[serde(default)]
     pub buyer_email: String,
+    /// The voucher the hold redeemed (its index in the pool): a late payment takes its use
+    /// again with the seats, or is refunded when none is left. Pool-only.
+    #[serde(default)]
+    pub voucher: Option<u32>,
 }
 
 /// How a report changes a payment's facts.
@@ -284,6 +288,7 @@ impl Payment {
                 max_per_account: *max_per_account,
                 ended: None,
                 buyer_email: buyer_email.clone(),
+                voucher: None,
             });
             p.max_per_account = *max_per_account;
             if !buyer_email.is_empty() {
