@@ -199,6 +199,9 @@ pub enum DomainError {
         /// What can still be refunded, in minor units.
         refundable_minor: i64,
     },
+    /// The provider refused to capture: the buyer has not approved the payment (yet).
+    #[error("the payment is not approved")]
+    PaymentNotApproved,
     /// The payment provider is not configured on this server.
     #[error("payment provider {0} is not configured")]
     ProviderNotConfigured(&'static str),

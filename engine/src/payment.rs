@@ -128,9 +128,10 @@ pub enum Report {
     /// The provider canceled it.
     Canceled,
     /// Money went back: `refunded_minor` in all so far (a running total, as Stripe's
-    /// `charge.refunded` and PayPal's capture report it), of `captured_minor` captured.
+    /// `charge.refunded` and PayPal's refund report it), of `captured_minor` captured (`None`:
+    /// the report does not say; the capture must then be known already).
     Refunded {
-        captured_minor: i64,
+        captured_minor: Option<i64>,
         refunded_minor: i64,
         currency: String,
     },
@@ -289,6 +290,33 @@ pub trait PaymentProvider: Send + Sync + 'static {
         &'a self,
         req: &'a RefundCall,
     ) -> crate::values::BoxFuture<'a, Result<String, ProviderError>>;
+    /// Captures a payment the buyer approved (PayPal's orders, once the buyer is back);
+    /// `idempotency_key` makes a repeat capture nothing twice. Providers whose payments
+    /// capture on their own refuse it.
+    fn capture<'a>(
+        &'a self,
+        provider_ref: &'a str,
+        idempotency_key: &'a str,
+    ) -> crate::values::BoxFuture<'a, Result<Captured, ProviderError>> {
+        let _ = (provider_ref, idempotency_key);
+        Box::pin(async {
+            Err(ProviderError::Rejected(
+                "this provider captures on its own".into(),
+            ))
+        })
+    }
+}
+
+/// What a capture took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// The provider's id of the capture (what a refund gives back).
+    pub capture_ref: String,
+    pub amount_minor: i64,
+    /// ISO 4217, upper case.
+    pub currency: String,
+    /// Whether the money is captured (`false`: pending or declined at the provider).
+    pub completed: bool,
 }
 
 /// The providers this server is configured with.

@@ -79,6 +79,8 @@ struct Core {
     engine: Engine,
     codes: TicketCodes,
     auth: Arc<crate::auth::Auth>,
+    /// PayPal's client, when enabled (its webhooks are verified through it).
+    paypal: Option<Arc<integrations::paypal::PayPalClient>>,
 }
 
 impl Core {
@@ -117,13 +119,14 @@ impl Core {
                 std::process::exit(EXIT_JOURNAL_FAILED);
             }),
         )?;
+        let (providers, paypal) = payment_providers(config)?;
         let engine = Engine::start(
             config.engine_config(),
             Arc::new(db.clone()),
             journal,
             Arc::new(TokioClock::new()),
             message_sink(config),
-            payment_providers(config)?,
+            providers,
         )
         .await
         .context("starting the engine")?;
@@ -134,6 +137,7 @@ impl Core {
             engine,
             codes,
             auth,
+            paypal,
         })
     }
 
@@ -182,8 +186,14 @@ fn message_sink(config: &Config) -> Arc<dyn engine::outbox::MessageSink> {
     }
 }
 
-/// The payment providers enabled in the configuration, with their outbound clients.
-fn payment_providers(config: &Config) -> anyhow::Result<engine::payment::PaymentProviders> {
+/// The payment providers enabled in the configuration, with their outbound clients (and
+/// PayPal's, typed, for verifying its webhooks).
+fn payment_providers(
+    config: &Config,
+) -> anyhow::Result<(
+    engine::payment::PaymentProviders,
+    Option<Arc<integrations::paypal::PayPalClient>>,
+)> {
     let mut providers = engine::payment::PaymentProviders::default();
     let stripe = &config.payments.stripe;
     if stripe.enabled {
@@ -195,13 +205,36 @@ fn payment_providers(config: &Config) -> anyhow::Result<engine::payment::Payment
         .map_err(|e| anyhow::anyhow!("payments.stripe: {e}"))?;
         providers = providers.with(engine::payment::Provider::Stripe, Arc::new(client));
     }
-    Ok(providers)
+    let paypal = &config.payments.paypal;
+    let paypal = if paypal.enabled {
+        let client =
+            integrations::paypal::PayPalClient::new(integrations::paypal::PayPalSettings {
+                api_base: paypal.api_base.clone(),
+                client_id: paypal.client_id.clone(),
+                client_secret: paypal.client_secret.clone(),
+                webhook_id: paypal.webhook_id.clone(),
+                return_url: paypal.return_url.clone(),
+                cancel_url: paypal.cancel_url.clone(),
+                timeout: Duration::from_millis(paypal.request_timeout_ms),
+            })
+            .map_err(|e| anyhow::anyhow!("payments.paypal: {e}"))?;
+        let client = Arc::new(client);
+        providers = providers.with(engine::payment::Provider::Paypal, client.clone());
+        Some(client)
+    } else {
+        None
+    };
+    Ok((providers, paypal))
 }
 
 /// How each enabled provider's webhooks are verified.
-fn webhook_settings(config: &Config) -> http::payments::WebhookSettings {
+fn webhook_settings(
+    config: &Config,
+    paypal: Option<Arc<integrations::paypal::PayPalClient>>,
+) -> http::payments::WebhookSettings {
     let stripe = &config.payments.stripe;
     http::payments::WebhookSettings {
+        paypal,
         stripe: stripe.enabled.then(|| http::payments::StripeWebhook {
             secrets: stripe
                 .webhook_secrets
@@ -249,7 +282,7 @@ fn application(
         body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
         body_bytes_max: config.http.body_bytes_max,
         retry_after_secs: config.http.retry_after_secs,
-        webhooks: webhook_settings(config),
+        webhooks: webhook_settings(config, core.paypal.clone()),
         webhook_rejections: Default::default(),
     });
     let limits = HttpLimits {

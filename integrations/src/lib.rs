@@ -5,4 +5,5 @@
 pub mod bank;
 pub mod http;
 pub mod money;
+pub mod paypal;
 pub mod stripe;

@@ -20,6 +20,7 @@ mod ops;
 mod overload_log;
 mod passivation;
 mod payments;
+mod paypal;
 mod rate_limit;
 mod tickets;
 mod vouchers;

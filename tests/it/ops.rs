@@ -105,6 +105,7 @@ async fn health_metrics_openapi_and_docs() {
         "get /api/v1/ws",
         // Authenticated by Stripe's signature instead of a token.
         "post /api/v1/payments/webhooks/stripe",
+        "post /api/v1/payments/webhooks/paypal",
     ];
     for (path, operations) in doc["paths"].as_object().unwrap() {
         if !path.starts_with("/api/") {

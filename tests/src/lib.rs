@@ -565,28 +565,36 @@ fn localstripe_python() -> PathBuf {
     dir.join("bin/python")
 }
 
+/// Starts `tests/support/<script>` with the localstripe environment's Python (it has aiohttp)
+/// and `args`; returns the child and the base URL it printed.
+fn python_server(script: &str, args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(localstripe_python())
+        .arg(workspace_root().join("tests/support").join(script))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {script}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(base) = line.strip_prefix("listening on ") {
+                let _ = tx.send(base.to_owned());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(START_TIMEOUT)
+        .unwrap_or_else(|_| panic!("{script} did not start"));
+    (child, base)
+}
+
 impl LocalStripe {
     /// Starts one, empty.
     pub fn start() -> LocalStripe {
-        let mut child = Command::new(localstripe_python())
-            .arg(workspace_root().join("tests/support/run_localstripe.py"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting localstripe");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(base) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(base.to_owned());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(START_TIMEOUT)
-            .expect("localstripe did not start");
+        let (child, base) = python_server("run_localstripe.py", &[]);
         LocalStripe {
             child,
             base,
@@ -715,5 +723,93 @@ impl LocalStripe {
                 return all;
             }
         }
+    }
+}
+
+/// A local PayPal (`tests/support/fake_paypal.py`) following PayPal's documented formats.
+pub struct FakePayPal {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    http: reqwest::Client,
+}
+
+/// The credentials and webhook id the tests give the gateway and the fake PayPal.
+pub const PAYPAL_CLIENT_ID: &str = "AbRegengineTestClient";
+pub const PAYPAL_CLIENT_SECRET: &str = "EFregengineTestSecret";
+pub const PAYPAL_WEBHOOK_ID: &str = "1JE4291016473214C";
+
+impl FakePayPal {
+    /// Starts one; its tokens live `token_ttl_secs`.
+    pub fn start(token_ttl_secs: u64) -> FakePayPal {
+        let ttl = token_ttl_secs.to_string();
+        let (child, base) = python_server(
+            "fake_paypal.py",
+            &[
+                PAYPAL_CLIENT_ID,
+                PAYPAL_CLIENT_SECRET,
+                PAYPAL_WEBHOOK_ID,
+                &ttl,
+            ],
+        );
+        FakePayPal {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// What the buyer does at PayPal: approves the order.
+    pub async fn approve(&self, order: &str) {
+        let r = self
+            .http
+            .post(format!("{}/_test/approve/{order}", self.base))
+            .send()
+            .await
+            .expect("fake PayPal answers");
+        assert!(r.status().is_success(), "{r:?}");
+    }
+
+    /// Forgets every token it issued (as if they expired early).
+    pub async fn expire_tokens(&self) {
+        self.http
+            .post(format!("{}/_test/expire-tokens", self.base))
+            .send()
+            .await
+            .expect("fake PayPal answers");
+    }
+
+    /// Its counters: `tokens_issued`, `orders`, `captures`, `refunds`, `verifications`.
+    pub async fn stats(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/_test/stats", self.base))
+            .send()
+            .await
+            .expect("fake PayPal answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// The transmission signature the fake PayPal vouches for (see its docstring), computed
+    /// by the test.
+    pub fn signature(
+        transmission_id: &str,
+        time: &str,
+        webhook_id: &str,
+        event_id: &str,
+    ) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"fake-paypal-signing-secret")
+            .expect("any key");
+        mac.update(format!("{transmission_id}|{time}|{webhook_id}|{event_id}").as_bytes());
+        data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
+    }
+}
+
+impl Drop for FakePayPal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

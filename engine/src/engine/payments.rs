@@ -145,6 +145,50 @@ impl Engine {
         }
     }
 
+    /// Captures an approved payment (PayPal: the buyer is back from approving the order) and
+    /// reports the capture to the pool, which confirms the registration. A repeat after the
+    /// capture answers the registration as it is.
+    pub async fn capture_payment(&self, id: RegistrationId) -> EngineResult<RegistrationView> {
+        let view = self.registration(id)?;
+        let payment = view.payment.clone().ok_or(DomainError::PaymentNotFound)?;
+        if payment.paid() {
+            return Ok(view);
+        }
+        let order = payment
+            .provider_ref
+            .clone()
+            .ok_or(DomainError::PaymentNotFound)?;
+        let adapter = self.ctx.payments.get(payment.provider).cloned().ok_or(
+            DomainError::ProviderNotConfigured(payment.provider.as_str()),
+        )?;
+        let provider = payment.provider.as_str();
+        let captured = adapter
+            .capture(&order, &format!("capture-{order}"))
+            .await
+            .map_err(|e| match e {
+                ProviderError::Rejected(why) => {
+                    tracing::info!(registration = %id, provider, %why, "capture refused");
+                    EngineError::Domain(DomainError::PaymentNotApproved)
+                }
+                ProviderError::Unavailable(why) => {
+                    EngineError::Unavailable(format!("payment provider: {why}"))
+                }
+            })?;
+        if captured.completed {
+            let report = ProviderReport {
+                provider: payment.provider,
+                event_id: format!("capture:{}", captured.capture_ref),
+                provider_ref: Some(captured.capture_ref),
+                report: crate::payment::Report::Succeeded {
+                    amount_minor: captured.amount_minor,
+                    currency: captured.currency,
+                },
+            };
+            self.report_payment(id, report).await?;
+        }
+        self.registration(id)
+    }
+
     /// A manager's "mark paid" (box office, cash): records the total as captured and issues
     /// the tickets. `reference` names the action, so a retry changes nothing.
     pub async fn mark_paid(

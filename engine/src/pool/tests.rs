@@ -830,7 +830,7 @@ fn report(total: i64, kind: u8, reference: u8, wrong_amount: bool, refunded: u8)
         },
         2 => Report::Canceled,
         3 => Report::Refunded {
-            captured_minor: amount,
+            captured_minor: Some(amount),
             refunded_minor,
             currency: "EUR".into(),
         },

@@ -49,6 +49,29 @@ pub struct PaymentsConfig {
     pub refund_attempts_max: u32,
     /// Stripe PaymentIntents.
     pub stripe: StripeConfig,
+    /// PayPal Orders v2.
+    pub paypal: PayPalConfig,
+}
+
+/// PayPal's API and webhooks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayPalConfig {
+    /// Whether PayPal takes payments here.
+    pub enabled: bool,
+    /// The API's base URL.
+    pub api_base: String,
+    /// The REST app's client id and secret (from the environment).
+    pub client_id: String,
+    pub client_secret: String,
+    /// The webhook's id at PayPal (its deliveries are verified with it).
+    pub webhook_id: String,
+    /// Where PayPal sends the buyer after approving / canceling (`{registration_id}` is
+    /// replaced).
+    pub return_url: String,
+    pub cancel_url: String,
+    /// One outbound call's limit.
+    pub request_timeout_ms: u64,
 }
 
 /// Stripe's API and webhooks.
@@ -444,6 +467,26 @@ impl Config {
                         && stripe.webhook_secrets.iter().all(|s| !s.is_empty())),
                 "payments.stripe.enabled needs payments.stripe.secret_key and \
                  payments.stripe.webhook_secrets (from the environment)",
+            ),
+            (
+                !p.paypal.enabled
+                    || (!p.paypal.client_id.is_empty()
+                        && !p.paypal.client_secret.is_empty()
+                        && !p.paypal.webhook_id.is_empty()),
+                "payments.paypal.enabled needs payments.paypal.client_id, client_secret and \
+                 webhook_id (from the environment)",
+            ),
+            (
+                [
+                    &p.paypal.api_base,
+                    &p.paypal.return_url,
+                    &p.paypal.cancel_url,
+                ]
+                .iter()
+                .all(|u| u.starts_with("https://") || u.starts_with("http://"))
+                    && (100..=120_000).contains(&p.paypal.request_timeout_ms),
+                "payments.paypal.api_base, return_url and cancel_url must be http(s) URLs and \
+                 request_timeout_ms 100..=120000",
             ),
             (
                 (1..=3_600).contains(&stripe.webhook_tolerance_secs),

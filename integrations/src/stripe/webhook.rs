@@ -126,7 +126,9 @@ pub fn parse(body: &[u8]) -> Result<Event, Malformed> {
         }
         "payment_intent.canceled" => Report::Canceled,
         "charge.refunded" => Report::Refunded {
-            captured_minor: amount(object.amount_captured.filter(|a| *a > 0).or(object.amount))?,
+            captured_minor: Some(amount(
+                object.amount_captured.filter(|a| *a > 0).or(object.amount),
+            )?),
             refunded_minor: amount(object.amount_refunded)?,
             currency: currency()?,
         },
@@ -192,7 +194,7 @@ mod tests {
         assert_eq!(
             report.report,
             Report::Refunded {
-                captured_minor: 8500,
+                captured_minor: Some(8500),
                 refunded_minor: 3000,
                 currency: "EUR".into()
             }

@@ -39,6 +39,20 @@ impl Overlay {
                 };
                 self.provider_jobs.push((refund.id, Some(job)));
             }
+            // A capture's own id (PayPal's refunds name only the capture they refund).
+            (
+                PoolEvent::PaymentReported {
+                    report,
+                    ignored: None,
+                    ..
+                },
+                Some(p),
+            ) => {
+                if let Some(reference) = &report.provider_ref {
+                    let key = crate::keys::payment_ref(p.provider, reference);
+                    self.payment_refs.push((key, *registration_id.as_bytes()));
+                }
+            }
             (PoolEvent::RefundSettled { refund_id, .. }, _) => {
                 self.provider_jobs.push((*refund_id, None));
             }

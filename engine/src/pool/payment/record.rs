@@ -195,7 +195,7 @@ impl Payment {
             } => {
                 if *currency != self.currency
                     || *refunded_minor < 0
-                    || *captured_minor != self.amount_minor
+                    || captured_minor.is_some_and(|c| c != self.amount_minor)
                 {
                     return Err(Ignored::AmountMismatch);
                 }
@@ -206,7 +206,7 @@ impl Payment {
                     Some(c) => c.amount_minor,
                     // A refund reported before its capture: the capture is a fact too.
                     None if self.captures.len() >= MOVEMENTS_MAX => return Err(Ignored::NoChange),
-                    None => *captured_minor,
+                    None => captured_minor.ok_or(Ignored::NoChange)?,
                 };
                 if *refunded_minor > amount {
                     return Err(Ignored::AmountMismatch);

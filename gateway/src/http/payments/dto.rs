@@ -20,6 +20,17 @@ pub struct RefundDto {
     reason: String,
 }
 
+/// Money captured under one provider reference.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaptureDto {
+    provider: String,
+    /// The provider's id of what captured it (a PaymentIntent, a PayPal capture).
+    provider_ref: String,
+    amount_minor: i64,
+    /// Refunded, as the provider last reported it.
+    refunded_reported_minor: i64,
+}
+
 /// A registration's payment.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(examples(crate::http::examples::payment))]
@@ -33,8 +44,10 @@ pub struct PaymentDto {
     /// What is due, in minor units of `currency`.
     amount_minor: i64,
     currency: String,
-    /// The provider's id of the current attempt (a PaymentIntent).
+    /// The provider's id of the current attempt (a PaymentIntent, a PayPal order).
     provider_ref: Option<String>,
+    /// The money captured, per provider capture (a second one is a double payment, refunded).
+    captures: Vec<CaptureDto>,
     captured_minor: i64,
     refunded_minor: i64,
     /// Refunds decided and not yet answered by the provider.
@@ -52,6 +65,16 @@ impl From<&Payment> for PaymentDto {
             amount_minor: p.amount_minor,
             currency: p.currency.clone(),
             provider_ref: p.provider_ref.clone(),
+            captures: p
+                .captures
+                .iter()
+                .map(|c| CaptureDto {
+                    provider: c.provider.as_str().into(),
+                    provider_ref: c.provider_ref.clone(),
+                    amount_minor: c.amount_minor,
+                    refunded_reported_minor: c.refunded_reported_minor,
+                })
+                .collect(),
             captured_minor: p.captured_minor(),
             refunded_minor: p.refunded_minor(),
             refunding_minor: p.refunding_minor(),
