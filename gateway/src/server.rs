@@ -205,6 +205,12 @@ fn payment_providers(
         .map_err(|e| anyhow::anyhow!("payments.stripe: {e}"))?;
         providers = providers.with(engine::payment::Provider::Stripe, Arc::new(client));
     }
+    if config.payments.bank_transfer.enabled {
+        providers = providers.with(
+            engine::payment::Provider::BankTransfer,
+            Arc::new(integrations::bank::BankTransfer),
+        );
+    }
     let paypal = &config.payments.paypal;
     let paypal = if paypal.enabled {
         let client =
@@ -284,6 +290,11 @@ fn application(
         retry_after_secs: config.http.retry_after_secs,
         webhooks: webhook_settings(config, core.paypal.clone()),
         webhook_rejections: Default::default(),
+        bank_transfer: config
+            .payments
+            .bank_transfer
+            .enabled
+            .then(|| config.payments.bank_transfer.clone()),
     });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,

@@ -4,6 +4,7 @@
 mod auth;
 mod authz;
 mod bad_input;
+mod bank_transfer;
 mod check_in;
 mod checkin_storm;
 mod configuration;

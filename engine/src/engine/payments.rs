@@ -56,7 +56,10 @@ impl Engine {
         let max_per_account = record
             .ticket_type(view.ticket_type_id)
             .and_then(|t| t.max_per_account);
-        let extension = i64::from(self.ctx.config.payment_hold_extension_secs);
+        let extension = i64::from(match provider {
+            Provider::BankTransfer => self.ctx.config.bank_transfer_deadline_secs,
+            _ => self.ctx.config.payment_hold_extension_secs,
+        });
         let start = StartPayment {
             registration_id: id,
             event_id: view.event_id,

@@ -51,6 +51,22 @@ pub struct PaymentsConfig {
     pub stripe: StripeConfig,
     /// PayPal Orders v2.
     pub paypal: PayPalConfig,
+    /// Bank transfers with a structured creditor reference.
+    pub bank_transfer: BankTransferConfig,
+}
+
+/// Bank transfers: who is paid, and how long the seats wait for the money.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankTransferConfig {
+    /// Whether buyers may pay by transfer.
+    pub enabled: bool,
+    /// The payee's name, IBAN and BIC, as the buyer's bank needs them.
+    pub payee: String,
+    pub iban: String,
+    pub bic: String,
+    /// The seats are held this long from the start of the payment (the transfer's deadline).
+    pub deadline_hours: u32,
 }
 
 /// PayPal's API and webhooks.
@@ -489,6 +505,13 @@ impl Config {
                  request_timeout_ms 100..=120000",
             ),
             (
+                (1..=720).contains(&p.bank_transfer.deadline_hours)
+                    && (!p.bank_transfer.enabled
+                        || !(p.bank_transfer.payee.is_empty() || p.bank_transfer.iban.is_empty())),
+                "payments.bank_transfer.deadline_hours must be 1..=720, and enabled needs payee \
+                 and iban",
+            ),
+            (
                 (1..=3_600).contains(&stripe.webhook_tolerance_secs),
                 "payments.stripe.webhook_tolerance_secs must be 1..=3600",
             ),
@@ -570,6 +593,7 @@ impl Config {
             waitlist_offer_secs: e.waitlist_offer_secs,
             ticket_routes_cached_max: e.ticket_routes_cached_max,
             payment_hold_extension_secs: self.payments.hold_extension_secs,
+            bank_transfer_deadline_secs: self.payments.bank_transfer.deadline_hours * 3600,
             refund_retry: Duration::from_millis(self.payments.refund_retry_ms),
             refund_attempts_max: self.payments.refund_attempts_max,
             outbox: engine::outbox::OutboxConfig {

@@ -610,6 +610,7 @@ pub(super) fn payment_started() -> Value {
         "client_secret": format!("{PAYMENT_INTENT}_secret_k2Xw9TqL0cVbN3hR"),
         "approve_url": null,
         "hold_expires_at": "2027-04-02T10:35:00Z",
+        "bank": null,
     })
 }
 
@@ -657,5 +658,24 @@ pub(super) fn cancellation() -> Value {
         "refunded_minor": {"EUR": 10044000},
         "refundable_minor": {},
         "done": false,
+    })
+}
+
+pub(super) fn statement_result() -> Value {
+    json!({
+        "lines": 3,
+        "applied": 1,
+        "duplicates": 1,
+        "exceptions": [{
+            "line_id": "2026-12-02-0007",
+            "reason": "partial",
+            "reference": "RF41K3D9Q2ZP7X0M5B1C8V4N6T",
+            "registration_id": REGISTRATION_ID,
+            "amount_minor": 3600,
+            "currency": "EUR",
+            "expected_minor": 7200,
+            "name": "Ada Lovelace",
+            "date": "2026-12-02",
+        }],
     })
 }

@@ -57,7 +57,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::webhooks::stripe_webhook, super::payments::webhooks::paypal_webhook,
         super::payments::capture_payment, super::payments::report::list_payments,
         super::payments::report::summary, super::payments::report::export_payments,
-        super::payments::report::cancellation,
+        super::payments::report::cancellation, super::payments::bank::upload,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -82,7 +82,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::PaymentStartedDto, super::payments::RefundBody, super::payments::webhooks::WebhookReceived,
         super::payments::report::PaymentItem, super::payments::report::PaymentPage,
         super::payments::report::RevenueLine, super::payments::report::RevenueSummary,
-        super::payments::report::CancellationDto,
+        super::payments::report::CancellationDto, super::payments::BankInstructions,
+        super::payments::bank::StatementResult, super::payments::bank::StatementException,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "realtime"), (name = "ops")),

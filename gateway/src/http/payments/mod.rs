@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub mod bank;
 pub mod dto;
 pub mod report;
 pub mod webhooks;
@@ -46,6 +47,7 @@ pub(super) fn router() -> Router<AppState> {
             post(webhooks::paypal_webhook),
         )
         .merge(report::router())
+        .merge(bank::router())
 }
 
 /// Body of `POST /api/v1/registrations/{id}/payments`.
@@ -72,6 +74,23 @@ pub struct PaymentStartedDto {
     approve_url: Option<String>,
     /// The hold, extended while the buyer pays.
     hold_expires_at: Option<DateTime<Utc>>,
+    /// Bank transfer: what to put on the transfer.
+    bank: Option<BankInstructions>,
+}
+
+/// What a buyer paying by bank transfer puts on the transfer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BankInstructions {
+    payee: String,
+    iban: String,
+    bic: String,
+    /// The ISO 11649 creditor reference (`RF…`): the transfer is matched by it.
+    reference: String,
+    /// The exact amount, as a decimal.
+    amount: String,
+    currency: String,
+    /// The seats are held until then.
+    deadline: Option<DateTime<Utc>>,
 }
 
 /// Start paying for a hold (its holder): the hold is extended while the buyer pays, and the
@@ -92,15 +111,34 @@ pub(crate) async fn start_payment(
 ) -> ApiResult<impl IntoResponse> {
     visible_registration(&state, &principal, id)?;
     let provider = match Provider::parse(&body.provider) {
-        Some(p @ (Provider::Stripe | Provider::Paypal)) => p,
+        Some(p @ (Provider::Stripe | Provider::Paypal | Provider::BankTransfer)) => p,
         _ => {
             return Err(engine::error::DomainError::Validation(vec![
-                engine::error::FieldError::new("provider", "must be one of: stripe, paypal"),
+                engine::error::FieldError::new(
+                    "provider",
+                    "must be one of: stripe, paypal, bank_transfer",
+                ),
             ])
             .into());
         }
     };
     let started = state.engine.start_payment(id, provider).await?;
+    let bank = match (&state.bank_transfer, provider) {
+        (Some(b), Provider::BankTransfer) => Some(BankInstructions {
+            payee: b.payee.clone(),
+            iban: b.iban.clone(),
+            bic: b.bic.clone(),
+            reference: started.payment.provider_ref.clone().unwrap_or_default(),
+            amount: integrations::money::to_decimal(
+                started.payment.amount_minor,
+                &started.payment.currency,
+            )
+            .unwrap_or_default(),
+            currency: started.payment.currency.clone(),
+            deadline: started.hold_expires_at,
+        }),
+        _ => None,
+    };
     Ok((
         StatusCode::CREATED,
         Json(PaymentStartedDto {
@@ -109,6 +147,7 @@ pub(crate) async fn start_payment(
             client_secret: started.client_secret,
             approve_url: started.approve_url,
             hold_expires_at: started.hold_expires_at,
+            bank,
         }),
     ))
 }

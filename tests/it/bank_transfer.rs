@@ -1,0 +1,135 @@
+//! Bank transfers end to end: a structured creditor reference per registration, the seats
+//! held until the transfer's deadline, and uploaded statements matched by reference and
+//! amount (exact matches confirm, anything else is listed and changes nothing).
+
+use serde_json::json;
+use std::time::Duration;
+use tests::{Api, Server};
+
+/// Groups of four, as a reference is printed on an invoice and typed by a buyer.
+fn printed(reference: &str) -> String {
+    reference
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn upload(api: &Api, event: &str, csv: &str) -> tests::Reply {
+    api.post_raw(
+        &format!("/api/v1/events/{event}/bank-statements"),
+        "text/csv",
+        csv.as_bytes().to_vec(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_confirm_exact_transfers_and_list_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            ("PAYMENTS__BANK_TRANSFER__ENABLED", "true"),
+            ("PAYMENTS__BANK_TRANSFER__PAYEE", "Night at the Opera Ltd"),
+            ("PAYMENTS__BANK_TRANSFER__IBAN", "DE89370400440532013000"),
+            ("PAYMENTS__BANK_TRANSFER__BIC", "COBADEFFXXX"),
+        ],
+    );
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    // Holds of 10 minutes; a transfer keeps the seats for 72 hours.
+    let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
+    let (_, buyer) = admin.with_token(None).signed_in("ada@example.com").await;
+    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let mut regs = Vec::new();
+    for _ in 0..2 {
+        let id = buyer.hold(&event, &tt, 2, None).await.str("id");
+        let started = buyer
+            .post(
+                &format!("/api/v1/registrations/{id}/payments"),
+                &json!({"provider": "bank_transfer"}),
+                None,
+            )
+            .await;
+        assert_eq!(started.status, 201, "{started:?}");
+        let bank = &started.body["bank"];
+        assert_eq!(bank["iban"], "DE89370400440532013000");
+        assert_eq!(bank["amount"], "90.00");
+        assert_eq!(bank["currency"], "EUR");
+        let reference = bank["reference"].as_str().unwrap().to_owned();
+        assert!(reference.starts_with("RF"), "{reference}");
+        let deadline =
+            chrono::DateTime::parse_from_rfc3339(bank["deadline"].as_str().unwrap()).unwrap();
+        assert!(
+            deadline > chrono::Utc::now() + chrono::Duration::hours(71),
+            "held until the deadline"
+        );
+        regs.push((id, reference));
+    }
+    let ((ada, ada_ref), (bob, bob_ref)) = (regs[0].clone(), regs[1].clone());
+    let statement = format!(
+        "ID,Date,Name,Reference,Amount,Currency\n\
+         L1,2026-12-02,Ada Lovelace,\"Opera {}\",90.00,EUR\n\
+         L2,2026-12-02,Bob,{bob_ref},45.00,EUR\n\
+         L3,2026-12-02,Someone,rent december,1200.00,EUR\n\
+         L4,2026-12-02,Bank,fees,-3.20,EUR\n",
+        printed(&ada_ref)
+    );
+    // Only managers upload; only CSV; an unreadable statement applies nothing.
+    assert_eq!(upload(&buyer, &event, &statement).await.status, 403);
+    let json_body = admin
+        .post(
+            &format!("/api/v1/events/{event}/bank-statements"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(json_body.status, 415, "{json_body:?}");
+    let broken = upload(&admin, &event, &statement.replace("Currency", "Curr")).await;
+    assert_eq!(broken.status, 422, "{broken:?}");
+    assert_eq!(
+        admin
+            .get(&format!("/api/v1/registrations/{ada}"))
+            .await
+            .body["status"],
+        "held"
+    );
+
+    let result = upload(&admin, &event, &statement).await;
+    assert_eq!(result.status, 200, "{result:?}");
+    assert_eq!(result.body["lines"], 3, "the debit is skipped");
+    assert_eq!(result.body["applied"], 1);
+    let exceptions = result.body["exceptions"].as_array().unwrap();
+    assert_eq!(exceptions.len(), 2, "{exceptions:?}");
+    assert_eq!(exceptions[0]["reason"], "partial");
+    assert_eq!(exceptions[0]["registration_id"], bob.as_str());
+    assert_eq!(exceptions[0]["expected_minor"], 9000);
+    assert_eq!(exceptions[1]["reason"], "unmatched");
+    let paid = admin
+        .get(&format!("/api/v1/registrations/{ada}"))
+        .await
+        .body;
+    assert_eq!(paid["status"], "confirmed");
+    assert_eq!(paid["tickets"].as_array().unwrap().len(), 2);
+    assert_eq!(paid["payment"]["provider"], "bank_transfer");
+    assert_eq!(
+        admin
+            .get(&format!("/api/v1/registrations/{bob}"))
+            .await
+            .body["status"],
+        "held"
+    );
+    // The same statement again: nothing twice.
+    let again = upload(&admin, &event, &statement).await;
+    assert_eq!(
+        (
+            again.body["applied"].as_u64(),
+            again.body["duplicates"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert_eq!(admin.availability(&event).await, (10, 2, 2, 6));
+    server.terminate(Duration::from_secs(10));
+}
