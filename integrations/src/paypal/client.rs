@@ -114,20 +114,40 @@ impl PayPalClient {
     }
 
     /// POSTs `body` to `path` with a token and `PayPal-Request-Id: request_id`; the answer's
-    /// JSON. A 401 (a token PayPal no longer takes) drops the token and tries once more.
+    /// JSON.
     async fn post(
         &self,
         path: &str,
         body: &Value,
         request_id: Option<&str>,
     ) -> Result<Value, ProviderError> {
+        self.call(reqwest::Method::POST, path, Some(body), request_id)
+            .await
+    }
+
+    /// GETs `path` with a token.
+    async fn get(&self, path: &str) -> Result<Value, ProviderError> {
+        self.call(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// One call with a token; a 401 (a token PayPal no longer takes) drops the token and tries
+    /// once more.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        request_id: Option<&str>,
+    ) -> Result<Value, ProviderError> {
         for attempt in 0..2 {
             let token = self.token().await?;
             let mut request = self
                 .http
-                .post(format!("{}{path}", self.settings.api_base))
-                .bearer_auth(token)
-                .json(body);
+                .request(method.clone(), format!("{}{path}", self.settings.api_base))
+                .bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
             if let Some(id) = request_id {
                 request = request.header("PayPal-Request-Id", id);
             }
@@ -175,35 +195,6 @@ impl PayPalClient {
             .post("/v1/notifications/verify-webhook-signature", &body, None)
             .await?;
         Ok(answer["verification_status"] == "SUCCESS")
-    }
-
-    /// GETs `path` with a token (a 401 drops the token and tries once more).
-    async fn get(&self, path: &str) -> Result<Value, ProviderError> {
-        for attempt in 0..2 {
-            let token = self.token().await?;
-            let response = self
-                .http
-                .get(format!("{}{path}", self.settings.api_base))
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
-            let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
-            if status.as_u16() == 401 && attempt == 0 {
-                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                continue;
-            }
-            if !status.is_success() {
-                return Err(error(status, &bytes));
-            }
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")));
-        }
-        Err(ProviderError::Unavailable("token refused twice".into()))
     }
 
     fn page(&self, template: &str, registration: &str) -> String {
