@@ -213,6 +213,7 @@ pub fn new_event(title: &str, hold_ttl_secs: u32) -> NewEvent {
         starts_at: chrono::Utc::now(),
         ends_at: chrono::Utc::now() + chrono::Duration::hours(3),
         hold_ttl_secs: Some(hold_ttl_secs),
+        refund_until: None,
     }
 }
 

@@ -199,6 +199,12 @@ pub enum DomainError {
         /// What can still be refunded, in minor units.
         refundable_minor: i64,
     },
+    /// A paid registration canceled by its buyer outside the event's refund window.
+    #[error("refunds for cancellations ended {until:?}")]
+    RefundWindowClosed {
+        /// When the window closed (`None`: the event has none).
+        until: Option<DateTime<Utc>>,
+    },
     /// The provider refused to capture: the buyer has not approved the payment (yet).
     #[error("the payment is not approved")]
     PaymentNotApproved,

@@ -148,6 +148,9 @@ pub struct EventRecord {
     pub ends_at: DateTime<Utc>,
     /// How long a hold lasts before it expires, in seconds.
     pub hold_ttl_secs: u32,
+    /// Until then a buyer who cancels a paid registration is refunded in full.
+    #[serde(default)]
+    pub refund_until: Option<DateTime<Utc>>,
     pub status: EventStatus,
     /// When it was created.
     pub created_at: DateTime<Utc>,

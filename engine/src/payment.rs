@@ -220,6 +220,20 @@ pub enum RefundReason {
     RefundDue,
     /// The event was canceled.
     EventCanceled,
+    /// The buyer canceled within the event's refund window.
+    BuyerCanceled,
+}
+
+impl RefundReason {
+    /// Its name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundReason::Requested => "requested",
+            RefundReason::RefundDue => "refund_due",
+            RefundReason::EventCanceled => "event_canceled",
+            RefundReason::BuyerCanceled => "buyer_canceled",
+        }
+    }
 }
 
 /// Why an outbound call to a provider failed.

@@ -785,3 +785,111 @@ async fn late_payments_take_seats_left_or_are_refunded_and_unpaid_intents_are_ca
     assert_eq!(admin.availability(&event).await, (1, 0, 1, 0));
     server.terminate(Duration::from_secs(10));
 }
+
+/// A buyer cancelling their paid registration gets their money back within the event's refund
+/// window, and is refused (nothing changes) outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_cancels_a_paid_registration_only_within_the_refund_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(5, 600, 4, 4500).await;
+    let (_, buyer) = admin.with_token(None).signed_in("cleo@example.com").await;
+    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let paid = |n: i64| {
+        let (admin, buyer, event, tt) = (admin.clone(), buyer.clone(), event.clone(), tt.clone());
+        async move {
+            let id = buyer.hold(&event, &tt, n, None).await.str("id");
+            let r = admin
+                .post(
+                    &format!("/api/v1/registrations/{id}/mark-paid"),
+                    &json!({}),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{r:?}");
+            id
+        }
+    };
+    // No refund window: the buyer cannot cancel what they paid for.
+    let first = paid(1).await;
+    let refused = buyer
+        .post(
+            &format!("/api/v1/registrations/{first}/cancel"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (409, Some("refund_window_closed")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        admin
+            .get(&format!("/api/v1/registrations/{first}"))
+            .await
+            .body["status"],
+        "confirmed"
+    );
+    // Refunds until a day before the event: the cancellation refunds everything.
+    let window = admin
+        .patch(
+            &format!("/api/v1/events/{event}"),
+            &json!({"refund_until": "2030-05-31T18:00:00Z"}),
+        )
+        .await;
+    assert_eq!(window.status, 200, "{window:?}");
+    assert_eq!(window.body["refund_until"], "2030-05-31T18:00:00Z");
+    let late = admin
+        .patch(
+            &format!("/api/v1/events/{event}"),
+            &json!({"refund_until": "2030-06-02T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(late.status, 422, "after the event's end: {late:?}");
+    let canceled = buyer
+        .post(
+            &format!("/api/v1/registrations/{first}/cancel"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(canceled.status, 200, "{canceled:?}");
+    assert_eq!(canceled.body["status"], "canceled");
+    assert_eq!(
+        canceled.body["payment"]["refunds"][0]["reason"],
+        "buyer_canceled"
+    );
+    let refunded = tests::wait_for(Duration::from_secs(20), || {
+        let admin = admin.clone();
+        let first = first.clone();
+        async move {
+            let r = admin
+                .get(&format!("/api/v1/registrations/{first}"))
+                .await
+                .body;
+            (r["payment"]["state"] == "refunded").then_some(r)
+        }
+    })
+    .await;
+    assert!(
+        refunded.is_some(),
+        "the box-office payment was not refunded"
+    );
+    // A manager's cancel does not refund on its own (the money stays listed as captured).
+    let second = paid(2).await;
+    let by_manager = admin
+        .post(
+            &format!("/api/v1/registrations/{second}/cancel"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(by_manager.status, 200);
+    assert_eq!(by_manager.body["payment"]["captured_minor"], 9000);
+    assert_eq!(by_manager.body["payment"]["refunds"], json!([]));
+    assert_eq!(admin.availability(&event).await, (5, 0, 0, 5));
+    server.terminate(Duration::from_secs(10));
+}

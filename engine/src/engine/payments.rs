@@ -243,6 +243,25 @@ impl Engine {
             .map_err(EngineError::Store)
     }
 
+    /// A buyer cancels their paid registration: within the event's refund window everything
+    /// captured is refunded, which cancels it (tickets revoked); outside it (or without one)
+    /// the cancellation is refused and nothing changes.
+    pub async fn cancel_paid_by_buyer(&self, id: RegistrationId) -> EngineResult<RegistrationView> {
+        let view = self.registration(id)?;
+        let record = self.event(view.event_id)?;
+        let open = record
+            .refund_until
+            .is_some_and(|until| self.ctx.clock.now() < until);
+        if !open {
+            return Err(DomainError::RefundWindowClosed {
+                until: record.refund_until,
+            }
+            .into());
+        }
+        self.refund(id, None, RefundReason::BuyerCanceled).await?;
+        self.registration(id)
+    }
+
     async fn payment_command(
         &self,
         view: &RegistrationView,

@@ -25,6 +25,10 @@ pub struct NewEvent {
     pub ends_at: DateTime<Utc>,
     /// Hold TTL in seconds; the engine default when `None`.
     pub hold_ttl_secs: Option<u32>,
+    /// Until then a buyer who cancels a paid registration is refunded in full (none: buyers
+    /// cannot cancel paid registrations themselves).
+    #[serde(default)]
+    pub refund_until: Option<DateTime<Utc>>,
 }
 
 /// A validated partial update of an event. `None` leaves a field as it is.
@@ -38,6 +42,9 @@ pub struct EventPatch {
     pub ends_at: Option<DateTime<Utc>>,
     /// In seconds, `HOLD_TTL_SECS_MIN..=HOLD_TTL_SECS_MAX`.
     pub hold_ttl_secs: Option<u32>,
+    /// The buyers' refund window's end.
+    #[serde(default)]
+    pub refund_until: Option<DateTime<Utc>>,
 }
 
 /// A validated command to create a ticket type, with a new pool or a shared one.
@@ -96,7 +103,22 @@ impl NewEvent {
             errors.push(FieldError::new("ends_at", "must be after starts_at"));
         }
         check_ttl(&mut errors, self.hold_ttl_secs);
+        check_refund_until(&mut errors, self.refund_until, self.ends_at);
         finish(errors)
+    }
+}
+
+/// A refund window ends at a valid time, at the latest when the event does.
+fn check_refund_until(
+    errors: &mut Vec<FieldError>,
+    until: Option<DateTime<Utc>>,
+    ends_at: DateTime<Utc>,
+) {
+    if let Some(at) = until {
+        check_event_time(errors, "refund_until", at);
+        if at > ends_at {
+            errors.push(FieldError::new("refund_until", "must not be after ends_at"));
+        }
     }
 }
 
@@ -134,6 +156,7 @@ impl EventPatch {
             errors.push(FieldError::new("ends_at", "must be after starts_at"));
         }
         check_ttl(&mut errors, self.hold_ttl_secs);
+        check_refund_until(&mut errors, self.refund_until, ends);
         finish(errors)
     }
 

@@ -89,6 +89,7 @@ impl EventRecord {
                 starts_at: settings.starts_at,
                 ends_at: settings.ends_at,
                 hold_ttl_secs: *hold_ttl_secs,
+                refund_until: settings.refund_until,
                 status: EventStatus::Draft,
                 created_at: *at,
                 updated_at: *at,
@@ -130,6 +131,9 @@ impl EventRecord {
                 }
                 if let Some(v) = p.hold_ttl_secs {
                     self.hold_ttl_secs = v;
+                }
+                if let Some(v) = p.refund_until {
+                    self.refund_until = Some(v);
                 }
                 self.updated_at = *at;
             }

@@ -169,7 +169,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::RefundTooLarge { .. } => S::CONFLICT,
         D::PaymentNotFound => S::NOT_FOUND,
         D::PaymentRequired { .. } => S::PAYMENT_REQUIRED,
-        D::PaymentNotApproved => S::CONFLICT,
+        D::PaymentNotApproved | D::RefundWindowClosed { .. } => S::CONFLICT,
         D::ProviderNotConfigured(_) => S::UNPROCESSABLE_ENTITY,
         D::InvalidToken => S::BAD_REQUEST,
     }
@@ -220,6 +220,7 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::AlreadyPaid => ("already_paid", "Already paid"),
         D::PaymentNotFound => ("payment_not_found", "Payment not found"),
         D::PaymentNotApproved => ("payment_not_approved", "Payment not approved"),
+        D::RefundWindowClosed { .. } => ("refund_window_closed", "Refund window closed"),
         D::RefundTooLarge { .. } => (
             "refund_too_large",
             "Refund larger than what can be refunded",

@@ -64,6 +64,9 @@ pub struct CreateEvent {
     pub ends_at: DateTime<Utc>,
     /// Hold TTL in seconds (1..=86400); server default if absent.
     pub hold_ttl_secs: Option<u32>,
+    /// Until then a buyer who cancels a paid registration is refunded in full (at the latest
+    /// `ends_at`); absent: buyers cannot cancel paid registrations themselves.
+    pub refund_until: Option<DateTime<Utc>>,
 }
 
 /// Body of `PATCH /api/v1/events/{id}`: fields to change.
@@ -82,6 +85,8 @@ pub struct UpdateEvent {
     pub ends_at: Option<DateTime<Utc>>,
     /// Hold TTL in seconds (1..=86400).
     pub hold_ttl_secs: Option<u32>,
+    /// The buyers' refund window's end (at the latest `ends_at`).
+    pub refund_until: Option<DateTime<Utc>>,
 }
 
 /// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
@@ -143,6 +148,8 @@ pub struct EventDto {
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     hold_ttl_secs: u32,
+    /// Until then buyers who cancel a paid registration are refunded in full.
+    refund_until: Option<DateTime<Utc>>,
     /// draft, published, canceled or completed.
     status: String,
     created_at: DateTime<Utc>,
@@ -180,6 +187,7 @@ impl From<&EventRecord> for EventDto {
             starts_at: r.starts_at,
             ends_at: r.ends_at,
             hold_ttl_secs: r.hold_ttl_secs,
+            refund_until: r.refund_until,
             status: r.status.as_str().to_owned(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -305,6 +313,7 @@ pub(crate) async fn create_event(
         starts_at: body.starts_at,
         ends_at: body.ends_at,
         hold_ttl_secs: body.hold_ttl_secs,
+        refund_until: body.refund_until,
     };
     let record = state
         .engine
@@ -400,6 +409,7 @@ pub(crate) async fn update_event(
         starts_at: body.starts_at,
         ends_at: body.ends_at,
         hold_ttl_secs: body.hold_ttl_secs,
+        refund_until: body.refund_until,
     };
     Ok(Json(EventDto::from(
         &state.engine.update_event(id, patch).await?,

@@ -39,6 +39,7 @@ pub(super) fn create_event() -> Value {
         "starts_at": "2027-06-12T19:00:00Z",
         "ends_at": "2027-06-12T22:30:00Z",
         "hold_ttl_secs": 600,
+        "refund_until": "2027-06-05T23:59:59Z",
     })
 }
 
@@ -87,6 +88,7 @@ pub(super) fn event() -> Value {
         "starts_at": "2027-06-12T19:00:00Z",
         "ends_at": "2027-06-12T22:30:00Z",
         "hold_ttl_secs": 600,
+        "refund_until": "2027-06-05T23:59:59Z",
         "status": "published",
         "created_at": CREATED_AT,
         "updated_at": "2027-03-20T14:05:31Z",

@@ -325,7 +325,11 @@ pub(crate) async fn confirm_registration(
     Ok(Json(registration_dto(&state, view)))
 }
 
-/// Cancel a hold or a confirmed registration; the seats return to the pool.
+/// Cancel a hold or a confirmed registration; the seats return to the pool. A buyer cancelling
+/// their own paid registration is refunded in full within the event's `refund_until` (the
+/// refund goes out through the provider relay); after it, or when the event has none, 409
+/// `refund_window_closed` and nothing changes. Managers cancel without a refund (see
+/// `POST /registrations/{id}/refunds`).
 #[utoipa::path(post, path = "/api/v1/registrations/{id}/cancel", tag = "registrations", params(("id" = Uuid, Path)),
     responses((status = 200, body = RegistrationDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 503, body = Problem)))]
 pub(crate) async fn cancel_registration(
@@ -333,8 +337,22 @@ pub(crate) async fn cancel_registration(
     Authenticated(principal): Authenticated,
     PathId(id): PathId<RegistrationId>,
 ) -> ApiResult<Json<RegistrationDto>> {
-    visible_registration(&state, &principal, id)?;
-    let view = state.engine.cancel_registration(id).await?;
+    let view = visible_registration(&state, &principal, id)?;
+    // A buyer's own paid registration: money goes back with it, within the refund window
+    // only. Managers cancel as before (and refund explicitly).
+    let paid = view
+        .payment
+        .as_ref()
+        .is_some_and(|p| p.refundable_minor() > 0);
+    let manager = state
+        .engine
+        .event(view.event_id)
+        .is_ok_and(|e| super::policy::manages(&principal, &e));
+    let view = if paid && !manager {
+        state.engine.cancel_paid_by_buyer(id).await?
+    } else {
+        state.engine.cancel_registration(id).await?
+    };
     Ok(Json(registration_dto(&state, view)))
 }
 

@@ -2,7 +2,6 @@
 //! module, so the registration routes can show payments without depending on the payment
 //! routes.
 
-use engine::payment::RefundReason;
 use engine::pool::payment::Payment;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -16,7 +15,8 @@ pub struct RefundDto {
     amount_minor: i64,
     /// requested, succeeded or failed.
     state: String,
-    /// requested (by a manager), refund_due (paid after the seats were gone), event_canceled.
+    /// requested (by a manager), refund_due (paid after the seats were gone, or twice),
+    /// event_canceled, buyer_canceled (within the event's refund window).
     reason: String,
 }
 
@@ -86,12 +86,7 @@ impl From<&Payment> for PaymentDto {
                     id: r.id,
                     amount_minor: r.amount_minor,
                     state: r.state.as_str().into(),
-                    reason: match r.reason {
-                        RefundReason::Requested => "requested",
-                        RefundReason::RefundDue => "refund_due",
-                        RefundReason::EventCanceled => "event_canceled",
-                    }
-                    .into(),
+                    reason: r.reason.as_str().into(),
                 })
                 .collect(),
         }
