@@ -30,13 +30,11 @@ async fn deliver(api: &Api, event: &serde_json::Value, sign: bool) -> tests::Rep
         "b2384410-f8d2-11ed-8a3e-bb3a5f1c1a2a",
         "2026-12-07T01:00:00Z",
     );
+    // PayPal's bytes, its own key order (not sorted): the server must hand them back as sent.
+    let body = String::from_utf8(serde_json::to_vec(event).unwrap()).unwrap();
+    let body = body.replacen('{', "{\"zz_first\": 1, ", 1).into_bytes();
     let signature = if sign {
-        FakePayPal::signature(
-            id,
-            time,
-            tests::PAYPAL_WEBHOOK_ID,
-            event["id"].as_str().unwrap(),
-        )
+        FakePayPal::signature(id, time, tests::PAYPAL_WEBHOOK_ID, &body)
     } else {
         "forged".to_owned()
     };
@@ -51,7 +49,7 @@ async fn deliver(api: &Api, event: &serde_json::Value, sign: bool) -> tests::Rep
                 "https://api-m.paypal.com/v1/notifications/certs/CERT-360caa42",
             )
             .header("paypal-auth-algo", "SHA256withRSA")
-            .body(serde_json::to_vec(event).unwrap()),
+            .body(body),
     )
     .await
 }

@@ -791,18 +791,14 @@ impl FakePayPal {
             .expect("JSON")
     }
 
-    /// The transmission signature the fake PayPal vouches for (see its docstring), computed
-    /// by the test.
-    pub fn signature(
-        transmission_id: &str,
-        time: &str,
-        webhook_id: &str,
-        event_id: &str,
-    ) -> String {
+    /// The transmission signature the fake PayPal vouches for (PayPal's message over the
+    /// event body as sent, see its docstring), computed by the test.
+    pub fn signature(transmission_id: &str, time: &str, webhook_id: &str, body: &[u8]) -> String {
         use hmac::{KeyInit, Mac};
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"fake-paypal-signing-secret")
             .expect("any key");
-        mac.update(format!("{transmission_id}|{time}|{webhook_id}|{event_id}").as_bytes());
+        let crc = crc32(body);
+        mac.update(format!("{transmission_id}|{time}|{webhook_id}|{crc}").as_bytes());
         data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
     }
 }
@@ -812,4 +808,20 @@ impl Drop for FakePayPal {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CRC-32 (IEEE 802.3, as zlib computes it), bit by bit.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }

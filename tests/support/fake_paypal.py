@@ -4,17 +4,20 @@ CAPTURE, capture once approved, `PayPal-Request-Id` idempotency), refunds of cap
 verify-webhook-signature. Bound to 127.0.0.1 on a free port, printed as its first line.
 
 Test-only controls: POST /_test/approve/{order} (what the buyer does at PayPal), GET
-/_test/stats (tokens issued, calls seen, refunds). A webhook "signature" here is an
-HMAC-SHA256 (hex) with the secret below of "transmission_id|transmission_time|webhook_id|
-event id": PayPal's real scheme is an RSA signature over a CRC32 of the body, which only
-PayPal checks (the server under test asks verify-webhook-signature, as with PayPal)."""
+/_test/stats (tokens issued, calls seen, refunds). Webhook signatures sign PayPal's documented
+message, "transmission_id|transmission_time|webhook_id|crc32 of the event body as sent"
+(decimal), but with HMAC-SHA256 (hex, the secret below) instead of PayPal's RSA certificate:
+only PayPal checks it, through verify-webhook-signature, where the event must come back byte
+for byte as it was delivered."""
 
 import base64
 import hashlib
 import hmac
 import itertools
+import json
 import socket
 import sys
+import zlib
 
 from aiohttp import web
 
@@ -166,22 +169,36 @@ async def refund(request):
         status=201)
 
 
-def signature(transmission_id, transmission_time, webhook_id, event_id):
-    message = f"{transmission_id}|{transmission_time}|{webhook_id}|{event_id}".encode()
+def signature(transmission_id, transmission_time, webhook_id, event_bytes):
+    crc = zlib.crc32(event_bytes) & 0xFFFFFFFF
+    message = f"{transmission_id}|{transmission_time}|{webhook_id}|{crc}".encode()
     return hmac.new(SIGNING_SECRET, message, hashlib.sha256).hexdigest()
+
+
+def raw_event(text):
+    """The `webhook_event` value exactly as it appears in the request's text."""
+    at = text.find('"webhook_event"')
+    if at < 0:
+        return None
+    start = text.index(":", at) + 1
+    while text[start] in " \t\r\n":
+        start += 1
+    _, end = json.JSONDecoder().raw_decode(text, start)
+    return text[start:end].encode()
 
 
 async def verify(request):
     if not authorized(request):
         return error(401, "AUTHENTICATION_FAILURE")
-    body = await request.json()
+    text = await request.text()
+    body = json.loads(text)
     fields = ["auth_algo", "cert_url", "transmission_id", "transmission_sig", "transmission_time",
               "webhook_id", "webhook_event"]
     if any(not body.get(f) for f in fields):
         return error(400, "VALIDATION_ERROR")
     stats["verifications"] += 1
     expected = signature(body["transmission_id"], body["transmission_time"], body["webhook_id"],
-                         body["webhook_event"].get("id", ""))
+                         raw_event(text) or b"")
     ok = (body["webhook_id"] == WEBHOOK_ID and body["auth_algo"] == "SHA256withRSA"
           and hmac.compare_digest(expected, body["transmission_sig"]))
     return web.json_response({"verification_status": "SUCCESS" if ok else "FAILURE"})

@@ -157,6 +157,19 @@ impl Engine {
         if payment.paid() {
             return Ok(view);
         }
+        // Capturing is ours to decide: never for a hold that ended or an event off sale (the
+        // money would only go back, and the fees with it).
+        if view.status != crate::model::RegistrationStatus::Held {
+            return Err(DomainError::InvalidRegistrationState {
+                status: view.status,
+                action: "capture",
+            }
+            .into());
+        }
+        let status = self.event(view.event_id)?.status;
+        if status != crate::model::EventStatus::Published {
+            return Err(DomainError::EventNotOpen(status).into());
+        }
         let order = payment
             .provider_ref
             .clone()

@@ -1620,3 +1620,68 @@ fn a_refund_racing_a_redelivered_capture_refunds_once_and_seats_nothing_again() 
     assert_eq!((p.captures.len(), p.refunds.len()), (1, 1));
     assert_eq!(state.counts().confirmed + state.counts().held, 0);
 }
+
+#[test]
+fn a_failure_of_an_earlier_attempt_leaves_the_current_one_alone() {
+    let event_id = EventId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 2);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let id = paid_hold_started(
+        &mut state,
+        event_id,
+        TicketTypeId::new(),
+        Duration::minutes(1),
+        t0,
+    );
+    let pending = |attempt, reference: &str| PoolCommand::PaymentPending {
+        registration_id: id,
+        attempt,
+        provider_ref: reference.into(),
+    };
+    let _ = state.execute(pending(1, "pi_old"), EventStatus::Published, t0);
+    let failed = |event: &str, reference: &str| {
+        PoolCommand::Report(
+            id,
+            Box::new(ProviderReport {
+                provider: Provider::Stripe,
+                event_id: event.into(),
+                provider_ref: Some(reference.into()),
+                report: Report::Failed {
+                    reason: "card_declined".into(),
+                },
+            }),
+        )
+    };
+    let _ = state.execute(failed("evt_f1", "pi_old"), EventStatus::Published, t0);
+    // A second attempt, then a late failure report of the first one.
+    let start = payment::StartPayment {
+        registration_id: id,
+        event_id,
+        provider: Provider::Stripe,
+        hold_until: t0,
+        currency: "EUR".into(),
+        max_per_account: None,
+        buyer_email: "a@example.com".into(),
+    };
+    let _ = state.execute(
+        PoolCommand::StartPayment(Box::new(start)),
+        EventStatus::Published,
+        t0,
+    );
+    let _ = state.execute(pending(2, "pi_new"), EventStatus::Published, t0);
+    let (_, r) = state.execute(failed("evt_f2", "pi_old"), EventStatus::Published, t0);
+    assert!(
+        matches!(
+            r,
+            Ok(PoolOutcome::Reported {
+                ignored: Some(crate::payment::Ignored::NoChange),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        state.payment(id).unwrap().state(),
+        crate::payment::PaymentState::Pending
+    );
+}

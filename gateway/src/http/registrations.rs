@@ -340,10 +340,15 @@ pub(crate) async fn cancel_registration(
     let view = visible_registration(&state, &principal, id)?;
     // A buyer's own paid registration: money goes back with it, within the refund window
     // only. Managers cancel as before (and refund explicitly).
-    let paid = view
-        .payment
-        .as_ref()
-        .is_some_and(|p| p.refundable_minor() > 0);
+    let live = matches!(
+        view.status,
+        RegistrationStatus::Held | RegistrationStatus::Confirmed
+    );
+    let paid = live
+        && view
+            .payment
+            .as_ref()
+            .is_some_and(|p| p.refundable_minor() > 0);
     let manager = state
         .engine
         .event(view.event_id)

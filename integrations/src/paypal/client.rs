@@ -121,8 +121,13 @@ impl PayPalClient {
         body: &Value,
         request_id: Option<&str>,
     ) -> Result<Value, ProviderError> {
-        self.call(reqwest::Method::POST, path, Some(body), request_id)
-            .await
+        self.call(
+            reqwest::Method::POST,
+            path,
+            Some(body.to_string()),
+            request_id,
+        )
+        .await
     }
 
     /// GETs `path` with a token.
@@ -136,7 +141,7 @@ impl PayPalClient {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<String>,
         request_id: Option<&str>,
     ) -> Result<Value, ProviderError> {
         for attempt in 0..2 {
@@ -145,8 +150,10 @@ impl PayPalClient {
                 .http
                 .request(method.clone(), format!("{}{path}", self.settings.api_base))
                 .bearer_auth(token);
-            if let Some(body) = body {
-                request = request.json(body);
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
             }
             if let Some(id) = request_id {
                 request = request.header("PayPal-Request-Id", id);
@@ -180,19 +187,37 @@ impl PayPalClient {
     pub async fn verify_webhook(
         &self,
         headers: &WebhookHeaders,
-        event: &Value,
+        event: &serde_json::value::RawValue,
     ) -> Result<bool, ProviderError> {
-        let body = json!({
-            "auth_algo": headers.auth_algo,
-            "cert_url": headers.cert_url,
-            "transmission_id": headers.transmission_id,
-            "transmission_sig": headers.transmission_sig,
-            "transmission_time": headers.transmission_time,
-            "webhook_id": self.settings.webhook_id,
-            "webhook_event": event,
-        });
+        // The event goes back byte for byte as PayPal sent it (PayPal's signature covers a
+        // checksum of those bytes; a re-serialised object would reorder its keys).
+        #[derive(serde::Serialize)]
+        struct Verify<'a> {
+            auth_algo: &'a str,
+            cert_url: &'a str,
+            transmission_id: &'a str,
+            transmission_sig: &'a str,
+            transmission_time: &'a str,
+            webhook_id: &'a str,
+            webhook_event: &'a serde_json::value::RawValue,
+        }
+        let body = serde_json::to_string(&Verify {
+            auth_algo: &headers.auth_algo,
+            cert_url: &headers.cert_url,
+            transmission_id: &headers.transmission_id,
+            transmission_sig: &headers.transmission_sig,
+            transmission_time: &headers.transmission_time,
+            webhook_id: &self.settings.webhook_id,
+            webhook_event: event,
+        })
+        .map_err(|e| ProviderError::Rejected(e.to_string()))?;
         let answer = self
-            .post("/v1/notifications/verify-webhook-signature", &body, None)
+            .call(
+                reqwest::Method::POST,
+                "/v1/notifications/verify-webhook-signature",
+                Some(body),
+                None,
+            )
             .await?;
         Ok(answer["verification_status"] == "SUCCESS")
     }

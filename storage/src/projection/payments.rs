@@ -46,10 +46,10 @@ impl Overlay {
                     ignored: None,
                     ..
                 },
-                Some(p),
+                _,
             ) => {
                 if let Some(reference) = &report.provider_ref {
-                    let key = crate::keys::payment_ref(p.provider, reference);
+                    let key = crate::keys::payment_ref(report.provider, reference);
                     self.payment_refs.push((key, *registration_id.as_bytes()));
                 }
             }
@@ -74,10 +74,8 @@ impl Overlay {
         let Some(p) = &view.payment else {
             return Ok(());
         };
-        let open = matches!(
-            p.attempt_state,
-            engine::payment::PaymentState::Created | engine::payment::PaymentState::Pending
-        );
+        // A declined card leaves a Stripe intent payable: anything not canceled is canceled.
+        let open = p.attempt_state != engine::payment::PaymentState::Canceled;
         if let (true, true, Some(provider_ref)) = (
             open && p.captures.is_empty(),
             p.provider != engine::payment::Provider::Manual,

@@ -242,16 +242,12 @@ impl PoolState {
                 self.seat_paid(id, event_status, now, events);
             }
         } else if captures > captures_before {
-            // A second capture (a double payment): it goes back.
+            // A second capture (a double payment): what is left of it goes back.
             let capture = p.captures.last().cloned().expect("a capture");
-            self.request_refund(
-                id,
-                &capture,
-                capture.amount_minor,
-                RefundReason::RefundDue,
-                now,
-                events,
-            );
+            let amount = p.refundable_of(&capture);
+            if amount > 0 {
+                self.request_refund(id, &capture, amount, RefundReason::RefundDue, now, events);
+            }
         }
         // Everything refunded at the provider: the registration ends with its money.
         if refunded > refunded_before

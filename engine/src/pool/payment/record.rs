@@ -88,6 +88,7 @@ pub(in crate::pool) enum Change {
     Attempt(PaymentState),
     /// Refunds reported on a capture (and the capture itself, if it was not known yet).
     RefundReported {
+        provider: Provider,
         provider_ref: String,
         captured_minor: i64,
         refunded_minor: i64,
@@ -186,6 +187,14 @@ impl Payment {
             Report::Failed { .. } | Report::Canceled if !self.captures.is_empty() => {
                 Err(Ignored::AfterCapture)
             }
+            // About an earlier attempt's payment: the current attempt is what counts.
+            Report::Failed { .. } | Report::Canceled
+                if report.provider_ref.is_some()
+                    && self.provider_ref.is_some()
+                    && report.provider_ref != self.provider_ref =>
+            {
+                Err(Ignored::NoChange)
+            }
             Report::Failed { .. } => Ok(Change::Attempt(PaymentState::Failed)),
             Report::Canceled => Ok(Change::Attempt(PaymentState::Canceled)),
             Report::Refunded {
@@ -212,6 +221,7 @@ impl Payment {
                     return Err(Ignored::AmountMismatch);
                 }
                 Ok(Change::RefundReported {
+                    provider: report.provider,
                     provider_ref: reference,
                     captured_minor: amount,
                     refunded_minor: *refunded_minor,
@@ -229,6 +239,7 @@ impl Payment {
             Change::Captured(capture) => self.captures.push(capture),
             Change::Attempt(state) => self.attempt_state = state,
             Change::RefundReported {
+                provider,
                 provider_ref,
                 captured_minor,
                 refunded_minor,
@@ -239,7 +250,7 @@ impl Payment {
             {
                 Some(c) => c.refunded_reported_minor = refunded_minor,
                 None => self.captures.push(Capture {
-                    provider: self.provider,
+                    provider,
                     provider_ref,
                     amount_minor: captured_minor,
                     refunded_reported_minor: refunded_minor,

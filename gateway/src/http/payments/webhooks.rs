@@ -137,7 +137,7 @@ pub(crate) async fn paypal_webhook(
         .paypal
         .clone()
         .ok_or(ApiError::RouteNotFound)?;
-    let event: serde_json::Value = serde_json::from_slice(&body)
+    let raw: &serde_json::value::RawValue = serde_json::from_slice(&body)
         .map_err(|e| reject(&state, "paypal", &format!("not JSON: {e}")))?;
     let transmission = integrations::paypal::WebhookHeaders {
         auth_algo: algo,
@@ -146,7 +146,7 @@ pub(crate) async fn paypal_webhook(
         transmission_sig: sig,
         transmission_time: time,
     };
-    match client.verify_webhook(&transmission, &event).await {
+    match client.verify_webhook(&transmission, raw).await {
         Ok(true) => {}
         Ok(false) => return Err(reject(&state, "paypal", "PayPal did not verify it")),
         Err(e) => {
@@ -156,6 +156,8 @@ pub(crate) async fn paypal_webhook(
             )));
         }
     }
+    let event: serde_json::Value = serde_json::from_str(raw.get())
+        .map_err(|e| reject(&state, "paypal", &format!("not JSON: {e}")))?;
     let event = integrations::paypal::webhook::parse(&event)
         .map_err(|e| reject(&state, "paypal", &e.to_string()))?;
     apply(&state, Provider::Paypal, event, received_at).await
