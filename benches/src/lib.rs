@@ -214,6 +214,7 @@ pub fn new_event(title: &str, hold_ttl_secs: u32) -> NewEvent {
         ends_at: chrono::Utc::now() + chrono::Duration::hours(3),
         hold_ttl_secs: Some(hold_ttl_secs),
         refund_until: None,
+        bank_transfer: None,
     }
 }
 

@@ -23,7 +23,7 @@ mod validation;
 
 pub use attendee::{Attendee, normalize_email};
 pub use checkin::{CHECKIN_LISTS_MAX, CheckInList, LIST_GATES_MAX};
-pub use commands::{EventPatch, NewEvent, NewTicketType, SeatSource};
+pub use commands::{BankTransferSettings, EventPatch, NewEvent, NewTicketType, SeatSource};
 pub use stream::EventEvent;
 pub(crate) use validation::check_text;
 pub use validation::{event_time_window, is_stray_control};
@@ -151,6 +151,9 @@ pub struct EventRecord {
     /// Until then a buyer who cancels a paid registration is refunded in full.
     #[serde(default)]
     pub refund_until: Option<DateTime<Utc>>,
+    /// Who bank transfers for this event pay, and their deadline (none: the server's).
+    #[serde(default)]
+    pub bank_transfer: Option<BankTransferSettings>,
     pub status: EventStatus,
     /// When it was created.
     pub created_at: DateTime<Utc>,

@@ -205,12 +205,12 @@ fn payment_providers(
         .map_err(|e| anyhow::anyhow!("payments.stripe: {e}"))?;
         providers = providers.with(engine::payment::Provider::Stripe, Arc::new(client));
     }
-    if config.payments.bank_transfer.enabled {
-        providers = providers.with(
-            engine::payment::Provider::BankTransfer,
-            Arc::new(integrations::bank::BankTransfer),
-        );
-    }
+    // Always there: whether a bank transfer is offered depends on the event's settings or the
+    // server's (`[payments.bank_transfer]`), which the payment route checks.
+    providers = providers.with(
+        engine::payment::Provider::BankTransfer,
+        Arc::new(integrations::bank::BankTransfer),
+    );
     let paypal = &config.payments.paypal;
     let paypal = if paypal.enabled {
         let client =

@@ -131,5 +131,83 @@ async fn statements_confirm_exact_transfers_and_list_the_rest() {
         (Some(0), Some(1))
     );
     assert_eq!(admin.availability(&event).await, (10, 2, 2, 6));
+
+    // An event with its own payee and deadline; invalid settings are refused.
+    let bad = admin
+        .post(
+            "/api/v1/events",
+            &json!({"title": "Gala", "starts_at": "2030-07-01T18:00:00Z", "ends_at": "2030-07-01T23:00:00Z",
+                "bank_transfer": {"payee": "", "iban": "not an iban", "bic": "X", "deadline_hours": 0}}),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{bad:?}");
+    assert_eq!(bad.body["errors"].as_array().unwrap().len(), 4, "{bad:?}");
+    let gala = admin
+        .post(
+            "/api/v1/events",
+            &json!({"title": "Gala", "starts_at": "2030-07-01T18:00:00Z", "ends_at": "2030-07-01T23:00:00Z",
+                "bank_transfer": {"payee": "Gala Foundation", "iban": "NL91ABNA0417164300", "deadline_hours": 24}}),
+            None,
+        )
+        .await;
+    assert_eq!(gala.status, 201, "{gala:?}");
+    assert_eq!(gala.body["bank_transfer"]["payee"], "Gala Foundation");
+    let gala = gala.str("id");
+    let gala_tt = admin
+        .post(
+            &format!("/api/v1/events/{gala}/ticket-types"),
+            &json!({"name": "Seat", "price_minor": 12000, "currency": "EUR", "capacity": 5}),
+            None,
+        )
+        .await
+        .str("id");
+    admin
+        .post(&format!("/api/v1/events/{gala}/publish"), &json!({}), None)
+        .await;
+    let id = buyer.hold(&gala, &gala_tt, 1, None).await.str("id");
+    let started = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "bank_transfer"}),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 201, "{started:?}");
+    assert_eq!(started.body["bank"]["payee"], "Gala Foundation");
+    assert_eq!(started.body["bank"]["iban"], "NL91ABNA0417164300");
+    assert_eq!(started.body["bank"]["amount"], "120.00");
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(started.body["bank"]["deadline"].as_str().unwrap())
+            .unwrap();
+    let in_a_day = chrono::Utc::now() + chrono::Duration::hours(24);
+    assert!(
+        (deadline.to_utc() - in_a_day).num_minutes().abs() < 5,
+        "{deadline}"
+    );
+    server.terminate(Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_bank_transfer_without_a_payee() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(5, 600, 4, 4500).await;
+    let id = admin.hold(&event, &tt, 1, None).await.str("id");
+    let refused = admin
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "bank_transfer"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (422, Some("provider_not_configured")),
+        "{refused:?}"
+    );
+    assert!(admin.get(&format!("/api/v1/registrations/{id}")).await.body["payment"].is_null());
     server.terminate(Duration::from_secs(10));
 }

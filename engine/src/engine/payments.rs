@@ -56,8 +56,9 @@ impl Engine {
         let max_per_account = record
             .ticket_type(view.ticket_type_id)
             .and_then(|t| t.max_per_account);
-        let extension = i64::from(match provider {
-            Provider::BankTransfer => self.ctx.config.bank_transfer_deadline_secs,
+        let extension = i64::from(match (provider, &record.bank_transfer) {
+            (Provider::BankTransfer, Some(bank)) => bank.deadline_hours * 3600,
+            (Provider::BankTransfer, None) => self.ctx.config.bank_transfer_deadline_secs,
             _ => self.ctx.config.payment_hold_extension_secs,
         });
         let start = StartPayment {

@@ -29,6 +29,59 @@ pub struct NewEvent {
     /// cannot cancel paid registrations themselves).
     #[serde(default)]
     pub refund_until: Option<DateTime<Utc>>,
+    /// Who bank transfers for this event pay, and their deadline (none: the server's).
+    #[serde(default)]
+    pub bank_transfer: Option<BankTransferSettings>,
+}
+
+/// An event's bank-transfer settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BankTransferSettings {
+    /// The payee's name, 1..=140 characters.
+    pub payee: String,
+    /// IBAN: 15..=34 letters and digits, country code and check digits first.
+    pub iban: String,
+    /// BIC: 8 or 11 letters and digits, or empty.
+    pub bic: String,
+    /// The seats are held this long from the start of the transfer, 1..=720 hours.
+    pub deadline_hours: u32,
+}
+
+impl BankTransferSettings {
+    fn check(&self, errors: &mut Vec<FieldError>) {
+        check_text(errors, "bank_transfer.payee", &self.payee, 1, 140);
+        let iban_ok = (15..=34).contains(&self.iban.len())
+            && self
+                .iban
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && self.iban.as_bytes()[..2].iter().all(u8::is_ascii_uppercase)
+            && self.iban.as_bytes()[2..4].iter().all(u8::is_ascii_digit);
+        if !iban_ok {
+            errors.push(FieldError::new(
+                "bank_transfer.iban",
+                "must be an IBAN: 15 to 34 upper-case letters and digits, country and check digits first",
+            ));
+        }
+        let bic_ok = self.bic.is_empty()
+            || ([8, 11].contains(&self.bic.len())
+                && self
+                    .bic
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        if !bic_ok {
+            errors.push(FieldError::new(
+                "bank_transfer.bic",
+                "must be 8 or 11 upper-case letters and digits, or empty",
+            ));
+        }
+        if !(1..=720).contains(&self.deadline_hours) {
+            errors.push(FieldError::new(
+                "bank_transfer.deadline_hours",
+                "must be between 1 and 720",
+            ));
+        }
+    }
 }
 
 /// A validated partial update of an event. `None` leaves a field as it is.
@@ -45,6 +98,9 @@ pub struct EventPatch {
     /// The buyers' refund window's end.
     #[serde(default)]
     pub refund_until: Option<DateTime<Utc>>,
+    /// The event's bank-transfer settings.
+    #[serde(default)]
+    pub bank_transfer: Option<BankTransferSettings>,
 }
 
 /// A validated command to create a ticket type, with a new pool or a shared one.
@@ -104,6 +160,9 @@ impl NewEvent {
         }
         check_ttl(&mut errors, self.hold_ttl_secs);
         check_refund_until(&mut errors, self.refund_until, self.ends_at);
+        if let Some(bank) = &self.bank_transfer {
+            bank.check(&mut errors);
+        }
         finish(errors)
     }
 }
@@ -157,6 +216,9 @@ impl EventPatch {
         }
         check_ttl(&mut errors, self.hold_ttl_secs);
         check_refund_until(&mut errors, self.refund_until, ends);
+        if let Some(bank) = &self.bank_transfer {
+            bank.check(&mut errors);
+        }
         finish(errors)
     }
 

@@ -90,6 +90,7 @@ impl EventRecord {
                 ends_at: settings.ends_at,
                 hold_ttl_secs: *hold_ttl_secs,
                 refund_until: settings.refund_until,
+                bank_transfer: settings.bank_transfer.clone(),
                 status: EventStatus::Draft,
                 created_at: *at,
                 updated_at: *at,
@@ -134,6 +135,9 @@ impl EventRecord {
                 }
                 if let Some(v) = p.refund_until {
                     self.refund_until = Some(v);
+                }
+                if let Some(v) = p.bank_transfer {
+                    self.bank_transfer = Some(v);
                 }
                 self.updated_at = *at;
             }

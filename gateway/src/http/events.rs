@@ -67,6 +67,46 @@ pub struct CreateEvent {
     /// Until then a buyer who cancels a paid registration is refunded in full (at the latest
     /// `ends_at`); absent: buyers cannot cancel paid registrations themselves.
     pub refund_until: Option<DateTime<Utc>>,
+    /// Who bank transfers for this event pay, and their deadline; absent: the server's
+    /// `[payments.bank_transfer]`.
+    pub bank_transfer: Option<BankTransferDto>,
+}
+
+/// An event's bank-transfer settings.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BankTransferDto {
+    /// The payee's name (1 to 140 characters).
+    pub payee: String,
+    /// IBAN, upper case without spaces.
+    pub iban: String,
+    /// BIC (8 or 11 characters), or empty.
+    #[serde(default)]
+    pub bic: String,
+    /// The seats are held this long from the start of the transfer (1..=720).
+    pub deadline_hours: u32,
+}
+
+impl From<BankTransferDto> for engine::model::BankTransferSettings {
+    fn from(b: BankTransferDto) -> Self {
+        Self {
+            payee: b.payee,
+            iban: b.iban,
+            bic: b.bic,
+            deadline_hours: b.deadline_hours,
+        }
+    }
+}
+
+impl From<&engine::model::BankTransferSettings> for BankTransferDto {
+    fn from(b: &engine::model::BankTransferSettings) -> Self {
+        Self {
+            payee: b.payee.clone(),
+            iban: b.iban.clone(),
+            bic: b.bic.clone(),
+            deadline_hours: b.deadline_hours,
+        }
+    }
 }
 
 /// Body of `PATCH /api/v1/events/{id}`: fields to change.
@@ -87,6 +127,8 @@ pub struct UpdateEvent {
     pub hold_ttl_secs: Option<u32>,
     /// The buyers' refund window's end (at the latest `ends_at`).
     pub refund_until: Option<DateTime<Utc>>,
+    /// The event's bank-transfer settings.
+    pub bank_transfer: Option<BankTransferDto>,
 }
 
 /// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
@@ -150,6 +192,8 @@ pub struct EventDto {
     hold_ttl_secs: u32,
     /// Until then buyers who cancel a paid registration are refunded in full.
     refund_until: Option<DateTime<Utc>>,
+    /// The event's bank-transfer settings (absent: the server's).
+    bank_transfer: Option<BankTransferDto>,
     /// draft, published, canceled or completed.
     status: String,
     created_at: DateTime<Utc>,
@@ -188,6 +232,7 @@ impl From<&EventRecord> for EventDto {
             ends_at: r.ends_at,
             hold_ttl_secs: r.hold_ttl_secs,
             refund_until: r.refund_until,
+            bank_transfer: r.bank_transfer.as_ref().map(BankTransferDto::from),
             status: r.status.as_str().to_owned(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -314,6 +359,7 @@ pub(crate) async fn create_event(
         ends_at: body.ends_at,
         hold_ttl_secs: body.hold_ttl_secs,
         refund_until: body.refund_until,
+        bank_transfer: body.bank_transfer.map(Into::into),
     };
     let record = state
         .engine
@@ -410,6 +456,7 @@ pub(crate) async fn update_event(
         ends_at: body.ends_at,
         hold_ttl_secs: body.hold_ttl_secs,
         refund_until: body.refund_until,
+        bank_transfer: body.bank_transfer.map(Into::into),
     };
     Ok(Json(EventDto::from(
         &state.engine.update_event(id, patch).await?,

@@ -78,7 +78,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::vouchers::CreateVoucher, super::vouchers::VoucherDto, super::vouchers::VoucherPage,
         super::vouchers::ReceiptDto, super::vouchers::ReceiptLine, super::registrations::PriceDto,
         super::waitlist::JoinBody, super::waitlist::WaitlistDto,
-        super::payments::StartPaymentBody, super::payments::PaymentDto, super::payments::RefundDto, super::payments::dto::CaptureDto,
+        super::payments::StartPaymentBody, super::payments::PaymentDto, super::payments::RefundDto, super::payments::dto::CaptureDto, super::events::BankTransferDto,
         super::payments::PaymentStartedDto, super::payments::RefundBody, super::payments::webhooks::WebhookReceived,
         super::payments::report::PaymentItem, super::payments::report::PaymentPage,
         super::payments::report::RevenueLine, super::payments::report::RevenueSummary,

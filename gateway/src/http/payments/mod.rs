@@ -15,6 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use engine::ids::RegistrationId;
+use engine::model::BankTransferSettings;
 use engine::payment::{Provider, RefundReason};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -122,23 +123,41 @@ pub(crate) async fn start_payment(
             .into());
         }
     };
-    let started = state.engine.start_payment(id, provider).await?;
-    let bank = match (&state.bank_transfer, provider) {
-        (Some(b), Provider::BankTransfer) => Some(BankInstructions {
-            payee: b.payee.clone(),
-            iban: b.iban.clone(),
-            bic: b.bic.clone(),
-            reference: started.payment.provider_ref.clone().unwrap_or_default(),
-            amount: integrations::money::to_decimal(
-                started.payment.amount_minor,
-                &started.payment.currency,
-            )
-            .unwrap_or_default(),
-            currency: started.payment.currency.clone(),
-            deadline: started.hold_expires_at,
-        }),
+    // A bank transfer needs someone to pay: the event's payee, or the server's.
+    let payee = match provider {
+        Provider::BankTransfer => {
+            let view = state.engine.registration(id)?;
+            let event = state.engine.event(view.event_id)?.bank_transfer;
+            let server = state.bank_transfer.as_ref().map(|b| BankTransferSettings {
+                payee: b.payee.clone(),
+                iban: b.iban.clone(),
+                bic: b.bic.clone(),
+                deadline_hours: b.deadline_hours,
+            });
+            let payee =
+                event
+                    .or(server)
+                    .ok_or(engine::error::DomainError::ProviderNotConfigured(
+                        "bank_transfer",
+                    ))?;
+            Some(payee)
+        }
         _ => None,
     };
+    let started = state.engine.start_payment(id, provider).await?;
+    let bank = payee.map(|b| BankInstructions {
+        payee: b.payee,
+        iban: b.iban,
+        bic: b.bic,
+        reference: started.payment.provider_ref.clone().unwrap_or_default(),
+        amount: integrations::money::to_decimal(
+            started.payment.amount_minor,
+            &started.payment.currency,
+        )
+        .unwrap_or_default(),
+        currency: started.payment.currency.clone(),
+        deadline: started.hold_expires_at,
+    });
     Ok((
         StatusCode::CREATED,
         Json(PaymentStartedDto {
