@@ -261,7 +261,7 @@ pub fn engine_config() -> EngineConfig {
         waitlist_offer_secs: 3_600,
         ticket_routes_cached_max: 1_000_000,
         payment_hold_extension_secs: 900,
-        bank_transfer_deadline_secs: 259_200,
+        bank_transfer: None,
         refund_retry: std::time::Duration::from_secs(1),
         refund_attempts_max: 8,
     }

@@ -38,8 +38,9 @@ pub struct EngineConfig {
     /// Starting a payment keeps the hold at least this long from then (a buyer typing a
     /// card number does not lose the seats).
     pub payment_hold_extension_secs: u32,
-    /// A bank transfer keeps the seats this long from its start (its deadline).
-    pub bank_transfer_deadline_secs: u32,
+    /// Who bank transfers pay, and their deadline, for events that set none of their own
+    /// (`None`: such events take no transfers).
+    pub bank_transfer: Option<crate::model::BankTransferSettings>,
     /// First retry delay of a refund call that failed (doubling up to 32x).
     pub refund_retry: Duration,
     /// Refund calls before the refund is marked failed.

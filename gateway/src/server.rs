@@ -290,11 +290,6 @@ fn application(
         retry_after_secs: config.http.retry_after_secs,
         webhooks: webhook_settings(config, core.paypal.clone()),
         webhook_rejections: Default::default(),
-        bank_transfer: config
-            .payments
-            .bank_transfer
-            .enabled
-            .then(|| config.payments.bank_transfer.clone()),
     });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,

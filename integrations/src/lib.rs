@@ -7,3 +7,4 @@ pub mod http;
 pub mod money;
 pub mod paypal;
 pub mod stripe;
+pub mod webhook;

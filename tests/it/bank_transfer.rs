@@ -41,8 +41,7 @@ async fn statements_confirm_exact_transfers_and_list_the_rest() {
     admin.wait_ready().await;
     // Holds of 10 minutes; a transfer keeps the seats for 72 hours.
     let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
-    let (_, buyer) = admin.with_token(None).signed_in("ada@example.com").await;
-    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let buyer = admin.buyer("ada@example.com").await;
     let mut regs = Vec::new();
     for _ in 0..2 {
         let id = buyer.hold(&event, &tt, 2, None).await.str("id");

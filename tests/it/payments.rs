@@ -101,8 +101,7 @@ async fn a_paid_sale_confirms_once_through_stripe_and_forged_webhooks_change_not
     admin.wait_ready().await;
     // 45.00 EUR a seat, holds for 10 minutes.
     let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
-    let (_, buyer) = admin.with_token(None).signed_in("ada@example.com").await;
-    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let buyer = admin.buyer("ada@example.com").await;
     let held = buyer.hold(&event, &tt, 2, None).await;
     assert_eq!(held.status, 201, "{held:?}");
     let id = held.str("id");
@@ -352,8 +351,7 @@ async fn a_box_office_mark_paid_confirms_and_is_audited() {
     let admin = Api::admin(&server).await;
     admin.wait_ready().await;
     let (event, tt) = admin.published_priced_event(5, 600, 4, 4500).await;
-    let (_, buyer) = admin.with_token(None).signed_in("bob@example.com").await;
-    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let buyer = admin.buyer("bob@example.com").await;
     let id = buyer.hold(&event, &tt, 1, None).await.str("id");
     // Stripe is not configured here.
     let start = buyer
@@ -795,8 +793,7 @@ async fn a_buyer_cancels_a_paid_registration_only_within_the_refund_window() {
     let admin = Api::admin(&server).await;
     admin.wait_ready().await;
     let (event, tt) = admin.published_priced_event(5, 600, 4, 4500).await;
-    let (_, buyer) = admin.with_token(None).signed_in("cleo@example.com").await;
-    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let buyer = admin.buyer("cleo@example.com").await;
     let paid = |n: i64| {
         let (admin, buyer, event, tt) = (admin.clone(), buyer.clone(), event.clone(), tt.clone());
         async move {

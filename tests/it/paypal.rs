@@ -63,8 +63,7 @@ async fn a_paypal_order_is_approved_captured_once_and_refunded() {
     admin.wait_ready().await;
     // 45.00 EUR a seat.
     let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
-    let (_, buyer) = admin.with_token(None).signed_in("ada@example.com").await;
-    let buyer = admin.with_token(buyer["access_token"].as_str().map(str::to_owned));
+    let buyer = admin.buyer("ada@example.com").await;
     let id = buyer.hold(&event, &tt, 2, None).await.str("id");
 
     let started = buyer

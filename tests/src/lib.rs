@@ -352,6 +352,12 @@ impl Api {
         (signup.str("id"), login.body)
     }
 
+    /// A new account signed up and signed in as `email`: an `Api` with its token.
+    pub async fn buyer(&self, email: &str) -> Api {
+        let (_, login) = self.with_token(None).signed_in(email).await;
+        self.with_token(login["access_token"].as_str().map(str::to_owned))
+    }
+
     /// Sends; `None` when the connection failed (server killed) before a whole reply arrived.
     pub async fn try_send(&self, request: reqwest::RequestBuilder) -> Option<Reply> {
         let response = request.send().await.ok()?;

@@ -22,6 +22,8 @@ pub struct PaymentStart {
     pub approve_url: Option<String>,
     /// The hold's deadline, extended while the buyer pays.
     pub hold_expires_at: Option<DateTime<Utc>>,
+    /// A bank transfer's payee (the event's, or the server's).
+    pub bank: Option<crate::model::BankTransferSettings>,
 }
 
 /// What a provider's report did.
@@ -56,11 +58,13 @@ impl Engine {
         let max_per_account = record
             .ticket_type(view.ticket_type_id)
             .and_then(|t| t.max_per_account);
-        let extension = i64::from(match (provider, &record.bank_transfer) {
-            (Provider::BankTransfer, Some(bank)) => bank.deadline_hours * 3600,
-            (Provider::BankTransfer, None) => self.ctx.config.bank_transfer_deadline_secs,
-            _ => self.ctx.config.payment_hold_extension_secs,
-        });
+        let bank = self.bank_payee(provider, &record)?;
+        let extension = i64::from(
+            bank.as_ref()
+                .map_or(self.ctx.config.payment_hold_extension_secs, |b| {
+                    b.deadline_hours * 3600
+                }),
+        );
         let start = StartPayment {
             registration_id: id,
             event_id: view.event_id,
@@ -105,7 +109,25 @@ impl Engine {
             client_secret: created.client_secret,
             approve_url: created.approve_url,
             hold_expires_at,
+            bank,
         })
+    }
+
+    /// A bank transfer's payee: the event's, or the server's; with neither there is none.
+    fn bank_payee(
+        &self,
+        provider: Provider,
+        record: &crate::model::EventRecord,
+    ) -> EngineResult<Option<crate::model::BankTransferSettings>> {
+        if provider != Provider::BankTransfer {
+            return Ok(None);
+        }
+        let payee = record
+            .bank_transfer
+            .clone()
+            .or_else(|| self.ctx.config.bank_transfer.clone())
+            .ok_or(DomainError::ProviderNotConfigured(provider.as_str()))?;
+        Ok(Some(payee))
     }
 
     /// Applies a provider's verified report to its registration's payment (once per

@@ -55,6 +55,18 @@ pub struct PaymentsConfig {
     pub bank_transfer: BankTransferConfig,
 }
 
+impl BankTransferConfig {
+    /// The server-wide payee, when transfers are enabled.
+    pub fn settings(&self) -> Option<engine::model::BankTransferSettings> {
+        self.enabled.then(|| engine::model::BankTransferSettings {
+            payee: self.payee.clone(),
+            iban: self.iban.clone(),
+            bic: self.bic.clone(),
+            deadline_hours: self.deadline_hours,
+        })
+    }
+}
+
 /// Bank transfers: who is paid, and how long the seats wait for the money.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -593,7 +605,7 @@ impl Config {
             waitlist_offer_secs: e.waitlist_offer_secs,
             ticket_routes_cached_max: e.ticket_routes_cached_max,
             payment_hold_extension_secs: self.payments.hold_extension_secs,
-            bank_transfer_deadline_secs: self.payments.bank_transfer.deadline_hours * 3600,
+            bank_transfer: self.payments.bank_transfer.settings(),
             refund_retry: Duration::from_millis(self.payments.refund_retry_ms),
             refund_attempts_max: self.payments.refund_attempts_max,
             outbox: engine::outbox::OutboxConfig {

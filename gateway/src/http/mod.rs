@@ -79,8 +79,6 @@ pub struct Shared {
     pub webhooks: payments::WebhookSettings,
     /// Audit entries of refused webhook deliveries: at most one per period.
     pub webhook_rejections: payments::RejectionThrottle,
-    /// Who bank transfers pay, when they are enabled.
-    pub bank_transfer: Option<crate::config::BankTransferConfig>,
 }
 
 /// Password-reset requests processed at once in the background; more get 503.

@@ -11,7 +11,7 @@
 use engine::payment::{PROVIDER_ID_LEN_MAX, Provider, ProviderReport, Report};
 use serde_json::Value;
 
-pub use crate::stripe::webhook::{Event, Malformed};
+pub use crate::webhook::{Event, Malformed};
 
 /// Reads a verified event body.
 ///

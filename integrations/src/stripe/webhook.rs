@@ -16,29 +16,7 @@
 use engine::payment::{Provider, ProviderReport, Report};
 use serde::Deserialize;
 
-/// A verified event, read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A report on a payment.
-    Report {
-        /// `metadata.registration_id`, when the object carries it.
-        registration_id: Option<String>,
-        /// What it says (its `provider_ref` is the PaymentIntent id).
-        report: ProviderReport,
-    },
-    /// An event type this server does not act on (answered 200 so Stripe stops sending it).
-    Unhandled {
-        /// The event's id.
-        event_id: String,
-        /// Its type.
-        kind: String,
-    },
-}
-
-/// Why a verified body could not be read.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("malformed Stripe event: {0}")]
-pub struct Malformed(pub String);
+pub use crate::webhook::{Event, Malformed};
 
 #[derive(Deserialize)]
 struct Envelope {

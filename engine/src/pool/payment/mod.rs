@@ -61,6 +61,7 @@ impl PoolState {
     }
 
     /// The pool's payments.
+    #[cfg(test)]
     pub fn payments(&self) -> &Payments {
         &self.payments
     }

@@ -366,7 +366,9 @@ impl Payments {
         self.by_registration.is_empty()
     }
 
-    /// Refunds decided and not yet answered, with their registration (what the relay runs).
+    /// Refunds decided and not yet answered, with their registration (the relay reads them
+    /// from the provider jobs; the model test from here).
+    #[cfg(test)]
     pub fn pending_refunds(&self) -> impl Iterator<Item = (RegistrationId, &Refund)> {
         self.by_registration.iter().flat_map(|(id, p)| {
             p.refunds

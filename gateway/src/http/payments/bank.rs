@@ -142,13 +142,12 @@ async fn apply(state: &AppState, event_id: EventId, line: &Line) -> ApiResult<Ap
         .registration_by_payment_ref(Provider::BankTransfer, reference)?
         .and_then(|id| state.engine.registration(id).ok())
         .filter(|r| r.event_id == event_id);
-    let (Some(view), true) = (
-        found.as_ref(),
-        found.as_ref().is_some_and(|r| r.payment.is_some()),
-    ) else {
+    let Some((view, payment)) = found
+        .as_ref()
+        .and_then(|view| Some((view, view.payment.as_ref()?)))
+    else {
         return Ok(Applied::No(exception));
     };
-    let payment = view.payment.as_ref().expect("checked");
     exception.registration_id = Some(view.id.0);
     exception.expected_minor = Some(payment.amount_minor);
     if line.currency != payment.currency {

@@ -15,7 +15,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use engine::ids::RegistrationId;
-use engine::model::BankTransferSettings;
 use engine::payment::{Provider, RefundReason};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -123,29 +122,8 @@ pub(crate) async fn start_payment(
             .into());
         }
     };
-    // A bank transfer needs someone to pay: the event's payee, or the server's.
-    let payee = match provider {
-        Provider::BankTransfer => {
-            let view = state.engine.registration(id)?;
-            let event = state.engine.event(view.event_id)?.bank_transfer;
-            let server = state.bank_transfer.as_ref().map(|b| BankTransferSettings {
-                payee: b.payee.clone(),
-                iban: b.iban.clone(),
-                bic: b.bic.clone(),
-                deadline_hours: b.deadline_hours,
-            });
-            let payee =
-                event
-                    .or(server)
-                    .ok_or(engine::error::DomainError::ProviderNotConfigured(
-                        "bank_transfer",
-                    ))?;
-            Some(payee)
-        }
-        _ => None,
-    };
     let started = state.engine.start_payment(id, provider).await?;
-    let bank = payee.map(|b| BankInstructions {
+    let bank = started.bank.clone().map(|b| BankInstructions {
         payee: b.payee,
         iban: b.iban,
         bic: b.bic,

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use engine::ids::RegistrationId;
 use engine::payment::Provider;
-use integrations::stripe::webhook::Event;
+use integrations::webhook::Event;
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
