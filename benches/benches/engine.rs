@@ -58,6 +58,7 @@ fn main() {
             unit_price_minor: 1_000,
             currency: "EUR".into(),
             voucher: None,
+            tax: None,
         }));
         let (events, outcome) = pool.execute(command, EventStatus::Published, now);
         assert!(outcome.is_ok() && events.len() == 1);

@@ -200,6 +200,7 @@ pub fn general_admission(capacity: u32) -> NewTicketType {
         min_per_order: 1,
         sales_start: None,
         sales_end: None,
+        vat_rate_bp: 0,
     }
 }
 
@@ -215,6 +216,7 @@ pub fn new_event(title: &str, hold_ttl_secs: u32) -> NewEvent {
         hold_ttl_secs: Some(hold_ttl_secs),
         refund_until: None,
         bank_transfer: None,
+        invoicing: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod checkin;
 mod events;
+mod invoices;
 mod payments;
 mod refunds;
 mod registrations;
@@ -66,6 +67,8 @@ pub struct Engine {
     routes: Arc<Cache<TicketId, TicketRoute>>,
     /// Wakes the refund relay.
     refunds_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the invoice relay.
+    invoices_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -105,6 +108,7 @@ impl Engine {
             payments,
         });
         let relay_stopped_refunds = relay_stop.subscribe();
+        let relay_stopped_invoices = relay_stop.subscribe();
         let engine = Self {
             ctx,
             root,
@@ -115,6 +119,7 @@ impl Engine {
             relay_stop: Arc::new(relay_stop),
             routes,
             refunds_wake: Arc::new(tokio::sync::Notify::new()),
+            invoices_wake: Arc::new(tokio::sync::Notify::new()),
         };
         let refund_config = RefundRelayConfig {
             retry: engine.ctx.config.refund_retry,
@@ -125,6 +130,7 @@ impl Engine {
                 .clone()
                 .refund_relay(refund_config, relay_stopped_refunds),
         );
+        tokio::spawn(engine.clone().invoice_relay(relay_stopped_invoices));
         Ok(engine)
     }
 

@@ -45,6 +45,10 @@ pub enum DomainError {
     /// No such ticket.
     #[error("ticket not found")]
     TicketNotFound,
+    /// The registration has no such invoice or credit note (an invoice is issued once a priced
+    /// registration is paid).
+    #[error("no such document: an invoice is issued once a priced registration is paid")]
+    InvoiceNotFound,
     /// The event's lifecycle does not allow this transition.
     #[error("event is {from:?}; cannot {action}")]
     InvalidTransition {

@@ -79,6 +79,9 @@ pub enum StreamId {
     /// One user account: profile, credentials, sessions. Written with optimistic
     /// concurrency (expected sequence number), not by an actor: accounts are not contended.
     User(UserId),
+    /// One organizer's invoice ledger: its documents, whose numbers are their sequence
+    /// numbers. Written with optimistic concurrency, like accounts.
+    Ledger(UserId),
 }
 
 impl StreamId {
@@ -88,6 +91,7 @@ impl StreamId {
             StreamId::Event(id) => (b'e', id.as_bytes()),
             StreamId::Pool(id) => (b'p', id.as_bytes()),
             StreamId::User(id) => (b'u', id.as_bytes()),
+            StreamId::Ledger(id) => (b'l', id.as_bytes()),
         };
         let mut key = [0u8; 17];
         key[0] = tag;
@@ -102,6 +106,7 @@ impl fmt::Display for StreamId {
             StreamId::Event(id) => write!(f, "event-{id}"),
             StreamId::Pool(id) => write!(f, "pool-{id}"),
             StreamId::User(id) => write!(f, "user-{id}"),
+            StreamId::Ledger(id) => write!(f, "ledger-{id}"),
         }
     }
 }

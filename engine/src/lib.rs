@@ -12,6 +12,7 @@ pub mod error;
 pub mod failure;
 pub mod feeds;
 pub mod ids;
+pub mod invoice;
 pub mod message;
 pub mod model;
 pub mod outbox;

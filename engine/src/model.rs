@@ -23,7 +23,9 @@ mod validation;
 
 pub use attendee::{Attendee, normalize_email};
 pub use checkin::{CHECKIN_LISTS_MAX, CheckInList, LIST_GATES_MAX};
-pub use commands::{BankTransferSettings, EventPatch, NewEvent, NewTicketType, SeatSource};
+pub use commands::{
+    BankTransferSettings, EventPatch, InvoiceSettings, NewEvent, NewTicketType, SeatSource,
+};
 pub use stream::EventEvent;
 pub(crate) use validation::check_text;
 pub use validation::{event_time_window, is_stray_control};
@@ -81,6 +83,22 @@ pub struct TicketType {
     /// No holds from then on (sales end).
     #[serde(default)]
     pub sales_end: Option<DateTime<Utc>>,
+    /// VAT rate in basis points (1900 is 19 %), 0..=`VAT_RATE_BP_MAX`.
+    #[serde(default)]
+    pub vat_rate_bp: u16,
+}
+
+impl TicketType {
+    /// How VAT applies to this ticket type's price in `event`.
+    pub fn tax_rule(&self, event: &EventRecord) -> crate::pricing::TaxRule {
+        crate::pricing::TaxRule {
+            rate_bp: self.vat_rate_bp,
+            included: event
+                .invoicing
+                .as_ref()
+                .is_none_or(|i| i.prices_include_vat),
+        }
+    }
 }
 
 fn one() -> u16 {
@@ -154,6 +172,10 @@ pub struct EventRecord {
     /// Who bank transfers for this event pay, and their deadline (none: the server's).
     #[serde(default)]
     pub bank_transfer: Option<BankTransferSettings>,
+    /// Who sells on its invoices, and whether its prices include VAT (none: the organizer's
+    /// account name, prices gross).
+    #[serde(default)]
+    pub invoicing: Option<InvoiceSettings>,
     pub status: EventStatus,
     /// When it was created.
     pub created_at: DateTime<Utc>,

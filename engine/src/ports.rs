@@ -29,6 +29,8 @@ pub enum StreamEvent {
     Pool(PoolEvent),
     /// A user-stream event.
     User(UserEvent),
+    /// A ledger-stream event (an organizer's invoices).
+    Ledger(crate::invoice::LedgerEvent),
 }
 
 /// A snapshot of an actor's state at the sequence number of the last event of its append.
@@ -680,4 +682,16 @@ pub trait Store: Send + Sync + 'static {
     fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError>;
     /// Moves a message the relay gave up on from the outbox to the dead letters (atomically).
     fn outbox_dead_letter(&self, id: uuid::Uuid) -> Result<(), StoreError>;
+    /// The last number of an organizer's ledger (0: nothing issued yet).
+    fn ledger_head(&self, organizer: UserId) -> Result<u64, StoreError>;
+    /// The documents issued for a registration, in number order.
+    fn documents(
+        &self,
+        registration: RegistrationId,
+    ) -> Result<Vec<crate::invoice::Document>, StoreError>;
+    /// Invoice jobs (registrations that may be due a document), oldest first, at most `limit`:
+    /// each job's id and registration.
+    fn invoice_jobs(&self, limit: usize) -> Result<Vec<(uuid::Uuid, RegistrationId)>, StoreError>;
+    /// Removes a job the invoice relay has done.
+    fn invoice_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError>;
 }

@@ -3,6 +3,7 @@
 //! HTTP: inbound webhooks are gateway routes, which call the verifiers here on the raw bytes.
 
 pub mod bank;
+pub mod documents;
 pub mod http;
 pub mod money;
 pub mod paypal;

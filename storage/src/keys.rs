@@ -83,3 +83,12 @@ pub fn revocation(event: &EventId, version: u64) -> [u8; 24] {
 pub fn payment_ref(provider: engine::payment::Provider, reference: &str) -> Vec<u8> {
     format!("{}:{reference}", provider.as_str()).into_bytes()
 }
+
+/// `documents`: registration (16) + ledger number (8), so a registration's documents are
+/// contiguous and in number order.
+pub fn document(registration: &RegistrationId, number: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(registration.as_bytes());
+    key[16..].copy_from_slice(&number.to_be_bytes());
+    key
+}

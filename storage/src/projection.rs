@@ -3,6 +3,7 @@
 
 use crate::codec::{decode, encode, encode_compact};
 
+mod invoices;
 mod payments;
 use crate::error::err;
 use crate::keys;
@@ -84,6 +85,10 @@ pub struct Overlay {
     payment_refs: Vec<(Vec<u8>, [u8; 16])>,
     /// Provider jobs written (`Some`) or done (`None`), in order.
     provider_jobs: Vec<(uuid::Uuid, Option<engine::payment::ProviderJob>)>,
+    /// Invoice jobs written: job id, registration.
+    invoice_jobs: Vec<(uuid::Uuid, RegistrationId)>,
+    /// Documents issued.
+    documents: Vec<engine::invoice::Document>,
     /// Revocations to insert, and each touched event's latest version (loaded on first use).
     revocations: Vec<(EventId, Revocation)>,
     revocation_heads: HashMap<EventId, u64>,
@@ -265,14 +270,17 @@ impl Overlay {
                 first_number,
                 at,
                 ..
-            } => self.registration_confirmed(
-                db,
-                pool_id,
-                registration_id,
-                &tickets,
-                first_number,
-                at,
-            )?,
+            } => {
+                self.registration_confirmed(
+                    db,
+                    pool_id,
+                    registration_id,
+                    &tickets,
+                    first_number,
+                    at,
+                )?;
+                self.invoice_job(db, registration_id)?;
+            }
             PoolEvent::AttendeeCheckedIn {
                 ticket_id,
                 admission,
@@ -289,6 +297,13 @@ impl Overlay {
             | PoolEvent::RefundSettled { .. } => {
                 let id = event.payment_registration().expect("a payment event");
                 self.payment_projected(db, id, &event)?;
+                // Money went back: a credit note may be due.
+                if matches!(
+                    event,
+                    PoolEvent::PaymentReported { .. } | PoolEvent::RefundSettled { .. }
+                ) {
+                    self.invoice_job(db, id)?;
+                }
             }
         }
         Ok(())
@@ -682,6 +697,20 @@ impl Overlay {
                 Some(job) => batch.insert(&db.provider_jobs, id.as_bytes().to_vec(), encode(&job)?),
                 None => batch.remove(&db.provider_jobs, id.as_bytes().to_vec()),
             }
+        }
+        for (id, registration) in self.invoice_jobs {
+            batch.insert(
+                &db.invoice_jobs,
+                id.as_bytes().to_vec(),
+                registration.as_bytes().to_vec(),
+            );
+        }
+        for document in &self.documents {
+            batch.insert(
+                &db.documents,
+                keys::document(&document.registration_id, document.number).to_vec(),
+                encode(document)?,
+            );
         }
         for (event, stats) in &self.checkin_stats {
             batch.insert(

@@ -92,6 +92,11 @@ pub struct Db {
     /// Provider calls to make, by job id (the provider relay's work; a refund's job is
     /// removed with its answer, a cancellation's when it was made).
     pub(crate) provider_jobs: Keyspace,
+    /// Invoices and credit notes, by registration (16) + ledger number (8) (see `invoice`).
+    pub(crate) documents: Keyspace,
+    /// Registrations that may be due a document, by job id (UUIDv7) → registration id (the
+    /// invoice relay's work).
+    pub(crate) invoice_jobs: Keyspace,
 }
 
 impl Db {
@@ -132,6 +137,8 @@ impl Db {
             waitlist: ks("waitlist")?,
             payment_refs: ks("payment_refs")?,
             provider_jobs: ks("provider_jobs")?,
+            documents: ks("documents")?,
+            invoice_jobs: ks("invoice_jobs")?,
             db,
         })
     }
@@ -166,7 +173,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 21] {
+    fn all(&self) -> [&Keyspace; 23] {
         [
             &self.journal,
             &self.snapshots,
@@ -189,6 +196,8 @@ impl Db {
             &self.waitlist,
             &self.payment_refs,
             &self.provider_jobs,
+            &self.documents,
+            &self.invoice_jobs,
         ]
     }
 
@@ -424,6 +433,37 @@ impl Store for Db {
             }
             None => Ok(None),
         }
+    }
+
+    fn ledger_head(&self, organizer: UserId) -> Result<u64, StoreError> {
+        self.head(&StreamId::Ledger(organizer))
+    }
+
+    fn documents(
+        &self,
+        registration: RegistrationId,
+    ) -> Result<Vec<engine::invoice::Document>, StoreError> {
+        let mut documents = Vec::new();
+        for guard in self.documents.prefix(registration.as_bytes()) {
+            let (_, value) = guard.into_inner().map_err(err)?;
+            documents.push(decode(&value).map_err(StoreError::from)?);
+        }
+        Ok(documents)
+    }
+
+    fn invoice_jobs(&self, limit: usize) -> Result<Vec<(uuid::Uuid, RegistrationId)>, StoreError> {
+        let mut jobs = Vec::new();
+        for guard in self.invoice_jobs.iter().take(limit) {
+            let (key, value) = guard.into_inner().map_err(err)?;
+            let id = uuid::Uuid::from_slice(&key).map_err(err)?;
+            let registration = uuid::Uuid::from_slice(&value).map_err(err)?;
+            jobs.push((id, RegistrationId(registration)));
+        }
+        Ok(jobs)
+    }
+
+    fn invoice_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.invoice_jobs.remove(id.as_bytes()).map_err(err)
     }
 
     fn provider_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError> {

@@ -309,6 +309,7 @@ fn stage_records(
                 (StreamId::User(user_id), StreamEvent::User(e)) => {
                     overlay.project_user(user_id, &e)
                 }
+                (StreamId::Ledger(_), StreamEvent::Ledger(e)) => overlay.project_ledger(e),
                 _ => {
                     return Err(StoreError::Inconsistent(format!(
                         "event of the wrong kind on {stream}"

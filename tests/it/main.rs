@@ -16,6 +16,7 @@ mod expiry;
 mod flash_sale;
 mod hardening;
 mod idempotency_scope;
+mod invoices;
 mod mail;
 mod ops;
 mod overload_log;

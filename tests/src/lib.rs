@@ -431,6 +431,24 @@ impl Api {
         self.send(self.at(reqwest::Method::GET, path)).await
     }
 
+    /// GET a non-JSON answer: status, content type and the bytes.
+    pub async fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let response = self
+            .at(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("a reply");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response.bytes().await.expect("a body").to_vec();
+        (status, content_type, bytes)
+    }
+
     /// POST a JSON body, with an optional Idempotency-Key.
     pub async fn post(&self, path: &str, body: &serde_json::Value, key: Option<&str>) -> Reply {
         let mut request = self.at(reqwest::Method::POST, path).json(body);
@@ -830,4 +848,22 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// The text of a PDF as poppler's `pdftotext -layout` reads it (poppler-utils; `.ci/run`
+/// installs it): a checker from other hands than the PDF writer's.
+pub fn pdftotext(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("document.pdf");
+    std::fs::write(&path, pdf).expect("PDF written");
+    let out = Command::new("pdftotext")
+        .args(["-layout", path.to_str().expect("utf-8 path"), "-"])
+        .output()
+        .expect("pdftotext runs (poppler-utils)");
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 text")
 }

@@ -492,6 +492,7 @@ async fn create_ticket_type(
         min_per_order: cmd.min_per_order,
         sales_start: cmd.sales_start,
         sales_end: cmd.sales_end,
+        vat_rate_bp: cmd.vat_rate_bp,
     };
     let id = ticket_type.id;
     // The pool actor starts now; clients learn the ticket type only once it is durable.

@@ -157,6 +157,7 @@ impl Engine {
                 };
                 metrics::counter!("payment_reports_total", "provider" => provider, "report" => kind, "result" => result)
                     .increment(1);
+                self.wake_invoices();
                 // A late or second capture may have decided a refund.
                 if !duplicate {
                     self.wake_refunds();
@@ -244,6 +245,7 @@ impl Engine {
         self.payment_command(&view, command).await?;
         metrics::counter!("payments_total", "provider" => "manual", "result" => "succeeded")
             .increment(1);
+        self.wake_invoices();
         self.registration(id)
     }
 

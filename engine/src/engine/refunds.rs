@@ -270,6 +270,7 @@ impl Engine {
                 };
                 metrics::counter!("refunds_total", "provider" => job.provider.as_str(), "result" => result)
                     .increment(1);
+                self.wake_invoices();
             }
             Err(e) => {
                 tracing::warn!(refund = %job.id, error = %e, "recording a refund's answer failed; retrying the record");

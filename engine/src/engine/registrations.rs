@@ -121,6 +121,7 @@ impl Engine {
             unit_price_minor: tt.price_minor,
             currency: tt.currency.clone(),
             voucher,
+            tax: Some(tt.tax_rule(record)),
         };
         Ok((hold, tt.pool_id))
     }

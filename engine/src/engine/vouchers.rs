@@ -384,6 +384,7 @@ impl Engine {
             &tt.currency,
             quantity,
             redeemed.as_ref().map(|(code, d)| (code.as_str(), *d)),
-        ))
+        )
+        .taxed(Some(tt.tax_rule(&record))))
     }
 }

@@ -70,6 +70,7 @@ impl Engine {
             offer_ttl_secs: self.ctx.config.waitlist_offer_secs,
             joined_at: self.ctx.clock.now(),
             sales_end: tt.sales_end,
+            tax: Some(tt.tax_rule(&record)),
         };
         let outcome = self
             .pool_command(

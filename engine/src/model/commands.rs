@@ -32,6 +32,44 @@ pub struct NewEvent {
     /// Who bank transfers for this event pay, and their deadline (none: the server's).
     #[serde(default)]
     pub bank_transfer: Option<BankTransferSettings>,
+    /// The seller on its invoices, and whether prices include VAT.
+    #[serde(default)]
+    pub invoicing: Option<InvoiceSettings>,
+}
+
+/// An event's invoicing settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceSettings {
+    /// The seller's (legal) name, 1..=140 characters.
+    pub seller_name: String,
+    /// The seller's postal address, at most 6 lines of 1..=140 characters.
+    pub seller_address: Vec<String>,
+    /// The seller's VAT identification number, up to 32 characters (may be empty).
+    pub seller_vat_id: String,
+    /// Whether ticket prices include VAT (gross) or VAT is added to them (net).
+    pub prices_include_vat: bool,
+}
+
+impl InvoiceSettings {
+    fn check(&self, errors: &mut Vec<FieldError>) {
+        check_text(errors, "invoicing.seller_name", &self.seller_name, 1, 140);
+        if self.seller_address.len() > 6 {
+            errors.push(FieldError::new(
+                "invoicing.seller_address",
+                "must have at most 6 lines",
+            ));
+        }
+        for line in &self.seller_address {
+            check_text(errors, "invoicing.seller_address", line, 1, 140);
+        }
+        check_text(
+            errors,
+            "invoicing.seller_vat_id",
+            &self.seller_vat_id,
+            0,
+            32,
+        );
+    }
 }
 
 /// An event's bank-transfer settings.
@@ -101,6 +139,9 @@ pub struct EventPatch {
     /// The event's bank-transfer settings.
     #[serde(default)]
     pub bank_transfer: Option<BankTransferSettings>,
+    /// The event's invoicing settings.
+    #[serde(default)]
+    pub invoicing: Option<InvoiceSettings>,
 }
 
 /// A validated command to create a ticket type, with a new pool or a shared one.
@@ -121,6 +162,8 @@ pub struct NewTicketType {
     pub min_per_order: u16,
     pub sales_start: Option<DateTime<Utc>>,
     pub sales_end: Option<DateTime<Utc>>,
+    /// VAT rate in basis points (1900 is 19 %).
+    pub vat_rate_bp: u16,
 }
 
 /// Where a new ticket type's seats come from.
@@ -162,6 +205,9 @@ impl NewEvent {
         check_refund_until(&mut errors, self.refund_until, self.ends_at);
         if let Some(bank) = &self.bank_transfer {
             bank.check(&mut errors);
+        }
+        if let Some(invoicing) = &self.invoicing {
+            invoicing.check(&mut errors);
         }
         finish(errors)
     }
@@ -219,6 +265,9 @@ impl EventPatch {
         if let Some(bank) = &self.bank_transfer {
             bank.check(&mut errors);
         }
+        if let Some(invoicing) = &self.invoicing {
+            invoicing.check(&mut errors);
+        }
         finish(errors)
     }
 
@@ -275,6 +324,15 @@ impl NewTicketType {
             if let Some(at) = at {
                 check_event_time(&mut errors, field, at);
             }
+        }
+        if self.vat_rate_bp > crate::pricing::VAT_RATE_BP_MAX {
+            errors.push(FieldError::new(
+                "vat_rate_bp",
+                format!(
+                    "must be between 0 and {} (basis points: 1900 is 19 %)",
+                    crate::pricing::VAT_RATE_BP_MAX
+                ),
+            ));
         }
         if let (Some(start), Some(end)) = (self.sales_start, self.sales_end)
             && end <= start

@@ -91,6 +91,7 @@ impl EventRecord {
                 hold_ttl_secs: *hold_ttl_secs,
                 refund_until: settings.refund_until,
                 bank_transfer: settings.bank_transfer.clone(),
+                invoicing: settings.invoicing.clone(),
                 status: EventStatus::Draft,
                 created_at: *at,
                 updated_at: *at,
@@ -138,6 +139,9 @@ impl EventRecord {
                 }
                 if let Some(v) = p.bank_transfer {
                     self.bank_transfer = Some(v);
+                }
+                if let Some(v) = p.invoicing {
+                    self.invoicing = Some(v);
                 }
                 self.updated_at = *at;
             }

@@ -41,7 +41,8 @@ impl PoolState {
             &cmd.currency,
             cmd.quantity,
             voucher.map(|v| (v.def.code.as_str(), v.def.discount)),
-        );
+        )
+        .taxed(cmd.tax);
         // Millisecond precision: the durable format stores milliseconds.
         let expires_at = millis_to_time((now + cmd.ttl).timestamp_millis());
         let registration_id = cmd.registration_id;

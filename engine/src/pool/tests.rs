@@ -197,6 +197,7 @@ fn one_seat_hold(event_id: EventId, id: RegistrationId, tt: TicketTypeId) -> Hol
         unit_price_minor: 0,
         currency: "EUR".into(),
         voucher: None,
+        tax: None,
     }
 }
 
@@ -214,6 +215,7 @@ fn one_seat_place(user: UserId, tt: TicketTypeId, t0: DateTime<Utc>) -> waitlist
         offer_ttl_secs: 60,
         joined_at: t0,
         sales_end: None,
+        tax: None,
     }
 }
 
@@ -255,6 +257,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 unit_price_minor: if *free { 0 } else { 1_000 },
                 currency: "EUR".into(),
                 voucher: voucher.map(|v| code(usize::from(v))),
+                tax: None,
             })),
             Op::StartPayment(i) => PoolCommand::StartPayment(Box::new(payment::StartPayment {
                 registration_id: pick(&model, *i),
@@ -338,6 +341,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                     offer_ttl_secs: 1,
                     joined_at: now,
                     sales_end: None,
+                    tax: None,
                 }))
             }
             Op::LeaveWaitlist(i) => match model.waiting.get(i % model.waiting.len().max(1)) {
@@ -973,6 +977,7 @@ fn confirm_racing_expiry_ends_in_exactly_one_state() {
         unit_price_minor: 0,
         currency: "EUR".into(),
         voucher: None,
+        tax: None,
     };
     let (_, r) = state.execute(
         PoolCommand::Hold(Box::new(hold)),
@@ -1068,6 +1073,7 @@ fn a_scan_says_when_it_becomes_the_tickets_first_admission_on_any_list() {
         unit_price_minor: 0,
         currency: "EUR".into(),
         voucher: None,
+        tax: None,
     };
     let published = EventStatus::Published;
     assert!(

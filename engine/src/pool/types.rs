@@ -417,6 +417,8 @@ pub struct HoldCommand {
     pub currency: String,
     /// A voucher code to redeem (normalised: trimmed, upper case).
     pub voucher: Option<String>,
+    /// How VAT applies to the price (none: not recorded).
+    pub tax: Option<crate::pricing::TaxRule>,
 }
 
 /// Scan one ticket on a check-in list.

@@ -49,6 +49,9 @@ pub struct WaitlistEntry {
     /// The ticket type's end of sales: no offer from then on (the place is dropped).
     #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
     pub sales_end: Option<DateTime<Utc>>,
+    /// How VAT applies to the offer's price (none: joined before VAT was recorded).
+    #[serde(default)]
+    pub tax: Option<crate::pricing::TaxRule>,
 }
 
 /// Waiting entries in joining order.
@@ -142,7 +145,8 @@ impl PoolState {
                 &entry.currency,
                 entry.quantity,
                 None,
-            );
+            )
+            .taxed(entry.tax);
             self.emit(
                 events,
                 PoolEvent::WaitlistOffered {

@@ -138,6 +138,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         D::EventNotFound
         | D::TicketTypeNotFound
         | D::RegistrationNotFound
+        | D::InvoiceNotFound
         | D::TicketNotFound
         | D::CheckInListNotFound
         | D::UserNotFound
@@ -184,6 +185,7 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::TicketTypeNotFound => ("ticket_type_not_found", "Ticket type not found"),
         D::PoolNotFound => ("pool_not_found", "Pool not found"),
         D::RegistrationNotFound => ("registration_not_found", "Registration not found"),
+        D::InvoiceNotFound => ("invoice_not_found", "Invoice not found"),
         D::TicketNotFound => ("ticket_not_found", "Ticket not found"),
         D::InvalidTransition { .. } => ("invalid_transition", "Invalid status transition"),
         D::EventNotOpen(_) => ("event_not_open", "Event not open"),

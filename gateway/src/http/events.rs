@@ -70,6 +70,52 @@ pub struct CreateEvent {
     /// Who bank transfers for this event pay, and their deadline; absent: the server's
     /// `[payments.bank_transfer]`.
     pub bank_transfer: Option<BankTransferDto>,
+    /// The seller on the event's invoices and whether its prices include VAT; absent: the
+    /// organizer's account name, prices gross.
+    pub invoicing: Option<InvoicingDto>,
+}
+
+/// An event's invoicing settings.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvoicingDto {
+    /// The seller's legal name (1 to 140 characters).
+    pub seller_name: String,
+    /// The seller's postal address, at most 6 lines.
+    #[serde(default)]
+    pub seller_address: Vec<String>,
+    /// The seller's VAT identification number (may be empty).
+    #[serde(default)]
+    pub seller_vat_id: String,
+    /// Whether ticket prices include VAT (gross, the default) or VAT is added to them (net).
+    #[serde(default = "yes")]
+    pub prices_include_vat: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl From<InvoicingDto> for engine::model::InvoiceSettings {
+    fn from(i: InvoicingDto) -> Self {
+        Self {
+            seller_name: i.seller_name,
+            seller_address: i.seller_address,
+            seller_vat_id: i.seller_vat_id,
+            prices_include_vat: i.prices_include_vat,
+        }
+    }
+}
+
+impl From<&engine::model::InvoiceSettings> for InvoicingDto {
+    fn from(i: &engine::model::InvoiceSettings) -> Self {
+        Self {
+            seller_name: i.seller_name.clone(),
+            seller_address: i.seller_address.clone(),
+            seller_vat_id: i.seller_vat_id.clone(),
+            prices_include_vat: i.prices_include_vat,
+        }
+    }
 }
 
 /// An event's bank-transfer settings.
@@ -129,6 +175,8 @@ pub struct UpdateEvent {
     pub refund_until: Option<DateTime<Utc>>,
     /// The event's bank-transfer settings.
     pub bank_transfer: Option<BankTransferDto>,
+    /// The event's invoicing settings.
+    pub invoicing: Option<InvoicingDto>,
 }
 
 /// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
@@ -157,6 +205,8 @@ pub struct CreateTicketType {
     pub sales_start: Option<DateTime<Utc>>,
     /// No holds from this time on.
     pub sales_end: Option<DateTime<Utc>>,
+    /// VAT rate in basis points, 0..=5000 (1900 is 19 %; default 0).
+    pub vat_rate_bp: Option<u16>,
 }
 
 /// A ticket type: what a seat costs, the pool its seats come from, and its order limits.
@@ -175,6 +225,8 @@ pub struct TicketTypeDto {
     min_per_order: u16,
     sales_start: Option<DateTime<Utc>>,
     sales_end: Option<DateTime<Utc>>,
+    /// VAT rate in basis points (1900 is 19 %).
+    vat_rate_bp: u16,
     created_at: DateTime<Utc>,
 }
 
@@ -194,6 +246,8 @@ pub struct EventDto {
     refund_until: Option<DateTime<Utc>>,
     /// The event's bank-transfer settings (absent: the server's).
     bank_transfer: Option<BankTransferDto>,
+    /// The event's invoicing settings (absent: the organizer's account name, prices gross).
+    invoicing: Option<InvoicingDto>,
     /// draft, published, canceled or completed.
     status: String,
     created_at: DateTime<Utc>,
@@ -216,6 +270,7 @@ fn ticket_type_dto(record: &EventRecord, tt: &TicketType) -> TicketTypeDto {
         min_per_order: tt.min_per_order,
         sales_start: tt.sales_start,
         sales_end: tt.sales_end,
+        vat_rate_bp: tt.vat_rate_bp,
         created_at: tt.created_at,
     }
 }
@@ -233,6 +288,7 @@ impl From<&EventRecord> for EventDto {
             hold_ttl_secs: r.hold_ttl_secs,
             refund_until: r.refund_until,
             bank_transfer: r.bank_transfer.as_ref().map(BankTransferDto::from),
+            invoicing: r.invoicing.as_ref().map(InvoicingDto::from),
             status: r.status.as_str().to_owned(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -360,6 +416,7 @@ pub(crate) async fn create_event(
         hold_ttl_secs: body.hold_ttl_secs,
         refund_until: body.refund_until,
         bank_transfer: body.bank_transfer.map(Into::into),
+        invoicing: body.invoicing.map(Into::into),
     };
     let record = state
         .engine
@@ -457,6 +514,7 @@ pub(crate) async fn update_event(
         hold_ttl_secs: body.hold_ttl_secs,
         refund_until: body.refund_until,
         bank_transfer: body.bank_transfer.map(Into::into),
+        invoicing: body.invoicing.map(Into::into),
     };
     Ok(Json(EventDto::from(
         &state.engine.update_event(id, patch).await?,
@@ -548,6 +606,7 @@ pub(crate) async fn create_ticket_type(
         min_per_order: body.min_per_order.unwrap_or(1),
         sales_start: body.sales_start,
         sales_end: body.sales_end,
+        vat_rate_bp: body.vat_rate_bp.unwrap_or(0),
     };
     let (record, tt) = state
         .engine

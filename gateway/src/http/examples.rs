@@ -74,6 +74,7 @@ pub(super) fn ticket_type() -> Value {
         "min_per_order": 1,
         "sales_start": "2027-04-01T08:00:00Z",
         "sales_end": "2027-06-12T17:00:00Z",
+        "vat_rate_bp": 1900,
         "created_at": "2027-03-01T09:41:12Z",
     })
 }
@@ -154,6 +155,7 @@ pub(super) fn price() -> Value {
         "discount_minor": 1800,
         "total_minor": 7200,
         "voucher": "EARLYBIRD20",
+        "vat": {"rate_bp": 1900, "included": true, "net_minor": 6050, "vat_minor": 1150},
     })
 }
 
@@ -678,6 +680,38 @@ pub(super) fn statement_result() -> Value {
             "expected_minor": 7200,
             "name": "Ada Lovelace",
             "date": "2026-12-02",
+        }],
+    })
+}
+
+pub(super) fn documents() -> Value {
+    let base = format!("/api/v1/registrations/{REGISTRATION_ID}/invoices");
+    json!({
+        "registration_id": REGISTRATION_ID,
+        "documents": [{
+            "number": 41,
+            "display_number": "INV-000041",
+            "kind": "invoice",
+            "corrects": null,
+            "issued_at": "2027-05-02T10:15:00Z",
+            "currency": "EUR",
+            "net_minor": 6050,
+            "vat_minor": 1150,
+            "gross_minor": 7200,
+            "pdf": format!("{base}/41.pdf"),
+            "html": format!("{base}/41.html"),
+        }, {
+            "number": 57,
+            "display_number": "INV-000057",
+            "kind": "credit_note",
+            "corrects": 41,
+            "issued_at": "2027-05-20T08:00:00Z",
+            "currency": "EUR",
+            "net_minor": -2521,
+            "vat_minor": -479,
+            "gross_minor": -3000,
+            "pdf": format!("{base}/57.pdf"),
+            "html": format!("{base}/57.html"),
         }],
     })
 }

@@ -58,6 +58,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::capture_payment, super::payments::report::list_payments,
         super::payments::report::summary, super::payments::report::export_payments,
         super::payments::report::cancellation, super::payments::bank::upload,
+        super::payments::invoices::list_documents, super::payments::invoices::invoice_pdf,
+        super::payments::invoices::invoice_html, super::payments::invoices::document_file,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -84,6 +86,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::report::RevenueLine, super::payments::report::RevenueSummary,
         super::payments::report::CancellationDto, super::payments::BankInstructions,
         super::payments::bank::StatementResult, super::payments::bank::StatementException,
+        super::payments::invoices::DocumentDto, super::payments::invoices::DocumentList,
+        super::events::InvoicingDto, super::registrations::VatDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "realtime"), (name = "ops")),

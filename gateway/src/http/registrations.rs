@@ -93,6 +93,21 @@ pub struct PriceDto {
     total_minor: i64,
     /// The voucher redeemed.
     voucher: Option<String>,
+    /// Its VAT, decided with the hold (absent for registrations held before VAT was recorded).
+    vat: Option<VatDto>,
+}
+
+/// The VAT of a price.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VatDto {
+    /// Basis points: 1900 is 19 %.
+    rate_bp: u16,
+    /// Whether the ticket type's price included it (gross) or it was added (net).
+    included: bool,
+    /// The amount without VAT.
+    net_minor: i64,
+    /// The VAT; net_minor + vat_minor = total_minor.
+    vat_minor: i64,
 }
 
 impl From<&engine::pricing::Price> for PriceDto {
@@ -105,6 +120,12 @@ impl From<&engine::pricing::Price> for PriceDto {
             discount_minor: p.discount_minor,
             total_minor: p.total_minor,
             voucher: p.voucher.clone(),
+            vat: p.tax.map(|t| VatDto {
+                rate_bp: t.rate_bp,
+                included: t.included,
+                net_minor: t.net_minor,
+                vat_minor: t.vat_minor,
+            }),
         }
     }
 }

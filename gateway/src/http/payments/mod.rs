@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 pub mod bank;
 pub mod dto;
+pub mod invoices;
 pub mod report;
 pub mod webhooks;
 
@@ -48,6 +49,7 @@ pub(super) fn router() -> Router<AppState> {
         )
         .merge(report::router())
         .merge(bank::router())
+        .merge(invoices::router())
 }
 
 /// Body of `POST /api/v1/registrations/{id}/payments`.

@@ -1,0 +1,303 @@
+//! Invoices and credit notes: what a document says, and which document a registration is
+//! due. Pure: the facade (`engine/invoices.rs`) reads the state, asks [`due`], and appends the
+//! result to the organizer's ledger stream, whose sequence number is the document's number.
+//!
+//! A document is built from what the journal recorded: the price and VAT decided with the
+//! hold (`Price`), the money the pool recorded (`Payment`), and the settings in force when it is
+//! issued (seller, buyer). It carries all of it, so it reads the same forever.
+//!
+//! - An **invoice** is due once for a priced registration that was confirmed (by a payment or
+//!   a manager's mark-paid): a line for the seats of its ticket type, a line for a voucher's
+//!   discount, a VAT row, and totals equal to the price the buyer paid.
+//! - A **credit note** is due for money refunded and not yet credited: the refund of the whole
+//!   invoice mirrors its lines, a partial refund is one line at the invoice's VAT rate.
+//!   Credit notes never credit more than their invoice.
+
+use crate::ids::{EventId, RegistrationId, UserId};
+use crate::model::EventRecord;
+use crate::ports::RegistrationView;
+use crate::pricing::{Tax, TaxRule};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Domain events of an organizer's ledger stream (`StreamId::Ledger`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerEvent {
+    /// A document was issued; its number is the event's sequence number in the stream.
+    Issued(Box<Document>),
+}
+
+/// Who sells or buys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub name: String,
+    /// Postal address lines (may be empty).
+    pub address: Vec<String>,
+    /// VAT identification number (may be empty).
+    pub vat_id: String,
+    /// E-mail address (may be empty).
+    pub email: String,
+}
+
+/// An invoice, or a credit note that corrects one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    Invoice,
+    /// Refunds `corrects`, the number of the invoice it credits.
+    CreditNote {
+        corrects: u64,
+    },
+}
+
+/// One line of a document. Amounts are signed minor units (a discount or a credit is
+/// negative), stated gross or net as the document's `prices_include_vat` says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    pub description: String,
+    pub quantity: i64,
+    pub unit_minor: i64,
+    /// `quantity × unit_minor`.
+    pub amount_minor: i64,
+    /// Basis points: 1900 is 19 %.
+    pub vat_rate_bp: u16,
+}
+
+/// The VAT of one rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VatRow {
+    pub rate_bp: u16,
+    pub net_minor: i64,
+    pub vat_minor: i64,
+    /// `net_minor + vat_minor`.
+    pub gross_minor: i64,
+}
+
+/// An issued document, as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    /// Its number in the organizer's ledger: 1, 2, 3, … without gaps.
+    pub number: u64,
+    /// Whose ledger (the event's owner; the nil id for events without one).
+    pub organizer: UserId,
+    pub kind: DocumentKind,
+    pub registration_id: RegistrationId,
+    pub event_id: EventId,
+    pub event_title: String,
+    pub event_starts_at: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+    pub seller: Party,
+    pub buyer: Party,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Whether line amounts include VAT.
+    pub prices_include_vat: bool,
+    pub lines: Vec<Line>,
+    /// One row per VAT rate.
+    pub vat: Vec<VatRow>,
+    pub net_minor: i64,
+    pub vat_minor: i64,
+    /// What the buyer paid (an invoice) or gets back (a credit note, negative).
+    pub gross_minor: i64,
+    /// How it was paid (`stripe`, `paypal`, `bank_transfer`, `manual`), if it was.
+    pub paid_by: Option<String>,
+}
+
+impl Document {
+    /// The number as printed: `INV-000042` (invoices and credit notes share the sequence).
+    pub fn display_number(&self) -> String {
+        display_number(self.number)
+    }
+
+    /// The title of its kind.
+    pub fn title(&self) -> &'static str {
+        match self.kind {
+            DocumentKind::Invoice => "Invoice",
+            DocumentKind::CreditNote { .. } => "Credit note",
+        }
+    }
+}
+
+/// A ledger number as printed.
+pub fn display_number(number: u64) -> String {
+    format!("INV-{number:06}")
+}
+
+/// What a document is issued from, besides the registration: the event, and the seller when
+/// the event names none (the organizer's account).
+pub struct Context<'a> {
+    pub event: &'a EventRecord,
+    pub organizer: UserId,
+    /// The organizer's account name and e-mail, for events without invoicing settings.
+    pub fallback_seller: Party,
+    pub now: DateTime<Utc>,
+}
+
+/// The next document `view` is due, given the documents it has (`existing`), numbered 0 (the
+/// ledger numbers it); none when it has every document it should.
+pub fn due(view: &RegistrationView, existing: &[Document], cx: &Context<'_>) -> Option<Document> {
+    let price = view.price.as_ref().filter(|p| p.total_minor > 0)?;
+    let invoice = existing
+        .iter()
+        .find(|d| d.kind == DocumentKind::Invoice && d.registration_id == view.id);
+    let Some(invoice) = invoice else {
+        return view
+            .confirmed_at
+            .is_some()
+            .then(|| invoice_of(view, price, cx));
+    };
+    let credited: i64 = existing
+        .iter()
+        .filter(|d| {
+            d.kind
+                == (DocumentKind::CreditNote {
+                    corrects: invoice.number,
+                })
+        })
+        .map(|d| -d.gross_minor)
+        .sum();
+    let refunded = view
+        .payment
+        .as_ref()
+        .map_or(0, |p| p.refunded_minor())
+        .min(invoice.gross_minor);
+    (refunded > credited).then(|| credit_note(invoice, refunded - credited, credited == 0, cx.now))
+}
+
+fn invoice_of(
+    view: &RegistrationView,
+    price: &crate::pricing::Price,
+    cx: &Context<'_>,
+) -> Document {
+    let tax = price.tax.unwrap_or_else(|| {
+        Tax::of(
+            price.total_minor,
+            TaxRule {
+                rate_bp: 0,
+                included: true,
+            },
+        )
+    });
+    let rate = tax.rate_bp;
+    let ticket_type = cx
+        .event
+        .ticket_type(view.ticket_type_id)
+        .map_or_else(|| "Ticket".to_owned(), |t| t.name.clone());
+    let quantity = i64::from(price.quantity);
+    let mut lines = vec![Line {
+        description: format!("{ticket_type} – {}", cx.event.title),
+        quantity,
+        unit_minor: price.unit_minor,
+        amount_minor: price.subtotal_minor,
+        vat_rate_bp: rate,
+    }];
+    if price.discount_minor > 0 {
+        lines.push(Line {
+            description: format!("Voucher {}", price.voucher.as_deref().unwrap_or("")),
+            quantity,
+            unit_minor: -price.discount_minor / quantity.max(1),
+            amount_minor: -price.discount_minor,
+            vat_rate_bp: rate,
+        });
+    }
+    let seller = cx.event.invoicing.as_ref().map_or_else(
+        || cx.fallback_seller.clone(),
+        |i| Party {
+            name: i.seller_name.clone(),
+            address: i.seller_address.clone(),
+            vat_id: i.seller_vat_id.clone(),
+            email: cx.fallback_seller.email.clone(),
+        },
+    );
+    Document {
+        number: 0,
+        organizer: cx.organizer,
+        kind: DocumentKind::Invoice,
+        registration_id: view.id,
+        event_id: view.event_id,
+        event_title: cx.event.title.clone(),
+        event_starts_at: cx.event.starts_at,
+        issued_at: cx.now,
+        seller,
+        buyer: Party {
+            name: view.attendee.name.clone(),
+            email: view.attendee.email.clone(),
+            ..Party::default()
+        },
+        currency: price.currency.clone(),
+        prices_include_vat: tax.included,
+        lines,
+        vat: vec![VatRow {
+            rate_bp: rate,
+            net_minor: tax.net_minor,
+            vat_minor: tax.vat_minor,
+            gross_minor: price.total_minor,
+        }],
+        net_minor: tax.net_minor,
+        vat_minor: tax.vat_minor,
+        gross_minor: price.total_minor,
+        paid_by: view
+            .payment
+            .as_ref()
+            .map(|p| p.provider.as_str().to_owned()),
+    }
+}
+
+/// A credit note of `amount` (gross, > 0) against `invoice`: its lines negated when it credits
+/// the whole invoice (`whole`), else one refund line at the invoice's VAT rate.
+fn credit_note(invoice: &Document, amount: i64, whole: bool, now: DateTime<Utc>) -> Document {
+    let mut note = invoice.clone();
+    note.number = 0;
+    note.kind = DocumentKind::CreditNote {
+        corrects: invoice.number,
+    };
+    note.issued_at = now;
+    if whole && amount == invoice.gross_minor {
+        for line in &mut note.lines {
+            line.quantity = -line.quantity;
+            line.amount_minor = -line.amount_minor;
+        }
+        for row in &mut note.vat {
+            *row = VatRow {
+                rate_bp: row.rate_bp,
+                net_minor: -row.net_minor,
+                vat_minor: -row.vat_minor,
+                gross_minor: -row.gross_minor,
+            };
+        }
+    } else {
+        let rate = invoice.vat.first().map_or(0, |r| r.rate_bp);
+        let tax = Tax::of(
+            amount,
+            TaxRule {
+                rate_bp: rate,
+                included: true,
+            },
+        );
+        let shown = if invoice.prices_include_vat {
+            amount
+        } else {
+            tax.net_minor
+        };
+        note.lines = vec![Line {
+            description: format!("Refund, invoice {}", invoice.display_number()),
+            quantity: 1,
+            unit_minor: -shown,
+            amount_minor: -shown,
+            vat_rate_bp: rate,
+        }];
+        note.vat = vec![VatRow {
+            rate_bp: rate,
+            net_minor: -tax.net_minor,
+            vat_minor: -tax.vat_minor,
+            gross_minor: -amount,
+        }];
+    }
+    note.net_minor = note.vat.iter().map(|r| r.net_minor).sum();
+    note.vat_minor = note.vat.iter().map(|r| r.vat_minor).sum();
+    note.gross_minor = note.vat.iter().map(|r| r.gross_minor).sum();
+    note
+}
+
+#[cfg(test)]
+mod tests;

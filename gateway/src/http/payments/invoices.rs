@@ -1,0 +1,229 @@
+//! Invoices and credit notes over HTTP: the list of a registration's documents, and each as
+//! PDF or HTML (its holder and the event's managers). Documents are issued by the invoice relay
+//! once a priced registration is paid or refunded; asking for the invoice issues what is due
+//! at once, so a buyer back from paying never waits for the relay.
+
+use super::super::AppState;
+use super::super::auth::Authenticated;
+use super::super::error::{ApiError, ApiResult, Problem};
+use super::super::extract::PathId;
+use super::super::policy::visible_registration;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use engine::error::DomainError;
+use engine::ids::RegistrationId;
+use engine::invoice::{Document, DocumentKind};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/registrations/{id}/invoices", get(list_documents))
+        .route("/api/v1/registrations/{id}/invoice.pdf", get(invoice_pdf))
+        .route("/api/v1/registrations/{id}/invoice.html", get(invoice_html))
+        .route(
+            "/api/v1/registrations/{id}/invoices/{file}",
+            get(document_file),
+        )
+}
+
+/// An issued invoice or credit note.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentDto {
+    /// Its number in the organizer's sequence (invoices and credit notes share it, no gaps).
+    number: u64,
+    /// As printed: `INV-000042`.
+    display_number: String,
+    /// `invoice` or `credit_note`.
+    kind: String,
+    /// For a credit note: the number of the invoice it corrects.
+    corrects: Option<u64>,
+    issued_at: DateTime<Utc>,
+    /// ISO 4217 code.
+    currency: String,
+    net_minor: i64,
+    vat_minor: i64,
+    /// What was paid (an invoice) or is credited (a credit note, negative).
+    gross_minor: i64,
+    /// The PDF.
+    pdf: String,
+    /// The HTML page.
+    html: String,
+}
+
+/// A registration's documents, in number order.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::super::examples::documents))]
+pub struct DocumentList {
+    registration_id: Uuid,
+    documents: Vec<DocumentDto>,
+}
+
+fn document_dto(d: &Document) -> DocumentDto {
+    let base = format!(
+        "/api/v1/registrations/{}/invoices/{}",
+        d.registration_id, d.number
+    );
+    let (kind, corrects) = match d.kind {
+        DocumentKind::Invoice => ("invoice", None),
+        DocumentKind::CreditNote { corrects } => ("credit_note", Some(corrects)),
+    };
+    DocumentDto {
+        number: d.number,
+        display_number: d.display_number(),
+        kind: kind.to_owned(),
+        corrects,
+        issued_at: d.issued_at,
+        currency: d.currency.clone(),
+        net_minor: d.net_minor,
+        vat_minor: d.vat_minor,
+        gross_minor: d.gross_minor,
+        pdf: format!("{base}.pdf"),
+        html: format!("{base}.html"),
+    }
+}
+
+/// The invoice and credit notes issued for a registration (its holder and the event's
+/// managers). Empty until the registration is paid: the invoice relay issues the invoice
+/// within a second of the payment, and a credit note for each refund.
+#[utoipa::path(get, path = "/api/v1/registrations/{id}/invoices", tag = "payments", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = DocumentList), (status = 400, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+pub(crate) async fn list_documents(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(id): PathId<RegistrationId>,
+) -> ApiResult<Json<DocumentList>> {
+    visible_registration(&state, &principal, id)?;
+    let documents = state.engine.documents(id)?;
+    Ok(Json(DocumentList {
+        registration_id: id.0,
+        documents: documents.iter().map(document_dto).collect(),
+    }))
+}
+
+/// The registration's invoice, issued now if it is due and the relay has not issued it yet.
+async fn the_invoice(state: &AppState, id: RegistrationId) -> ApiResult<Document> {
+    let find = |docs: Vec<Document>| docs.into_iter().find(|d| d.kind == DocumentKind::Invoice);
+    if let Some(d) = find(state.engine.documents(id)?) {
+        return Ok(d);
+    }
+    // Issued now, or by the relay meanwhile: read again either way.
+    state.engine.issue_documents(&[id]).await?;
+    find(state.engine.documents(id)?).ok_or(ApiError::Domain(DomainError::InvoiceNotFound))
+}
+
+/// The registration's invoice as PDF (its holder and the event's managers): seller and buyer,
+/// a line per ticket type (and the voucher's discount), VAT per rate, totals. 404
+/// `invoice_not_found` while the registration is not paid (or is free).
+#[utoipa::path(get, path = "/api/v1/registrations/{id}/invoice.pdf", tag = "payments", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, description = "registration_not_found or invoice_not_found", body = Problem),
+        (status = 503, body = Problem)))]
+pub(crate) async fn invoice_pdf(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(id): PathId<RegistrationId>,
+) -> ApiResult<Response> {
+    visible_registration(&state, &principal, id)?;
+    render(&the_invoice(&state, id).await?, Format::Pdf)
+}
+
+/// The registration's invoice as an HTML page (its holder and the event's managers).
+#[utoipa::path(get, path = "/api/v1/registrations/{id}/invoice.html", tag = "payments", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/html", body = String), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, description = "registration_not_found or invoice_not_found", body = Problem),
+        (status = 503, body = Problem)))]
+pub(crate) async fn invoice_html(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    PathId(id): PathId<RegistrationId>,
+) -> ApiResult<Response> {
+    visible_registration(&state, &principal, id)?;
+    render(&the_invoice(&state, id).await?, Format::Html)
+}
+
+/// One of the registration's documents (an invoice or a credit note) by number, as
+/// `{number}.pdf` or `{number}.html` (its holder and the event's managers).
+#[utoipa::path(get, path = "/api/v1/registrations/{id}/invoices/{file}", tag = "payments",
+    params(("id" = Uuid, Path), ("file" = String, Path, description = "`{number}.pdf` or `{number}.html`")),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 400, body = Problem),
+        (status = 403, body = Problem), (status = 404, description = "registration_not_found or invoice_not_found", body = Problem)))]
+pub(crate) async fn document_file(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((id, file)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let id = Uuid::parse_str(&id)
+        .map(RegistrationId)
+        .map_err(|_| ApiError::InvalidPath(format!("`{id}` is not a valid id")))?;
+    let (number, format) = match file.rsplit_once('.') {
+        Some((n, "pdf")) => (n, Format::Pdf),
+        Some((n, "html")) => (n, Format::Html),
+        _ => {
+            return Err(ApiError::InvalidPath(
+                "the file must be `{number}.pdf` or `{number}.html`".into(),
+            ));
+        }
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| ApiError::InvalidPath(format!("`{number}` is not a document number")))?;
+    visible_registration(&state, &principal, id)?;
+    let document = state
+        .engine
+        .documents(id)?
+        .into_iter()
+        .find(|d| d.number == number)
+        .ok_or(ApiError::Domain(DomainError::InvoiceNotFound))?;
+    render(&document, format)
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Pdf,
+    Html,
+}
+
+fn render(d: &Document, format: Format) -> ApiResult<Response> {
+    let name = format!(
+        "{}.{}",
+        d.display_number(),
+        match format {
+            Format::Pdf => "pdf",
+            Format::Html => "html",
+        }
+    );
+    let disposition = format!("inline; filename=\"{name}\"");
+    Ok(match format {
+        Format::Pdf => {
+            let bytes = integrations::documents::pdf(d)
+                .map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))?;
+            (
+                [
+                    (header::CONTENT_TYPE, "application/pdf".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Format::Html => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            integrations::documents::html(d),
+        )
+            .into_response(),
+    })
+}

@@ -1,0 +1,35 @@
+//! Invoices in the read models: the documents of the ledger streams, and the invoice jobs that
+//! tell the invoice relay which registrations may be due one (a priced confirmation, money
+//! refunded), written in the batch of the pool decision.
+
+use super::Overlay;
+use crate::store::Db;
+use engine::ids::RegistrationId;
+use engine::invoice::LedgerEvent;
+use engine::ports::StoreError;
+
+impl Overlay {
+    /// A ledger event: the document it issued.
+    pub fn project_ledger(&mut self, event: LedgerEvent) {
+        match event {
+            LedgerEvent::Issued(document) => self.documents.push(*document),
+        }
+    }
+
+    /// An invoice job for a registration that was confirmed at a price (an invoice may be
+    /// due, or a credit note after a refund). Each job has its own id, so the relay removes
+    /// only the jobs it read, never one written after it read them.
+    pub(super) fn invoice_job(
+        &mut self,
+        db: &Db,
+        registration_id: RegistrationId,
+    ) -> Result<(), StoreError> {
+        let view = self.registration(db, registration_id)?;
+        let priced = view.price.as_ref().is_some_and(|p| p.total_minor > 0);
+        if priced && view.confirmed_at.is_some() {
+            self.invoice_jobs
+                .push((uuid::Uuid::now_v7(), registration_id));
+        }
+        Ok(())
+    }
+}
