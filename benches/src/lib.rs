@@ -264,6 +264,7 @@ pub fn engine_config() -> EngineConfig {
         ticket_routes_cached_max: 1_000_000,
         payment_hold_extension_secs: 900,
         bank_transfer: None,
+        bank_reminder_before: None,
         refund_retry: std::time::Duration::from_secs(1),
         refund_attempts_max: 8,
     }

@@ -41,6 +41,9 @@ pub struct EngineConfig {
     /// Who bank transfers pay, and their deadline, for events that set none of their own
     /// (`None`: such events take no transfers).
     pub bank_transfer: Option<crate::model::BankTransferSettings>,
+    /// A bank transfer's buyer is reminded this long before its deadline, if still unpaid
+    /// (none: no reminders).
+    pub bank_reminder_before: Option<std::time::Duration>,
     /// First retry delay of a refund call that failed (doubling up to 32x).
     pub refund_retry: Duration,
     /// Refund calls before the refund is marked failed.

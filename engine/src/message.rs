@@ -70,6 +70,18 @@ pub enum MessageKind {
         currency: String,
         cause: RefundCause,
     },
+    /// A bank transfer is still due: what to pay, the reference to quote, and until when the
+    /// seats are held.
+    PaymentReminder {
+        registration_id: crate::ids::RegistrationId,
+        amount_minor: i64,
+        currency: String,
+        /// The structured creditor reference (`RF…`) to quote, if the payment has one.
+        reference: Option<String>,
+        /// The transfer's deadline: the seats are released then.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        deadline: DateTime<Utc>,
+    },
     /// The event was canceled: the registration (or waiting-list place) ended with it, and
     /// its tickets, if any, no longer admit anyone.
     EventCanceled {
@@ -112,6 +124,7 @@ impl MessageKind {
             MessageKind::WaitlistOffer { .. } => "waitlist_offer",
             MessageKind::EventCanceled { .. } => "event_canceled",
             MessageKind::PaymentRefunded { .. } => "payment_refunded",
+            MessageKind::PaymentReminder { .. } => "payment_reminder",
         }
     }
 }

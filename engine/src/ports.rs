@@ -30,7 +30,7 @@ pub enum StreamEvent {
     /// A user-stream event.
     User(UserEvent),
     /// A ledger-stream event (an organizer's invoices).
-    Ledger(crate::invoice::LedgerEvent),
+    Ledger(crate::invoice::document::LedgerEvent),
 }
 
 /// A snapshot of an actor's state at the sequence number of the last event of its append.
@@ -688,7 +688,7 @@ pub trait Store: Send + Sync + 'static {
     fn documents(
         &self,
         registration: RegistrationId,
-    ) -> Result<Vec<crate::invoice::Document>, StoreError>;
+    ) -> Result<Vec<crate::invoice::document::Document>, StoreError>;
     /// Invoice jobs (registrations that may be due a document), oldest first, at most `limit`:
     /// each job's id and registration.
     fn invoice_jobs(&self, limit: usize) -> Result<Vec<(uuid::Uuid, RegistrationId)>, StoreError>;

@@ -103,6 +103,20 @@ impl FileSink {
                 currency,
                 cause,
             } => payment_refunded(base, *registration_id, *amount_minor, currency, *cause),
+            MessageKind::PaymentReminder {
+                registration_id,
+                amount_minor,
+                currency,
+                reference,
+                deadline,
+            } => payment_reminder(
+                base,
+                *registration_id,
+                *amount_minor,
+                currency,
+                reference.as_deref(),
+                *deadline,
+            ),
         };
         Line {
             id: message.id,
@@ -242,6 +256,33 @@ fn payment_refunded<'a>(
         link,
         token: None,
         expires_at: None,
+        tickets: None,
+    }
+}
+
+/// A bank transfer still due, before its deadline.
+fn payment_reminder<'a>(
+    base: &str,
+    registration_id: engine::ids::RegistrationId,
+    amount_minor: i64,
+    currency: &str,
+    reference: Option<&str>,
+    deadline: chrono::DateTime<chrono::Utc>,
+) -> Rendered<'a> {
+    let link = format!("{base}/registrations/{registration_id}");
+    let amount = integrations::money::to_decimal(amount_minor, currency)
+        .unwrap_or_else(|_| format!("{amount_minor} (minor units)"));
+    let quote = reference.map_or_else(String::new, |r| format!(", quoting the reference {r}"));
+    Rendered {
+        subject: "Your bank transfer is still due".to_owned(),
+        text: format!(
+            "We have not received your transfer of {amount} {currency} yet. Please pay it by {}{quote}; \
+             your seats are held until then. Details: {link}",
+            deadline.format("%Y-%m-%d %H:%M UTC")
+        ),
+        link,
+        token: None,
+        expires_at: Some(deadline),
         tickets: None,
     }
 }

@@ -290,6 +290,7 @@ impl Overlay {
             }
             PoolEvent::Scanned { .. } => self.scanned(db, pools, pool_id, event)?,
             PoolEvent::PaymentStarted { .. }
+            | PoolEvent::PaymentReminded { .. }
             | PoolEvent::PaymentPending { .. }
             | PoolEvent::PaymentReported { .. }
             | PoolEvent::SeatsRetaken { .. }
@@ -297,13 +298,6 @@ impl Overlay {
             | PoolEvent::RefundSettled { .. } => {
                 let id = event.payment_registration().expect("a payment event");
                 self.payment_projected(db, id, &event)?;
-                // Money went back: a credit note may be due.
-                if matches!(
-                    event,
-                    PoolEvent::PaymentReported { .. } | PoolEvent::RefundSettled { .. }
-                ) {
-                    self.invoice_job(db, id)?;
-                }
             }
         }
         Ok(())
@@ -656,7 +650,8 @@ impl Overlay {
     }
 
     /// Adds every changed row to the write batch.
-    pub fn write(self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), StoreError> {
+    pub fn write(mut self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), StoreError> {
+        self.write_invoices(db, batch)?;
         for (id, view) in &self.registrations {
             batch.insert(
                 &db.registrations,
@@ -697,20 +692,6 @@ impl Overlay {
                 Some(job) => batch.insert(&db.provider_jobs, id.as_bytes().to_vec(), encode(&job)?),
                 None => batch.remove(&db.provider_jobs, id.as_bytes().to_vec()),
             }
-        }
-        for (id, registration) in self.invoice_jobs {
-            batch.insert(
-                &db.invoice_jobs,
-                id.as_bytes().to_vec(),
-                registration.as_bytes().to_vec(),
-            );
-        }
-        for document in &self.documents {
-            batch.insert(
-                &db.documents,
-                keys::document(&document.registration_id, document.number).to_vec(),
-                encode(document)?,
-            );
         }
         for (event, stats) in &self.checkin_stats {
             batch.insert(

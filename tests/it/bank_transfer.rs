@@ -210,3 +210,96 @@ async fn no_bank_transfer_without_a_payee() {
     assert!(admin.get(&format!("/api/v1/registrations/{id}")).await.body["payment"].is_null());
     server.terminate(Duration::from_secs(10));
 }
+
+/// A transfer that has not arrived `reminder_before_secs` before its deadline is reminded to
+/// the buyer once, through the outbox (its file adapter here), with the amount, the reference
+/// and the deadline; a paid one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_still_due_is_reminded_once_before_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    // Deadline one hour out, reminder 3599 s before it: due a second after the start.
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            ("PAYMENTS__BANK_TRANSFER__ENABLED", "true"),
+            ("PAYMENTS__BANK_TRANSFER__PAYEE", "Night at the Opera Ltd"),
+            ("PAYMENTS__BANK_TRANSFER__IBAN", "DE89370400440532013000"),
+            ("PAYMENTS__BANK_TRANSFER__DEADLINE_HOURS", "1"),
+            ("PAYMENTS__BANK_TRANSFER__REMINDER_BEFORE_SECS", "3599"),
+        ],
+    );
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
+    let buyer = admin.buyer("ada@example.com").await;
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let id = buyer.hold(&event, &tt, 1, None).await.str("id");
+        let r = buyer
+            .post(
+                &format!("/api/v1/registrations/{id}/payments"),
+                &json!({"provider": "bank_transfer"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        started.push((id, r.body["bank"].clone()));
+    }
+    // The second one is paid at once (the box office took it): no reminder for it.
+    let paid = admin
+        .post(
+            &format!("/api/v1/registrations/{}/mark-paid", started[1].0),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{paid:?}");
+    let reminders = tests::wait_for(Duration::from_secs(20), || async {
+        let all = tests::mailed(&server, "buyer@example.com", "payment_reminder");
+        (!all.is_empty()).then_some(all)
+    })
+    .await
+    .expect("a payment_reminder was sent");
+    let (unpaid, bank) = &started[0];
+    let text = reminders[0]["text"].as_str().unwrap();
+    assert!(text.contains("45.00 EUR"), "{text}");
+    assert!(text.contains(bank["reference"].as_str().unwrap()), "{text}");
+    assert!(
+        reminders[0]["link"]
+            .as_str()
+            .unwrap()
+            .ends_with(unpaid.as_str())
+    );
+    // Once: a later expiry pass (another hold's) sends nothing more, nor a restart.
+    let server = server.restart(&[
+        ("PAYMENTS__BANK_TRANSFER__ENABLED", "true"),
+        ("PAYMENTS__BANK_TRANSFER__PAYEE", "Night at the Opera Ltd"),
+        ("PAYMENTS__BANK_TRANSFER__IBAN", "DE89370400440532013000"),
+        ("PAYMENTS__BANK_TRANSFER__DEADLINE_HOURS", "1"),
+        ("PAYMENTS__BANK_TRANSFER__REMINDER_BEFORE_SECS", "3599"),
+    ]);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let short = admin.published_priced_event(1, 1, 1, 100).await;
+    let held = admin.hold(&short.0, &short.1, 1, None).await.str("id");
+    let expired = tests::wait_for(Duration::from_secs(20), || {
+        let (admin, held) = (admin.clone(), held.clone());
+        async move {
+            let r = admin.get(&format!("/api/v1/registrations/{held}")).await;
+            (r.body["status"] == "expired").then_some(())
+        }
+    })
+    .await;
+    assert!(expired.is_some());
+    // The registration's pool is active again (recovery), its reminder done. A message queued
+    // now is delivered after anything the recovery queued (the outbox goes oldest first).
+    let status = admin.get(&format!("/api/v1/registrations/{unpaid}")).await;
+    assert_eq!(status.body["status"], "held");
+    admin.buyer("zed@example.com").await;
+    tests::mailed_token(&server, "zed@example.com", "verify_email", 1).await;
+    assert_eq!(
+        tests::mailed(&server, "buyer@example.com", "payment_reminder").len(),
+        1,
+        "reminded once"
+    );
+}

@@ -515,7 +515,11 @@ fn offer_messages(
     let now = state.ctx.clock.now();
     let outbox: Vec<OutboxMessage> = events
         .iter()
-        .filter_map(|e| offer_message(e, now).or_else(|| refund_message(&state.pool, e, now)))
+        .filter_map(|e| {
+            offer_message(e, now)
+                .or_else(|| refund_message(&state.pool, e, now))
+                .or_else(|| reminder_message(&state.pool, e, now))
+        })
         .collect();
     if outbox.is_empty() {
         return (outbox, None);
@@ -571,6 +575,38 @@ fn offer_message(event: &PoolEvent, now: DateTime<Utc>) -> Option<OutboxMessage>
         )),
         _ => None,
     }
+}
+
+/// A payment still due is reminded to the buyer: what to pay, the reference, the deadline.
+fn reminder_message(
+    pool: &crate::pool::PoolState,
+    event: &PoolEvent,
+    now: DateTime<Utc>,
+) -> Option<OutboxMessage> {
+    let PoolEvent::PaymentReminded {
+        registration_id,
+        deadline,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let payment = pool.payment(*registration_id)?;
+    if payment.buyer_email.is_empty() {
+        return None;
+    }
+    Some(OutboxMessage::new(
+        &payment.buyer_email,
+        payment.account.map(|(user, _)| user),
+        MessageKind::PaymentReminder {
+            registration_id: *registration_id,
+            amount_minor: payment.amount_minor,
+            currency: payment.currency.clone(),
+            reference: payment.provider_ref.clone(),
+            deadline: *deadline,
+        },
+        now,
+    ))
 }
 
 /// A refund nobody asked for (a late or second payment) is told to the buyer.

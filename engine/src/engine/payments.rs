@@ -65,11 +65,21 @@ impl Engine {
                     b.deadline_hours * 3600
                 }),
         );
+        let hold_until = self.ctx.clock.now() + chrono::Duration::seconds(extension);
+        // A transfer's buyer is reminded `bank_reminder_before` its deadline (if that is
+        // still ahead).
+        let remind_at = match (&bank, self.ctx.config.bank_reminder_before) {
+            (Some(_), Some(lead)) => chrono::Duration::from_std(lead)
+                .ok()
+                .map(|lead| hold_until - lead),
+            _ => None,
+        };
         let start = StartPayment {
             registration_id: id,
             event_id: view.event_id,
             provider,
-            hold_until: self.ctx.clock.now() + chrono::Duration::seconds(extension),
+            hold_until,
+            remind_at,
             currency: price.currency.clone(),
             max_per_account,
             buyer_email: view.attendee.email.clone(),

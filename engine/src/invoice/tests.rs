@@ -1,5 +1,5 @@
 use super::*;
-use crate::ids::{PoolId, TicketTypeId};
+use crate::ids::{EventId, PoolId, RegistrationId, TicketTypeId};
 use crate::model::{Attendee, EventStatus, InvoiceSettings, RegistrationStatus, TicketType};
 use crate::payment::{PaymentState, Provider};
 use crate::pool::payment::{Capture, Payment};
@@ -98,6 +98,7 @@ fn paid(
         ended: None,
         buyer_email: String::new(),
         voucher: None,
+        remind_at_ms: None,
     });
     view
 }

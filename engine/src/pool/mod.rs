@@ -162,6 +162,7 @@ impl PoolState {
             PoolEvent::WaitlistLeft { entry_id, .. } => self.apply_waitlist_left(*entry_id),
             PoolEvent::WaitlistOffered { .. } => self.apply_waitlist_offered(event),
             PoolEvent::PaymentStarted { .. }
+            | PoolEvent::PaymentReminded { .. }
             | PoolEvent::PaymentPending { .. }
             | PoolEvent::PaymentReported { .. }
             | PoolEvent::SeatsRetaken { .. }

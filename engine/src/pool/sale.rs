@@ -263,6 +263,7 @@ impl PoolState {
             );
         }
         self.deactivate_due_vouchers(now, events);
+        self.decide_reminders(now, events);
         due.len()
     }
 
@@ -324,6 +325,7 @@ impl PoolState {
         self.confirmed += u32::from(reg.quantity);
         self.tickets_issued += tickets.len() as u64;
         self.expiries.remove(&(reg.expires_at_ms, id));
+        self.clear_reminder(id);
     }
 
     pub(super) fn apply_canceled(&mut self, id: RegistrationId) {
@@ -393,6 +395,7 @@ impl PoolState {
     /// the history; the engine facade uses it to refine "unknown" into the precise refusal.
     fn forget(&mut self, id: RegistrationId, reg: RegEntry) {
         self.regs.remove(&id);
+        self.clear_reminder(id);
         // Its seats no longer count against its account.
         if let Some(account) = reg.account
             && let std::collections::hash_map::Entry::Occupied(mut e) =

@@ -21,6 +21,7 @@ impl PoolState {
             idempotency: HashMap::new(),
             admitted: HashMap::new(),
             expiries: BTreeSet::new(),
+            reminders: BTreeSet::new(),
             per_account: HashMap::new(),
             tickets_issued: 0,
             presence: HashMap::new(),
@@ -50,6 +51,7 @@ impl PoolState {
             .filter(|(_, r)| r.status == RegistrationStatus::Held)
             .map(|(id, r)| (r.expires_at_ms, *id))
             .collect();
+        self.reminders = self.payments.reminders().collect();
         let (held, confirmed) = self
             .regs
             .values()
@@ -142,7 +144,8 @@ impl PoolState {
     pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
         // Holds run out, and so do reserving vouchers (their seats then go back).
         let hold = self.expiries.first().map(|(ms, _)| *ms);
-        [hold, self.vouchers.next_deadline()]
+        let reminder = self.reminders.first().map(|(ms, _)| *ms);
+        [hold, reminder, self.vouchers.next_deadline()]
             .into_iter()
             .flatten()
             .min()

@@ -267,6 +267,8 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 currency: "EUR".into(),
                 max_per_account: Some(MAX_PER_ACCOUNT),
                 buyer_email: "a@example.com".into(),
+                // Reminders fall due among the expiries (and must replay to the same state).
+                remind_at: Some(now + Duration::milliseconds(1_500)),
             })),
             Op::Report {
                 reg,
@@ -1267,6 +1269,7 @@ fn paid_hold_started(
         currency: "EUR".into(),
         max_per_account: None,
         buyer_email: "a@example.com".into(),
+        remind_at: None,
     };
     let (_, r) = state.execute(
         PoolCommand::StartPayment(Box::new(start)),
@@ -1668,6 +1671,7 @@ fn a_failure_of_an_earlier_attempt_leaves_the_current_one_alone() {
         currency: "EUR".into(),
         max_per_account: None,
         buyer_email: "a@example.com".into(),
+        remind_at: None,
     };
     let _ = state.execute(
         PoolCommand::StartPayment(Box::new(start)),
@@ -1690,4 +1694,82 @@ fn a_failure_of_an_earlier_attempt_leaves_the_current_one_alone() {
         state.payment(id).unwrap().state(),
         crate::payment::PaymentState::Pending
     );
+}
+
+#[test]
+fn a_transfer_still_due_is_reminded_once_and_a_paid_or_ended_one_never() {
+    let event_id = EventId::new();
+    let tt = TicketTypeId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 5);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let deadline = t0 + Duration::hours(48);
+    let start = |id: RegistrationId| payment::StartPayment {
+        registration_id: id,
+        event_id,
+        provider: Provider::BankTransfer,
+        hold_until: deadline,
+        currency: "EUR".into(),
+        max_per_account: None,
+        buyer_email: "a@example.com".into(),
+        remind_at: Some(deadline - Duration::hours(24)),
+    };
+    let mut journal = Vec::new();
+    let mut run = |state: &mut PoolState, cmd: PoolCommand, at: DateTime<Utc>| {
+        let (events, r) = state.execute(cmd, EventStatus::Published, at);
+        assert!(r.is_ok(), "{r:?}");
+        journal.extend(events.clone());
+        events
+    };
+    let [unpaid, paid, canceled] = [(); 3].map(|()| RegistrationId::new());
+    for id in [unpaid, paid, canceled] {
+        let hold = HoldCommand {
+            unit_price_minor: 1_000,
+            ttl: Duration::minutes(10),
+            ..one_seat_hold(event_id, id, tt)
+        };
+        run(&mut state, PoolCommand::Hold(Box::new(hold)), t0);
+        run(
+            &mut state,
+            PoolCommand::StartPayment(Box::new(start(id))),
+            t0,
+        );
+    }
+    assert_eq!(state.next_expiry(), Some(deadline - Duration::hours(24)));
+    let mut report = succeeded("line-1", "RF18");
+    report.provider = Provider::BankTransfer;
+    run(&mut state, PoolCommand::Report(paid, report), t0);
+    run(&mut state, PoolCommand::Cancel(canceled), t0);
+    let reminded = |events: &[PoolEvent]| -> Vec<RegistrationId> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                PoolEvent::PaymentReminded {
+                    registration_id,
+                    deadline: d,
+                    ..
+                } => {
+                    assert_eq!(*d, deadline, "the reminder names the deadline");
+                    Some(*registration_id)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // Not yet; then once, for the one still unpaid; then never again, also after a replay.
+    let early = run(&mut state, PoolCommand::ExpireDue, t0 + Duration::hours(23));
+    assert!(reminded(&early).is_empty());
+    let due = run(&mut state, PoolCommand::ExpireDue, t0 + Duration::hours(24));
+    assert_eq!(reminded(&due), vec![unpaid]);
+    let again = run(&mut state, PoolCommand::ExpireDue, t0 + Duration::hours(25));
+    assert!(reminded(&again).is_empty());
+    assert_eq!(
+        state.next_expiry(),
+        Some(deadline),
+        "only the deadline is left"
+    );
+    let mut rebuilt = PoolState::new(event_id, state.pool_id(), 5);
+    for (i, e) in journal.iter().enumerate() {
+        rebuilt.apply(i as u64 + 1, e);
+    }
+    assert_eq!(rebuilt, state);
 }

@@ -198,6 +198,19 @@ pub enum PoolEvent {
         hold_until: DateTime<Utc>,
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
+        /// When to remind the buyer that the payment is still due (bank transfers).
+        #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+        remind_at: Option<DateTime<Utc>>,
+    },
+    /// The buyer was reminded that a payment is still due (a `payment_reminder` message,
+    /// committed with this event: once).
+    PaymentReminded {
+        registration_id: RegistrationId,
+        /// The seats are released then.
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        deadline: DateTime<Utc>,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
     },
     /// The provider has the attempt (its id: an intent, an order, a reference).
     PaymentPending {
@@ -274,6 +287,9 @@ impl PoolEvent {
             }
             | PoolEvent::RefundSettled {
                 registration_id, ..
+            }
+            | PoolEvent::PaymentReminded {
+                registration_id, ..
             } => Some(*registration_id),
             _ => None,
         }
@@ -319,6 +335,7 @@ impl PoolEvent {
             } => return Some((*user_id, *registration_id)),
             PoolEvent::VoucherCreated { .. }
             | PoolEvent::PaymentStarted { .. }
+            | PoolEvent::PaymentReminded { .. }
             | PoolEvent::PaymentPending { .. }
             | PoolEvent::PaymentReported { .. }
             | PoolEvent::SeatsRetaken { .. }
@@ -605,4 +622,8 @@ pub struct PoolState {
     /// Payments of registrations (kept after the registration is forgotten).
     #[serde(default)]
     pub(super) payments: payment::Payments,
+    /// Reminders due for payments of held registrations, by time (rebuilt on load from the
+    /// payments' `remind_at_ms`).
+    #[serde(skip)]
+    pub(super) reminders: BTreeSet<(i64, RegistrationId)>,
 }

@@ -79,6 +79,9 @@ pub struct BankTransferConfig {
     pub bic: String,
     /// The seats are held this long from the start of the payment (the transfer's deadline).
     pub deadline_hours: u32,
+    /// A buyer whose transfer has not arrived is reminded this long before its deadline
+    /// (events' own settings included; 0: no reminders; none when the deadline is nearer).
+    pub reminder_before_secs: u64,
 }
 
 /// PayPal's API and webhooks.
@@ -606,6 +609,8 @@ impl Config {
             ticket_routes_cached_max: e.ticket_routes_cached_max,
             payment_hold_extension_secs: self.payments.hold_extension_secs,
             bank_transfer: self.payments.bank_transfer.settings(),
+            bank_reminder_before: (self.payments.bank_transfer.reminder_before_secs > 0)
+                .then(|| Duration::from_secs(self.payments.bank_transfer.reminder_before_secs)),
             refund_retry: Duration::from_millis(self.payments.refund_retry_ms),
             refund_attempts_max: self.payments.refund_attempts_max,
             outbox: engine::outbox::OutboxConfig {

@@ -3,10 +3,13 @@
 //! refunded), written in the batch of the pool decision.
 
 use super::Overlay;
+use crate::codec::encode;
+use crate::keys;
 use crate::store::Db;
 use engine::ids::RegistrationId;
 use engine::invoice::LedgerEvent;
 use engine::ports::StoreError;
+use fjall::OwnedWriteBatch;
 
 impl Overlay {
     /// A ledger event: the document it issued.
@@ -29,6 +32,29 @@ impl Overlay {
         if priced && view.confirmed_at.is_some() {
             self.invoice_jobs
                 .push((uuid::Uuid::now_v7(), registration_id));
+        }
+        Ok(())
+    }
+
+    /// The invoice jobs and documents of the batch into the write batch.
+    pub(super) fn write_invoices(
+        &mut self,
+        db: &Db,
+        batch: &mut OwnedWriteBatch,
+    ) -> Result<(), StoreError> {
+        for (id, registration) in self.invoice_jobs.drain(..) {
+            batch.insert(
+                &db.invoice_jobs,
+                id.as_bytes().to_vec(),
+                registration.as_bytes().to_vec(),
+            );
+        }
+        for document in self.documents.drain(..) {
+            batch.insert(
+                &db.documents,
+                keys::document(&document.registration_id, document.number).to_vec(),
+                encode(&document)?,
+            );
         }
         Ok(())
     }

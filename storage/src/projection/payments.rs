@@ -58,6 +58,13 @@ impl Overlay {
             }
             _ => {}
         }
+        // Money captured or given back: an invoice or a credit note may be due.
+        if matches!(
+            event,
+            PoolEvent::PaymentReported { .. } | PoolEvent::RefundSettled { .. }
+        ) {
+            self.invoice_job(db, registration_id)?;
+        }
         Ok(())
     }
 

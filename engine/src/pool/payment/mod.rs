@@ -43,6 +43,8 @@ pub struct StartPayment {
     pub max_per_account: Option<u16>,
     /// The attendee's address (told if the payment is refunded on its own).
     pub buyer_email: String,
+    /// When to remind the buyer if it is still unpaid (bank transfers).
+    pub remind_at: Option<DateTime<Utc>>,
 }
 
 /// A refund asked for.
@@ -103,6 +105,7 @@ impl PoolState {
                     buyer_email: cmd.buyer_email,
                     hold_until: super::millis_to_time(hold_until),
                     at: now,
+                    remind_at: cmd.remind_at.filter(|at| *at > now),
                 },
             );
         }
@@ -411,6 +414,7 @@ impl PoolState {
                 buyer_email,
                 hold_until: super::millis_to_time(reg.expires_at_ms),
                 at: now,
+                remind_at: None,
             },
         );
         let report = ProviderReport {
@@ -526,6 +530,13 @@ impl PoolState {
     }
 
     pub(super) fn apply_payment_event(&mut self, id: RegistrationId, event: &PoolEvent) {
+        // A new attempt replaces the reminder of the last one; a reminder sent is done.
+        if matches!(
+            event,
+            PoolEvent::PaymentStarted { .. } | PoolEvent::PaymentReminded { .. }
+        ) {
+            self.clear_reminder(id);
+        }
         match event {
             PoolEvent::PaymentStarted { hold_until, .. } => {
                 let reg = self
@@ -542,6 +553,9 @@ impl PoolState {
                 let slot = self.payments.by_registration.remove(&id);
                 let mut payment = Payment::applied(slot, event, quantity, account);
                 payment.voucher = voucher;
+                if let Some(ms) = payment.remind_at_ms {
+                    self.reminders.insert((ms, id));
+                }
                 self.payments.by_registration.insert(id, payment);
             }
             PoolEvent::SeatsRetaken { .. } => self.apply_seats_retaken(id),
@@ -592,6 +606,40 @@ impl PoolState {
             None,
             voucher,
         );
+    }
+
+    /// Forgets a registration's pending reminder (sent, replaced, or its hold ended).
+    pub(super) fn clear_reminder(&mut self, id: RegistrationId) {
+        if let Some(p) = self.payments.by_registration.get_mut(&id)
+            && let Some(ms) = p.remind_at_ms.take()
+        {
+            self.reminders.remove(&(ms, id));
+        }
+    }
+
+    /// Reminders due at `now`: each held registration's buyer is told once that its payment
+    /// is still due (the message is committed with the event by the actor).
+    pub(super) fn decide_reminders(&mut self, now: DateTime<Utc>, events: &mut Vec<PoolEvent>) {
+        let now_ms = now.timestamp_millis();
+        let due: Vec<RegistrationId> = self
+            .reminders
+            .iter()
+            .take_while(|(ms, _)| *ms <= now_ms)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            let Some(reg) = self.regs.get(&id) else {
+                continue;
+            };
+            self.emit(
+                events,
+                PoolEvent::PaymentReminded {
+                    registration_id: id,
+                    deadline: super::millis_to_time(reg.expires_at_ms),
+                    at: now,
+                },
+            );
+        }
     }
 
     fn payment_mut(&mut self, id: RegistrationId) -> &mut Payment {

@@ -77,6 +77,10 @@ pub struct Payment {
     /// again with the seats, or is refunded when none is left. Pool-only.
     #[serde(default)]
     pub voucher: Option<u32>,
+    /// When the buyer is to be reminded that it is still due (bank transfers; cleared once
+    /// reminded).
+    #[serde(default)]
+    pub remind_at_ms: Option<i64>,
 }
 
 /// How a report changes a payment's facts.
@@ -280,6 +284,7 @@ impl Payment {
             currency,
             max_per_account,
             buyer_email,
+            remind_at,
             ..
         } = event
         {
@@ -300,7 +305,9 @@ impl Payment {
                 ended: None,
                 buyer_email: buyer_email.clone(),
                 voucher: None,
+                remind_at_ms: None,
             });
+            p.remind_at_ms = remind_at.map(|t| t.timestamp_millis());
             p.max_per_account = *max_per_account;
             if !buyer_email.is_empty() {
                 p.buyer_email.clone_from(buyer_email);
@@ -324,6 +331,7 @@ impl Payment {
                 p.remember(&report.event_id);
             }
             PoolEvent::RefundRequested { refund, .. } => p.refunds.push(refund.clone()),
+            PoolEvent::PaymentReminded { .. } => p.remind_at_ms = None,
             PoolEvent::RefundSettled {
                 refund_id, state, ..
             } => {
@@ -398,6 +406,14 @@ impl Payments {
     }
 
     /// Records that the pool forgot registration `id` in `status` (its payment stays).
+    /// Reminders still to send: (when, registration).
+    pub(in crate::pool) fn reminders(&self) -> impl Iterator<Item = (i64, RegistrationId)> + '_ {
+        self.by_registration
+            .iter()
+            .filter(|(_, p)| p.ended.is_none())
+            .filter_map(|(id, p)| p.remind_at_ms.map(|ms| (ms, *id)))
+    }
+
     pub(in crate::pool) fn registration_ended(
         &mut self,
         id: RegistrationId,
