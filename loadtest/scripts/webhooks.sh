@@ -31,6 +31,20 @@ LOADTEST_PASSWORD=$PASSWORD timeout 900 "$LT" webhooks --base "http://127.0.0.1:
   --stripe-stub 127.0.0.1:$stub --secret whsec_loadtest -n "$N" --quiet \
   --report "$data.json" "$@"
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^payment_webhook_to_confirmation_seconds_(sum|count)'
+# Each confirmation is due an invoice, issued by the invoice relay behind the confirmations:
+# how many were issued when the storm ended, and how long the rest took.
+invoices() {
+  curl -s "http://127.0.0.1:$port/metrics" |
+    awk '/^invoices_issued_total\{kind="invoice"\}/ {print $2}' | cut -d. -f1
+}
+start=$(date +%s.%N)
+at_end=$(invoices)
+for _ in $(seq 1 600); do
+  now=$(invoices)
+  [ "${now:-0}" -ge "$N" ] && break
+  sleep 0.1
+done
+echo "invoices: ${at_end:-0} issued when the storm ended, ${now:-0} after $(echo "$(date +%s.%N) - $start" | bc) s"
 kill "$pid"
 wait "$pid" 2>/dev/null
 rm -rf "$data" "$data.log" "$data.json"

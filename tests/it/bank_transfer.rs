@@ -211,23 +211,23 @@ async fn no_bank_transfer_without_a_payee() {
     server.terminate(Duration::from_secs(10));
 }
 
+/// Transfers with a deadline one hour out, reminded 3599 s before it: due a second after the
+/// start.
+const REMINDING: &[(&str, &str)] = &[
+    ("PAYMENTS__BANK_TRANSFER__ENABLED", "true"),
+    ("PAYMENTS__BANK_TRANSFER__PAYEE", "Night at the Opera Ltd"),
+    ("PAYMENTS__BANK_TRANSFER__IBAN", "DE89370400440532013000"),
+    ("PAYMENTS__BANK_TRANSFER__DEADLINE_HOURS", "1"),
+    ("PAYMENTS__BANK_TRANSFER__REMINDER_BEFORE_SECS", "3599"),
+];
+
 /// A transfer that has not arrived `reminder_before_secs` before its deadline is reminded to
 /// the buyer once, through the outbox (its file adapter here), with the amount, the reference
 /// and the deadline; a paid one is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_still_due_is_reminded_once_before_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    // Deadline one hour out, reminder 3599 s before it: due a second after the start.
-    let server = Server::start(
-        &dir.path().join("data"),
-        &[
-            ("PAYMENTS__BANK_TRANSFER__ENABLED", "true"),
-            ("PAYMENTS__BANK_TRANSFER__PAYEE", "Night at the Opera Ltd"),
-            ("PAYMENTS__BANK_TRANSFER__IBAN", "DE89370400440532013000"),
-            ("PAYMENTS__BANK_TRANSFER__DEADLINE_HOURS", "1"),
-            ("PAYMENTS__BANK_TRANSFER__REMINDER_BEFORE_SECS", "3599"),
-        ],
-    );
+    let server = Server::start(&dir.path().join("data"), REMINDING);
     let admin = Api::admin(&server).await;
     admin.wait_ready().await;
     let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
@@ -271,13 +271,7 @@ async fn a_transfer_still_due_is_reminded_once_before_its_deadline() {
             .ends_with(unpaid.as_str())
     );
     // Once: a later expiry pass (another hold's) sends nothing more, nor a restart.
-    let server = server.restart(&[
-        ("PAYMENTS__BANK_TRANSFER__ENABLED", "true"),
-        ("PAYMENTS__BANK_TRANSFER__PAYEE", "Night at the Opera Ltd"),
-        ("PAYMENTS__BANK_TRANSFER__IBAN", "DE89370400440532013000"),
-        ("PAYMENTS__BANK_TRANSFER__DEADLINE_HOURS", "1"),
-        ("PAYMENTS__BANK_TRANSFER__REMINDER_BEFORE_SECS", "3599"),
-    ]);
+    let server = server.restart(REMINDING);
     let admin = Api::admin(&server).await;
     admin.wait_ready().await;
     let short = admin.published_priced_event(1, 1, 1, 100).await;
