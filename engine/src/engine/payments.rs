@@ -59,21 +59,7 @@ impl Engine {
             .ticket_type(view.ticket_type_id)
             .and_then(|t| t.max_per_account);
         let bank = self.bank_payee(provider, &record)?;
-        let extension = i64::from(
-            bank.as_ref()
-                .map_or(self.ctx.config.payment_hold_extension_secs, |b| {
-                    b.deadline_hours * 3600
-                }),
-        );
-        let hold_until = self.ctx.clock.now() + chrono::Duration::seconds(extension);
-        // A transfer's buyer is reminded `bank_reminder_before` its deadline (if that is
-        // still ahead).
-        let remind_at = match (&bank, self.ctx.config.bank_reminder_before) {
-            (Some(_), Some(lead)) => chrono::Duration::from_std(lead)
-                .ok()
-                .map(|lead| hold_until - lead),
-            _ => None,
-        };
+        let (hold_until, remind_at) = self.payment_window(bank.as_ref());
         let start = StartPayment {
             registration_id: id,
             event_id: view.event_id,
@@ -138,6 +124,31 @@ impl Engine {
             .or_else(|| self.ctx.config.bank_transfer.clone())
             .ok_or(DomainError::ProviderNotConfigured(provider.as_str()))?;
         Ok(Some(payee))
+    }
+
+    /// How long a payment keeps the seats (a transfer: until its deadline), and when a
+    /// transfer's buyer is reminded (`bank_reminder_before` the deadline; the pool drops a
+    /// reminder time already past).
+    fn payment_window(
+        &self,
+        bank: Option<&crate::model::BankTransferSettings>,
+    ) -> (
+        chrono::DateTime<chrono::Utc>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let extension = i64::from(
+            bank.map_or(self.ctx.config.payment_hold_extension_secs, |b| {
+                b.deadline_hours * 3600
+            }),
+        );
+        let hold_until = self.ctx.clock.now() + chrono::Duration::seconds(extension);
+        let remind_at = match (bank, self.ctx.config.bank_reminder_before) {
+            (Some(_), Some(lead)) => chrono::Duration::from_std(lead)
+                .ok()
+                .map(|lead| hold_until - lead),
+            _ => None,
+        };
+        (hold_until, remind_at)
     }
 
     /// Applies a provider's verified report to its registration's payment (once per
