@@ -13,6 +13,7 @@ mod invoices;
 mod payments;
 mod refunds;
 mod registrations;
+mod statements;
 mod users;
 mod vouchers;
 mod waitlist;
@@ -22,6 +23,7 @@ pub use events::{AvailabilityFeed, EventAvailability, TicketTypeAvailability};
 pub use payments::{PaymentStart, ReportOutcome};
 pub use refunds::RefundRelayConfig;
 pub use registrations::{Hold, HoldRequest};
+pub use statements::Decision;
 pub use vouchers::{NewVoucher, normalize_code as normalize_voucher_code};
 pub use waitlist::JoinWaitlist;
 

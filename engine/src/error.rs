@@ -49,6 +49,15 @@ pub enum DomainError {
     /// registration is paid).
     #[error("no such document: an invoice is issued once a priced registration is paid")]
     InvoiceNotFound,
+    /// No such statement exception in this event.
+    #[error("no such statement exception in this event")]
+    ExceptionNotFound,
+    /// The statement exception was resolved already.
+    #[error("the statement exception was resolved already")]
+    AlreadyResolved,
+    /// A credit cannot pay the registration (what is wrong with it).
+    #[error("the credit cannot pay the registration: {0}")]
+    AmountMismatch(String),
     /// The event's lifecycle does not allow this transition.
     #[error("event is {from:?}; cannot {action}")]
     InvalidTransition {

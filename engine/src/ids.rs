@@ -82,6 +82,9 @@ pub enum StreamId {
     /// One organizer's invoice ledger: its documents, whose numbers are their sequence
     /// numbers. Written with optimistic concurrency, like accounts.
     Ledger(UserId),
+    /// One event's bank-statement exceptions and their resolutions. Written with optimistic
+    /// concurrency.
+    Statements(EventId),
 }
 
 impl StreamId {
@@ -92,6 +95,7 @@ impl StreamId {
             StreamId::Pool(id) => (b'p', id.as_bytes()),
             StreamId::User(id) => (b'u', id.as_bytes()),
             StreamId::Ledger(id) => (b'l', id.as_bytes()),
+            StreamId::Statements(id) => (b'b', id.as_bytes()),
         };
         let mut key = [0u8; 17];
         key[0] = tag;
@@ -107,6 +111,7 @@ impl fmt::Display for StreamId {
             StreamId::Pool(id) => write!(f, "pool-{id}"),
             StreamId::User(id) => write!(f, "user-{id}"),
             StreamId::Ledger(id) => write!(f, "ledger-{id}"),
+            StreamId::Statements(id) => write!(f, "statements-{id}"),
         }
     }
 }

@@ -20,11 +20,13 @@ pub mod payment;
 pub mod pool;
 pub mod ports;
 pub mod pricing;
+pub mod statement;
 pub mod values;
 
 pub use actors::Availability;
 pub use config::EngineConfig;
 pub use engine::{
-    AvailabilityFeed, Engine, EventAvailability, Hold, HoldRequest, JoinWaitlist, NewVoucher,
-    PaymentStart, ReportOutcome, ScanRequest, TicketTypeAvailability, normalize_voucher_code,
+    AvailabilityFeed, Decision, Engine, EventAvailability, Hold, HoldRequest, JoinWaitlist,
+    NewVoucher, PaymentStart, ReportOutcome, ScanRequest, TicketTypeAvailability,
+    normalize_voucher_code,
 };

@@ -31,6 +31,8 @@ pub enum StreamEvent {
     User(UserEvent),
     /// A ledger-stream event (an organizer's invoices).
     Ledger(crate::invoice::document::LedgerEvent),
+    /// A statements-stream event (an event's bank-statement exceptions).
+    Statements(crate::statement::StatementEvent),
 }
 
 /// A snapshot of an actor's state at the sequence number of the last event of its append.
@@ -694,4 +696,11 @@ pub trait Store: Send + Sync + 'static {
     fn invoice_jobs(&self, limit: usize) -> Result<Vec<(uuid::Uuid, RegistrationId)>, StoreError>;
     /// Removes a job the invoice relay has done.
     fn invoice_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError>;
+    /// The last sequence number of an event's statements stream (0: none).
+    fn statements_head(&self, event: EventId) -> Result<u64, StoreError>;
+    /// An event's statement exceptions, in line-id order.
+    fn statement_exceptions(
+        &self,
+        event: EventId,
+    ) -> Result<Vec<crate::statement::Exception>, StoreError>;
 }

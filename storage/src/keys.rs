@@ -92,3 +92,11 @@ pub fn document(registration: &RegistrationId, number: u64) -> [u8; 24] {
     key[16..].copy_from_slice(&number.to_be_bytes());
     key
 }
+
+/// `statement_exceptions`: event (16) + the statement line's id.
+pub fn statement_exception(event: &EventId, line_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + line_id.len());
+    key.extend_from_slice(event.as_bytes());
+    key.extend_from_slice(line_id.as_bytes());
+    key
+}

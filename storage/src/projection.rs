@@ -5,6 +5,7 @@ use crate::codec::{decode, encode, encode_compact};
 
 mod invoices;
 mod payments;
+mod statements;
 use crate::error::err;
 use crate::keys;
 use crate::store::Db;
@@ -89,6 +90,8 @@ pub struct Overlay {
     invoice_jobs: Vec<(uuid::Uuid, RegistrationId)>,
     /// Documents issued.
     documents: Vec<engine::invoice::Document>,
+    /// Statement exceptions recorded or resolved in this batch, by key.
+    statement_exceptions: HashMap<Vec<u8>, engine::statement::Exception>,
     /// Revocations to insert, and each touched event's latest version (loaded on first use).
     revocations: Vec<(EventId, Revocation)>,
     revocation_heads: HashMap<EventId, u64>,
@@ -652,6 +655,9 @@ impl Overlay {
     /// Adds every changed row to the write batch.
     pub fn write(mut self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), StoreError> {
         self.write_invoices(db, batch)?;
+        for (key, row) in self.statement_exceptions.drain() {
+            batch.insert(&db.statement_exceptions, key, encode(&row)?);
+        }
         for (id, view) in &self.registrations {
             batch.insert(
                 &db.registrations,

@@ -97,6 +97,8 @@ pub struct Db {
     /// Registrations that may be due a document, by job id (UUIDv7) → registration id (the
     /// invoice relay's work).
     pub(crate) invoice_jobs: Keyspace,
+    /// Bank-statement exceptions, by event (16) + line id (see `statement`).
+    pub(crate) statement_exceptions: Keyspace,
 }
 
 impl Db {
@@ -139,6 +141,7 @@ impl Db {
             provider_jobs: ks("provider_jobs")?,
             documents: ks("documents")?,
             invoice_jobs: ks("invoice_jobs")?,
+            statement_exceptions: ks("statement_exceptions")?,
             db,
         })
     }
@@ -173,7 +176,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 23] {
+    fn all(&self) -> [&Keyspace; 24] {
         [
             &self.journal,
             &self.snapshots,
@@ -198,6 +201,7 @@ impl Db {
             &self.provider_jobs,
             &self.documents,
             &self.invoice_jobs,
+            &self.statement_exceptions,
         ]
     }
 
@@ -460,6 +464,22 @@ impl Store for Db {
             jobs.push((id, RegistrationId(registration)));
         }
         Ok(jobs)
+    }
+
+    fn statements_head(&self, event: EventId) -> Result<u64, StoreError> {
+        self.head(&StreamId::Statements(event))
+    }
+
+    fn statement_exceptions(
+        &self,
+        event: EventId,
+    ) -> Result<Vec<engine::statement::Exception>, StoreError> {
+        let mut rows = Vec::new();
+        for guard in self.statement_exceptions.prefix(event.as_bytes()) {
+            let (_, value) = guard.into_inner().map_err(err)?;
+            rows.push(decode(&value).map_err(StoreError::from)?);
+        }
+        Ok(rows)
     }
 
     fn invoice_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError> {

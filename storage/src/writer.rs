@@ -310,6 +310,9 @@ fn stage_records(
                     overlay.project_user(user_id, &e)
                 }
                 (StreamId::Ledger(_), StreamEvent::Ledger(e)) => overlay.project_ledger(e),
+                (StreamId::Statements(event_id), StreamEvent::Statements(e)) => {
+                    overlay.project_statements(db, event_id, e)?
+                }
                 _ => {
                     return Err(StoreError::Inconsistent(format!(
                         "event of the wrong kind on {stream}"

@@ -297,3 +297,157 @@ async fn a_transfer_still_due_is_reminded_once_before_its_deadline() {
         "reminded once"
     );
 }
+
+const BANK: &[(&str, &str)] = &[
+    ("PAYMENTS__BANK_TRANSFER__ENABLED", "true"),
+    ("PAYMENTS__BANK_TRANSFER__PAYEE", "Night at the Opera Ltd"),
+    ("PAYMENTS__BANK_TRANSFER__IBAN", "DE89370400440532013000"),
+];
+
+/// Credits that do not fit are kept, once per line and across restarts, until a manager
+/// applies, refunds or ignores each; applying pays the registration, never a partial credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_exceptions_stay_until_a_manager_applies_refunds_or_ignores_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), BANK);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
+    let buyer = admin.buyer("ann@example.com").await;
+    let mut regs = Vec::new();
+    for _ in 0..3 {
+        let id = buyer.hold(&event, &tt, 1, None).await.str("id");
+        let r = buyer
+            .post(
+                &format!("/api/v1/registrations/{id}/payments"),
+                &json!({"provider": "bank_transfer"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        regs.push((id, r.body["bank"]["reference"].as_str().unwrap().to_owned()));
+    }
+    let ((ann, ann_ref), (bob, bob_ref), (cat, _)) =
+        (regs[0].clone(), regs[1].clone(), regs[2].clone());
+    let statement = format!(
+        "id,name,reference,amount,currency\n\
+         L1,Ann,{ann_ref},50.00,EUR\n\
+         L2,Bob,{bob_ref},20.00,EUR\n\
+         L3,Cat,tickets for cat,45.00,EUR\n\
+         L4,Landlord,rent,1200.00,EUR\n"
+    );
+    let result = upload(&admin, &event, &statement).await;
+    assert_eq!(result.status, 200, "{result:?}");
+    assert_eq!(result.body["applied"], 0);
+    let reasons: Vec<&str> = result.body["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["over", "partial", "unmatched", "unmatched"]);
+    // Uploaded again, then a restart: the same four, open.
+    assert_eq!(upload(&admin, &event, &statement).await.status, 200);
+    let server = server.restart(BANK);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let list = |status: &'static str| {
+        let (admin, event) = (admin.clone(), event.clone());
+        async move {
+            admin
+                .get(&format!(
+                    "/api/v1/events/{event}/bank-statements/exceptions?status={status}"
+                ))
+                .await
+        }
+    };
+    let open = list("open").await;
+    assert_eq!(
+        open.body["exceptions"].as_array().unwrap().len(),
+        4,
+        "{open:?}"
+    );
+    let buyer = Api::new(&server).with_token(buyer.token.clone());
+    let listed_by_buyer = buyer
+        .get(&format!(
+            "/api/v1/events/{event}/bank-statements/exceptions"
+        ))
+        .await;
+    assert_eq!(listed_by_buyer.status, 403);
+
+    let resolve = |line: &'static str, body: serde_json::Value| {
+        let (admin, event) = (admin.clone(), event.clone());
+        async move {
+            admin
+                .post(
+                    &format!("/api/v1/events/{event}/bank-statements/exceptions/{line}/resolve"),
+                    &body,
+                    None,
+                )
+                .await
+        }
+    };
+    let status_of = |id: String| {
+        let admin = admin.clone();
+        async move {
+            admin.get(&format!("/api/v1/registrations/{id}")).await.body["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // The over-payment pays Ann; 5.00 is to go back by hand. Once.
+    let applied = resolve("L1", json!({"action": "apply", "note": "5.00 back"})).await;
+    assert_eq!(applied.status, 200, "{applied:?}");
+    let resolution = &applied.body["resolution"];
+    assert_eq!(resolution["action"], "apply");
+    assert_eq!(resolution["registration_id"], ann.as_str());
+    assert_eq!(resolution["to_refund_minor"], 500);
+    assert_eq!(status_of(ann.clone()).await, "confirmed");
+    let twice = resolve("L1", json!({"action": "ignore"})).await;
+    assert_eq!(
+        (twice.status, twice.body["code"].as_str()),
+        (409, Some("already_resolved"))
+    );
+    // A partial credit cannot pay Bob: refused, nothing changes; it is refunded instead.
+    let partial = resolve("L2", json!({"action": "apply"})).await;
+    assert_eq!(
+        (partial.status, partial.body["code"].as_str()),
+        (409, Some("amount_mismatch"))
+    );
+    assert_eq!(status_of(bob.clone()).await, "held");
+    let refunded = resolve("L2", json!({"action": "refund", "note": "returned"})).await;
+    assert_eq!(refunded.status, 200, "{refunded:?}");
+    assert_eq!(refunded.body["resolution"]["to_refund_minor"], 2000);
+    // A line without a reference needs the registration named; then it pays Cat.
+    let unnamed = resolve("L3", json!({"action": "apply"})).await;
+    assert_eq!(unnamed.status, 422, "{unnamed:?}");
+    let named = resolve("L3", json!({"action": "apply", "registration_id": cat})).await;
+    assert_eq!(named.status, 200, "{named:?}");
+    assert_eq!(status_of(cat.clone()).await, "confirmed");
+    let ignored = resolve("L4", json!({"action": "ignore", "note": "rent, not ours"})).await;
+    assert_eq!(ignored.status, 200, "{ignored:?}");
+    // Bad input changes nothing.
+    assert_eq!(resolve("L9", json!({"action": "ignore"})).await.status, 404);
+    assert_eq!(resolve("L4", json!({"action": "keep"})).await.status, 422);
+    assert_eq!(list("bogus").await.status, 400);
+    assert_eq!(list("open").await.body["exceptions"], json!([]));
+    assert_eq!(
+        list("resolved").await.body["exceptions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let audit = admin.get(&format!("/api/v1/events/{event}/audit")).await;
+    let resolves = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"] == "POST /api/v1/events/{id}/bank-statements/exceptions/{line_id}/resolve"
+                && e["status"] == 200
+        })
+        .count();
+    assert_eq!(resolves, 4, "{audit:?}");
+}

@@ -159,13 +159,24 @@ impl Engine {
         first: u64,
         documents: &[Document],
     ) -> Result<(), JournalError> {
-        let (done, rx) = Completion::channel();
         let events = documents
             .iter()
             .map(|d| StreamEvent::Ledger(LedgerEvent::Issued(Box::new(d.clone()))))
             .collect();
-        // Unfenced: the sequence number alone decides who numbers first.
-        let request = AppendRequest::unfenced(StreamId::Ledger(organizer), first, events, done);
+        self.append_unfenced(StreamId::Ledger(organizer), first, events)
+            .await
+    }
+
+    /// Appends `events` to `stream` at `first` and waits until durable. Unfenced: the
+    /// sequence number alone decides who writes first (the loser gets `SequenceConflict`).
+    pub(super) async fn append_unfenced(
+        &self,
+        stream: StreamId,
+        first: u64,
+        events: Vec<StreamEvent>,
+    ) -> Result<(), JournalError> {
+        let (done, rx) = Completion::channel();
+        let request = AppendRequest::unfenced(stream, first, events, done);
         self.ctx.journal.append(request).await;
         rx.await.unwrap_or(Err(JournalError::Stopped))
     }

@@ -139,6 +139,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::TicketTypeNotFound
         | D::RegistrationNotFound
         | D::InvoiceNotFound
+        | D::ExceptionNotFound
         | D::TicketNotFound
         | D::CheckInListNotFound
         | D::UserNotFound
@@ -167,6 +168,8 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::AlreadyWaiting
         | D::NothingToPay
         | D::AlreadyPaid
+        | D::AlreadyResolved
+        | D::AmountMismatch(_)
         | D::RefundTooLarge { .. } => S::CONFLICT,
         D::PaymentNotFound => S::NOT_FOUND,
         D::PaymentRequired { .. } => S::PAYMENT_REQUIRED,
@@ -186,6 +189,9 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::PoolNotFound => ("pool_not_found", "Pool not found"),
         D::RegistrationNotFound => ("registration_not_found", "Registration not found"),
         D::InvoiceNotFound => ("invoice_not_found", "Invoice not found"),
+        D::ExceptionNotFound => ("exception_not_found", "Statement exception not found"),
+        D::AlreadyResolved => ("already_resolved", "Already resolved"),
+        D::AmountMismatch(_) => ("amount_mismatch", "Amount mismatch"),
         D::TicketNotFound => ("ticket_not_found", "Ticket not found"),
         D::InvalidTransition { .. } => ("invalid_transition", "Invalid status transition"),
         D::EventNotOpen(_) => ("event_not_open", "Event not open"),

@@ -680,6 +680,8 @@ pub(super) fn statement_result() -> Value {
             "expected_minor": 7200,
             "name": "Ada Lovelace",
             "date": "2026-12-02",
+            "recorded_at": "2026-12-02T16:20:00Z",
+            "resolution": null,
         }],
     })
 }
@@ -713,5 +715,54 @@ pub(super) fn documents() -> Value {
             "pdf": format!("{base}/57.pdf"),
             "html": format!("{base}/57.html"),
         }],
+    })
+}
+
+pub(super) fn resolve_exception() -> Value {
+    json!({
+        "action": "apply",
+        "registration_id": REGISTRATION_ID,
+        "note": "Paid 80.00 instead of 72.00; 8.00 returned by transfer on 2026-12-03",
+    })
+}
+
+pub(super) fn exception_list() -> Value {
+    json!({
+        "exceptions": [{
+            "line_id": "2026-12-02-0007",
+            "reason": "over",
+            "reference": "RF41K3D9Q2ZP7X0M5B1C8V4N6T",
+            "registration_id": REGISTRATION_ID,
+            "amount_minor": 8000,
+            "currency": "EUR",
+            "expected_minor": 7200,
+            "name": "Ada Lovelace",
+            "date": "2026-12-02",
+            "recorded_at": "2026-12-02T16:20:00Z",
+            "resolution": null,
+        }],
+    })
+}
+
+pub(super) fn statement_exception() -> Value {
+    json!({
+        "line_id": "2026-12-02-0007",
+        "reason": "over",
+        "reference": "RF41K3D9Q2ZP7X0M5B1C8V4N6T",
+        "registration_id": REGISTRATION_ID,
+        "amount_minor": 8000,
+        "currency": "EUR",
+        "expected_minor": 7200,
+        "name": "Ada Lovelace",
+        "date": "2026-12-02",
+        "recorded_at": "2026-12-02T16:20:00Z",
+        "resolution": {
+            "action": "apply",
+            "registration_id": REGISTRATION_ID,
+            "to_refund_minor": 800,
+            "note": "8.00 returned by transfer",
+            "by": REGISTRATION_ID,
+            "at": "2026-12-03T09:00:00Z",
+        },
     })
 }

@@ -60,6 +60,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::report::cancellation, super::payments::bank::upload,
         super::payments::invoices::list_documents, super::payments::invoices::invoice_pdf,
         super::payments::invoices::invoice_html, super::payments::invoices::document_file,
+        super::payments::bank::list_exceptions, super::payments::bank::resolve,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -87,6 +88,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::report::CancellationDto, super::payments::BankInstructions,
         super::payments::bank::StatementResult, super::payments::bank::StatementException,
         super::payments::invoices::DocumentDto, super::payments::invoices::DocumentList,
+        super::payments::bank::ExceptionList, super::payments::bank::ResolveBody,
+        super::payments::bank::ResolutionDto, super::payments::bank::ActionDto,
         super::events::InvoicingDto, super::registrations::VatDto,
     )),
     modifiers(&BearerAuth),

@@ -1,0 +1,207 @@
+//! Bank-statement exceptions: recorded once per statement line in the event's statements
+//! stream, listed, and resolved by a manager (see `crate::statement`). Appends are
+//! read-decide-append with the expected sequence number, again on a conflict, so two uploads
+//! of one statement record each line once and two managers resolve a line once.
+
+use super::Engine;
+use crate::error::{DomainError, EngineError, EngineResult, FieldError};
+use crate::failure::JournalError;
+use crate::ids::{EventId, RegistrationId, StreamId, UserId};
+use crate::payment::{Provider, ProviderReport, Report};
+use crate::ports::StreamEvent;
+use crate::statement::{Action, Exception, Resolution, StatementEvent};
+
+/// Read-decide-append cycles before the caller gets a retryable error.
+const ATTEMPTS_MAX: usize = 16;
+
+/// A manager's decision on one exception.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub action: Action,
+    /// The registration to apply it to (default: the one its reference names).
+    pub registration_id: Option<RegistrationId>,
+    pub note: String,
+    pub by: UserId,
+}
+
+impl Engine {
+    /// An event's statement exceptions, in line-id order.
+    pub fn statement_exceptions(&self, event: EventId) -> EngineResult<Vec<Exception>> {
+        self.ctx
+            .store
+            .statement_exceptions(event)
+            .map_err(EngineError::Store)
+    }
+
+    /// Records the exceptions of an upload that are not recorded yet (by line id); returns
+    /// how many were new.
+    pub async fn record_exceptions(
+        &self,
+        event: EventId,
+        rows: Vec<Exception>,
+    ) -> EngineResult<usize> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        for _ in 0..ATTEMPTS_MAX {
+            let head = self.statements_head(event)?;
+            let known = self.statement_exceptions(event)?;
+            let mut new: Vec<&Exception> = Vec::new();
+            for row in &rows {
+                let seen = known.iter().chain(new.iter().copied());
+                if !seen.into_iter().any(|k| k.line_id == row.line_id) {
+                    new.push(row);
+                }
+            }
+            if new.is_empty() {
+                return Ok(0);
+            }
+            let events = new
+                .iter()
+                .map(|r| StatementEvent::ExceptionRecorded(Box::new((*r).clone())))
+                .collect();
+            match self.append_statements(event, head + 1, events).await {
+                Ok(()) => return Ok(new.len()),
+                Err(JournalError::SequenceConflict { .. }) => continue,
+                Err(e) => return Err(journal(e)),
+            }
+        }
+        Err(EngineError::Unavailable("statements busy; retry".into()))
+    }
+
+    /// Resolves an open exception. Applying it pays its registration first (a capture of the
+    /// amount due, keyed by the statement line, so a retry pays once); an excess is listed in
+    /// the resolution to be paid back by hand.
+    pub async fn resolve_exception(
+        &self,
+        event: EventId,
+        line_id: &str,
+        decision: Decision,
+    ) -> EngineResult<Exception> {
+        for _ in 0..ATTEMPTS_MAX {
+            let head = self.statements_head(event)?;
+            let mut row = self
+                .statement_exceptions(event)?
+                .into_iter()
+                .find(|r| r.line_id == line_id)
+                .ok_or(DomainError::ExceptionNotFound)?;
+            if row.resolution.is_some() {
+                return Err(DomainError::AlreadyResolved.into());
+            }
+            let (registration_id, to_refund_minor) = match decision.action {
+                Action::Apply => self.apply_credit(event, &row, &decision).await?,
+                Action::Refund => (None, row.amount_minor),
+                Action::Ignore => (None, 0),
+            };
+            let resolution = Resolution {
+                action: decision.action,
+                registration_id,
+                to_refund_minor,
+                note: decision.note.clone(),
+                by: decision.by,
+                at: self.ctx.clock.now(),
+            };
+            let events = vec![StatementEvent::ExceptionResolved {
+                line_id: line_id.to_owned(),
+                resolution: resolution.clone(),
+            }];
+            match self.append_statements(event, head + 1, events).await {
+                Ok(()) => {
+                    metrics::counter!("bank_statement_exceptions_resolved_total", "action" => decision.action.as_str())
+                        .increment(1);
+                    row.resolution = Some(resolution);
+                    return Ok(row);
+                }
+                Err(JournalError::SequenceConflict { .. }) => continue,
+                Err(e) => return Err(journal(e)),
+            }
+        }
+        Err(EngineError::Unavailable("statements busy; retry".into()))
+    }
+
+    /// Pays a registration with a credit that covers what it is due: returns the registration
+    /// and the excess to pay back.
+    async fn apply_credit(
+        &self,
+        event: EventId,
+        row: &Exception,
+        decision: &Decision,
+    ) -> EngineResult<(Option<RegistrationId>, i64)> {
+        let id = decision
+            .registration_id
+            .or(row.registration_id)
+            .ok_or_else(|| {
+                DomainError::Validation(vec![FieldError::new(
+                    "registration_id",
+                    "the line names no registration: say which one it pays",
+                )])
+            })?;
+        let view = self.registration(id)?;
+        if view.event_id != event {
+            return Err(DomainError::RegistrationNotFound.into());
+        }
+        let payment = view.payment.as_ref().ok_or(DomainError::PaymentNotFound)?;
+        if payment.provider != Provider::BankTransfer {
+            return Err(DomainError::AmountMismatch(
+                "the registration is not paying by bank transfer".into(),
+            )
+            .into());
+        }
+        if row.currency != payment.currency {
+            return Err(DomainError::AmountMismatch(format!(
+                "the credit is in {}, the registration is due {}",
+                row.currency, payment.currency
+            ))
+            .into());
+        }
+        if row.amount_minor < payment.amount_minor {
+            return Err(DomainError::AmountMismatch(
+                "a partial credit cannot pay the registration: refund or ignore it".into(),
+            )
+            .into());
+        }
+        let report = ProviderReport {
+            provider: Provider::BankTransfer,
+            event_id: format!("bank:{}", row.line_id),
+            provider_ref: payment.provider_ref.clone(),
+            report: Report::Succeeded {
+                amount_minor: payment.amount_minor,
+                currency: payment.currency.clone(),
+            },
+        };
+        let outcome = self.report_payment(id, report).await?;
+        if let (false, Some(why)) = (outcome.duplicate, outcome.ignored) {
+            return Err(DomainError::AmountMismatch(format!(
+                "the registration's payment refused it: {}",
+                why.as_str()
+            ))
+            .into());
+        }
+        Ok((Some(id), row.amount_minor - payment.amount_minor))
+    }
+
+    fn statements_head(&self, event: EventId) -> EngineResult<u64> {
+        self.ctx
+            .store
+            .statements_head(event)
+            .map_err(EngineError::Store)
+    }
+
+    async fn append_statements(
+        &self,
+        event: EventId,
+        first: u64,
+        events: Vec<StatementEvent>,
+    ) -> Result<(), JournalError> {
+        let events = events.into_iter().map(StreamEvent::Statements).collect();
+        self.append_unfenced(StreamId::Statements(event), first, events)
+            .await
+    }
+}
+
+fn journal(e: JournalError) -> EngineError {
+    match e {
+        JournalError::Stopped => EngineError::Unavailable("journal stopped".into()),
+        other => EngineError::Journal(other),
+    }
+}
