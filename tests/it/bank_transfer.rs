@@ -451,3 +451,73 @@ async fn statement_exceptions_stay_until_a_manager_applies_refunds_or_ignores_th
         .count();
     assert_eq!(resolves, 4, "{audit:?}");
 }
+
+/// A CAMT.053 statement (ISO 20022 XML) is read like a CSV one: its booked credit with the
+/// structured reference confirms, a second upload applies nothing twice, a statement with a
+/// DTD is refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camt_053_statement_confirms_like_a_csv_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), BANK);
+    let admin = Api::admin(&server).await;
+    admin.wait_ready().await;
+    let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
+    let buyer = admin.buyer("ann@example.com").await;
+    let id = buyer.hold(&event, &tt, 2, None).await.str("id");
+    let started = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "bank_transfer"}),
+            None,
+        )
+        .await;
+    let reference = started.body["bank"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let camt = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>
+<GrpHdr><MsgId>M1</MsgId><CreDtTm>2026-12-02T18:00:00</CreDtTm></GrpHdr>
+<Stmt><Id>S1</Id>
+<Ntry><Amt Ccy="EUR">90.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>
+<BookgDt><Dt>2026-12-02</Dt></BookgDt><AcctSvcrRef>2026120200001</AcctSvcrRef>
+<NtryDtls><TxDtls><RltdPties><Dbtr><Nm>Ann</Nm></Dbtr></RltdPties>
+<RmtInf><Strd><CdtrRefInf><Ref>{reference}</Ref></CdtrRefInf></Strd></RmtInf></TxDtls></NtryDtls></Ntry>
+<Ntry><Amt Ccy="EUR">2.50</Amt><CdtDbtInd>DBIT</CdtDbtInd><Sts>BOOK</Sts></Ntry>
+</Stmt></BkToCstmrStmt></Document>"#
+    );
+    let send = |content_type: &'static str, body: String| {
+        let (admin, event) = (admin.clone(), event.clone());
+        async move {
+            admin
+                .post_raw(
+                    &format!("/api/v1/events/{event}/bank-statements"),
+                    content_type,
+                    body.into_bytes(),
+                )
+                .await
+        }
+    };
+    let with_dtd = camt.replace(
+        "<Document ",
+        "<!DOCTYPE Document [<!ENTITY x \"y\">]><Document ",
+    );
+    let refused = send("application/xml", with_dtd).await;
+    assert_eq!(refused.status, 422, "{refused:?}");
+    assert_eq!(send("text/plain", camt.clone()).await.status, 415);
+    let applied = send("application/xml", camt.clone()).await;
+    assert_eq!(applied.status, 200, "{applied:?}");
+    assert_eq!(
+        (
+            applied.body["lines"].as_u64(),
+            applied.body["applied"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let paid = admin.get(&format!("/api/v1/registrations/{id}")).await.body;
+    assert_eq!(paid["status"], "confirmed");
+    assert_eq!(paid["payment"]["captures"][0]["amount_minor"], 9000);
+    let again = send("text/xml; charset=utf-8", camt).await;
+    assert_eq!(again.body["duplicates"], 1, "{again:?}");
+}

@@ -2,6 +2,7 @@
 //! (`reference.rs`), statements as organizers upload them (`statement.rs`), and the provider
 //! adapter: a bank transfer is "created" by giving it its reference; nothing is called.
 
+pub mod camt;
 pub mod reference;
 pub mod statement;
 

@@ -114,13 +114,17 @@ pub struct StatementResult {
     exceptions: Vec<StatementException>,
 }
 
-/// Upload a bank statement (managers; `text/csv`, columns `amount`, `currency`, `reference`,
-/// optional `id`, `date`, `name`, in any order). Exact matches by reference, amount and
-/// currency confirm their registrations; the rest is listed. Audited.
+/// Upload a bank statement (managers): `text/csv` (columns `amount`, `currency`, `reference`,
+/// optional `id`, `date`, `name`, in any order) or `application/xml` (ISO 20022 CAMT.053: every
+/// booked credit, a batch booking per transaction). Exact matches by reference, amount and
+/// currency confirm their registrations; the rest is recorded as exceptions. Audited.
 #[utoipa::path(post, path = "/api/v1/events/{id}/bank-statements", tag = "payments", params(("id" = Uuid, Path)),
     security(("bearer" = [])),
-    request_body(content = String, content_type = "text/csv",
-        example = "id,date,name,reference,amount,currency\r\n2026-12-02-0001,2026-12-02,Ada Lovelace,RF41K3D9Q2ZP7X0M5B1C8V4N6T,72.00,EUR\r\n"),
+    request_body(content(
+        (String = "text/csv",
+            example = "id,date,name,reference,amount,currency\r\n2026-12-02-0001,2026-12-02,Ada Lovelace,RF41K3D9Q2ZP7X0M5B1C8V4N6T,72.00,EUR\r\n"),
+        (String = "application/xml",
+            example = "<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.053.001.02\"><BkToCstmrStmt><Stmt><Ntry><Amt Ccy=\"EUR\">72.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts><AcctSvcrRef>2026120200001</AcctSvcrRef></Ntry></Stmt></BkToCstmrStmt></Document>"))),
     responses((status = 200, body = StatementResult), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 422, description = "an unreadable statement (the line is named); nothing applied", body = Problem)))]
@@ -132,16 +136,24 @@ pub(crate) async fn upload(
     body: Bytes,
 ) -> ApiResult<Json<StatementResult>> {
     managed_event(&state, &principal, event_id)?;
-    let csv = headers
+    let media = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/csv"));
-    if !csv {
+        .unwrap_or_default();
+    let xml = ["application/xml", "text/xml"]
+        .iter()
+        .any(|t| media.starts_with(t));
+    if !xml && !media.starts_with("text/csv") {
         return Err(ApiError::UnsupportedMediaType);
     }
     let text =
         std::str::from_utf8(&body).map_err(|_| refused("the statement is not UTF-8 text"))?;
-    let lines = statement::parse(text).map_err(|e| refused(&e.to_string()))?;
+    let lines = if xml {
+        integrations::bank::camt::parse(text)
+    } else {
+        statement::parse(text)
+    }
+    .map_err(|e| refused(&e.to_string()))?;
     let mut result = StatementResult {
         lines: lines.len(),
         applied: 0,
