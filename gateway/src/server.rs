@@ -287,6 +287,7 @@ fn application(
         resets_in_flight: Arc::new(tokio::sync::Semaphore::new(http::RESETS_IN_FLIGHT_MAX)),
         body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
         body_bytes_max: config.http.body_bytes_max,
+        statement_bytes_max: config.payments.bank_transfer.statement_bytes_max,
         retry_after_secs: config.http.retry_after_secs,
         webhooks: webhook_settings(config, core.paypal.clone()),
         webhook_rejections: Default::default(),

@@ -520,4 +520,22 @@ async fn a_camt_053_statement_confirms_like_a_csv_one() {
     assert_eq!(paid["payment"]["captures"][0]["amount_minor"], 9000);
     let again = send("text/xml; charset=utf-8", camt).await;
     assert_eq!(again.body["duplicates"], 1, "{again:?}");
+    // Statements have their own size limit (8 MiB), not the JSON bodies' 64 KiB.
+    let mut long = String::from("id,reference,amount,currency\n");
+    for i in 0..3000 {
+        long.push_str(&format!("D{i},bank fee,-1.00,EUR\n"));
+    }
+    assert!(long.len() > 65_536);
+    let read = send("text/csv", long).await;
+    assert_eq!(
+        (read.status, read.body["lines"].as_u64()),
+        (200, Some(0)),
+        "{read:?}"
+    );
+    let huge = "x".repeat(8 * 1024 * 1024 + 1);
+    let too_big = send("text/csv", huge).await;
+    assert_eq!(
+        (too_big.status, too_big.body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
 }

@@ -82,6 +82,8 @@ pub struct BankTransferConfig {
     /// A buyer whose transfer has not arrived is reminded this long before its deadline
     /// (events' own settings included; 0: no reminders; none when the deadline is nearer).
     pub reminder_before_secs: u64,
+    /// Largest uploaded bank statement (CSV or CAMT.053), in bytes (larger: 413).
+    pub statement_bytes_max: usize,
 }
 
 /// PayPal's API and webhooks.
@@ -386,6 +388,10 @@ impl Config {
             (
                 self.http.body_bytes_max >= 1024,
                 "http.body_bytes_max must be >= 1024",
+            ),
+            (
+                self.payments.bank_transfer.statement_bytes_max >= 1024,
+                "payments.bank_transfer.statement_bytes_max must be >= 1024",
             ),
             (
                 self.http.request_timeout_ms > self.engine.call_timeout_ms,

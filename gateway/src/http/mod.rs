@@ -73,6 +73,8 @@ pub struct Shared {
     pub body_read_timeout: Duration,
     /// Largest request body (larger: 413), read by every extractor of a body.
     pub body_bytes_max: usize,
+    /// Largest bank statement upload (its own limit: statements are files).
+    pub statement_bytes_max: usize,
     /// `Retry-After` seconds on every 503 the stack gives (shed, timed out, unavailable).
     pub retry_after_secs: u32,
     /// How payment providers' webhooks are verified.

@@ -11,7 +11,6 @@ use crate::http::auth::Authenticated;
 use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::PathId;
 use crate::http::policy::managed_event;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -27,7 +26,11 @@ use uuid::Uuid;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/events/{id}/bank-statements", post(upload))
+        // Statements are files: read with their own limit, not the JSON bodies' one.
+        .route(
+            "/api/v1/events/{id}/bank-statements",
+            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route(
             "/api/v1/events/{id}/bank-statements/exceptions",
             get(list_exceptions),
@@ -133,7 +136,7 @@ pub(crate) async fn upload(
     Authenticated(principal): Authenticated,
     PathId(event_id): PathId<EventId>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Json<StatementResult>> {
     managed_event(&state, &principal, event_id)?;
     let media = headers
@@ -146,6 +149,7 @@ pub(crate) async fn upload(
     if !xml && !media.starts_with("text/csv") {
         return Err(ApiError::UnsupportedMediaType);
     }
+    let body = crate::http::body::read(body, state.statement_bytes_max).await?;
     let text =
         std::str::from_utf8(&body).map_err(|_| refused("the statement is not UTF-8 text"))?;
     let lines = if xml {
