@@ -119,10 +119,17 @@ fn invoice_of(
         event_starts_at: cx.event.starts_at,
         issued_at: cx.now,
         seller,
-        buyer: Party {
-            name: view.attendee.name.clone(),
-            email: view.attendee.email.clone(),
-            ..Party::default()
+        // The buyer's billing details if given at checkout, else the attendee.
+        buyer: match view.payment.as_ref().and_then(|p| p.billing.clone()) {
+            Some(billing) => Party {
+                email: view.attendee.email.clone(),
+                ..billing
+            },
+            None => Party {
+                name: view.attendee.name.clone(),
+                email: view.attendee.email.clone(),
+                ..Party::default()
+            },
         },
         currency: price.currency.clone(),
         prices_include_vat: tax.included,

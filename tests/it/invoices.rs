@@ -150,10 +150,20 @@ async fn paid_registrations_get_gapless_invoices_and_refunds_get_credit_notes() 
         json!({"rate_bp": 1900, "included": true, "net_minor": 14286, "vat_minor": 2714})
     );
     let first = held.str("id");
+    // Billing details for the invoice (a company); invalid ones are refused, nothing starts.
+    let invalid = buyer
+        .post(
+            &format!("/api/v1/registrations/{first}/payments"),
+            &json!({"provider": "stripe", "billing": {"name": "", "vat_id": "x".repeat(40)}}),
+            None,
+        )
+        .await;
+    assert_eq!(invalid.status, 422, "{invalid:?}");
     let started = buyer
         .post(
             &format!("/api/v1/registrations/{first}/payments"),
-            &json!({"provider": "stripe"}),
+            &json!({"provider": "stripe", "billing": {"name": "Analytical Engines Ltd",
+                "address": ["12 St James's Square", "London SW1Y 4JH"], "vat_id": "GB123456789"}}),
             None,
         )
         .await;
@@ -186,7 +196,9 @@ async fn paid_registrations_get_gapless_invoices_and_refunds_get_credit_notes() 
             "Konzert GmbH",
             "10115 Berlin",
             "VAT ID DE123456789",
-            "Buyer",
+            "Analytical Engines Ltd",
+            "London SW1Y 4JH",
+            "VAT ID GB123456789",
             "buyer@example.com",
             "Standard – Sommerfest",
             "85.00 EUR",
@@ -220,7 +232,13 @@ async fn paid_registrations_get_gapless_invoices_and_refunds_get_credit_notes() 
     .await;
     assert_shows(
         &text,
-        &["INV-000002", "85.00 EUR", "13.57 EUR", "Paid (manual)"],
+        &[
+            "INV-000002",
+            "85.00 EUR",
+            "13.57 EUR",
+            "Paid (manual)",
+            "Buyer",
+        ],
     );
 
     // 3. A partial refund of the first (at Stripe, through the relay): a credit note, next

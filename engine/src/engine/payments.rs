@@ -45,7 +45,11 @@ impl Engine {
         &self,
         id: RegistrationId,
         provider: Provider,
+        billing: Option<crate::invoice::Party>,
     ) -> EngineResult<PaymentStart> {
+        if let Some(b) = &billing {
+            b.check_billing("billing")?;
+        }
         let adapter = self
             .ctx
             .payments
@@ -66,6 +70,7 @@ impl Engine {
             provider,
             hold_until,
             remind_at,
+            billing,
             currency: price.currency.clone(),
             max_per_account,
             buyer_email: view.attendee.email.clone(),

@@ -24,6 +24,40 @@ pub struct Party {
     pub email: String,
 }
 
+impl Party {
+    /// Checks a buyer's billing details (`field` names them in errors): a name of 1..=140
+    /// characters, at most 6 address lines of 1..=140, a VAT id of at most 32.
+    pub fn check_billing(&self, field: &str) -> Result<(), crate::error::DomainError> {
+        use crate::error::FieldError;
+        let mut errors = Vec::new();
+        let mut text = |name: &str, value: &str, min: usize, max: usize| {
+            let n = value.trim().chars().count();
+            if n < min || n > max || value.chars().any(char::is_control) {
+                errors.push(FieldError::new(
+                    format!("{field}.{name}"),
+                    format!("must be {min} to {max} characters, without control characters"),
+                ));
+            }
+        };
+        text("name", &self.name, 1, 140);
+        for line in &self.address {
+            text("address", line, 1, 140);
+        }
+        text("vat_id", &self.vat_id, 0, 32);
+        if self.address.len() > 6 {
+            errors.push(FieldError::new(
+                format!("{field}.address"),
+                "must have at most 6 lines",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::DomainError::Validation(errors))
+        }
+    }
+}
+
 /// An invoice, or a credit note that corrects one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -99,6 +99,7 @@ fn paid(
         buyer_email: String::new(),
         voucher: None,
         remind_at_ms: None,
+        billing: None,
     });
     view
 }

@@ -269,6 +269,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 buyer_email: "a@example.com".into(),
                 // Reminders fall due among the expiries (and must replay to the same state).
                 remind_at: Some(now + Duration::milliseconds(1_500)),
+                billing: None,
             })),
             Op::Report {
                 reg,
@@ -1270,6 +1271,7 @@ fn paid_hold_started(
         max_per_account: None,
         buyer_email: "a@example.com".into(),
         remind_at: None,
+        billing: None,
     };
     let (_, r) = state.execute(
         PoolCommand::StartPayment(Box::new(start)),
@@ -1672,6 +1674,7 @@ fn a_failure_of_an_earlier_attempt_leaves_the_current_one_alone() {
         max_per_account: None,
         buyer_email: "a@example.com".into(),
         remind_at: None,
+        billing: None,
     };
     let _ = state.execute(
         PoolCommand::StartPayment(Box::new(start)),
@@ -1712,6 +1715,7 @@ fn a_transfer_still_due_is_reminded_once_and_a_paid_or_ended_one_never() {
         max_per_account: None,
         buyer_email: "a@example.com".into(),
         remind_at: Some(deadline - Duration::hours(24)),
+        billing: None,
     };
     let mut journal = Vec::new();
     let mut run = |state: &mut PoolState, cmd: PoolCommand, at: DateTime<Utc>| {

@@ -201,6 +201,9 @@ pub enum PoolEvent {
         /// When to remind the buyer that the payment is still due (bank transfers).
         #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
         remind_at: Option<DateTime<Utc>>,
+        /// Who the invoice is made out to, if the buyer gave billing details.
+        #[serde(default)]
+        billing: Option<crate::invoice::Party>,
     },
     /// The buyer was reminded that a payment is still due (a `payment_reminder` message,
     /// committed with this event: once).

@@ -558,7 +558,9 @@ pub(super) fn waitlist_place() -> Value {
 }
 
 pub(super) fn start_payment() -> Value {
-    json!({"provider": "stripe"})
+    json!({"provider": "stripe", "billing": {
+        "name": "Analytical Engines Ltd", "address": ["12 St James's Square", "London SW1Y 4JH"],
+        "vat_id": "GB123456789"}})
 }
 
 const PAYMENT_INTENT: &str = "pi_3QhY8sLkdIwHu7ix0RzT9bMx";

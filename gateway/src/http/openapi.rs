@@ -90,6 +90,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::invoices::DocumentDto, super::payments::invoices::DocumentList,
         super::payments::bank::ExceptionList, super::payments::bank::ResolveBody,
         super::payments::bank::ResolutionDto, super::payments::bank::ActionDto,
+        super::payments::BillingDto,
         super::events::InvoicingDto, super::registrations::VatDto,
     )),
     modifiers(&BearerAuth),

@@ -45,6 +45,8 @@ pub struct StartPayment {
     pub buyer_email: String,
     /// When to remind the buyer if it is still unpaid (bank transfers).
     pub remind_at: Option<DateTime<Utc>>,
+    /// Who the invoice is made out to (validated), if the buyer said.
+    pub billing: Option<crate::invoice::Party>,
 }
 
 /// A refund asked for.
@@ -106,6 +108,7 @@ impl PoolState {
                     hold_until: super::millis_to_time(hold_until),
                     at: now,
                     remind_at: cmd.remind_at.filter(|at| *at > now),
+                    billing: cmd.billing,
                 },
             );
         }
@@ -415,6 +418,7 @@ impl PoolState {
                 hold_until: super::millis_to_time(reg.expires_at_ms),
                 at: now,
                 remind_at: None,
+                billing: None,
             },
         );
         let report = ProviderReport {

@@ -81,6 +81,10 @@ pub struct Payment {
     /// reminded).
     #[serde(default)]
     pub remind_at_ms: Option<i64>,
+    /// Who the invoice is made out to, if the buyer gave billing details (the latest attempt
+    /// that gave any).
+    #[serde(default)]
+    pub billing: Option<crate::invoice::Party>,
 }
 
 /// How a report changes a payment's facts.
@@ -285,6 +289,7 @@ impl Payment {
             max_per_account,
             buyer_email,
             remind_at,
+            billing,
             ..
         } = event
         {
@@ -306,8 +311,12 @@ impl Payment {
                 buyer_email: buyer_email.clone(),
                 voucher: None,
                 remind_at_ms: None,
+                billing: None,
             });
             p.remind_at_ms = remind_at.map(|t| t.timestamp_millis());
+            if billing.is_some() {
+                p.billing.clone_from(billing);
+            }
             p.max_per_account = *max_per_account;
             if !buyer_email.is_empty() {
                 p.buyer_email.clone_from(buyer_email);

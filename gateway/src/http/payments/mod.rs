@@ -61,6 +61,23 @@ pub struct StartPaymentBody {
     /// `paypal` (the answer has the `approve_url` to send the buyer to; once back, the front
     /// end asks `POST /registrations/{id}/payments/capture`).
     pub provider: String,
+    /// Who the invoice is made out to (a company, with its address and VAT id); absent: the
+    /// attendee.
+    pub billing: Option<BillingDto>,
+}
+
+/// A buyer's billing details, as the invoice shows them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingDto {
+    /// The legal name (a company, or a person), 1 to 140 characters.
+    pub name: String,
+    /// Postal address, at most 6 lines.
+    #[serde(default)]
+    pub address: Vec<String>,
+    /// VAT identification number (up to 32 characters).
+    #[serde(default)]
+    pub vat_id: String,
 }
 
 /// What the buyer's page needs to pay.
@@ -124,7 +141,13 @@ pub(crate) async fn start_payment(
             .into());
         }
     };
-    let started = state.engine.start_payment(id, provider).await?;
+    let billing = body.billing.map(|b| engine::invoice::Party {
+        name: b.name,
+        address: b.address,
+        vat_id: b.vat_id,
+        email: String::new(),
+    });
+    let started = state.engine.start_payment(id, provider, billing).await?;
     let bank = started.bank.clone().map(|b| BankInstructions {
         payee: b.payee,
         iban: b.iban,
