@@ -691,6 +691,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         registration: RegistrationId,
     ) -> Result<Vec<crate::invoice::document::Document>, StoreError>;
+    /// An organizer's documents numbered after `after`, in number order, at most `limit`.
+    fn ledger(
+        &self,
+        organizer: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::invoice::document::Document>, StoreError>;
     /// Invoice jobs (registrations that may be due a document), oldest first, at most `limit`:
     /// each job's id and registration.
     fn invoice_jobs(&self, limit: usize) -> Result<Vec<(uuid::Uuid, RegistrationId)>, StoreError>;

@@ -100,3 +100,11 @@ pub fn statement_exception(event: &EventId, line_id: &str) -> Vec<u8> {
     key.extend_from_slice(line_id.as_bytes());
     key
 }
+
+/// `ledger`: organizer (16) + ledger number (8).
+pub fn ledger(organizer: &UserId, number: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(organizer.as_bytes());
+    key[16..].copy_from_slice(&number.to_be_bytes());
+    key
+}

@@ -94,6 +94,9 @@ pub struct Db {
     pub(crate) provider_jobs: Keyspace,
     /// Invoices and credit notes, by registration (16) + ledger number (8) (see `invoice`).
     pub(crate) documents: Keyspace,
+    /// Index: organizer (16) + ledger number (8) → registration id: an organizer's ledger in
+    /// number order.
+    pub(crate) ledger: Keyspace,
     /// Registrations that may be due a document, by job id (UUIDv7) → registration id (the
     /// invoice relay's work).
     pub(crate) invoice_jobs: Keyspace,
@@ -140,6 +143,7 @@ impl Db {
             payment_refs: ks("payment_refs")?,
             provider_jobs: ks("provider_jobs")?,
             documents: ks("documents")?,
+            ledger: ks("ledger")?,
             invoice_jobs: ks("invoice_jobs")?,
             statement_exceptions: ks("statement_exceptions")?,
             db,
@@ -176,7 +180,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 24] {
+    fn all(&self) -> [&Keyspace; 25] {
         [
             &self.journal,
             &self.snapshots,
@@ -200,6 +204,7 @@ impl Db {
             &self.payment_refs,
             &self.provider_jobs,
             &self.documents,
+            &self.ledger,
             &self.invoice_jobs,
             &self.statement_exceptions,
         ]
@@ -451,6 +456,35 @@ impl Store for Db {
         for guard in self.documents.prefix(registration.as_bytes()) {
             let (_, value) = guard.into_inner().map_err(err)?;
             documents.push(decode(&value).map_err(StoreError::from)?);
+        }
+        Ok(documents)
+    }
+
+    fn ledger(
+        &self,
+        organizer: UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<engine::invoice::Document>, StoreError> {
+        let start = keys::ledger(&organizer, after.saturating_add(1));
+        let end = keys::ledger(&organizer, u64::MAX);
+        let mut documents = Vec::new();
+        for guard in self.ledger.range(start..=end).take(limit) {
+            let (key, value) = guard.into_inner().map_err(err)?;
+            let number: [u8; 8] = key
+                .get(16..24)
+                .and_then(|n| n.try_into().ok())
+                .ok_or(CodecError::Key("ledger"))?;
+            let number = u64::from_be_bytes(number);
+            let registration = RegistrationId(uuid::Uuid::from_slice(&value).map_err(err)?);
+            let bytes = self
+                .documents
+                .get(keys::document(&registration, number))
+                .map_err(err)?
+                .ok_or_else(|| {
+                    StoreError::Inconsistent(format!("ledger row {number} without its document"))
+                })?;
+            documents.push(decode(&bytes).map_err(StoreError::from)?);
         }
         Ok(documents)
     }

@@ -369,4 +369,42 @@ async fn paid_registrations_get_gapless_invoices_and_refunds_get_credit_notes() 
     }
     numbers.sort_unstable();
     assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
+    // The organizer's books: the ledger in number order, paged, and as CSV.
+    let page = olga.get("/api/v1/users/me/invoices?limit=3").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let listed: Vec<u64> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        (listed, page.body["next"].as_u64()),
+        (vec![1, 2, 3], Some(3))
+    );
+    let rest = olga.get("/api/v1/users/me/invoices?after=3").await;
+    assert_eq!(rest.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(rest.body["next"], serde_json::Value::Null);
+    assert_eq!(rest.body["items"][1]["kind"], "credit_note");
+    let (status, content_type, csv) = olga.get_bytes("/api/v1/users/me/invoices.csv").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/csv; charset=utf-8")
+    );
+    let csv = String::from_utf8(csv).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 6, "{csv}");
+    assert!(rows[1].starts_with("1,INV-000001,invoice,,"), "{csv}");
+    assert!(
+        rows[1].contains("Analytical Engines Ltd,GB123456789,EUR,14286,2714,17000"),
+        "{csv}"
+    );
+    assert!(rows[5].starts_with("5,INV-000005,credit_note,2,"), "{csv}");
+    // Nobody else's books: the buyer has none.
+    let theirs = buyer.get("/api/v1/users/me/invoices").await;
+    assert_eq!(theirs.body["items"], serde_json::json!([]));
+    assert_eq!(
+        olga.get("/api/v1/users/me/invoices?limit=0").await.status,
+        400
+    );
 }

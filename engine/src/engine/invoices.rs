@@ -42,6 +42,19 @@ impl Engine {
             .map_err(EngineError::Store)
     }
 
+    /// An organizer's documents numbered after `after`, in number order (at most `limit`).
+    pub fn ledger(
+        &self,
+        organizer: UserId,
+        after: u64,
+        limit: usize,
+    ) -> EngineResult<Vec<Document>> {
+        self.ctx
+            .store
+            .ledger(organizer, after, limit)
+            .map_err(EngineError::Store)
+    }
+
     /// Wakes the invoice relay (a registration may be due a document).
     pub(crate) fn wake_invoices(&self) {
         self.invoices_wake.notify_one();

@@ -704,6 +704,9 @@ pub(super) fn documents() -> Value {
             "gross_minor": 7200,
             "pdf": format!("{base}/41.pdf"),
             "html": format!("{base}/41.html"),
+            "registration_id": REGISTRATION_ID,
+            "event_id": EVENT_ID,
+            "buyer": "Ada Lovelace",
         }, {
             "number": 57,
             "display_number": "INV-000057",
@@ -716,8 +719,17 @@ pub(super) fn documents() -> Value {
             "gross_minor": -3000,
             "pdf": format!("{base}/57.pdf"),
             "html": format!("{base}/57.html"),
+            "registration_id": REGISTRATION_ID,
+            "event_id": EVENT_ID,
+            "buyer": "Ada Lovelace",
         }],
     })
+}
+
+pub(super) fn ledger_page() -> Value {
+    let mut page = documents();
+    let items = page["documents"].take();
+    json!({"items": items, "next": 57})
 }
 
 pub(super) fn resolve_exception() -> Value {

@@ -61,6 +61,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::invoices::list_documents, super::payments::invoices::invoice_pdf,
         super::payments::invoices::invoice_html, super::payments::invoices::document_file,
         super::payments::bank::list_exceptions, super::payments::bank::resolve,
+        super::payments::invoices::my_ledger, super::payments::invoices::my_ledger_csv,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -90,7 +91,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::invoices::DocumentDto, super::payments::invoices::DocumentList,
         super::payments::bank::ExceptionList, super::payments::bank::ResolveBody,
         super::payments::bank::ResolutionDto, super::payments::bank::ActionDto,
-        super::payments::BillingDto,
+        super::payments::BillingDto, super::payments::invoices::LedgerPage,
         super::events::InvoicingDto, super::registrations::VatDto,
     )),
     modifiers(&BearerAuth),

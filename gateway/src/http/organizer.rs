@@ -248,7 +248,7 @@ fn cell(value: &str) -> String {
     }
 }
 
-pub(super) fn row(cells: &[&str]) -> String {
+pub(crate) fn row(cells: &[&str]) -> String {
     let mut line = cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(",");
     line.push_str("\r\n");
     line

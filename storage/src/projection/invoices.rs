@@ -51,6 +51,11 @@ impl Overlay {
         }
         for document in self.documents.drain(..) {
             batch.insert(
+                &db.ledger,
+                keys::ledger(&document.organizer, document.number).to_vec(),
+                document.registration_id.as_bytes().to_vec(),
+            );
+            batch.insert(
                 &db.documents,
                 keys::document(&document.registration_id, document.number).to_vec(),
                 encode(&document)?,

@@ -30,6 +30,8 @@ pub(super) fn router() -> Router<AppState> {
             "/api/v1/registrations/{id}/invoices/{file}",
             get(document_file),
         )
+        .route("/api/v1/users/me/invoices", get(my_ledger))
+        .route("/api/v1/users/me/invoices.csv", get(my_ledger_csv))
 }
 
 /// An issued invoice or credit note.
@@ -54,6 +56,10 @@ pub struct DocumentDto {
     pdf: String,
     /// The HTML page.
     html: String,
+    registration_id: Uuid,
+    event_id: Uuid,
+    /// Who it is made out to.
+    buyer: String,
 }
 
 /// A registration's documents, in number order.
@@ -85,6 +91,9 @@ fn document_dto(d: &Document) -> DocumentDto {
         gross_minor: d.gross_minor,
         pdf: format!("{base}.pdf"),
         html: format!("{base}.html"),
+        registration_id: d.registration_id.0,
+        event_id: d.event_id.0,
+        buyer: d.buyer.name.clone(),
     }
 }
 
@@ -226,4 +235,120 @@ fn render(d: &Document, format: Format) -> ApiResult<Response> {
         )
             .into_response(),
     })
+}
+
+/// Paging of an organizer's ledger.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerParams {
+    /// Documents numbered after this one (default 0: from the first).
+    after: Option<u64>,
+    /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+/// A page of an organizer's ledger.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(super::super::examples::ledger_page))]
+pub struct LedgerPage {
+    items: Vec<DocumentDto>,
+    /// `after` for the next page; absent on the last.
+    next: Option<u64>,
+}
+
+fn ledger_params(p: &LedgerParams) -> ApiResult<(u64, usize)> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidQuery("limit must be 1..=1000".into()));
+    }
+    Ok((p.after.unwrap_or(0), limit))
+}
+
+/// The signed-in organizer's invoices and credit notes, in number order (1, 2, 3, … without
+/// gaps: the books' sequence), paged by number.
+#[utoipa::path(get, path = "/api/v1/users/me/invoices", tag = "payments", params(LedgerParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = LedgerPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub(crate) async fn my_ledger(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    super::super::extract::ApiQuery(params): super::super::extract::ApiQuery<LedgerParams>,
+) -> ApiResult<Json<LedgerPage>> {
+    let (after, limit) = ledger_params(&params)?;
+    let docs = state.engine.ledger(principal.user_id, after, limit + 1)?;
+    let next = (docs.len() > limit).then(|| docs[limit - 1].number);
+    Ok(Json(LedgerPage {
+        items: docs.iter().take(limit).map(document_dto).collect(),
+        next,
+    }))
+}
+
+const LEDGER_COLUMNS: &[&str] = &[
+    "number",
+    "display_number",
+    "kind",
+    "corrects",
+    "issued_at",
+    "registration_id",
+    "event_id",
+    "event_title",
+    "buyer",
+    "buyer_vat_id",
+    "currency",
+    "net_minor",
+    "vat_minor",
+    "gross_minor",
+];
+
+/// The signed-in organizer's ledger as CSV for the books (a page: `after`, `limit` up to
+/// 1000).
+#[utoipa::path(get, path = "/api/v1/users/me/invoices.csv", tag = "payments", params(LedgerParams),
+    security(("bearer" = [])),
+    responses((status = 200, content_type = "text/csv", body = String,
+        example = "number,display_number,kind,corrects,issued_at,registration_id,event_id,event_title,buyer,buyer_vat_id,currency,net_minor,vat_minor,gross_minor\r\n41,INV-000041,invoice,,2027-05-02T10:15:00Z,01a40086-8440-7e27-8fcb-ce0c87b12e2e,01a40086-8440-7e27-8fcb-ce0c87b12e2f,Night at the Opera,Ada Lovelace,,EUR,6050,1150,7200\r\n"),
+        (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub(crate) async fn my_ledger_csv(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    super::super::extract::ApiQuery(params): super::super::extract::ApiQuery<LedgerParams>,
+) -> ApiResult<Response> {
+    let (after, limit) = ledger_params(&params)?;
+    let docs = state.engine.ledger(principal.user_id, after, limit)?;
+    let mut csv = super::super::organizer::row(LEDGER_COLUMNS);
+    for d in &docs {
+        let (kind, corrects) = match d.kind {
+            DocumentKind::Invoice => ("invoice", String::new()),
+            DocumentKind::CreditNote { corrects } => ("credit_note", corrects.to_string()),
+        };
+        csv.push_str(&super::super::organizer::row(&[
+            &d.number.to_string(),
+            &d.display_number(),
+            kind,
+            &corrects,
+            &d.issued_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            &d.registration_id.to_string(),
+            &d.event_id.to_string(),
+            &d.event_title,
+            &d.buyer.name,
+            &d.buyer.vat_id,
+            &d.currency,
+            &d.net_minor.to_string(),
+            &d.vat_minor.to_string(),
+            &d.gross_minor.to_string(),
+        ]));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"invoices.csv\"".to_owned(),
+            ),
+        ],
+        csv,
+    )
+        .into_response())
 }
