@@ -100,15 +100,6 @@ fn invoice_of(
             vat_rate_bp: rate,
         });
     }
-    let seller = cx.event.invoicing.as_ref().map_or_else(
-        || cx.fallback_seller.clone(),
-        |i| Party {
-            name: i.seller_name.clone(),
-            address: i.seller_address.clone(),
-            vat_id: i.seller_vat_id.clone(),
-            email: cx.fallback_seller.email.clone(),
-        },
-    );
     Document {
         number: 0,
         organizer: cx.organizer,
@@ -118,19 +109,8 @@ fn invoice_of(
         event_title: cx.event.title.clone(),
         event_starts_at: cx.event.starts_at,
         issued_at: cx.now,
-        seller,
-        // The buyer's billing details if given at checkout, else the attendee.
-        buyer: match view.payment.as_ref().and_then(|p| p.billing.clone()) {
-            Some(billing) => Party {
-                email: view.attendee.email.clone(),
-                ..billing
-            },
-            None => Party {
-                name: view.attendee.name.clone(),
-                email: view.attendee.email.clone(),
-                ..Party::default()
-            },
-        },
+        seller: seller(cx),
+        buyer: buyer(view),
         currency: price.currency.clone(),
         prices_include_vat: tax.included,
         lines,
@@ -147,6 +127,34 @@ fn invoice_of(
             .payment
             .as_ref()
             .map(|p| p.provider.as_str().to_owned()),
+    }
+}
+
+/// The event's seller, else the organizer's account.
+fn seller(cx: &Context<'_>) -> Party {
+    cx.event.invoicing.as_ref().map_or_else(
+        || cx.fallback_seller.clone(),
+        |i| Party {
+            name: i.seller_name.clone(),
+            address: i.seller_address.clone(),
+            vat_id: i.seller_vat_id.clone(),
+            email: cx.fallback_seller.email.clone(),
+        },
+    )
+}
+
+/// The buyer's billing details if given at checkout, else the attendee.
+fn buyer(view: &RegistrationView) -> Party {
+    match view.payment.as_ref().and_then(|p| p.billing.clone()) {
+        Some(billing) => Party {
+            email: view.attendee.email.clone(),
+            ..billing
+        },
+        None => Party {
+            name: view.attendee.name.clone(),
+            email: view.attendee.email.clone(),
+            ..Party::default()
+        },
     }
 }
 

@@ -45,7 +45,7 @@ impl Engine {
         &self,
         id: RegistrationId,
         provider: Provider,
-        billing: Option<crate::invoice::Party>,
+        billing: Option<crate::invoice::document::Party>,
     ) -> EngineResult<PaymentStart> {
         if let Some(b) = &billing {
             b.check_billing("billing")?;

@@ -203,7 +203,7 @@ pub enum PoolEvent {
         remind_at: Option<DateTime<Utc>>,
         /// Who the invoice is made out to, if the buyer gave billing details.
         #[serde(default)]
-        billing: Option<crate::invoice::Party>,
+        billing: Option<crate::invoice::document::Party>,
     },
     /// The buyer was reminded that a payment is still due (a `payment_reminder` message,
     /// committed with this event: once).

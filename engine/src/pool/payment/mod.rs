@@ -46,7 +46,7 @@ pub struct StartPayment {
     /// When to remind the buyer if it is still unpaid (bank transfers).
     pub remind_at: Option<DateTime<Utc>>,
     /// Who the invoice is made out to (validated), if the buyer said.
-    pub billing: Option<crate::invoice::Party>,
+    pub billing: Option<crate::invoice::document::Party>,
 }
 
 /// A refund asked for.

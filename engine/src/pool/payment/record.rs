@@ -84,7 +84,7 @@ pub struct Payment {
     /// Who the invoice is made out to, if the buyer gave billing details (the latest attempt
     /// that gave any).
     #[serde(default)]
-    pub billing: Option<crate::invoice::Party>,
+    pub billing: Option<crate::invoice::document::Party>,
 }
 
 /// How a report changes a payment's facts.
