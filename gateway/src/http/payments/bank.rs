@@ -282,6 +282,7 @@ pub struct ExceptionList {
 
 /// `?status=`: `open` (the default), `resolved` or `all`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExceptionQuery {
     /// `open` (default), `resolved` or `all`.
