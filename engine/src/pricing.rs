@@ -100,9 +100,10 @@ impl Tax {
 
 impl Price {
     /// The price with its VAT under `rule` (none: unchanged): a net price's total grows by
-    /// the VAT, a gross one's stays and is split.
+    /// the VAT, a gross one's stays and is split. A rate of 0 records nothing (net = total,
+    /// VAT 0, gross or net alike), so VAT-free holds journal what they did before.
     pub fn taxed(mut self, rule: Option<TaxRule>) -> Self {
-        if let Some(rule) = rule {
+        if let Some(rule) = rule.filter(|r| r.rate_bp > 0) {
             let tax = Tax::of(self.total_minor, rule);
             self.total_minor = tax.net_minor + tax.vat_minor;
             self.tax = Some(tax);
@@ -224,7 +225,11 @@ mod tests {
             included: bool,
         ) {
             let p = quote(unit, "EUR", quantity, None).taxed(Some(TaxRule { rate_bp, included }));
-            let tax = p.tax.expect("taxed");
+            let Some(tax) = p.tax else {
+                prop_assert_eq!(rate_bp, 0);
+                prop_assert_eq!(p.total_minor, unit * i64::from(quantity));
+                return Ok(());
+            };
             prop_assert_eq!(tax.net_minor + tax.vat_minor, p.total_minor);
             prop_assert!(tax.net_minor >= 0 && tax.vat_minor >= 0);
             // The VAT is the rate of the net amount, to within half a minor unit (gross

@@ -93,7 +93,8 @@ pub struct PriceDto {
     total_minor: i64,
     /// The voucher redeemed.
     voucher: Option<String>,
-    /// Its VAT, decided with the hold (absent for registrations held before VAT was recorded).
+    /// Its VAT, decided with the hold (absent when its ticket type has no VAT, and for
+    /// registrations held before VAT was recorded).
     vat: Option<VatDto>,
 }
 
