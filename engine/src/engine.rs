@@ -304,6 +304,7 @@ impl Engine {
             availability: watch::Sender::new(Availability::default()),
             last_used_ms: AtomicI64::new(self.ctx.clock.now().timestamp_millis()),
             scans: tokio::sync::broadcast::Sender::new(crate::pool::scan::SCAN_FEED_CAPACITY),
+            reminding_pools: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
         let name = format!(
             "{EVENT_ACTOR_PREFIX}{id}:{}",

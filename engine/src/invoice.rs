@@ -46,7 +46,7 @@ pub fn due(view: &RegistrationView, existing: &[Document], cx: &Context<'_>) -> 
             .is_some()
             .then(|| invoice_of(view, price, cx));
     };
-    let credited: i64 = existing
+    let notes: Vec<&Document> = existing
         .iter()
         .filter(|d| {
             d.kind
@@ -54,14 +54,15 @@ pub fn due(view: &RegistrationView, existing: &[Document], cx: &Context<'_>) -> 
                     corrects: invoice.number,
                 })
         })
-        .map(|d| -d.gross_minor)
-        .sum();
+        .collect();
+    let credited: i64 = notes.iter().map(|d| -d.gross_minor).sum();
+    // Only the sale's money: a double payment's refund credits nothing.
     let refunded = view
         .payment
         .as_ref()
-        .map_or(0, |p| p.refunded_minor())
+        .map_or(0, |p| p.refunded_of_first_capture())
         .min(invoice.gross_minor);
-    (refunded > credited).then(|| credit_note(invoice, refunded - credited, credited == 0, cx.now))
+    (refunded > credited).then(|| credit_note(invoice, &notes, refunded - credited, cx.now))
 }
 
 fn invoice_of(
@@ -138,7 +139,8 @@ fn seller(cx: &Context<'_>) -> Party {
             name: i.seller_name.clone(),
             address: i.seller_address.clone(),
             vat_id: i.seller_vat_id.clone(),
-            email: cx.fallback_seller.email.clone(),
+            // The organizer's account e-mail is not the business's: only what it set.
+            email: String::new(),
         },
     )
 }
@@ -158,9 +160,17 @@ fn buyer(view: &RegistrationView) -> Party {
     }
 }
 
-/// A credit note of `amount` (gross, > 0) against `invoice`: its lines negated when it credits
-/// the whole invoice (`whole`), else one refund line at the invoice's VAT rate.
-fn credit_note(invoice: &Document, amount: i64, whole: bool, now: DateTime<Utc>) -> Document {
+/// A credit note of `amount` (gross, > 0) against `invoice`, after the `notes` already issued
+/// for it: the invoice's lines negated when it credits the whole invoice at once, else one
+/// refund line at the invoice's VAT rate. The note that completes the refund takes what is
+/// left of the invoice's net and VAT, so an invoice and its notes always net to zero.
+fn credit_note(
+    invoice: &Document,
+    notes: &[&Document],
+    amount: i64,
+    now: DateTime<Utc>,
+) -> Document {
+    let whole = notes.is_empty();
     let mut note = invoice.clone();
     note.number = 0;
     note.kind = DocumentKind::CreditNote {
@@ -182,13 +192,19 @@ fn credit_note(invoice: &Document, amount: i64, whole: bool, now: DateTime<Utc>)
         }
     } else {
         let rate = invoice.vat.first().map_or(0, |r| r.rate_bp);
-        let tax = Tax::of(
+        let mut tax = Tax::of(
             amount,
             TaxRule {
                 rate_bp: rate,
                 included: true,
             },
         );
+        let credited: i64 = notes.iter().map(|d| -d.gross_minor).sum();
+        if credited + amount == invoice.gross_minor {
+            let net_left = invoice.net_minor + notes.iter().map(|d| d.net_minor).sum::<i64>();
+            tax.net_minor = net_left;
+            tax.vat_minor = amount - net_left;
+        }
         let shown = if invoice.prices_include_vat {
             amount
         } else {

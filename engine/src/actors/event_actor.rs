@@ -522,6 +522,11 @@ fn passivate_if_idle(myself: &ActorRef<EventMsg>, state: &mut EventActorState) {
         && state.shared.scans.receiver_count() == 0
         && state
             .shared
+            .reminding_pools
+            .lock()
+            .map_or(true, |pools| pools.is_empty())
+        && state
+            .shared
             .pool_handles()
             .iter()
             .all(|p| p.gate.inflight() == 0);

@@ -136,6 +136,9 @@ pub(crate) struct EventShared {
     pub last_used_ms: AtomicI64,
     /// Decided scans, published by pool actors once durable (scanners' hubs listen).
     pub scans: tokio::sync::broadcast::Sender<crate::pool::scan::ScanNotice>,
+    /// Pools with payment reminders pending: their timers must run, so the event is not
+    /// passivated.
+    pub reminding_pools: std::sync::Mutex<std::collections::HashSet<PoolId>>,
 }
 
 impl EventShared {

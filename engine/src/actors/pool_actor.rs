@@ -76,6 +76,8 @@ pub(crate) struct PoolActorState {
     durable_seq: Arc<AtomicU64>,
     /// The armed expiry timer and its deadline.
     timer: Option<(DateTime<Utc>, ExpiryTimer)>,
+    /// Whether the event knows this pool has reminders pending (see `EventShared`).
+    reminding: bool,
     /// Decisions waiting for the next `Flush`.
     pending: Pending,
 }
@@ -158,6 +160,7 @@ impl Actor for PoolActor {
             incarnation: crate::ports::next_incarnation(),
             durable_seq: Arc::new(AtomicU64::new(seq)),
             timer: None,
+            reminding: false,
             pending: Pending::default(),
         };
         publish(&state);
@@ -712,8 +715,24 @@ fn publish(state: &PoolActorState) {
     }
 }
 
-/// Keeps one timer armed for the earliest hold deadline.
+/// Keeps one timer armed for the earliest hold deadline (or reminder).
 fn arm_timer(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
+    // A pool with reminders pending keeps its event active: a passivated pool has no timer.
+    let reminding = state.pool.has_reminders();
+    if reminding != state.reminding {
+        state.reminding = reminding;
+        let id = state.pool.pool_id();
+        let mut pools = state
+            .shared
+            .reminding_pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if reminding {
+            pools.insert(id);
+        } else {
+            pools.remove(&id);
+        }
+    }
     let Some(next) = state.pool.next_expiry() else {
         return;
     };

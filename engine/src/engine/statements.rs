@@ -69,9 +69,11 @@ impl Engine {
         Err(EngineError::Unavailable("statements busy; retry".into()))
     }
 
-    /// Resolves an open exception. Applying it pays its registration first (a capture of the
-    /// amount due, keyed by the statement line, so a retry pays once); an excess is listed in
-    /// the resolution to be paid back by hand.
+    /// Resolves an open exception. Applying it is claimed first: the resolution (naming the
+    /// registration) is journaled, then the registration is paid with a capture keyed by the
+    /// statement line, so the line pays at most once even if two managers race (the loser's
+    /// append conflicts and finds it resolved). An apply interrupted between the two (a crash,
+    /// a pool unavailable) is finished by asking for the same apply again.
     pub async fn resolve_exception(
         &self,
         event: EventId,
@@ -85,11 +87,24 @@ impl Engine {
                 .into_iter()
                 .find(|r| r.line_id == line_id)
                 .ok_or(DomainError::ExceptionNotFound)?;
-            if row.resolution.is_some() {
-                return Err(DomainError::AlreadyResolved.into());
+            if let Some(done) = &row.resolution {
+                let same_apply = done.action == Action::Apply
+                    && decision.action == Action::Apply
+                    && (decision.registration_id.is_none()
+                        || decision.registration_id == done.registration_id);
+                return match (same_apply, done.registration_id) {
+                    (true, Some(id)) => {
+                        self.pay_with_credit(&row, id).await?;
+                        Ok(row)
+                    }
+                    _ => Err(DomainError::AlreadyResolved.into()),
+                };
             }
             let (registration_id, to_refund_minor) = match decision.action {
-                Action::Apply => self.apply_credit(event, &row, &decision).await?,
+                Action::Apply => {
+                    let (id, due) = self.credit_fits(event, &row, &decision)?;
+                    (Some(id), row.amount_minor - due)
+                }
                 Action::Refund => (None, row.amount_minor),
                 Action::Ignore => (None, 0),
             };
@@ -106,27 +121,29 @@ impl Engine {
                 resolution: resolution.clone(),
             }];
             match self.append_statements(event, head + 1, events).await {
-                Ok(()) => {
-                    metrics::counter!("bank_statement_exceptions_resolved_total", "action" => decision.action.as_str())
-                        .increment(1);
-                    row.resolution = Some(resolution);
-                    return Ok(row);
-                }
+                Ok(()) => {}
                 Err(JournalError::SequenceConflict { .. }) => continue,
                 Err(e) => return Err(journal(e)),
             }
+            metrics::counter!("bank_statement_exceptions_resolved_total", "action" => decision.action.as_str())
+                .increment(1);
+            if let Some(id) = registration_id {
+                self.pay_with_credit(&row, id).await?;
+            }
+            row.resolution = Some(resolution);
+            return Ok(row);
         }
         Err(EngineError::Unavailable("statements busy; retry".into()))
     }
 
-    /// Pays a registration with a credit that covers what it is due: returns the registration
-    /// and the excess to pay back.
-    async fn apply_credit(
+    /// The registration a credit may pay (it covers what is due, in its currency), and what is
+    /// due.
+    fn credit_fits(
         &self,
         event: EventId,
         row: &Exception,
         decision: &Decision,
-    ) -> EngineResult<(Option<RegistrationId>, i64)> {
+    ) -> EngineResult<(RegistrationId, i64)> {
         let id = decision
             .registration_id
             .or(row.registration_id)
@@ -147,6 +164,9 @@ impl Engine {
             )
             .into());
         }
+        if payment.paid() {
+            return Err(DomainError::AlreadyPaid.into());
+        }
         if row.currency != payment.currency {
             return Err(DomainError::AmountMismatch(format!(
                 "the credit is in {}, the registration is due {}",
@@ -160,6 +180,14 @@ impl Engine {
             )
             .into());
         }
+        Ok((id, payment.amount_minor))
+    }
+
+    /// Reports the credit to the registration's pool as a capture of what is due, keyed by the
+    /// statement line (a repeat is a duplicate).
+    async fn pay_with_credit(&self, row: &Exception, id: RegistrationId) -> EngineResult<()> {
+        let view = self.registration(id)?;
+        let payment = view.payment.as_ref().ok_or(DomainError::PaymentNotFound)?;
         let report = ProviderReport {
             provider: Provider::BankTransfer,
             event_id: format!("bank:{}", row.line_id),
@@ -171,13 +199,9 @@ impl Engine {
         };
         let outcome = self.report_payment(id, report).await?;
         if let (false, Some(why)) = (outcome.duplicate, outcome.ignored) {
-            return Err(DomainError::AmountMismatch(format!(
-                "the registration's payment refused it: {}",
-                why.as_str()
-            ))
-            .into());
+            tracing::warn!(line = %row.line_id, registration = %id, reason = why.as_str(), "an applied credit was not taken by the payment");
         }
-        Ok((Some(id), row.amount_minor - payment.amount_minor))
+        Ok(())
     }
 
     fn statements_head(&self, event: EventId) -> EngineResult<u64> {

@@ -221,3 +221,38 @@ fn partial_refunds_credit_each_amount_once_and_never_more_than_the_invoice() {
     assert_eq!(credited, -docs[0].gross_minor);
     assert_eq!(due(&view, &docs, &cx), None);
 }
+
+#[test]
+fn the_notes_of_an_invoice_net_its_vat_to_zero() {
+    // 100.00 gross at 19 %: 84.03 net, 15.97 VAT. Two refunds of 50.00 must credit exactly that.
+    let record = event(true);
+    let cx = cx(&record);
+    let mut view = paid(&record, 10_000, 1, false, 5_000);
+    let mut docs = Vec::new();
+    issue_all(&view, &cx, &mut docs);
+    view.payment.as_mut().unwrap().captures[0].refunded_reported_minor = 10_000;
+    issue_all(&view, &cx, &mut docs);
+    assert_eq!(docs.len(), 3);
+    assert_eq!((docs[0].net_minor, docs[0].vat_minor), (8_403, 1_597));
+    let net: i64 = docs.iter().map(|d| d.net_minor).sum();
+    let vat: i64 = docs.iter().map(|d| d.vat_minor).sum();
+    let gross: i64 = docs.iter().map(|d| d.gross_minor).sum();
+    assert_eq!((net, vat, gross), (0, 0, 0), "{docs:#?}");
+}
+
+#[test]
+fn refunding_a_double_payment_credits_nothing() {
+    let record = event(true);
+    let cx = cx(&record);
+    let mut view = paid(&record, 8500, 1, false, 0);
+    // The buyer paid twice; the second capture was refunded in full.
+    view.payment.as_mut().unwrap().captures.push(Capture {
+        provider: Provider::Stripe,
+        provider_ref: "pi_2".into(),
+        amount_minor: 8500,
+        refunded_reported_minor: 8500,
+    });
+    let mut docs = Vec::new();
+    issue_all(&view, &cx, &mut docs);
+    assert_eq!(docs.len(), 1, "the invoice only: {docs:#?}");
+}

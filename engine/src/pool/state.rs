@@ -152,6 +152,11 @@ impl PoolState {
             .and_then(DateTime::from_timestamp_millis)
     }
 
+    /// Whether payment reminders are pending.
+    pub fn has_reminders(&self) -> bool {
+        !self.reminders.is_empty()
+    }
+
     /// Status of a registration the pool knows.
     pub fn registration_status(&self, id: RegistrationId) -> Option<RegistrationStatus> {
         self.regs.get(&id).map(|r| r.status)

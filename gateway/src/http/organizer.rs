@@ -236,7 +236,11 @@ fn cell(value: &str) -> String {
             c => c,
         })
         .collect();
-    let defused = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    // A negative integer (an amount credited) is no formula: it stays a number.
+    let negative_number = value
+        .strip_prefix('-')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    let defused = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) && !negative_number {
         format!("'{value}")
     } else {
         value
@@ -439,6 +443,9 @@ mod tests {
         assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(cell("+1 555"), "'+1 555");
+        assert_eq!(cell("-15300"), "-15300");
+        assert_eq!(cell("-1+1"), "'-1+1");
+        assert_eq!(cell("-"), "'-");
         // A name that would display reversed, and a NUL from an older record.
         assert_eq!(cell("Eve\u{202E}gpj.exe"), "Eve\u{FFFD}gpj.exe");
         assert_eq!(cell("a\u{2067}b\u{2069}"), "a\u{FFFD}b\u{FFFD}");

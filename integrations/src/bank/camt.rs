@@ -4,9 +4,10 @@
 //! Every booked credit (`CdtDbtInd` = `CRDT`, `Sts` = `BOOK` or absent) of every statement is
 //! a line; a batch booking (an entry with several `TxDtls`) is one line per transaction, with
 //! the transaction's own amount. Per line:
-//! - `id`: the transaction's `Refs/AcctSvcrRef`, else the entry's `AcctSvcrRef` (with the
-//!   transaction's index in a batch), else `NtryRef`, else a digest of the entry's XML (the same
-//!   file uploaded twice gives the same ids);
+//! - `id`: the bank's reference — the transaction's `Refs/AcctSvcrRef`, else the entry's
+//!   `AcctSvcrRef` or `NtryRef` — else a digest of the entry's XML (the same file uploaded twice
+//!   gives the same ids); in a batch, with the transaction's index. Never the payer's
+//!   `EndToEndId` (payers reuse it);
 //! - the reference: the structured creditor reference (`RmtInf/Strd/CdtrRefInf/Ref`) if it is a
 //!   valid `RF` reference, else one found in the unstructured text (`RmtInf/Ustrd`);
 //! - the payer: `RltdPties/Dbtr/Nm` (or `Dbtr/Pty/Nm`, newer versions); the date: `BookgDt`.
@@ -92,15 +93,15 @@ fn read_entry(
             None if !batch => amount(entry).map_err(bad)?,
             None => return Err(bad(format!("transaction {} has no amount", i + 1))),
         };
-        let id = text_at(tx, &["Refs", "AcctSvcrRef"])
-            .or_else(|| text_at(tx, &["Refs", "EndToEndId"]).filter(|r| r != "NOTPROVIDED"))
+        // The bank's references only (a payer's EndToEndId is not unique); in a batch the
+        // transaction's index keeps the ids apart.
+        let base = text_at(tx, &["Refs", "AcctSvcrRef"])
             .or_else(|| entry_ref.clone())
             .unwrap_or_else(digest);
-        // In a batch the entry's id is shared: each transfer's is the entry's and its index.
-        let id = if batch && !id.contains('/') {
-            format!("{id}/{}", i + 1)
+        let id = if batch {
+            format!("{base}/{}", i + 1)
         } else {
-            id
+            base
         };
         lines.push(line(id, minor, currency, Some(tx), date.clone()));
     }

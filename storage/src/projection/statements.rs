@@ -34,10 +34,11 @@ impl Overlay {
                         .map(|bytes| crate::codec::decode(&bytes))
                         .transpose()?,
                 };
+                // Never expected (resolutions are decided on a recorded row); a batch is not
+                // failed for it: the journal keeps the event, the read model skips it.
                 let Some(mut row) = row else {
-                    return Err(StoreError::Inconsistent(format!(
-                        "resolution of an unknown exception {line_id}"
-                    )));
+                    tracing::error!(line = %line_id, event = %event_id, "resolution of an unknown statement exception");
+                    return Ok(());
                 };
                 row.resolution = Some(resolution);
                 self.statement_exceptions.insert(key, row);

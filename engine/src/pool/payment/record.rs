@@ -122,6 +122,15 @@ impl Payment {
             .sum()
     }
 
+    /// Money refunded of the first capture, the one that paid the total (a second capture's
+    /// refund gives back a double payment, not the sale).
+    pub fn refunded_of_first_capture(&self) -> i64 {
+        self.captures.first().map_or(0, |c| {
+            c.refunded_reported_minor
+                .max(self.refunds_on(&c.provider_ref, RefundState::Succeeded))
+        })
+    }
+
     /// Refunds decided and not yet answered by the provider.
     pub fn refunding_minor(&self) -> i64 {
         self.refunds

@@ -142,7 +142,7 @@ pub(crate) async fn invoice_pdf(
     PathId(id): PathId<RegistrationId>,
 ) -> ApiResult<Response> {
     visible_registration(&state, &principal, id)?;
-    render(&the_invoice(&state, id).await?, Format::Pdf)
+    render(the_invoice(&state, id).await?, Format::Pdf).await
 }
 
 /// The registration's invoice as an HTML page (its holder and the event's managers).
@@ -157,7 +157,7 @@ pub(crate) async fn invoice_html(
     PathId(id): PathId<RegistrationId>,
 ) -> ApiResult<Response> {
     visible_registration(&state, &principal, id)?;
-    render(&the_invoice(&state, id).await?, Format::Html)
+    render(the_invoice(&state, id).await?, Format::Html).await
 }
 
 /// One of the registration's documents (an invoice or a credit note) by number, as
@@ -194,7 +194,7 @@ pub(crate) async fn document_file(
         .into_iter()
         .find(|d| d.number == number)
         .ok_or(ApiError::Domain(DomainError::InvoiceNotFound))?;
-    render(&document, format)
+    render(document, format).await
 }
 
 #[derive(Clone, Copy)]
@@ -203,7 +203,14 @@ enum Format {
     Html,
 }
 
-fn render(d: &Document, format: Format) -> ApiResult<Response> {
+/// Renders off the async workers (a PDF takes milliseconds of CPU).
+async fn render(d: Document, format: Format) -> ApiResult<Response> {
+    tokio::task::spawn_blocking(move || render_now(&d, format))
+        .await
+        .map_err(|e| ApiError::Internal(format!("rendering a document: {e}")))?
+}
+
+fn render_now(d: &Document, format: Format) -> ApiResult<Response> {
     let name = format!(
         "{}.{}",
         d.display_number(),
