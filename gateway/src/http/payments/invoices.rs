@@ -250,7 +250,8 @@ fn render_now(d: &Document, format: Format) -> ApiResult<Response> {
 #[serde(deny_unknown_fields)]
 pub struct LedgerParams {
     /// Documents numbered after this one (default 0: from the first).
-    after: Option<u64>,
+    #[param(minimum = 0)]
+    after: Option<i64>,
     /// Page size, 1..=1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
@@ -270,7 +271,9 @@ fn ledger_params(p: &LedgerParams) -> ApiResult<(u64, usize)> {
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidQuery("limit must be 1..=1000".into()));
     }
-    Ok((p.after.unwrap_or(0), limit))
+    let after = u64::try_from(p.after.unwrap_or(0))
+        .map_err(|_| ApiError::InvalidQuery("after must be 0 or more".into()))?;
+    Ok((after, limit))
 }
 
 /// The signed-in organizer's invoices and credit notes, in number order (1, 2, 3, … without
