@@ -326,3 +326,32 @@ impl Engine {
         })
     }
 }
+
+/// Read-decide-append cycles of an optimistic writer (a ledger, a statements stream) before the
+/// caller gets a retryable error.
+const APPEND_ATTEMPTS_MAX: usize = 16;
+
+impl Engine {
+    /// Appends `events` to `stream` at `first` and waits until durable. Unfenced: the
+    /// sequence number alone decides who writes first (the loser gets `SequenceConflict`).
+    async fn append_unfenced(
+        &self,
+        stream: crate::ids::StreamId,
+        first: u64,
+        events: Vec<crate::ports::StreamEvent>,
+    ) -> Result<(), crate::failure::JournalError> {
+        let (done, rx) = crate::ports::Completion::channel();
+        let request = crate::ports::AppendRequest::unfenced(stream, first, events, done);
+        self.ctx.journal.append(request).await;
+        rx.await
+            .unwrap_or(Err(crate::failure::JournalError::Stopped))
+    }
+}
+
+/// A journal failure as the engine answers it: a stopped journal is "unavailable, retry".
+fn journal_error(e: crate::failure::JournalError) -> EngineError {
+    match e {
+        crate::failure::JournalError::Stopped => EngineError::Unavailable("journal stopped".into()),
+        other => EngineError::Journal(other),
+    }
+}

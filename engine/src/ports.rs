@@ -705,6 +705,12 @@ pub trait Store: Send + Sync + 'static {
     fn invoice_job_done(&self, id: uuid::Uuid) -> Result<(), StoreError>;
     /// The last sequence number of an event's statements stream (0: none).
     fn statements_head(&self, event: EventId) -> Result<u64, StoreError>;
+    /// One statement exception of an event, by its line id.
+    fn statement_exception(
+        &self,
+        event: EventId,
+        line_id: &str,
+    ) -> Result<Option<crate::statement::Exception>, StoreError>;
     /// An event's statement exceptions, in line-id order.
     fn statement_exceptions(
         &self,

@@ -504,6 +504,17 @@ impl Store for Db {
         self.head(&StreamId::Statements(event))
     }
 
+    fn statement_exception(
+        &self,
+        event: EventId,
+        line_id: &str,
+    ) -> Result<Option<engine::statement::Exception>, StoreError> {
+        Self::get(
+            &self.statement_exceptions,
+            &keys::statement_exception(&event, line_id),
+        )
+    }
+
     fn statement_exceptions(
         &self,
         event: EventId,

@@ -25,6 +25,26 @@ async fn upload(api: &Api, event: &str, csv: &str) -> tests::Reply {
     .await
 }
 
+/// Holds `quantity` seats and starts paying them by transfer; the registration and the
+/// answer's `bank` instructions.
+async fn transfer_started(
+    buyer: &Api,
+    event: &str,
+    tt: &str,
+    quantity: i64,
+) -> (String, serde_json::Value) {
+    let id = buyer.hold(event, tt, quantity, None).await.str("id");
+    let started = buyer
+        .post(
+            &format!("/api/v1/registrations/{id}/payments"),
+            &json!({"provider": "bank_transfer"}),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 201, "{started:?}");
+    (id, started.body["bank"].clone())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_confirm_exact_transfers_and_list_the_rest() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,16 +64,7 @@ async fn statements_confirm_exact_transfers_and_list_the_rest() {
     let buyer = admin.buyer("ada@example.com").await;
     let mut regs = Vec::new();
     for _ in 0..2 {
-        let id = buyer.hold(&event, &tt, 2, None).await.str("id");
-        let started = buyer
-            .post(
-                &format!("/api/v1/registrations/{id}/payments"),
-                &json!({"provider": "bank_transfer"}),
-                None,
-            )
-            .await;
-        assert_eq!(started.status, 201, "{started:?}");
-        let bank = &started.body["bank"];
+        let (id, bank) = transfer_started(&buyer, &event, &tt, 2).await;
         assert_eq!(bank["iban"], "DE89370400440532013000");
         assert_eq!(bank["amount"], "90.00");
         assert_eq!(bank["currency"], "EUR");
@@ -234,16 +245,7 @@ async fn a_transfer_still_due_is_reminded_once_before_its_deadline() {
     let buyer = admin.buyer("ada@example.com").await;
     let mut started = Vec::new();
     for _ in 0..2 {
-        let id = buyer.hold(&event, &tt, 1, None).await.str("id");
-        let r = buyer
-            .post(
-                &format!("/api/v1/registrations/{id}/payments"),
-                &json!({"provider": "bank_transfer"}),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 201, "{r:?}");
-        started.push((id, r.body["bank"].clone()));
+        started.push(transfer_started(&buyer, &event, &tt, 1).await);
     }
     // The second one is paid at once (the box office took it): no reminder for it.
     let paid = admin
@@ -316,16 +318,8 @@ async fn statement_exceptions_stay_until_a_manager_applies_refunds_or_ignores_th
     let buyer = admin.buyer("ann@example.com").await;
     let mut regs = Vec::new();
     for _ in 0..3 {
-        let id = buyer.hold(&event, &tt, 1, None).await.str("id");
-        let r = buyer
-            .post(
-                &format!("/api/v1/registrations/{id}/payments"),
-                &json!({"provider": "bank_transfer"}),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 201, "{r:?}");
-        regs.push((id, r.body["bank"]["reference"].as_str().unwrap().to_owned()));
+        let (id, bank) = transfer_started(&buyer, &event, &tt, 1).await;
+        regs.push((id, bank["reference"].as_str().unwrap().to_owned()));
     }
     let ((ann, ann_ref), (bob, bob_ref), (cat, _)) =
         (regs[0].clone(), regs[1].clone(), regs[2].clone());
@@ -463,18 +457,8 @@ async fn a_camt_053_statement_confirms_like_a_csv_one() {
     admin.wait_ready().await;
     let (event, tt) = admin.published_priced_event(10, 600, 4, 4500).await;
     let buyer = admin.buyer("ann@example.com").await;
-    let id = buyer.hold(&event, &tt, 2, None).await.str("id");
-    let started = buyer
-        .post(
-            &format!("/api/v1/registrations/{id}/payments"),
-            &json!({"provider": "bank_transfer"}),
-            None,
-        )
-        .await;
-    let reference = started.body["bank"]["reference"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, bank) = transfer_started(&buyer, &event, &tt, 2).await;
+    let reference = bank["reference"].as_str().unwrap().to_owned();
     let camt = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>

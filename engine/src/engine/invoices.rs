@@ -18,7 +18,7 @@ use crate::failure::{JournalError, chain};
 use crate::ids::{EventId, RegistrationId, StreamId, UserId};
 use crate::invoice::{Context, Document, DocumentKind, LedgerEvent, Party};
 use crate::model::EventRecord;
-use crate::ports::{AppendRequest, Completion, StreamEvent};
+use crate::ports::StreamEvent;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -30,8 +30,6 @@ const BATCH_MAX: usize = 1024;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Wait after a round that failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-/// Read-decide-append cycles before a round gives up (and the jobs stay for the next).
-const ATTEMPTS_MAX: usize = 16;
 
 impl Engine {
     /// The documents issued for a registration, in number order.
@@ -99,7 +97,7 @@ impl Engine {
         events: &HashMap<EventId, EventRecord>,
     ) -> EngineResult<Vec<Document>> {
         let fallback_seller = self.seller_of(organizer);
-        for _ in 0..ATTEMPTS_MAX {
+        for _ in 0..super::APPEND_ATTEMPTS_MAX {
             // The head first, then the documents (see the module's comment).
             let head = self
                 .ctx
@@ -139,10 +137,7 @@ impl Engine {
                 }
                 // Another writer numbered first: decide again on its result.
                 Err(JournalError::SequenceConflict { .. }) => continue,
-                Err(JournalError::Stopped) => {
-                    return Err(EngineError::Unavailable("journal stopped".into()));
-                }
-                Err(e) => return Err(EngineError::Journal(e)),
+                Err(e) => return Err(super::journal_error(e)),
             }
         }
         Err(EngineError::Unavailable(
@@ -178,20 +173,6 @@ impl Engine {
             .collect();
         self.append_unfenced(StreamId::Ledger(organizer), first, events)
             .await
-    }
-
-    /// Appends `events` to `stream` at `first` and waits until durable. Unfenced: the
-    /// sequence number alone decides who writes first (the loser gets `SequenceConflict`).
-    pub(super) async fn append_unfenced(
-        &self,
-        stream: StreamId,
-        first: u64,
-        events: Vec<StreamEvent>,
-    ) -> Result<(), JournalError> {
-        let (done, rx) = Completion::channel();
-        let request = AppendRequest::unfenced(stream, first, events, done);
-        self.ctx.journal.append(request).await;
-        rx.await.unwrap_or(Err(JournalError::Stopped))
     }
 
     /// Runs until `shutdown` turns true.

@@ -11,9 +11,6 @@ use crate::payment::{Provider, ProviderReport, Report};
 use crate::ports::StreamEvent;
 use crate::statement::{Action, Exception, Resolution, StatementEvent};
 
-/// Read-decide-append cycles before the caller gets a retryable error.
-const ATTEMPTS_MAX: usize = 16;
-
 /// A manager's decision on one exception.
 #[derive(Clone, Debug)]
 pub struct Decision {
@@ -33,6 +30,18 @@ impl Engine {
             .map_err(EngineError::Store)
     }
 
+    /// One of an event's statement exceptions, as recorded (and resolved, if it was).
+    pub fn statement_exception(
+        &self,
+        event: EventId,
+        line_id: &str,
+    ) -> EngineResult<Option<Exception>> {
+        self.ctx
+            .store
+            .statement_exception(event, line_id)
+            .map_err(EngineError::Store)
+    }
+
     /// Records the exceptions of an upload that are not recorded yet (by line id); returns
     /// how many were new.
     pub async fn record_exceptions(
@@ -43,13 +52,12 @@ impl Engine {
         if rows.is_empty() {
             return Ok(0);
         }
-        for _ in 0..ATTEMPTS_MAX {
+        for _ in 0..super::APPEND_ATTEMPTS_MAX {
             let head = self.statements_head(event)?;
-            let known = self.statement_exceptions(event)?;
             let mut new: Vec<&Exception> = Vec::new();
             for row in &rows {
-                let seen = known.iter().chain(new.iter().copied());
-                if !seen.into_iter().any(|k| k.line_id == row.line_id) {
+                let repeated = new.iter().any(|n| n.line_id == row.line_id);
+                if !repeated && self.statement_exception(event, &row.line_id)?.is_none() {
                     new.push(row);
                 }
             }
@@ -63,7 +71,7 @@ impl Engine {
             match self.append_statements(event, head + 1, events).await {
                 Ok(()) => return Ok(new.len()),
                 Err(JournalError::SequenceConflict { .. }) => continue,
-                Err(e) => return Err(journal(e)),
+                Err(e) => return Err(super::journal_error(e)),
             }
         }
         Err(EngineError::Unavailable("statements busy; retry".into()))
@@ -80,12 +88,10 @@ impl Engine {
         line_id: &str,
         decision: Decision,
     ) -> EngineResult<Exception> {
-        for _ in 0..ATTEMPTS_MAX {
+        for _ in 0..super::APPEND_ATTEMPTS_MAX {
             let head = self.statements_head(event)?;
             let mut row = self
-                .statement_exceptions(event)?
-                .into_iter()
-                .find(|r| r.line_id == line_id)
+                .statement_exception(event, line_id)?
                 .ok_or(DomainError::ExceptionNotFound)?;
             if let Some(done) = &row.resolution {
                 let same_apply = done.action == Action::Apply
@@ -123,7 +129,7 @@ impl Engine {
             match self.append_statements(event, head + 1, events).await {
                 Ok(()) => {}
                 Err(JournalError::SequenceConflict { .. }) => continue,
-                Err(e) => return Err(journal(e)),
+                Err(e) => return Err(super::journal_error(e)),
             }
             metrics::counter!("bank_statement_exceptions_resolved_total", "action" => decision.action.as_str())
                 .increment(1);
@@ -220,12 +226,5 @@ impl Engine {
         let events = events.into_iter().map(StreamEvent::Statements).collect();
         self.append_unfenced(StreamId::Statements(event), first, events)
             .await
-    }
-}
-
-fn journal(e: JournalError) -> EngineError {
-    match e {
-        JournalError::Stopped => EngineError::Unavailable("journal stopped".into()),
-        other => EngineError::Journal(other),
     }
 }

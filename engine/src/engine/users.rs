@@ -79,7 +79,7 @@ impl Engine {
         }
         self.append_user(record.id, 1, events, &record, outbox, reservation)
             .await
-            .map_err(journal)?;
+            .map_err(super::journal_error)?;
         Ok(record)
     }
 
@@ -297,7 +297,7 @@ impl Engine {
         self.ctx.journal.append(request).await;
         rx.await
             .unwrap_or(Err(JournalError::Stopped))
-            .map_err(journal)
+            .map_err(super::journal_error)
     }
 
     /// Appends `events` (with `record`, the state after them, as snapshot) and `outbox` to the
@@ -380,7 +380,7 @@ impl Engine {
                 Ok(()) => return Ok((next, out)),
                 // Another request changed the account first: decide again on its result.
                 Err(JournalError::SequenceConflict { .. }) => continue,
-                Err(e) => return Err(journal(e)),
+                Err(e) => return Err(super::journal_error(e)),
             }
         }
         Err(EngineError::Unavailable("account busy; retry".into()))
@@ -423,11 +423,4 @@ fn emailed_link(
         now,
     );
     (event(pending, now), message)
-}
-
-fn journal(e: JournalError) -> EngineError {
-    match e {
-        JournalError::Stopped => EngineError::Unavailable("journal stopped".into()),
-        other => EngineError::Journal(other),
-    }
 }

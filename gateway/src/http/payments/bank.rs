@@ -177,17 +177,12 @@ pub(crate) async fn upload(
         .engine
         .record_exceptions(event_id, exceptions.clone())
         .await?;
-    let recorded = state.engine.statement_exceptions(event_id)?;
-    result.exceptions = exceptions
-        .iter()
-        .map(|e| {
-            let row = recorded
-                .iter()
-                .find(|r| r.line_id == e.line_id)
-                .unwrap_or(e);
-            StatementException::from(row)
-        })
-        .collect();
+    for e in &exceptions {
+        let recorded = state.engine.statement_exception(event_id, &e.line_id)?;
+        result
+            .exceptions
+            .push(StatementException::from(recorded.as_ref().unwrap_or(e)));
+    }
     metrics::counter!("bank_statement_lines_total", "result" => "applied")
         .increment(result.applied as u64);
     metrics::counter!("bank_statement_lines_total", "result" => "exception")
