@@ -30,7 +30,7 @@ async fn start(path: &Path) -> (Engine, Db, JournalWriter) {
         Arc::new(db.clone()),
         handle,
         Arc::new(TokioClock::new()),
-        Arc::new(engine::outbox::LogSink),
+        vec![Arc::new(engine::notify::LogSender)],
         engine::payment::PaymentProviders::default(),
     )
     .await

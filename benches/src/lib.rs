@@ -52,7 +52,7 @@ impl Fixture {
             Arc::new(db),
             handle,
             Arc::new(TokioClock::new()),
-            Arc::new(engine::outbox::LogSink),
+            vec![Arc::new(engine::notify::LogSender)],
             engine::payment::PaymentProviders::default(),
         )
         .await
@@ -258,8 +258,8 @@ pub fn engine_config() -> EngineConfig {
             pending_max: 10_000,
             batch_max: 64,
             retry_after: Duration::from_secs(1),
-            attempts_max: 10,
         },
+        notify: engine::notify::worker::WorkerConfig::default(),
         waitlist_offer_secs: 3_600,
         ticket_routes_cached_max: 1_000_000,
         payment_hold_extension_secs: 900,

@@ -30,6 +30,8 @@ pub struct EngineConfig {
     pub pool_restarts_max: u32,
     /// The outbox's bound and the relay's pacing.
     pub outbox: OutboxConfig,
+    /// The delivery workers' concurrency, rate and retries.
+    pub notify: crate::notify::worker::WorkerConfig,
     /// How long seats offered to a waiting-list entry stay reserved for it.
     pub waitlist_offer_secs: u32,
     /// Tickets whose route (registration, pool, seat) is kept in memory for scans (0: every

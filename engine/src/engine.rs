@@ -8,6 +8,7 @@
 //! `events`, `registrations`, `checkin`, `users`, `vouchers`, `waitlist`.
 
 mod checkin;
+mod deliveries;
 mod events;
 mod invoices;
 mod payments;
@@ -37,7 +38,8 @@ use crate::config::EngineConfig;
 use crate::error::{DomainError, EngineError, EngineResult};
 use crate::ids::{EventId, TicketId, UserId};
 use crate::model::EventStatus;
-use crate::outbox::{MessageSink, OutboxGauge};
+use crate::notify::{Sender, Wakes};
+use crate::outbox::OutboxGauge;
 use crate::pool::{IdempotencyToken, PoolCommand, PoolOutcome};
 use crate::ports::{EventQuery, JournalHandle, Store, TicketRoute};
 use ractor::{Actor, ActorRef};
@@ -63,6 +65,8 @@ pub struct Engine {
     voucher_codes: Arc<dashmap::DashSet<String>>,
     /// Size of the outbox, and the relay's wake-up.
     outbox: Arc<OutboxGauge>,
+    /// The delivery workers' wake-ups.
+    wakes: Arc<Wakes>,
     /// Stops the outbox relay.
     relay_stop: Arc<watch::Sender<bool>>,
     /// Routes of tickets scanned or prepared for doors (immutable once issued: never stale).
@@ -74,26 +78,38 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine's root actor over `store` and `journal`, and the outbox relay that
-    /// hands queued messages to `sink`.
+    /// Starts the engine's root actor over `store` and `journal`, the outbox relay that fans
+    /// messages out into deliveries, and a delivery worker per sender (one per channel).
     pub async fn start(
         config: EngineConfig,
         store: Arc<dyn Store>,
         journal: JournalHandle,
         clock: SharedClock,
-        sink: Arc<dyn MessageSink>,
+        senders: Vec<Arc<dyn Sender>>,
         payments: crate::payment::PaymentProviders,
     ) -> Result<Self, EngineError> {
         let pending = store.outbox_len().map_err(EngineError::Store)?;
         let outbox = Arc::new(OutboxGauge::new(pending, config.outbox.pending_max));
         let (relay_stop, relay_stopped) = watch::channel(false);
+        let wakes = Arc::new(Wakes::default());
         tokio::spawn(crate::outbox::relay(
             store.clone(),
-            sink,
             outbox.clone(),
             config.outbox.clone(),
+            wakes.clone(),
+            clock.clone(),
             relay_stopped,
         ));
+        for sender in senders {
+            let worker = crate::notify::worker::Worker {
+                store: store.clone(),
+                wake: wakes.of(sender.channel()),
+                sender,
+                clock: clock.clone(),
+                config: config.notify.clone(),
+            };
+            tokio::spawn(crate::notify::worker::run(worker, relay_stop.subscribe()));
+        }
         let registry: Arc<Registry> = Arc::new(Registry::new());
         let (root, _) = Actor::spawn(None, RootActor, registry.clone())
             .await
@@ -118,6 +134,7 @@ impl Engine {
             signups: Arc::new(dashmap::DashSet::new()),
             voucher_codes: Arc::new(dashmap::DashSet::new()),
             outbox,
+            wakes,
             relay_stop: Arc::new(relay_stop),
             routes,
             refunds_wake: Arc::new(tokio::sync::Notify::new()),

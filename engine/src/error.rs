@@ -55,6 +55,12 @@ pub enum DomainError {
     /// The statement exception was resolved already.
     #[error("the statement exception was resolved already")]
     AlreadyResolved,
+    /// No such delivery (message and channel).
+    #[error("no such delivery")]
+    DeliveryNotFound,
+    /// Only a dead delivery can be replayed or discarded.
+    #[error("the delivery is {0}, not dead: only a dead delivery can be replayed or discarded")]
+    DeliveryNotDead(&'static str),
     /// A credit cannot pay the registration (what is wrong with it).
     #[error("the credit cannot pay the registration: {0}")]
     AmountMismatch(String),

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod invoice;
 pub mod message;
 pub mod model;
+pub mod notify;
 pub mod outbox;
 pub mod payment;
 pub mod pool;

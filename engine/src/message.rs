@@ -43,6 +43,12 @@ pub enum MessageKind {
         /// Each ticket's printed number and signed code.
         tickets: Vec<TicketLine>,
     },
+    /// A registration is confirmed: the attendee's tickets (rendered when sent, from the
+    /// registration as it then is).
+    Confirmed {
+        event_id: crate::ids::EventId,
+        registration_id: crate::ids::RegistrationId,
+    },
     /// Choose a new password: carries the single-use reset token.
     ResetPassword {
         /// The token (only its digest is stored with the account).
@@ -115,12 +121,38 @@ pub struct TicketLine {
 }
 
 impl MessageKind {
+    /// The registration the message is about, if any.
+    pub fn registration_id(&self) -> Option<crate::ids::RegistrationId> {
+        match self {
+            MessageKind::Tickets {
+                registration_id, ..
+            }
+            | MessageKind::Confirmed {
+                registration_id, ..
+            }
+            | MessageKind::WaitlistOffer {
+                registration_id, ..
+            }
+            | MessageKind::PaymentRefunded {
+                registration_id, ..
+            }
+            | MessageKind::PaymentReminder {
+                registration_id, ..
+            } => Some(*registration_id),
+            MessageKind::EventCanceled {
+                registration_id, ..
+            } => *registration_id,
+            MessageKind::VerifyEmail { .. } | MessageKind::ResetPassword { .. } => None,
+        }
+    }
+
     /// The kind's name (metrics, logs).
     pub fn as_str(&self) -> &'static str {
         match self {
             MessageKind::VerifyEmail { .. } => "verify_email",
             MessageKind::ResetPassword { .. } => "reset_password",
             MessageKind::Tickets { .. } => "tickets",
+            MessageKind::Confirmed { .. } => "confirmed",
             MessageKind::WaitlistOffer { .. } => "waitlist_offer",
             MessageKind::EventCanceled { .. } => "event_canceled",
             MessageKind::PaymentRefunded { .. } => "payment_refunded",
@@ -140,5 +172,16 @@ impl OutboxMessage {
             kind,
             created_at: now,
         }
+    }
+}
+
+/// `alice@example.com` → `a***@example.com`: enough to tell messages apart in a log.
+pub fn mask(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
     }
 }

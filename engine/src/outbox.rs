@@ -1,17 +1,20 @@
-//! The outbox: messages to send (e-mail verification, password reset; later confirmations
-//! and waiting-list offers), committed in the same journal batch as the state change that
-//! causes them, then handed to a [`MessageSink`] by the [`Relay`].
+//! The outbox: messages to send (e-mail verification, password reset, waiting-list offers,
+//! ...), committed in the same journal batch as the state change that causes them, then
+//! fanned out by the relay into deliveries, one per channel (see [`crate::notify`]).
 //!
-//! Delivery is at least once: a message leaves the outbox only after its sink accepted it,
-//! so a crash between the two sends it again on the next start. The outbox is bounded
-//! (`OutboxConfig::pending_max`): when the sink is down long enough to fill it, requests
-//! that would add a message are refused as unavailable rather than queued without end.
+//! A message leaves the outbox only in the store write that creates its deliveries, so a
+//! crash between the two fans it out again, with the same ids. The outbox is bounded
+//! (`OutboxConfig::pending_max`): requests that would add a message beyond it are refused
+//! as unavailable rather than queued without end. Fanning out needs no network, so the
+//! outbox stays short even while a provider is down (its channel's backlog grows instead).
 //!
-//! A message may carry a secret (a single-use token): it lives in the outbox only until
-//! delivered, and the journal holds its digest only.
+//! A message may carry a secret (a single-use token): it is kept only until delivered, and
+//! the journal holds its digest only.
 
+use crate::clock::SharedClock;
 use crate::failure::chain;
-pub use crate::message::{MessageKind, OutboxMessage, TicketLine};
+pub use crate::message::{MessageKind, OutboxMessage, TicketLine, mask};
+use crate::notify::Wakes;
 use crate::ports::{Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,43 +24,6 @@ use uuid::Uuid;
 
 pub use crate::values::BoxFuture;
 
-/// Where messages go: an adapter (log, file, later SMTP and push) implemented outside the
-/// engine. An error leaves the message in the outbox for a later attempt.
-pub trait MessageSink: Send + Sync + 'static {
-    /// Delivers one message.
-    fn deliver<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<(), String>>;
-}
-
-/// A sink that only logs that a message went out (never its token): for deployments with
-/// no mail adapter yet, and for benchmarks.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LogSink;
-
-impl MessageSink for LogSink {
-    fn deliver<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            tracing::info!(
-                id = %message.id,
-                kind = message.kind.as_str(),
-                to = %mask(&message.to),
-                "message delivered (log sink: not sent)"
-            );
-            Ok(())
-        })
-    }
-}
-
-/// `alice@example.com` → `a***@example.com`: enough to tell messages apart in a log.
-pub fn mask(address: &str) -> String {
-    match address.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
-        }
-        None => "***".into(),
-    }
-}
-
 /// Outbox settings.
 #[derive(Clone, Debug)]
 pub struct OutboxConfig {
@@ -65,10 +31,8 @@ pub struct OutboxConfig {
     pub pending_max: usize,
     /// Messages read from the store per round.
     pub batch_max: usize,
-    /// Wait after a failed delivery before trying again (doubling up to 32x).
+    /// Wait after a failed fan-out (a store error) before trying again (doubling up to 32x).
     pub retry_after: Duration,
-    /// Failed deliveries in a row after which a message goes to the dead letters.
-    pub attempts_max: u32,
 }
 
 impl Default for OutboxConfig {
@@ -77,7 +41,6 @@ impl Default for OutboxConfig {
             pending_max: 10_000,
             batch_max: 64,
             retry_after: Duration::from_secs(1),
-            attempts_max: 10,
         }
     }
 }
@@ -164,20 +127,17 @@ impl Drop for Reservation {
     }
 }
 
-/// Delivers the outbox in order until shutdown. A message the sink refuses is retried with
-/// backoff; after `attempts_max` failures in a row it is moved to the dead letters (kept in
-/// the store, logged, counted) so that one bad message cannot hold up every other one. A
-/// message that cannot even be decoded goes there at once.
+/// Fans the outbox out into deliveries, in order, until shutdown. A message that cannot be
+/// decoded goes to the outbox's dead letters at once; a store error is retried with backoff.
 pub(crate) async fn relay(
     store: Arc<dyn Store>,
-    sink: Arc<dyn MessageSink>,
     gauge: Arc<OutboxGauge>,
     config: OutboxConfig,
+    wakes: Arc<Wakes>,
+    clock: SharedClock,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = config.retry_after;
-    // The message at the head of the outbox and how often its delivery failed in a row.
-    let mut failing: Option<(Uuid, u32)> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -189,8 +149,8 @@ pub(crate) async fn relay(
                 Vec::new()
             }
         };
-        let failed = deliver_batch(&*store, &*sink, &gauge, &config, &batch, &mut failing).await;
-        // A long backlog must not hold a worker thread (the sink may never yield).
+        let failed = fan_out_batch(&*store, &gauge, &wakes, &clock, &batch);
+        // A long backlog must not hold a worker thread.
         tokio::task::yield_now().await;
         let wait = if failed {
             let wait = backoff;
@@ -214,55 +174,32 @@ pub(crate) async fn relay(
     }
 }
 
-/// Delivers `batch` in order, removing each delivered message from the outbox. Returns
-/// `true` if it stopped at a message to retry later (`failing` counts its failures in a row).
-async fn deliver_batch(
+/// Fans `batch` out in order, each message in its own store write. Returns `true` if a
+/// write failed (the rest waits for the next round).
+fn fan_out_batch(
     store: &dyn Store,
-    sink: &dyn MessageSink,
     gauge: &OutboxGauge,
-    config: &OutboxConfig,
+    wakes: &Wakes,
+    clock: &SharedClock,
     batch: &[(Uuid, Result<OutboxMessage, StoreError>)],
-    failing: &mut Option<(Uuid, u32)>,
 ) -> bool {
     for (id, message) in batch {
-        let outcome = match message {
-            Ok(message) => sink.deliver(message).await.map_err(|e| {
-                tracing::warn!(error = %e, %id, kind = message.kind.as_str(), "message delivery failed; retrying later");
-                metrics::counter!("outbox_delivery_failures_total", "kind" => message.kind.as_str())
-                    .increment(1);
-                e
-            }),
+        let message = match message {
+            Ok(message) => message,
             Err(e) => {
                 dead_letter(store, gauge, *id, &format!("undecodable: {}", chain(e)));
                 continue;
             }
         };
-        match outcome {
-            Ok(()) => {
-                if let Err(e) = store.outbox_remove(*id) {
-                    // Delivered but still queued: it goes out again (at least once).
-                    tracing::error!(error = %chain(&e), %id, "outbox removal failed");
-                    return true;
-                }
-                gauge.release(1);
-                if let Ok(m) = message {
-                    metrics::counter!("outbox_delivered_total", "kind" => m.kind.as_str())
-                        .increment(1);
-                }
-            }
-            Err(e) => {
-                let attempts = match *failing {
-                    Some((head, n)) if head == *id => n + 1,
-                    _ => 1,
-                };
-                if attempts >= config.attempts_max {
-                    dead_letter(store, gauge, *id, &e);
-                    *failing = None;
-                    continue;
-                }
-                *failing = Some((*id, attempts));
-                return true;
-            }
+        let deliveries = crate::notify::plan(message, clock.now());
+        if let Err(e) = store.fan_out(message, &deliveries) {
+            tracing::error!(error = %chain(&e), %id, "fanning a message out failed; retrying");
+            return true;
+        }
+        gauge.release(1);
+        metrics::counter!("outbox_fanned_out_total", "kind" => message.kind.as_str()).increment(1);
+        for delivery in &deliveries {
+            wakes.wake(delivery.channel);
         }
     }
     false

@@ -684,6 +684,62 @@ pub trait Store: Send + Sync + 'static {
     fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError>;
     /// Moves a message the relay gave up on from the outbox to the dead letters (atomically).
     fn outbox_dead_letter(&self, id: uuid::Uuid) -> Result<(), StoreError>;
+    /// Replaces a message in the outbox by its deliveries (and keeps the message for them),
+    /// atomically: a crash repeats the whole fan-out or none of it.
+    fn fan_out(
+        &self,
+        message: &OutboxMessage,
+        deliveries: &[crate::notify::Delivery],
+    ) -> Result<(), StoreError>;
+    /// Queued deliveries of `channel` due by `until`, earliest first, at most `limit`, each
+    /// with its message (or the error reading it).
+    #[allow(clippy::type_complexity)]
+    fn deliveries_due(
+        &self,
+        channel: crate::notify::Channel,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(crate::notify::Delivery, Result<OutboxMessage, StoreError>)>, StoreError>;
+    /// When the channel's earliest queued delivery is due.
+    fn next_delivery_due(
+        &self,
+        channel: crate::notify::Channel,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// How many deliveries of `channel` are queued (counted up to `count_max`), and when the
+    /// oldest message among the first due was created.
+    fn delivery_backlog(
+        &self,
+        channel: crate::notify::Channel,
+        count_max: usize,
+    ) -> Result<(usize, Option<DateTime<Utc>>), StoreError>;
+    /// Records a delivery's new state (`before` is the row as the caller read it: its queue
+    /// entry is replaced). A delivery no longer queued drops the message once none of its
+    /// deliveries needs it (a dead one keeps it, for a replay).
+    fn delivery_update(
+        &self,
+        before: &crate::notify::Delivery,
+        after: &crate::notify::Delivery,
+    ) -> Result<(), StoreError>;
+    /// One delivery.
+    fn delivery(
+        &self,
+        message: uuid::Uuid,
+        channel: crate::notify::Channel,
+    ) -> Result<Option<crate::notify::Delivery>, StoreError>;
+    /// A message kept for its deliveries.
+    fn notify_message(&self, id: uuid::Uuid) -> Result<Option<OutboxMessage>, StoreError>;
+    /// Dead deliveries after `after` (message id, channel), in message order, at most `limit`.
+    fn dead_deliveries(
+        &self,
+        after: Option<(uuid::Uuid, crate::notify::Channel)>,
+        limit: usize,
+    ) -> Result<Vec<crate::notify::Delivery>, StoreError>;
+    /// Removes a dead delivery (and its message, once nothing else needs it).
+    fn delivery_discard(
+        &self,
+        message: uuid::Uuid,
+        channel: crate::notify::Channel,
+    ) -> Result<bool, StoreError>;
     /// The last number of an organizer's ledger (0: nothing issued yet).
     fn ledger_head(&self, organizer: UserId) -> Result<u64, StoreError>;
     /// The documents issued for a registration, in number order.

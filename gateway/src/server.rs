@@ -125,7 +125,7 @@ impl Core {
             Arc::new(db.clone()),
             journal,
             Arc::new(TokioClock::new()),
-            message_sink(config),
+            senders(config, Arc::new(db.clone()), &codes)?,
             providers,
         )
         .await
@@ -174,16 +174,57 @@ impl Core {
     }
 }
 
-/// Where outbox messages go.
-fn message_sink(config: &Config) -> Arc<dyn engine::outbox::MessageSink> {
-    match config.outbox.delivery {
-        crate::config::Delivery::File => Arc::new(crate::outbox_file::FileSink::new(
-            &config.storage.data_dir.join(&config.outbox.file),
-            config.outbox.file_bytes_max,
-            &config.outbox.link_base_url,
+/// The channels' senders: e-mail through the configured transport, with the templates
+/// loaded and checked (a template error stops the start).
+fn senders(
+    config: &Config,
+    store: Arc<dyn engine::ports::Store>,
+    codes: &TicketCodes,
+) -> anyhow::Result<Vec<Arc<dyn engine::notify::Sender>>> {
+    use integrations::mail;
+    let outbox = &config.outbox;
+    let dir =
+        (!outbox.templates_dir.is_empty()).then(|| std::path::Path::new(&outbox.templates_dir));
+    let templates = mail::templates::Templates::load(dir)
+        .map_err(|e| anyhow::anyhow!("mail templates: {e}"))?;
+    let transport = match outbox.delivery {
+        crate::config::Delivery::File => mail::Transport::Spool(mail::spool::Spool::new(
+            &config.storage.data_dir.join(&outbox.file),
+            outbox.file_bytes_max,
         )),
-        crate::config::Delivery::Log => Arc::new(engine::outbox::LogSink),
-    }
+        crate::config::Delivery::Log => mail::Transport::Log,
+        crate::config::Delivery::Smtp => {
+            let smtp = &outbox.smtp;
+            let settings = mail::smtp::SmtpSettings {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                security: smtp.security,
+                credentials: (!smtp.username.is_empty())
+                    .then(|| (smtp.username.clone(), smtp.password.clone())),
+                timeout: Duration::from_millis(smtp.timeout_ms),
+                pool_max: smtp.pool_max,
+            };
+            mail::Transport::Smtp(
+                mail::smtp::Smtp::new(&settings).map_err(|e| anyhow::anyhow!("SMTP: {e}"))?,
+            )
+        }
+    };
+    let settings = mail::mime::Settings {
+        from: mail::mime::mailbox(&outbox.from).map_err(|e| anyhow::anyhow!("outbox.from: {e}"))?,
+        domain: outbox.message_id_domain.clone(),
+        unsubscribe_base: None,
+    };
+    let mailer = mail::Mailer::new(
+        Arc::new(templates),
+        transport,
+        settings,
+        &outbox.link_base_url,
+    );
+    Ok(vec![Arc::new(crate::notify::MailSender::new(
+        mailer,
+        store,
+        codes.clone(),
+    ))])
 }
 
 /// The payment providers enabled in the configuration, with their outbound clients (and

@@ -285,6 +285,43 @@ fn parse(code: &str) -> Option<(TicketClaims, Vec<u8>, Signature)> {
     Some((claims, payload.to_vec(), signature))
 }
 
+/// A pool's place in its event (1, 2, ...; 0 if the event has no such pool), as ticket numbers
+/// print it.
+pub fn pool_ordinal(record: &engine::model::EventRecord, pool: engine::ids::PoolId) -> usize {
+    record
+        .pools
+        .iter()
+        .position(|p| p.id == pool)
+        .map_or(0, |i| i + 1)
+}
+
+impl TicketCodes {
+    /// A confirmed registration's tickets: each one's printed number and signed code (with
+    /// the event's current key).
+    pub fn lines(
+        &self,
+        record: &engine::model::EventRecord,
+        view: &engine::ports::RegistrationView,
+    ) -> Vec<engine::message::TicketLine> {
+        let ordinal = pool_ordinal(record, view.pool_id);
+        let issued_at = view.confirmed_at.unwrap_or(view.updated_at);
+        view.tickets
+            .iter()
+            .zip(view.first_ticket_number..)
+            .map(|(t, number)| engine::message::TicketLine {
+                number: ticket_number(view.event_id, ordinal, number),
+                code: self.encode(
+                    record.ticket_key,
+                    view.event_id,
+                    *t,
+                    view.ticket_type_id,
+                    issued_at,
+                ),
+            })
+            .collect()
+    }
+}
+
 /// The printed ticket number: `PPPP-O-NNNNNN-C`, where `PPPP` comes from the event id, `O` is
 /// the pool's place in the event (1, 2, ...), `NNNNNN` the ticket's number in its pool, and
 /// `C` a Luhn check digit over `O` and `NNNNNN` (catches any single mistyped digit and most

@@ -5,7 +5,9 @@
 pub mod bank;
 pub mod documents;
 pub mod http;
+pub mod mail;
 pub mod money;
 pub mod paypal;
+pub mod qr;
 pub mod stripe;
 pub mod webhook;

@@ -8,6 +8,7 @@
 
 pub mod audit;
 mod codec;
+mod deliveries;
 mod error;
 mod keys;
 mod projection;

@@ -4,6 +4,7 @@
 use crate::codec::{decode, encode, encode_compact};
 
 mod invoices;
+mod notifications;
 mod payments;
 mod statements;
 use crate::error::err;
@@ -90,6 +91,8 @@ pub struct Overlay {
     invoice_jobs: Vec<(uuid::Uuid, RegistrationId)>,
     /// Documents issued.
     documents: Vec<engine::invoice::Document>,
+    /// Messages decided by the read model, with their deliveries.
+    notices: Vec<(engine::outbox::OutboxMessage, Vec<engine::notify::Delivery>)>,
     /// Statement exceptions recorded or resolved in this batch, by key.
     statement_exceptions: HashMap<Vec<u8>, engine::statement::Exception>,
     /// Revocations to insert, and each touched event's latest version (loaded on first use).
@@ -283,6 +286,7 @@ impl Overlay {
                     at,
                 )?;
                 self.invoice_job(db, registration_id)?;
+                self.confirmation_notice(db, registration_id)?;
             }
             PoolEvent::AttendeeCheckedIn {
                 ticket_id,
@@ -655,6 +659,7 @@ impl Overlay {
     /// Adds every changed row to the write batch.
     pub fn write(mut self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), StoreError> {
         self.write_invoices(db, batch)?;
+        self.write_notices(db, batch)?;
         for (key, row) in self.statement_exceptions.drain() {
             batch.insert(&db.statement_exceptions, key, encode(&row)?);
         }

@@ -102,6 +102,14 @@ pub struct Db {
     pub(crate) invoice_jobs: Keyspace,
     /// Bank-statement exceptions, by event (16) + line id (see `statement`).
     pub(crate) statement_exceptions: Keyspace,
+    /// Messages kept for their deliveries, by id (see `deliveries`).
+    pub(crate) messages: Keyspace,
+    /// Deliveries, by message (16) + channel (1).
+    pub(crate) deliveries: Keyspace,
+    /// Queued deliveries per channel in due order: channel (1) + due ms (8) + message (16).
+    pub(crate) delivery_queue: Keyspace,
+    /// Index of the dead deliveries: message (16) + channel (1).
+    pub(crate) deliveries_dead: Keyspace,
 }
 
 impl Db {
@@ -146,6 +154,10 @@ impl Db {
             ledger: ks("ledger")?,
             invoice_jobs: ks("invoice_jobs")?,
             statement_exceptions: ks("statement_exceptions")?,
+            messages: ks("messages")?,
+            deliveries: ks("deliveries")?,
+            delivery_queue: ks("delivery_queue")?,
+            deliveries_dead: ks("deliveries_dead")?,
             db,
         })
     }
@@ -180,7 +192,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 25] {
+    fn all(&self) -> [&Keyspace; 29] {
         [
             &self.journal,
             &self.snapshots,
@@ -207,6 +219,10 @@ impl Db {
             &self.ledger,
             &self.invoice_jobs,
             &self.statement_exceptions,
+            &self.messages,
+            &self.deliveries,
+            &self.delivery_queue,
+            &self.deliveries_dead,
         ]
     }
 
@@ -641,6 +657,75 @@ impl Store for Db {
 
     fn outbox_remove(&self, id: uuid::Uuid) -> Result<(), StoreError> {
         self.outbox.remove(id.as_bytes().to_vec()).map_err(err)
+    }
+
+    fn fan_out(
+        &self,
+        message: &OutboxMessage,
+        deliveries: &[engine::notify::Delivery],
+    ) -> Result<(), StoreError> {
+        self.fan_out_message(message, deliveries)
+    }
+
+    fn deliveries_due(
+        &self,
+        channel: engine::notify::Channel,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<(engine::notify::Delivery, Result<OutboxMessage, StoreError>)>, StoreError>
+    {
+        self.due_deliveries(channel, until, limit)
+    }
+
+    fn next_delivery_due(
+        &self,
+        channel: engine::notify::Channel,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        self.first_due(channel)
+    }
+
+    fn delivery_backlog(
+        &self,
+        channel: engine::notify::Channel,
+        count_max: usize,
+    ) -> Result<(usize, Option<chrono::DateTime<chrono::Utc>>), StoreError> {
+        self.backlog(channel, count_max)
+    }
+
+    fn delivery_update(
+        &self,
+        before: &engine::notify::Delivery,
+        after: &engine::notify::Delivery,
+    ) -> Result<(), StoreError> {
+        self.update_delivery(before, after)
+    }
+
+    fn delivery(
+        &self,
+        message: uuid::Uuid,
+        channel: engine::notify::Channel,
+    ) -> Result<Option<engine::notify::Delivery>, StoreError> {
+        self.delivery_row(&message, channel)
+    }
+
+    fn notify_message(&self, id: uuid::Uuid) -> Result<Option<OutboxMessage>, StoreError> {
+        self.kept_message(id)
+    }
+
+    fn dead_deliveries(
+        &self,
+        after: Option<(uuid::Uuid, engine::notify::Channel)>,
+        limit: usize,
+    ) -> Result<Vec<engine::notify::Delivery>, StoreError> {
+        self.dead(after, limit)
+    }
+
+    fn delivery_discard(
+        &self,
+        message: uuid::Uuid,
+        channel: engine::notify::Channel,
+    ) -> Result<bool, StoreError> {
+        self.discard(message, channel)
     }
 
     fn outbox_dead_letter(&self, id: uuid::Uuid) -> Result<(), StoreError> {

@@ -149,7 +149,8 @@ async fn email_verification_and_password_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undelivered_messages_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    // The adapter cannot write (its directory does not exist): messages stay in the outbox.
+    // The adapter cannot write (its directory does not exist): the message is fanned out of
+    // the outbox, and its delivery waits, retried.
     let broken = [
         ("OUTBOX__FILE", "missing-dir/outbox.jsonl"),
         ("OUTBOX__RETRY_MS", "50"),
@@ -159,13 +160,20 @@ async fn undelivered_messages_survive_a_restart() {
     api.wait_ready().await;
     api.signed_in("bob@example.com").await;
     let failures = wait_for(Duration::from_secs(10), || async {
-        api.metric("outbox_delivery_failures_total{kind=\"verify_email\"}")
+        api.metric(r#"notify_attempts_total{channel="email",result="retry"}"#)
             .await
             .filter(|n| *n >= 2.0)
     })
     .await;
     assert!(failures.is_some(), "the adapter never failed");
-    assert_eq!(api.metric("outbox_pending").await, Some(1.0));
+    assert_eq!(api.metric("outbox_pending").await, Some(0.0));
+    let waiting = wait_for(Duration::from_secs(5), || async {
+        api.metric(r#"notify_backlog{channel="email"}"#)
+            .await
+            .filter(|n| *n == 1.0)
+    })
+    .await;
+    assert_eq!(waiting, Some(1.0), "one delivery waits");
     assert!(mailed(&server, "bob@example.com", "verify_email").is_empty());
 
     // Restarted with a working adapter: the message goes out, once.
@@ -176,7 +184,9 @@ async fn undelivered_messages_survive_a_restart() {
     let reply = verify(&api, &token).await;
     assert_eq!(reply.status, 204, "{:?}", reply.body);
     let drained = wait_for(Duration::from_secs(10), || async {
-        api.metric("outbox_pending").await.filter(|n| *n == 0.0)
+        api.metric(r#"notify_backlog{channel="email"}"#)
+            .await
+            .filter(|n| *n == 0.0)
     })
     .await;
     assert!(drained.is_some());
@@ -196,9 +206,10 @@ async fn a_message_the_adapter_keeps_refusing_goes_to_the_dead_letters() {
     api.wait_ready().await;
     api.signed_in("carl@example.com").await;
     api.signed_in("dora@example.com").await;
-    // Each is tried 3 times, then set aside: neither holds up the other, the outbox empties.
+    // Each is tried 3 times, then set aside: neither holds up the other, the backlog empties
+    // and admins see both among the dead letters.
     let dead = wait_for(Duration::from_secs(20), || async {
-        api.metric("outbox_dead_letters_total")
+        api.metric(r#"notify_attempts_total{channel="email",result="failed"}"#)
             .await
             .filter(|n| *n >= 2.0)
     })
@@ -206,8 +217,17 @@ async fn a_message_the_adapter_keeps_refusing_goes_to_the_dead_letters() {
     assert_eq!(dead, Some(2.0));
     assert_eq!(api.metric("outbox_pending").await, Some(0.0));
     assert_eq!(
-        api.metric("outbox_delivery_failures_total{kind=\"verify_email\"}")
+        api.metric(r#"notify_attempts_total{channel="email",result="retry"}"#)
             .await,
-        Some(6.0)
+        Some(4.0)
     );
+    let admin = Api::admin(&server).await;
+    let listed = admin.get("/api/v1/deliveries/dead").await;
+    let kinds: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["verify_email", "verify_email"], "{listed:?}");
 }

@@ -18,6 +18,7 @@ mod hardening;
 mod idempotency_scope;
 mod invoices;
 mod mail;
+mod notify;
 mod ops;
 mod overload_log;
 mod passivation;

@@ -6,21 +6,6 @@ use data_encoding::{BASE32_NOPAD, BASE64URL_NOPAD};
 use serde_json::{Value, json};
 use tests::{Api, Reply, Server};
 
-/// Decodes the QR code in a PNG (rqrr: a decoder independent of the encoder).
-fn decode_png(bytes: &[u8]) -> String {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let (w, h) = (info.width as usize, info.height as usize);
-    let channels = buf.len() / (w * h);
-    let mut img =
-        rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[(y * w + x) * channels]);
-    let grids = img.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code in the image");
-    grids[0].decode().unwrap().1
-}
-
 /// Verifies a code with a published public key alone, as an offline scanner would.
 fn verifies_offline(code: &str, public_key: &str) -> bool {
     let bytes = BASE32_NOPAD
@@ -132,7 +117,7 @@ async fn signed_tickets_qr_keys_rotation_and_revocation() {
     let (status, content_type, png) =
         bytes(&ann, &format!("/api/v1/tickets/{ticket_id}/qr.png")).await;
     assert_eq!((status, content_type.as_str()), (200, "image/png"));
-    assert_eq!(decode_png(&png), code);
+    assert_eq!(tests::decode_qr_png(&png), code);
     let (status, content_type, svg) =
         bytes(&ann, &format!("/api/v1/tickets/{ticket_id}/qr.svg")).await;
     assert_eq!((status, content_type.as_str()), (200, "image/svg+xml"));

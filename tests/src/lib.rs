@@ -7,6 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub mod mail;
+
 /// Longest a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -556,7 +558,7 @@ impl Api {
 
 /// localstripe (a stateful fake Stripe server from PyPI), started on a free loopback port in
 /// a virtual environment of its own under the target directory (installed on first use by
-/// `tests/support/install-localstripe.sh`, which `.ci/run` also runs).
+/// `tests/support/install-python-tools.sh`, which `.ci/run` also runs).
 pub struct LocalStripe {
     child: Child,
     /// `http://127.0.0.1:PORT`.
@@ -570,7 +572,7 @@ pub const STRIPE_SECRET_KEY: &str = "sk_test_regengine";
 
 static LOCALSTRIPE_VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-fn localstripe_python() -> PathBuf {
+pub(crate) fn localstripe_python() -> PathBuf {
     let mut venv = LOCALSTRIPE_VENV.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(path) = venv.as_ref() {
         return path.join("bin/python");
@@ -580,18 +582,18 @@ fn localstripe_python() -> PathBuf {
     let target = exe.ancestors().nth(3).expect("target directory").to_owned();
     let dir = target.join("localstripe-venv");
     let status = Command::new("bash")
-        .arg(workspace_root().join("tests/support/install-localstripe.sh"))
+        .arg(workspace_root().join("tests/support/install-python-tools.sh"))
         .arg(&dir)
         .status()
-        .expect("running install-localstripe.sh");
-    assert!(status.success(), "installing localstripe failed");
+        .expect("running install-python-tools.sh");
+    assert!(status.success(), "installing the Python test tools failed");
     *venv = Some(dir.clone());
     dir.join("bin/python")
 }
 
 /// Starts `tests/support/<script>` with the localstripe environment's Python (it has aiohttp)
 /// and `args`; returns the child and the base URL it printed.
-fn python_server(script: &str, args: &[&str]) -> (Child, String) {
+pub(crate) fn python_server(script: &str, args: &[&str]) -> (Child, String) {
     let mut child = Command::new(localstripe_python())
         .arg(workspace_root().join("tests/support").join(script))
         .args(args)
@@ -866,4 +868,19 @@ pub fn pdftotext(pdf: &[u8]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 text")
+}
+
+/// Decodes the QR code in a PNG (rqrr: a decoder independent of the encoder).
+pub fn decode_qr_png(bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let channels = buf.len() / (w * h);
+    let mut img =
+        rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[(y * w + x) * channels]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
 }

@@ -171,13 +171,27 @@ pub struct AuthConfig {
     pub reset_token_ttl_secs: u64,
 }
 
-/// The outbox of messages to send, and the adapter that delivers them until the
-/// notification service lands.
+/// The outbox of messages to send, and how e-mail is delivered.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxSection {
-    /// Where messages go.
+    /// How e-mail goes out.
     pub delivery: Delivery,
+    /// The sender of every mail (`Name <address>`).
+    pub from: String,
+    /// The domain of message ids (`<id@domain>`) and inline images' content ids.
+    pub message_id_domain: String,
+    /// A directory whose `{kind}.{locale}.jinja` files replace the built-in templates
+    /// (empty: the built-in ones only).
+    pub templates_dir: String,
+    /// Sends in flight at most, per channel.
+    pub concurrency: usize,
+    /// Sends started per second at most (0: no limit).
+    pub rate_per_sec: u32,
+    /// Longest wait between two attempts of one delivery.
+    pub retry_max_ms: u64,
+    /// The SMTP server (`delivery = "smtp"`).
+    pub smtp: SmtpSection,
     /// The file of the `file` adapter; relative paths are inside `storage.data_dir`.
     pub file: PathBuf,
     /// Size at which the file is rotated (to `<file>.1`, replacing an older one).
@@ -186,12 +200,30 @@ pub struct OutboxSection {
     pub link_base_url: String,
     /// Messages waiting at most; beyond it, requests that would add one get 503.
     pub pending_max: usize,
-    /// Wait after a failed delivery (doubling up to 32x).
+    /// Wait after a failed delivery (doubling per failure up to `retry_max_ms`, with jitter).
     pub retry_ms: u64,
-    /// Failed deliveries in a row after which a message goes to the dead letters.
+    /// Attempts after which a delivery is dead (listed for admins to replay or discard).
     pub attempts_max: u32,
     /// Messages the relay reads from the store per round.
     pub relay_batch_max: usize,
+}
+
+/// An SMTP server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    pub host: String,
+    pub port: u16,
+    /// `implicit` (TLS, port 465), `starttls` (587) or `none` (a local relay only).
+    pub security: integrations::mail::smtp::Security,
+    /// Empty: no authentication.
+    pub username: String,
+    /// From the environment (`REGENGINE__OUTBOX__SMTP__PASSWORD`), never the file.
+    pub password: String,
+    /// Each SMTP command's timeout.
+    pub timeout_ms: u64,
+    /// Connections kept open at most.
+    pub pool_max: u32,
 }
 
 /// HTTP server settings.
@@ -321,6 +353,8 @@ pub enum Delivery {
     File,
     /// Only logged, without its link: nothing reaches anyone.
     Log,
+    /// Sent to the SMTP server of `outbox.smtp`.
+    Smtp,
 }
 
 /// How log lines are written.
@@ -591,6 +625,32 @@ impl Config {
                 "outbox.relay_batch_max must be 1..=10000",
             ),
             (
+                (1..=1_024).contains(&self.outbox.concurrency)
+                    && self.outbox.retry_max_ms >= self.outbox.retry_ms,
+                "outbox.concurrency must be 1..=1024 and outbox.retry_max_ms >= outbox.retry_ms",
+            ),
+            (
+                integrations::mail::mime::mailbox(&self.outbox.from).is_ok(),
+                "outbox.from must be a mailbox (\"Name <address>\" or an address)",
+            ),
+            (
+                !self.outbox.message_id_domain.is_empty()
+                    && self
+                        .outbox
+                        .message_id_domain
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+                "outbox.message_id_domain must be a domain name",
+            ),
+            (
+                self.outbox.delivery != Delivery::Smtp
+                    || (!self.outbox.smtp.host.is_empty()
+                        && self.outbox.smtp.port > 0
+                        && self.outbox.smtp.timeout_ms >= 100
+                        && (1..=256).contains(&self.outbox.smtp.pool_max)),
+                "outbox.smtp needs a host, a port, timeout_ms >= 100 and pool_max 1..=256",
+            ),
+            (
                 self.outbox.link_base_url.starts_with("http://")
                     || self.outbox.link_base_url.starts_with("https://"),
                 "outbox.link_base_url must be an http(s) URL",
@@ -623,7 +683,14 @@ impl Config {
                 pending_max: self.outbox.pending_max,
                 batch_max: self.outbox.relay_batch_max,
                 retry_after: Duration::from_millis(self.outbox.retry_ms),
+            },
+            notify: engine::notify::worker::WorkerConfig {
+                concurrency: self.outbox.concurrency,
+                rate_per_sec: self.outbox.rate_per_sec,
+                retry_after: Duration::from_millis(self.outbox.retry_ms),
+                retry_max: Duration::from_millis(self.outbox.retry_max_ms),
                 attempts_max: self.outbox.attempts_max,
+                ..engine::notify::worker::WorkerConfig::default()
             },
         }
     }
@@ -663,10 +730,10 @@ mod tests {
     fn closed_choices_are_enums_and_a_typo_names_the_choices() {
         let config = load_env(&[("REGENGINE__LOG__FORMAT", "text")]).unwrap();
         assert_eq!(config.log.format, LogFormat::Text);
-        let error = load_env(&[("REGENGINE__OUTBOX__DELIVERY", "smtp")]).unwrap_err();
+        let error = load_env(&[("REGENGINE__OUTBOX__DELIVERY", "pigeon")]).unwrap_err();
         let error = format!("{error}");
         assert!(
-            error.contains("unknown variant `smtp`") && error.contains("`file`"),
+            error.contains("unknown variant `pigeon`") && error.contains("`smtp`"),
             "{error}"
         );
         assert!(error.contains("delivery"), "names the key: {error}");

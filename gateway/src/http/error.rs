@@ -140,6 +140,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::RegistrationNotFound
         | D::InvoiceNotFound
         | D::ExceptionNotFound
+        | D::DeliveryNotFound
         | D::TicketNotFound
         | D::CheckInListNotFound
         | D::UserNotFound
@@ -169,6 +170,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::NothingToPay
         | D::AlreadyPaid
         | D::AlreadyResolved
+        | D::DeliveryNotDead(_)
         | D::AmountMismatch(_)
         | D::RefundTooLarge { .. } => S::CONFLICT,
         D::PaymentNotFound => S::NOT_FOUND,
@@ -191,6 +193,8 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::InvoiceNotFound => ("invoice_not_found", "Invoice not found"),
         D::ExceptionNotFound => ("exception_not_found", "Statement exception not found"),
         D::AlreadyResolved => ("already_resolved", "Already resolved"),
+        D::DeliveryNotFound => ("delivery_not_found", "Delivery not found"),
+        D::DeliveryNotDead(_) => ("delivery_not_dead", "Delivery not dead"),
         D::AmountMismatch(_) => ("amount_mismatch", "Amount mismatch"),
         D::TicketNotFound => ("ticket_not_found", "Ticket not found"),
         D::InvalidTransition { .. } => ("invalid_transition", "Invalid status transition"),

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 pub mod body;
 mod checkin;
+mod deliveries;
 pub mod error;
 mod events;
 mod examples;
@@ -137,6 +138,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
     let api = Router::new()
         .merge(auth::router())
         .merge(audit::router())
+        .merge(deliveries::router())
         .merge(events::router())
         .merge(registrations::router())
         .merge(organizer::router())

@@ -62,6 +62,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::invoices::invoice_html, super::payments::invoices::document_file,
         super::payments::bank::list_exceptions, super::payments::bank::resolve,
         super::payments::invoices::my_ledger, super::payments::invoices::my_ledger_csv,
+        super::deliveries::list_dead, super::deliveries::message_deliveries,
+        super::deliveries::replay, super::deliveries::discard,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -93,9 +95,10 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::bank::ResolutionDto, super::payments::bank::ActionDto,
         super::payments::BillingDto, super::payments::invoices::LedgerPage,
         super::events::InvoicingDto, super::registrations::VatDto,
+        super::deliveries::DeliveryDto, super::deliveries::DeliveryPage,
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "realtime"), (name = "ops")),
+    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "notifications"), (name = "realtime"), (name = "ops")),
 )]
 pub struct ApiDoc;
 

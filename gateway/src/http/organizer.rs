@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use engine::error::{DomainError, EngineError};
 use engine::ids::{EventId, RegistrationId};
 use engine::model::RegistrationStatus;
-use engine::outbox::{MessageKind, OutboxMessage, TicketLine};
+use engine::outbox::{MessageKind, OutboxMessage};
 use engine::ports::RegistrationView;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -182,23 +182,7 @@ pub(crate) async fn bulk_resend(
             });
             continue;
         }
-        let context = ticket_context(&state, view.event_id, view.pool_id);
-        let issued_at = view.confirmed_at.unwrap_or(view.updated_at);
-        let tickets = view
-            .tickets
-            .iter()
-            .zip(view.first_ticket_number..)
-            .map(|(t, number)| TicketLine {
-                number: ticket_number(view.event_id, context.pool_ordinal, number),
-                code: state.codes.encode(
-                    context.key,
-                    view.event_id,
-                    *t,
-                    view.ticket_type_id,
-                    issued_at,
-                ),
-            })
-            .collect();
+        let tickets = state.codes.lines(&event, &view);
         let kind = MessageKind::Tickets {
             event_title: event.title.clone(),
             registration_id: id,

@@ -163,7 +163,7 @@ fn seal_page(
     )?;
     let mut entries = Vec::new();
     for reg in &page.items {
-        let pool_ordinal = crate::http::registrations::tickets::pool_ordinal(event, reg.pool_id);
+        let pool_ordinal = crate::ticket_code::pool_ordinal(event, reg.pool_id);
         let issued_at = reg.confirmed_at.unwrap_or(reg.updated_at);
         let ticket_type = event
             .ticket_types

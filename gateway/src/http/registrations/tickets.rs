@@ -43,19 +43,7 @@ pub(in crate::http) struct TicketContext {
     pub(in crate::http) pool_ordinal: usize,
 }
 
-/// A pool's place in its event (1, 2, ...; 0 if the event has no such pool), as ticket numbers
-/// print it.
-pub(in crate::http) fn pool_ordinal(
-    record: &engine::model::EventRecord,
-    pool: engine::ids::PoolId,
-) -> usize {
-    record
-        .pools
-        .iter()
-        .position(|p| p.id == pool)
-        .map_or(0, |i| i + 1)
-}
-
+/// The context of an event's pool's tickets (a fallback key if the event cannot be read).
 pub(in crate::http) fn ticket_context(
     state: &AppState,
     event: EventId,
@@ -64,7 +52,7 @@ pub(in crate::http) fn ticket_context(
     match state.engine.event(event) {
         Ok(record) => TicketContext {
             key: record.ticket_key,
-            pool_ordinal: pool_ordinal(&record, pool),
+            pool_ordinal: crate::ticket_code::pool_ordinal(&record, pool),
         },
         Err(_) => TicketContext {
             key: 1,
@@ -170,7 +158,7 @@ pub(crate) async fn ticket_qr_svg(
     PathId(id): PathId<TicketId>,
 ) -> ApiResult<impl IntoResponse> {
     let code = visible_code(&state, &principal, id)?;
-    let svg = crate::qr::svg(&code).map_err(ApiError::Internal)?;
+    let svg = integrations::qr::svg(&code).map_err(ApiError::Internal)?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/svg+xml"),
@@ -189,7 +177,7 @@ pub(crate) async fn ticket_qr_png(
     PathId(id): PathId<TicketId>,
 ) -> ApiResult<impl IntoResponse> {
     let code = visible_code(&state, &principal, id)?;
-    let png = crate::qr::png(&code).map_err(ApiError::Internal)?;
+    let png = integrations::qr::png(&code).map_err(ApiError::Internal)?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),

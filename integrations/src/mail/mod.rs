@@ -1,0 +1,332 @@
+//! E-mail: messages rendered from templates ([`templates`]) with what the store knows about
+//! them ([`Facts`]), built as MIME with the tickets' QR codes and the event's calendar entry
+//! ([`mime`], [`ics`]), and handed to a transport: an SMTP server ([`smtp`]), the
+//! development spool file ([`spool`]), or the log.
+
+pub mod ics;
+pub mod mime;
+pub mod smtp;
+pub mod spool;
+pub mod templates;
+
+use chrono::{DateTime, Utc};
+use engine::message::{MessageKind, OutboxMessage, RefundCause};
+use engine::notify::{SendError, Sent};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// What the store knows about a message's subject, read when it is sent (the message itself
+/// carries only ids and what was decided).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The recipient's locale (`de-AT`, `fr`, ...; the templates fall back to English).
+    pub locale: Option<String>,
+    /// The event, if the message concerns one.
+    pub event: Option<EventFacts>,
+    /// The attendee's name, if known.
+    pub attendee_name: Option<String>,
+    /// The registration's tickets (a confirmation), each with its signed code.
+    pub tickets: Vec<engine::message::TicketLine>,
+    /// The ticket type's name and the number of seats, if the message concerns a registration.
+    pub ticket_type: Option<String>,
+}
+
+/// An event as messages show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventFacts {
+    pub id: engine::ids::EventId,
+    pub title: String,
+    pub venue: Option<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// How often the event was changed (the calendar entry's `SEQUENCE`).
+    pub version: u64,
+}
+
+/// A message rendered for e-mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// The page the message points to (verification, registration, event), if any.
+    pub link: Option<String>,
+}
+
+/// A message's main link: the page of the ticketing front it points to (built from the
+/// front's base URL, never from the API's own address).
+pub fn link(base: &str, message: &OutboxMessage) -> Option<String> {
+    let base = base.trim_end_matches('/');
+    Some(match (&message.kind, message.kind.registration_id()) {
+        (MessageKind::VerifyEmail { token, .. }, _) => format!("{base}/verify-email?token={token}"),
+        (MessageKind::ResetPassword { token, .. }, _) => {
+            format!("{base}/reset-password?token={token}")
+        }
+        (_, Some(id)) => format!("{base}/registrations/{id}"),
+        (MessageKind::EventCanceled { event_id, .. }, None) => format!("{base}/events/{event_id}"),
+        (_, None) => return None,
+    })
+}
+
+/// The tickets a message carries: its own (a resend), or the registration's (a
+/// confirmation, read when sent).
+pub fn tickets<'a>(
+    message: &'a OutboxMessage,
+    facts: &'a Facts,
+) -> &'a [engine::message::TicketLine] {
+    match &message.kind {
+        MessageKind::Tickets { tickets, .. } => tickets,
+        _ => &facts.tickets,
+    }
+}
+
+/// Whether a kind is transactional (the person asked for it or must know it): those go
+/// whatever the preferences say and carry no unsubscribe link.
+pub fn transactional(kind: &MessageKind) -> bool {
+    match kind {
+        MessageKind::VerifyEmail { .. }
+        | MessageKind::ResetPassword { .. }
+        | MessageKind::Tickets { .. }
+        | MessageKind::Confirmed { .. }
+        | MessageKind::WaitlistOffer { .. }
+        | MessageKind::PaymentRefunded { .. }
+        | MessageKind::PaymentReminder { .. }
+        | MessageKind::EventCanceled { .. } => true,
+    }
+}
+
+/// What a template sees: the message's own fields, the facts, and the link.
+#[derive(Serialize)]
+pub(crate) struct Context<'a> {
+    kind: &'static str,
+    locale: &'a str,
+    base_url: &'a str,
+    link: Option<String>,
+    attendee_name: Option<&'a str>,
+    event: Option<EventContext<'a>>,
+    ticket_type: Option<&'a str>,
+    tickets: Vec<TicketContext<'a>>,
+    /// Kind-specific fields (see [`Context::new`]).
+    #[serde(flatten)]
+    fields: Fields<'a>,
+}
+
+#[derive(Serialize)]
+struct EventContext<'a> {
+    title: &'a str,
+    venue: Option<&'a str>,
+    starts_at: String,
+    ends_at: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct TicketContext<'a> {
+    number: &'a str,
+    code: &'a str,
+    /// The `cid:` of its QR image in the mail.
+    cid: String,
+}
+
+/// The fields only some kinds have.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Fields<'a> {
+    Token {
+        expires_at: String,
+    },
+    Offer {
+        quantity: u16,
+        expires_at: String,
+    },
+    Money {
+        amount: String,
+        currency: &'a str,
+        cause: Option<&'static str>,
+        reference: Option<&'a str>,
+        deadline: Option<String>,
+    },
+    Canceled {
+        event_title: &'a str,
+        tickets_revoked: bool,
+        waitlist: bool,
+    },
+    Tickets {
+        event_title: &'a str,
+    },
+    None {},
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of `kind`.
+    fn of(kind: &'a MessageKind) -> Self {
+        match kind {
+            MessageKind::VerifyEmail { expires_at, .. }
+            | MessageKind::ResetPassword { expires_at, .. } => Fields::Token {
+                expires_at: when(*expires_at),
+            },
+            MessageKind::WaitlistOffer {
+                quantity,
+                expires_at,
+                ..
+            } => Fields::Offer {
+                quantity: *quantity,
+                expires_at: when(*expires_at),
+            },
+            MessageKind::PaymentRefunded {
+                amount_minor,
+                currency,
+                cause,
+                ..
+            } => Fields::Money {
+                amount: amount(*amount_minor, currency),
+                currency,
+                cause: Some(match cause {
+                    RefundCause::LatePayment => "late_payment",
+                    RefundCause::DoublePayment => "double_payment",
+                }),
+                reference: None,
+                deadline: None,
+            },
+            MessageKind::PaymentReminder {
+                amount_minor,
+                currency,
+                reference,
+                deadline,
+                ..
+            } => Fields::Money {
+                amount: amount(*amount_minor, currency),
+                currency,
+                cause: None,
+                reference: reference.as_deref(),
+                deadline: Some(when(*deadline)),
+            },
+            MessageKind::EventCanceled {
+                event_title,
+                registration_id,
+                tickets_revoked,
+                ..
+            } => Fields::Canceled {
+                event_title,
+                tickets_revoked: *tickets_revoked,
+                waitlist: registration_id.is_none(),
+            },
+            MessageKind::Tickets { event_title, .. } => Fields::Tickets { event_title },
+            MessageKind::Confirmed { .. } => Fields::None {},
+        }
+    }
+}
+
+/// How times are shown: UTC, to the minute.
+pub(crate) fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn amount(minor: i64, currency: &str) -> String {
+    crate::money::to_decimal(minor, currency).unwrap_or_else(|_| minor.to_string())
+}
+
+/// The `Content-ID` of ticket `number`'s QR image.
+pub(crate) fn ticket_cid(number: &str, domain: &str) -> String {
+    format!("ticket-{number}@{domain}")
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        message: &'a OutboxMessage,
+        facts: &'a Facts,
+        locale: &'a str,
+        base_url: &'a str,
+        domain: &str,
+    ) -> Self {
+        let base = base_url.trim_end_matches('/');
+        let fields = Fields::of(&message.kind);
+        Context {
+            kind: message.kind.as_str(),
+            locale,
+            base_url: base,
+            link: link(base, message),
+            attendee_name: facts.attendee_name.as_deref(),
+            event: facts.event.as_ref().map(|e| EventContext {
+                title: &e.title,
+                venue: e.venue.as_deref(),
+                starts_at: when(e.starts_at),
+                ends_at: when(e.ends_at),
+                url: format!("{base}/events/{}", e.id),
+            }),
+            ticket_type: facts.ticket_type.as_deref(),
+            tickets: tickets(message, facts)
+                .iter()
+                .map(|t| TicketContext {
+                    number: &t.number,
+                    code: &t.code,
+                    cid: ticket_cid(&t.number, domain),
+                })
+                .collect(),
+            fields,
+        }
+    }
+}
+
+/// Where rendered mail goes.
+pub enum Transport {
+    /// An SMTP server.
+    Smtp(smtp::Smtp),
+    /// The development spool file (JSON lines).
+    Spool(spool::Spool),
+    /// Only a log line (nothing reaches anyone).
+    Log,
+}
+
+/// Renders messages and hands them to a transport.
+pub struct Mailer {
+    templates: Arc<templates::Templates>,
+    transport: Transport,
+    settings: mime::Settings,
+    base_url: String,
+}
+
+impl Mailer {
+    /// A mailer with checked `templates`, sending through `transport`; links start with
+    /// `base_url` (the ticketing front).
+    pub fn new(
+        templates: Arc<templates::Templates>,
+        transport: Transport,
+        settings: mime::Settings,
+        base_url: &str,
+    ) -> Self {
+        Self {
+            templates,
+            transport,
+            settings,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Renders `message` with `facts` and sends it. Rendering errors are permanent (the same
+    /// message would fail again); the transport says whether its errors are.
+    pub async fn send(&self, message: &OutboxMessage, facts: &Facts) -> Result<Sent, SendError> {
+        let rendered = self
+            .templates
+            .render(message, facts, &self.base_url, &self.settings.domain)
+            .map_err(SendError::Permanent)?;
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                let email = mime::build(message, facts, &rendered, &self.settings)
+                    .map_err(SendError::Permanent)?;
+                smtp.send(email).await
+            }
+            Transport::Spool(spool) => spool.append(message, facts, &rendered).await,
+            Transport::Log => {
+                tracing::info!(
+                    id = %message.id,
+                    kind = message.kind.as_str(),
+                    to = %engine::outbox::mask(&message.to),
+                    subject = %rendered.subject,
+                    "message rendered (log transport: not sent)"
+                );
+                Ok(Sent::default())
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A sale with mail on, on this machine (loopback only): a real SMTP server (aiosmtpd, from the
+# tests' Python environment), a fresh gateway sending to it, then `loadtest webhooks` (N paid
+# registrations confirmed by signed Stripe webhooks, 30% redelivered), so N confirmation mails
+# (HTML, text, the ticket's QR code as a PNG, the event's .ics) are due. Prints the loadtest's
+# summary (confirmations/s), then how the mail backlog drained: mails sent during the storm,
+# the rest's drain rate, and the count the SMTP server received.
+#
+#   MAIL=on|off GW=target/release/gateway LT=target/release/loadtest bash loadtest/scripts/mail.sh [N]
+#
+# MAIL=off sends through the log transport instead (rendered, not sent): the same sale, for a
+# same-sitting comparison of confirmations/s with and without SMTP.
+set -u
+N=${1:-20000}
+shift || true
+MAIL=${MAIL:-on}
+GW=${GW:-target/release/gateway}
+LT=${LT:-target/release/loadtest}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+VENV="$TARGET/localstripe-venv"
+bash "$ROOT/tests/support/install-python-tools.sh" "$VENV" >&2
+PASSWORD=mail-password-12345
+port=$((18000 + RANDOM % 900))
+stub=$((12000 + RANDOM % 900))
+data=$(mktemp -d)
+maildir="$data.mail"
+mkdir -p "$maildir"
+"$VENV/bin/python" "$ROOT/tests/support/smtp_sink.py" "$maildir" >"$data.smtp" 2>&1 &
+sink=$!
+for _ in $(seq 1 100); do
+  grep -q '^listening on' "$data.smtp" && break
+  sleep 0.1
+done
+smtp_port=$(sed -n 's/^listening on 127.0.0.1://p' "$data.smtp")
+delivery=smtp
+[ "$MAIL" = off ] && delivery=log
+REGENGINE__HTTP__BIND=127.0.0.1:$port REGENGINE__STORAGE__DATA_DIR="$data" \
+  REGENGINE__AUTH__BOOTSTRAP_ADMIN_EMAIL=admin@loadtest.local \
+  REGENGINE_BOOTSTRAP_ADMIN_PASSWORD=$PASSWORD REGENGINE__RATE_LIMIT__ENABLED=false \
+  REGENGINE__LOG__FILTER=warn REGENGINE__PAYMENTS__STRIPE__ENABLED=true \
+  REGENGINE__PAYMENTS__STRIPE__API_BASE=http://127.0.0.1:$stub \
+  REGENGINE__PAYMENTS__STRIPE__SECRET_KEY=sk_test_loadtest \
+  REGENGINE__PAYMENTS__STRIPE__WEBHOOK_SECRETS='["whsec_loadtest"]' \
+  REGENGINE__OUTBOX__DELIVERY=$delivery REGENGINE__OUTBOX__SMTP__HOST=127.0.0.1 \
+  REGENGINE__OUTBOX__SMTP__PORT="$smtp_port" REGENGINE__OUTBOX__SMTP__SECURITY=none \
+  "$GW" >"$data.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 150); do
+  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+  sleep 0.2
+done
+LOADTEST_PASSWORD=$PASSWORD timeout 900 "$LT" webhooks --base "http://127.0.0.1:$port" \
+  --stripe-stub 127.0.0.1:$stub --secret whsec_loadtest -n "$N" --quiet \
+  --report "$data.json" "$@"
+sent() {
+  curl -s "http://127.0.0.1:$port/metrics" |
+    awk '/^notify_attempts_total\{channel="email",result="sent"\}/ {print $2}' | cut -d. -f1
+}
+start=$(date +%s.%N)
+at_end=$(sent)
+now=${at_end:-0}
+for _ in $(seq 1 6000); do
+  now=$(sent)
+  [ "${now:-0}" -ge "$N" ] && break
+  sleep 0.1
+done
+took=$(echo "$(date +%s.%N) - $start" | bc)
+rate=$(echo "scale=0; (${now:-0} - ${at_end:-0}) / $took" | bc)
+echo "mail ($MAIL): ${at_end:-0} confirmation mails sent when the storm ended; the other $((${now:-0} - ${at_end:-0})) in $took s ($rate/s); sent ${now:-0} of $N"
+[ "$MAIL" = on ] && echo "SMTP server received $(find "$maildir" -name '*.eml' | wc -l) messages"
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^notify_(attempts_total|backlog)' | sed 's/^/  /'
+kill "$pid" "$sink"
+wait "$pid" "$sink" 2>/dev/null
+rm -rf "$data" "$data.log" "$data.json" "$data.smtp" "$maildir"

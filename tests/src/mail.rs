@@ -1,0 +1,124 @@
+//! A real SMTP server for the mail tests (aiosmtpd, `tests/support/smtp_sink.py`), each
+//! message it accepted parsed by a MIME parser from other hands (`mail-parser`), and the
+//! `icalendar` package reading calendars back.
+
+use crate::{localstripe_python, python_server, workspace_root};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// An SMTP server on 127.0.0.1 writing each message to a file.
+pub struct SmtpSink {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    /// Where the messages are written.
+    pub dir: PathBuf,
+}
+
+impl SmtpSink {
+    /// Starts one on a free port, writing to `dir`.
+    pub fn start(dir: &Path) -> SmtpSink {
+        Self::start_on(dir, 0)
+    }
+
+    /// Starts one on `port` (0: a free one), writing to `dir` (added to what is there).
+    pub fn start_on(dir: &Path, port: u16) -> SmtpSink {
+        Self::spawn(dir, port, false)
+    }
+
+    /// One that writes each message but never acknowledges it (the sender waits).
+    pub fn withholding(dir: &Path) -> SmtpSink {
+        Self::spawn(dir, 0, true)
+    }
+
+    fn spawn(dir: &Path, port: u16, withhold: bool) -> SmtpSink {
+        let dir_arg = dir.to_str().expect("utf-8 path");
+        let port_arg = port.to_string();
+        let mut args = vec![dir_arg, port_arg.as_str()];
+        if withhold {
+            args.push("--withhold");
+        }
+        let (child, addr) = python_server("smtp_sink.py", &args);
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the sink prints its address");
+        SmtpSink {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Every message received so far, raw, in arrival order.
+    pub fn raw(&self) -> Vec<Vec<u8>> {
+        received(&self.dir)
+    }
+
+    /// Stops it (connections are refused until a new one starts on the port).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The messages written to `dir`, in arrival order (file names sort by sink and count).
+pub fn received(dir: &Path) -> Vec<Vec<u8>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    names.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+}
+
+/// How many messages are in `dir` (without reading them).
+pub fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// An iCalendar object read by Python's `icalendar`: uid, summary, location, sequence,
+/// start, end (ISO 8601) and the start's time zone.
+pub fn read_ics(ics: &[u8]) -> serde_json::Value {
+    let mut child = Command::new(localstripe_python())
+        .arg(workspace_root().join("tests/support/read_ics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(ics)
+        .expect("ics written");
+    let out = child.wait_with_output().expect("read_ics.py ran");
+    assert!(
+        out.status.success(),
+        "icalendar refused the calendar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from read_ics.py")
+}
