@@ -692,34 +692,39 @@ pub trait Store: Send + Sync + 'static {
         deliveries: &[crate::notify::Delivery],
     ) -> Result<(), StoreError>;
     /// Queued deliveries of `channel` due by `until`, earliest first, at most `limit`, each
-    /// with its message (or the error reading it).
+    /// with its message (or the error reading it); messages in `skip` (in flight) are passed
+    /// over without being read.
     #[allow(clippy::type_complexity)]
     fn deliveries_due(
         &self,
         channel: crate::notify::Channel,
         until: DateTime<Utc>,
         limit: usize,
+        skip: &std::collections::HashSet<uuid::Uuid>,
     ) -> Result<Vec<(crate::notify::Delivery, Result<OutboxMessage, StoreError>)>, StoreError>;
     /// When the channel's earliest queued delivery is due.
     fn next_delivery_due(
         &self,
         channel: crate::notify::Channel,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// How many deliveries of `channel` are queued (counted up to `count_max`), and when the
-    /// oldest message among the first due was created.
+    /// How many deliveries of `channel` are queued, and when the oldest message among the
+    /// next due was created.
     fn delivery_backlog(
         &self,
         channel: crate::notify::Channel,
-        count_max: usize,
     ) -> Result<(usize, Option<DateTime<Utc>>), StoreError>;
-    /// Records a delivery's new state (`before` is the row as the caller read it: its queue
-    /// entry is replaced). A delivery no longer queued drops the message once none of its
-    /// deliveries needs it (a dead one keeps it, for a replay).
+    /// Records a delivery's new state if the stored row is still `before` (as the caller read
+    /// it; its queue entry is replaced); `false` when someone changed it first (nothing
+    /// written). A finished delivery drops the message once none of its deliveries needs it
+    /// (a dead one keeps it, for a replay).
     fn delivery_update(
         &self,
         before: &crate::notify::Delivery,
         after: &crate::notify::Delivery,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// Removes up to `limit` deliveries that finished (sent, skipped, ...) before `before`;
+    /// how many.
+    fn prune_deliveries(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError>;
     /// One delivery.
     fn delivery(
         &self,

@@ -50,6 +50,15 @@ impl MailSender {
         if confirmation && view.is_none() {
             return Err(SendError::Permanent("registration not found".into()));
         }
+        if let Some(view) = &view {
+            facts.attendee_name = Some(view.attendee.name.clone());
+            if confirmation && view.status != RegistrationStatus::Confirmed {
+                return Err(SendError::Obsolete(format!(
+                    "the registration is {} now",
+                    view.status.as_str()
+                )));
+            }
+        }
         let Some(event_id) = view.as_ref().map(|v| v.event_id).or(event_id) else {
             return Ok(facts);
         };
@@ -57,19 +66,12 @@ impl MailSender {
             return Ok(facts);
         };
         if let Some(view) = &view {
-            facts.attendee_name = Some(view.attendee.name.clone());
             facts.ticket_type = record
                 .ticket_types
                 .iter()
                 .find(|t| t.id == view.ticket_type_id)
                 .map(|t| t.name.clone());
             if confirmation {
-                if view.status != RegistrationStatus::Confirmed {
-                    return Err(SendError::Obsolete(format!(
-                        "the registration is {} now",
-                        view.status.as_str()
-                    )));
-                }
                 facts.tickets = self.codes.lines(&record, view);
             }
         }

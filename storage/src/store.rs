@@ -110,6 +110,10 @@ pub struct Db {
     pub(crate) delivery_queue: Keyspace,
     /// Index of the dead deliveries: message (16) + channel (1).
     pub(crate) deliveries_dead: Keyspace,
+    /// Index of the finished deliveries by when: ms (8) + message (16) + channel (1).
+    pub(crate) deliveries_done: Keyspace,
+    /// Deliveries' row locks and queued counts.
+    pub(crate) delivery_state: std::sync::Arc<crate::deliveries::DeliveryState>,
 }
 
 impl Db {
@@ -158,7 +162,13 @@ impl Db {
             deliveries: ks("deliveries")?,
             delivery_queue: ks("delivery_queue")?,
             deliveries_dead: ks("deliveries_dead")?,
+            deliveries_done: ks("deliveries_done")?,
+            delivery_state: Default::default(),
             db,
+        })
+        .and_then(|db: Self| {
+            db.count_queued()?;
+            Ok(db)
         })
     }
 
@@ -192,7 +202,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 29] {
+    fn all(&self) -> [&Keyspace; 30] {
         [
             &self.journal,
             &self.snapshots,
@@ -223,6 +233,7 @@ impl Db {
             &self.deliveries,
             &self.delivery_queue,
             &self.deliveries_dead,
+            &self.deliveries_done,
         ]
     }
 
@@ -672,9 +683,10 @@ impl Store for Db {
         channel: engine::notify::Channel,
         until: chrono::DateTime<chrono::Utc>,
         limit: usize,
+        skip: &std::collections::HashSet<uuid::Uuid>,
     ) -> Result<Vec<(engine::notify::Delivery, Result<OutboxMessage, StoreError>)>, StoreError>
     {
-        self.due_deliveries(channel, until, limit)
+        self.due_deliveries(channel, until, limit, skip)
     }
 
     fn next_delivery_due(
@@ -687,17 +699,24 @@ impl Store for Db {
     fn delivery_backlog(
         &self,
         channel: engine::notify::Channel,
-        count_max: usize,
     ) -> Result<(usize, Option<chrono::DateTime<chrono::Utc>>), StoreError> {
-        self.backlog(channel, count_max)
+        self.backlog(channel)
     }
 
     fn delivery_update(
         &self,
         before: &engine::notify::Delivery,
         after: &engine::notify::Delivery,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.update_delivery(before, after)
+    }
+
+    fn prune_deliveries(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.prune(before, limit)
     }
 
     fn delivery(

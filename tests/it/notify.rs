@@ -333,6 +333,29 @@ async fn a_refused_address_is_a_dead_letter_that_admins_list_replay_and_discard(
     .expect("dead again");
     assert_eq!(again.body["items"][0]["attempts"], 1);
 
+    // In bulk (after an outage): only the kind asked for; bad input changes nothing.
+    let bulk = "/api/v1/deliveries/dead/replay";
+    let none = admin
+        .post(bulk, &json!({"kind": "verify_email"}), None)
+        .await;
+    assert_eq!(
+        (none.status, none.body["replayed"].as_u64()),
+        (200, Some(0)),
+        "{none:?}"
+    );
+    let bad = admin.post(bulk, &json!({"limit": 0}), None).await;
+    assert_eq!(bad.status, 422, "{bad:?}");
+    let all = admin.post(bulk, &json!({"kind": "confirmed"}), None).await;
+    assert_eq!(all.body["replayed"], 1, "{all:?}");
+    wait_for(Duration::from_secs(20), || async {
+        let r = admin
+            .get(&format!("/api/v1/messages/{id}/deliveries"))
+            .await;
+        (r.body["items"][0]["status"] == "failed").then_some(())
+    })
+    .await
+    .expect("dead once more");
+
     // Discarded: gone from the dead letters; a second discard finds nothing.
     let path = format!("/api/v1/messages/{id}/deliveries/email");
     let gone = admin.send(admin.at(reqwest::Method::DELETE, &path)).await;

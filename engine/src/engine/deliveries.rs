@@ -44,21 +44,60 @@ impl Engine {
         queued.attempts = 0;
         queued.due_at = now;
         queued.updated_at = now;
-        self.ctx
+        let applied = self
+            .ctx
             .store
             .delivery_update(&dead, &queued)
             .map_err(EngineError::Store)?;
+        if !applied {
+            // Changed since it was read (a concurrent replay or discard).
+            return Err(self.dead_delivery(message, channel).err().unwrap_or(
+                DomainError::DeliveryNotDead(crate::notify::DeliveryStatus::Queued.as_str()).into(),
+            ));
+        }
         self.wakes.wake(channel);
         Ok(queued)
+    }
+
+    /// Replays up to `limit` dead deliveries (of `kind` only, if given), oldest message
+    /// first: after an outage or a configuration error fixed. Returns how many.
+    pub fn replay_dead(&self, kind: Option<&str>, limit: usize) -> EngineResult<usize> {
+        let mut replayed = 0;
+        let mut after = None;
+        while replayed < limit {
+            let page = self.dead_deliveries(after, 500)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some((last.message_id, last.channel));
+            for dead in page {
+                if replayed >= limit {
+                    break;
+                }
+                if kind.is_some_and(|k| k != dead.kind) {
+                    continue;
+                }
+                // One replayed or discarded meanwhile is passed over.
+                if self.replay_delivery(dead.message_id, dead.channel).is_ok() {
+                    replayed += 1;
+                }
+            }
+        }
+        Ok(replayed)
     }
 
     /// Removes a dead delivery for good (and its message, once nothing needs it).
     pub fn discard_delivery(&self, message: Uuid, channel: Channel) -> EngineResult<()> {
         self.dead_delivery(message, channel)?;
-        self.ctx
+        let discarded = self
+            .ctx
             .store
             .delivery_discard(message, channel)
             .map_err(EngineError::Store)?;
+        if !discarded {
+            // Replayed or discarded since it was read.
+            self.dead_delivery(message, channel)?;
+        }
         Ok(())
     }
 

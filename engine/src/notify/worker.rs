@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub attempts_max: u32,
     /// How often an idle worker looks for deliveries written without waking it.
     pub idle_poll: Duration,
+    /// How long finished deliveries (sent, skipped) stay readable before they are pruned.
+    pub retention: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -40,14 +42,15 @@ impl Default for WorkerConfig {
             retry_max: Duration::from_secs(600),
             attempts_max: 12,
             idle_poll: Duration::from_millis(200),
+            retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
 
-/// How often the backlog gauges are refreshed at most (counting reads the queue).
+/// How often the backlog gauges are refreshed and finished deliveries pruned.
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
-/// Queued deliveries counted at most for the backlog gauge.
-const BACKLOG_COUNT_MAX: usize = 1_000_000;
+/// Finished deliveries pruned per round at most.
+const PRUNE_MAX: usize = 1_000;
 
 /// What one worker needs.
 pub struct Worker {
@@ -62,12 +65,15 @@ pub struct Worker {
 /// What a send task returns: the delivery it attempted and the outcome.
 type Attempt = (Delivery, Result<Sent, SendError>);
 
-/// Sends in flight: each task's delivery, by task id, and the messages they carry.
+/// Sends in flight: each task's delivery, by task id, and the messages they carry; and
+/// outcomes not yet recorded (the store refused the write: their messages stay "in flight",
+/// so they are not sent again while the write is retried).
 #[derive(Default)]
 struct InFlight {
     tasks: JoinSet<Attempt>,
     by_task: HashMap<tokio::task::Id, Delivery>,
     messages: HashSet<Uuid>,
+    unrecorded: Vec<(Delivery, Delivery)>,
 }
 
 /// Runs `worker` until `shutdown`. Sends in flight at shutdown are abandoned: their rows stay
@@ -83,19 +89,22 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
         }
         if gauges_at.elapsed() >= GAUGE_EVERY {
             publish_gauges(&worker, channel);
+            prune(&worker);
             gauges_at = Instant::now();
         }
         let room = worker.config.concurrency.saturating_sub(flight.tasks.len());
-        let waiting_for_rate = if room > 0 {
+        let fill = if !write_back(&worker, &mut flight) {
+            Fill::Failed // the store refuses writes: send nothing more until it takes them
+        } else if room > 0 {
             fill(&worker, &mut flight, &mut pace, room)
         } else {
-            None
+            Fill::Done
         };
         let idle = flight.tasks.is_empty();
-        let wait = match (waiting_for_rate, idle) {
-            (Some(until), _) => until.saturating_duration_since(Instant::now()),
-            (None, true) => next_due_in(&worker, channel).min(worker.config.idle_poll),
-            (None, false) => worker.config.idle_poll,
+        let wait = match (fill, idle) {
+            (Fill::RateLimited(until), _) => until.saturating_duration_since(Instant::now()),
+            (Fill::Done, true) => next_due_in(&worker, channel).min(worker.config.idle_poll),
+            (Fill::Done, false) | (Fill::Failed, _) => worker.config.idle_poll,
         };
         tokio::select! {
             Some(done) = flight.tasks.join_next_with_id(), if !idle => {
@@ -114,34 +123,37 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Starts sends for up to `room` due deliveries not already in flight. Returns when the
-/// rate lets the next one start, if it held one back.
-fn fill(worker: &Worker, flight: &mut InFlight, pace: &mut Pace, room: usize) -> Option<Instant> {
+/// What filling the flight did.
+enum Fill {
+    /// Started what was due (possibly nothing).
+    Done,
+    /// The rate held the next start back until then.
+    RateLimited(Instant),
+    /// The store failed: wait before trying again.
+    Failed,
+}
+
+/// Starts sends for up to `room` due deliveries not already in flight.
+fn fill(worker: &Worker, flight: &mut InFlight, pace: &mut Pace, room: usize) -> Fill {
     let channel = worker.sender.channel();
     let now = worker.clock.now();
     let due = match worker
         .store
-        .deliveries_due(channel, now, flight.messages.len() + room)
+        .deliveries_due(channel, now, room, &flight.messages)
     {
         Ok(due) => due,
         Err(e) => {
             tracing::error!(error = %chain(&e), channel = channel.as_str(), "reading due deliveries failed");
-            return None;
+            return Fill::Failed;
         }
     };
     for (delivery, message) in due {
-        if flight.messages.contains(&delivery.message_id) {
-            continue;
-        }
-        if flight.tasks.len() >= worker.config.concurrency {
-            break;
-        }
         if let Some(until) = pace.take() {
-            return Some(until);
+            return Fill::RateLimited(until);
         }
         start(worker, flight, delivery, message);
     }
-    None
+    Fill::Done
 }
 
 fn start(
@@ -194,12 +206,34 @@ fn settle(
             )
         }
     };
-    flight.messages.remove(&delivery.message_id);
-    record(worker, &delivery, outcome);
+    let next = record(worker, &delivery, outcome);
+    flight.unrecorded.push((delivery, next));
+    write_back(worker, flight);
 }
 
-/// The delivery's row after an attempt.
-fn record(worker: &Worker, delivery: &Delivery, outcome: Result<Sent, SendError>) {
+/// Writes the outcomes not yet recorded; `false` if the store still refuses (they stay, and
+/// their messages stay marked in flight, so nothing is sent twice meanwhile).
+fn write_back(worker: &Worker, flight: &mut InFlight) -> bool {
+    while let Some((before, next)) = flight.unrecorded.last() {
+        match worker.store.delivery_update(before, next) {
+            Ok(applied) => {
+                if !applied {
+                    tracing::warn!(id = %before.message_id, channel = before.channel.as_str(), "delivery changed while it was being sent; outcome not recorded");
+                }
+                flight.messages.remove(&before.message_id);
+                flight.unrecorded.pop();
+            }
+            Err(e) => {
+                tracing::error!(error = %chain(&e), id = %before.message_id, "recording a delivery failed; retrying");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The delivery's row after an attempt (counted and logged here, written by the caller).
+fn record(worker: &Worker, delivery: &Delivery, outcome: Result<Sent, SendError>) -> Delivery {
     let channel = delivery.channel.as_str();
     if let Err(e) = &outcome {
         tracing::warn!(id = %delivery.message_id, channel, kind = %delivery.kind, error = %e, "sending failed");
@@ -223,9 +257,21 @@ fn record(worker: &Worker, delivery: &Delivery, outcome: Result<Sent, SendError>
     if next.status == DeliveryStatus::Failed {
         tracing::error!(id = %next.message_id, channel, kind = %next.kind, error = ?next.last_error, "delivery given up: a dead letter");
     }
-    if let Err(e) = worker.store.delivery_update(delivery, &next) {
-        // The row still says queued: it is sent again (at least once, same message id).
-        tracing::error!(error = %chain(&e), id = %delivery.message_id, channel, "recording a delivery failed");
+    next
+}
+
+/// Removes finished deliveries older than the retention (a bounded number per round).
+fn prune(worker: &Worker) {
+    let Ok(retention) = chrono::Duration::from_std(worker.config.retention) else {
+        return;
+    };
+    match worker
+        .store
+        .prune_deliveries(worker.clock.now() - retention, PRUNE_MAX)
+    {
+        Ok(0) => {}
+        Ok(n) => metrics::counter!("notify_deliveries_pruned_total").increment(n as u64),
+        Err(e) => tracing::warn!(error = %chain(&e), "pruning finished deliveries failed"),
     }
 }
 
@@ -238,7 +284,7 @@ fn next_due_in(worker: &Worker, channel: Channel) -> Duration {
 }
 
 fn publish_gauges(worker: &Worker, channel: Channel) {
-    match worker.store.delivery_backlog(channel, BACKLOG_COUNT_MAX) {
+    match worker.store.delivery_backlog(channel) {
         Ok((count, oldest)) => {
             metrics::gauge!("notify_backlog", "channel" => channel.as_str()).set(count as f64);
             let age = oldest
@@ -252,8 +298,8 @@ fn publish_gauges(worker: &Worker, channel: Channel) {
     }
 }
 
-/// Spaces starts `1 / rate` apart (no limit at rate 0), allowing a burst of one second's
-/// worth after a pause.
+/// Spaces starts `1 / rate` apart (no limit at rate 0), allowing a burst of a tenth of a
+/// second's worth after a pause (so any one second sees at most 1.1 × rate starts).
 struct Pace {
     every: Option<Duration>,
     next: Instant,
@@ -271,9 +317,8 @@ impl Pace {
     fn take(&mut self) -> Option<Instant> {
         let every = self.every?;
         let now = Instant::now();
-        let floor = now
-            .checked_sub(Duration::from_secs(1).saturating_sub(every))
-            .unwrap_or(now);
+        let burst = Duration::from_millis(100);
+        let floor = now.checked_sub(burst.saturating_sub(every)).unwrap_or(now);
         self.next = self.next.max(floor);
         if self.next > now {
             return Some(self.next);
@@ -288,18 +333,28 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_pace_allows_a_seconds_burst_then_spaces_starts() {
-        let mut pace = Pace::new(10);
+    async fn the_pace_allows_a_tenth_of_a_seconds_burst_then_spaces_starts() {
+        let mut pace = Pace::new(100);
         tokio::time::advance(Duration::from_secs(5)).await;
         let mut started = 0;
         while pace.take().is_none() {
             started += 1;
         }
-        assert_eq!(started, 10, "one second's worth after a pause");
-        let until = pace.take().expect("the eleventh waits");
+        assert_eq!(started, 10, "a tenth of a second's worth after a pause");
+        let mut in_a_second = 0;
+        for _ in 0..1000 {
+            tokio::time::advance(Duration::from_millis(1)).await;
+            while pace.take().is_none() {
+                in_a_second += 1;
+            }
+        }
+        assert_eq!(in_a_second, 100, "then the rate");
+        let mut slow = Pace::new(10);
+        assert!(slow.take().is_none(), "one at once");
+        let until = slow.take().expect("the next waits");
         assert!(until > Instant::now());
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(pace.take().is_none());
+        assert!(slow.take().is_none());
         assert!(Pace::new(0).take().is_none());
     }
 }

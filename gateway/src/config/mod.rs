@@ -190,6 +190,8 @@ pub struct OutboxSection {
     pub rate_per_sec: u32,
     /// Longest wait between two attempts of one delivery.
     pub retry_max_ms: u64,
+    /// Days a finished delivery (sent, skipped) stays readable before it is pruned.
+    pub delivery_retention_days: u32,
     /// The SMTP server (`delivery = "smtp"`).
     pub smtp: SmtpSection,
     /// The file of the `file` adapter; relative paths are inside `storage.data_dir`.
@@ -626,8 +628,10 @@ impl Config {
             ),
             (
                 (1..=1_024).contains(&self.outbox.concurrency)
-                    && self.outbox.retry_max_ms >= self.outbox.retry_ms,
-                "outbox.concurrency must be 1..=1024 and outbox.retry_max_ms >= outbox.retry_ms",
+                    && self.outbox.retry_max_ms >= self.outbox.retry_ms
+                    && (1..=3_650).contains(&self.outbox.delivery_retention_days),
+                "outbox.concurrency must be 1..=1024, outbox.retry_max_ms >= outbox.retry_ms and \
+                 outbox.delivery_retention_days 1..=3650",
             ),
             (
                 integrations::mail::mime::mailbox(&self.outbox.from).is_ok(),
@@ -690,6 +694,9 @@ impl Config {
                 retry_after: Duration::from_millis(self.outbox.retry_ms),
                 retry_max: Duration::from_millis(self.outbox.retry_max_ms),
                 attempts_max: self.outbox.attempts_max,
+                retention: Duration::from_secs(
+                    u64::from(self.outbox.delivery_retention_days) * 86_400,
+                ),
                 ..engine::notify::worker::WorkerConfig::default()
             },
         }

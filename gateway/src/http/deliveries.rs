@@ -4,13 +4,14 @@
 use super::AppState;
 use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ApiQuery, PathId, PathIdText};
+use super::extract::{ApiJson, ApiQuery, PathId, PathIdText};
 use super::policy::require_any;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use engine::error::{DomainError, FieldError};
 use engine::notify::{Channel, Delivery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -22,6 +23,7 @@ const PAGE_LIMIT_MAX: usize = 500;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/deliveries/dead", get(list_dead))
+        .route("/api/v1/deliveries/dead/replay", post(replay_all))
         .route("/api/v1/messages/{id}/deliveries", get(message_deliveries))
         .route(
             "/api/v1/messages/{id}/deliveries/{channel}/replay",
@@ -164,6 +166,62 @@ pub(crate) async fn message_deliveries(
     }))
 }
 
+/// Which dead deliveries to replay at once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(examples(replay_all_example))]
+pub struct ReplayAll {
+    /// Only messages of this kind (`confirmed`, `verify_email`, ...); absent: every kind.
+    #[schema(max_length = 32)]
+    kind: Option<String>,
+    /// At most this many, 1..=10000 (default 1000).
+    #[schema(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+}
+
+/// How many were queued again.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(examples(replayed_example))]
+pub struct Replayed {
+    replayed: usize,
+}
+
+/// Replays dead deliveries in bulk, oldest message first (admins; audited): after an outage
+/// or a configuration error is fixed, the deliveries given up on meanwhile go out again.
+#[utoipa::path(post, path = "/api/v1/deliveries/dead/replay", tag = "notifications", security(("bearer" = [])),
+    request_body = ReplayAll,
+    responses((status = 200, body = Replayed), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn replay_all(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiJson(body): ApiJson<ReplayAll>,
+) -> ApiResult<Json<Replayed>> {
+    require_any(&principal, &[])?;
+    let limit = body.limit.unwrap_or(1_000);
+    let mut errors = Vec::new();
+    if !(1..=10_000).contains(&limit) {
+        errors.push(FieldError::new("limit", "must be 1..=10000"));
+    }
+    if body
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 32)
+    {
+        errors.push(FieldError::new("kind", "must be 1-32 characters"));
+    }
+    if !errors.is_empty() {
+        return Err(DomainError::Validation(errors).into());
+    }
+    let engine = state.engine.clone();
+    let kind = body.kind;
+    // Store writes, one per delivery: off the async workers.
+    let replayed = tokio::task::spawn_blocking(move || engine.replay_dead(kind.as_deref(), limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(Replayed { replayed }))
+}
+
 /// Replays a dead delivery: queued again, due now, its attempts counted afresh, with the same
 /// message id (admins; audited).
 #[utoipa::path(post, path = "/api/v1/messages/{id}/deliveries/{channel}/replay", tag = "notifications",
@@ -214,4 +272,12 @@ fn delivery_example() -> serde_json::Value {
 
 fn delivery_page_example() -> serde_json::Value {
     serde_json::json!({"items": [delivery_example()], "next_cursor": null})
+}
+
+fn replay_all_example() -> serde_json::Value {
+    serde_json::json!({"kind": "confirmed", "limit": 1000})
+}
+
+fn replayed_example() -> serde_json::Value {
+    serde_json::json!({"replayed": 1000})
 }

@@ -95,15 +95,21 @@ pub fn transactional(kind: &MessageKind) -> bool {
     }
 }
 
-/// What a template sees: the message's own fields, the facts, and the link.
+/// What a template sees: the message's own fields, the facts, and the link. Absent values
+/// are left out (not `none`), so a template that uses one without `{% if %}` fails the check
+/// at start instead of printing nothing.
 #[derive(Serialize)]
 pub(crate) struct Context<'a> {
     kind: &'static str,
     locale: &'a str,
     base_url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     attendee_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<EventContext<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ticket_type: Option<&'a str>,
     tickets: Vec<TicketContext<'a>>,
     /// Kind-specific fields (see [`Context::new`]).
@@ -114,6 +120,7 @@ pub(crate) struct Context<'a> {
 #[derive(Serialize)]
 struct EventContext<'a> {
     title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     venue: Option<&'a str>,
     starts_at: String,
     ends_at: String,
@@ -142,8 +149,11 @@ enum Fields<'a> {
     Money {
         amount: String,
         currency: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
         cause: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         deadline: Option<String>,
     },
     Canceled {

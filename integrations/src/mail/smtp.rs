@@ -1,7 +1,12 @@
 //! SMTP through lettre: implicit TLS, STARTTLS, or plain (a local relay), with optional
-//! authentication, a connection pool and timeouts. A reply the server gives as permanent
-//! (5xx: an address refused for good) is a permanent failure; anything else (4xx, a
-//! timeout, a connection refused) is retried.
+//! authentication, a connection pool and timeouts.
+//!
+//! Only a refusal of this message or this recipient is permanent (550, 551, 552, 553 without
+//! a 5.7.x policy code: no such mailbox, mailbox full for good, address malformed). Everything
+//! else is retried: 4xx, timeouts, refused connections, and also the 5xx replies that come
+//! from the server's set-up rather than the message (530/535 authentication, 554 at the
+//! greeting, 5.7.x relay or policy refusals), so a wrong password or a block list does not
+//! turn a whole sale's mail into dead letters in a minute; it waits, visible in the backlog.
 
 use engine::notify::{SendError, Sent};
 use lettre::transport::smtp::PoolConfig;
@@ -77,8 +82,51 @@ impl Smtp {
             Ok(response) => Ok(Sent {
                 provider_id: response.message().next().map(str::to_owned),
             }),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(format!("SMTP: {e}"))),
+            Err(e) if refused_for_good(&e) => Err(SendError::Permanent(format!("SMTP: {e}"))),
             Err(e) => Err(SendError::Retry(format!("SMTP: {e}"))),
         }
+    }
+}
+
+/// Whether the server refused this recipient or message for good (see the module's doc).
+fn refused_for_good(e: &lettre::transport::smtp::Error) -> bool {
+    let Some(code) = e.status() else {
+        return false;
+    };
+    let text = e.to_string();
+    permanent(&code.to_string(), &text)
+}
+
+fn permanent(code: &str, text: &str) -> bool {
+    matches!(code, "550" | "551" | "552" | "553") && !text.contains(" 5.7.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permanent;
+
+    #[test]
+    fn only_a_refused_mailbox_or_message_is_permanent() {
+        assert!(permanent(
+            "550",
+            "permanent error (550): 5.1.1 mailbox unavailable"
+        ));
+        assert!(permanent(
+            "553",
+            "permanent error (553): mailbox name not allowed"
+        ));
+        assert!(!permanent(
+            "550",
+            "permanent error (550): 5.7.1 Relaying denied"
+        ));
+        assert!(!permanent(
+            "535",
+            "permanent error (535): 5.7.8 authentication failed"
+        ));
+        assert!(!permanent(
+            "554",
+            "permanent error (554): no SMTP service here"
+        ));
+        assert!(!permanent("451", "transient error (451): try again later"));
     }
 }

@@ -3,8 +3,9 @@
 //! and `body` (the HTML part's content, inside the layout's frame). Built in for English, German and
 //! French; a directory given at start may replace any of them (same names).
 //!
-//! Every template is checked when loaded: each kind is rendered in each locale with a sample
-//! message, with undefined variables as errors, so a typo or a variable the kind does not
+//! Every template is checked when loaded: each kind is rendered in each locale with sample
+//! messages (with the most and the least facts the kind can have), with undefined variables
+//! as errors (allowed only as `{% if %}` conditions), so a typo or a variable the kind does not
 //! have stops the server at start rather than a message at send time. Text parts are not
 //! escaped; the HTML part is (each file is registered twice, as `.txt` and `.html`).
 
@@ -171,7 +172,7 @@ impl Templates {
     /// checked by rendering every kind in every locale. The error names the template.
     pub fn load(dir: Option<&Path>) -> Result<Self, String> {
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
                 .trim_blocks(true)
@@ -208,19 +209,22 @@ impl Templates {
         Ok(templates)
     }
 
-    /// Renders every kind in every locale with a sample message.
+    /// Renders every kind in every locale with a sample message, once with everything a
+    /// message of its kind can have and once with the least it can have (a verification has
+    /// no event; a registration may have no venue, no ticket type name, no attendee name).
     fn check(&self) -> Result<(), String> {
-        let facts = sample_facts();
         for message in samples() {
-            for locale in LOCALES {
-                self.render_in(
-                    &message,
-                    &facts,
-                    locale,
-                    "https://tickets.example",
-                    "example",
-                )
-                .map_err(|e| format!("{} ({locale}): {e}", message.kind.as_str()))?;
+            for facts in sample_facts(&message.kind) {
+                for locale in LOCALES {
+                    self.render_in(
+                        &message,
+                        &facts,
+                        locale,
+                        "https://tickets.example",
+                        "example",
+                    )
+                    .map_err(|e| format!("{} ({locale}): {e}", message.kind.as_str()))?;
+                }
             }
         }
         Ok(())
@@ -285,7 +289,22 @@ pub fn pick_locale(wanted: Option<&str>) -> &'static str {
         .unwrap_or(LOCALES[0])
 }
 
-fn sample_facts() -> Facts {
+/// The facts a message of `kind` may come with: the most and the least.
+fn sample_facts(kind: &MessageKind) -> Vec<Facts> {
+    if kind.registration_id().is_none() && !matches!(kind, MessageKind::EventCanceled { .. }) {
+        return vec![Facts::default()];
+    }
+    let full = full_facts();
+    let mut least = full.clone();
+    least.attendee_name = None;
+    least.ticket_type = None;
+    if let Some(event) = &mut least.event {
+        event.venue = None;
+    }
+    vec![full, least]
+}
+
+fn full_facts() -> Facts {
     let at = Utc
         .with_ymd_and_hms(2030, 6, 1, 18, 0, 0)
         .single()
@@ -376,7 +395,7 @@ mod tests {
     #[test]
     fn the_built_in_templates_load_and_render_every_kind_in_every_locale() {
         let t = Templates::load(None).expect("built-in templates are valid");
-        let facts = sample_facts();
+        let facts = full_facts();
         for message in samples() {
             let r = t
                 .render(&message, &facts, "https://front.example/", "mail.example")
@@ -400,7 +419,7 @@ mod tests {
         let t = Templates::load(None).unwrap();
         let message = &samples()[3]; // confirmed
         let r = t
-            .render(message, &sample_facts(), "https://f.example", "m.example")
+            .render(message, &full_facts(), "https://f.example", "m.example")
             .unwrap();
         assert!(
             r.html.contains("Sample &lt;Event&gt; &amp; Co"),
@@ -424,7 +443,7 @@ mod tests {
         assert_eq!(pick_locale(Some("pt-BR")), "en");
         assert_eq!(pick_locale(None), "en");
         let t = Templates::load(None).unwrap();
-        let mut facts = sample_facts();
+        let mut facts = full_facts();
         facts.locale = Some("de-DE".into());
         let r = t
             .render(&samples()[3], &facts, "https://f.example", "m.example")
@@ -446,6 +465,18 @@ mod tests {
     }
 
     #[test]
+    fn a_token_template_using_the_event_fails_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("verify_email.de.jinja"),
+            "{% extends \"_layout\" %}{% block subject %}{{ event.title }}{% endblock %}",
+        )
+        .unwrap();
+        let e = Templates::load(Some(dir.path())).unwrap_err();
+        assert!(e.contains("verify_email (de)"), "{e}");
+    }
+
+    #[test]
     fn a_replacement_template_is_used() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -456,7 +487,7 @@ mod tests {
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         let r = t
-            .render(&samples()[0], &sample_facts(), "https://f.example", "m")
+            .render(&samples()[0], &full_facts(), "https://f.example", "m")
             .unwrap();
         assert_eq!(r.subject, "Hello from us");
     }
