@@ -193,6 +193,17 @@ fn senders(
             outbox.file_bytes_max,
         )),
         crate::config::Delivery::Log => mail::Transport::Log,
+        crate::config::Delivery::Sendgrid => {
+            let sendgrid = &outbox.sendgrid;
+            mail::Transport::SendGrid(
+                mail::sendgrid::SendGrid::new(&mail::sendgrid::SendGridSettings {
+                    api_base: sendgrid.api_base.clone(),
+                    api_key: sendgrid.api_key.clone(),
+                    timeout: Duration::from_millis(sendgrid.request_timeout_ms),
+                })
+                .map_err(|e| anyhow::anyhow!("SendGrid: {e}"))?,
+            )
+        }
         crate::config::Delivery::Smtp => {
             let smtp = &outbox.smtp;
             let settings = mail::smtp::SmtpSettings {
@@ -280,8 +291,16 @@ fn webhook_settings(
     paypal: Option<Arc<integrations::paypal::PayPalClient>>,
 ) -> http::payments::WebhookSettings {
     let stripe = &config.payments.stripe;
+    let sendgrid = &config.outbox.sendgrid;
     http::payments::WebhookSettings {
         paypal,
+        // Checked when the configuration was loaded.
+        sendgrid: integrations::mail::sendgrid::EventVerifier::new(
+            &sendgrid.webhook_public_key,
+            sendgrid.webhook_tolerance_secs,
+        )
+        .ok()
+        .filter(|_| !sendgrid.webhook_public_key.is_empty()),
         stripe: stripe.enabled.then(|| http::payments::StripeWebhook {
             secrets: stripe
                 .webhook_secrets

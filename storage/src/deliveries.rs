@@ -17,41 +17,7 @@ use engine::outbox::OutboxMessage;
 use engine::ports::StoreError;
 use fjall::OwnedWriteBatch;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
-
-/// Row locks (striped by message id) and each channel's count of queued rows.
-#[derive(Debug)]
-pub(crate) struct DeliveryState {
-    locks: [Mutex<()>; 64],
-    queued: [AtomicI64; Channel::ALL.len()],
-}
-
-impl Default for DeliveryState {
-    fn default() -> Self {
-        Self {
-            locks: std::array::from_fn(|_| Mutex::new(())),
-            queued: std::array::from_fn(|_| AtomicI64::new(0)),
-        }
-    }
-}
-
-impl DeliveryState {
-    fn lock(&self, message: &Uuid) -> MutexGuard<'_, ()> {
-        let stripe = message.as_bytes()[15] as usize % self.locks.len();
-        self.locks[stripe].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn count(&self, channel: Channel, delta: i64) {
-        self.queued[usize::from(channel.code() - 1)].fetch_add(delta, Ordering::Relaxed);
-    }
-
-    fn queued(&self, channel: Channel) -> usize {
-        usize::try_from(self.queued[usize::from(channel.code() - 1)].load(Ordering::Relaxed))
-            .unwrap_or(0)
-    }
-}
 
 /// `deliveries` and `deliveries_dead`: message (16) + channel (1).
 fn row_key(message: &Uuid, channel: Channel) -> [u8; 17] {

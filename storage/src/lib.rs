@@ -9,6 +9,7 @@
 pub mod audit;
 mod codec;
 mod deliveries;
+mod delivery_state;
 mod error;
 mod keys;
 mod projection;

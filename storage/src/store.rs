@@ -113,7 +113,7 @@ pub struct Db {
     /// Index of the finished deliveries by when: ms (8) + message (16) + channel (1).
     pub(crate) deliveries_done: Keyspace,
     /// Deliveries' row locks and queued counts.
-    pub(crate) delivery_state: std::sync::Arc<crate::deliveries::DeliveryState>,
+    pub(crate) delivery_state: std::sync::Arc<crate::delivery_state::DeliveryState>,
 }
 
 impl Db {

@@ -25,6 +25,7 @@ mod passivation;
 mod payments;
 mod paypal;
 mod rate_limit;
+mod sendgrid;
 mod tickets;
 mod vouchers;
 mod waitlist;

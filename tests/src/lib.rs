@@ -544,6 +544,33 @@ impl Api {
             .await
     }
 
+    /// Holds `quantity` seats for `attendee` (`{"name", "email"}`) and confirms them; the
+    /// registration as the API shows it (with its tickets' numbers and codes).
+    pub async fn confirmed(
+        &self,
+        event: &str,
+        ticket_type: &str,
+        attendee: serde_json::Value,
+        quantity: u16,
+    ) -> serde_json::Value {
+        let body = serde_json::json!({
+            "ticket_type_id": ticket_type, "quantity": quantity, "attendee": attendee
+        });
+        let held = self
+            .post(
+                &format!("/api/v1/events/{event}/registrations"),
+                &body,
+                None,
+            )
+            .await;
+        assert_eq!(held.status, 201, "{held:?}");
+        let id = held.str("id");
+        let path = format!("/api/v1/registrations/{id}/confirm");
+        let done = self.post(&path, &serde_json::json!({}), None).await;
+        assert_eq!(done.status, 200, "{done:?}");
+        done.body
+    }
+
     /// Availability of the event's first ticket type: (capacity, held, confirmed, available).
     pub async fn availability(&self, event: &str) -> (u64, u64, u64, u64) {
         let a = self

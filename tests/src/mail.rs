@@ -122,3 +122,95 @@ pub fn read_ics(ics: &[u8]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("JSON from read_ics.py")
 }
+
+/// A local SendGrid (`tests/support/fake_sendgrid.py`) following SendGrid's documented
+/// formats: the v3 mail send API and the signed event webhook, its signing key made by
+/// Python's `cryptography`.
+pub struct FakeSendGrid {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    http: reqwest::Client,
+}
+
+/// The API key the tests give the gateway and the fake SendGrid.
+pub const SENDGRID_API_KEY: &str = "SG.regengine-test-key";
+
+impl FakeSendGrid {
+    /// Starts one that refuses recipients at `refused_domain` (400) and answers the first
+    /// `unavailable` sends with 503.
+    pub fn start(refused_domain: &str, unavailable: u32) -> FakeSendGrid {
+        let unavailable = unavailable.to_string();
+        let (child, base) = python_server(
+            "fake_sendgrid.py",
+            &[SENDGRID_API_KEY, refused_domain, &unavailable],
+        );
+        FakeSendGrid {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("fake SendGrid answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Its event webhook verification key (base64 DER, as SendGrid shows it).
+    pub async fn public_key(&self) -> String {
+        let body = self.get("/_test/public-key").await;
+        body["public_key"].as_str().expect("a key").to_owned()
+    }
+
+    /// The send requests it accepted, in order (each with its `x_message_id`), and its
+    /// counters (`requests`, `unavailable`, `refused`).
+    pub async fn sent(&self) -> (Vec<serde_json::Value>, serde_json::Value) {
+        let body = self.get("/_test/sent").await;
+        (
+            body["sent"].as_array().cloned().unwrap_or_default(),
+            body["stats"].clone(),
+        )
+    }
+
+    /// Has it sign `events` (timestamped `timestamp`, or now) and POST them to `url` as
+    /// SendGrid does; `tamper` changes the body after signing. The receiver's status and body.
+    pub async fn deliver_events(
+        &self,
+        url: &str,
+        events: &serde_json::Value,
+        tamper: bool,
+        timestamp: Option<i64>,
+    ) -> (u16, String) {
+        let order = serde_json::json!({
+            "url": url, "events": events, "tamper": tamper, "timestamp": timestamp,
+        });
+        let reply: serde_json::Value = self
+            .http
+            .post(format!("{}/_test/events", self.base))
+            .json(&order)
+            .send()
+            .await
+            .expect("fake SendGrid answers")
+            .json()
+            .await
+            .expect("JSON");
+        (
+            reply["status"].as_u64().unwrap_or_default() as u16,
+            reply["body"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+}
+
+impl Drop for FakeSendGrid {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

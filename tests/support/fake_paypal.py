@@ -227,5 +227,6 @@ app.router.add_get("/_test/stats", test_stats)
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 sock.bind(("127.0.0.1", 0))
+sock.listen(128)  # before the address is printed: a client may connect at once
 print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
 web.run_app(app, sock=sock, print=None, access_log=None)

@@ -114,3 +114,53 @@ impl Engine {
         Ok(delivery)
     }
 }
+
+impl Engine {
+    /// A provider's report about a sent message (delivered, bounced): recorded on its
+    /// delivery if it was sent (a report about a delivery still queued, dead or unknown is
+    /// ignored: `false`). A bounce after a delivery report wins (it came later).
+    pub fn delivery_reported(
+        &self,
+        message: Uuid,
+        channel: Channel,
+        status: DeliveryStatus,
+        detail: Option<String>,
+    ) -> EngineResult<bool> {
+        // A concurrent change of the row (another report) is read again, a few times.
+        for _ in 0..3 {
+            let Some(row) = self
+                .ctx
+                .store
+                .delivery(message, channel)
+                .map_err(EngineError::Store)?
+            else {
+                return Ok(false);
+            };
+            let applies = matches!(
+                (row.status, status),
+                (
+                    DeliveryStatus::Sent,
+                    DeliveryStatus::Delivered | DeliveryStatus::Bounced
+                ) | (DeliveryStatus::Delivered, DeliveryStatus::Bounced)
+            );
+            if !applies {
+                return Ok(false);
+            }
+            let mut next = row.clone();
+            next.status = status;
+            next.updated_at = self.ctx.clock.now();
+            if detail.is_some() {
+                next.last_error = detail.clone();
+            }
+            if self
+                .ctx
+                .store
+                .delivery_update(&row, &next)
+                .map_err(EngineError::Store)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

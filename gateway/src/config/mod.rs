@@ -194,6 +194,8 @@ pub struct OutboxSection {
     pub delivery_retention_days: u32,
     /// The SMTP server (`delivery = "smtp"`).
     pub smtp: SmtpSection,
+    /// SendGrid (`delivery = "sendgrid"`) and its event webhook.
+    pub sendgrid: SendGridSection,
     /// The file of the `file` adapter; relative paths are inside `storage.data_dir`.
     pub file: PathBuf,
     /// Size at which the file is rotated (to `<file>.1`, replacing an older one).
@@ -208,6 +210,21 @@ pub struct OutboxSection {
     pub attempts_max: u32,
     /// Messages the relay reads from the store per round.
     pub relay_batch_max: usize,
+}
+
+/// SendGrid's mail send API and its signed event webhook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendGridSection {
+    pub api_base: String,
+    /// From the environment (`REGENGINE__OUTBOX__SENDGRID__API_KEY`).
+    pub api_key: String,
+    pub request_timeout_ms: u64,
+    /// The event webhook's verification key (base64 DER, from SendGrid's mail settings);
+    /// empty: the event webhook is off (404).
+    pub webhook_public_key: String,
+    /// Largest distance between a delivery's signed timestamp and now.
+    pub webhook_tolerance_secs: u64,
 }
 
 /// An SMTP server.
@@ -357,6 +374,8 @@ pub enum Delivery {
     Log,
     /// Sent to the SMTP server of `outbox.smtp`.
     Smtp,
+    /// Sent through SendGrid's API (`outbox.sendgrid`).
+    Sendgrid,
 }
 
 /// How log lines are written.
@@ -407,6 +426,7 @@ impl Config {
             .into_iter()
             .chain(self.core_checks())
             .chain(self.account_checks())
+            .chain(self.outbox_checks())
             .chain(self.payment_checks());
         if let Some((_, message)) = checks.find(|(ok, _)| !ok) {
             return Err(ConfigError::Invalid(message.to_owned()));
@@ -579,7 +599,7 @@ impl Config {
         ]
     }
 
-    /// Accounts (hashing, tokens) and the outbox.
+    /// Accounts (hashing, tokens).
     fn account_checks(&self) -> Vec<(bool, &'static str)> {
         vec![
             (
@@ -614,6 +634,12 @@ impl Config {
                 (60..=86_400).contains(&self.auth.reset_token_ttl_secs),
                 "auth.reset_token_ttl_secs must be 60..=86400",
             ),
+        ]
+    }
+
+    /// The outbox and its delivery.
+    fn outbox_checks(&self) -> Vec<(bool, &'static str)> {
+        vec![
             (
                 self.outbox.pending_max > 0 && self.outbox.file_bytes_max >= 4096,
                 "outbox.pending_max must be > 0 and outbox.file_bytes_max >= 4096",
@@ -653,6 +679,23 @@ impl Config {
                         && self.outbox.smtp.timeout_ms >= 100
                         && (1..=256).contains(&self.outbox.smtp.pool_max)),
                 "outbox.smtp needs a host, a port, timeout_ms >= 100 and pool_max 1..=256",
+            ),
+            (
+                self.outbox.delivery != Delivery::Sendgrid
+                    || (!self.outbox.sendgrid.api_key.is_empty()
+                        && (self.outbox.sendgrid.api_base.starts_with("https://")
+                            || self.outbox.sendgrid.api_base.starts_with("http://"))
+                        && self.outbox.sendgrid.request_timeout_ms >= 100),
+                "outbox.sendgrid needs an api_key, an http(s) api_base and request_timeout_ms >= 100",
+            ),
+            (
+                self.outbox.sendgrid.webhook_public_key.is_empty()
+                    || integrations::mail::sendgrid::EventVerifier::new(
+                        &self.outbox.sendgrid.webhook_public_key,
+                        self.outbox.sendgrid.webhook_tolerance_secs,
+                    )
+                    .is_ok(),
+                "outbox.sendgrid.webhook_public_key must be a base64 DER P-256 public key",
             ),
             (
                 self.outbox.link_base_url.starts_with("http://")

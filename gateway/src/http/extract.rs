@@ -29,6 +29,7 @@ impl<T: DeserializeOwned> FromRequest<super::AppState> for ApiJson<T> {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = super::body::read(req.into_body(), state.body_bytes_max).await?;
+        object(&bytes)?;
         parse(&bytes).map(ApiJson)
     }
 }
@@ -63,6 +64,21 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
+}
+
+/// Every request body of this API is a JSON object: serde would otherwise read a struct from
+/// an array of its fields in order (`[null, null]` for two optional fields).
+fn object(bytes: &[u8]) -> Result<(), ApiError> {
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        return Ok(());
+    }
+    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::MalformedJson(syntax.to_string()));
+    }
+    Err(ApiError::InvalidBody(vec![FieldError::new(
+        "body",
+        "must be a JSON object",
+    )]))
 }
 
 fn strip_position(message: &str) -> String {

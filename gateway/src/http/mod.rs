@@ -291,11 +291,11 @@ fn rate_limit(
         return None;
     }
     // Providers' webhooks are authenticated by their signatures and come in bursts from a
-    // few addresses (a webhook storm after an on-sale): a 429 would only delay the sale.
-    if request
-        .uri()
-        .path()
-        .starts_with("/api/v1/payments/webhooks/")
+    // few addresses (a webhook storm after an on-sale): a 429 would only delay the sale, or
+    // a delivery report.
+    let path = request.uri().path();
+    if path.starts_with("/api/v1/payments/webhooks/")
+        || path.starts_with("/api/v1/notifications/webhooks/")
     {
         return None;
     }

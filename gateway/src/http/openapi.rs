@@ -63,7 +63,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::bank::list_exceptions, super::payments::bank::resolve,
         super::payments::invoices::my_ledger, super::payments::invoices::my_ledger_csv,
         super::deliveries::list_dead, super::deliveries::message_deliveries,
-        super::deliveries::replay, super::deliveries::discard, super::deliveries::replay_all,
+        super::deliveries::replay, super::deliveries::discard, super::deliveries::replay_all, super::deliveries::sendgrid_events,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -96,7 +96,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::BillingDto, super::payments::invoices::LedgerPage,
         super::events::InvoicingDto, super::registrations::VatDto,
         super::deliveries::DeliveryDto, super::deliveries::DeliveryPage,
-        super::deliveries::ReplayAll, super::deliveries::Replayed,
+        super::deliveries::ReplayAll, super::deliveries::Replayed, super::deliveries::EventsReceived,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "notifications"), (name = "realtime"), (name = "ops")),

@@ -20,7 +20,7 @@ use engine::ports::RegistrationView;
 /// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
 /// needs `Authorization: Bearer`. The authentication gate (`auth::gate`) enforces it, and the
 /// OpenAPI document marks every other operation as needing a token.
-pub(crate) const PUBLIC: [&str; 13] = [
+pub(crate) const PUBLIC: [&str; 14] = [
     "GET /api/v1/events",
     "GET /api/v1/events/{id}",
     "GET /api/v1/events/{id}/availability",
@@ -35,6 +35,7 @@ pub(crate) const PUBLIC: [&str; 13] = [
     // Authenticated by the provider's signature over the body instead.
     "POST /api/v1/payments/webhooks/stripe",
     "POST /api/v1/payments/webhooks/paypal",
+    "POST /api/v1/notifications/webhooks/sendgrid",
 ];
 
 /// 403 unless the caller holds one of `roles` (or is an admin).

@@ -84,20 +84,31 @@ pub fn build(
         );
     }
     let mut mixed = MultiPart::mixed().multipart(related);
-    if let Some(event) = facts.event.as_ref().filter(|_| !tickets.is_empty()) {
-        let numbers: Vec<&str> = tickets.iter().map(|t| t.number.as_str()).collect();
-        let ics = super::ics::event(
-            event,
-            &settings.domain,
-            message.created_at,
-            rendered.link.as_deref().unwrap_or_default(),
-            &numbers.join(", "),
-        );
+    if let Some(ics) = calendar(message, facts, rendered, settings) {
         let calendar = ContentType::parse("text/calendar; charset=utf-8; method=PUBLISH")
             .map_err(|e| e.to_string())?;
         mixed = mixed.singlepart(attachment("event.ics", ics, calendar));
     }
     builder.multipart(mixed).map_err(|e| e.to_string())
+}
+
+/// The event's calendar entry, for a message that carries tickets to it.
+pub fn calendar(
+    message: &OutboxMessage,
+    facts: &Facts,
+    rendered: &Rendered,
+    settings: &Settings,
+) -> Option<String> {
+    let tickets = super::tickets(message, facts);
+    let event = facts.event.as_ref().filter(|_| !tickets.is_empty())?;
+    let numbers: Vec<&str> = tickets.iter().map(|t| t.number.as_str()).collect();
+    Some(super::ics::event(
+        event,
+        &settings.domain,
+        message.created_at,
+        rendered.link.as_deref().unwrap_or_default(),
+        &numbers.join(", "),
+    ))
 }
 
 fn attachment(name: &str, body: String, content_type: ContentType) -> SinglePart {

@@ -5,6 +5,7 @@
 
 pub mod ics;
 pub mod mime;
+pub mod sendgrid;
 pub mod smtp;
 pub mod spool;
 pub mod templates;
@@ -282,6 +283,8 @@ impl<'a> Context<'a> {
 pub enum Transport {
     /// An SMTP server.
     Smtp(smtp::Smtp),
+    /// SendGrid's mail send API.
+    SendGrid(sendgrid::SendGrid),
     /// The development spool file (JSON lines).
     Spool(spool::Spool),
     /// Only a log line (nothing reaches anyone).
@@ -325,6 +328,11 @@ impl Mailer {
                 let email = mime::build(message, facts, &rendered, &self.settings)
                     .map_err(SendError::Permanent)?;
                 smtp.send(email).await
+            }
+            Transport::SendGrid(sendgrid) => {
+                sendgrid
+                    .send(message, facts, &rendered, &self.settings)
+                    .await
             }
             Transport::Spool(spool) => spool.append(message, facts, &rendered).await,
             Transport::Log => {

@@ -25,6 +25,8 @@ pub struct WebhookSettings {
     pub stripe: Option<StripeWebhook>,
     /// PayPal's client (PayPal verifies its own deliveries), when PayPal is enabled.
     pub paypal: Option<Arc<integrations::paypal::PayPalClient>>,
+    /// SendGrid's event webhook key, when configured.
+    pub sendgrid: Option<integrations::mail::sendgrid::EventVerifier>,
 }
 
 /// Stripe's webhook verification.
@@ -235,13 +237,24 @@ fn received(result: &str, reason: Option<&str>) -> Json<WebhookReceived> {
 /// ten seconds, with the count held back, so a forger cannot flood the audit log), 400.
 fn reject(state: &AppState, provider: &'static str, why: &str) -> ApiError {
     metrics::counter!("payment_webhook_rejections_total", "provider" => provider).increment(1);
+    let path = format!("/api/v1/payments/webhooks/{provider}");
+    reject_at(state, provider, &path, why)
+}
+
+/// A refused webhook delivery to `path`: 400, and an audit entry (throttled).
+pub(crate) fn reject_at(
+    state: &AppState,
+    provider: &'static str,
+    path: &str,
+    why: &str,
+) -> ApiError {
     if let Some(held_back) = state.webhook_rejections.admit() {
         let entry = storage::audit::AuditEntry {
             at_ms: Utc::now().timestamp_millis(),
             actor: Uuid::nil(),
             actor_roles: vec![format!("webhook:{provider}")],
-            action: format!("POST /api/v1/payments/webhooks/{provider} rejected: {why}"),
-            target: format!("/api/v1/payments/webhooks/{provider}"),
+            action: format!("POST {path} rejected: {why}"),
+            target: path.to_owned(),
             event_id: None,
             request_id: format!("{held_back} earlier rejections not audited"),
             status: 400,

@@ -1,0 +1,40 @@
+//! The deliveries' in-memory state beside the store: row locks (striped by message id), so
+//! a conditional change of a row reads and writes it alone, and each channel's count of queued
+//! rows, kept as rows change.
+
+use engine::notify::Channel;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+/// Row locks (striped by message id) and each channel's count of queued rows.
+#[derive(Debug)]
+pub(crate) struct DeliveryState {
+    locks: [Mutex<()>; 64],
+    queued: [AtomicI64; Channel::ALL.len()],
+}
+
+impl Default for DeliveryState {
+    fn default() -> Self {
+        Self {
+            locks: std::array::from_fn(|_| Mutex::new(())),
+            queued: std::array::from_fn(|_| AtomicI64::new(0)),
+        }
+    }
+}
+
+impl DeliveryState {
+    pub(crate) fn lock(&self, message: &Uuid) -> MutexGuard<'_, ()> {
+        let stripe = message.as_bytes()[15] as usize % self.locks.len();
+        self.locks[stripe].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn count(&self, channel: Channel, delta: i64) {
+        self.queued[usize::from(channel.code() - 1)].fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub(crate) fn queued(&self, channel: Channel) -> usize {
+        usize::try_from(self.queued[usize::from(channel.code() - 1)].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+}
