@@ -200,11 +200,6 @@ pub(crate) async fn sendgrid_events(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<EventsReceived>> {
     const PATH: &str = "/api/v1/notifications/webhooks/sendgrid";
-    let verifier = state
-        .webhooks
-        .sendgrid
-        .clone()
-        .ok_or(ApiError::RouteNotFound)?;
     let reject = |why: &str| {
         metrics::counter!("notify_webhook_rejections_total", "provider" => "sendgrid").increment(1);
         super::payments::webhooks::reject_at(&state, "sendgrid", PATH, why)
@@ -216,6 +211,12 @@ pub(crate) async fn sendgrid_events(
     ) else {
         return Err(reject("no signature or timestamp header"));
     };
+    // Unsigned requests are refused alike whether or not the webhook is configured here.
+    let verifier = state
+        .webhooks
+        .sendgrid
+        .clone()
+        .ok_or(ApiError::RouteNotFound)?;
     let now = u64::try_from(Utc::now().timestamp()).unwrap_or_default();
     verifier
         .verify(signature, timestamp, &body, now)
