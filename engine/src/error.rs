@@ -58,6 +58,9 @@ pub enum DomainError {
     /// No such delivery (message and channel).
     #[error("no such delivery")]
     DeliveryNotFound,
+    /// No such notification in the caller's inbox.
+    #[error("no such notification")]
+    NotificationNotFound,
     /// Only a dead delivery can be replayed or discarded.
     #[error("the delivery is {0}, not dead: only a dead delivery can be replayed or discarded")]
     DeliveryNotDead(&'static str),

@@ -1,9 +1,10 @@
-//! Per-account feeds of registration changes: what the `registrations:{user}` WebSocket topic
-//! pushes. A pool actor publishes the registrations its append touched, per account, once the
-//! append is durable (never a change that a crash could still undo). A feed exists only while
-//! someone listens (the last [`RegistrationFeed`] dropped removes it); each is a bounded
-//! broadcast channel, and a listener that falls behind is told it lagged (and re-reads its
-//! registrations) instead of holding memory.
+//! Per-account feeds: what the `registrations:{user}` and `notifications:{user}` WebSocket
+//! topics push. A pool actor publishes the registrations its append touched, per account, once
+//! the append is durable (never a change that a crash could still undo); the in-app channel
+//! publishes the changes of an account's inbox once they are written. A feed exists only while
+//! someone listens (the last [`Feed`] dropped removes it); each is a bounded broadcast
+//! channel, and a listener that falls behind is told it lagged (and re-reads) instead of
+//! holding memory.
 
 use crate::ids::{RegistrationId, UserId};
 use dashmap::DashMap;
@@ -13,36 +14,44 @@ use tokio::sync::broadcast;
 /// Changes queued per feed before a slow listener lags.
 pub const FEED_CAPACITY: usize = 64;
 
-/// The live feeds, by account.
-#[derive(Debug, Default)]
-pub(crate) struct UserFeeds {
-    senders: DashMap<UserId, broadcast::Sender<RegistrationId>>,
+/// The live feeds of changes of type `T`, by account.
+#[derive(Debug)]
+pub struct UserFeeds<T> {
+    senders: DashMap<UserId, broadcast::Sender<T>>,
 }
 
-impl UserFeeds {
-    /// A listener for `user`'s registration changes.
-    pub(crate) fn subscribe(self: &Arc<Self>, user: UserId) -> RegistrationFeed {
+impl<T> Default for UserFeeds<T> {
+    fn default() -> Self {
+        Self {
+            senders: DashMap::new(),
+        }
+    }
+}
+
+impl<T: Clone> UserFeeds<T> {
+    /// A listener for `user`'s changes.
+    pub fn subscribe(self: &Arc<Self>, user: UserId) -> Feed<T> {
         let rx = self
             .senders
             .entry(user)
             .or_insert_with(|| broadcast::channel(FEED_CAPACITY).0)
             .subscribe();
-        RegistrationFeed {
+        Feed {
             rx,
             user,
             feeds: self.clone(),
         }
     }
 
-    /// Whether anyone may be listening (pool actors skip all work when nobody is).
-    pub(crate) fn active(&self) -> bool {
+    /// Whether anyone may be listening (publishers skip all work when nobody is).
+    pub fn active(&self) -> bool {
         !self.senders.is_empty()
     }
 
-    /// Tells `user`'s listeners that `registration` changed (durably).
-    pub(crate) fn publish(&self, user: UserId, registration: RegistrationId) {
+    /// Tells `user`'s listeners about `change` (made durable before).
+    pub fn publish(&self, user: UserId, change: T) {
         let gone = match self.senders.get(&user) {
-            Some(tx) => tx.send(registration).is_err(),
+            Some(tx) => tx.send(change).is_err(),
             None => return,
         };
         if gone {
@@ -53,23 +62,26 @@ impl UserFeeds {
     }
 }
 
-/// One listener's changes to one account's registrations (their ids).
+/// One listener's changes of one account.
 #[derive(Debug)]
-pub struct RegistrationFeed {
-    rx: broadcast::Receiver<RegistrationId>,
+pub struct Feed<T> {
+    rx: broadcast::Receiver<T>,
     user: UserId,
-    feeds: Arc<UserFeeds>,
+    feeds: Arc<UserFeeds<T>>,
 }
 
-impl RegistrationFeed {
-    /// The next changed registration; `Lagged` when changes were dropped for this slow
-    /// listener (re-read the registrations), `Closed` never while the engine runs.
-    pub async fn recv(&mut self) -> Result<RegistrationId, broadcast::error::RecvError> {
+/// A listener to an account's registration changes (their ids).
+pub type RegistrationFeed = Feed<RegistrationId>;
+
+impl<T: Clone> Feed<T> {
+    /// The next change; `Lagged` when changes were dropped for this slow listener (re-read),
+    /// `Closed` never while the publisher runs.
+    pub async fn recv(&mut self) -> Result<T, broadcast::error::RecvError> {
         self.rx.recv().await
     }
 }
 
-impl Drop for RegistrationFeed {
+impl<T> Drop for Feed<T> {
     fn drop(&mut self) {
         // The last listener takes the feed with it (checked under the map's shard lock, so a
         // concurrent subscribe either finds the feed alive or creates a new one).
@@ -85,7 +97,7 @@ mod tests {
 
     #[test]
     fn listeners_get_their_own_changes_and_idle_feeds_go() {
-        let feeds = Arc::new(UserFeeds::default());
+        let feeds = Arc::new(UserFeeds::<RegistrationId>::default());
         let (ann, bob) = (UserId::new(), UserId::new());
         assert!(!feeds.active());
         let mut first = feeds.subscribe(ann);

@@ -9,6 +9,7 @@
 //! delivery is dead: listed, replayed or discarded by an admin. Every attempt of one delivery
 //! carries the message's id, so a provider or a receiver can recognise a repeat after a crash.
 
+pub mod inbox;
 pub mod worker;
 
 use crate::message::{MessageKind, OutboxMessage};
@@ -23,16 +24,19 @@ use uuid::Uuid;
 pub enum Channel {
     /// E-mail (SMTP, SendGrid, or the development file).
     Email,
+    /// The account's in-app inbox (and its live WebSocket topic).
+    InApp,
 }
 
 impl Channel {
     /// Every channel, in code order.
-    pub const ALL: [Channel; 1] = [Channel::Email];
+    pub const ALL: [Channel; 2] = [Channel::Email, Channel::InApp];
 
     /// Its name (metrics, API).
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",
+            Channel::InApp => "in_app",
         }
     }
 
@@ -40,6 +44,7 @@ impl Channel {
     pub fn code(self) -> u8 {
         match self {
             Channel::Email => 1,
+            Channel::InApp => 2,
         }
     }
 
@@ -128,12 +133,23 @@ impl Delivery {
 
 /// The deliveries a message needs. Every kind there is today is transactional (what the
 /// person asked for, or must know about their registration or account), so it goes by
-/// e-mail whatever the account's preferences say.
+/// e-mail whatever the account's preferences say; a message for an account also goes to its
+/// in-app inbox (whose worker skips it if the account turned that channel off), except the
+/// ones carrying a single-use token (a verification or password-reset link is kept nowhere
+/// but in the mail).
 pub fn plan(message: &OutboxMessage, now: DateTime<Utc>) -> Vec<Delivery> {
-    if message.to.is_empty() {
-        return Vec::new();
+    let mut deliveries = Vec::with_capacity(2);
+    if !message.to.is_empty() {
+        deliveries.push(Delivery::queued(message, Channel::Email, now));
     }
-    vec![Delivery::queued(message, Channel::Email, now)]
+    let token = matches!(
+        message.kind,
+        MessageKind::VerifyEmail { .. } | MessageKind::ResetPassword { .. }
+    );
+    if message.user_id.is_some() && !token {
+        deliveries.push(Delivery::queued(message, Channel::InApp, now));
+    }
+    deliveries
 }
 
 /// The message telling an attendee their registration is confirmed, with their tickets. Its
@@ -321,6 +337,29 @@ mod tests {
             },
             Utc::now(),
         )
+    }
+
+    #[test]
+    fn accounts_get_messages_in_app_too_but_never_a_single_use_token() {
+        let now = Utc::now();
+        let user = Some(crate::ids::UserId::new());
+        let channels = |m: &OutboxMessage| -> Vec<Channel> {
+            plan(m, now).iter().map(|d| d.channel).collect()
+        };
+        let mut verify = message();
+        assert_eq!(channels(&verify), [Channel::Email]);
+        verify.user_id = user;
+        assert_eq!(
+            channels(&verify),
+            [Channel::Email],
+            "a token stays in the mail"
+        );
+        let event_id = crate::ids::EventId::new();
+        let registration_id = crate::ids::RegistrationId::new();
+        let confirmed = confirmation_message("a@example.com", user, event_id, registration_id, now);
+        assert_eq!(channels(&confirmed), [Channel::Email, Channel::InApp]);
+        let guest = confirmation_message("a@example.com", None, event_id, registration_id, now);
+        assert_eq!(channels(&guest), [Channel::Email]);
     }
 
     #[test]

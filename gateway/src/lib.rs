@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod inbox;
 pub mod log_throttle;
 pub mod notify;
 pub mod offline_pack;

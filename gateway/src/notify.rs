@@ -26,65 +26,70 @@ impl MailSender {
             codes,
         }
     }
+}
 
-    /// What the templates need beyond the message. A store error is retried; a confirmation
-    /// whose registration is no longer confirmed is not sent.
-    fn facts(&self, message: &OutboxMessage) -> Result<Facts, SendError> {
-        let retry = |e: engine::ports::StoreError| SendError::Retry(format!("store: {e}"));
-        let mut facts = Facts::default();
-        if let Some(user) = message.user_id
-            && let Some(account) = self.store.user(user).map_err(retry)?
-        {
-            facts.locale = Some(account.preferences.locale);
-        }
-        let registration = message.kind.registration_id();
-        let event_id = match &message.kind {
-            MessageKind::EventCanceled { event_id, .. } => Some(*event_id),
-            _ => None,
-        };
-        let view = match registration {
-            Some(id) => self.store.registration(id).map_err(retry)?,
-            None => None,
-        };
-        let confirmation = matches!(message.kind, MessageKind::Confirmed { .. });
-        if confirmation && view.is_none() {
-            return Err(SendError::Permanent("registration not found".into()));
-        }
-        if let Some(view) = &view {
-            facts.attendee_name = Some(view.attendee.name.clone());
-            if confirmation && view.status != RegistrationStatus::Confirmed {
-                return Err(SendError::Obsolete(format!(
-                    "the registration is {} now",
-                    view.status.as_str()
-                )));
-            }
-        }
-        let Some(event_id) = view.as_ref().map(|v| v.event_id).or(event_id) else {
-            return Ok(facts);
-        };
-        let Some(record) = self.store.event(event_id).map_err(retry)? else {
-            return Ok(facts);
-        };
-        if let Some(view) = &view {
-            facts.ticket_type = record
-                .ticket_types
-                .iter()
-                .find(|t| t.id == view.ticket_type_id)
-                .map(|t| t.name.clone());
-            if confirmation {
-                facts.tickets = self.codes.lines(&record, view);
-            }
-        }
-        facts.event = Some(EventFacts {
-            id: record.id,
-            title: record.title.clone(),
-            venue: record.venue.clone(),
-            starts_at: record.starts_at,
-            ends_at: record.ends_at,
-            version: record.version,
-        });
-        Ok(facts)
+/// What the templates need beyond the message (the tickets signed with `codes`, if given). A
+/// store error is retried; a confirmation whose registration is no longer confirmed is not
+/// sent.
+pub(crate) fn facts(
+    store: &dyn Store,
+    codes: Option<&TicketCodes>,
+    message: &OutboxMessage,
+) -> Result<Facts, SendError> {
+    let retry = |e: engine::ports::StoreError| SendError::Retry(format!("store: {e}"));
+    let mut facts = Facts::default();
+    if let Some(user) = message.user_id
+        && let Some(account) = store.user(user).map_err(retry)?
+    {
+        facts.locale = Some(account.preferences.locale);
     }
+    let registration = message.kind.registration_id();
+    let event_id = match &message.kind {
+        MessageKind::EventCanceled { event_id, .. } => Some(*event_id),
+        _ => None,
+    };
+    let view = match registration {
+        Some(id) => store.registration(id).map_err(retry)?,
+        None => None,
+    };
+    let confirmation = matches!(message.kind, MessageKind::Confirmed { .. });
+    if confirmation && view.is_none() {
+        return Err(SendError::Permanent("registration not found".into()));
+    }
+    if let Some(view) = &view {
+        facts.attendee_name = Some(view.attendee.name.clone());
+        if confirmation && view.status != RegistrationStatus::Confirmed {
+            return Err(SendError::Obsolete(format!(
+                "the registration is {} now",
+                view.status.as_str()
+            )));
+        }
+    }
+    let Some(event_id) = view.as_ref().map(|v| v.event_id).or(event_id) else {
+        return Ok(facts);
+    };
+    let Some(record) = store.event(event_id).map_err(retry)? else {
+        return Ok(facts);
+    };
+    if let Some(view) = &view {
+        facts.ticket_type = record
+            .ticket_types
+            .iter()
+            .find(|t| t.id == view.ticket_type_id)
+            .map(|t| t.name.clone());
+        if confirmation && let Some(codes) = codes {
+            facts.tickets = codes.lines(&record, view);
+        }
+    }
+    facts.event = Some(EventFacts {
+        id: record.id,
+        title: record.title.clone(),
+        venue: record.venue.clone(),
+        starts_at: record.starts_at,
+        ends_at: record.ends_at,
+        version: record.version,
+    });
+    Ok(facts)
 }
 
 impl Sender for MailSender {
@@ -94,7 +99,7 @@ impl Sender for MailSender {
 
     fn send<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
-            let facts = self.facts(message)?;
+            let facts = facts(self.store.as_ref(), Some(&self.codes), message)?;
             self.mailer.send(message, &facts).await
         })
     }

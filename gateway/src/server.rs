@@ -78,6 +78,8 @@ struct Core {
     writer: JournalWriter,
     engine: Engine,
     codes: TicketCodes,
+    /// Live listeners of the in-app inboxes.
+    inbox_feeds: Arc<crate::inbox::InboxFeeds>,
     auth: Arc<crate::auth::Auth>,
     /// PayPal's client, when enabled (its webhooks are verified through it).
     paypal: Option<Arc<integrations::paypal::PayPalClient>>,
@@ -120,12 +122,13 @@ impl Core {
             }),
         )?;
         let (providers, paypal) = payment_providers(config)?;
+        let inbox_feeds = Arc::new(crate::inbox::InboxFeeds::default());
         let engine = Engine::start(
             config.engine_config(),
             Arc::new(db.clone()),
             journal,
             Arc::new(TokioClock::new()),
-            senders(config, Arc::new(db.clone()), &codes)?,
+            senders(config, &db, &codes, &inbox_feeds)?,
             providers,
         )
         .await
@@ -136,6 +139,7 @@ impl Core {
             writer,
             engine,
             codes,
+            inbox_feeds,
             auth,
             paypal,
         })
@@ -174,19 +178,23 @@ impl Core {
     }
 }
 
-/// The channels' senders: e-mail through the configured transport, with the templates
-/// loaded and checked (a template error stops the start).
+/// The channels' senders: e-mail through the configured transport and the in-app inbox,
+/// with the templates loaded and checked (a template error stops the start).
 fn senders(
     config: &Config,
-    store: Arc<dyn engine::ports::Store>,
+    db: &Db,
     codes: &TicketCodes,
+    inbox_feeds: &Arc<crate::inbox::InboxFeeds>,
 ) -> anyhow::Result<Vec<Arc<dyn engine::notify::Sender>>> {
+    let store: Arc<dyn engine::ports::Store> = Arc::new(db.clone());
     use integrations::mail;
     let outbox = &config.outbox;
     let dir =
         (!outbox.templates_dir.is_empty()).then(|| std::path::Path::new(&outbox.templates_dir));
-    let templates = mail::templates::Templates::load(dir)
-        .map_err(|e| anyhow::anyhow!("mail templates: {e}"))?;
+    let templates = Arc::new(
+        mail::templates::Templates::load(dir)
+            .map_err(|e| anyhow::anyhow!("mail templates: {e}"))?,
+    );
     let transport = match outbox.delivery {
         crate::config::Delivery::File => mail::Transport::Spool(mail::spool::Spool::new(
             &config.storage.data_dir.join(&outbox.file),
@@ -225,17 +233,22 @@ fn senders(
         domain: outbox.message_id_domain.clone(),
         unsubscribe_base: None,
     };
-    let mailer = mail::Mailer::new(
-        Arc::new(templates),
-        transport,
-        settings,
-        &outbox.link_base_url,
+    let in_app = crate::inbox::InAppSender::new(
+        templates.clone(),
+        store.clone(),
+        Arc::new(db.clone()),
+        inbox_feeds.clone(),
+        crate::inbox::InAppSettings {
+            base_url: outbox.link_base_url.clone(),
+            domain: outbox.message_id_domain.clone(),
+            keep: outbox.inbox_max,
+        },
     );
-    Ok(vec![Arc::new(crate::notify::MailSender::new(
-        mailer,
-        store,
-        codes.clone(),
-    ))])
+    let mailer = mail::Mailer::new(templates, transport, settings, &outbox.link_base_url);
+    Ok(vec![
+        Arc::new(crate::notify::MailSender::new(mailer, store, codes.clone())),
+        Arc::new(in_app),
+    ])
 }
 
 /// The payment providers enabled in the configuration, with their outbound clients (and
@@ -330,6 +343,7 @@ fn application(
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
         db: core.db.clone(),
+        inbox_feeds: core.inbox_feeds.clone(),
         ready,
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(

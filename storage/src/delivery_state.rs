@@ -1,6 +1,6 @@
-//! The deliveries' in-memory state beside the store: row locks (striped by message id), so
-//! a conditional change of a row reads and writes it alone, and each channel's count of queued
-//! rows, kept as rows change.
+//! The deliveries' in-memory state beside the store: row locks (striped by message id; the
+//! inboxes' by user), so a conditional change of a row reads and writes it alone, and each
+//! channel's count of queued rows, kept as rows change.
 
 use engine::notify::Channel;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -11,6 +11,8 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub(crate) struct DeliveryState {
     locks: [Mutex<()>; 64],
+    /// Inbox locks, striped by user.
+    inbox: [Mutex<()>; 16],
     queued: [AtomicI64; Channel::ALL.len()],
 }
 
@@ -18,6 +20,7 @@ impl Default for DeliveryState {
     fn default() -> Self {
         Self {
             locks: std::array::from_fn(|_| Mutex::new(())),
+            inbox: std::array::from_fn(|_| Mutex::new(())),
             queued: std::array::from_fn(|_| AtomicI64::new(0)),
         }
     }
@@ -27,6 +30,11 @@ impl DeliveryState {
     pub(crate) fn lock(&self, message: &Uuid) -> MutexGuard<'_, ()> {
         let stripe = message.as_bytes()[15] as usize % self.locks.len();
         self.locks[stripe].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn inbox_lock(&self, user: &Uuid) -> MutexGuard<'_, ()> {
+        let stripe = user.as_bytes()[15] as usize % self.inbox.len();
+        self.inbox[stripe].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn count(&self, channel: Channel, delta: i64) {

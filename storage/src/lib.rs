@@ -11,6 +11,7 @@ mod codec;
 mod deliveries;
 mod delivery_state;
 mod error;
+mod inbox;
 mod keys;
 mod projection;
 mod store;

@@ -112,6 +112,8 @@ pub struct Db {
     pub(crate) deliveries_dead: Keyspace,
     /// Index of the finished deliveries by when: ms (8) + message (16) + channel (1).
     pub(crate) deliveries_done: Keyspace,
+    /// In-app inboxes: user (16) + message id (16) → entry (see `inbox`).
+    pub(crate) inbox: Keyspace,
     /// Deliveries' row locks and queued counts.
     pub(crate) delivery_state: std::sync::Arc<crate::delivery_state::DeliveryState>,
 }
@@ -163,6 +165,7 @@ impl Db {
             delivery_queue: ks("delivery_queue")?,
             deliveries_dead: ks("deliveries_dead")?,
             deliveries_done: ks("deliveries_done")?,
+            inbox: ks("inbox")?,
             delivery_state: Default::default(),
             db,
         })
@@ -202,7 +205,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 30] {
+    fn all(&self) -> [&Keyspace; 31] {
         [
             &self.journal,
             &self.snapshots,
@@ -234,6 +237,7 @@ impl Db {
             &self.delivery_queue,
             &self.deliveries_dead,
             &self.deliveries_done,
+            &self.inbox,
         ]
     }
 

@@ -16,6 +16,7 @@ mod expiry;
 mod flash_sale;
 mod hardening;
 mod idempotency_scope;
+mod inbox;
 mod invoices;
 mod mail;
 mod notify;

@@ -103,9 +103,10 @@ async fn health_metrics_openapi_and_docs() {
         "get /api/v1/events/{id}",
         "get /api/v1/events/{id}/availability",
         "get /api/v1/ws",
-        // Authenticated by Stripe's signature instead of a token.
+        // Authenticated by the provider's signature instead of a token.
         "post /api/v1/payments/webhooks/stripe",
         "post /api/v1/payments/webhooks/paypal",
+        "post /api/v1/notifications/webhooks/sendgrid",
     ];
     for (path, operations) in doc["paths"].as_object().unwrap() {
         if !path.starts_with("/api/") {

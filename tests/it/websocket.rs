@@ -3,38 +3,14 @@
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::Duration;
+use tests::ws::{Socket, connect, next_of, send};
 use tests::{Api, Server};
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next JSON frame whose `type` is `kind`, within a deadline.
-async fn next_of(ws: &mut Socket, kind: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let frame = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("no frame in time")
-            .expect("closed")
-            .unwrap();
-        if let Message::Text(text) = frame {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if value["type"] == kind {
-                return value;
-            }
-        }
-    }
-}
 
 async fn subscribe_all(ws: &mut Socket, topics: &[String]) {
     for topic in topics {
         send(ws, json!({"type": "subscribe", "topic": topic})).await;
     }
-}
-
-async fn send(ws: &mut Socket, value: Value) {
-    ws.send(Message::text(value.to_string())).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,19 +157,6 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
 }
 
 /// Opens the hub, with `Authorization: Bearer token` on the upgrade request if given.
-async fn connect(server: &Server, token: Option<&str>) -> Socket {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{}/api/v1/ws", server.addr)
-        .into_client_request()
-        .unwrap();
-    if let Some(token) = token {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
-
 /// Frames of `ws` up to the `pong` answering a ping sent now.
 async fn frames_until_pong(ws: &mut Socket) -> Vec<Value> {
     send(ws, json!({"type": "ping"})).await;

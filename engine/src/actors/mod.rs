@@ -29,7 +29,7 @@ pub(crate) struct Ctx {
     pub config: EngineConfig,
     pub registry: Arc<Registry>,
     /// Per-account feeds of registration changes.
-    pub feeds: Arc<crate::feeds::UserFeeds>,
+    pub feeds: Arc<crate::feeds::UserFeeds<crate::ids::RegistrationId>>,
     /// The outbox's bound (actors reserve room for the messages their decisions send).
     pub outbox: Arc<crate::outbox::OutboxGauge>,
     /// The payment providers configured.

@@ -210,6 +210,8 @@ pub struct OutboxSection {
     pub attempts_max: u32,
     /// Messages the relay reads from the store per round.
     pub relay_batch_max: usize,
+    /// Notifications kept per in-app inbox (the oldest beyond it are pruned).
+    pub inbox_max: usize,
 }
 
 /// SendGrid's mail send API and its signed event webhook.
@@ -651,6 +653,10 @@ impl Config {
             (
                 (1..=10_000).contains(&self.outbox.relay_batch_max),
                 "outbox.relay_batch_max must be 1..=10000",
+            ),
+            (
+                (1..=10_000).contains(&self.outbox.inbox_max),
+                "outbox.inbox_max must be 1..=10000",
             ),
             (
                 (1..=1_024).contains(&self.outbox.concurrency)

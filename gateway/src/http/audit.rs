@@ -25,7 +25,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Routes a buyer uses on their own behalf: audited only when a privileged account uses them.
-const SELF_SERVICE: [&str; 11] = [
+const SELF_SERVICE: [&str; 13] = [
     "/api/v1/events/{id}/registrations",
     "/api/v1/events/{id}/waiting-list",
     "/api/v1/waiting-list/{id}/leave",
@@ -33,6 +33,8 @@ const SELF_SERVICE: [&str; 11] = [
     "/api/v1/registrations/{id}/cancel",
     "/api/v1/users/me",
     "/api/v1/users/me/verification",
+    "/api/v1/users/me/notifications/read",
+    "/api/v1/users/me/notifications/{id}/read",
     "/api/v1/auth/signup",
     "/api/v1/auth/login",
     "/api/v1/auth/refresh",

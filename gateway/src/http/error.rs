@@ -141,6 +141,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::InvoiceNotFound
         | D::ExceptionNotFound
         | D::DeliveryNotFound
+        | D::NotificationNotFound
         | D::TicketNotFound
         | D::CheckInListNotFound
         | D::UserNotFound
@@ -194,6 +195,7 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::ExceptionNotFound => ("exception_not_found", "Statement exception not found"),
         D::AlreadyResolved => ("already_resolved", "Already resolved"),
         D::DeliveryNotFound => ("delivery_not_found", "Delivery not found"),
+        D::NotificationNotFound => ("notification_not_found", "Notification not found"),
         D::DeliveryNotDead(_) => ("delivery_not_dead", "Delivery not dead"),
         D::AmountMismatch(_) => ("amount_mismatch", "Amount mismatch"),
         D::TicketNotFound => ("ticket_not_found", "Ticket not found"),

@@ -12,6 +12,7 @@ mod events;
 mod examples;
 pub mod extract;
 mod idempotency;
+mod inbox;
 pub mod openapi;
 mod ops;
 mod organizer;
@@ -55,8 +56,10 @@ pub struct Shared {
     pub auth: crate::auth::SharedAuth,
     /// Rate limits.
     pub limiter: Arc<crate::ratelimit::Limiter>,
-    /// The store, for the audit log.
+    /// The store, for the audit log and the in-app inboxes.
     pub db: storage::Db,
+    /// Live listeners of the in-app inboxes (`notifications:{user}`).
+    pub inbox_feeds: Arc<crate::inbox::InboxFeeds>,
     /// True once recovery finished.
     pub ready: Arc<AtomicBool>,
     /// Prometheus renderer.
@@ -139,6 +142,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .merge(auth::router())
         .merge(audit::router())
         .merge(deliveries::router())
+        .merge(inbox::router())
         .merge(events::router())
         .merge(registrations::router())
         .merge(organizer::router())

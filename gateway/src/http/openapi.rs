@@ -64,6 +64,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::invoices::my_ledger, super::payments::invoices::my_ledger_csv,
         super::deliveries::list_dead, super::deliveries::message_deliveries,
         super::deliveries::replay, super::deliveries::discard, super::deliveries::replay_all, super::deliveries::sendgrid_events,
+        super::inbox::list, super::inbox::read_one, super::inbox::read_all,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -97,6 +98,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::events::InvoicingDto, super::registrations::VatDto,
         super::deliveries::DeliveryDto, super::deliveries::DeliveryPage,
         super::deliveries::ReplayAll, super::deliveries::Replayed, super::deliveries::EventsReceived,
+        super::inbox::NotificationDto, super::inbox::NotificationPage, super::inbox::Marked,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "notifications"), (name = "realtime"), (name = "ops")),

@@ -2,8 +2,10 @@
 //! (the wire format is in `protocol`) and runs its subscriptions (their push loops and the
 //! writer task are in `push`).
 //!
-//! Topics: `event:{id}` is public (published events only). `registrations:{user_id}` and
-//! `checkin:{event_id}` are private: the connection must be authenticated as that user, by an `Authorization: Bearer`
+//! Topics: `event:{id}` is public (published events only). `registrations:{user_id}`,
+//! `notifications:{user_id}` (the in-app inbox: each new notification with the unread count,
+//! and the count again when some were marked read) and `checkin:{event_id}` are private: the
+//! connection must be authenticated as that user (or the event's staff), by an `Authorization: Bearer`
 //! header on the upgrade request or an `auth` message (browsers cannot set headers on a
 //! WebSocket; a token in the URL would end up in logs). It pushes each durable change of the
 //! user's registrations (held, confirmed, expired, canceled, checked in). When the token
@@ -33,10 +35,12 @@ use axum::routing::get;
 use engine::ids::{EventId, UserId};
 use futures::StreamExt;
 use protocol::{
-    CHECKIN_PREFIX, ClientMessage, REGISTRATIONS_PREFIX, ScanMessage, ScanResultFrame,
-    canonical_topic, error, text,
+    CHECKIN_PREFIX, ClientMessage, NOTIFICATIONS_PREFIX, REGISTRATIONS_PREFIX, ScanMessage,
+    ScanResultFrame, canonical_topic, error, text,
 };
-use push::{Progress, push_availability, push_registrations, push_scans, write_queued};
+use push::{
+    Progress, push_availability, push_notifications, push_registrations, push_scans, write_queued,
+};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -234,7 +238,10 @@ async fn subscribe(
         );
     }
     if let Some(user) = topic.strip_prefix(REGISTRATIONS_PREFIX) {
-        return subscribe_registrations(state, conn, subscriptions, topic.clone(), user);
+        return subscribe_private(state, conn, subscriptions, topic.clone(), user);
+    }
+    if let Some(user) = topic.strip_prefix(NOTIFICATIONS_PREFIX) {
+        return subscribe_private(state, conn, subscriptions, topic.clone(), user);
     }
     if let Some(event) = topic.strip_prefix(CHECKIN_PREFIX) {
         return subscribe_checkin(state, conn, subscriptions, topic.clone(), event).await;
@@ -248,7 +255,7 @@ async fn subscribe(
             conn,
             error(
                 "unknown_topic",
-                "topics: event:{id}, registrations:{user_id}",
+                "topics: event:{id}, registrations:{user_id}, notifications:{user_id}, checkin:{event_id}",
             ),
         );
     };
@@ -401,8 +408,9 @@ fn authenticate(
         matches!((&verified, &conn.identity), (Ok(p), Some(i)) if p.user_id == i.user_id);
     if !same_user {
         subscriptions.retain(|topic, task| {
-            let private =
-                topic.starts_with(REGISTRATIONS_PREFIX) || topic.starts_with(CHECKIN_PREFIX);
+            let private = topic.starts_with(REGISTRATIONS_PREFIX)
+                || topic.starts_with(NOTIFICATIONS_PREFIX)
+                || topic.starts_with(CHECKIN_PREFIX);
             if private {
                 task.abort();
             }
@@ -438,8 +446,9 @@ fn authenticate(
     }
 }
 
-/// Subscribes to `registrations:{user}`: only the authenticated user itself.
-fn subscribe_registrations(
+/// Subscribes to `registrations:{user}` or `notifications:{user}`: only the authenticated
+/// user itself.
+fn subscribe_private(
     state: &AppState,
     conn: &Connection,
     subscriptions: &mut HashMap<String, JoinHandle<()>>,
@@ -458,11 +467,17 @@ fn subscribe_registrations(
     let Ok(user) = user.parse::<uuid::Uuid>().map(UserId) else {
         return reply(
             conn,
-            error("unknown_topic", "topics: registrations:{user_id}"),
+            error(
+                "unknown_topic",
+                "topics: registrations:{user_id}, notifications:{user_id}",
+            ),
         );
     };
     if user != identity.user_id {
-        return reply(conn, error("forbidden", "only your own registrations"));
+        return reply(
+            conn,
+            error("forbidden", "only your own registrations and notifications"),
+        );
     }
     let now = chrono::Utc::now().timestamp().max(0) as u64;
     if now >= identity.valid_until.load(Ordering::Relaxed) {
@@ -472,15 +487,27 @@ fn subscribe_registrations(
         );
     }
     // Listen first, then confirm: every change after `subscribed` is pushed.
-    let feed = state.engine.registration_updates(user);
-    reply(conn, text(json!({"type": "subscribed", "topic": topic})));
-    let task = tokio::spawn(push_registrations(
-        state.clone(),
-        topic.clone(),
-        feed,
-        identity,
-        conn.handles(),
-    ));
+    let task = if topic.starts_with(NOTIFICATIONS_PREFIX) {
+        let feed = state.inbox_feeds.subscribe(user);
+        reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+        tokio::spawn(push_notifications(
+            state.clone(),
+            topic.clone(),
+            feed,
+            identity,
+            conn.handles(),
+        ))
+    } else {
+        let feed = state.engine.registration_updates(user);
+        reply(conn, text(json!({"type": "subscribed", "topic": topic})));
+        tokio::spawn(push_registrations(
+            state.clone(),
+            topic.clone(),
+            feed,
+            identity,
+            conn.handles(),
+        ))
+    };
     subscriptions.insert(topic, task);
 }
 

@@ -109,16 +109,23 @@ pub(super) fn scan_frame(topic: &str, n: ScanNotice) -> Message {
     }))
 }
 
-/// `event:{id}` and `registrations:{id}` with the id in canonical (hyphenated, lower-case)
-/// form; `None` for anything else.
+/// `event:{id}`, `registrations:{id}`, `notifications:{id}` and `checkin:{id}` with the id in
+/// canonical (hyphenated, lower-case) form; `None` for anything else.
 pub(super) fn canonical_topic(topic: &str) -> Option<String> {
     let (kind, id) = topic.split_once(':')?;
     let id: uuid::Uuid = id.parse().ok()?;
-    matches!(kind, "event" | "registrations" | "checkin").then(|| format!("{kind}:{id}"))
+    matches!(
+        kind,
+        "event" | "registrations" | "notifications" | "checkin"
+    )
+    .then(|| format!("{kind}:{id}"))
 }
 
 /// Prefix of the scanners' per-event topic.
 pub(super) const CHECKIN_PREFIX: &str = "checkin:";
 
-/// Prefix of the private per-user topic.
+/// Prefix of the private per-user topic of registration changes.
 pub(super) const REGISTRATIONS_PREFIX: &str = "registrations:";
+
+/// Prefix of the private per-user topic of the in-app inbox.
+pub(super) const NOTIFICATIONS_PREFIX: &str = "notifications:";

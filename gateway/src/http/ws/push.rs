@@ -11,6 +11,7 @@ use crate::http::events::AvailabilityDto;
 use crate::http::policy::scanning_event;
 use axum::extract::ws::{Message, WebSocket};
 use engine::ids::EventId;
+use engine::notify::inbox::{Inbox, InboxChange};
 use engine::pool::scan::ScanNotice;
 use futures::SinkExt;
 use futures::stream::SplitSink;
@@ -223,17 +224,98 @@ async fn reopen_scans(
     }
 }
 
-/// Pushes each change of one user's registrations, until the connection's token expires.
+/// Pushes each durable change of the user's registrations (the full registration) until the
+/// connection ends or the token expires.
 pub(super) async fn push_registrations(
     state: AppState,
     topic: String,
-    mut feed: engine::feeds::RegistrationFeed,
+    feed: engine::feeds::RegistrationFeed,
+    identity: Identity,
+    handles: (mpsc::Sender<Message>, Progress, Arc<Notify>),
+) {
+    let render = |state: &AppState, topic: &str, id| match state.engine.registration(id) {
+        Ok(view) => Some(text(json!({
+            "type": "registration",
+            "topic": topic,
+            "data": crate::http::registrations::registration_dto(state, view),
+        }))),
+        Err(e) => {
+            tracing::warn!(error = %e, registration = %id, "registration update not readable");
+            None
+        }
+    };
+    push_user_feed(state, topic, feed, identity, handles, None, render).await;
+}
+
+/// Pushes the in-app inbox: its unread count first, then each new notification with the
+/// count, and the count again when notifications were marked read.
+pub(super) async fn push_notifications(
+    state: AppState,
+    topic: String,
+    feed: engine::feeds::Feed<InboxChange>,
+    identity: Identity,
+    handles: (mpsc::Sender<Message>, Progress, Arc<Notify>),
+) {
+    let user = identity.user_id;
+    let unread = move |state: &AppState| match state.db.inbox_unread(user) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "inbox not readable");
+            None
+        }
+    };
+    let count = move |state: &AppState, topic: &str| {
+        let n = unread(state)?;
+        Some(text(
+            json!({"type": "unread", "topic": topic, "data": {"unread": n}}),
+        ))
+    };
+    let first = count(&state, &topic);
+    let render = move |state: &AppState, topic: &str, change| match change {
+        InboxChange::Added(id) => {
+            let entry = match state.db.inbox_entry(user, id) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbox entry not readable");
+                    return None;
+                }
+            };
+            let n = unread(state)?;
+            Some(text(json!({
+                "type": "notification",
+                "topic": topic,
+                "data": crate::http::inbox::NotificationDto::from(entry),
+                "unread": n,
+            })))
+        }
+        InboxChange::Read => count(state, topic),
+    };
+    push_user_feed(state, topic, feed, identity, handles, first, render).await;
+}
+
+/// A private per-user topic's loop: `first` (if any), then each change of `feed` rendered by
+/// `render` (`None`: nothing to push), a `resync` when changes were lost (the listener lagged,
+/// or its queue was full), until the connection ends or the token expires.
+async fn push_user_feed<T: Clone>(
+    state: AppState,
+    topic: String,
+    mut feed: engine::feeds::Feed<T>,
     identity: Identity,
     (tx, progress, kicked): (mpsc::Sender<Message>, Progress, Arc<Notify>),
+    first: Option<Message>,
+    render: impl Fn(&AppState, &str, T) -> Option<Message>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
-    // Set when a change could not be queued: the client must re-read its registrations.
+    // Set when a change could not be queued: the client must re-read.
     let mut resync = false;
+    if let Some(frame) = first {
+        match push(&tx, &progress, &kicked, state.ws.lag_timeout, frame) {
+            Pushed::Sent => {}
+            Pushed::Dropped => resync = true,
+            Pushed::Stop => return,
+        }
+    }
     loop {
         let valid_until = identity.valid_until.load(Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp().max(0) as u64;
@@ -247,16 +329,9 @@ pub(super) async fn push_registrations(
         let resync_frame = || text(json!({"type": "resync", "topic": topic}));
         let frame = tokio::select! {
             changed = feed.recv() => match changed {
-                Ok(id) if !resync => match state.engine.registration(id) {
-                    Ok(view) => text(json!({
-                        "type": "registration",
-                        "topic": topic,
-                        "data": crate::http::registrations::registration_dto(&state, view),
-                    })),
-                    Err(e) => {
-                        tracing::warn!(error = %e, registration = %id, "registration update not readable");
-                        continue;
-                    }
+                Ok(change) if !resync => match render(&state, &topic, change) {
+                    Some(frame) => frame,
+                    None => continue,
                 },
                 Ok(_) | Err(RecvError::Lagged(_)) => resync_frame(),
                 Err(RecvError::Closed) => return,
