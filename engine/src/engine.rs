@@ -91,7 +91,9 @@ impl Engine {
         let pending = store.outbox_len().map_err(EngineError::Store)?;
         let outbox = Arc::new(OutboxGauge::new(pending, config.outbox.pending_max));
         let (relay_stop, relay_stopped) = watch::channel(false);
-        let wakes = Arc::new(Wakes::default());
+        let wakes = Arc::new(Wakes::new(crate::notify::Channels::of(
+            senders.iter().map(|s| s.channel()),
+        )));
         tokio::spawn(crate::outbox::relay(
             store.clone(),
             outbox.clone(),

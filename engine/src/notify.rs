@@ -26,17 +26,20 @@ pub enum Channel {
     Email,
     /// The account's in-app inbox (and its live WebSocket topic).
     InApp,
+    /// A text message to the account's phone (Twilio).
+    Sms,
 }
 
 impl Channel {
     /// Every channel, in code order.
-    pub const ALL: [Channel; 2] = [Channel::Email, Channel::InApp];
+    pub const ALL: [Channel; 3] = [Channel::Email, Channel::InApp, Channel::Sms];
 
     /// Its name (metrics, API).
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",
             Channel::InApp => "in_app",
+            Channel::Sms => "sms",
         }
     }
 
@@ -45,12 +48,45 @@ impl Channel {
         match self {
             Channel::Email => 1,
             Channel::InApp => 2,
+            Channel::Sms => 3,
         }
     }
 
     /// The channel of a key's code.
     pub fn from_code(code: u8) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.code() == code)
+    }
+}
+
+/// A set of channels: the ones that have a worker (a channel without one gets no
+/// deliveries, which would wait for ever).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channels(u8);
+
+impl Channels {
+    /// The channels of `channels`.
+    pub fn of(channels: impl IntoIterator<Item = Channel>) -> Self {
+        Self(channels.into_iter().fold(0, |set, c| set | 1 << c.code()))
+    }
+
+    pub fn contains(self, channel: Channel) -> bool {
+        self.0 & 1 << channel.code() != 0
+    }
+
+    /// As stored in an atomic.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u8) -> Self {
+        Self(bits)
+    }
+}
+
+impl Default for Channels {
+    /// E-mail and the in-app inbox: what every server has.
+    fn default() -> Self {
+        Self::of([Channel::Email, Channel::InApp])
     }
 }
 
@@ -131,15 +167,16 @@ impl Delivery {
     }
 }
 
-/// The deliveries a message needs. Every kind there is today is transactional (what the
-/// person asked for, or must know about their registration or account), so it goes by
-/// e-mail whatever the account's preferences say; a message for an account also goes to its
-/// in-app inbox (whose worker skips it if the account turned that channel off), except the
-/// ones carrying a single-use token (a verification or password-reset link is kept nowhere
-/// but in the mail).
-pub fn plan(message: &OutboxMessage, now: DateTime<Utc>) -> Vec<Delivery> {
-    let mut deliveries = Vec::with_capacity(2);
-    if !message.to.is_empty() {
+/// The deliveries a message needs, on the `channels` that have a worker. Every kind there is
+/// today is transactional (what the person asked for, or must know about their registration
+/// or account), so it goes by e-mail whatever the account's preferences say; a message for
+/// an account also goes to its in-app inbox and by SMS (whose workers skip it if the
+/// account's preferences turn that channel off, or it has no mobile number), except the ones
+/// carrying a single-use token (a verification or password-reset link is kept nowhere but in
+/// the mail).
+pub fn plan(message: &OutboxMessage, now: DateTime<Utc>, channels: Channels) -> Vec<Delivery> {
+    let mut deliveries = Vec::with_capacity(3);
+    if !message.to.is_empty() && channels.contains(Channel::Email) {
         deliveries.push(Delivery::queued(message, Channel::Email, now));
     }
     let token = matches!(
@@ -147,7 +184,11 @@ pub fn plan(message: &OutboxMessage, now: DateTime<Utc>) -> Vec<Delivery> {
         MessageKind::VerifyEmail { .. } | MessageKind::ResetPassword { .. }
     );
     if message.user_id.is_some() && !token {
-        deliveries.push(Delivery::queued(message, Channel::InApp, now));
+        for channel in [Channel::InApp, Channel::Sms] {
+            if channels.contains(channel) {
+                deliveries.push(Delivery::queued(message, channel, now));
+            }
+        }
     }
     deliveries
 }
@@ -242,12 +283,27 @@ impl Sender for LogSender {
 }
 
 /// Each channel's worker wake-up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Wakes {
     by_channel: [std::sync::Arc<tokio::sync::Notify>; Channel::ALL.len()],
+    /// The channels with a worker.
+    channels: Channels,
 }
 
 impl Wakes {
+    /// The wake-ups of the workers of `channels`.
+    pub fn new(channels: Channels) -> Self {
+        Self {
+            by_channel: Default::default(),
+            channels,
+        }
+    }
+
+    /// The channels with a worker.
+    pub fn channels(&self) -> Channels {
+        self.channels
+    }
+
     /// The wake-up of `channel`'s worker.
     pub fn of(&self, channel: Channel) -> std::sync::Arc<tokio::sync::Notify> {
         self.by_channel[Self::index(channel)].clone()
@@ -344,7 +400,10 @@ mod tests {
         let now = Utc::now();
         let user = Some(crate::ids::UserId::new());
         let channels = |m: &OutboxMessage| -> Vec<Channel> {
-            plan(m, now).iter().map(|d| d.channel).collect()
+            plan(m, now, Channels::default())
+                .iter()
+                .map(|d| d.channel)
+                .collect()
         };
         let mut verify = message();
         assert_eq!(channels(&verify), [Channel::Email]);
@@ -360,6 +419,15 @@ mod tests {
         assert_eq!(channels(&confirmed), [Channel::Email, Channel::InApp]);
         let guest = confirmation_message("a@example.com", None, event_id, registration_id, now);
         assert_eq!(channels(&guest), [Channel::Email]);
+        // SMS only where a worker sends it.
+        let all = Channels::of(Channel::ALL);
+        let planned: Vec<Channel> = plan(&confirmed, now, all)
+            .iter()
+            .map(|d| d.channel)
+            .collect();
+        assert_eq!(planned, Channel::ALL);
+        let mail_only = Channels::of([Channel::Email]);
+        assert_eq!(plan(&confirmed, now, mail_only).len(), 1);
     }
 
     #[test]

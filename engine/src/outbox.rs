@@ -191,7 +191,7 @@ fn fan_out_batch(
                 continue;
             }
         };
-        let deliveries = crate::notify::plan(message, clock.now());
+        let deliveries = crate::notify::plan(message, clock.now(), wakes.channels());
         if let Err(e) = store.fan_out(message, &deliveries) {
             tracing::error!(error = %chain(&e), %id, "fanning a message out failed; retrying");
             return true;

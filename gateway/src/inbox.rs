@@ -25,15 +25,12 @@ pub struct InAppSender {
     /// The ticketing front's base URL, and the domain of ids.
     base_url: String,
     domain: String,
-    /// Entries kept per inbox.
-    keep: usize,
 }
 
 /// What an in-app sender needs besides the stores.
 pub struct InAppSettings {
     pub base_url: String,
     pub domain: String,
-    pub keep: usize,
 }
 
 impl InAppSender {
@@ -51,18 +48,13 @@ impl InAppSender {
             feeds,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             domain: settings.domain,
-            keep: settings.keep,
         }
     }
 
     fn deliver(&self, message: &OutboxMessage) -> Result<Sent, SendError> {
         let retry = |e: engine::ports::StoreError| SendError::Retry(format!("store: {e}"));
-        let Some(user) = message.user_id else {
-            return Err(SendError::Obsolete("no account to notify".into()));
-        };
-        let Some(account) = self.store.user(user).map_err(retry)? else {
-            return Err(SendError::Obsolete("the account is gone".into()));
-        };
+        let account = crate::notify::account(self.store.as_ref(), message)?;
+        let user = account.id;
         // Every kind there is today is transactional.
         if !account.preferences.transactional.push {
             return Err(SendError::Obsolete(
@@ -84,7 +76,7 @@ impl InAppSender {
             created_at: message.created_at,
             read_at: None,
         };
-        if self.inbox.inbox_add(&entry, self.keep).map_err(retry)? {
+        if self.inbox.inbox_add(&entry).map_err(retry)? {
             self.feeds.publish(user, InboxChange::Added(entry.id));
         }
         Ok(Sent::default())

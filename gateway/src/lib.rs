@@ -11,4 +11,5 @@ pub mod notify;
 pub mod offline_pack;
 pub mod ratelimit;
 pub mod server;
+pub mod sms;
 pub mod ticket_code;

@@ -28,6 +28,21 @@ impl MailSender {
     }
 }
 
+/// The account a message is for, as it is now (preferences, profile); `Obsolete` if the
+/// message has none or it is gone (nothing to send on the account's own channels).
+pub(crate) fn account(
+    store: &dyn Store,
+    message: &OutboxMessage,
+) -> Result<engine::accounts::UserRecord, SendError> {
+    let Some(user) = message.user_id else {
+        return Err(SendError::Obsolete("no account to notify".into()));
+    };
+    store
+        .user(user)
+        .map_err(|e| SendError::Retry(format!("store: {e}")))?
+        .ok_or_else(|| SendError::Obsolete("the account is gone".into()))
+}
+
 /// What the templates need beyond the message (the tickets signed with `codes`, if given). A
 /// store error is retried; a confirmation whose registration is no longer confirmed is not
 /// sent.

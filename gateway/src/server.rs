@@ -123,12 +123,18 @@ impl Core {
         )?;
         let (providers, paypal) = payment_providers(config)?;
         let inbox_feeds = Arc::new(crate::inbox::InboxFeeds::default());
+        let senders = senders(config, &db, &codes, &inbox_feeds)?;
+        db.set_inbox_max(config.outbox.inbox_max);
+        // The read model plans deliveries on the channels that have a sender.
+        db.set_channels(engine::notify::Channels::of(
+            senders.iter().map(|s| s.channel()),
+        ));
         let engine = Engine::start(
             config.engine_config(),
             Arc::new(db.clone()),
             journal,
             Arc::new(TokioClock::new()),
-            senders(config, &db, &codes, &inbox_feeds)?,
+            senders,
             providers,
         )
         .await
@@ -178,16 +184,16 @@ impl Core {
     }
 }
 
-/// The channels' senders: e-mail through the configured transport and the in-app inbox,
-/// with the templates loaded and checked (a template error stops the start).
+/// The channels' senders: e-mail through the configured transport, the in-app inbox and (if
+/// enabled) SMS, with the templates loaded and checked (a template error stops the start).
 fn senders(
     config: &Config,
     db: &Db,
     codes: &TicketCodes,
     inbox_feeds: &Arc<crate::inbox::InboxFeeds>,
 ) -> anyhow::Result<Vec<Arc<dyn engine::notify::Sender>>> {
-    let store: Arc<dyn engine::ports::Store> = Arc::new(db.clone());
     use integrations::mail;
+    let store: Arc<dyn engine::ports::Store> = Arc::new(db.clone());
     let outbox = &config.outbox;
     let dir =
         (!outbox.templates_dir.is_empty()).then(|| std::path::Path::new(&outbox.templates_dir));
@@ -195,7 +201,44 @@ fn senders(
         mail::templates::Templates::load(dir)
             .map_err(|e| anyhow::anyhow!("mail templates: {e}"))?,
     );
-    let transport = match outbox.delivery {
+    let in_app = crate::inbox::InAppSender::new(
+        templates.clone(),
+        store.clone(),
+        Arc::new(db.clone()),
+        inbox_feeds.clone(),
+        crate::inbox::InAppSettings {
+            base_url: outbox.link_base_url.clone(),
+            domain: outbox.message_id_domain.clone(),
+        },
+    );
+    let mut senders: Vec<Arc<dyn engine::notify::Sender>> = vec![Arc::new(in_app)];
+    if outbox.twilio.enabled {
+        senders.push(Arc::new(sms_sender(config, &templates, &store)?));
+    }
+    let settings = mail::mime::Settings {
+        from: mail::mime::mailbox(&outbox.from).map_err(|e| anyhow::anyhow!("outbox.from: {e}"))?,
+        domain: outbox.message_id_domain.clone(),
+        unsubscribe_base: None,
+    };
+    let mailer = mail::Mailer::new(
+        templates,
+        mail_transport(config)?,
+        settings,
+        &outbox.link_base_url,
+    );
+    senders.push(Arc::new(crate::notify::MailSender::new(
+        mailer,
+        store,
+        codes.clone(),
+    )));
+    Ok(senders)
+}
+
+/// E-mail's transport, as `outbox.delivery` says.
+fn mail_transport(config: &Config) -> anyhow::Result<integrations::mail::Transport> {
+    use integrations::mail;
+    let outbox = &config.outbox;
+    Ok(match outbox.delivery {
         crate::config::Delivery::File => mail::Transport::Spool(mail::spool::Spool::new(
             &config.storage.data_dir.join(&outbox.file),
             outbox.file_bytes_max,
@@ -227,28 +270,33 @@ fn senders(
                 mail::smtp::Smtp::new(&settings).map_err(|e| anyhow::anyhow!("SMTP: {e}"))?,
             )
         }
-    };
-    let settings = mail::mime::Settings {
-        from: mail::mime::mailbox(&outbox.from).map_err(|e| anyhow::anyhow!("outbox.from: {e}"))?,
-        domain: outbox.message_id_domain.clone(),
-        unsubscribe_base: None,
-    };
-    let in_app = crate::inbox::InAppSender::new(
+    })
+}
+
+/// The SMS channel's sender, through Twilio.
+fn sms_sender(
+    config: &Config,
+    templates: &Arc<integrations::mail::templates::Templates>,
+    store: &Arc<dyn engine::ports::Store>,
+) -> anyhow::Result<crate::sms::SmsSender> {
+    let outbox = &config.outbox;
+    let twilio = &outbox.twilio;
+    let client = integrations::twilio::Twilio::new(&integrations::twilio::TwilioSettings {
+        api_base: twilio.api_base.clone(),
+        account_sid: twilio.account_sid.clone(),
+        auth_token: twilio.auth_token.clone(),
+        from: twilio.from.clone(),
+        status_callback: twilio.status_callback_url.clone(),
+        timeout: Duration::from_millis(twilio.request_timeout_ms),
+    })
+    .map_err(|e| anyhow::anyhow!("Twilio: {e}"))?;
+    Ok(crate::sms::SmsSender::new(
+        client,
         templates.clone(),
         store.clone(),
-        Arc::new(db.clone()),
-        inbox_feeds.clone(),
-        crate::inbox::InAppSettings {
-            base_url: outbox.link_base_url.clone(),
-            domain: outbox.message_id_domain.clone(),
-            keep: outbox.inbox_max,
-        },
-    );
-    let mailer = mail::Mailer::new(templates, transport, settings, &outbox.link_base_url);
-    Ok(vec![
-        Arc::new(crate::notify::MailSender::new(mailer, store, codes.clone())),
-        Arc::new(in_app),
-    ])
+        &outbox.link_base_url,
+        &outbox.message_id_domain,
+    ))
 }
 
 /// The payment providers enabled in the configuration, with their outbound clients (and
@@ -305,8 +353,15 @@ fn webhook_settings(
 ) -> http::payments::WebhookSettings {
     let stripe = &config.payments.stripe;
     let sendgrid = &config.outbox.sendgrid;
+    let twilio = &config.outbox.twilio;
     http::payments::WebhookSettings {
         paypal,
+        twilio: (twilio.enabled && !twilio.status_callback_url.is_empty()).then(|| {
+            http::payments::TwilioCallbacks {
+                auth_token: twilio.auth_token.clone(),
+                url: twilio.status_callback_url.clone(),
+            }
+        }),
         // Checked when the configuration was loaded.
         sendgrid: integrations::mail::sendgrid::EventVerifier::new(
             &sendgrid.webhook_public_key,

@@ -10,4 +10,5 @@ pub mod money;
 pub mod paypal;
 pub mod qr;
 pub mod stripe;
+pub mod twilio;
 pub mod webhook;

@@ -2,8 +2,8 @@
 //! inboxes' by user), so a conditional change of a row reads and writes it alone, and each
 //! channel's count of queued rows, kept as rows change.
 
-use engine::notify::Channel;
-use std::sync::atomic::{AtomicI64, Ordering};
+use engine::notify::{Channel, Channels};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
@@ -14,6 +14,10 @@ pub(crate) struct DeliveryState {
     /// Inbox locks, striped by user.
     inbox: [Mutex<()>; 16],
     queued: [AtomicI64; Channel::ALL.len()],
+    /// The channels with a worker (`Channels` bits).
+    channels: AtomicU8,
+    /// Entries kept per in-app inbox.
+    inbox_max: AtomicUsize,
 }
 
 impl Default for DeliveryState {
@@ -22,6 +26,8 @@ impl Default for DeliveryState {
             locks: std::array::from_fn(|_| Mutex::new(())),
             inbox: std::array::from_fn(|_| Mutex::new(())),
             queued: std::array::from_fn(|_| AtomicI64::new(0)),
+            channels: AtomicU8::new(Channels::default().bits()),
+            inbox_max: AtomicUsize::new(200),
         }
     }
 }
@@ -35,6 +41,22 @@ impl DeliveryState {
     pub(crate) fn inbox_lock(&self, user: &Uuid) -> MutexGuard<'_, ()> {
         let stripe = user.as_bytes()[15] as usize % self.inbox.len();
         self.inbox[stripe].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn channels(&self) -> Channels {
+        Channels::from_bits(self.channels.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_channels(&self, channels: Channels) {
+        self.channels.store(channels.bits(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn inbox_max(&self) -> usize {
+        self.inbox_max.load(Ordering::Relaxed).max(1)
+    }
+
+    pub(crate) fn set_inbox_max(&self, max: usize) {
+        self.inbox_max.store(max.max(1), Ordering::Relaxed);
     }
 
     pub(crate) fn count(&self, channel: Channel, delta: i64) {

@@ -3,6 +3,11 @@
 //! inbox's changes (add with pruning, mark read) read and write under the inbox's lock
 //! (striped by user), so a repeated delivery cannot reset a read entry and two markings
 //! cannot count one entry twice.
+//!
+//! Each inbox keeps its newest `inbox_max` entries: an add removes the oldest one beyond it.
+//! Every scan stops after `inbox_max` live entries, so the removed entries' tombstones, which
+//! sort before them, are never walked over (a busy inbox would otherwise collect thousands
+//! until compaction drops them).
 
 use crate::codec::{decode, encode};
 use crate::error::err;
@@ -39,15 +44,18 @@ impl Db {
         } else {
             Box::new(self.inbox.range(start..end))
         };
-        range.rev().map(|guard| {
-            let (_, value) = guard.into_inner().map_err(err)?;
-            decode::<InboxEntry>(&value).map_err(StoreError::from)
-        })
+        range
+            .rev()
+            .take(self.delivery_state.inbox_max())
+            .map(|guard| {
+                let (_, value) = guard.into_inner().map_err(err)?;
+                decode::<InboxEntry>(&value).map_err(StoreError::from)
+            })
     }
 }
 
 impl Inbox for Db {
-    fn inbox_add(&self, entry: &InboxEntry, keep: usize) -> Result<bool, StoreError> {
+    fn inbox_add(&self, entry: &InboxEntry) -> Result<bool, StoreError> {
         let _inbox = self.delivery_state.inbox_lock(&entry.user_id.0);
         let k = key(entry.user_id, &entry.id);
         if self.inbox.get(k).map_err(err)?.is_some() {
@@ -55,20 +63,15 @@ impl Inbox for Db {
         }
         let mut batch = self.db.batch();
         batch.insert(&self.inbox, k.to_vec(), encode(entry).map_err(err)?);
-        // The oldest beyond `keep` (counting the new one) go with the write.
+        // The oldest beyond the bound (counting the new one) goes with the write: the entry
+        // after the newest `keep - 1` stored ones, if any (one at most: every add keeps the
+        // bound). Stopping there never walks the tombstones of earlier removals.
+        let keep = self.delivery_state.inbox_max();
         let start = key(entry.user_id, &Uuid::nil());
         let end = key(entry.user_id, &Uuid::max());
-        let mut kept = 1;
-        for guard in self.inbox.range(start..=end).rev() {
-            let key = guard.key().map_err(err)?;
-            if key[..] == k[..] {
-                continue;
-            }
-            if kept < keep.max(1) {
-                kept += 1;
-            } else {
-                batch.remove(&self.inbox, key.to_vec());
-            }
+        let beyond = self.inbox.range(start..=end).rev().nth(keep - 1);
+        if let Some(guard) = beyond {
+            batch.remove(&self.inbox, guard.key().map_err(err)?.to_vec());
         }
         batch.commit().map_err(err)?;
         Ok(true)
@@ -161,10 +164,11 @@ mod tests {
         let entries: Vec<InboxEntry> = (0..5)
             .map(|i| entry(ann, t0 + chrono::Duration::seconds(i)))
             .collect();
+        db.set_inbox_max(4);
         for e in &entries {
-            assert!(db.inbox_add(e, 4).unwrap());
+            assert!(db.inbox_add(e).unwrap());
         }
-        assert!(db.inbox_add(&entry(bob, t0), 4).unwrap());
+        assert!(db.inbox_add(&entry(bob, t0)).unwrap());
         // The oldest went; newest first.
         let page = db.inbox_page(ann, None, 10).unwrap();
         let ids: Vec<Uuid> = page.iter().map(|e| e.id).collect();
@@ -184,7 +188,7 @@ mod tests {
             db.inbox_mark_read(ann, Marking::One(ids[0]), at).unwrap(),
             0
         );
-        assert!(!db.inbox_add(&entries[4], 4).unwrap());
+        assert!(!db.inbox_add(&entries[4]).unwrap());
         assert!(
             db.inbox_entry(ann, ids[0])
                 .unwrap()

@@ -175,6 +175,17 @@ impl Db {
         })
     }
 
+    /// The channels that have a delivery worker: the read model plans its messages' deliveries
+    /// on these only (set before the engine starts; default: e-mail and in-app).
+    pub fn set_channels(&self, channels: engine::notify::Channels) {
+        self.delivery_state.set_channels(channels);
+    }
+
+    /// Entries kept per in-app inbox (default 200).
+    pub fn set_inbox_max(&self, max: usize) {
+        self.delivery_state.set_inbox_max(max);
+    }
+
     /// The event's latest revocation version (0: none).
     pub(crate) fn revocation_head(&self, event: &EventId) -> Result<u64, StoreError> {
         let start = keys::revocation(event, 0);

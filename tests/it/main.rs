@@ -27,6 +27,7 @@ mod payments;
 mod paypal;
 mod rate_limit;
 mod sendgrid;
+mod sms;
 mod tickets;
 mod vouchers;
 mod waitlist;

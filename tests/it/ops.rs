@@ -107,6 +107,7 @@ async fn health_metrics_openapi_and_docs() {
         "post /api/v1/payments/webhooks/stripe",
         "post /api/v1/payments/webhooks/paypal",
         "post /api/v1/notifications/webhooks/sendgrid",
+        "post /api/v1/notifications/webhooks/twilio",
     ];
     for (path, operations) in doc["paths"].as_object().unwrap() {
         if !path.starts_with("/api/") {

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod mail;
+pub mod twilio;
 pub mod ws;
 
 /// Longest a server may take to print its address.

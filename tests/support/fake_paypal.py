@@ -15,11 +15,11 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
 import sys
 import zlib
 
 from aiohttp import web
+from serve import serve
 
 CLIENT_ID, CLIENT_SECRET = sys.argv[1], sys.argv[2]
 WEBHOOK_ID = sys.argv[3]
@@ -224,9 +224,4 @@ app.router.add_post("/_test/approve/{id}", approve)
 app.router.add_post("/_test/expire-tokens", expire_tokens)
 app.router.add_get("/_test/stats", test_stats)
 
-sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-sock.bind(("127.0.0.1", 0))
-sock.listen(128)  # before the address is printed: a client may connect at once
-print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-web.run_app(app, sock=sock, print=None, access_log=None)
+serve(app)

@@ -18,12 +18,12 @@ to `url` as SendGrid would; answers the receiver's status and body)."""
 import base64
 import json
 import secrets
-import socket
 import sys
 import time
 
 import aiohttp
 from aiohttp import web
+from serve import serve
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -119,9 +119,4 @@ app.router.add_get("/_test/public-key", public_key)
 app.router.add_get("/_test/sent", list_sent)
 app.router.add_post("/_test/events", deliver_events)
 
-sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-sock.bind(("127.0.0.1", 0))
-sock.listen(128)  # before the address is printed: a client may connect at once
-print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-web.run_app(app, sock=sock, print=None, access_log=None)
+serve(app)

@@ -1,8 +1,8 @@
 //! The in-app inbox: each account's notifications, newest first, with an unread count. The
 //! in-app channel's worker writes an entry per message (a repeated delivery of a message
 //! writes nothing: the entry there, read or not, stays); the account lists its entries and
-//! marks them read. Each inbox keeps its newest entries up to a bound, so counting the unread
-//! ones is a bounded scan.
+//! marks them read. Each inbox keeps its newest entries up to a bound (the store's), so
+//! counting the unread ones is a bounded scan.
 
 use crate::ids::UserId;
 use crate::ports::StoreError;
@@ -46,9 +46,9 @@ pub enum Marking {
 
 /// The inboxes' store.
 pub trait Inbox: Send + Sync {
-    /// Adds `entry` unless its inbox has it already (`false`: nothing written), keeping the
-    /// newest `keep` entries of that inbox.
-    fn inbox_add(&self, entry: &InboxEntry, keep: usize) -> Result<bool, StoreError>;
+    /// Adds `entry` unless its inbox has it already (`false`: nothing written), keeping that
+    /// inbox's newest entries up to the store's bound.
+    fn inbox_add(&self, entry: &InboxEntry) -> Result<bool, StoreError>;
 
     /// Up to `limit` entries of `user`'s inbox older than `before` (all: `None`), newest
     /// first.

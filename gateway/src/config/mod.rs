@@ -196,6 +196,8 @@ pub struct OutboxSection {
     pub smtp: SmtpSection,
     /// SendGrid (`delivery = "sendgrid"`) and its event webhook.
     pub sendgrid: SendGridSection,
+    /// Twilio: the SMS channel and its status callbacks.
+    pub twilio: TwilioSection,
     /// The file of the `file` adapter; relative paths are inside `storage.data_dir`.
     pub file: PathBuf,
     /// Size at which the file is rotated (to `<file>.1`, replacing an older one).
@@ -227,6 +229,26 @@ pub struct SendGridSection {
     pub webhook_public_key: String,
     /// Largest distance between a delivery's signed timestamp and now.
     pub webhook_tolerance_secs: u64,
+}
+
+/// Twilio's Messages API (the SMS channel) and its signed status callbacks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSection {
+    /// Off: no SMS channel (no SMS deliveries are planned).
+    pub enabled: bool,
+    pub api_base: String,
+    pub account_sid: String,
+    /// From the environment (`REGENGINE__OUTBOX__TWILIO__AUTH_TOKEN`); also the key of the
+    /// status callbacks' signatures.
+    pub auth_token: String,
+    /// The sender: a phone number in E.164 or a messaging service SID (`MG...`).
+    pub from: String,
+    /// The public URL Twilio calls back, exactly as Twilio sees it (the signature covers it):
+    /// `https://<this API's public address>/api/v1/notifications/webhooks/twilio`. Empty: no
+    /// status callbacks (deliveries stay `sent`).
+    pub status_callback_url: String,
+    pub request_timeout_ms: u64,
 }
 
 /// An SMTP server.
@@ -639,6 +661,19 @@ impl Config {
         ]
     }
 
+    /// Whether Twilio's settings are usable.
+    fn twilio_complete(&self) -> bool {
+        let t = &self.outbox.twilio;
+        let http = |url: &str| url.starts_with("https://") || url.starts_with("http://");
+        let sender = t.from.starts_with("MG") || integrations::twilio::e164(&t.from).is_some();
+        !t.account_sid.is_empty()
+            && !t.auth_token.is_empty()
+            && sender
+            && http(&t.api_base)
+            && (t.status_callback_url.is_empty() || http(&t.status_callback_url))
+            && t.request_timeout_ms >= 100
+    }
+
     /// The outbox and its delivery.
     fn outbox_checks(&self) -> Vec<(bool, &'static str)> {
         vec![
@@ -702,6 +737,10 @@ impl Config {
                     )
                     .is_ok(),
                 "outbox.sendgrid.webhook_public_key must be a base64 DER P-256 public key",
+            ),
+            (
+                !self.outbox.twilio.enabled || self.twilio_complete(),
+                "outbox.twilio needs an account_sid, an auth_token, a from (E.164 or MG...), an http(s) api_base, an http(s) status_callback_url or none, and request_timeout_ms >= 100",
             ),
             (
                 self.outbox.link_base_url.starts_with("http://")

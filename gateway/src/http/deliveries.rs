@@ -12,8 +12,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use engine::error::{DomainError, FieldError};
-use engine::notify::{Channel, Delivery, DeliveryStatus};
-use integrations::mail::sendgrid::Outcome;
+use engine::notify::{Channel, Delivery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -25,10 +24,6 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/deliveries/dead", get(list_dead))
         .route("/api/v1/deliveries/dead/replay", post(replay_all))
-        .route(
-            "/api/v1/notifications/webhooks/sendgrid",
-            post(sendgrid_events),
-        )
         .route("/api/v1/messages/{id}/deliveries", get(message_deliveries))
         .route(
             "/api/v1/messages/{id}/deliveries/{channel}/replay",
@@ -45,7 +40,7 @@ pub(super) fn router() -> Router<AppState> {
 #[schema(examples(delivery_example))]
 pub struct DeliveryDto {
     message_id: Uuid,
-    /// `email`.
+    /// `email`, `in_app` or `sms`.
     channel: String,
     /// `queued`, `sent`, `delivered`, `bounced`, `failed` (dead) or `skipped` (no longer
     /// applied when its turn came).
@@ -171,83 +166,6 @@ pub(crate) async fn message_deliveries(
     }))
 }
 
-/// How many events of a webhook delivery changed a delivery's status.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(examples(events_example))]
-pub struct EventsReceived {
-    /// Events about our messages in the batch.
-    events: usize,
-    /// Of those, the ones that changed a delivery (the rest repeat or come too late).
-    applied: usize,
-}
-
-/// SendGrid's signed event webhook: delivered, bounce, dropped and spam report events mark
-/// the delivery of the message they name (the `message_id` custom argument) delivered or
-/// bounced. Verified on the raw bytes (ECDSA P-256 over the timestamp and the body) before
-/// anything is read; a forged or stale delivery gets 400 and an audit entry (throttled).
-#[utoipa::path(post, path = "/api/v1/notifications/webhooks/sendgrid", tag = "notifications",
-    request_body(content = [Object], content_type = "application/json", description = "A batch of SendGrid events",
-        example = json!([{"email": "ada@example.com", "event": "delivered", "timestamp": 1764691200,
-            "sg_event_id": "ZGVsaXZlcmVk", "sg_message_id": "14c5d75ce93.dfd.64b469",
-            "message_id": "01938f2a-6b1c-7d4e-9f00-1a2b3c4d5e6f"}])),
-    params(("X-Twilio-Email-Event-Webhook-Signature" = String, Header, description = "base64 DER ECDSA P-256 signature"),
-        ("X-Twilio-Email-Event-Webhook-Timestamp" = String, Header, description = "unix seconds")),
-    responses((status = 200, body = EventsReceived), (status = 400, description = "webhook_rejected: bad signature or malformed batch", body = Problem),
-        (status = 404, description = "the event webhook is not configured here", body = Problem)))]
-pub(crate) async fn sendgrid_events(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<EventsReceived>> {
-    const PATH: &str = "/api/v1/notifications/webhooks/sendgrid";
-    let reject = |why: &str| {
-        metrics::counter!("notify_webhook_rejections_total", "provider" => "sendgrid").increment(1);
-        super::payments::webhooks::reject_at(&state, "sendgrid", PATH, why)
-    };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (Some(signature), Some(timestamp)) = (
-        header("x-twilio-email-event-webhook-signature"),
-        header("x-twilio-email-event-webhook-timestamp"),
-    ) else {
-        return Err(reject("no signature or timestamp header"));
-    };
-    // Unsigned requests are refused alike whether or not the webhook is configured here.
-    let verifier = state
-        .webhooks
-        .sendgrid
-        .clone()
-        .ok_or(ApiError::RouteNotFound)?;
-    let now = u64::try_from(Utc::now().timestamp()).unwrap_or_default();
-    verifier
-        .verify(signature, timestamp, &body, now)
-        .map_err(|e| reject(&e.to_string()))?;
-    let events = integrations::mail::sendgrid::parse(&body).map_err(|e| reject(&e.to_string()))?;
-    let engine = state.engine.clone();
-    let total = events.len();
-    // One store read and write per event: off the async workers.
-    let applied = tokio::task::spawn_blocking(move || {
-        let mut applied = 0;
-        for event in events {
-            let (status, detail) = match event.outcome {
-                Outcome::Delivered => (DeliveryStatus::Delivered, None),
-                Outcome::Bounced(why) => (DeliveryStatus::Bounced, Some(why)),
-            };
-            metrics::counter!("notify_provider_events_total", "channel" => "email", "event" => event.event)
-                .increment(1);
-            if engine.delivery_reported(event.message_id, Channel::Email, status, detail)? {
-                applied += 1;
-            }
-        }
-        Ok::<_, engine::error::EngineError>(applied)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(EventsReceived {
-        events: total,
-        applied,
-    }))
-}
-
 /// Which dead deliveries to replay at once.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -362,8 +280,4 @@ fn replay_all_example() -> serde_json::Value {
 
 fn replayed_example() -> serde_json::Value {
     serde_json::json!({"replayed": 1000})
-}
-
-fn events_example() -> serde_json::Value {
-    serde_json::json!({"events": 3, "applied": 2})
 }

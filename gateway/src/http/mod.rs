@@ -19,6 +19,7 @@ mod organizer;
 pub mod payments;
 mod policy;
 mod registrations;
+mod reports;
 mod vouchers;
 mod waitlist;
 mod ws;
@@ -143,6 +144,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .merge(audit::router())
         .merge(deliveries::router())
         .merge(inbox::router())
+        .merge(reports::router())
         .merge(events::router())
         .merge(registrations::router())
         .merge(organizer::router())

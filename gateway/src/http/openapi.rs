@@ -63,7 +63,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::bank::list_exceptions, super::payments::bank::resolve,
         super::payments::invoices::my_ledger, super::payments::invoices::my_ledger_csv,
         super::deliveries::list_dead, super::deliveries::message_deliveries,
-        super::deliveries::replay, super::deliveries::discard, super::deliveries::replay_all, super::deliveries::sendgrid_events,
+        super::deliveries::replay, super::deliveries::discard, super::deliveries::replay_all, super::reports::sendgrid_events, super::reports::twilio_status,
         super::inbox::list, super::inbox::read_one, super::inbox::read_all,
     ),
     components(schemas(
@@ -97,7 +97,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::BillingDto, super::payments::invoices::LedgerPage,
         super::events::InvoicingDto, super::registrations::VatDto,
         super::deliveries::DeliveryDto, super::deliveries::DeliveryPage,
-        super::deliveries::ReplayAll, super::deliveries::Replayed, super::deliveries::EventsReceived,
+        super::deliveries::ReplayAll, super::deliveries::Replayed, super::reports::EventsReceived,
         super::inbox::NotificationDto, super::inbox::NotificationPage, super::inbox::Marked,
     )),
     modifiers(&BearerAuth),

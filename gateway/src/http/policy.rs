@@ -20,7 +20,7 @@ use engine::ports::RegistrationView;
 /// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
 /// needs `Authorization: Bearer`. The authentication gate (`auth::gate`) enforces it, and the
 /// OpenAPI document marks every other operation as needing a token.
-pub(crate) const PUBLIC: [&str; 14] = [
+pub(crate) const PUBLIC: [&str; 15] = [
     "GET /api/v1/events",
     "GET /api/v1/events/{id}",
     "GET /api/v1/events/{id}/availability",
@@ -36,6 +36,7 @@ pub(crate) const PUBLIC: [&str; 14] = [
     "POST /api/v1/payments/webhooks/stripe",
     "POST /api/v1/payments/webhooks/paypal",
     "POST /api/v1/notifications/webhooks/sendgrid",
+    "POST /api/v1/notifications/webhooks/twilio",
 ];
 
 /// 403 unless the caller holds one of `roles` (or is an admin).

@@ -26,7 +26,7 @@ impl Overlay {
             registration_id,
             at,
         );
-        let deliveries = engine::notify::plan(&message, at);
+        let deliveries = engine::notify::plan(&message, at, db.delivery_state.channels());
         self.notices.push((message, deliveries));
         Ok(())
     }

@@ -26,7 +26,7 @@ pub mod invoices;
 pub mod report;
 pub mod webhooks;
 
-pub use webhooks::{RejectionThrottle, StripeWebhook, WebhookSettings};
+pub use webhooks::{RejectionThrottle, StripeWebhook, TwilioCallbacks, WebhookSettings};
 
 pub use dto::{PaymentDto, RefundDto};
 

@@ -27,6 +27,17 @@ pub struct WebhookSettings {
     pub paypal: Option<Arc<integrations::paypal::PayPalClient>>,
     /// SendGrid's event webhook key, when configured.
     pub sendgrid: Option<integrations::mail::sendgrid::EventVerifier>,
+    /// Twilio's status callbacks: the auth token (their key) and the public URL they are
+    /// signed over, when SMS is on and callbacks are asked for.
+    pub twilio: Option<TwilioCallbacks>,
+}
+
+/// How Twilio's status callbacks are verified.
+#[derive(Clone, Debug)]
+pub struct TwilioCallbacks {
+    pub auth_token: String,
+    /// The callback URL as Twilio calls it (without the query).
+    pub url: String,
 }
 
 /// Stripe's webhook verification.
