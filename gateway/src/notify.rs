@@ -119,3 +119,68 @@ impl Sender for MailSender {
         })
     }
 }
+
+/// CPU priority of the thread that runs the channels' sends (a nice value: higher is lower).
+/// Rendering, reading facts, writing inboxes and talking to providers yield to selling: on a
+/// busy machine the backlog grows instead of the sale slowing down.
+pub const SEND_NICE: i32 = 10;
+
+/// Starts the thread that runs the channels' sends, at [`SEND_NICE`], and returns its
+/// runtime's handle; it lives as long as the process. One thread: sends mostly wait on
+/// providers, and a second thread (measured: a thread per core) took more from a sale on two
+/// cores without draining a backlog faster.
+pub fn send_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("notify-send".into())
+        .spawn(move || {
+            // On Linux a nice value is per thread: this one only.
+            if let Err(e) = rustix::process::setpriority_process(None, SEND_NICE) {
+                tracing::warn!(error = %e, "could not lower the send thread's priority");
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(runtime.handle().clone()));
+            runtime.block_on(std::future::pending::<()>());
+        })?;
+    Ok(rx.recv()??)
+}
+
+/// A sender whose sends run on the send thread ([`send_runtime`]); the channel's worker
+/// (its queue reads and outcome writes) stays where it is.
+pub struct OnSendThread {
+    inner: Arc<dyn Sender>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl OnSendThread {
+    pub fn new(inner: Arc<dyn Sender>, runtime: tokio::runtime::Handle) -> Self {
+        Self { inner, runtime }
+    }
+}
+
+impl Sender for OnSendThread {
+    fn channel(&self) -> Channel {
+        self.inner.channel()
+    }
+
+    fn send<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
+        let inner = self.inner.clone();
+        let message = message.clone();
+        let task = self
+            .runtime
+            .spawn(async move { inner.send(&message).await });
+        Box::pin(async move {
+            task.await
+                .map_err(|e| SendError::Retry(format!("send task: {e}")))?
+        })
+    }
+}

@@ -231,7 +231,15 @@ fn senders(
         store,
         codes.clone(),
     )));
-    Ok(senders)
+    // Every send runs on the low-priority send thread.
+    let runtime = crate::notify::send_runtime().context("starting the send thread")?;
+    Ok(senders
+        .into_iter()
+        .map(|sender| {
+            Arc::new(crate::notify::OnSendThread::new(sender, runtime.clone()))
+                as Arc<dyn engine::notify::Sender>
+        })
+        .collect())
 }
 
 /// E-mail's transport, as `outbox.delivery` says.
