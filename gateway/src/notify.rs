@@ -167,6 +167,17 @@ impl OnSendThread {
     }
 }
 
+/// A send task that is aborted when its worker stops waiting for it (the worker's own task
+/// aborted at shutdown), as a send on the worker's own runtime would be: it does not go on to
+/// reach the provider with nobody left to record the outcome.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Sender for OnSendThread {
     fn channel(&self) -> Channel {
         self.inner.channel()
@@ -175,11 +186,14 @@ impl Sender for OnSendThread {
     fn send<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
         let inner = self.inner.clone();
         let message = message.clone();
-        let task = self
-            .runtime
-            .spawn(async move { inner.send(&message).await });
+        let task = AbortOnDrop(
+            self.runtime
+                .spawn(async move { inner.send(&message).await }),
+        );
         Box::pin(async move {
-            task.await
+            let mut task = task;
+            (&mut task.0)
+                .await
                 .map_err(|e| SendError::Retry(format!("send task: {e}")))?
         })
     }

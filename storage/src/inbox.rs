@@ -71,7 +71,13 @@ impl Inbox for Db {
         let end = key(entry.user_id, &Uuid::max());
         let beyond = self.inbox.range(start..=end).rev().nth(keep - 1);
         if let Some(guard) = beyond {
-            batch.remove(&self.inbox, guard.key().map_err(err)?.to_vec());
+            let oldest = guard.key().map_err(err)?;
+            if k[..] < oldest[..] {
+                // Older than every entry kept (a late repeat of a pruned message): the inbox
+                // keeps its newest, so this one is not written.
+                return Ok(false);
+            }
+            batch.remove(&self.inbox, oldest.to_vec());
         }
         batch.commit().map_err(err)?;
         Ok(true)
@@ -174,6 +180,17 @@ mod tests {
         let ids: Vec<Uuid> = page.iter().map(|e| e.id).collect();
         let newest: Vec<Uuid> = entries.iter().rev().take(4).map(|e| e.id).collect();
         assert_eq!(ids, newest);
+        // A late repeat of a message older than all kept ones is not written back.
+        let late = entry(ann, t0 - chrono::Duration::seconds(1));
+        assert!(!db.inbox_add(&late).unwrap());
+        assert!(!db.inbox_add(&entries[0]).unwrap(), "pruned before");
+        let again: Vec<Uuid> = db
+            .inbox_page(ann, None, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(again, ids);
         let next = db.inbox_page(ann, Some(ids[1]), 10).unwrap();
         assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), ids[2..]);
         assert_eq!(db.inbox_unread(ann).unwrap(), 4);

@@ -116,9 +116,11 @@ impl Engine {
 }
 
 impl Engine {
-    /// A provider's report about a sent message (delivered, bounced): recorded on its
-    /// delivery if it was sent (a report about a delivery still queued, dead or unknown is
-    /// ignored: `false`). A bounce after a delivery report wins (it came later).
+    /// A provider's report about a message it was handed (delivered, bounced): recorded on its
+    /// delivery if that is sent, or still queued (the report came before the worker wrote the
+    /// outcome of its send, or a send timed out here but reached the provider: no retry is
+    /// needed then). A report about a dead, finished or unknown delivery is ignored (`false`);
+    /// a bounce after a delivery report wins (it came later).
     pub fn delivery_reported(
         &self,
         message: Uuid,
@@ -139,7 +141,7 @@ impl Engine {
             let applies = matches!(
                 (row.status, status),
                 (
-                    DeliveryStatus::Sent,
+                    DeliveryStatus::Sent | DeliveryStatus::Queued,
                     DeliveryStatus::Delivered | DeliveryStatus::Bounced
                 ) | (DeliveryStatus::Delivered, DeliveryStatus::Bounced)
             );

@@ -670,7 +670,8 @@ impl Config {
             && !t.auth_token.is_empty()
             && sender
             && http(&t.api_base)
-            && (t.status_callback_url.is_empty() || http(&t.status_callback_url))
+            && (t.status_callback_url.is_empty()
+                || (http(&t.status_callback_url) && !t.status_callback_url.contains('?')))
             && t.request_timeout_ms >= 100
     }
 
@@ -740,7 +741,7 @@ impl Config {
             ),
             (
                 !self.outbox.twilio.enabled || self.twilio_complete(),
-                "outbox.twilio needs an account_sid, an auth_token, a from (E.164 or MG...), an http(s) api_base, an http(s) status_callback_url or none, and request_timeout_ms >= 100",
+                "outbox.twilio needs an account_sid, an auth_token, a from (E.164 or MG...), an http(s) api_base, an http(s) status_callback_url without a query or none, and request_timeout_ms >= 100",
             ),
             (
                 self.outbox.link_base_url.starts_with("http://")
