@@ -138,8 +138,7 @@ impl Twilio {
 pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
-    let mut mac =
-        Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key");
+    let mut mac = mac(auth_token);
     mac.update(url.as_bytes());
     for (name, value) in sorted {
         mac.update(name.as_bytes());
@@ -148,12 +147,18 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
     data_encoding::BASE64.encode(&mac.finalize().into_bytes())
 }
 
+/// HMAC-SHA1 keyed with the auth token.
+fn mac(auth_token: &str) -> Hmac<sha1::Sha1> {
+    <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC takes a key of any length")
+}
+
 /// Whether `given` is the signature of a POST to `url` with `params`.
 pub fn verify(auth_token: &str, url: &str, params: &[(String, String)], given: &str) -> bool {
     let expected = signature(auth_token, url, params);
     // Constant time: compare MACs of both.
     let digest = |s: &str| {
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).expect("any key");
+        let mut mac = mac(auth_token);
         mac.update(s.as_bytes());
         mac.finalize().into_bytes()
     };

@@ -12,17 +12,6 @@ async fn subscribe(ws: &mut Socket, topic: &str) {
     send(ws, json!({"type": "subscribe", "topic": topic})).await;
 }
 
-/// Holds a seat as `buyer` and confirms it; the registration's id.
-async fn confirm(buyer: &Api, event: &str, tt: &str) -> String {
-    let held = buyer.hold(event, tt, 1, None).await;
-    assert_eq!(held.status, 201, "{held:?}");
-    let id = held.str("id");
-    let path = format!("/api/v1/registrations/{id}/confirm");
-    let done = buyer.post(&path, &json!({}), None).await;
-    assert_eq!(done.status, 200, "{done:?}");
-    id
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmations_reach_the_accounts_inbox_live_and_only_theirs() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +62,7 @@ async fn confirmations_reach_the_accounts_inbox_live_and_only_theirs() {
         ann.patch("/api/v1/users/me", &prefs(true)).await.status,
         200
     );
-    let first = confirm(&ann, &event, &tt).await;
+    let first = ann.confirmed_one(&event, &tt).await;
     let pushed = next_of(&mut phone, "notification").await;
     assert_eq!(pushed["topic"], topic);
     assert_eq!(pushed["unread"], 1);
@@ -89,7 +78,7 @@ async fn confirmations_reach_the_accounts_inbox_live_and_only_theirs() {
         next_of(&mut laptop, "notification").await["data"]["id"],
         n["id"]
     );
-    let second = confirm(&ann, &event, &tt).await;
+    let second = ann.confirmed_one(&event, &tt).await;
     let pushed = next_of(&mut phone, "notification").await;
     assert_eq!(pushed["unread"], 2);
     assert!(
@@ -154,7 +143,7 @@ async fn confirmations_reach_the_accounts_inbox_live_and_only_theirs() {
         ann.patch("/api/v1/users/me", &prefs(false)).await.status,
         200
     );
-    confirm(&ann, &event, &tt).await;
+    ann.confirmed_one(&event, &tt).await;
     let skipped = wait_for(Duration::from_secs(20), || async {
         admin
             .metric(r#"notify_attempts_total{channel="in_app",result="skipped"}"#)

@@ -251,13 +251,7 @@ async fn a_refused_address_is_a_dead_letter_that_admins_list_replay_and_discard(
     received(&maildir, 1, Duration::from_secs(30)).await;
 
     // The 550 is permanent: dead after one attempt, not retried.
-    let dead = wait_for(Duration::from_secs(20), || async {
-        let page = admin.get("/api/v1/deliveries/dead").await;
-        let items = page.body["items"].as_array().cloned().unwrap_or_default();
-        (!items.is_empty()).then_some(items)
-    })
-    .await
-    .expect("a dead delivery");
+    let dead = admin.dead_deliveries("email").await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let d = &dead[0];
     assert_eq!(d["status"], "failed");

@@ -139,13 +139,7 @@ async fn mail_through_sendgrid_is_retried_refused_and_tracked_by_its_signed_even
             1,
         )
         .await;
-    let dead = wait_for(Duration::from_secs(20), || async {
-        let page = admin.get("/api/v1/deliveries/dead").await;
-        let items = page.body["items"].as_array().cloned().unwrap_or_default();
-        (!items.is_empty()).then_some(items)
-    })
-    .await
-    .expect("a dead delivery");
+    let dead = admin.dead_deliveries("email").await;
     assert_eq!(dead[0]["attempts"], 1, "{dead:?}");
     assert!(
         dead[0]["last_error"].as_str().unwrap().contains("400"),

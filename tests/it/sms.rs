@@ -24,15 +24,6 @@ async fn account(admin: &Api, email: &str, phone: &str, sms: bool, locale: &str)
     buyer
 }
 
-async fn confirm(buyer: &Api, event: &str, tt: &str) -> String {
-    let held = buyer.hold(event, tt, 1, None).await;
-    assert_eq!(held.status, 201, "{held:?}");
-    let id = held.str("id");
-    let path = format!("/api/v1/registrations/{id}/confirm");
-    assert_eq!(buyer.post(&path, &json!({}), None).await.status, 200);
-    id
-}
-
 /// The SMS delivery of `message` as admins see it.
 async fn sms_delivery(admin: &Api, message: &str) -> Value {
     let r = admin
@@ -78,7 +69,7 @@ async fn texts_go_to_those_who_asked_and_twilios_signed_callbacks_track_them() {
     let cat = account(&admin, "cat@example.com", "+1 555 010 0123", true, "en").await;
 
     // Ann asked for texts: her confirmation comes as one, in French, with its link.
-    let first = confirm(&ann, &event, &tt).await;
+    let first = ann.confirmed_one(&event, &tt).await;
     let texts = wait_for(Duration::from_secs(20), || async {
         let texts = twilio.messages().await;
         (!texts.is_empty()).then_some(texts)
@@ -103,15 +94,9 @@ async fn texts_go_to_those_who_asked_and_twilios_signed_callbacks_track_them() {
     assert_eq!(sent["provider_id"], text["sid"]);
 
     // Bob did not ask: skipped. Cat's number is refused for good: a dead letter, tried once.
-    confirm(&bob, &event, &tt).await;
-    confirm(&cat, &event, &tt).await;
-    let dead = wait_for(Duration::from_secs(20), || async {
-        let page = admin.get("/api/v1/deliveries/dead").await;
-        let items = page.body["items"].as_array().cloned().unwrap_or_default();
-        items.into_iter().find(|d| d["channel"] == "sms")
-    })
-    .await
-    .expect("a dead SMS delivery");
+    bob.confirmed_one(&event, &tt).await;
+    cat.confirmed_one(&event, &tt).await;
+    let dead = admin.dead_deliveries("sms").await.remove(0);
     assert_eq!(dead["attempts"], 1, "{dead}");
     assert!(
         dead["last_error"].as_str().unwrap().contains("21610"),
@@ -160,7 +145,7 @@ async fn texts_go_to_those_who_asked_and_twilios_signed_callbacks_track_them() {
     assert_eq!(sms_delivery(&admin, &message).await["status"], "delivered");
 
     // A text the carrier could not deliver is bounced, with Twilio's error code.
-    confirm(&ann, &event, &tt).await;
+    ann.confirmed_one(&event, &tt).await;
     let texts = wait_for(Duration::from_secs(20), || async {
         let texts = twilio.messages().await;
         (texts.len() >= 2).then_some(texts)

@@ -573,6 +573,30 @@ impl Api {
         done.body
     }
 
+    /// Holds one seat (for the attendee `hold` uses) and confirms it; the registration's id.
+    pub async fn confirmed_one(&self, event: &str, ticket_type: &str) -> String {
+        let attendee = serde_json::json!({"name": "Buyer", "email": "buyer@example.com"});
+        let registration = self.confirmed(event, ticket_type, attendee, 1).await;
+        registration["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// The dead deliveries on `channel` (admins' list), once there is one (within 20 s).
+    pub async fn dead_deliveries(&self, channel: &str) -> Vec<serde_json::Value> {
+        wait_for(Duration::from_secs(20), || async {
+            let page = self.get("/api/v1/deliveries/dead").await;
+            let items: Vec<serde_json::Value> = page.body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["channel"] == channel)
+                .cloned()
+                .collect();
+            (!items.is_empty()).then_some(items)
+        })
+        .await
+        .unwrap_or_else(|| panic!("no dead {channel} delivery"))
+    }
+
     /// Availability of the event's first ticket type: (capacity, held, confirmed, available).
     pub async fn availability(&self, event: &str) -> (u64, u64, u64, u64) {
         let a = self
@@ -618,6 +642,27 @@ pub(crate) fn localstripe_python() -> PathBuf {
     assert!(status.success(), "installing the Python test tools failed");
     *venv = Some(dir.clone());
     dir.join("bin/python")
+}
+
+/// A test fake's JSON answer to `request` (it must answer).
+pub(crate) async fn fake_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request
+        .send()
+        .await
+        .expect("the fake answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// What a test fake reports of a request it made on the test's behalf (a webhook or callback
+/// it sent): the receiver's status and body.
+pub(crate) async fn fake_relayed(request: reqwest::RequestBuilder) -> (u16, String) {
+    let reply = fake_json(request).await;
+    (
+        reply["status"].as_u64().unwrap_or_default() as u16,
+        reply["body"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 /// Starts `tests/support/<script>` with the localstripe environment's Python (it has aiohttp)

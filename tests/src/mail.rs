@@ -153,14 +153,7 @@ impl FakeSendGrid {
     }
 
     async fn get(&self, path: &str) -> serde_json::Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("fake SendGrid answers")
-            .json()
-            .await
-            .expect("JSON")
+        crate::fake_json(self.http.get(format!("{}{path}", self.base))).await
     }
 
     /// Its event webhook verification key (base64 DER, as SendGrid shows it).
@@ -191,20 +184,8 @@ impl FakeSendGrid {
         let order = serde_json::json!({
             "url": url, "events": events, "tamper": tamper, "timestamp": timestamp,
         });
-        let reply: serde_json::Value = self
-            .http
-            .post(format!("{}/_test/events", self.base))
-            .json(&order)
-            .send()
-            .await
-            .expect("fake SendGrid answers")
-            .json()
-            .await
-            .expect("JSON");
-        (
-            reply["status"].as_u64().unwrap_or_default() as u16,
-            reply["body"].as_str().unwrap_or_default().to_owned(),
-        )
+        let url = format!("{}/_test/events", self.base);
+        crate::fake_relayed(self.http.post(url).json(&order)).await
     }
 }
 

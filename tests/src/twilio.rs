@@ -29,15 +29,8 @@ impl FakeTwilio {
 
     /// The messages it accepted, in order.
     pub async fn messages(&self) -> Vec<serde_json::Value> {
-        let body: serde_json::Value = self
-            .http
-            .get(format!("{}/_test/messages", self.base))
-            .send()
-            .await
-            .expect("fake Twilio answers")
-            .json()
-            .await
-            .expect("JSON");
+        let url = format!("{}/_test/messages", self.base);
+        let body = crate::fake_json(self.http.get(url)).await;
         body["messages"].as_array().cloned().unwrap_or_default()
     }
 
@@ -55,20 +48,8 @@ impl FakeTwilio {
         let order = serde_json::json!({
             "sid": sid, "status": status, "error_code": error_code, "tamper": tamper, "via": via,
         });
-        let reply: serde_json::Value = self
-            .http
-            .post(format!("{}/_test/status", self.base))
-            .json(&order)
-            .send()
-            .await
-            .expect("fake Twilio answers")
-            .json()
-            .await
-            .expect("JSON");
-        (
-            reply["status"].as_u64().unwrap_or_default() as u16,
-            reply["body"].as_str().unwrap_or_default().to_owned(),
-        )
+        let url = format!("{}/_test/status", self.base);
+        crate::fake_relayed(self.http.post(url).json(&order)).await
     }
 }
 

@@ -140,8 +140,8 @@ pub(crate) async fn list(
     }))
 }
 
-/// Marks `which` read and tells the account's live listeners.
-fn mark(state: &AppState, user: UserId, which: Marking) -> ApiResult<Marked> {
+/// Marks `which` read and tells the account's live listeners; how many were marked.
+fn mark(state: &AppState, user: UserId, which: Marking) -> ApiResult<usize> {
     let marked = state
         .db
         .inbox_mark_read(user, which, Utc::now())
@@ -149,8 +149,7 @@ fn mark(state: &AppState, user: UserId, which: Marking) -> ApiResult<Marked> {
     if marked > 0 {
         state.inbox_feeds.publish(user, InboxChange::Read);
     }
-    let unread = state.db.inbox_unread(user).map_err(store_error)?;
-    Ok(Marked { marked, unread })
+    Ok(marked)
 }
 
 /// Marks one notification read (again: nothing changes).
@@ -181,5 +180,8 @@ pub(crate) async fn read_all(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> ApiResult<Json<Marked>> {
-    Ok(Json(mark(&state, principal.user_id, Marking::All)?))
+    let user = principal.user_id;
+    let marked = mark(&state, user, Marking::All)?;
+    let unread = state.db.inbox_unread(user).map_err(store_error)?;
+    Ok(Json(Marked { marked, unread }))
 }

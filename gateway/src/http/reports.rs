@@ -57,10 +57,7 @@ pub(crate) async fn sendgrid_events(
     body: axum::body::Body,
 ) -> ApiResult<Json<EventsReceived>> {
     const PATH: &str = "/api/v1/notifications/webhooks/sendgrid";
-    let reject = |why: &str| {
-        metrics::counter!("notify_webhook_rejections_total", "provider" => "sendgrid").increment(1);
-        super::payments::webhooks::reject_at(&state, "sendgrid", PATH, why)
-    };
+    let reject = |why: &str| reject(&state, "sendgrid", PATH, why);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(signature), Some(timestamp)) = (
         header("x-twilio-email-event-webhook-signature"),
@@ -106,6 +103,12 @@ pub(crate) async fn sendgrid_events(
     }))
 }
 
+/// A refused report: counted, audited (throttled), 400.
+fn reject(state: &AppState, provider: &'static str, path: &str, why: &str) -> ApiError {
+    metrics::counter!("notify_webhook_rejections_total", "provider" => provider).increment(1);
+    super::payments::webhooks::reject_at(state, provider, path, why)
+}
+
 fn events_example() -> serde_json::Value {
     serde_json::json!({"events": 3, "applied": 2})
 }
@@ -146,10 +149,7 @@ pub(crate) async fn twilio_status(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<EventsReceived>> {
     const PATH: &str = "/api/v1/notifications/webhooks/twilio";
-    let reject = |why: &str| {
-        metrics::counter!("notify_webhook_rejections_total", "provider" => "twilio").increment(1);
-        super::payments::webhooks::reject_at(&state, "twilio", PATH, why)
-    };
+    let reject = |why: &str| reject(&state, "twilio", PATH, why);
     let Some(signature) = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
