@@ -106,9 +106,11 @@ impl Engine {
             let worker = crate::notify::worker::Worker {
                 store: store.clone(),
                 wake: wakes.of(sender.channel()),
-                sender,
+                sender: sender.clone(),
                 clock: clock.clone(),
-                config: config.notify.clone(),
+                config: sender
+                    .worker_config()
+                    .unwrap_or_else(|| config.notify.clone()),
             };
             tokio::spawn(crate::notify::worker::run(worker, relay_stop.subscribe()));
         }

@@ -58,6 +58,9 @@ pub enum DomainError {
     /// No such delivery (message and channel).
     #[error("no such delivery")]
     DeliveryNotFound,
+    /// No such webhook endpoint (or not one the caller manages).
+    #[error("no such webhook endpoint")]
+    WebhookEndpointNotFound,
     /// No such notification in the caller's inbox.
     #[error("no such notification")]
     NotificationNotFound,

@@ -23,6 +23,7 @@ pub mod ports;
 pub mod pricing;
 pub mod statement;
 pub mod values;
+pub mod webhooks;
 
 pub use actors::Availability;
 pub use config::EngineConfig;

@@ -99,6 +99,11 @@ pub enum MessageKind {
         /// Whether it had tickets (now revoked).
         tickets_revoked: bool,
     },
+    /// A delivery to an organizer's webhook endpoint (what it says is in its log entry).
+    Webhook {
+        endpoint_id: Uuid,
+        kind: crate::webhooks::HookType,
+    },
 }
 
 /// Why money went back without anyone asking.
@@ -142,7 +147,9 @@ impl MessageKind {
             MessageKind::EventCanceled {
                 registration_id, ..
             } => *registration_id,
-            MessageKind::VerifyEmail { .. } | MessageKind::ResetPassword { .. } => None,
+            MessageKind::VerifyEmail { .. }
+            | MessageKind::ResetPassword { .. }
+            | MessageKind::Webhook { .. } => None,
         }
     }
 
@@ -157,6 +164,7 @@ impl MessageKind {
             MessageKind::EventCanceled { .. } => "event_canceled",
             MessageKind::PaymentRefunded { .. } => "payment_refunded",
             MessageKind::PaymentReminder { .. } => "payment_reminder",
+            MessageKind::Webhook { .. } => "webhook",
         }
     }
 }

@@ -28,11 +28,18 @@ pub enum Channel {
     InApp,
     /// A text message to the account's phone (Twilio).
     Sms,
+    /// An organizer's webhook endpoint.
+    Webhook,
 }
 
 impl Channel {
     /// Every channel, in code order.
-    pub const ALL: [Channel; 3] = [Channel::Email, Channel::InApp, Channel::Sms];
+    pub const ALL: [Channel; 4] = [
+        Channel::Email,
+        Channel::InApp,
+        Channel::Sms,
+        Channel::Webhook,
+    ];
 
     /// Its name (metrics, API).
     pub fn as_str(self) -> &'static str {
@@ -40,6 +47,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::InApp => "in_app",
             Channel::Sms => "sms",
+            Channel::Webhook => "webhook",
         }
     }
 
@@ -49,6 +57,7 @@ impl Channel {
             Channel::Email => 1,
             Channel::InApp => 2,
             Channel::Sms => 3,
+            Channel::Webhook => 4,
         }
     }
 
@@ -220,6 +229,20 @@ pub fn confirmation_message(
     }
 }
 
+/// The message a webhook delivery carries (what it says is in its log entry).
+pub fn webhook_message(entry: &crate::webhooks::LogEntry) -> OutboxMessage {
+    OutboxMessage {
+        id: entry.message_id,
+        to: String::new(),
+        user_id: None,
+        kind: MessageKind::Webhook {
+            endpoint_id: entry.endpoint_id,
+            kind: entry.kind,
+        },
+        created_at: entry.at,
+    }
+}
+
 /// Whether a failure may pass if tried again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendError {
@@ -257,6 +280,10 @@ pub trait Sender: Send + Sync + 'static {
     fn channel(&self) -> Channel;
     /// Sends one message.
     fn send<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<Sent, SendError>>;
+    /// Its worker's settings, when not the engine's (webhooks retry over hours).
+    fn worker_config(&self) -> Option<worker::WorkerConfig> {
+        None
+    }
 }
 
 /// A sender that only logs that a message went out (never its content): for deployments
@@ -425,7 +452,7 @@ mod tests {
             .iter()
             .map(|d| d.channel)
             .collect();
-        assert_eq!(planned, Channel::ALL);
+        assert_eq!(planned, [Channel::Email, Channel::InApp, Channel::Sms]);
         let mail_only = Channels::of([Channel::Email]);
         assert_eq!(plan(&confirmed, now, mail_only).len(), 1);
     }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod hooks;
 pub mod http;
 pub mod inbox;
 pub mod log_throttle;

@@ -183,6 +183,10 @@ impl Sender for OnSendThread {
         self.inner.channel()
     }
 
+    fn worker_config(&self) -> Option<engine::notify::worker::WorkerConfig> {
+        self.inner.worker_config()
+    }
+
     fn send<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
         let inner = self.inner.clone();
         let message = message.clone();

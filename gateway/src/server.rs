@@ -212,6 +212,9 @@ fn senders(
         },
     );
     let mut senders: Vec<Arc<dyn engine::notify::Sender>> = vec![Arc::new(in_app)];
+    if config.webhooks.enabled {
+        senders.push(Arc::new(webhook_sender(config, db)?));
+    }
     if outbox.twilio.enabled {
         senders.push(Arc::new(sms_sender(config, &templates, &store)?));
     }
@@ -279,6 +282,22 @@ fn mail_transport(config: &Config) -> anyhow::Result<integrations::mail::Transpo
             )
         }
     })
+}
+
+/// The webhook channel's sender, with its own retry schedule.
+fn webhook_sender(config: &Config, db: &Db) -> anyhow::Result<crate::hooks::WebhookSender> {
+    let hooks = &config.webhooks;
+    let client = integrations::hooks::HookClient::new(
+        Duration::from_millis(hooks.request_timeout_ms),
+        hooks.allow_private_targets,
+    )
+    .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
+    let retention = config.engine_config().notify.retention;
+    Ok(crate::hooks::WebhookSender::new(
+        db.clone(),
+        client,
+        hooks.worker_config(retention),
+    ))
 }
 
 /// The SMS channel's sender, through Twilio.
@@ -428,6 +447,10 @@ fn application(
         retry_after_secs: config.http.retry_after_secs,
         webhooks: webhook_settings(config, core.paypal.clone()),
         webhook_rejections: Default::default(),
+        hooks: crate::http::webhooks::HookSettings {
+            enabled: config.webhooks.enabled,
+            allow_private: config.webhooks.allow_private_targets,
+        },
     });
     let limits = HttpLimits {
         concurrency_max: config.http.concurrency_max,

@@ -4,6 +4,7 @@
 
 pub mod bank;
 pub mod documents;
+pub mod hooks;
 pub mod http;
 pub mod mail;
 pub mod money;

@@ -153,7 +153,7 @@ impl Db {
     }
 
     /// Removes a row's queue entry or index entry from `batch`; the queued count's change.
-    fn unstage_row(&self, batch: &mut OwnedWriteBatch, delivery: &Delivery) -> i64 {
+    pub(crate) fn unstage_row(&self, batch: &mut OwnedWriteBatch, delivery: &Delivery) -> i64 {
         let key = row_key(&delivery.message_id, delivery.channel);
         match delivery.status {
             DeliveryStatus::Queued => {
@@ -387,7 +387,9 @@ impl Db {
             }
             batch.commit().map_err(err)?;
         }
-        Ok(pruned)
+        // The webhook log's entries go with their deliveries.
+        let log = self.prune_webhook_log(before, limit.saturating_sub(pruned))?;
+        Ok(pruned + log)
     }
 
     pub(crate) fn kept_message(&self, id: Uuid) -> Result<Option<OutboxMessage>, StoreError> {

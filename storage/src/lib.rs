@@ -11,10 +11,12 @@ mod codec;
 mod deliveries;
 mod delivery_state;
 mod error;
+mod hook_index;
 mod inbox;
 mod keys;
 mod projection;
 mod store;
+mod webhooks;
 pub mod writer;
 
 pub use store::{Db, DbOptions};

@@ -7,6 +7,7 @@ mod invoices;
 mod notifications;
 mod payments;
 mod statements;
+mod webhooks;
 use crate::error::err;
 use crate::keys;
 use crate::store::Db;
@@ -91,6 +92,10 @@ pub struct Overlay {
     invoice_jobs: Vec<(uuid::Uuid, RegistrationId)>,
     /// Documents issued.
     documents: Vec<engine::invoice::Document>,
+    /// Webhook deliveries decided in this batch.
+    hooks: Vec<engine::webhooks::LogEntry>,
+    /// Event records as this batch's event-stream events leave them (webhook payloads).
+    event_records: HashMap<EventId, engine::model::EventRecord>,
     /// Messages decided by the read model, with their deliveries.
     notices: Vec<(engine::outbox::OutboxMessage, Vec<engine::notify::Delivery>)>,
     /// Statement exceptions recorded or resolved in this batch, by key.
@@ -229,8 +234,27 @@ impl Overlay {
         }
     }
 
-    /// Applies one pool event to the read models.
+    /// Applies one pool event to the read models (and decides its webhook deliveries).
     pub fn project(
+        &mut self,
+        db: &Db,
+        pools: &mut PoolEvents,
+        pool_id: PoolId,
+        event: PoolEvent,
+    ) -> Result<(), StoreError> {
+        let hook = if db.hooks.active() {
+            webhooks::pending(&event)
+        } else {
+            None
+        };
+        self.project_pool(db, pools, pool_id, event)?;
+        if let Some(hook) = hook {
+            self.pool_hook(db, pools, pool_id, hook)?;
+        }
+        Ok(())
+    }
+
+    fn project_pool(
         &mut self,
         db: &Db,
         pools: &mut PoolEvents,
@@ -660,6 +684,7 @@ impl Overlay {
     pub fn write(mut self, db: &Db, batch: &mut OwnedWriteBatch) -> Result<(), StoreError> {
         self.write_invoices(db, batch)?;
         self.write_notices(db, batch)?;
+        self.write_hooks(db, batch)?;
         for (key, row) in self.statement_exceptions.drain() {
             batch.insert(&db.statement_exceptions, key, encode(&row)?);
         }

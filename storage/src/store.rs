@@ -114,6 +114,12 @@ pub struct Db {
     pub(crate) deliveries_done: Keyspace,
     /// In-app inboxes: user (16) + message id (16) → entry (see `inbox`).
     pub(crate) inbox: Keyspace,
+    /// Organizer webhook endpoints, by id (see `webhooks`).
+    pub(crate) webhook_endpoints: Keyspace,
+    /// Each endpoint's delivery log: endpoint (16) + message id (16) → entry.
+    pub(crate) webhook_log: Keyspace,
+    /// The endpoints by scope, in memory.
+    pub(crate) hooks: std::sync::Arc<crate::hook_index::HookIndex>,
     /// Deliveries' row locks and queued counts.
     pub(crate) delivery_state: std::sync::Arc<crate::delivery_state::DeliveryState>,
 }
@@ -166,11 +172,15 @@ impl Db {
             deliveries_dead: ks("deliveries_dead")?,
             deliveries_done: ks("deliveries_done")?,
             inbox: ks("inbox")?,
+            webhook_endpoints: ks("webhook_endpoints")?,
+            webhook_log: ks("webhook_log")?,
+            hooks: Default::default(),
             delivery_state: Default::default(),
             db,
         })
         .and_then(|db: Self| {
             db.count_queued()?;
+            db.load_webhooks()?;
             Ok(db)
         })
     }

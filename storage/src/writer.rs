@@ -304,7 +304,8 @@ fn stage_records(
                     overlay.project(db, &mut fences.pool_events, pool_id, e)?
                 }
                 (StreamId::Event(event_id), StreamEvent::Event(e)) => {
-                    overlay.project_event(event_id, &e)
+                    overlay.project_event(event_id, &e);
+                    overlay.event_hook(db, event_id, &e)?
                 }
                 (StreamId::User(user_id), StreamEvent::User(e)) => {
                     overlay.project_user(user_id, &e)

@@ -31,4 +31,5 @@ mod sms;
 mod tickets;
 mod vouchers;
 mod waitlist;
+mod webhooks;
 mod websocket;

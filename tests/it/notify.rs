@@ -343,21 +343,13 @@ async fn a_refused_address_is_a_dead_letter_that_admins_list_replay_and_discard(
     let twice = admin.send(admin.at(reqwest::Method::DELETE, &path)).await;
     assert_eq!(twice.status, 404);
     // The replay and the discard are in the audit log.
-    let audit = admin.get("/api/v1/audit").await;
-    let actions: Vec<&str> = audit.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
-    assert!(
-        actions.contains(&"POST /api/v1/messages/{id}/deliveries/{channel}/replay"),
-        "{actions:?}"
-    );
-    assert!(
-        actions.contains(&"DELETE /api/v1/messages/{id}/deliveries/{channel}"),
-        "{actions:?}"
-    );
+    let actions = admin.audit_actions("/api/v1/audit").await;
+    for action in [
+        "POST /api/v1/messages/{id}/deliveries/{channel}/replay",
+        "DELETE /api/v1/messages/{id}/deliveries/{channel}",
+    ] {
+        assert!(actions.iter().any(|a| a == action), "{actions:?}");
+    }
     let refused = tests::mail::received(&maildir).iter().any(|raw| {
         let m = MessageParser::default().parse(raw).unwrap();
         m.to().unwrap().contains("refused@example.com")

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod mail;
 pub mod twilio;
+pub mod webhooks;
 pub mod ws;
 
 /// Longest a server may take to print its address.
@@ -578,6 +579,18 @@ impl Api {
         let attendee = serde_json::json!({"name": "Buyer", "email": "buyer@example.com"});
         let registration = self.confirmed(event, ticket_type, attendee, 1).await;
         registration["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// The actions of the audit log at `path` (`/api/v1/audit`, `/api/v1/events/{id}/audit`).
+    pub async fn audit_actions(&self, path: &str) -> Vec<String> {
+        let audit = self.get(path).await;
+        assert_eq!(audit.status, 200, "{audit:?}");
+        audit.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["action"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// The dead deliveries on `channel` (admins' list), once there is one (within 20 s).

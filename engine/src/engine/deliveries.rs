@@ -23,6 +23,11 @@ impl Engine {
         Ok(items)
     }
 
+    /// Wakes `channel`'s worker: deliveries were queued for it outside the engine.
+    pub fn wake(&self, channel: Channel) {
+        self.wakes.wake(channel);
+    }
+
     /// Dead deliveries after `after`, in message order, at most `limit`.
     pub fn dead_deliveries(
         &self,

@@ -144,6 +144,28 @@ pub struct EventPatch {
     pub invoicing: Option<InvoiceSettings>,
 }
 
+impl EventPatch {
+    /// The names of the settings it changes.
+    pub fn fields(&self) -> Vec<String> {
+        let set = [
+            ("title", self.title.is_some()),
+            ("description", self.description.is_some()),
+            ("venue", self.venue.is_some()),
+            ("category", self.category.is_some()),
+            ("starts_at", self.starts_at.is_some()),
+            ("ends_at", self.ends_at.is_some()),
+            ("hold_ttl_secs", self.hold_ttl_secs.is_some()),
+            ("refund_until", self.refund_until.is_some()),
+            ("bank_transfer", self.bank_transfer.is_some()),
+            ("invoicing", self.invoicing.is_some()),
+        ];
+        set.into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+}
+
 /// A validated command to create a ticket type, with a new pool or a shared one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTicketType {

@@ -4,6 +4,9 @@
 //! relate, once, at start-up: a value out of range is an error naming its key, never clamped.
 
 pub mod load;
+mod webhooks;
+
+pub use webhooks::WebhooksSection;
 
 pub use load::{ConfigError, DEFAULTS, ENV_PREFIX, redacted};
 use serde::Deserialize;
@@ -29,6 +32,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Messages to send.
     pub outbox: OutboxSection,
+    /// Organizer webhooks.
+    pub webhooks: WebhooksSection,
     /// Payments and their providers.
     pub payments: PaymentsConfig,
     /// Rate limits.
@@ -451,6 +456,7 @@ impl Config {
             .chain(self.core_checks())
             .chain(self.account_checks())
             .chain(self.outbox_checks())
+            .chain(self.webhooks.checks())
             .chain(self.payment_checks());
         if let Some((_, message)) = checks.find(|(ok, _)| !ok) {
             return Err(ConfigError::Invalid(message.to_owned()));

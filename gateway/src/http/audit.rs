@@ -109,6 +109,16 @@ fn event_of(state: &AppState, path: &str) -> Option<Uuid> {
             let id = RegistrationId(Uuid::parse_str(id).ok()?);
             state.engine.registration(id).ok().map(|r| r.event_id.0)
         }
+        ["api", "v1", "webhooks", id, ..] => {
+            let endpoint = state
+                .db
+                .webhook_endpoint(Uuid::parse_str(id).ok()?)
+                .ok()??;
+            match endpoint.scope {
+                engine::webhooks::Scope::Event(event) => Some(event.0),
+                engine::webhooks::Scope::Organizer(_) => None,
+            }
+        }
         ["api", "v1", "waiting-list", id, ..] => {
             let id = engine::ids::WaitlistEntryId(Uuid::parse_str(id).ok()?);
             state.engine.waitlist_view(id).ok().map(|w| w.event_id.0)
@@ -157,12 +167,7 @@ pub struct AuditPage {
 }
 
 fn page(state: &AppState, event: Option<EventId>, p: AuditParams) -> ApiResult<Json<AuditPage>> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {PAGE_LIMIT_MAX}"
-        )));
-    }
+    let limit = crate::http::extract::page_limit(p.limit, 100, PAGE_LIMIT_MAX)?;
     let after = match p.after {
         None => None,
         Some(c) => {

@@ -115,12 +115,7 @@ pub(crate) async fn list_dead(
     ApiQuery(p): ApiQuery<DeadParams>,
 ) -> ApiResult<Json<DeliveryPage>> {
     require_any(&principal, &[])?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {PAGE_LIMIT_MAX}"
-        )));
-    }
+    let limit = crate::http::extract::page_limit(p.limit, 100, PAGE_LIMIT_MAX)?;
     let after = match p.after.as_deref() {
         None => None,
         Some(cursor) => {

@@ -142,6 +142,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::ExceptionNotFound
         | D::DeliveryNotFound
         | D::NotificationNotFound
+        | D::WebhookEndpointNotFound
         | D::TicketNotFound
         | D::CheckInListNotFound
         | D::UserNotFound
@@ -196,6 +197,7 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::AlreadyResolved => ("already_resolved", "Already resolved"),
         D::DeliveryNotFound => ("delivery_not_found", "Delivery not found"),
         D::NotificationNotFound => ("notification_not_found", "Notification not found"),
+        D::WebhookEndpointNotFound => ("webhook_endpoint_not_found", "Webhook endpoint not found"),
         D::DeliveryNotDead(_) => ("delivery_not_dead", "Delivery not dead"),
         D::AmountMismatch(_) => ("amount_mismatch", "Amount mismatch"),
         D::TicketNotFound => ("ticket_not_found", "Ticket not found"),

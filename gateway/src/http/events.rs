@@ -451,12 +451,7 @@ pub(crate) async fn list_events(
             )));
         }
     };
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {PAGE_LIMIT_MAX}"
-        )));
-    }
+    let limit = crate::http::extract::page_limit(p.limit, 50, PAGE_LIMIT_MAX)?;
     let query = EventQuery {
         status,
         text: p.q.filter(|q| !q.is_empty()),

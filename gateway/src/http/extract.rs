@@ -157,3 +157,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e| ApiError::InvalidQuery(e.body_text()))
     }
 }
+
+/// A listing's page size: `given`, else `default`; 400 unless 1..=`max`.
+pub(crate) fn page_limit(
+    given: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let limit = given.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::InvalidQuery(format!(
+            "limit must be between 1 and {max}"
+        )))
+    }
+}

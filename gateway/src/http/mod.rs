@@ -22,6 +22,7 @@ mod registrations;
 mod reports;
 mod vouchers;
 mod waitlist;
+pub mod webhooks;
 mod ws;
 
 use crate::ticket_code::TicketCodes;
@@ -84,6 +85,8 @@ pub struct Shared {
     pub retry_after_secs: u32,
     /// How payment providers' webhooks are verified.
     pub webhooks: payments::WebhookSettings,
+    /// Organizer webhooks: whether they are on, and where endpoints may point.
+    pub hooks: webhooks::HookSettings,
     /// Audit entries of refused webhook deliveries: at most one per period.
     pub webhook_rejections: payments::RejectionThrottle,
 }
@@ -144,6 +147,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .merge(audit::router())
         .merge(deliveries::router())
         .merge(inbox::router())
+        .merge(webhooks::router())
         .merge(reports::router())
         .merge(events::router())
         .merge(registrations::router())

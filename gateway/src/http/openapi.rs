@@ -65,6 +65,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::deliveries::list_dead, super::deliveries::message_deliveries,
         super::deliveries::replay, super::deliveries::discard, super::deliveries::replay_all, super::reports::sendgrid_events, super::reports::twilio_status,
         super::inbox::list, super::inbox::read_one, super::inbox::read_all,
+        super::webhooks::create, super::webhooks::list, super::webhooks::read, super::webhooks::update,
+        super::webhooks::remove, super::webhooks::rotate, super::webhooks::log, super::webhooks::replay,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -99,9 +101,12 @@ use utoipa_swagger_ui::SwaggerUi;
         super::deliveries::DeliveryDto, super::deliveries::DeliveryPage,
         super::deliveries::ReplayAll, super::deliveries::Replayed, super::reports::EventsReceived,
         super::inbox::NotificationDto, super::inbox::NotificationPage, super::inbox::Marked,
+        super::webhooks::CreateEndpoint, super::webhooks::UpdateEndpoint, super::webhooks::EndpointDto,
+        super::webhooks::EndpointList, super::webhooks::HookDeliveryDto, super::webhooks::HookDeliveryPage,
+        super::webhooks::RotatedSecret,
     )),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "notifications"), (name = "realtime"), (name = "ops")),
+    tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "notifications"), (name = "webhooks"), (name = "realtime"), (name = "ops")),
 )]
 pub struct ApiDoc;
 

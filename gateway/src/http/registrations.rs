@@ -263,14 +263,7 @@ pub struct EmailParams {
 }
 
 pub(super) fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
-    let limit = limit.unwrap_or(100);
-    if (1..=PAGE_LIMIT_MAX).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {PAGE_LIMIT_MAX}"
-        )))
-    }
+    super::extract::page_limit(limit, 100, PAGE_LIMIT_MAX)
 }
 
 /// Hold seats. Answers 201 with the held registration; retrying with the same

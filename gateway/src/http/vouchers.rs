@@ -222,12 +222,7 @@ pub(crate) async fn list_vouchers(
     ApiQuery(params): ApiQuery<VoucherListParams>,
 ) -> ApiResult<Json<VoucherPage>> {
     managed_event(&state, &principal, event_id)?;
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {PAGE_MAX}"
-        )));
-    }
+    let limit = crate::http::extract::page_limit(params.limit, 100, PAGE_MAX)?;
     let after = match params.after.as_deref() {
         None => None,
         Some(code) => Some(engine::normalize_voucher_code(code).ok_or_else(|| {

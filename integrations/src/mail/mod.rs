@@ -92,7 +92,8 @@ pub fn transactional(kind: &MessageKind) -> bool {
         | MessageKind::WaitlistOffer { .. }
         | MessageKind::PaymentRefunded { .. }
         | MessageKind::PaymentReminder { .. }
-        | MessageKind::EventCanceled { .. } => true,
+        | MessageKind::EventCanceled { .. }
+        | MessageKind::Webhook { .. } => true,
     }
 }
 
@@ -223,7 +224,7 @@ impl<'a> Fields<'a> {
                 waitlist: registration_id.is_none(),
             },
             MessageKind::Tickets { event_title, .. } => Fields::Tickets { event_title },
-            MessageKind::Confirmed { .. } => Fields::None {},
+            MessageKind::Confirmed { .. } | MessageKind::Webhook { .. } => Fields::None {},
         }
     }
 }

@@ -116,12 +116,7 @@ pub(crate) async fn offline_pack(
     ApiQuery(p): ApiQuery<PackParams>,
 ) -> ApiResult<Json<OfflinePack>> {
     let event = scanning_event(&state, &principal, event_id)?;
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=PACK_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::InvalidQuery(format!(
-            "limit must be between 1 and {PACK_PAGE_MAX}"
-        )));
-    }
+    let limit = crate::http::extract::page_limit(p.limit, 50, PACK_PAGE_MAX)?;
     // CPU-bound (a signature and a sealing per ticket): a few pages at a time, else 503.
     let _permit = PACKING.try_acquire().map_err(|_| ApiError::Overloaded)?;
     // The version first: a revocation made while the page is built is caught up on later.
