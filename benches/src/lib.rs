@@ -217,6 +217,7 @@ pub fn new_event(title: &str, hold_ttl_secs: u32) -> NewEvent {
         refund_until: None,
         bank_transfer: None,
         invoicing: None,
+        reminder_offsets_secs: None,
     }
 }
 
@@ -260,6 +261,7 @@ pub fn engine_config() -> EngineConfig {
             retry_after: Duration::from_secs(1),
         },
         notify: engine::notify::worker::WorkerConfig::default(),
+        reminders: engine::notify::reminders::ReminderConfig::default(),
         waitlist_offer_secs: 3_600,
         ticket_routes_cached_max: 1_000_000,
         payment_hold_extension_secs: 900,

@@ -98,6 +98,15 @@ impl Default for Preferences {
 }
 
 impl Preferences {
+    /// The channels the account wants for messages of `kind`'s category.
+    pub fn for_kind(&self, kind: &crate::message::MessageKind) -> &ChannelPrefs {
+        if kind.is_reminder() {
+            &self.reminders
+        } else {
+            &self.transactional
+        }
+    }
+
     /// Checks identifiers' shape (not their existence in the IANA/CLDR databases).
     pub fn validate(&self, errors: &mut Vec<FieldError>) {
         for (field, value) in [

@@ -77,6 +77,37 @@ pub struct Engine {
     invoices_wake: Arc<tokio::sync::Notify>,
 }
 
+/// A delivery worker per sender (one per channel), and the reminder schedule's task; all stop
+/// when `stop` turns true.
+fn spawn_notify(
+    config: &EngineConfig,
+    store: &Arc<dyn Store>,
+    clock: &SharedClock,
+    wakes: &Arc<Wakes>,
+    senders: Vec<Arc<dyn Sender>>,
+    stop: &watch::Sender<bool>,
+) {
+    for sender in senders {
+        let worker = crate::notify::worker::Worker {
+            store: store.clone(),
+            wake: wakes.of(sender.channel()),
+            sender: sender.clone(),
+            clock: clock.clone(),
+            config: sender
+                .worker_config()
+                .unwrap_or_else(|| config.notify.clone()),
+        };
+        tokio::spawn(crate::notify::worker::run(worker, stop.subscribe()));
+    }
+    tokio::spawn(crate::notify::reminders::run(
+        store.clone(),
+        wakes.clone(),
+        clock.clone(),
+        config.reminders.clone(),
+        stop.subscribe(),
+    ));
+}
+
 impl Engine {
     /// Starts the engine's root actor over `store` and `journal`, the outbox relay that fans
     /// messages out into deliveries, and a delivery worker per sender (one per channel).
@@ -102,18 +133,7 @@ impl Engine {
             clock.clone(),
             relay_stopped,
         ));
-        for sender in senders {
-            let worker = crate::notify::worker::Worker {
-                store: store.clone(),
-                wake: wakes.of(sender.channel()),
-                sender: sender.clone(),
-                clock: clock.clone(),
-                config: sender
-                    .worker_config()
-                    .unwrap_or_else(|| config.notify.clone()),
-            };
-            tokio::spawn(crate::notify::worker::run(worker, relay_stop.subscribe()));
-        }
+        spawn_notify(&config, &store, &clock, &wakes, senders, &relay_stop);
         let registry: Arc<Registry> = Arc::new(Registry::new());
         let (root, _) = Actor::spawn(None, RootActor, registry.clone())
             .await

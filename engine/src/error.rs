@@ -61,6 +61,9 @@ pub enum DomainError {
     /// No such webhook endpoint (or not one the caller manages).
     #[error("no such webhook endpoint")]
     WebhookEndpointNotFound,
+    /// The webhook endpoint is disabled: enable it first.
+    #[error("the webhook endpoint is disabled: enable it first")]
+    WebhookEndpointDisabled,
     /// No such notification in the caller's inbox.
     #[error("no such notification")]
     NotificationNotFound,

@@ -123,3 +123,22 @@ id_type!(
     /// A place on a ticket type's waiting list.
     WaitlistEntryId
 );
+
+/// A UUIDv7 at `at` whose random part is derived from `input` (FNV-1a, twice with different
+/// salts): the same input at the same time gives the same id, so a message decided twice
+/// (projected again, a step repeated after a crash) is written with the same keys.
+pub fn derived_id(at: chrono::DateTime<chrono::Utc>, input: &[u8]) -> uuid::Uuid {
+    let fold = |salt: u64| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
+        for b in input {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    };
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&fold(1).to_be_bytes());
+    random[8..].copy_from_slice(&fold(2).to_be_bytes()[..2]);
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}

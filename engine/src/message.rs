@@ -99,6 +99,14 @@ pub enum MessageKind {
         /// Whether it had tickets (now revoked).
         tickets_revoked: bool,
     },
+    /// The event is coming up: a reminder to a confirmed registration's attendee, scheduled
+    /// `offset_secs` before the start (rendered when sent, from the registration and the
+    /// event as they then are).
+    EventReminder {
+        event_id: crate::ids::EventId,
+        registration_id: crate::ids::RegistrationId,
+        offset_secs: u32,
+    },
     /// A delivery to an organizer's webhook endpoint (what it says is in its log entry).
     Webhook {
         endpoint_id: Uuid,
@@ -143,6 +151,9 @@ impl MessageKind {
             }
             | MessageKind::PaymentReminder {
                 registration_id, ..
+            }
+            | MessageKind::EventReminder {
+                registration_id, ..
             } => Some(*registration_id),
             MessageKind::EventCanceled {
                 registration_id, ..
@@ -151,6 +162,12 @@ impl MessageKind {
             | MessageKind::ResetPassword { .. }
             | MessageKind::Webhook { .. } => None,
         }
+    }
+
+    /// Whether it is a reminder (the accounts' `reminders` preferences decide its channels;
+    /// every other kind is transactional).
+    pub fn is_reminder(&self) -> bool {
+        matches!(self, MessageKind::EventReminder { .. })
     }
 
     /// The kind's name (metrics, logs).
@@ -164,6 +181,7 @@ impl MessageKind {
             MessageKind::EventCanceled { .. } => "event_canceled",
             MessageKind::PaymentRefunded { .. } => "payment_refunded",
             MessageKind::PaymentReminder { .. } => "payment_reminder",
+            MessageKind::EventReminder { .. } => "event_reminder",
             MessageKind::Webhook { .. } => "webhook",
         }
     }

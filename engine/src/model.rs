@@ -24,7 +24,8 @@ mod validation;
 pub use attendee::{Attendee, normalize_email};
 pub use checkin::{CHECKIN_LISTS_MAX, CheckInList, LIST_GATES_MAX};
 pub use commands::{
-    BankTransferSettings, EventPatch, InvoiceSettings, NewEvent, NewTicketType, SeatSource,
+    BankTransferSettings, EventPatch, InvoiceSettings, NewEvent, NewTicketType,
+    REMINDER_OFFSET_SECS, REMINDERS_MAX, SeatSource,
 };
 pub use stream::EventEvent;
 pub(crate) use validation::check_text;
@@ -200,6 +201,10 @@ pub struct EventRecord {
     /// Check-in lists (besides the default list: every ticket type, any gate, no re-entry).
     #[serde(default)]
     pub checkin_lists: Vec<CheckInList>,
+    /// When attendees are reminded, in seconds before the start (none: the server's default;
+    /// empty: never).
+    #[serde(default)]
+    pub reminder_offsets_secs: Option<Vec<u32>>,
 }
 
 /// Most accounts with a role in one event.

@@ -10,6 +10,7 @@
 //! carries the message's id, so a provider or a receiver can recognise a repeat after a crash.
 
 pub mod inbox;
+pub mod reminders;
 pub mod worker;
 
 use crate::message::{MessageKind, OutboxMessage};
@@ -229,6 +230,36 @@ pub fn confirmation_message(
     }
 }
 
+/// The reminder of `registration_id`'s attendee, `offset_secs` before the event starts at
+/// `starts_at`, due `at`. Its id derives from all of these: queued again (a step repeated),
+/// it is the same message; the event moved, it is a new one.
+pub fn reminder_message(
+    to: &str,
+    user_id: Option<crate::ids::UserId>,
+    event_id: crate::ids::EventId,
+    registration_id: crate::ids::RegistrationId,
+    offset_secs: u32,
+    starts_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> OutboxMessage {
+    let mut input = Vec::with_capacity(44);
+    input.extend_from_slice(event_id.as_bytes());
+    input.extend_from_slice(registration_id.as_bytes());
+    input.extend_from_slice(&offset_secs.to_be_bytes());
+    input.extend_from_slice(&starts_at.timestamp_millis().to_be_bytes());
+    OutboxMessage {
+        id: crate::ids::derived_id(at, &input),
+        to: to.to_owned(),
+        user_id,
+        kind: MessageKind::EventReminder {
+            event_id,
+            registration_id,
+            offset_secs,
+        },
+        created_at: at,
+    }
+}
+
 /// The message a webhook delivery carries (what it says is in its log entry).
 pub fn webhook_message(entry: &crate::webhooks::LogEntry) -> OutboxMessage {
     OutboxMessage {
@@ -241,6 +272,20 @@ pub fn webhook_message(entry: &crate::webhooks::LogEntry) -> OutboxMessage {
         },
         created_at: entry.at,
     }
+}
+
+/// One reminder of one event, as the schedule holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledReminder {
+    pub event_id: crate::ids::EventId,
+    /// How long before the start.
+    pub offset_secs: u32,
+    /// When it goes out (the start minus the offset).
+    pub due_at: DateTime<Utc>,
+    /// The start it was scheduled for.
+    pub starts_at: DateTime<Utc>,
+    /// The last registration already queued (none: not started).
+    pub after: Option<crate::ids::RegistrationId>,
 }
 
 /// Whether a failure may pass if tried again.

@@ -725,6 +725,20 @@ pub trait Store: Send + Sync + 'static {
     /// Removes up to `limit` deliveries that finished (sent, skipped, ...) before `before`;
     /// how many.
     fn prune_deliveries(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError>;
+    /// The reminder schedule's earliest entry.
+    fn next_reminder(&self) -> Result<Option<crate::notify::ScheduledReminder>, StoreError>;
+    /// Queues the reminders of up to `limit` of the event's confirmed registrations after the
+    /// entry's cursor (deliveries on `channels`, planned `now`), and moves the cursor past
+    /// them, or removes the entry once none is left, in one write; how many were queued.
+    fn reminder_step(
+        &self,
+        reminder: &crate::notify::ScheduledReminder,
+        limit: usize,
+        channels: crate::notify::Channels,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
+    /// Removes an entry from the schedule.
+    fn reminder_drop(&self, reminder: &crate::notify::ScheduledReminder) -> Result<(), StoreError>;
     /// One delivery.
     fn delivery(
         &self,

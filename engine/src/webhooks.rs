@@ -250,27 +250,13 @@ pub struct LogEntry {
 /// time whose random part is derived from the endpoint and the happening, so the same
 /// happening projected again gives the same id (receivers deduplicate by it).
 pub fn entry(endpoint: Uuid, happening: &Happening) -> LogEntry {
-    let mut random = [0u8; 10];
-    let fold = |bytes: &[u8], salt: u64| {
-        // FNV-1a over the inputs, twice with different salts: 16 bytes of spread.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
-    };
     let mut input = Vec::with_capacity(48);
     input.extend_from_slice(endpoint.as_bytes());
     input.extend_from_slice(happening.subject.as_bytes());
     input.extend_from_slice(happening.kind.as_str().as_bytes());
     input.extend_from_slice(&happening.at.timestamp_millis().to_be_bytes());
-    let (a, b) = (fold(&input, 1), fold(&input, 2));
-    random[..8].copy_from_slice(&a.to_be_bytes());
-    random[8..].copy_from_slice(&b.to_be_bytes()[..2]);
-    let millis = u64::try_from(happening.at.timestamp_millis()).unwrap_or(0);
     LogEntry {
-        message_id: uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid(),
+        message_id: crate::ids::derived_id(happening.at, &input),
         endpoint_id: endpoint,
         kind: happening.kind,
         data: happening.data.clone(),

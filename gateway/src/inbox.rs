@@ -55,8 +55,7 @@ impl InAppSender {
         let retry = |e: engine::ports::StoreError| SendError::Retry(format!("store: {e}"));
         let account = crate::notify::account(self.store.as_ref(), message)?;
         let user = account.id;
-        // Every kind there is today is transactional.
-        if !account.preferences.transactional.push {
+        if !account.preferences.for_kind(&message.kind).push {
             return Err(SendError::Obsolete(
                 "the account turned in-app notifications off".into(),
             ));

@@ -67,7 +67,11 @@ pub(crate) fn facts(
         Some(id) => store.registration(id).map_err(retry)?,
         None => None,
     };
-    let confirmation = matches!(message.kind, MessageKind::Confirmed { .. });
+    // A confirmation or a reminder is about a confirmed registration, with its tickets.
+    let confirmation = matches!(
+        message.kind,
+        MessageKind::Confirmed { .. } | MessageKind::EventReminder { .. }
+    );
     if confirmation && view.is_none() {
         return Err(SendError::Permanent("registration not found".into()));
     }
@@ -114,6 +118,18 @@ impl Sender for MailSender {
 
     fn send<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
+            // Transactional mail goes whatever the preferences say; reminders as they say.
+            if message.kind.is_reminder()
+                && message.user_id.is_some()
+                && !account(self.store.as_ref(), message)?
+                    .preferences
+                    .reminders
+                    .email
+            {
+                return Err(SendError::Obsolete(
+                    "the account turned e-mail reminders off".into(),
+                ));
+            }
             let facts = facts(self.store.as_ref(), Some(&self.codes), message)?;
             self.mailer.send(message, &facts).await
         })

@@ -125,6 +125,7 @@ impl Core {
         let inbox_feeds = Arc::new(crate::inbox::InboxFeeds::default());
         let senders = senders(config, &db, &codes, &inbox_feeds)?;
         db.set_inbox_max(config.outbox.inbox_max);
+        db.set_reminder_offsets(config.outbox.reminder_offsets_secs.clone());
         // The read model plans deliveries on the channels that have a sender.
         db.set_channels(engine::notify::Channels::of(
             senders.iter().map(|s| s.channel()),

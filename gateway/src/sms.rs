@@ -43,8 +43,7 @@ impl SmsSender {
     /// The number and text of `message`, or why it is not sent by SMS.
     fn prepare(&self, message: &OutboxMessage) -> Result<(String, String), SendError> {
         let account = crate::notify::account(self.store.as_ref(), message)?;
-        // Every kind there is today is transactional.
-        if !account.preferences.transactional.sms {
+        if !account.preferences.for_kind(&message.kind).sms {
             return Err(SendError::Obsolete(
                 "the account did not ask for SMS".into(),
             ));

@@ -145,20 +145,28 @@ pub fn public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return public(IpAddr::V4(v4));
+            let s = v6.segments();
+            // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) forms: the IPv4
+            // address decides (`::` and `::1` are caught below).
+            if s[..5] == [0; 5] && (s[5] == 0xffff || (s[5] == 0 && s[6] != 0)) {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                return public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
             }
-            let first = v6.segments()[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || s[0] == 0x2001 && s[1] == 0x0db8 // documentation
+                || s[0] == 0x2001 && s[1] == 0 // Teredo: tunnels to any IPv4
+                || s[0] == 0x2002 // 6to4: embeds any IPv4
+                || s[0] == 0x0064 && s[1] == 0xff9b) // NAT64 (64:ff9b::/96 and 64:ff9b:1::/48)
         }
     }
 }
@@ -321,8 +329,18 @@ impl HookClient {
                 provider_id: Some(format!("HTTP {}", status.as_u16())),
             });
         }
-        let text = response.text().await.unwrap_or_default();
-        let text: String = text.chars().take(ERROR_BODY_CHARS_MAX).collect();
+        // The start of the answer only: a hostile receiver could stream for the whole timeout.
+        let mut response = response;
+        let mut head = Vec::new();
+        while head.len() < ERROR_BODY_CHARS_MAX
+            && let Ok(Some(chunk)) = response.chunk().await
+        {
+            head.extend_from_slice(&chunk);
+        }
+        let text: String = String::from_utf8_lossy(&head)
+            .chars()
+            .take(ERROR_BODY_CHARS_MAX)
+            .collect();
         let error = format!("webhook: HTTP {}: {text}", status.as_u16());
         if status == reqwest::StatusCode::GONE {
             Err(SendError::Permanent(error))
@@ -364,6 +382,13 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "fec0::1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378::1",
+            "64:ff9b:1::a00:1",
+            "192.0.0.8",
         ] {
             assert!(!public(private.parse().unwrap()), "{private}");
         }

@@ -84,6 +84,22 @@ fn finished(status: DeliveryStatus) -> bool {
 }
 
 impl Db {
+    /// The channels that have a delivery worker: the read model plans its messages' deliveries
+    /// on these only (set before the engine starts; default: e-mail and in-app).
+    pub fn set_channels(&self, channels: engine::notify::Channels) {
+        self.delivery_state.set_channels(channels);
+    }
+
+    /// Reminders of events that set none of their own, in seconds before the start.
+    pub fn set_reminder_offsets(&self, offsets: Vec<u32>) {
+        self.delivery_state.set_reminder_offsets(offsets);
+    }
+
+    /// Entries kept per in-app inbox (default 200).
+    pub fn set_inbox_max(&self, max: usize) {
+        self.delivery_state.set_inbox_max(max);
+    }
+
     /// Counts each channel's queued rows (once, when the store opens).
     pub(crate) fn count_queued(&self) -> Result<(), StoreError> {
         for channel in Channel::ALL {
@@ -122,7 +138,7 @@ impl Db {
 
     /// A delivery's row, with its queue entry or index as its status wants. Returns the
     /// change of the channel's queued count, for the caller to apply once committed.
-    fn stage_row(
+    pub(crate) fn stage_row(
         &self,
         batch: &mut OwnedWriteBatch,
         delivery: &Delivery,

@@ -18,6 +18,8 @@ pub(crate) struct DeliveryState {
     channels: AtomicU8,
     /// Entries kept per in-app inbox.
     inbox_max: AtomicUsize,
+    /// Reminder offsets of events that set none.
+    reminder_offsets: Mutex<Vec<u32>>,
 }
 
 impl Default for DeliveryState {
@@ -28,6 +30,7 @@ impl Default for DeliveryState {
             queued: std::array::from_fn(|_| AtomicI64::new(0)),
             channels: AtomicU8::new(Channels::default().bits()),
             inbox_max: AtomicUsize::new(200),
+            reminder_offsets: Mutex::new(vec![86_400, 3_600]),
         }
     }
 }
@@ -57,6 +60,20 @@ impl DeliveryState {
 
     pub(crate) fn set_inbox_max(&self, max: usize) {
         self.inbox_max.store(max.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn reminder_offsets(&self) -> Vec<u32> {
+        self.reminder_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_reminder_offsets(&self, offsets: Vec<u32>) {
+        *self
+            .reminder_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = offsets;
     }
 
     pub(crate) fn count(&self, channel: Channel, delta: i64) {

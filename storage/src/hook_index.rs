@@ -21,11 +21,31 @@ pub(crate) struct HookIndex {
     by_scope: RwLock<HashMap<Scope, ScopeList>>,
     /// Enabled endpoints: the read model skips all of this at 0.
     enabled: AtomicUsize,
+    /// Enabled organizer-wide endpoints: an event's owner is looked up only if there are.
+    organizer_wide: AtomicUsize,
     /// Each event's owner, as the read model found it.
-    owners: Mutex<HashMap<EventId, UserId>>,
+    owners: Mutex<HashMap<EventId, Option<UserId>>>,
+    /// Where the log's pruning stopped last (endpoint + message).
+    prune_cursor: Mutex<Option<[u8; 32]>>,
 }
 
 impl HookIndex {
+    pub(crate) fn take_prune_cursor(&self) -> Option<[u8; 32]> {
+        self.prune_cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    pub(crate) fn set_prune_cursor(&self, cursor: Option<[u8; 32]>) {
+        *self.prune_cursor.lock().unwrap_or_else(|e| e.into_inner()) = cursor;
+    }
+
+    /// Whether any organizer-wide endpoint is enabled.
+    pub(crate) fn organizer_wide(&self) -> bool {
+        self.organizer_wide.load(Ordering::Relaxed) > 0
+    }
+
     /// Whether any endpoint is enabled.
     pub(crate) fn active(&self) -> bool {
         self.enabled.load(Ordering::Relaxed) > 0
@@ -56,12 +76,16 @@ impl HookIndex {
     }
 
     fn recount(&self, by_scope: &HashMap<Scope, ScopeList>) {
-        let enabled = by_scope
-            .values()
-            .flatten()
-            .filter(|(_, _, enabled)| *enabled)
-            .count();
-        self.enabled.store(enabled, Ordering::Relaxed);
+        let count = |organizer_only: bool| {
+            by_scope
+                .iter()
+                .filter(|(scope, _)| !organizer_only || matches!(scope, Scope::Organizer(_)))
+                .flat_map(|(_, list)| list)
+                .filter(|(_, _, enabled)| *enabled)
+                .count()
+        };
+        self.enabled.store(count(false), Ordering::Relaxed);
+        self.organizer_wide.store(count(true), Ordering::Relaxed);
     }
 
     /// The enabled endpoints of `event` (and of its owner) that want `kind`.
@@ -97,14 +121,14 @@ impl HookIndex {
         by_scope.values().flatten().map(|(id, _, _)| *id).collect()
     }
 
-    /// The owner of `event`, if remembered.
-    pub(crate) fn owner(&self, event: EventId) -> Option<UserId> {
+    /// The owner of `event`, if remembered (`Some(None)`: it has none).
+    pub(crate) fn owner(&self, event: EventId) -> Option<Option<UserId>> {
         let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         owners.get(&event).copied()
     }
 
     /// Remembers an event's owner (its creation was just projected).
-    pub(crate) fn learn_owner(&self, event: EventId, owner: UserId) {
+    pub(crate) fn learn_owner(&self, event: EventId, owner: Option<UserId>) {
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         if owners.len() >= OWNERS_MAX {
             owners.clear();

@@ -3,6 +3,7 @@
 
 use crate::codec::{decode, encode, encode_compact};
 
+mod event_effects;
 mod invoices;
 mod notifications;
 mod payments;
@@ -94,7 +95,9 @@ pub struct Overlay {
     documents: Vec<engine::invoice::Document>,
     /// Webhook deliveries decided in this batch.
     hooks: Vec<engine::webhooks::LogEntry>,
-    /// Event records as this batch's event-stream events leave them (webhook payloads).
+    /// Reminder schedule entries added (with their start) or removed.
+    schedule: Vec<(crate::schedule::Key, Option<DateTime<Utc>>)>,
+    /// Event records as this batch's event-stream events leave them (schedule, webhooks).
     event_records: HashMap<EventId, engine::model::EventRecord>,
     /// Messages decided by the read model, with their deliveries.
     notices: Vec<(engine::outbox::OutboxMessage, Vec<engine::notify::Delivery>)>,
@@ -685,6 +688,7 @@ impl Overlay {
         self.write_invoices(db, batch)?;
         self.write_notices(db, batch)?;
         self.write_hooks(db, batch)?;
+        self.write_schedule(db, batch)?;
         for (key, row) in self.statement_exceptions.drain() {
             batch.insert(&db.statement_exceptions, key, encode(&row)?);
         }

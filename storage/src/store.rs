@@ -18,7 +18,7 @@ use std::path::Path;
 
 /// Most index entries a filtered registration listing examines for one page, so a filter
 /// that matches little cannot turn one request into a scan of millions of keys.
-const SCAN_KEYS_MAX: usize = 10_000;
+pub(crate) const SCAN_KEYS_MAX: usize = 10_000;
 
 /// Settings of the embedded database.
 #[derive(Clone, Debug)]
@@ -118,6 +118,8 @@ pub struct Db {
     pub(crate) webhook_endpoints: Keyspace,
     /// Each endpoint's delivery log: endpoint (16) + message id (16) → entry.
     pub(crate) webhook_log: Keyspace,
+    /// The reminder schedule: due ms (8) + event (16) + offset (4) (see `schedule`).
+    pub(crate) schedule: Keyspace,
     /// The endpoints by scope, in memory.
     pub(crate) hooks: std::sync::Arc<crate::hook_index::HookIndex>,
     /// Deliveries' row locks and queued counts.
@@ -174,6 +176,7 @@ impl Db {
             inbox: ks("inbox")?,
             webhook_endpoints: ks("webhook_endpoints")?,
             webhook_log: ks("webhook_log")?,
+            schedule: ks("schedule")?,
             hooks: Default::default(),
             delivery_state: Default::default(),
             db,
@@ -183,17 +186,6 @@ impl Db {
             db.load_webhooks()?;
             Ok(db)
         })
-    }
-
-    /// The channels that have a delivery worker: the read model plans its messages' deliveries
-    /// on these only (set before the engine starts; default: e-mail and in-app).
-    pub fn set_channels(&self, channels: engine::notify::Channels) {
-        self.delivery_state.set_channels(channels);
-    }
-
-    /// Entries kept per in-app inbox (default 200).
-    pub fn set_inbox_max(&self, max: usize) {
-        self.delivery_state.set_inbox_max(max);
     }
 
     /// The event's latest revocation version (0: none).
@@ -226,7 +218,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 31] {
+    fn all(&self) -> [&Keyspace; 34] {
         [
             &self.journal,
             &self.snapshots,
@@ -259,6 +251,9 @@ impl Db {
             &self.deliveries_dead,
             &self.deliveries_done,
             &self.inbox,
+            &self.webhook_endpoints,
+            &self.webhook_log,
+            &self.schedule,
         ]
     }
 
@@ -286,52 +281,6 @@ impl Db {
             Some(bytes) => Ok(Some(decode(&bytes).map_err(err)?)),
             None => Ok(None),
         }
-    }
-
-    /// Registrations named by an index prefix scan, starting after `after`.
-    fn registrations_in(
-        &self,
-        index: &Keyspace,
-        prefix: &[u8],
-        after: Option<RegistrationId>,
-        status: Option<RegistrationStatus>,
-        limit: usize,
-    ) -> Result<Page<RegistrationView, RegistrationId>, StoreError> {
-        let mut start = prefix.to_vec();
-        match after {
-            Some(id) => {
-                start.extend_from_slice(id.as_bytes());
-                start.push(0); // strictly after the cursor
-            }
-            None => start.extend_from_slice(&[0u8; 16]),
-        }
-        let mut end = prefix.to_vec();
-        end.extend_from_slice(&[0xffu8; 17]);
-        let mut items: Vec<RegistrationView> = Vec::new();
-        let mut last_scanned = None;
-        for (scanned, guard) in index.range(start..end).enumerate() {
-            if scanned == SCAN_KEYS_MAX {
-                return Ok(Page {
-                    items,
-                    next: last_scanned,
-                });
-            }
-            let key = guard.key().map_err(err)?;
-            let Some(id) = keys::trailing_id(&key).map(RegistrationId) else {
-                continue;
-            };
-            if let Some(view) = self.registration(id)?
-                && status.is_none_or(|s| s == view.status)
-            {
-                if items.len() == limit {
-                    let next = items.last().map(|v| v.id);
-                    return Ok(Page { items, next });
-                }
-                items.push(view);
-            }
-            last_scanned = Some(id);
-        }
-        Ok(Page { items, next: None })
     }
 }
 
@@ -742,6 +691,27 @@ impl Store for Db {
         limit: usize,
     ) -> Result<usize, StoreError> {
         self.prune(before, limit)
+    }
+
+    fn next_reminder(&self) -> Result<Option<engine::notify::ScheduledReminder>, StoreError> {
+        self.first_reminder()
+    }
+
+    fn reminder_step(
+        &self,
+        reminder: &engine::notify::ScheduledReminder,
+        limit: usize,
+        channels: engine::notify::Channels,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, StoreError> {
+        self.queue_reminders(reminder, limit, channels, now)
+    }
+
+    fn reminder_drop(
+        &self,
+        reminder: &engine::notify::ScheduledReminder,
+    ) -> Result<(), StoreError> {
+        self.drop_reminder(reminder)
     }
 
     fn delivery(

@@ -45,16 +45,14 @@ impl Db {
     /// The owner of `event`, as its record in the store says (remembered).
     pub(crate) fn event_owner(&self, event: EventId) -> Result<Option<UserId>, StoreError> {
         if let Some(owner) = self.hooks.owner(event) {
-            return Ok(Some(owner));
+            return Ok(owner);
         }
         let Some(bytes) = self.events.get(event.as_bytes()).map_err(err)? else {
             // Created in this very batch, or gone: not remembered, asked again next time.
             return Ok(None);
         };
         let record: EventRecord = decode(&bytes)?;
-        if let Some(owner) = record.owner {
-            self.hooks.learn_owner(event, owner);
-        }
+        self.hooks.learn_owner(event, record.owner);
         Ok(record.owner)
     }
 
@@ -68,11 +66,29 @@ impl Db {
     }
 
     /// Removes an endpoint (its log goes with the retention); whether it existed.
+    /// Its log goes with it (a delivery still queued is then skipped: its endpoint is gone).
     pub fn webhook_delete(&self, id: Uuid) -> Result<bool, StoreError> {
         let existed = self.webhook_endpoint(id)?.is_some();
         self.webhook_endpoints.remove(id.as_bytes()).map_err(err)?;
         self.hooks.remove(id);
-        Ok(existed)
+        loop {
+            let range = log_key(&id, &Uuid::nil())..=log_key(&id, &Uuid::max());
+            let keys: Vec<Vec<u8>> = self
+                .webhook_log
+                .range(range)
+                .take(1_000)
+                .map(|guard| guard.key().map(|k| k.to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            if keys.is_empty() {
+                return Ok(existed);
+            }
+            let mut batch = self.db.batch();
+            for key in keys {
+                batch.remove(&self.webhook_log, key);
+            }
+            batch.commit().map_err(err)?;
+        }
     }
 
     pub fn webhook_endpoint(&self, id: Uuid) -> Result<Option<Endpoint>, StoreError> {
@@ -177,12 +193,14 @@ impl Db {
         if let Some(row) = &before {
             delta += self.unstage_row(&mut batch, row);
         }
-        // The message again (dropped once its delivery finished), then the row.
-        self.stage_deliveries(
-            &mut batch,
-            &engine::notify::webhook_message(&entry),
-            std::slice::from_ref(&queued),
-        )?;
+        // The message again (dropped once its delivery finished), then the row; counted
+        // once written.
+        batch.insert(
+            &self.messages,
+            message.as_bytes().to_vec(),
+            encode(&engine::notify::webhook_message(&entry)).map_err(err)?,
+        );
+        delta += self.stage_row(&mut batch, &queued)?;
         batch.commit().map_err(err)?;
         self.delivery_state.count(Channel::Webhook, delta);
         Ok(Some(queued))
@@ -197,18 +215,41 @@ impl Db {
     ) -> Result<usize, StoreError> {
         let millis = u64::try_from(before.timestamp_millis()).unwrap_or(0);
         let cut = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid();
-        let mut pruned = 0;
-        for endpoint in self.hooks.all() {
-            let range = log_key(&endpoint, &Uuid::nil())..log_key(&endpoint, &cut);
+        let (mut pruned, mut visited) = (0, 0);
+        let mut last: Option<[u8; 32]> = None;
+        // Each round resumes where the last one stopped, so entries that stay (dead or
+        // queued) cannot keep the rest from being looked at.
+        let resume = self.hooks.take_prune_cursor();
+        let mut endpoints = self.hooks.all();
+        endpoints.sort_unstable();
+        for endpoint in endpoints {
+            let mut start = log_key(&endpoint, &Uuid::nil()).to_vec();
+            if let Some(cursor) = &resume {
+                match cursor[..16].cmp(endpoint.as_bytes()) {
+                    std::cmp::Ordering::Greater => continue,
+                    std::cmp::Ordering::Equal => {
+                        start = cursor.to_vec();
+                        start.push(0);
+                    }
+                    std::cmp::Ordering::Less => {}
+                }
+            }
+            let range = start..log_key(&endpoint, &cut).to_vec();
             for guard in self.webhook_log.range(range) {
-                if pruned >= limit {
+                let key = guard.key().map_err(err)?;
+                // Bounded work per round, counting what stays (dead, queued) too.
+                if visited >= limit {
+                    self.hooks.set_prune_cursor(last);
                     return Ok(pruned);
                 }
-                let key = guard.key().map_err(err)?;
+                visited += 1;
+                last = key[..].try_into().ok();
                 let message = key
                     .get(16..32)
                     .and_then(|b| Uuid::from_slice(b).ok())
                     .ok_or(CodecError::Key("webhook_log"))?;
+                // Under the row's lock: a replay cannot queue it again in between.
+                let _row = self.delivery_state.lock(&message);
                 if finished(self.delivery_row(&message, Channel::Webhook)?.as_ref()) {
                     self.webhook_log.remove(key.to_vec()).map_err(err)?;
                     pruned += 1;
@@ -375,5 +416,32 @@ mod tests {
         assert!(db.update_delivery(&row, &done).unwrap());
         assert_eq!(db.prune_webhook_log(cut, 10).unwrap(), 1);
         assert_eq!(db.webhook_log(e.id, None, 10).unwrap().len(), 2);
+
+        // Two dead ones ahead of a finished one: a round of two looks at the dead ones, the
+        // next goes on from there instead of starting over.
+        for entry in &entries[1..] {
+            let row = db
+                .delivery_row(&entry.message_id, Channel::Webhook)
+                .unwrap()
+                .unwrap();
+            let mut next = row.clone();
+            next.status = if entry.message_id == entries[2].message_id {
+                DeliveryStatus::Sent
+            } else {
+                DeliveryStatus::Failed
+            };
+            assert!(db.update_delivery(&row, &next).unwrap());
+        }
+        assert_eq!(
+            db.prune_webhook_log(cut, 1).unwrap(),
+            0,
+            "the dead one stays"
+        );
+        assert_eq!(
+            db.prune_webhook_log(cut, 1).unwrap(),
+            1,
+            "then the sent one goes"
+        );
+        assert_eq!(db.webhook_log(e.id, None, 10).unwrap().len(), 1);
     }
 }

@@ -305,7 +305,7 @@ fn stage_records(
                 }
                 (StreamId::Event(event_id), StreamEvent::Event(e)) => {
                     overlay.project_event(event_id, &e);
-                    overlay.event_hook(db, event_id, &e)?
+                    overlay.event_effects(db, event_id, &e)?
                 }
                 (StreamId::User(user_id), StreamEvent::User(e)) => {
                     overlay.project_user(user_id, &e)

@@ -26,6 +26,7 @@ mod passivation;
 mod payments;
 mod paypal;
 mod rate_limit;
+mod reminders;
 mod sendgrid;
 mod sms;
 mod tickets;

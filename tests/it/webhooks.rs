@@ -161,6 +161,10 @@ async fn endpoints_hear_what_they_asked_for_signed_retried_logged_and_replayed()
         ]
     );
     assert_eq!(types_of(&got, "/event"), ["registration.confirmed"]);
+    let event_delivery = find(&got, "/event", "registration.confirmed")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let confirmation = find(&got, "/org", "registration.confirmed");
     let data = &confirmation["payload"]["data"];
     assert_eq!(data["registration_id"], reg);
@@ -226,6 +230,18 @@ async fn endpoints_hear_what_they_asked_for_signed_retried_logged_and_replayed()
         (200, &json!(false)),
         "{r:?}"
     );
+    let r = organizer
+        .post(
+            &format!("/api/v1/webhooks/{confirmed_only}/deliveries/{event_delivery}/replay"),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status, 409,
+        "a disabled endpoint's delivery would only be skipped"
+    );
+    assert_eq!(r.str("code"), "webhook_endpoint_disabled");
     // A receiver that refuses every attempt: the delivery is dead, until replayed.
     receiver.script(&[500, 500, 500]).await;
     let again = organizer
@@ -295,10 +311,9 @@ async fn endpoints_hear_what_they_asked_for_signed_retried_logged_and_replayed()
     let actions = admin
         .audit_actions(&format!("/api/v1/events/{event}/audit"))
         .await;
-    assert!(
-        actions.iter().any(|a| a == "PATCH /api/v1/webhooks/{id}"),
-        "{actions:?}"
-    );
+    for action in ["POST /api/v1/webhooks", "PATCH /api/v1/webhooks/{id}"] {
+        assert!(actions.iter().any(|a| a == action), "{actions:?}");
+    }
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@ fn event(prices_include_vat: bool) -> EventRecord {
                 seller_vat_id: "DE123456789".into(),
                 prices_include_vat,
             }),
+            reminder_offsets_secs: None,
         },
         hold_ttl_secs: 600,
         at,

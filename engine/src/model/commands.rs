@@ -35,6 +35,38 @@ pub struct NewEvent {
     /// The seller on its invoices, and whether prices include VAT.
     #[serde(default)]
     pub invoicing: Option<InvoiceSettings>,
+    /// When attendees are reminded, in seconds before the start (none: the server's
+    /// default; empty: never).
+    #[serde(default)]
+    pub reminder_offsets_secs: Option<Vec<u32>>,
+}
+
+/// Most reminders per event.
+pub const REMINDERS_MAX: usize = 5;
+/// Earliest and latest reminder before the start.
+pub const REMINDER_OFFSET_SECS: std::ops::RangeInclusive<u32> = 60..=30 * 86_400;
+
+/// Reminder offsets: at most five, each a minute to thirty days, all different.
+fn check_reminders(errors: &mut Vec<FieldError>, offsets: Option<&Vec<u32>>) {
+    let Some(offsets) = offsets else {
+        return;
+    };
+    let field = "reminder_offsets_secs";
+    if offsets.len() > REMINDERS_MAX {
+        errors.push(FieldError::new(field, "must have at most 5 entries"));
+    }
+    if offsets.iter().any(|o| !REMINDER_OFFSET_SECS.contains(o)) {
+        errors.push(FieldError::new(
+            field,
+            "each must be 60..=2592000 (a minute to 30 days)",
+        ));
+    }
+    let mut sorted = offsets.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != offsets.len() {
+        errors.push(FieldError::new(field, "must not repeat an offset"));
+    }
 }
 
 /// An event's invoicing settings.
@@ -142,6 +174,9 @@ pub struct EventPatch {
     /// The event's invoicing settings.
     #[serde(default)]
     pub invoicing: Option<InvoiceSettings>,
+    /// When attendees are reminded, in seconds before the start (empty: never).
+    #[serde(default)]
+    pub reminder_offsets_secs: Option<Vec<u32>>,
 }
 
 impl EventPatch {
@@ -158,6 +193,10 @@ impl EventPatch {
             ("refund_until", self.refund_until.is_some()),
             ("bank_transfer", self.bank_transfer.is_some()),
             ("invoicing", self.invoicing.is_some()),
+            (
+                "reminder_offsets_secs",
+                self.reminder_offsets_secs.is_some(),
+            ),
         ];
         set.into_iter()
             .filter(|(_, changed)| *changed)
@@ -231,6 +270,7 @@ impl NewEvent {
         if let Some(invoicing) = &self.invoicing {
             invoicing.check(&mut errors);
         }
+        check_reminders(&mut errors, self.reminder_offsets_secs.as_ref());
         finish(errors)
     }
 }
@@ -290,6 +330,7 @@ impl EventPatch {
         if let Some(invoicing) = &self.invoicing {
             invoicing.check(&mut errors);
         }
+        check_reminders(&mut errors, self.reminder_offsets_secs.as_ref());
         finish(errors)
     }
 

@@ -92,6 +92,7 @@ impl EventRecord {
                 refund_until: settings.refund_until,
                 bank_transfer: settings.bank_transfer.clone(),
                 invoicing: settings.invoicing.clone(),
+                reminder_offsets_secs: settings.reminder_offsets_secs.clone(),
                 status: EventStatus::Draft,
                 created_at: *at,
                 updated_at: *at,
@@ -142,6 +143,9 @@ impl EventRecord {
                 }
                 if let Some(v) = p.invoicing {
                     self.invoicing = Some(v);
+                }
+                if let Some(v) = p.reminder_offsets_secs {
+                    self.reminder_offsets_secs = Some(v);
                 }
                 self.updated_at = *at;
             }

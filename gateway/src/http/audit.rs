@@ -81,8 +81,15 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    // Resolved before the change: a deletion leaves nothing to resolve after it. A handler
+    // that creates something of an event names the event in its answer (`AuditEvent`).
+    let before = event_of(&state, &target);
     let response = next.run(request).await;
-    let event_id = event_of(&state, &target);
+    let event_id = response
+        .extensions()
+        .get::<AuditEvent>()
+        .map(|e| e.0)
+        .or(before);
     let entry = AuditEntry {
         at_ms: Utc::now().timestamp_millis(),
         actor: principal.user_id.0,
@@ -99,6 +106,11 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     }
     response
 }
+
+/// The event an audited request acted on, when its path does not say (set by the handler
+/// on its answer).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AuditEvent(pub Uuid);
 
 /// The event a path acts on: its `/events/{id}` segment, or a registration's event.
 fn event_of(state: &AppState, path: &str) -> Option<Uuid> {

@@ -173,6 +173,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::AlreadyPaid
         | D::AlreadyResolved
         | D::DeliveryNotDead(_)
+        | D::WebhookEndpointDisabled
         | D::AmountMismatch(_)
         | D::RefundTooLarge { .. } => S::CONFLICT,
         D::PaymentNotFound => S::NOT_FOUND,
@@ -198,6 +199,7 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::DeliveryNotFound => ("delivery_not_found", "Delivery not found"),
         D::NotificationNotFound => ("notification_not_found", "Notification not found"),
         D::WebhookEndpointNotFound => ("webhook_endpoint_not_found", "Webhook endpoint not found"),
+        D::WebhookEndpointDisabled => ("webhook_endpoint_disabled", "Webhook endpoint disabled"),
         D::DeliveryNotDead(_) => ("delivery_not_dead", "Delivery not dead"),
         D::AmountMismatch(_) => ("amount_mismatch", "Amount mismatch"),
         D::TicketNotFound => ("ticket_not_found", "Ticket not found"),

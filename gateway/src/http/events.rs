@@ -73,6 +73,11 @@ pub struct CreateEvent {
     /// The seller on the event's invoices and whether its prices include VAT; absent: the
     /// organizer's account name, prices gross.
     pub invoicing: Option<InvoicingDto>,
+    /// When attendees of confirmed registrations are reminded, in seconds before the start
+    /// (at most 5, each 60..=2592000); absent: the server's `outbox.reminder_offsets_secs`
+    /// (24 h and 1 h); empty: never.
+    #[schema(max_items = 5)]
+    pub reminder_offsets_secs: Option<Vec<u32>>,
 }
 
 /// An event's invoicing settings.
@@ -177,6 +182,9 @@ pub struct UpdateEvent {
     pub bank_transfer: Option<BankTransferDto>,
     /// The event's invoicing settings.
     pub invoicing: Option<InvoicingDto>,
+    /// Reminders, in seconds before the start (empty: never).
+    #[schema(max_items = 5)]
+    pub reminder_offsets_secs: Option<Vec<u32>>,
 }
 
 /// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
@@ -248,6 +256,8 @@ pub struct EventDto {
     bank_transfer: Option<BankTransferDto>,
     /// The event's invoicing settings (absent: the organizer's account name, prices gross).
     invoicing: Option<InvoicingDto>,
+    /// Reminders, in seconds before the start (absent: the server's default).
+    reminder_offsets_secs: Option<Vec<u32>>,
     /// draft, published, canceled or completed.
     status: String,
     created_at: DateTime<Utc>,
@@ -289,6 +299,7 @@ impl From<&EventRecord> for EventDto {
             refund_until: r.refund_until,
             bank_transfer: r.bank_transfer.as_ref().map(BankTransferDto::from),
             invoicing: r.invoicing.as_ref().map(InvoicingDto::from),
+            reminder_offsets_secs: r.reminder_offsets_secs.clone(),
             status: r.status.as_str().to_owned(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -417,6 +428,7 @@ pub(crate) async fn create_event(
         refund_until: body.refund_until,
         bank_transfer: body.bank_transfer.map(Into::into),
         invoicing: body.invoicing.map(Into::into),
+        reminder_offsets_secs: body.reminder_offsets_secs,
     };
     let record = state
         .engine
@@ -510,6 +522,7 @@ pub(crate) async fn update_event(
         refund_until: body.refund_until,
         bank_transfer: body.bank_transfer.map(Into::into),
         invoicing: body.invoicing.map(Into::into),
+        reminder_offsets_secs: body.reminder_offsets_secs,
     };
     Ok(Json(EventDto::from(
         &state.engine.update_event(id, patch).await?,

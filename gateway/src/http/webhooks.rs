@@ -4,6 +4,7 @@
 //! organizer action. See `integrations::hooks` for what goes on the wire.
 
 use super::AppState;
+use super::audit::AuditEvent;
 use super::auth::Authenticated;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiQuery, PathId, PathIds};
@@ -11,6 +12,7 @@ use super::policy::{managed_event, require_any};
 use crate::auth::Principal;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -334,7 +336,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     ApiJson(body): ApiJson<CreateEndpoint>,
-) -> ApiResult<(StatusCode, Json<EndpointDto>)> {
+) -> ApiResult<axum::response::Response> {
     disabled(&state)?;
     let scope = scope_of(&state, &principal, body.event_id)?;
     let mut errors = Vec::new();
@@ -371,7 +373,13 @@ pub(crate) async fn create(
         );
     }
     state.db.webhook_put(&endpoint).map_err(store_error)?;
-    Ok((StatusCode::CREATED, Json(EndpointDto::of(&endpoint, true))))
+    let mut response =
+        (StatusCode::CREATED, Json(EndpointDto::of(&endpoint, true))).into_response();
+    if let Scope::Event(event) = scope {
+        // The event's audit log shows who added an endpoint receiving its attendees' data.
+        response.extensions_mut().insert(AuditEvent(event.0));
+    }
+    Ok(response)
 }
 
 /// An event's endpoints (`event_id`, its managers), or the caller's organizer-wide ones.
@@ -533,13 +541,16 @@ pub(crate) async fn log(
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{message_id}/replay", tag = "webhooks",
     security(("bearer" = [])), params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
     responses((status = 200, body = HookDeliveryDto), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem)))]
+        (status = 404, body = Problem), (status = 409, description = "webhook_endpoint_disabled", body = Problem)))]
 pub(crate) async fn replay(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     PathIds(id, message): PathIds<Uuid, Uuid>,
 ) -> ApiResult<Json<HookDeliveryDto>> {
-    managed_endpoint(&state, &principal, id)?;
+    if !managed_endpoint(&state, &principal, id)?.enabled {
+        // It would only be skipped.
+        return Err(DomainError::WebhookEndpointDisabled.into());
+    }
     let not_found = || ApiError::from(DomainError::DeliveryNotFound);
     let delivery = state
         .db

@@ -94,6 +94,7 @@ pub fn transactional(kind: &MessageKind) -> bool {
         | MessageKind::PaymentReminder { .. }
         | MessageKind::EventCanceled { .. }
         | MessageKind::Webhook { .. } => true,
+        MessageKind::EventReminder { .. } => false,
     }
 }
 
@@ -224,7 +225,9 @@ impl<'a> Fields<'a> {
                 waitlist: registration_id.is_none(),
             },
             MessageKind::Tickets { event_title, .. } => Fields::Tickets { event_title },
-            MessageKind::Confirmed { .. } | MessageKind::Webhook { .. } => Fields::None {},
+            MessageKind::Confirmed { .. }
+            | MessageKind::EventReminder { .. }
+            | MessageKind::Webhook { .. } => Fields::None {},
         }
     }
 }

@@ -154,6 +154,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "event_canceled.fr",
         include_str!("../../templates/mail/event_canceled.fr.jinja"),
     ),
+    (
+        "event_reminder.en",
+        include_str!("../../templates/mail/event_reminder.en.jinja"),
+    ),
+    (
+        "event_reminder.de",
+        include_str!("../../templates/mail/event_reminder.de.jinja"),
+    ),
+    (
+        "event_reminder.fr",
+        include_str!("../../templates/mail/event_reminder.fr.jinja"),
+    ),
 ];
 
 /// The loaded, checked templates.
@@ -380,6 +392,11 @@ fn samples() -> Vec<OutboxMessage> {
             event_title: "Sample".into(),
             registration_id: Some(registration_id),
             tickets_revoked: true,
+        },
+        MessageKind::EventReminder {
+            event_id,
+            registration_id,
+            offset_secs: 3_600,
         },
     ];
     kinds

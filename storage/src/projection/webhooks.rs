@@ -4,19 +4,14 @@
 //! Nothing here runs while no endpoint is enabled.
 
 use super::{Overlay, PoolEvents};
-use crate::codec::decode;
-use crate::error::err;
 use crate::store::Db;
 use chrono::{DateTime, Utc};
-use engine::ids::{EventId, PoolId, RegistrationId, TicketId};
-use engine::model::{EventEvent, EventRecord};
+use engine::ids::{PoolId, RegistrationId, TicketId};
 use engine::payment::{RefundState, Report};
 use engine::pool::PoolEvent;
 use engine::pool::scan::ScanResult;
 use engine::ports::{RegistrationView, StoreError};
-use engine::webhooks::{
-    CheckInData, EventData, Happening, HookData, HookType, PaymentData, RegistrationData,
-};
+use engine::webhooks::{CheckInData, Happening, HookData, HookType, PaymentData, RegistrationData};
 use fjall::OwnedWriteBatch;
 
 /// What a pool event tells the endpoints, read before it is projected (projecting consumes
@@ -246,63 +241,8 @@ impl Overlay {
         }))
     }
 
-    /// An event stream's happening (published, changed, canceled), from the event's record
-    /// as the batch leaves it.
-    pub(crate) fn event_hook(
-        &mut self,
-        db: &Db,
-        event_id: EventId,
-        event: &EventEvent,
-    ) -> Result<(), StoreError> {
-        if let EventEvent::Created {
-            owner: Some(owner), ..
-        } = event
-        {
-            db.hooks.learn_owner(event_id, *owner);
-        }
-        if !db.hooks.active() {
-            return Ok(());
-        }
-        let (kind, at, changed) = match event {
-            EventEvent::Published { at } => (HookType::EventPublished, *at, Vec::new()),
-            EventEvent::Canceled { at } => (HookType::EventCanceled, *at, Vec::new()),
-            EventEvent::Updated { patch, at } => (HookType::EventChanged, *at, patch.fields()),
-            _ => return Ok(()),
-        };
-        let record = match self.event_records.get_mut(&event_id) {
-            Some(record) => record,
-            None => {
-                let Some(bytes) = db.events.get(event_id.as_bytes()).map_err(err)? else {
-                    return Ok(());
-                };
-                let record: EventRecord = decode(&bytes)?;
-                self.event_records.entry(event_id).or_insert(record)
-            }
-        };
-        record.apply(record.version + 1, event);
-        let data = HookData::Event(EventData {
-            event_id,
-            title: record.title.clone(),
-            status: record.status.as_str().to_owned(),
-            starts_at: record.starts_at,
-            ends_at: record.ends_at,
-            version: record.version,
-            changed,
-        });
-        self.hook(
-            db,
-            Happening {
-                kind,
-                event_id,
-                subject: event_id.0,
-                at,
-                data,
-            },
-        )
-    }
-
     /// Entries of `happening` for every endpoint that wants it.
-    fn hook(&mut self, db: &Db, happening: Happening) -> Result<(), StoreError> {
+    pub(super) fn hook(&mut self, db: &Db, happening: Happening) -> Result<(), StoreError> {
         if !db
             .delivery_state
             .channels()
@@ -310,7 +250,11 @@ impl Overlay {
         {
             return Ok(());
         }
-        let owner = db.event_owner(happening.event_id)?;
+        let owner = if db.hooks.organizer_wide() {
+            db.event_owner(happening.event_id)?
+        } else {
+            None
+        };
         for endpoint in db.hooks.targets(happening.event_id, owner, happening.kind) {
             self.hooks
                 .push(engine::webhooks::entry(endpoint, &happening));
