@@ -290,6 +290,7 @@ fn webhook_sender(config: &Config, db: &Db) -> anyhow::Result<crate::hooks::Webh
     let hooks = &config.webhooks;
     let client = integrations::hooks::HookClient::new(
         Duration::from_millis(hooks.request_timeout_ms),
+        hooks.concurrency,
         hooks.allow_private_targets,
     )
     .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;

@@ -266,18 +266,23 @@ pub struct HookClient {
 }
 
 impl HookClient {
-    /// A client whose calls fail after `timeout`; private destinations only if
-    /// `allow_private`.
+    /// A client whose calls fail after `timeout`, keeping up to `idle_per_host` connections
+    /// open per receiver (the channel's concurrency: fewer would close and reopen one per
+    /// delivery under load); private destinations only if `allow_private`.
     ///
     /// # Errors
     /// If the TLS set-up fails.
-    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, String> {
+    pub fn new(
+        timeout: Duration,
+        idle_per_host: usize,
+        allow_private: bool,
+    ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .pool_max_idle_per_host(4)
+            .pool_max_idle_per_host(idle_per_host)
             .user_agent(concat!("regengine-webhooks/", env!("CARGO_PKG_VERSION")));
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));

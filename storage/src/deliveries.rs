@@ -63,10 +63,15 @@ fn queue_due(key: &[u8]) -> Result<DateTime<Utc>, StoreError> {
         .ok_or_else(|| CodecError::Key("delivery_queue").into())
 }
 
-/// The queue's range for `channel`, due up to `until`.
-fn queue_range(channel: Channel, until: DateTime<Utc>) -> std::ops::RangeInclusive<[u8; 25]> {
+/// The queue's range for `channel`, due from `floor_ms` up to `until`.
+fn queue_range(
+    channel: Channel,
+    floor_ms: u64,
+    until: DateTime<Utc>,
+) -> std::ops::RangeInclusive<[u8; 25]> {
     let mut start = [0u8; 25];
     start[0] = channel.code();
+    start[1..9].copy_from_slice(&floor_ms.to_be_bytes());
     start..=queue_key(channel, until, &Uuid::max())
 }
 
@@ -105,7 +110,7 @@ impl Db {
         for channel in Channel::ALL {
             let n = self
                 .delivery_queue
-                .range(queue_range(channel, DateTime::<Utc>::MAX_UTC))
+                .range(queue_range(channel, 0, DateTime::<Utc>::MAX_UTC))
                 .count();
             self.delivery_state.count(channel, n as i64);
         }
@@ -151,6 +156,8 @@ impl Db {
         );
         match delivery.status {
             DeliveryStatus::Queued => {
+                self.delivery_state
+                    .queued_at(delivery.channel, millis(delivery.due_at));
                 batch.insert(
                     &self.delivery_queue,
                     queue_key(delivery.channel, delivery.due_at, &delivery.message_id).to_vec(),
@@ -205,13 +212,21 @@ impl Db {
         skip: &HashSet<Uuid>,
     ) -> Result<Vec<(Delivery, Result<OutboxMessage, StoreError>)>, StoreError> {
         let mut items = Vec::new();
-        for guard in self.delivery_queue.range(queue_range(channel, until)) {
+        let started_ms = millis(Utc::now());
+        let (floor, seen) = self.delivery_state.floor(channel);
+        // The first live entry's due time (none found: nothing is due before `until`).
+        let mut first_live: Option<u64> = None;
+        for guard in self
+            .delivery_queue
+            .range(queue_range(channel, floor, until))
+        {
             if items.len() >= limit {
                 break;
             }
             let key = guard.key().map_err(err)?;
             let id = queue_message(&key)?;
             if skip.contains(&id) {
+                first_live.get_or_insert(millis(queue_due(&key)?));
                 continue;
             }
             let delivery = match self.delivery_row(&id, channel) {
@@ -230,12 +245,16 @@ impl Db {
                     continue;
                 }
             };
+            first_live.get_or_insert(millis(delivery.due_at));
             let message = match self.messages.get(id.as_bytes()).map_err(err)? {
                 Some(bytes) => decode(&bytes).map_err(StoreError::from),
                 None => Err(StoreError::Inconsistent(format!("message {id} missing"))),
             };
             items.push((delivery, message));
         }
+        let first = first_live.unwrap_or_else(|| millis(until));
+        self.delivery_state
+            .raise_floor(channel, seen, first, started_ms);
         Ok(items)
     }
 
@@ -256,9 +275,10 @@ impl Db {
 
     pub(crate) fn first_due(&self, channel: Channel) -> Result<Option<DateTime<Utc>>, StoreError> {
         let until = DateTime::<Utc>::MAX_UTC;
+        let (floor, _) = self.delivery_state.floor(channel);
         match self
             .delivery_queue
-            .range(queue_range(channel, until))
+            .range(queue_range(channel, floor, until))
             .next()
         {
             Some(guard) => Ok(Some(queue_due(&guard.key().map_err(err)?)?)),
@@ -273,7 +293,8 @@ impl Db {
         &self,
         channel: Channel,
     ) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
-        let range = queue_range(channel, DateTime::<Utc>::MAX_UTC);
+        let (floor, _) = self.delivery_state.floor(channel);
+        let range = queue_range(channel, floor, DateTime::<Utc>::MAX_UTC);
         let mut oldest: Option<DateTime<Utc>> = None;
         for guard in self.delivery_queue.range(range).take(16) {
             let id = queue_message(&guard.key().map_err(err)?)?;
@@ -595,6 +616,40 @@ mod tests {
             "queued: kept"
         );
         assert_eq!(db.prune_deliveries(later, 10).unwrap(), 0);
+    }
+
+    #[test]
+    fn scans_start_past_what_was_sent_and_still_find_an_earlier_entry_staged_later() {
+        let (db, _dir) = db();
+        let now = Utc::now();
+        let sec = chrono::Duration::seconds;
+        let (a, b) = (message(now), message(now));
+        for (m, due) in [(&a, now - sec(5)), (&b, now - sec(4))] {
+            db.fan_out(m, &[Delivery::queued(m, Channel::Email, due)])
+                .unwrap();
+        }
+        for (d, _) in db.deliveries_due(Channel::Email, now, 10, &none()).unwrap() {
+            let mut sent = d.clone();
+            sent.status = DeliveryStatus::Sent;
+            assert!(db.delivery_update(&d, &sent).unwrap());
+        }
+        assert!(
+            db.deliveries_due(Channel::Email, now, 10, &none())
+                .unwrap()
+                .is_empty()
+        );
+        let (floor, _) = db.delivery_state.floor(Channel::Email);
+        assert!(
+            floor > millis(now - sec(4)),
+            "the floor rose past the sent ones"
+        );
+        // Staged below the floor (a confirmation's time can lag the scans): found.
+        let c = message(now);
+        db.fan_out(&c, &[Delivery::queued(&c, Channel::Email, now - sec(10))])
+            .unwrap();
+        let due = db.deliveries_due(Channel::Email, now, 10, &none()).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0.message_id, c.id);
     }
 
     /// Due times are kept to the millisecond.

@@ -20,7 +20,30 @@ pub(crate) struct DeliveryState {
     inbox_max: AtomicUsize,
     /// Reminder offsets of events that set none.
     reminder_offsets: Mutex<Vec<u32>>,
+    /// Per channel: the earliest due time (ms) a queue entry may have, and a count of the
+    /// entries staged so far. Queue scans start there instead of at the channel's first key,
+    /// so they do not walk the tombstones of everything already sent (an LSM keeps them
+    /// until compaction; walking them made every scan as long as the channel's history).
+    floors: [Mutex<Floor>; Channel::ALL.len()],
 }
+
+/// Where a channel's queue scans start (see `DeliveryState::floors`).
+#[derive(Debug)]
+struct Floor {
+    /// Earliest due time (ms) an entry may have.
+    due_ms: u64,
+    /// Entries staged so far.
+    staged: u64,
+    /// When it was last put back to 0: a full scan now and then picks up anything a race
+    /// could have left below the floor (a delay, never a loss).
+    reset: std::time::Instant,
+}
+
+/// How often a channel's floor goes back to 0 (one full scan).
+const FLOOR_RESET: std::time::Duration = std::time::Duration::from_secs(60);
+/// A floor never rises above the scan's start minus this: an entry staged just before a
+/// scan may commit (become visible) a little after it.
+const FLOOR_MARGIN_MS: u64 = 1_000;
 
 impl Default for DeliveryState {
     fn default() -> Self {
@@ -31,6 +54,13 @@ impl Default for DeliveryState {
             channels: AtomicU8::new(Channels::default().bits()),
             inbox_max: AtomicUsize::new(200),
             reminder_offsets: Mutex::new(vec![86_400, 3_600]),
+            floors: std::array::from_fn(|_| {
+                Mutex::new(Floor {
+                    due_ms: 0,
+                    staged: 0,
+                    reset: std::time::Instant::now(),
+                })
+            }),
         }
     }
 }
@@ -74,6 +104,42 @@ impl DeliveryState {
             .reminder_offsets
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = offsets;
+    }
+
+    fn floor_of(&self, channel: Channel) -> MutexGuard<'_, Floor> {
+        self.floors[usize::from(channel.code() - 1)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A queue entry due at `due_ms` is being staged (before its write commits): the floor
+    /// goes down to it if needed, and a scan running meanwhile will not raise the floor.
+    pub(crate) fn queued_at(&self, channel: Channel, due_ms: u64) {
+        let mut floor = self.floor_of(channel);
+        floor.due_ms = floor.due_ms.min(due_ms);
+        floor.staged = floor.staged.wrapping_add(1);
+    }
+
+    /// Where a scan starts (due ms), and the stage count to hand back to
+    /// [`Self::raise_floor`].
+    pub(crate) fn floor(&self, channel: Channel) -> (u64, u64) {
+        let mut floor = self.floor_of(channel);
+        if floor.reset.elapsed() >= FLOOR_RESET {
+            floor.due_ms = 0;
+            floor.reset = std::time::Instant::now();
+        }
+        (floor.due_ms, floor.staged)
+    }
+
+    /// After a scan that started (at `started_ms`) from the floor of stage count `seen` and
+    /// found no live entry before `first_ms`: the floor rises there (at most to the start
+    /// less the margin), unless an entry was staged since (it may be earlier).
+    pub(crate) fn raise_floor(&self, channel: Channel, seen: u64, first_ms: u64, started_ms: u64) {
+        let mut floor = self.floor_of(channel);
+        if floor.staged == seen {
+            let cap = started_ms.saturating_sub(FLOOR_MARGIN_MS);
+            floor.due_ms = floor.due_ms.max(first_ms.min(cap));
+        }
     }
 
     pub(crate) fn count(&self, channel: Channel, delta: i64) {
