@@ -200,7 +200,9 @@ impl Db {
         let mut batch = self.db.batch();
         self.stage_deliveries(&mut batch, message, deliveries)?;
         batch.remove(&self.outbox, message.id.as_bytes().to_vec());
-        batch.commit().map_err(err)
+        batch.commit().map_err(err)?;
+        self.delivery_state.committed();
+        Ok(())
     }
 
     #[allow(clippy::type_complexity)]
@@ -324,6 +326,7 @@ impl Db {
             batch.remove(&self.messages, after.message_id.as_bytes().to_vec());
         }
         batch.commit().map_err(err)?;
+        self.delivery_state.committed();
         self.delivery_state.count(after.channel, delta);
         Ok(true)
     }
@@ -395,6 +398,7 @@ impl Db {
             batch.remove(&self.messages, message.as_bytes().to_vec());
         }
         batch.commit().map_err(err)?;
+        self.delivery_state.committed();
         Ok(true)
     }
 
@@ -423,6 +427,7 @@ impl Db {
                 pruned += 1;
             }
             batch.commit().map_err(err)?;
+            self.delivery_state.committed();
         }
         // The webhook log's entries go with their deliveries.
         let log = self.prune_webhook_log(before, limit.saturating_sub(pruned))?;
@@ -650,6 +655,28 @@ mod tests {
         let due = db.deliveries_due(Channel::Email, now, 10, &none()).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].0.message_id, c.id);
+    }
+
+    #[test]
+    fn an_entry_staged_before_a_scan_and_committed_after_it_is_still_found() {
+        let (db, _dir) = db();
+        let now = Utc::now();
+        let c = message(now);
+        let queued = Delivery::queued(&c, Channel::Email, now - chrono::Duration::seconds(10));
+        let mut batch = db.db.batch();
+        db.stage_deliveries(&mut batch, &c, std::slice::from_ref(&queued))
+            .unwrap();
+        // The scan cannot see it yet, and raises the floor past it.
+        assert!(
+            db.deliveries_due(Channel::Email, now, 10, &none())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(db.delivery_state.floor(Channel::Email).0 > millis(queued.due_at));
+        batch.commit().unwrap();
+        db.delivery_state.committed();
+        let due = db.deliveries_due(Channel::Email, now, 10, &none()).unwrap();
+        assert_eq!(due.len(), 1, "the commit put the floor back under it");
     }
 
     /// Due times are kept to the millisecond.

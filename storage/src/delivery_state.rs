@@ -39,6 +39,12 @@ struct Floor {
     reset: std::time::Instant,
 }
 
+thread_local! {
+    /// Queue entries this thread staged and has not reported committed (every store write
+    /// stages and commits on one thread).
+    static STAGED: std::cell::RefCell<Vec<(Channel, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// How often a channel's floor goes back to 0 (one full scan).
 const FLOOR_RESET: std::time::Duration = std::time::Duration::from_secs(60);
 /// A floor never rises above the scan's start minus this: an entry staged just before a
@@ -113,11 +119,27 @@ impl DeliveryState {
     }
 
     /// A queue entry due at `due_ms` is being staged (before its write commits): the floor
-    /// goes down to it if needed, and a scan running meanwhile will not raise the floor.
+    /// goes down to it if needed, and a scan running meanwhile will not raise the floor. The
+    /// stage is remembered on this thread until [`Self::committed`].
     pub(crate) fn queued_at(&self, channel: Channel, due_ms: u64) {
+        self.lower(channel, due_ms);
+        STAGED.with(|staged| staged.borrow_mut().push((channel, due_ms)));
+    }
+
+    fn lower(&self, channel: Channel, due_ms: u64) {
         let mut floor = self.floor_of(channel);
         floor.due_ms = floor.due_ms.min(due_ms);
         floor.staged = floor.staged.wrapping_add(1);
+    }
+
+    /// The batch that staged this thread's queue entries committed: the floors go down to
+    /// them again. A scan that started before the commit could not see them and may have
+    /// raised a floor past them meanwhile; one that starts after sees them.
+    pub(crate) fn committed(&self) {
+        let staged = STAGED.with(|staged| std::mem::take(&mut *staged.borrow_mut()));
+        for (channel, due_ms) in staged {
+            self.lower(channel, due_ms);
+        }
     }
 
     /// Where a scan starts (due ms), and the stage count to hand back to

@@ -142,6 +142,7 @@ impl Db {
             None => batch.remove(&self.schedule, k.to_vec()),
         }
         batch.commit().map_err(err)?;
+        self.delivery_state.committed();
         Ok(page.items.len())
     }
 

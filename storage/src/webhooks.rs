@@ -88,6 +88,7 @@ impl Db {
                 batch.remove(&self.webhook_log, key);
             }
             batch.commit().map_err(err)?;
+            self.delivery_state.committed();
         }
     }
 
@@ -202,6 +203,7 @@ impl Db {
         );
         delta += self.stage_row(&mut batch, &queued)?;
         batch.commit().map_err(err)?;
+        self.delivery_state.committed();
         self.delivery_state.count(Channel::Webhook, delta);
         Ok(Some(queued))
     }

@@ -200,6 +200,7 @@ fn flush(
     // One atomic write and one fsync for the whole batch.
     if !wb.is_empty() {
         wb.commit().map_err(err)?;
+        db.delivery_state.committed();
     }
     for (event, stats) in &checkin_stats {
         checkin_metrics(event, stats);
