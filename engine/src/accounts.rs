@@ -53,6 +53,45 @@ impl Role {
     }
 }
 
+/// A category of messages one can unsubscribe from (transactional ones always go).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Event reminders.
+    Reminders,
+    /// News and offers.
+    Marketing,
+}
+
+impl Category {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Reminders => "reminders",
+            Category::Marketing => "marketing",
+        }
+    }
+
+    /// Its one-byte code (in unsubscribe tokens).
+    pub fn code(self) -> u8 {
+        match self {
+            Category::Reminders => 1,
+            Category::Marketing => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Category> {
+        [Category::Reminders, Category::Marketing]
+            .into_iter()
+            .find(|c| c.code() == code)
+    }
+
+    /// The category of messages of `kind`, unless it is transactional.
+    pub fn of(kind: &crate::message::MessageKind) -> Option<Category> {
+        kind.is_reminder().then_some(Category::Reminders)
+    }
+}
+
 /// How a user wants to be notified about one category of messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelPrefs {

@@ -16,14 +16,21 @@ pub struct MailSender {
     mailer: Mailer,
     store: Arc<dyn Store>,
     codes: TicketCodes,
+    unsubscribe: crate::unsubscribe::Unsubscribe,
 }
 
 impl MailSender {
-    pub fn new(mailer: Mailer, store: Arc<dyn Store>, codes: TicketCodes) -> Self {
+    pub fn new(
+        mailer: Mailer,
+        store: Arc<dyn Store>,
+        codes: TicketCodes,
+        unsubscribe: crate::unsubscribe::Unsubscribe,
+    ) -> Self {
         Self {
             mailer,
             store,
             codes,
+            unsubscribe,
         }
     }
 }
@@ -130,7 +137,11 @@ impl Sender for MailSender {
                     "the account turned e-mail reminders off".into(),
                 ));
             }
-            let facts = facts(self.store.as_ref(), Some(&self.codes), message)?;
+            let mut facts = facts(self.store.as_ref(), Some(&self.codes), message)?;
+            // A non-transactional mail to an account can be unsubscribed from in one click.
+            facts.unsubscribe_url = engine::accounts::Category::of(&message.kind)
+                .zip(message.user_id)
+                .and_then(|(category, user)| self.unsubscribe.url_for(user, category));
             self.mailer.send(message, &facts).await
         })
     }

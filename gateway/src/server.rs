@@ -80,6 +80,8 @@ struct Core {
     codes: TicketCodes,
     /// Live listeners of the in-app inboxes.
     inbox_feeds: Arc<crate::inbox::InboxFeeds>,
+    /// One-click unsubscribe tokens.
+    unsubscribe: crate::unsubscribe::Unsubscribe,
     auth: Arc<crate::auth::Auth>,
     /// PayPal's client, when enabled (its webhooks are verified through it).
     paypal: Option<Arc<integrations::paypal::PayPalClient>>,
@@ -123,7 +125,12 @@ impl Core {
         )?;
         let (providers, paypal) = payment_providers(config)?;
         let inbox_feeds = Arc::new(crate::inbox::InboxFeeds::default());
-        let senders = senders(config, &db, &codes, &inbox_feeds)?;
+        let unsubscribe = crate::unsubscribe::Unsubscribe::load_or_create(
+            &storage.data_dir.join("unsubscribe.key"),
+            &config.outbox.unsubscribe_url,
+        )
+        .context("unsubscribe key")?;
+        let senders = senders(config, &db, &codes, &inbox_feeds, &unsubscribe)?;
         db.set_inbox_max(config.outbox.inbox_max);
         db.set_reminder_offsets(config.outbox.reminder_offsets_secs.clone());
         // The read model plans deliveries on the channels that have a sender.
@@ -147,6 +154,7 @@ impl Core {
             engine,
             codes,
             inbox_feeds,
+            unsubscribe,
             auth,
             paypal,
         })
@@ -192,6 +200,7 @@ fn senders(
     db: &Db,
     codes: &TicketCodes,
     inbox_feeds: &Arc<crate::inbox::InboxFeeds>,
+    unsubscribe: &crate::unsubscribe::Unsubscribe,
 ) -> anyhow::Result<Vec<Arc<dyn engine::notify::Sender>>> {
     use integrations::mail;
     let store: Arc<dyn engine::ports::Store> = Arc::new(db.clone());
@@ -222,7 +231,6 @@ fn senders(
     let settings = mail::mime::Settings {
         from: mail::mime::mailbox(&outbox.from).map_err(|e| anyhow::anyhow!("outbox.from: {e}"))?,
         domain: outbox.message_id_domain.clone(),
-        unsubscribe_base: None,
     };
     let mailer = mail::Mailer::new(
         templates,
@@ -234,6 +242,7 @@ fn senders(
         mailer,
         store,
         codes.clone(),
+        unsubscribe.clone(),
     )));
     // Every send runs on the low-priority send thread.
     let runtime = crate::notify::send_runtime().context("starting the send thread")?;
@@ -428,6 +437,7 @@ fn application(
         ),
         db: core.db.clone(),
         inbox_feeds: core.inbox_feeds.clone(),
+        unsubscribe: core.unsubscribe.clone(),
         ready,
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(

@@ -99,23 +99,7 @@ pub struct TicketCodes {
 impl TicketCodes {
     /// Loads the master secret from `path`, creating a random one on first start (0600).
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
-        let master = match std::fs::read(path) {
-            Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
-                std::io::Error::other(format!("{} must hold 32 bytes", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(std::io::Error::other)?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                std::io::Write::write_all(&mut options.open(path)?, &key)?;
-                key
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(Self::from_master(master))
+        Ok(Self::from_master(crate::key_file::load_or_create(path)?))
     }
 
     /// Codes signed with keys derived from `master`.

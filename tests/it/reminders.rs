@@ -181,3 +181,108 @@ async fn reminder_offsets_are_checked() {
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(patched.body["reminder_offsets_secs"], json!([]));
 }
+
+#[tokio::test]
+async fn a_reminder_can_be_unsubscribed_from_in_one_click() {
+    use mail_parser::MessageParser;
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let sink = tests::mail::SmtpSink::start(&maildir);
+    let port = sink.port.to_string();
+    let public = "https://api.front.example/api/v1/unsubscribe";
+    let env = [
+        ("OUTBOX__SCHEDULE_POLL_MS", "50"),
+        ("OUTBOX__DELIVERY", "smtp"),
+        ("OUTBOX__SMTP__HOST", "127.0.0.1"),
+        ("OUTBOX__SMTP__PORT", port.as_str()),
+        ("OUTBOX__SMTP__SECURITY", "none"),
+        ("OUTBOX__UNSUBSCRIBE_URL", public),
+    ];
+    let server = Server::start(&dir.path().join("data"), &env);
+    let admin = Api::admin(&server).await;
+    let (_, buyer) = admin.account("eve@example.com", &[]).await;
+    let (event, tt) = event_starting_in(&admin, 66, json!([60])).await;
+    buyer.confirmed(&event, &tt, attendee("Eve"), 1).await;
+    let subject = |raw: &[u8]| {
+        MessageParser::default()
+            .parse(raw)
+            .unwrap()
+            .subject()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let with_subject = |prefix: &'static str| {
+        tests::mail::received(&maildir)
+            .into_iter()
+            .find(|raw| subject(raw).starts_with(prefix))
+    };
+    let reminder = wait_for(Duration::from_secs(30), || async {
+        with_subject("Reminder")
+    })
+    .await
+    .expect("the reminder");
+    let confirmation = with_subject("Confirmed").expect("the confirmation");
+    let header = |raw: &[u8], name: &str| {
+        MessageParser::default()
+            .parse(raw)
+            .unwrap()
+            .header_raw(name)
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(
+        header(&confirmation, "List-Unsubscribe"),
+        None,
+        "transactional"
+    );
+    assert_eq!(
+        header(&reminder, "List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+    let link = header(&reminder, "List-Unsubscribe").unwrap();
+    let url = link
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .strip_prefix(public)
+        .expect("the configured public URL");
+    // What a mail client does (RFC 8058): a POST without a session.
+    let anonymous = Api::new(&server);
+    let forged = anonymous
+        .post_raw(
+            &format!("/api/v1/unsubscribe{}x", &url[..url.len() - 1]),
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click".to_vec(),
+        )
+        .await;
+    assert_eq!(forged.status, 400, "{forged:?}");
+    let done = anonymous
+        .post_raw(
+            &format!("/api/v1/unsubscribe{url}"),
+            "application/x-www-form-urlencoded",
+            b"List-Unsubscribe=One-Click".to_vec(),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert_eq!(done.body["unsubscribed"], "reminders");
+    let me = buyer.get("/api/v1/users/me").await;
+    let preferences = &me.body["preferences"];
+    assert_eq!(preferences["reminders"]["email"], false, "{me:?}");
+    assert_eq!(preferences["transactional"]["email"], true);
+
+    // The next reminder is not mailed (the confirmation still is).
+    let (next, next_tt) = event_starting_in(&admin, 66, json!([60])).await;
+    buyer.confirmed(&next, &next_tt, attendee("Eve"), 1).await;
+    let skipped = wait_for(Duration::from_secs(30), || async {
+        admin
+            .metric(r#"notify_attempts_total{channel="email",result="skipped"}"#)
+            .await
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert_eq!(skipped, Some(1.0));
+    let reminders = tests::mail::received(&maildir)
+        .iter()
+        .filter(|raw| subject(raw).starts_with("Reminder"))
+        .count();
+    assert_eq!(reminders, 1, "the second one was not mailed");
+    drop(sink);
+}

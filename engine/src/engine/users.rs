@@ -236,6 +236,29 @@ impl Engine {
             .map(|(u, ())| u)
     }
 
+    /// Turns e-mail off for `category` (a one-click unsubscribe), reading the preferences as
+    /// they are when the change is decided (a concurrent profile change is not undone).
+    pub async fn unsubscribe(
+        &self,
+        user: UserId,
+        category: crate::accounts::Category,
+    ) -> EngineResult<UserRecord> {
+        self.update_user(user, |u, now| {
+            let mut preferences = u.preferences.clone();
+            match category {
+                crate::accounts::Category::Reminders => preferences.reminders.email = false,
+                crate::accounts::Category::Marketing => preferences.marketing.email = false,
+            }
+            let patch = ProfilePatch {
+                preferences: Some(preferences),
+                ..ProfilePatch::default()
+            };
+            Ok((patch.decide(u, now)?, ()))
+        })
+        .await
+        .map(|(u, ())| u)
+    }
+
     /// Replaces the password hash (checked by the caller against the current password) and
     /// ends every session of the account.
     pub async fn change_password(

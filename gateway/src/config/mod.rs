@@ -224,6 +224,10 @@ pub struct OutboxSection {
     pub reminder_offsets_secs: Vec<u32>,
     /// Longest wait between two looks at the reminder schedule's next entry.
     pub schedule_poll_ms: u64,
+    /// The public URL of `POST /api/v1/unsubscribe` as mail clients reach it (this API's
+    /// public address + `/api/v1/unsubscribe`): reminders carry it with a token as
+    /// `List-Unsubscribe` (one click, RFC 8058). Empty: no such header.
+    pub unsubscribe_url: String,
 }
 
 /// SendGrid's mail send API and its signed event webhook.

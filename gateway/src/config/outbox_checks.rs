@@ -91,6 +91,13 @@ impl Config {
                 "outbox.twilio needs an account_sid, an auth_token, a from (E.164 or MG...), an http(s) api_base, an http(s) status_callback_url without a query or none, and request_timeout_ms >= 100",
             ),
             (
+                self.outbox.unsubscribe_url.is_empty()
+                    || ((self.outbox.unsubscribe_url.starts_with("https://")
+                        || self.outbox.unsubscribe_url.starts_with("http://"))
+                        && !self.outbox.unsubscribe_url.contains(['?', '#'])),
+                "outbox.unsubscribe_url must be empty or an http(s) URL without a query",
+            ),
+            (
                 self.outbox.link_base_url.starts_with("http://")
                     || self.outbox.link_base_url.starts_with("https://"),
                 "outbox.link_base_url must be an http(s) URL",

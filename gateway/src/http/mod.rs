@@ -20,6 +20,7 @@ pub mod payments;
 mod policy;
 mod registrations;
 mod reports;
+mod unsubscribe;
 mod vouchers;
 mod waitlist;
 pub mod webhooks;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub limiter: Arc<crate::ratelimit::Limiter>,
     /// The store, for the audit log and the in-app inboxes.
     pub db: storage::Db,
+    /// One-click unsubscribe tokens (verified by `POST /api/v1/unsubscribe`).
+    pub unsubscribe: crate::unsubscribe::Unsubscribe,
     /// Live listeners of the in-app inboxes (`notifications:{user}`).
     pub inbox_feeds: Arc<crate::inbox::InboxFeeds>,
     /// True once recovery finished.
@@ -148,6 +151,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .merge(deliveries::router())
         .merge(inbox::router())
         .merge(webhooks::router())
+        .merge(unsubscribe::router())
         .merge(reports::router())
         .merge(events::router())
         .merge(registrations::router())

@@ -20,7 +20,7 @@ use engine::ports::RegistrationView;
 /// Operations anyone may call without a token (`METHOD path`); everything else under `/api/`
 /// needs `Authorization: Bearer`. The authentication gate (`auth::gate`) enforces it, and the
 /// OpenAPI document marks every other operation as needing a token.
-pub(crate) const PUBLIC: [&str; 15] = [
+pub(crate) const PUBLIC: [&str; 16] = [
     "GET /api/v1/events",
     "GET /api/v1/events/{id}",
     "GET /api/v1/events/{id}/availability",
@@ -37,6 +37,8 @@ pub(crate) const PUBLIC: [&str; 15] = [
     "POST /api/v1/payments/webhooks/paypal",
     "POST /api/v1/notifications/webhooks/sendgrid",
     "POST /api/v1/notifications/webhooks/twilio",
+    // Authenticated by the signed token in its URL (one-click unsubscribe from a mail).
+    "POST /api/v1/unsubscribe",
 ];
 
 /// 403 unless the caller holds one of `roles` (or is an admin).

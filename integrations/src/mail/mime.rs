@@ -18,9 +18,6 @@ pub struct Settings {
     pub from: Mailbox,
     /// The domain of message ids and content ids.
     pub domain: String,
-    /// Where one-click unsubscribe requests go (RFC 8058), for messages that are not
-    /// transactional.
-    pub unsubscribe_base: Option<String>,
 }
 
 /// A mailbox: `Name <address>` or an address.
@@ -50,14 +47,7 @@ pub fn build(
         .subject(rendered.subject.clone())
         .message_id(Some(message_id(message, &settings.domain)))
         .date(message.created_at.into());
-    if !super::transactional(&message.kind)
-        && let Some(base) = &settings.unsubscribe_base
-    {
-        let url = format!(
-            "{}/unsubscribe?message={}",
-            base.trim_end_matches('/'),
-            message.id
-        );
+    if let Some(url) = super::unsubscribe_url(message, facts) {
         builder = builder
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe"),

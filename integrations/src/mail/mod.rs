@@ -30,6 +30,16 @@ pub struct Facts {
     pub tickets: Vec<engine::message::TicketLine>,
     /// The ticket type's name and the number of seats, if the message concerns a registration.
     pub ticket_type: Option<String>,
+    /// Where a one-click unsubscribe of a non-transactional message goes (RFC 8058: the
+    /// URL with its token); none: no `List-Unsubscribe` header.
+    pub unsubscribe_url: Option<String>,
+}
+
+/// The unsubscribe URL `message` carries: none for a transactional one.
+pub(crate) fn unsubscribe_url<'a>(message: &OutboxMessage, facts: &'a Facts) -> Option<&'a str> {
+    (!transactional(&message.kind))
+        .then_some(facts.unsubscribe_url.as_deref())
+        .flatten()
 }
 
 /// An event as messages show it.

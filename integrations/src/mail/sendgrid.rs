@@ -130,6 +130,12 @@ pub fn body(
     if !attachments.is_empty() {
         body["attachments"] = Value::Array(attachments);
     }
+    if let Some(url) = super::unsubscribe_url(message, facts) {
+        body["headers"] = json!({
+            "List-Unsubscribe": format!("<{url}>"),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        });
+    }
     Ok(body)
 }
 

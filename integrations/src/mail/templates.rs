@@ -337,6 +337,7 @@ fn full_facts() -> Facts {
             code: "T1SAMPLE".into(),
         }],
         ticket_type: Some("Standard".into()),
+        unsubscribe_url: None,
     }
 }
 
