@@ -82,6 +82,8 @@ struct Core {
     inbox_feeds: Arc<crate::inbox::InboxFeeds>,
     /// One-click unsubscribe tokens.
     unsubscribe: crate::unsubscribe::Unsubscribe,
+    /// The message templates (also for managers' previews).
+    templates: Arc<integrations::mail::templates::Templates>,
     auth: Arc<crate::auth::Auth>,
     /// PayPal's client, when enabled (its webhooks are verified through it).
     paypal: Option<Arc<integrations::paypal::PayPalClient>>,
@@ -130,7 +132,14 @@ impl Core {
             &config.outbox.unsubscribe_url,
         )
         .context("unsubscribe key")?;
-        let senders = senders(config, &db, &codes, &inbox_feeds, &unsubscribe)?;
+        // Loaded and checked: a template error stops the start.
+        let dir = (!config.outbox.templates_dir.is_empty())
+            .then(|| std::path::Path::new(&config.outbox.templates_dir));
+        let templates = Arc::new(
+            integrations::mail::templates::Templates::load(dir)
+                .map_err(|e| anyhow::anyhow!("mail templates: {e}"))?,
+        );
+        let senders = senders(config, &db, &codes, &inbox_feeds, &unsubscribe, &templates)?;
         db.set_inbox_max(config.outbox.inbox_max);
         db.set_reminder_offsets(config.outbox.reminder_offsets_secs.clone());
         // The read model plans deliveries on the channels that have a sender.
@@ -155,6 +164,7 @@ impl Core {
             codes,
             inbox_feeds,
             unsubscribe,
+            templates,
             auth,
             paypal,
         })
@@ -201,16 +211,12 @@ fn senders(
     codes: &TicketCodes,
     inbox_feeds: &Arc<crate::inbox::InboxFeeds>,
     unsubscribe: &crate::unsubscribe::Unsubscribe,
+    templates: &Arc<integrations::mail::templates::Templates>,
 ) -> anyhow::Result<Vec<Arc<dyn engine::notify::Sender>>> {
     use integrations::mail;
     let store: Arc<dyn engine::ports::Store> = Arc::new(db.clone());
     let outbox = &config.outbox;
-    let dir =
-        (!outbox.templates_dir.is_empty()).then(|| std::path::Path::new(&outbox.templates_dir));
-    let templates = Arc::new(
-        mail::templates::Templates::load(dir)
-            .map_err(|e| anyhow::anyhow!("mail templates: {e}"))?,
-    );
+    let templates = templates.clone();
     let in_app = crate::inbox::InAppSender::new(
         templates.clone(),
         store.clone(),
@@ -438,6 +444,11 @@ fn application(
         db: core.db.clone(),
         inbox_feeds: core.inbox_feeds.clone(),
         unsubscribe: core.unsubscribe.clone(),
+        previews: crate::http::previews::Previews {
+            templates: core.templates.clone(),
+            base_url: config.outbox.link_base_url.clone(),
+            domain: config.outbox.message_id_domain.clone(),
+        },
         ready,
         metrics,
         idempotency: Arc::new(IdempotencyCache::new(

@@ -286,3 +286,52 @@ async fn a_reminder_can_be_unsubscribed_from_in_one_click() {
     assert_eq!(reminders, 1, "the second one was not mailed");
     drop(sink);
 }
+
+#[tokio::test]
+async fn managers_preview_their_events_messages_in_each_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let admin = Api::admin(&server).await;
+    let (event, _) = admin.published_event(10, 600, 2).await;
+    let path = |kind: &str, locale: &str| {
+        format!("/api/v1/events/{event}/messages/preview?kind={kind}&locale={locale}")
+    };
+    let de = admin.get(&path("event_reminder", "de-AT")).await;
+    assert_eq!(de.status, 200, "{de:?}");
+    assert_eq!(de.body["locale"], "de");
+    assert!(
+        de.str("subject").starts_with("Erinnerung: Flash sale"),
+        "{de:?}"
+    );
+    assert!(de.str("text").contains("Ada Lovelace"), "{de:?}");
+    assert!(de.str("html").contains("A1-000001"), "the sample ticket");
+    assert!(
+        de.str("link")
+            .starts_with("http://127.0.0.1:8080/registrations/")
+    );
+    for kind in [
+        "confirmed",
+        "event_canceled",
+        "tickets",
+        "waitlist_offer",
+        "payment_refunded",
+        "payment_reminder",
+    ] {
+        let r = admin.get(&path(kind, "fr")).await;
+        assert_eq!(
+            (r.status, r.str("locale")),
+            (200, "fr".into()),
+            "{kind}: {r:?}"
+        );
+    }
+    let unknown = admin.get(&path("event_reminder", "xx")).await;
+    assert_eq!(
+        unknown.body["locale"], "en",
+        "English when there are no templates"
+    );
+    let account = admin.get(&path("verify_email", "en")).await;
+    assert_eq!(account.status, 422, "{account:?}");
+    assert_eq!(account.body["errors"][0]["field"], "kind");
+    let (_, buyer) = admin.account("nosy@example.com", &[]).await;
+    assert_eq!(buyer.get(&path("confirmed", "en")).await.status, 403);
+}

@@ -18,6 +18,7 @@ mod ops;
 mod organizer;
 pub mod payments;
 mod policy;
+pub mod previews;
 mod registrations;
 mod reports;
 mod unsubscribe;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub limiter: Arc<crate::ratelimit::Limiter>,
     /// The store, for the audit log and the in-app inboxes.
     pub db: storage::Db,
+    /// The message templates, for managers' previews.
+    pub previews: previews::Previews,
     /// One-click unsubscribe tokens (verified by `POST /api/v1/unsubscribe`).
     pub unsubscribe: crate::unsubscribe::Unsubscribe,
     /// Live listeners of the in-app inboxes (`notifications:{user}`).
@@ -152,6 +155,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .merge(inbox::router())
         .merge(webhooks::router())
         .merge(unsubscribe::router())
+        .merge(previews::router())
         .merge(reports::router())
         .merge(events::router())
         .merge(registrations::router())

@@ -67,7 +67,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::inbox::list, super::inbox::read_one, super::inbox::read_all,
         super::webhooks::create, super::webhooks::list, super::webhooks::read, super::webhooks::update,
         super::webhooks::remove, super::webhooks::rotate, super::webhooks::log, super::webhooks::replay,
-        super::unsubscribe::unsubscribe,
+        super::unsubscribe::unsubscribe, super::previews::preview,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -104,7 +104,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::inbox::NotificationDto, super::inbox::NotificationPage, super::inbox::Marked,
         super::webhooks::CreateEndpoint, super::webhooks::UpdateEndpoint, super::webhooks::EndpointDto,
         super::webhooks::EndpointList, super::webhooks::HookDeliveryDto, super::webhooks::HookDeliveryPage,
-        super::webhooks::RotatedSecret, super::unsubscribe::Unsubscribed,
+        super::webhooks::RotatedSecret, super::unsubscribe::Unsubscribed, super::previews::PreviewDto,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "notifications"), (name = "webhooks"), (name = "realtime"), (name = "ops")),
