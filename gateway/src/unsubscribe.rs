@@ -35,13 +35,12 @@ impl Unsubscribe {
         })
     }
 
-    fn mac(&self, payload: &[u8]) -> [u8; MAC_BYTES] {
+    /// The MAC of `payload`, before finalizing (signing truncates it, checking compares it).
+    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
         mac.update(b"unsubscribe:");
         mac.update(payload);
-        let mut out = [0u8; MAC_BYTES];
-        out.copy_from_slice(&mac.finalize().into_bytes()[..MAC_BYTES]);
-        out
+        mac
     }
 
     /// The token of `user` and `category`.
@@ -49,8 +48,8 @@ impl Unsubscribe {
         let mut bytes = Vec::with_capacity(17 + MAC_BYTES);
         bytes.extend_from_slice(user.as_bytes());
         bytes.push(category.code());
-        let mac = self.mac(&bytes);
-        bytes.extend_from_slice(&mac);
+        let mac = self.mac(&bytes).finalize().into_bytes();
+        bytes.extend_from_slice(&mac[..MAC_BYTES]);
         BASE64URL_NOPAD.encode(&bytes)
     }
 
@@ -61,10 +60,7 @@ impl Unsubscribe {
             return None;
         }
         let (payload, mac) = bytes.split_at(17);
-        let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        check.update(b"unsubscribe:");
-        check.update(payload);
-        check.verify_truncated_left(mac).ok()?;
+        self.mac(payload).verify_truncated_left(mac).ok()?;
         let user = UserId(uuid::Uuid::from_slice(&payload[..16]).ok()?);
         Some((user, Category::from_code(payload[16])?))
     }

@@ -181,11 +181,8 @@ impl Db {
         {
             return Ok(Some(row.clone()));
         }
-        let mut queued = Delivery::queued(
-            &engine::notify::webhook_message(&entry),
-            Channel::Webhook,
-            now,
-        );
+        let message_row = engine::notify::webhook_message(&entry);
+        let mut queued = Delivery::queued(&message_row, Channel::Webhook, now);
         if let Some(row) = &before {
             queued.created_at = row.created_at;
         }
@@ -199,7 +196,7 @@ impl Db {
         batch.insert(
             &self.messages,
             message.as_bytes().to_vec(),
-            encode(&engine::notify::webhook_message(&entry)).map_err(err)?,
+            encode(&message_row).map_err(err)?,
         );
         delta += self.stage_row(&mut batch, &queued)?;
         batch.commit().map_err(err)?;

@@ -173,3 +173,15 @@ pub(crate) fn page_limit(
         )))
     }
 }
+
+/// Cuts `items` (read as `limit + 1`, to know whether more follow) to `limit`; the cursor of
+/// the next page (`cursor` of the last item kept), if there is one.
+pub(crate) fn next_page<T, C>(
+    items: &mut Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> C,
+) -> Option<C> {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    if more { items.last().map(cursor) } else { None }
+}

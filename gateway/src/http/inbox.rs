@@ -124,9 +124,7 @@ pub(crate) async fn list(
         .db
         .inbox_page(user, p.before, limit + 1)
         .map_err(store_error)?;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_before = more.then(|| items.last().map(|e| e.id)).flatten();
+    let next_before = super::extract::next_page(&mut items, limit, |e| e.id);
     let unread = state.db.inbox_unread(user).map_err(store_error)?;
     Ok(Json(NotificationPage {
         items: items.into_iter().map(NotificationDto::from).collect(),

@@ -522,11 +522,7 @@ pub(crate) async fn log(
         .db
         .webhook_log(id, p.before, limit + 1)
         .map_err(store_error)?;
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next_before = more
-        .then(|| items.last().map(|(e, _)| e.message_id))
-        .flatten();
+    let next_before = super::extract::next_page(&mut items, limit, |(e, _)| e.message_id);
     Ok(Json(HookDeliveryPage {
         items: items
             .iter()

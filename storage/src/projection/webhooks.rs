@@ -18,14 +18,7 @@ use fjall::OwnedWriteBatch;
 /// it) and completed from the read model after.
 pub(super) enum Pending {
     Registration(HookType, RegistrationId, DateTime<Utc>),
-    Paid {
-        registration_id: RegistrationId,
-        provider: &'static str,
-        provider_ref: Option<String>,
-        amount_minor: i64,
-        currency: String,
-        at: DateTime<Utc>,
-    },
+    Paid(Paid),
     Refunded {
         registration_id: RegistrationId,
         refund_id: uuid::Uuid,
@@ -37,6 +30,16 @@ pub(super) enum Pending {
         gate: Option<String>,
         at: DateTime<Utc>,
     },
+}
+
+/// A captured payment, as its report tells it.
+pub(super) struct Paid {
+    registration_id: RegistrationId,
+    provider: &'static str,
+    provider_ref: Option<String>,
+    amount_minor: i64,
+    currency: String,
+    at: DateTime<Utc>,
 }
 
 /// The happening `event` is, if it is one an endpoint can hear about.
@@ -79,14 +82,14 @@ pub(super) fn pending(event: &PoolEvent) -> Option<Pending> {
             Report::Succeeded {
                 amount_minor,
                 currency,
-            } => Some(Pending::Paid {
+            } => Some(Pending::Paid(Paid {
                 registration_id: *registration_id,
                 provider: report.provider.as_str(),
                 provider_ref: report.provider_ref.clone(),
                 amount_minor: *amount_minor,
                 currency: currency.clone(),
                 at: *at,
-            }),
+            })),
             _ => None,
         },
         PoolEvent::RefundSettled {
@@ -177,7 +180,7 @@ impl Overlay {
                     data: HookData::Registration(registration_data(view)),
                 })
             }
-            Pending::Paid { .. } => self.paid(db, pending)?,
+            Pending::Paid(paid) => Some(self.paid(db, paid)?),
             Pending::Refunded {
                 registration_id,
                 refund_id,
@@ -211,20 +214,17 @@ impl Overlay {
         }
     }
 
-    fn paid(&mut self, db: &Db, pending: Pending) -> Result<Option<Happening>, StoreError> {
-        let Pending::Paid {
+    fn paid(&mut self, db: &Db, paid: Paid) -> Result<Happening, StoreError> {
+        let Paid {
             registration_id,
             provider,
             provider_ref,
             amount_minor,
             currency,
             at,
-        } = pending
-        else {
-            return Ok(None);
-        };
+        } = paid;
         let event_id = self.registration(db, registration_id)?.event_id;
-        Ok(Some(Happening {
+        Ok(Happening {
             kind: HookType::PaymentSucceeded,
             event_id,
             subject: registration_id.0,
@@ -238,7 +238,7 @@ impl Overlay {
                 provider_ref,
                 refund_id: None,
             }),
-        }))
+        })
     }
 
     /// Entries of `happening` for every endpoint that wants it.
