@@ -218,6 +218,8 @@ pub fn new_event(title: &str, hold_ttl_secs: u32) -> NewEvent {
         bank_transfer: None,
         invoicing: None,
         reminder_offsets_secs: None,
+        branding: None,
+        locale: None,
     }
 }
 

@@ -24,8 +24,8 @@ mod validation;
 pub use attendee::{Attendee, normalize_email};
 pub use checkin::{CHECKIN_LISTS_MAX, CheckInList, LIST_GATES_MAX};
 pub use commands::{
-    BankTransferSettings, EventPatch, InvoiceSettings, NewEvent, NewTicketType,
-    REMINDER_OFFSET_SECS, REMINDERS_MAX, SeatSource,
+    BankTransferSettings, EventBranding, EventPatch, InvoiceSettings, LOGO_URL_LEN_MAX, NewEvent,
+    NewTicketType, REMINDER_OFFSET_SECS, REMINDERS_MAX, SeatSource, valid_locale,
 };
 pub use stream::EventEvent;
 pub(crate) use validation::check_text;
@@ -205,6 +205,12 @@ pub struct EventRecord {
     /// empty: never).
     #[serde(default)]
     pub reminder_offsets_secs: Option<Vec<u32>>,
+    /// How its messages look.
+    #[serde(default)]
+    pub branding: Option<EventBranding>,
+    /// The language of its messages to people who chose none.
+    #[serde(default)]
+    pub locale: Option<String>,
 }
 
 /// Most accounts with a role in one event.

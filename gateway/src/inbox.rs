@@ -60,7 +60,12 @@ impl InAppSender {
                 "the account turned in-app notifications off".into(),
             ));
         }
-        let facts = crate::notify::facts(self.store.as_ref(), None, message)?;
+        let facts = crate::notify::facts(
+            self.store.as_ref(),
+            None,
+            message,
+            crate::notify::Reader::Account,
+        )?;
         let rendered = self
             .templates
             .render(message, &facts, &self.base_url, &self.domain)

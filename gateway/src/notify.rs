@@ -50,6 +50,13 @@ pub(crate) fn account(
         .ok_or_else(|| SendError::Obsolete("the account is gone".into()))
 }
 
+/// Who reads a message: whoever has its address (e-mail), or its account (in-app, SMS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reader {
+    Address,
+    Account,
+}
+
 /// What the templates need beyond the message (the tickets signed with `codes`, if given). A
 /// store error is retried; a confirmation whose registration is no longer confirmed is not
 /// sent.
@@ -57,11 +64,15 @@ pub(crate) fn facts(
     store: &dyn Store,
     codes: Option<&TicketCodes>,
     message: &OutboxMessage,
+    reader: Reader,
 ) -> Result<Facts, SendError> {
     let retry = |e: engine::ports::StoreError| SendError::Retry(format!("store: {e}"));
     let mut facts = Facts::default();
+    // The account's language, if the account reads it (its inbox, its phone, its own
+    // address: an organizer registering someone else does not choose their language).
     if let Some(user) = message.user_id
         && let Some(account) = store.user(user).map_err(retry)?
+        && (reader == Reader::Account || account.email.eq_ignore_ascii_case(&message.to))
     {
         facts.locale = Some(account.preferences.locale);
     }
@@ -107,14 +118,11 @@ pub(crate) fn facts(
             facts.tickets = codes.lines(&record, view);
         }
     }
-    facts.event = Some(EventFacts {
-        id: record.id,
-        title: record.title.clone(),
-        venue: record.venue.clone(),
-        starts_at: record.starts_at,
-        ends_at: record.ends_at,
-        version: record.version,
-    });
+    // The account's language, else the event's.
+    if facts.locale.is_none() {
+        facts.locale.clone_from(&record.locale);
+    }
+    facts.event = Some(EventFacts::from(&record));
     Ok(facts)
 }
 
@@ -137,7 +145,12 @@ impl Sender for MailSender {
                     "the account turned e-mail reminders off".into(),
                 ));
             }
-            let mut facts = facts(self.store.as_ref(), Some(&self.codes), message)?;
+            let mut facts = facts(
+                self.store.as_ref(),
+                Some(&self.codes),
+                message,
+                Reader::Address,
+            )?;
             // A non-transactional mail to an account can be unsubscribed from in one click.
             facts.unsubscribe_url = engine::accounts::Category::of(&message.kind)
                 .zip(message.user_id)

@@ -58,7 +58,12 @@ impl SmsSender {
                 "no phone number with a country code in the profile".into(),
             ));
         };
-        let facts = crate::notify::facts(self.store.as_ref(), None, message)?;
+        let facts = crate::notify::facts(
+            self.store.as_ref(),
+            None,
+            message,
+            crate::notify::Reader::Account,
+        )?;
         let rendered = self
             .templates
             .render(message, &facts, &self.base_url, &self.domain)

@@ -147,6 +147,91 @@ async fn a_confirmation_mail_reaches_a_real_smtp_server_with_its_qr_codes_and_ca
 }
 
 #[tokio::test]
+async fn a_branded_event_mails_someone_registered_for_them_in_its_language_with_its_logo() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let sink = SmtpSink::start(&maildir);
+    let server = start(&dir.path().join("data"), &smtp_env(sink.port));
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(10, 600, 4).await;
+    let path = format!("/api/v1/events/{event}");
+    for (bad, field) in [
+        (json!({"branding": {"color": "red"}}), "branding.color"),
+        (
+            json!({"branding": {"logo_url": "http://cdn.example/l.png"}}),
+            "branding.logo_url",
+        ),
+        (
+            json!({"branding": {"logo_url": "https://cdn.example/a b.png"}}),
+            "branding.logo_url",
+        ),
+        (json!({"branding": {"name": ""}}), "branding.name"),
+        (json!({"locale": "deutsch!"}), "locale"),
+    ] {
+        let r = admin.patch(&path, &bad).await;
+        assert_eq!(r.status, 422, "{bad}: {r:?}");
+        assert_eq!(r.body["errors"][0]["field"], field, "{r:?}");
+    }
+    assert!(
+        admin.get(&path).await.body["branding"].is_null(),
+        "nothing changed"
+    );
+    let logo = "https://cdn.example.org/orchestra.png";
+    let branding = json!({"name": "City Orchestra", "logo_url": logo, "color": "#7c2d12"});
+    let patched = admin
+        .patch(&path, &json!({"branding": branding, "locale": "de-AT"}))
+        .await;
+    assert_eq!(patched.status, 200, "{patched:?}");
+    assert_eq!(patched.body["branding"], branding);
+    assert_eq!(patched.body["locale"], "de-AT");
+
+    // The admin (English) registers someone else: they get the event's language.
+    confirmed(&admin, &event, &tt, "zoe@example.com", 1).await;
+    let raw = received(&maildir, 1, Duration::from_secs(30)).await;
+    let mail = MessageParser::default()
+        .parse(&raw[0])
+        .expect("MIME parses");
+    assert_eq!(mail.subject(), Some("Bestätigt: Flash sale"));
+    let html = mail.body_html(0).expect("an HTML part");
+    assert!(
+        html.contains(&format!(r#"<img src="{logo}" alt="City Orchestra""#)),
+        "{html}"
+    );
+    assert!(
+        html.contains("background:#7c2d12"),
+        "the brand's colour: {html}"
+    );
+
+    // The manager's preview shows the same (the event's language when none is asked for).
+    let preview = admin
+        .get(&format!("{path}/messages/preview?kind=confirmed"))
+        .await;
+    assert_eq!(preview.status, 200, "{preview:?}");
+    assert_eq!(preview.body["locale"], "de");
+    assert!(preview.str("html").contains(logo), "{preview:?}");
+
+    // The admin's own registration: the admin's language.
+    confirmed(&admin, &event, &tt, tests::ADMIN_EMAIL, 1).await;
+    let raw = received(&maildir, 2, Duration::from_secs(30)).await;
+    let subjects: Vec<String> = raw
+        .iter()
+        .map(|r| {
+            MessageParser::default()
+                .parse(r)
+                .unwrap()
+                .subject()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        subjects.contains(&"Confirmed: Flash sale".to_owned()),
+        "{subjects:?}"
+    );
+    drop(sink);
+}
+
+#[tokio::test]
 async fn with_the_smtp_server_down_mail_waits_with_backoff_and_all_of_it_arrives_once_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("mail");

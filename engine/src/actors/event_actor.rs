@@ -30,7 +30,7 @@ pub(crate) struct EventArgs {
 
 pub(crate) enum EventMsg {
     /// Change settings.
-    Update(EventPatch, Reply<EventRecord>),
+    Update(Box<EventPatch>, Reply<EventRecord>),
     /// Publish, cancel or complete.
     Transition(EventStatus, Reply<EventRecord>),
     /// Add a ticket type (and its pool).
@@ -148,7 +148,7 @@ impl Actor for EventActor {
         state: &mut EventActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EventMsg::Update(patch, reply) => update(state, patch, reply).await,
+            EventMsg::Update(patch, reply) => update(state, *patch, reply).await,
             EventMsg::Transition(to, reply) => transition(state, to, reply).await,
             EventMsg::CreateTicketType(cmd, idempotency, reply) => {
                 create_ticket_type(&myself, state, (cmd, idempotency), reply).await?

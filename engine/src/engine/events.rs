@@ -89,7 +89,7 @@ impl Engine {
     pub async fn update_event(&self, id: EventId, patch: EventPatch) -> EngineResult<EventRecord> {
         let h = self.handle(id).await?;
         call(&h.actor, &h.gate, self.ctx.config.call_timeout, |r| {
-            EventMsg::Update(patch, r)
+            EventMsg::Update(Box::new(patch), r)
         })
         .await
     }

@@ -26,6 +26,8 @@ fn event(prices_include_vat: bool) -> EventRecord {
                 prices_include_vat,
             }),
             reminder_offsets_secs: None,
+            branding: None,
+            locale: None,
         },
         hold_ttl_secs: 600,
         at,

@@ -39,6 +39,95 @@ pub struct NewEvent {
     /// default; empty: never).
     #[serde(default)]
     pub reminder_offsets_secs: Option<Vec<u32>>,
+    /// How its messages look (none: plain).
+    #[serde(default)]
+    pub branding: Option<EventBranding>,
+    /// The language of its messages to people who chose none (guests); none: English.
+    #[serde(default)]
+    pub locale: Option<String>,
+}
+
+/// How an event's messages look: the name and logo above them and the colour of their
+/// headings and buttons.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBranding {
+    /// The name shown above the message (the organizer's or the series' brand), 1..=100
+    /// characters; none: the event's title.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An `https` URL of the logo image, up to 500 characters.
+    #[serde(default)]
+    pub logo_url: Option<String>,
+    /// The accent colour, `#rrggbb`.
+    #[serde(default)]
+    pub color: Option<String>,
+}
+
+/// Longest logo URL.
+pub const LOGO_URL_LEN_MAX: usize = 500;
+
+impl EventBranding {
+    fn check(&self, errors: &mut Vec<FieldError>) {
+        if let Some(name) = &self.name {
+            check_text(errors, "branding.name", name, 1, 100);
+        }
+        if let Some(url) = &self.logo_url {
+            let ok = url.len() <= LOGO_URL_LEN_MAX
+                && url.strip_prefix("https://").is_some_and(|rest| {
+                    !rest.is_empty()
+                        && !rest.starts_with('/')
+                        && rest.chars().all(|c| {
+                            c.is_ascii_graphic()
+                                && !matches!(c, '"' | '\\' | '<' | '>' | '\'' | '`')
+                        })
+                });
+            if !ok {
+                errors.push(FieldError::new(
+                    "branding.logo_url",
+                    "must be an https URL of at most 500 characters, without spaces or quotes",
+                ));
+            }
+        }
+        if let Some(color) = &self.color {
+            let ok = color.len() == 7
+                && color.starts_with('#')
+                && color[1..].chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                errors.push(FieldError::new("branding.color", "must be #rrggbb"));
+            }
+        }
+    }
+}
+
+/// A language tag (`de`, `fr-CH`, `pt-BR`): a 2–3 letter language and up to three subtags
+/// of 1–8 letters or digits, at most 35 characters.
+pub fn valid_locale(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let language = parts.next().unwrap_or_default();
+    tag.len() <= 35
+        && (2..=3).contains(&language.len())
+        && language.chars().all(|c| c.is_ascii_alphabetic())
+        && parts.enumerate().all(|(i, p)| {
+            i < 3 && (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+}
+
+fn check_look(
+    errors: &mut Vec<FieldError>,
+    branding: Option<&EventBranding>,
+    locale: Option<&String>,
+) {
+    if let Some(branding) = branding {
+        branding.check(errors);
+    }
+    if let Some(locale) = locale
+        && !valid_locale(locale)
+    {
+        errors.push(FieldError::new(
+            "locale",
+            "must be a language tag such as de or fr-CH",
+        ));
+    }
 }
 
 /// Most reminders per event.
@@ -177,6 +266,12 @@ pub struct EventPatch {
     /// When attendees are reminded, in seconds before the start (empty: never).
     #[serde(default)]
     pub reminder_offsets_secs: Option<Vec<u32>>,
+    /// How its messages look (replaces the whole branding).
+    #[serde(default)]
+    pub branding: Option<EventBranding>,
+    /// The language of its messages to people who chose none.
+    #[serde(default)]
+    pub locale: Option<String>,
 }
 
 impl EventPatch {
@@ -197,6 +292,8 @@ impl EventPatch {
                 "reminder_offsets_secs",
                 self.reminder_offsets_secs.is_some(),
             ),
+            ("branding", self.branding.is_some()),
+            ("locale", self.locale.is_some()),
         ];
         set.into_iter()
             .filter(|(_, changed)| *changed)
@@ -271,6 +368,7 @@ impl NewEvent {
             invoicing.check(&mut errors);
         }
         check_reminders(&mut errors, self.reminder_offsets_secs.as_ref());
+        check_look(&mut errors, self.branding.as_ref(), self.locale.as_ref());
         finish(errors)
     }
 }
@@ -331,6 +429,7 @@ impl EventPatch {
             invoicing.check(&mut errors);
         }
         check_reminders(&mut errors, self.reminder_offsets_secs.as_ref());
+        check_look(&mut errors, self.branding.as_ref(), self.locale.as_ref());
         finish(errors)
     }
 

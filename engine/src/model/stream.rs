@@ -93,6 +93,8 @@ impl EventRecord {
                 bank_transfer: settings.bank_transfer.clone(),
                 invoicing: settings.invoicing.clone(),
                 reminder_offsets_secs: settings.reminder_offsets_secs.clone(),
+                branding: settings.branding.clone(),
+                locale: settings.locale.clone(),
                 status: EventStatus::Draft,
                 created_at: *at,
                 updated_at: *at,
@@ -146,6 +148,12 @@ impl EventRecord {
                 }
                 if let Some(v) = p.reminder_offsets_secs {
                     self.reminder_offsets_secs = Some(v);
+                }
+                if let Some(v) = p.branding {
+                    self.branding = Some(v);
+                }
+                if let Some(v) = p.locale {
+                    self.locale = Some(v);
                 }
                 self.updated_at = *at;
             }

@@ -78,6 +78,47 @@ pub struct CreateEvent {
     /// (24 h and 1 h); empty: never.
     #[schema(max_items = 5)]
     pub reminder_offsets_secs: Option<Vec<u32>>,
+    /// How the event's messages look: a name and logo above them and an accent colour.
+    pub branding: Option<BrandingDto>,
+    /// The language of the event's messages to people who chose none (guests): a language
+    /// tag such as `de` or `fr-CH` (templates exist for en, de and fr; others get English).
+    #[schema(max_length = 35)]
+    pub locale: Option<String>,
+}
+
+/// How an event's messages look.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrandingDto {
+    /// The name shown above each message (1 to 100 characters); absent: the event's title.
+    #[schema(max_length = 100)]
+    pub name: Option<String>,
+    /// An `https` URL of the logo image (up to 500 characters), shown above each message.
+    #[schema(max_length = 500)]
+    pub logo_url: Option<String>,
+    /// The colour of headings and buttons, `#rrggbb`.
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
+    pub color: Option<String>,
+}
+
+impl From<BrandingDto> for engine::model::EventBranding {
+    fn from(b: BrandingDto) -> Self {
+        Self {
+            name: b.name,
+            logo_url: b.logo_url,
+            color: b.color,
+        }
+    }
+}
+
+impl From<&engine::model::EventBranding> for BrandingDto {
+    fn from(b: &engine::model::EventBranding) -> Self {
+        Self {
+            name: b.name.clone(),
+            logo_url: b.logo_url.clone(),
+            color: b.color.clone(),
+        }
+    }
 }
 
 /// An event's invoicing settings.
@@ -185,6 +226,11 @@ pub struct UpdateEvent {
     /// Reminders, in seconds before the start (empty: never).
     #[schema(max_items = 5)]
     pub reminder_offsets_secs: Option<Vec<u32>>,
+    /// How the event's messages look (replaces the whole branding).
+    pub branding: Option<BrandingDto>,
+    /// The language of the event's messages to people who chose none.
+    #[schema(max_length = 35)]
+    pub locale: Option<String>,
 }
 
 /// Body of `POST /api/v1/events/{id}/ticket-types`: give `capacity` for a new pool, or
@@ -258,6 +304,10 @@ pub struct EventDto {
     invoicing: Option<InvoicingDto>,
     /// Reminders, in seconds before the start (absent: the server's default).
     reminder_offsets_secs: Option<Vec<u32>>,
+    /// How its messages look.
+    branding: Option<BrandingDto>,
+    /// The language of its messages to people who chose none.
+    locale: Option<String>,
     /// draft, published, canceled or completed.
     status: String,
     created_at: DateTime<Utc>,
@@ -300,6 +350,8 @@ impl From<&EventRecord> for EventDto {
             bank_transfer: r.bank_transfer.as_ref().map(BankTransferDto::from),
             invoicing: r.invoicing.as_ref().map(InvoicingDto::from),
             reminder_offsets_secs: r.reminder_offsets_secs.clone(),
+            branding: r.branding.as_ref().map(BrandingDto::from),
+            locale: r.locale.clone(),
             status: r.status.as_str().to_owned(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -429,6 +481,8 @@ pub(crate) async fn create_event(
         bank_transfer: body.bank_transfer.map(Into::into),
         invoicing: body.invoicing.map(Into::into),
         reminder_offsets_secs: body.reminder_offsets_secs,
+        branding: body.branding.map(Into::into),
+        locale: body.locale,
     };
     let record = state
         .engine
@@ -523,6 +577,8 @@ pub(crate) async fn update_event(
         bank_transfer: body.bank_transfer.map(Into::into),
         invoicing: body.invoicing.map(Into::into),
         reminder_offsets_secs: body.reminder_offsets_secs,
+        branding: body.branding.map(Into::into),
+        locale: body.locale,
     };
     Ok(Json(EventDto::from(
         &state.engine.update_event(id, patch).await?,

@@ -40,6 +40,12 @@ pub(super) fn create_event() -> Value {
         "ends_at": "2027-06-12T22:30:00Z",
         "hold_ttl_secs": 600,
         "refund_until": "2027-06-05T23:59:59Z",
+        "branding": {
+            "name": "City Orchestra",
+            "color": "#7c2d12",
+            "logo_url": "https://cdn.example.org/orchestra.png",
+        },
+        "locale": "de",
     })
 }
 
@@ -90,6 +96,12 @@ pub(super) fn event() -> Value {
         "ends_at": "2027-06-12T22:30:00Z",
         "hold_ttl_secs": 600,
         "refund_until": "2027-06-05T23:59:59Z",
+        "branding": {
+            "name": "City Orchestra",
+            "color": "#7c2d12",
+            "logo_url": "https://cdn.example.org/orchestra.png",
+        },
+        "locale": "de",
         "status": "published",
         "created_at": CREATED_AT,
         "updated_at": "2027-03-20T14:05:31Z",

@@ -98,7 +98,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payments::bank::ExceptionList, super::payments::bank::ResolveBody,
         super::payments::bank::ResolutionDto, super::payments::bank::ActionDto,
         super::payments::BillingDto, super::payments::invoices::LedgerPage,
-        super::events::InvoicingDto, super::registrations::VatDto,
+        super::events::InvoicingDto, super::events::BrandingDto, super::registrations::VatDto,
         super::deliveries::DeliveryDto, super::deliveries::DeliveryPage,
         super::deliveries::ReplayAll, super::deliveries::Replayed, super::reports::EventsReceived,
         super::inbox::NotificationDto, super::inbox::NotificationPage, super::inbox::Marked,

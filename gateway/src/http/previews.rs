@@ -160,16 +160,11 @@ pub(crate) async fn preview(
         return Err(DomainError::Validation(vec![FieldError::new("kind", message)]).into());
     };
     let message = OutboxMessage::new("ada@example.com", None, kind, Utc::now());
+    // The locale asked for, else the event's (what a guest would get).
+    let locale = p.locale.or_else(|| event.locale.clone());
     let facts = Facts {
-        locale: p.locale.clone(),
-        event: Some(EventFacts {
-            id: event.id,
-            title: event.title.clone(),
-            venue: event.venue.clone(),
-            starts_at: event.starts_at,
-            ends_at: event.ends_at,
-            version: event.version,
-        }),
+        locale: locale.clone(),
+        event: Some(EventFacts::from(&event)),
         attendee_name: Some("Ada Lovelace".into()),
         tickets: sample_tickets(),
         ticket_type: event.ticket_types.first().map(|t| t.name.clone()),
@@ -182,7 +177,7 @@ pub(crate) async fn preview(
         .map_err(super::error::ApiError::Internal)?;
     Ok(Json(PreviewDto {
         kind: p.kind,
-        locale: pick_locale(p.locale.as_deref()).to_owned(),
+        locale: pick_locale(locale.as_deref()).to_owned(),
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,

@@ -101,6 +101,7 @@ mod tests {
             starts_at: at,
             ends_at: at + chrono::Duration::hours(2),
             version: 3,
+            branding: None,
         }
     }
 

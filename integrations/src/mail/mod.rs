@@ -20,7 +20,8 @@ use std::sync::Arc;
 /// carries only ids and what was decided).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
-    /// The recipient's locale (`de-AT`, `fr`, ...; the templates fall back to English).
+    /// The recipient's locale (`de-AT`, `fr`, ...): their account's, else the event's; the
+    /// templates fall back to English.
     pub locale: Option<String>,
     /// The event, if the message concerns one.
     pub event: Option<EventFacts>,
@@ -52,7 +53,26 @@ pub struct EventFacts {
     pub ends_at: DateTime<Utc>,
     /// How often the event was changed (the calendar entry's `SEQUENCE`).
     pub version: u64,
+    /// How its messages look (none: plain).
+    pub branding: Option<engine::model::EventBranding>,
 }
+
+impl From<&engine::model::EventRecord> for EventFacts {
+    fn from(record: &engine::model::EventRecord) -> Self {
+        Self {
+            id: record.id,
+            title: record.title.clone(),
+            venue: record.venue.clone(),
+            starts_at: record.starts_at,
+            ends_at: record.ends_at,
+            version: record.version,
+            branding: record.branding.clone(),
+        }
+    }
+}
+
+/// The buttons' colour of messages without a branding colour.
+pub const DEFAULT_ACCENT: &str = "#1d4ed8";
 
 /// A message rendered for e-mail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,9 +145,22 @@ pub(crate) struct Context<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ticket_type: Option<&'a str>,
     tickets: Vec<TicketContext<'a>>,
+    /// The event's brand above the message, if it has a branding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brand: Option<BrandContext<'a>>,
+    /// The colour of headings and buttons (`#rrggbb`).
+    accent: &'a str,
     /// Kind-specific fields (see [`Context::new`]).
     #[serde(flatten)]
     fields: Fields<'a>,
+}
+
+#[derive(Serialize)]
+struct BrandContext<'a> {
+    /// The branding's name, else the event's title.
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logo_url: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -266,7 +299,18 @@ impl<'a> Context<'a> {
     ) -> Self {
         let base = base_url.trim_end_matches('/');
         let fields = Fields::of(&message.kind);
+        let branding = facts
+            .event
+            .as_ref()
+            .and_then(|e| Some((e, e.branding.as_ref()?)));
         Context {
+            brand: branding.map(|(e, b)| BrandContext {
+                name: b.name.as_deref().unwrap_or(&e.title),
+                logo_url: b.logo_url.as_deref(),
+            }),
+            accent: branding
+                .and_then(|(_, b)| b.color.as_deref())
+                .unwrap_or(DEFAULT_ACCENT),
             kind: message.kind.as_str(),
             locale,
             base_url: base,

@@ -312,6 +312,7 @@ fn sample_facts(kind: &MessageKind) -> Vec<Facts> {
     least.ticket_type = None;
     if let Some(event) = &mut least.event {
         event.venue = None;
+        event.branding = None;
     }
     vec![full, least]
 }
@@ -330,6 +331,11 @@ fn full_facts() -> Facts {
             starts_at: at,
             ends_at: at + chrono::Duration::hours(3),
             version: 1,
+            branding: Some(engine::model::EventBranding {
+                name: Some("Sample & Brand".into()),
+                logo_url: Some("https://cdn.example.com/logo.png".into()),
+                color: Some("#7c2d12".into()),
+            }),
         }),
         attendee_name: Some("Ann O'Neil".into()),
         tickets: vec![TicketLine {
