@@ -264,6 +264,7 @@ pub fn engine_config() -> EngineConfig {
         },
         notify: engine::notify::worker::WorkerConfig::default(),
         reminders: engine::notify::reminders::ReminderConfig::default(),
+        broadcasts: engine::notify::broadcasts::BroadcastConfig::default(),
         waitlist_offer_secs: 3_600,
         ticket_routes_cached_max: 1_000_000,
         payment_hold_extension_secs: 900,

@@ -88,7 +88,7 @@ impl Category {
 
     /// The category of messages of `kind`, unless it is transactional.
     pub fn of(kind: &crate::message::MessageKind) -> Option<Category> {
-        kind.is_reminder().then_some(Category::Reminders)
+        kind.is_event_news().then_some(Category::Reminders)
     }
 }
 
@@ -139,7 +139,7 @@ impl Default for Preferences {
 impl Preferences {
     /// The channels the account wants for messages of `kind`'s category.
     pub fn for_kind(&self, kind: &crate::message::MessageKind) -> &ChannelPrefs {
-        if kind.is_reminder() {
+        if kind.is_event_news() {
             &self.reminders
         } else {
             &self.transactional

@@ -34,6 +34,8 @@ pub struct EngineConfig {
     pub notify: crate::notify::worker::WorkerConfig,
     /// The reminder schedule's task.
     pub reminders: crate::notify::reminders::ReminderConfig,
+    /// The broadcasts' fan-out task.
+    pub broadcasts: crate::notify::broadcasts::BroadcastConfig,
     /// How long seats offered to a waiting-list entry stay reserved for it.
     pub waitlist_offer_secs: u32,
     /// Tickets whose route (registration, pool, seat) is kept in memory for scans (0: every

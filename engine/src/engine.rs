@@ -106,6 +106,13 @@ fn spawn_notify(
         config.reminders.clone(),
         stop.subscribe(),
     ));
+    tokio::spawn(crate::notify::broadcasts::run(
+        store.clone(),
+        wakes.clone(),
+        clock.clone(),
+        config.broadcasts.clone(),
+        stop.subscribe(),
+    ));
 }
 
 impl Engine {

@@ -61,6 +61,9 @@ pub enum DomainError {
     /// No such webhook endpoint (or not one the caller manages).
     #[error("no such webhook endpoint")]
     WebhookEndpointNotFound,
+    /// No such broadcast of this event.
+    #[error("broadcast not found")]
+    BroadcastNotFound,
     /// The webhook endpoint is disabled: enable it first.
     #[error("the webhook endpoint is disabled: enable it first")]
     WebhookEndpointDisabled,

@@ -107,6 +107,13 @@ pub enum MessageKind {
         registration_id: crate::ids::RegistrationId,
         offset_secs: u32,
     },
+    /// An event manager's message to every attendee (rendered when sent, from the stored
+    /// broadcast; see `notify::broadcasts`).
+    Broadcast {
+        event_id: crate::ids::EventId,
+        registration_id: crate::ids::RegistrationId,
+        broadcast_id: Uuid,
+    },
     /// A delivery to an organizer's webhook endpoint (what it says is in its log entry).
     Webhook {
         endpoint_id: Uuid,
@@ -154,6 +161,9 @@ impl MessageKind {
             }
             | MessageKind::EventReminder {
                 registration_id, ..
+            }
+            | MessageKind::Broadcast {
+                registration_id, ..
             } => Some(*registration_id),
             MessageKind::EventCanceled {
                 registration_id, ..
@@ -164,10 +174,14 @@ impl MessageKind {
         }
     }
 
-    /// Whether it is a reminder (the accounts' `reminders` preferences decide its channels;
-    /// every other kind is transactional).
-    pub fn is_reminder(&self) -> bool {
-        matches!(self, MessageKind::EventReminder { .. })
+    /// Whether it is news about an event the attendee registered for (a reminder, a
+    /// manager's broadcast): the accounts' `reminders` preferences decide its channels, and
+    /// mail carries a one-click unsubscribe; every other kind is transactional.
+    pub fn is_event_news(&self) -> bool {
+        matches!(
+            self,
+            MessageKind::EventReminder { .. } | MessageKind::Broadcast { .. }
+        )
     }
 
     /// The kind's name (metrics, logs).
@@ -182,6 +196,7 @@ impl MessageKind {
             MessageKind::PaymentRefunded { .. } => "payment_refunded",
             MessageKind::PaymentReminder { .. } => "payment_reminder",
             MessageKind::EventReminder { .. } => "event_reminder",
+            MessageKind::Broadcast { .. } => "broadcast",
             MessageKind::Webhook { .. } => "webhook",
         }
     }

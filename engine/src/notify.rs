@@ -9,6 +9,7 @@
 //! delivery is dead: listed, replayed or discarded by an admin. Every attempt of one delivery
 //! carries the message's id, so a provider or a receiver can recognise a repeat after a crash.
 
+pub mod broadcasts;
 pub mod inbox;
 pub mod reminders;
 pub mod worker;

@@ -739,6 +739,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<usize, StoreError>;
     /// Removes an entry from the schedule.
     fn reminder_drop(&self, reminder: &crate::notify::ScheduledReminder) -> Result<(), StoreError>;
+    /// The oldest broadcast still queueing its messages.
+    fn next_broadcast(&self) -> Result<Option<crate::notify::broadcasts::Broadcast>, StoreError>;
+    /// Queues the broadcast's messages to up to `limit` of the event's confirmed
+    /// registrations after its cursor (deliveries on `channels`, planned `now`) and moves the
+    /// cursor past them, or finishes the broadcast once none is left, in one write; how many
+    /// were queued.
+    fn broadcast_step(
+        &self,
+        broadcast: &crate::notify::broadcasts::Broadcast,
+        limit: usize,
+        channels: crate::notify::Channels,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
+    /// One broadcast of an event.
+    fn broadcast(
+        &self,
+        event: EventId,
+        id: uuid::Uuid,
+    ) -> Result<Option<crate::notify::broadcasts::Broadcast>, StoreError>;
     /// One delivery.
     fn delivery(
         &self,

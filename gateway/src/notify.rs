@@ -8,7 +8,7 @@ use engine::model::RegistrationStatus;
 use engine::notify::{Channel, SendError, Sender, Sent};
 use engine::ports::Store;
 use engine::values::BoxFuture;
-use integrations::mail::{EventFacts, Facts, Mailer};
+use integrations::mail::{BroadcastFacts, EventFacts, Facts, Mailer};
 use std::sync::Arc;
 
 /// Sends e-mail.
@@ -85,17 +85,34 @@ pub(crate) fn facts(
         Some(id) => store.registration(id).map_err(retry)?,
         None => None,
     };
-    // A confirmation or a reminder is about a confirmed registration, with its tickets.
+    // A confirmation or a reminder is about a confirmed registration, with its tickets; a
+    // broadcast goes to confirmed registrations only.
     let confirmation = matches!(
         message.kind,
         MessageKind::Confirmed { .. } | MessageKind::EventReminder { .. }
     );
-    if confirmation && view.is_none() {
+    let attending = confirmation || matches!(message.kind, MessageKind::Broadcast { .. });
+    if attending && view.is_none() {
         return Err(SendError::Permanent("registration not found".into()));
+    }
+    if let MessageKind::Broadcast {
+        event_id,
+        broadcast_id,
+        ..
+    } = &message.kind
+    {
+        let broadcast = store
+            .broadcast(*event_id, *broadcast_id)
+            .map_err(retry)?
+            .ok_or_else(|| SendError::Permanent("broadcast not found".into()))?;
+        facts.broadcast = Some(BroadcastFacts {
+            subject: broadcast.subject,
+            body: broadcast.body,
+        });
     }
     if let Some(view) = &view {
         facts.attendee_name = Some(view.attendee.name.clone());
-        if confirmation && view.status != RegistrationStatus::Confirmed {
+        if attending && view.status != RegistrationStatus::Confirmed {
             return Err(SendError::Obsolete(format!(
                 "the registration is {} now",
                 view.status.as_str()
@@ -133,13 +150,19 @@ impl Sender for MailSender {
 
     fn send<'a>(&'a self, message: &'a OutboxMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
-            // Transactional mail goes whatever the preferences say; reminders as they say.
-            if message.kind.is_reminder()
-                && message.user_id.is_some()
-                && !account(self.store.as_ref(), message)?
-                    .preferences
-                    .reminders
-                    .email
+            // Transactional mail goes whatever the preferences say; event news (reminders,
+            // broadcasts) to an account's own address as its preferences say, with a
+            // one-click unsubscribe (someone an organizer registered is not that account).
+            let owner = match message.user_id {
+                Some(_) if message.kind.is_event_news() => {
+                    Some(account(self.store.as_ref(), message)?)
+                }
+                _ => None,
+            }
+            .filter(|account| account.email.eq_ignore_ascii_case(&message.to));
+            if owner
+                .as_ref()
+                .is_some_and(|account| !account.preferences.reminders.email)
             {
                 return Err(SendError::Obsolete(
                     "the account turned e-mail reminders off".into(),
@@ -151,9 +174,8 @@ impl Sender for MailSender {
                 message,
                 Reader::Address,
             )?;
-            // A non-transactional mail to an account can be unsubscribed from in one click.
             facts.unsubscribe_url = engine::accounts::Category::of(&message.kind)
-                .zip(message.user_id)
+                .zip(owner.map(|account| account.id))
                 .and_then(|(category, user)| self.unsubscribe.url_for(user, category));
             self.mailer.send(message, &facts).await
         })

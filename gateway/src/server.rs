@@ -444,6 +444,7 @@ fn application(
         db: core.db.clone(),
         inbox_feeds: core.inbox_feeds.clone(),
         unsubscribe: core.unsubscribe.clone(),
+        broadcasts_per_day: config.outbox.broadcasts_per_day,
         previews: crate::http::previews::Previews {
             templates: core.templates.clone(),
             base_url: config.outbox.link_base_url.clone(),

@@ -7,6 +7,7 @@
 //!   any of them. A failed write is fatal: nothing is retried, the writer stops.
 
 pub mod audit;
+mod broadcasts;
 mod codec;
 mod deliveries;
 mod delivery_state;

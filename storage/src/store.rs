@@ -120,6 +120,10 @@ pub struct Db {
     pub(crate) webhook_log: Keyspace,
     /// The reminder schedule: due ms (8) + event (16) + offset (4) (see `schedule`).
     pub(crate) schedule: Keyspace,
+    /// Managers' broadcasts: event (16) + id (16) (see `broadcasts`).
+    pub(crate) broadcasts: Keyspace,
+    /// Broadcasts still queueing their messages: id (16) → event (16).
+    pub(crate) broadcast_queue: Keyspace,
     /// The endpoints by scope, in memory.
     pub(crate) hooks: std::sync::Arc<crate::hook_index::HookIndex>,
     /// Deliveries' row locks and queued counts.
@@ -177,6 +181,8 @@ impl Db {
             webhook_endpoints: ks("webhook_endpoints")?,
             webhook_log: ks("webhook_log")?,
             schedule: ks("schedule")?,
+            broadcasts: ks("broadcasts")?,
+            broadcast_queue: ks("broadcast_queue")?,
             hooks: Default::default(),
             delivery_state: Default::default(),
             db,
@@ -705,6 +711,28 @@ impl Store for Db {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<usize, StoreError> {
         self.queue_reminders(reminder, limit, channels, now)
+    }
+
+    fn next_broadcast(&self) -> Result<Option<engine::notify::broadcasts::Broadcast>, StoreError> {
+        self.first_queued_broadcast()
+    }
+
+    fn broadcast_step(
+        &self,
+        broadcast: &engine::notify::broadcasts::Broadcast,
+        limit: usize,
+        channels: engine::notify::Channels,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.queue_broadcast(broadcast, limit, channels, now)
+    }
+
+    fn broadcast(
+        &self,
+        event: EventId,
+        id: uuid::Uuid,
+    ) -> Result<Option<engine::notify::broadcasts::Broadcast>, StoreError> {
+        self.read_broadcast(event, id)
     }
 
     fn reminder_drop(

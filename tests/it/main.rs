@@ -5,6 +5,7 @@ mod auth;
 mod authz;
 mod bad_input;
 mod bank_transfer;
+mod broadcasts;
 mod check_in;
 mod checkin_storm;
 mod configuration;

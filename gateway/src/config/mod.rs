@@ -224,6 +224,10 @@ pub struct OutboxSection {
     pub reminder_offsets_secs: Vec<u32>,
     /// Longest wait between two looks at the reminder schedule's next entry.
     pub schedule_poll_ms: u64,
+    /// Recipients of managers' broadcasts queued per second.
+    pub broadcast_rate_per_sec: u32,
+    /// Broadcasts one event may send in any 24 hours.
+    pub broadcasts_per_day: usize,
     /// The public URL of `POST /api/v1/unsubscribe` as mail clients reach it (this API's
     /// public address + `/api/v1/unsubscribe`): reminders carry it with a token as
     /// `List-Unsubscribe` (one click, RFC 8058). Empty: no such header.
@@ -730,6 +734,11 @@ impl Config {
             reminders: engine::notify::reminders::ReminderConfig {
                 poll: Duration::from_millis(self.outbox.schedule_poll_ms),
                 ..engine::notify::reminders::ReminderConfig::default()
+            },
+            broadcasts: engine::notify::broadcasts::BroadcastConfig {
+                poll: Duration::from_millis(self.outbox.schedule_poll_ms),
+                rate_per_sec: self.outbox.broadcast_rate_per_sec,
+                ..engine::notify::broadcasts::BroadcastConfig::default()
             },
         }
     }

@@ -34,6 +34,12 @@ impl Config {
                  outbox.schedule_poll_ms be 10..=60000",
             ),
             (
+                (1..=100_000).contains(&self.outbox.broadcast_rate_per_sec)
+                    && (1..=1_000).contains(&self.outbox.broadcasts_per_day),
+                "outbox.broadcast_rate_per_sec must be 1..=100000 and outbox.broadcasts_per_day \
+                 1..=1000",
+            ),
+            (
                 (1..=1_024).contains(&self.outbox.concurrency)
                     && self.outbox.retry_max_ms >= self.outbox.retry_ms
                     && (1..=3_650).contains(&self.outbox.delivery_retention_days),

@@ -143,6 +143,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | D::DeliveryNotFound
         | D::NotificationNotFound
         | D::WebhookEndpointNotFound
+        | D::BroadcastNotFound
         | D::TicketNotFound
         | D::CheckInListNotFound
         | D::UserNotFound
@@ -199,6 +200,7 @@ fn domain_code_and_title(e: &DomainError) -> (&'static str, &'static str) {
         D::DeliveryNotFound => ("delivery_not_found", "Delivery not found"),
         D::NotificationNotFound => ("notification_not_found", "Notification not found"),
         D::WebhookEndpointNotFound => ("webhook_endpoint_not_found", "Webhook endpoint not found"),
+        D::BroadcastNotFound => ("broadcast_not_found", "Broadcast not found"),
         D::WebhookEndpointDisabled => ("webhook_endpoint_disabled", "Webhook endpoint disabled"),
         D::DeliveryNotDead(_) => ("delivery_not_dead", "Delivery not dead"),
         D::AmountMismatch(_) => ("amount_mismatch", "Amount mismatch"),

@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 pub mod body;
+mod broadcasts;
 mod checkin;
 mod deliveries;
 pub mod error;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub db: storage::Db,
     /// The message templates, for managers' previews.
     pub previews: previews::Previews,
+    /// Broadcasts one event may send in any 24 hours.
+    pub broadcasts_per_day: usize,
     /// One-click unsubscribe tokens (verified by `POST /api/v1/unsubscribe`).
     pub unsubscribe: crate::unsubscribe::Unsubscribe,
     /// Live listeners of the in-app inboxes (`notifications:{user}`).
@@ -156,6 +159,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .merge(webhooks::router())
         .merge(unsubscribe::router())
         .merge(previews::router())
+        .merge(broadcasts::router())
         .merge(reports::router())
         .merge(events::router())
         .merge(registrations::router())

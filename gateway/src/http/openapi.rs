@@ -68,6 +68,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::webhooks::create, super::webhooks::list, super::webhooks::read, super::webhooks::update,
         super::webhooks::remove, super::webhooks::rotate, super::webhooks::log, super::webhooks::replay,
         super::unsubscribe::unsubscribe, super::previews::preview,
+        super::broadcasts::preview, super::broadcasts::send, super::broadcasts::list, super::broadcasts::read,
     ),
     components(schemas(
         Problem, ProblemField, CreateEvent, UpdateEvent, EventDto, EventPage, CreateTicketType, TicketTypeDto,
@@ -105,6 +106,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::webhooks::CreateEndpoint, super::webhooks::UpdateEndpoint, super::webhooks::EndpointDto,
         super::webhooks::EndpointList, super::webhooks::HookDeliveryDto, super::webhooks::HookDeliveryPage,
         super::webhooks::RotatedSecret, super::unsubscribe::Unsubscribed, super::previews::PreviewDto,
+        super::broadcasts::SendBroadcast, super::broadcasts::BroadcastDto, super::broadcasts::BroadcastPage,
     )),
     modifiers(&BearerAuth),
     tags((name = "auth"), (name = "audit"), (name = "events"), (name = "registrations"), (name = "check-in"), (name = "vouchers"), (name = "payments"), (name = "notifications"), (name = "webhooks"), (name = "realtime"), (name = "ops")),

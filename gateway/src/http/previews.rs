@@ -16,7 +16,7 @@ use engine::ids::{EventId, RegistrationId};
 use engine::message::{MessageKind, OutboxMessage, RefundCause, TicketLine};
 use engine::model::EventRecord;
 use integrations::mail::templates::{Templates, pick_locale};
-use integrations::mail::{EventFacts, Facts};
+use integrations::mail::{BroadcastFacts, EventFacts, Facts};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -159,28 +159,39 @@ pub(crate) async fn preview(
         let message = format!("must be one of {}", KINDS.join(", "));
         return Err(DomainError::Validation(vec![FieldError::new("kind", message)]).into());
     };
+    render(&state.previews, &event, kind, p.locale, None).map(Json)
+}
+
+/// `kind` about `event` as Ada Lovelace would get it, in `locale` (none: the event's).
+pub(super) fn render(
+    previews: &Previews,
+    event: &EventRecord,
+    kind: MessageKind,
+    locale: Option<String>,
+    broadcast: Option<BroadcastFacts>,
+) -> ApiResult<PreviewDto> {
     let message = OutboxMessage::new("ada@example.com", None, kind, Utc::now());
     // The locale asked for, else the event's (what a guest would get).
-    let locale = p.locale.or_else(|| event.locale.clone());
+    let locale = locale.or_else(|| event.locale.clone());
     let facts = Facts {
         locale: locale.clone(),
-        event: Some(EventFacts::from(&event)),
+        event: Some(EventFacts::from(event)),
         attendee_name: Some("Ada Lovelace".into()),
         tickets: sample_tickets(),
         ticket_type: event.ticket_types.first().map(|t| t.name.clone()),
         unsubscribe_url: None,
+        broadcast,
     };
-    let previews = &state.previews;
     let rendered = previews
         .templates
         .render(&message, &facts, &previews.base_url, &previews.domain)
         .map_err(super::error::ApiError::Internal)?;
-    Ok(Json(PreviewDto {
-        kind: p.kind,
+    Ok(PreviewDto {
+        kind: message.kind.as_str().to_owned(),
         locale: pick_locale(locale.as_deref()).to_owned(),
         subject: rendered.subject,
         text: rendered.text,
         html: rendered.html,
         link: rendered.link,
-    }))
+    })
 }

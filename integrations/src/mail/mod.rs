@@ -34,6 +34,16 @@ pub struct Facts {
     /// Where a one-click unsubscribe of a non-transactional message goes (RFC 8058: the
     /// URL with its token); none: no `List-Unsubscribe` header.
     pub unsubscribe_url: Option<String>,
+    /// A broadcast's subject and body (what a `broadcast` message says).
+    pub broadcast: Option<BroadcastFacts>,
+}
+
+/// What a manager's broadcast says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BroadcastFacts {
+    pub subject: String,
+    /// Plain text; blank lines separate paragraphs.
+    pub body: String,
 }
 
 /// The unsubscribe URL `message` carries: none for a transactional one.
@@ -124,7 +134,7 @@ pub fn transactional(kind: &MessageKind) -> bool {
         | MessageKind::PaymentReminder { .. }
         | MessageKind::EventCanceled { .. }
         | MessageKind::Webhook { .. } => true,
-        MessageKind::EventReminder { .. } => false,
+        MessageKind::EventReminder { .. } | MessageKind::Broadcast { .. } => false,
     }
 }
 
@@ -210,13 +220,53 @@ enum Fields<'a> {
     Tickets {
         event_title: &'a str,
     },
+    Broadcast {
+        broadcast: BroadcastContext<'a>,
+    },
     None {},
 }
 
+/// A broadcast as templates see it: the body as written (text part) and as paragraphs of
+/// lines (HTML part: each line escaped on its own, joined with `<br>`).
+#[derive(Serialize)]
+struct BroadcastContext<'a> {
+    subject: &'a str,
+    body: &'a str,
+    paragraphs: Vec<Vec<&'a str>>,
+}
+
+impl<'a> BroadcastContext<'a> {
+    fn of(facts: &'a BroadcastFacts) -> Self {
+        let mut paragraphs: Vec<Vec<&str>> = vec![Vec::new()];
+        for line in facts.body.lines().map(str::trim_end) {
+            match paragraphs.last_mut() {
+                // A blank line ends a paragraph (several: still one break).
+                Some(current) if line.trim().is_empty() && !current.is_empty() => {
+                    paragraphs.push(Vec::new());
+                }
+                Some(current) if !line.trim().is_empty() => current.push(line),
+                _ => {}
+            }
+        }
+        paragraphs.retain(|p| !p.is_empty());
+        Self {
+            subject: &facts.subject,
+            body: facts.body.trim(),
+            paragraphs,
+        }
+    }
+}
+
 impl<'a> Fields<'a> {
-    /// The fields of `kind`.
-    fn of(kind: &'a MessageKind) -> Self {
+    /// The fields of `kind` (a broadcast's are in `facts`).
+    fn of(kind: &'a MessageKind, facts: &'a Facts) -> Self {
         match kind {
+            MessageKind::Broadcast { .. } => match &facts.broadcast {
+                Some(broadcast) => Fields::Broadcast {
+                    broadcast: BroadcastContext::of(broadcast),
+                },
+                None => Fields::None {},
+            },
             MessageKind::VerifyEmail { expires_at, .. }
             | MessageKind::ResetPassword { expires_at, .. } => Fields::Token {
                 expires_at: when(*expires_at),
@@ -298,7 +348,7 @@ impl<'a> Context<'a> {
         domain: &str,
     ) -> Self {
         let base = base_url.trim_end_matches('/');
-        let fields = Fields::of(&message.kind);
+        let fields = Fields::of(&message.kind, facts);
         let branding = facts
             .event
             .as_ref()

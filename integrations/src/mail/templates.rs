@@ -166,6 +166,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "event_reminder.fr",
         include_str!("../../templates/mail/event_reminder.fr.jinja"),
     ),
+    (
+        "broadcast.en",
+        include_str!("../../templates/mail/broadcast.en.jinja"),
+    ),
+    (
+        "broadcast.de",
+        include_str!("../../templates/mail/broadcast.de.jinja"),
+    ),
+    (
+        "broadcast.fr",
+        include_str!("../../templates/mail/broadcast.fr.jinja"),
+    ),
 ];
 
 /// The loaded, checked templates.
@@ -344,6 +356,10 @@ fn full_facts() -> Facts {
         }],
         ticket_type: Some("Standard".into()),
         unsubscribe_url: None,
+        broadcast: Some(super::BroadcastFacts {
+            subject: "Doors open at 17:00 <early>".into(),
+            body: "Dear all,\n\nthe doors open an hour early.\nBring your ticket & a smile.".into(),
+        }),
     }
 }
 
@@ -404,6 +420,11 @@ fn samples() -> Vec<OutboxMessage> {
             event_id,
             registration_id,
             offset_secs: 3_600,
+        },
+        MessageKind::Broadcast {
+            event_id,
+            registration_id,
+            broadcast_id: uuid::Uuid::nil(),
         },
     ];
     kinds

@@ -1,0 +1,254 @@
+//! An event's managers write to every attendee at once (a change of doors, a parking note):
+//! a broadcast is stored with a fan-out cursor, and this task queues one `broadcast` message
+//! per confirmed registration, a page at a time, each page written with the cursor moved past
+//! it (the broadcast finished with the last page), so a crash repeats no page and skips none.
+//! Pages are paced at `rate_per_sec` recipients a second, so a broadcast to a stadium drains
+//! into the channels' queues over minutes instead of flooding the providers (and a sale's
+//! confirmations, queued meanwhile, are not stuck behind a hundred thousand announcements).
+//! Message ids derive from the broadcast and the registration: a recipient gets it once.
+
+use crate::clock::SharedClock;
+use crate::error::{DomainError, FieldError};
+use crate::failure::chain;
+use crate::ids::{EventId, RegistrationId, UserId};
+use crate::message::{MessageKind, OutboxMessage};
+use crate::notify::{Channel, Wakes};
+use crate::ports::Store;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Longest subject, in characters.
+pub const SUBJECT_CHARS_MAX: usize = 200;
+/// Longest body, in characters.
+pub const BODY_CHARS_MAX: usize = 20_000;
+
+/// A manager's message to every attendee of an event, and how far its fan-out got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// UUIDv7: broadcasts of an event are ordered by it.
+    pub id: Uuid,
+    pub event_id: EventId,
+    /// One line.
+    pub subject: String,
+    /// Plain text; blank lines separate paragraphs.
+    pub body: String,
+    pub created_by: UserId,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub created_at: DateTime<Utc>,
+    /// Messages queued so far.
+    pub queued: u64,
+    /// The fan-out's cursor: the registrations up to it are queued.
+    pub after: Option<RegistrationId>,
+    /// When the last recipient was queued (none: still queueing).
+    #[serde(with = "chrono::serde::ts_milliseconds_option")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Broadcast {
+    /// A new broadcast by `by` at `now`, nothing queued yet.
+    pub fn new(
+        event_id: EventId,
+        subject: String,
+        body: String,
+        by: UserId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            event_id,
+            subject,
+            body,
+            created_by: by,
+            created_at: now,
+            queued: 0,
+            after: None,
+            finished_at: None,
+        }
+    }
+
+    /// The message to one registration's attendee (the same id whenever it is built).
+    pub fn message(
+        &self,
+        to: &str,
+        user_id: Option<UserId>,
+        registration_id: RegistrationId,
+    ) -> OutboxMessage {
+        let mut input = Vec::with_capacity(32);
+        input.extend_from_slice(self.id.as_bytes());
+        input.extend_from_slice(registration_id.as_bytes());
+        OutboxMessage {
+            id: crate::ids::derived_id(self.created_at, &input),
+            to: to.to_owned(),
+            user_id,
+            kind: MessageKind::Broadcast {
+                event_id: self.event_id,
+                registration_id,
+                broadcast_id: self.id,
+            },
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// Checks a broadcast's subject (one line, 1..=200 characters) and body (1..=20,000
+/// characters, line breaks allowed); every problem at once.
+pub fn validate(subject: &str, body: &str) -> Result<(), DomainError> {
+    let mut errors = Vec::new();
+    let subject_len = subject.chars().count();
+    if subject.trim().is_empty() {
+        errors.push(FieldError::new("subject", "must not be empty"));
+    } else if subject_len > SUBJECT_CHARS_MAX {
+        errors.push(FieldError::new(
+            "subject",
+            format!("must be at most {SUBJECT_CHARS_MAX} characters"),
+        ));
+    }
+    // A line break in a subject would be a header injection.
+    if subject.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "subject",
+            "must be one line without control characters",
+        ));
+    }
+    if body.trim().is_empty() {
+        errors.push(FieldError::new("body", "must not be empty"));
+    } else if body.chars().count() > BODY_CHARS_MAX {
+        errors.push(FieldError::new(
+            "body",
+            format!("must be at most {BODY_CHARS_MAX} characters"),
+        ));
+    }
+    if body.chars().any(crate::model::is_stray_control) {
+        errors.push(FieldError::new(
+            "body",
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(DomainError::Validation(errors))
+    }
+}
+
+/// The fan-out task's settings.
+#[derive(Clone, Debug)]
+pub struct BroadcastConfig {
+    /// Longest sleep between two looks for a broadcast to queue.
+    pub poll: Duration,
+    /// Recipients queued per second (at most; a page is at most a second's worth).
+    pub rate_per_sec: u32,
+    /// Registrations per page (one store write each).
+    pub page: usize,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(1),
+            rate_per_sec: 500,
+            page: 500,
+        }
+    }
+}
+
+/// One look: queues a page of the oldest unfinished broadcast; how long to wait before the
+/// next look.
+fn step(
+    store: &dyn Store,
+    wakes: &Wakes,
+    config: &BroadcastConfig,
+    now: DateTime<Utc>,
+) -> Duration {
+    let next = match store.next_broadcast() {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "reading the broadcasts failed");
+            return config.poll;
+        }
+    };
+    let Some(broadcast) = next else {
+        return config.poll;
+    };
+    let rate = config.rate_per_sec.max(1);
+    let page = config.page.clamp(1, rate as usize);
+    match store.broadcast_step(&broadcast, page, wakes.channels(), now) {
+        Ok(queued) => {
+            metrics::counter!("notify_broadcast_messages_total").increment(queued as u64);
+            if queued > 0 {
+                for channel in [Channel::Email, Channel::InApp, Channel::Sms] {
+                    if wakes.channels().contains(channel) {
+                        wakes.wake(channel);
+                    }
+                }
+            }
+            // The pace: this page's share of a second (a page that found nobody costs a
+            // tick, so a long run of canceled registrations still moves on).
+            Duration::from_secs_f64(queued.max(1) as f64 / f64::from(rate))
+        }
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), broadcast = %broadcast.id, "queueing a broadcast failed; retrying");
+            config.poll
+        }
+    }
+}
+
+/// Runs the broadcasts' fan-out until `stop` turns true.
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    wakes: Arc<Wakes>,
+    clock: SharedClock,
+    config: BroadcastConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wait = step(store.as_ref(), &wakes, &config, clock.now());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = stop.changed() => if changed.is_err() {
+                return;
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_one_line_and_bodies_are_bounded() {
+        assert!(validate("Doors at 18:00", "Line one\n\nLine two\twith a tab").is_ok());
+        let fields = |r: Result<(), DomainError>| match r {
+            Err(DomainError::Validation(errors)) => {
+                errors.into_iter().map(|e| e.field).collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fields(validate("a\r\nBcc: x@y", "b")), ["subject"]);
+        assert_eq!(fields(validate(" ", "b")), ["subject"]);
+        assert_eq!(fields(validate(&"s".repeat(201), "b")), ["subject"]);
+        assert_eq!(fields(validate("s", &"b".repeat(20_001))), ["body"]);
+        assert_eq!(fields(validate("s", "bell\u{7}")), ["body"]);
+        assert_eq!(fields(validate("", "")), ["subject", "body"]);
+    }
+
+    #[test]
+    fn a_recipients_message_has_the_same_id_each_time_and_differs_per_recipient() {
+        let (event, user) = (EventId(Uuid::now_v7()), UserId(Uuid::now_v7()));
+        let b = Broadcast::new(event, "s".into(), "b".into(), user, Utc::now());
+        let (r1, r2) = (
+            RegistrationId(Uuid::now_v7()),
+            RegistrationId(Uuid::now_v7()),
+        );
+        assert_eq!(b.message("a@x", None, r1).id, b.message("a@x", None, r1).id);
+        assert_ne!(b.message("a@x", None, r1).id, b.message("b@x", None, r2).id);
+    }
+}

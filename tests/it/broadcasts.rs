@@ -1,0 +1,207 @@
+//! A manager's broadcast to every attendee, against a real SMTP server: previewed first
+//! (nothing sent, nothing stored), refused when malformed or oversize, then sent once to each
+//! confirmed registration (not to canceled ones or bare holds), audited, bounded per day, with
+//! a one-click unsubscribe only where the mail goes to the account's own address.
+
+use mail_parser::{Message, MessageParser};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tests::mail::SmtpSink;
+use tests::{Api, Server, wait_for};
+
+fn attendee(name: &str) -> Value {
+    json!({"name": name, "email": format!("{}@example.com", name.to_lowercase())})
+}
+
+fn parsed(raw: &[Vec<u8>]) -> Vec<Message<'_>> {
+    raw.iter()
+        .map(|r| MessageParser::default().parse(r).expect("MIME parses"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_manager_previews_then_sends_a_message_to_every_attendee_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let sink = SmtpSink::start(&maildir);
+    let port = sink.port.to_string();
+    let env = [
+        ("OUTBOX__DELIVERY", "smtp"),
+        ("OUTBOX__SMTP__HOST", "127.0.0.1"),
+        ("OUTBOX__SMTP__PORT", port.as_str()),
+        ("OUTBOX__SMTP__SECURITY", "none"),
+        ("OUTBOX__SCHEDULE_POLL_MS", "50"),
+        ("OUTBOX__BROADCASTS_PER_DAY", "1"),
+        (
+            "OUTBOX__UNSUBSCRIBE_URL",
+            "https://api.front.example/api/v1/unsubscribe",
+        ),
+    ];
+    let server = Server::start(&dir.path().join("data"), &env);
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(10, 600, 2).await;
+    let (_, eve) = admin.account("eve@example.com", &[]).await;
+    let (_, bob) = admin.account("bob@example.com", &[]).await;
+    let (_, cat) = admin.account("cat@example.com", &[]).await;
+    let (_, dan) = admin.account("dan@example.com", &[]).await;
+    eve.confirmed(&event, &tt, attendee("Eve"), 1).await;
+    bob.confirmed(&event, &tt, attendee("Bob"), 2).await;
+    // The admin registers someone else; Cat cancels (once her mail is out); Dan only holds.
+    admin.confirmed(&event, &tt, attendee("Zoe"), 1).await;
+    let canceled = cat.confirmed(&event, &tt, attendee("Cat"), 1).await;
+    let held = dan
+        .post(
+            &format!("/api/v1/events/{event}/registrations"),
+            &json!({"ticket_type_id": tt, "quantity": 1, "attendee": attendee("Dan")}),
+            None,
+        )
+        .await;
+    assert_eq!(held.status, 201, "{held:?}");
+    // (Each account's verification mail arrives too.)
+    let arrived = |subject: &'static str, n: usize| {
+        let maildir = maildir.clone();
+        async move {
+            wait_for(Duration::from_secs(30), || async {
+                let all = tests::mail::received(&maildir);
+                let count = parsed(&all)
+                    .iter()
+                    .filter(|m| m.subject() == Some(subject))
+                    .count();
+                (count >= n).then_some(all)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{n} mails \"{subject}\" expected"))
+        }
+    };
+    arrived("Confirmed: Flash sale", 4).await;
+    let path = format!(
+        "/api/v1/registrations/{}/cancel",
+        canceled["id"].as_str().unwrap()
+    );
+    let cancel = cat.post(&path, &json!({}), None).await;
+    assert_eq!(cancel.status, 200, "{cancel:?}");
+
+    let broadcasts = format!("/api/v1/events/{event}/broadcasts");
+    let long = "x".repeat(20_001);
+    for (bad, field) in [
+        (
+            json!({"subject": "Hi\r\nBcc: all@example.com", "body": "b"}),
+            "subject",
+        ),
+        (json!({"subject": "", "body": "b"}), "subject"),
+        (json!({"subject": "s".repeat(201), "body": "b"}), "subject"),
+        (json!({"subject": "Hi", "body": "  "}), "body"),
+        (json!({"subject": "Hi", "body": long}), "body"),
+    ] {
+        let r = admin.post(&broadcasts, &bad, None).await;
+        assert_eq!(r.status, 422, "{r:?}");
+        assert_eq!(r.body["errors"][0]["field"], field, "{r:?}");
+    }
+    let message = json!({
+        "subject": "Doors <early>",
+        "body": "Dear all,\n\nDoors open at 17:00.\nBring <ID> & a smile.\n",
+    });
+
+    // The preview: rendered as an attendee would get it, nothing stored or sent.
+    let preview = admin
+        .post(&format!("{broadcasts}/preview?locale=de"), &message, None)
+        .await;
+    assert_eq!(preview.status, 200, "{preview:?}");
+    assert_eq!(preview.body["kind"], "broadcast");
+    assert_eq!(preview.body["locale"], "de");
+    assert_eq!(preview.body["subject"], "Doors <early>");
+    let html = preview.str("html");
+    assert!(
+        html.contains("<p>Doors open at 17:00.<br>Bring &lt;ID&gt; &amp; a smile.</p>"),
+        "{html}"
+    );
+    assert!(html.contains("<h1 style=\"font-size:20px;margin-top:0\">Doors &lt;early&gt;</h1>"));
+    assert!(preview.str("text").contains("Bring <ID> & a smile."));
+    assert!(
+        preview
+            .str("text")
+            .contains("eine Nachricht der Veranstalter")
+    );
+    let listed = admin.get(&broadcasts).await;
+    assert_eq!(listed.body["items"], json!([]), "a preview stores nothing");
+    assert_eq!(eve.post(&broadcasts, &message, None).await.status, 403);
+
+    let sent = admin.post(&broadcasts, &message, None).await;
+    assert_eq!(sent.status, 202, "{sent:?}");
+    let id = sent.str("id");
+    let done = wait_for(Duration::from_secs(30), || async {
+        let b = admin.get(&format!("{broadcasts}/{id}")).await;
+        (b.body["status"] == "queued").then_some(b)
+    })
+    .await
+    .expect("the broadcast is queued to everyone");
+    assert_eq!(done.body["recipients_queued"], 3, "{done:?}");
+    assert_eq!(done.body["subject"], "Doors <early>");
+
+    let raw = arrived("Doors <early>", 3).await;
+    let mails = parsed(&raw);
+    let news: Vec<&Message> = mails
+        .iter()
+        .filter(|m| m.subject() == Some("Doors <early>"))
+        .collect();
+    let mut to: Vec<String> = news
+        .iter()
+        .map(|m| {
+            m.to()
+                .unwrap()
+                .first()
+                .unwrap()
+                .address()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["bob@example.com", "eve@example.com", "zoe@example.com"]
+    );
+    for mail in &news {
+        let text = mail.body_text(0).unwrap();
+        assert!(text.contains("Bring <ID> & a smile."), "{text}");
+        let own = mail.to().unwrap().first().unwrap().address() != Some("zoe@example.com");
+        assert_eq!(
+            mail.header_raw("List-Unsubscribe").is_some(),
+            own,
+            "unsubscribe only for the account's own address"
+        );
+    }
+
+    // A day's quota of one: the next is refused until the first is a day old.
+    let again = admin.post(&broadcasts, &message, None).await;
+    assert_eq!(again.status, 429, "{again:?}");
+    let retry: u64 = again.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!(retry > 86_000, "{retry}");
+    let unknown = format!("{broadcasts}/{}", uuid::Uuid::now_v7());
+    assert_eq!(admin.get(&unknown).await.status, 404);
+    let listed = admin.get(&broadcasts).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    let audit = admin
+        .audit_actions(&format!("/api/v1/events/{event}/audit"))
+        .await;
+    assert!(
+        audit.contains(&"POST /api/v1/events/{id}/broadcasts".to_owned()),
+        "{audit:?}"
+    );
+    // Nothing more: once every mail sent is in the sink, three of them are the broadcast.
+    let settled = wait_for(Duration::from_secs(10), || async {
+        let sent = admin
+            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
+            .await?;
+        let all = tests::mail::received(&maildir);
+        (sent == all.len() as f64).then_some(all)
+    })
+    .await
+    .expect("the sink holds every mail sent");
+    let news = parsed(&settled)
+        .iter()
+        .filter(|m| m.subject() == Some("Doors <early>"))
+        .count();
+    assert_eq!(news, 3, "once each");
+    drop(sink);
+}
