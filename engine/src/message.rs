@@ -107,6 +107,15 @@ pub enum MessageKind {
         registration_id: crate::ids::RegistrationId,
         offset_secs: u32,
     },
+    /// The event's time or place changed (`changed`: `starts_at`, `ends_at`, `venue`); told
+    /// to each confirmed registration's attendee with the event as it then is (version
+    /// `version`).
+    EventChanged {
+        event_id: crate::ids::EventId,
+        registration_id: crate::ids::RegistrationId,
+        version: u64,
+        changed: Vec<String>,
+    },
     /// An event manager's message to every attendee (rendered when sent, from the stored
     /// broadcast; see `notify::broadcasts`).
     Broadcast {
@@ -164,6 +173,9 @@ impl MessageKind {
             }
             | MessageKind::Broadcast {
                 registration_id, ..
+            }
+            | MessageKind::EventChanged {
+                registration_id, ..
             } => Some(*registration_id),
             MessageKind::EventCanceled {
                 registration_id, ..
@@ -197,6 +209,7 @@ impl MessageKind {
             MessageKind::PaymentReminder { .. } => "payment_reminder",
             MessageKind::EventReminder { .. } => "event_reminder",
             MessageKind::Broadcast { .. } => "broadcast",
+            MessageKind::EventChanged { .. } => "event_changed",
             MessageKind::Webhook { .. } => "webhook",
         }
     }

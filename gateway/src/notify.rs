@@ -85,11 +85,14 @@ pub(crate) fn facts(
         Some(id) => store.registration(id).map_err(retry)?,
         None => None,
     };
-    // A confirmation or a reminder is about a confirmed registration, with its tickets; a
+    // A confirmation, a reminder or a change is about a confirmed registration, with its
+    // tickets (and the calendar entry, updated); a
     // broadcast goes to confirmed registrations only.
     let confirmation = matches!(
         message.kind,
-        MessageKind::Confirmed { .. } | MessageKind::EventReminder { .. }
+        MessageKind::Confirmed { .. }
+            | MessageKind::EventReminder { .. }
+            | MessageKind::EventChanged { .. }
     );
     let attending = confirmation || matches!(message.kind, MessageKind::Broadcast { .. });
     if attending && view.is_none() {

@@ -6,14 +6,19 @@
 # summary (confirmations/s), then how the mail backlog drained: mails sent during the storm,
 # the rest's drain rate, and the count the SMTP server received.
 #
-#   MAIL=on|off GW=target/release/gateway LT=target/release/loadtest bash loadtest/scripts/mail.sh [N]
+#   MAIL=on|off SINK=node|python GW=target/release/gateway LT=target/release/loadtest \
+#     bash loadtest/scripts/mail.sh [N]
 #
 # MAIL=off sends through the log transport instead (rendered, not sent): the same sale, for a
-# same-sitting comparison of confirmations/s with and without SMTP.
+# same-sitting comparison of confirmations/s with and without SMTP. SINK picks the SMTP server:
+# `node` (default; nodemailer's smtp-server from npm, loadtest/support/smtp_sink.js, installed
+# into the target directory on first use) or `python` (the tests' aiosmtpd sink, which reads
+# DATA a line at a time and is itself the limit of the drain on this machine).
 set -u
 N=${1:-20000}
 shift || true
 MAIL=${MAIL:-on}
+SINK=${SINK:-node}
 GW=${GW:-target/release/gateway}
 LT=${LT:-target/release/loadtest}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,7 +32,18 @@ stub=$((12000 + RANDOM % 900))
 data=$(mktemp -d)
 maildir="$data.mail"
 mkdir -p "$maildir"
-"$VENV/bin/python" "$ROOT/tests/support/smtp_sink.py" "$maildir" >"$data.smtp" 2>&1 &
+if [ "$SINK" = node ]; then
+  NODE_DIR="$TARGET/smtp-sink-node"
+  if [ ! -d "$NODE_DIR/node_modules/smtp-server" ]; then
+    mkdir -p "$NODE_DIR"
+    cp "$ROOT/loadtest/support/package.json" "$NODE_DIR/"
+    (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent) >&2
+  fi
+  NODE_PATH="$NODE_DIR/node_modules" node "$ROOT/loadtest/support/smtp_sink.js" "$maildir" \
+    >"$data.smtp" 2>&1 &
+else
+  "$VENV/bin/python" "$ROOT/tests/support/smtp_sink.py" "$maildir" >"$data.smtp" 2>&1 &
+fi
 sink=$!
 for _ in $(seq 1 100); do
   grep -q '^listening on' "$data.smtp" && break

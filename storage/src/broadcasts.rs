@@ -32,11 +32,21 @@ impl Db {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let since = broadcast.created_at - chrono::Duration::days(1);
-        let recent = self.broadcasts_of(broadcast.event_id, None, per_day)?;
-        if recent.iter().filter(|b| b.created_at > since).count() >= per_day {
+        if self.sent_since(broadcast.event_id, since, per_day)?.len() >= per_day {
             return Ok(false);
         }
         let mut batch = self.db.batch();
+        self.stage_fanout(&mut batch, broadcast)?;
+        batch.commit().map_err(err)?;
+        Ok(true)
+    }
+
+    /// `broadcast` and its queue entry into `batch`.
+    pub(crate) fn stage_fanout(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        broadcast: &Broadcast,
+    ) -> Result<(), StoreError> {
         batch.insert(
             &self.broadcasts,
             key(broadcast.event_id, broadcast.id).to_vec(),
@@ -47,8 +57,7 @@ impl Db {
             broadcast.id.as_bytes().to_vec(),
             broadcast.event_id.as_bytes().to_vec(),
         );
-        batch.commit().map_err(err)?;
-        Ok(true)
+        Ok(())
     }
 
     /// The event's broadcasts before `before` (all: none), newest first, at most `limit`.
@@ -64,6 +73,29 @@ impl Db {
         for guard in self.broadcasts.range(start..end).rev().take(limit) {
             let (_, value) = guard.into_inner().map_err(err)?;
             out.push(decode(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// The managers' broadcasts of `event` since `since` (not the change notices), newest
+    /// first, at most `limit`.
+    pub fn sent_since(
+        &self,
+        event: EventId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Broadcast>, StoreError> {
+        let range = key(event, Uuid::nil())..=key(event, Uuid::max());
+        let mut out = Vec::new();
+        for guard in self.broadcasts.range(range).rev() {
+            let (_, value) = guard.into_inner().map_err(err)?;
+            let broadcast: Broadcast = decode(&value)?;
+            if broadcast.created_at <= since || out.len() >= limit {
+                break;
+            }
+            if broadcast.change.is_none() {
+                out.push(broadcast);
+            }
         }
         Ok(out)
     }

@@ -97,6 +97,8 @@ pub struct Overlay {
     hooks: Vec<engine::webhooks::LogEntry>,
     /// Reminder schedule entries added (with their start) or removed.
     schedule: Vec<(crate::schedule::Key, Option<DateTime<Utc>>)>,
+    /// Fan-outs to every attendee this batch starts (an event's change).
+    fanouts: Vec<engine::notify::broadcasts::Broadcast>,
     /// Event records as this batch's event-stream events leave them (schedule, webhooks).
     event_records: HashMap<EventId, engine::model::EventRecord>,
     /// Messages decided by the read model, with their deliveries.

@@ -3,10 +3,10 @@
 //! confirmed registration (not to canceled ones or bare holds), audited, bounded per day, with
 //! a one-click unsubscribe only where the mail goes to the account's own address.
 
-use mail_parser::{Message, MessageParser};
+use mail_parser::{Message, MessageParser, MimeHeaders};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tests::mail::SmtpSink;
+use tests::mail::{SmtpSink, read_ics};
 use tests::{Api, Server, wait_for};
 
 fn attendee(name: &str) -> Value {
@@ -203,5 +203,94 @@ async fn a_manager_previews_then_sends_a_message_to_every_attendee_once() {
         .filter(|m| m.subject() == Some("Doors <early>"))
         .count();
     assert_eq!(news, 3, "once each");
+    drop(sink);
+}
+
+#[tokio::test]
+async fn attendees_are_told_when_the_time_or_place_changes_with_an_updated_calendar_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let sink = SmtpSink::start(&maildir);
+    let port = sink.port.to_string();
+    let env = [
+        ("OUTBOX__DELIVERY", "smtp"),
+        ("OUTBOX__SMTP__HOST", "127.0.0.1"),
+        ("OUTBOX__SMTP__PORT", port.as_str()),
+        ("OUTBOX__SMTP__SECURITY", "none"),
+        ("OUTBOX__SCHEDULE_POLL_MS", "50"),
+    ];
+    let server = Server::start(&dir.path().join("data"), &env);
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(10, 600, 2).await;
+    admin.confirmed(&event, &tt, attendee("Eve"), 1).await;
+    admin.confirmed(&event, &tt, attendee("Bob"), 2).await;
+    let path = format!("/api/v1/events/{event}");
+    // A description is not news; the start and the place are.
+    let r = admin
+        .patch(&path, &json!({"description": "Bring a coat."}))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = admin
+        .patch(
+            &path,
+            &json!({"starts_at": "2030-06-01T19:00:00Z", "venue": "Hall <2>"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let version = r.body["version"].as_u64().unwrap();
+
+    let changed = |all: &[Vec<u8>]| {
+        all.iter()
+            .filter(|raw| {
+                MessageParser::default().parse(raw).unwrap().subject()
+                    == Some("Changed: Flash sale")
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let notices = wait_for(Duration::from_secs(30), || async {
+        let notices = changed(&tests::mail::received(&maildir));
+        (notices.len() >= 2).then_some(notices)
+    })
+    .await
+    .expect("both attendees are told");
+    for mail in parsed(&notices) {
+        let text = mail.body_text(0).unwrap();
+        assert!(
+            text.contains("the time or place of Flash sale has changed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("When: 2030-06-01 19:00 UTC – 2030-06-01 23:00 UTC (changed)"),
+            "{text}"
+        );
+        assert!(text.contains("Where: Hall <2> (changed)"), "{text}");
+        let html = mail.body_html(0).unwrap();
+        assert!(html.contains("Hall &lt;2&gt; <em>(changed)</em>"), "{html}");
+        let ics = mail
+            .attachments()
+            .find(|p| p.attachment_name() == Some("event.ics"))
+            .expect("the updated calendar entry");
+        let ics = read_ics(ics.contents());
+        assert_eq!(ics["start"], "2030-06-01T19:00:00+00:00");
+        assert_eq!(ics["location"], "Hall <2>");
+        assert_eq!(ics["sequence"], version, "calendars replace the old entry");
+    }
+    let listed = admin.get(&format!("{path}/broadcasts")).await;
+    let items = listed.body["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{listed:?}");
+    assert_eq!(items[0]["kind"], "event_changed");
+    assert_eq!(items[0]["changed"], json!(["starts_at", "venue"]));
+    // Once every mail sent is in the sink: two notices, one each.
+    let settled = wait_for(Duration::from_secs(10), || async {
+        let sent = admin
+            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
+            .await?;
+        let all = tests::mail::received(&maildir);
+        (sent == all.len() as f64).then_some(all)
+    })
+    .await
+    .expect("the sink holds every mail sent");
+    assert_eq!(changed(&settled).len(), 2);
     drop(sink);
 }

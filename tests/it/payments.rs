@@ -749,7 +749,13 @@ async fn late_payments_take_seats_left_or_are_refunded_and_unpaid_intents_are_ca
         (1, 1, 0, 0),
         "Bob keeps his seat"
     );
-    let told = tests::mailed(&server, "buyer@example.com", "payment_refunded");
+    // (Mail is delivered after the refund is visible: wait for it.)
+    let told = wait_for(Duration::from_secs(10), || async {
+        let told = tests::mailed(&server, "buyer@example.com", "payment_refunded");
+        (!told.is_empty()).then_some(told)
+    })
+    .await
+    .unwrap_or_default();
     assert_eq!(told.len(), 1, "the buyer is told once: {told:?}");
 
     // Bob's payment is never completed: when his hold ends, its PaymentIntent is canceled.

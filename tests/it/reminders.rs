@@ -311,6 +311,7 @@ async fn managers_preview_their_events_messages_in_each_language() {
     );
     for kind in [
         "confirmed",
+        "event_changed",
         "event_canceled",
         "tickets",
         "waitlist_offer",

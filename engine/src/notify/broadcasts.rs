@@ -46,7 +46,23 @@ pub struct Broadcast {
     /// When the last recipient was queued (none: still queueing).
     #[serde(with = "chrono::serde::ts_milliseconds_option")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// None: a manager's message; some: the event's time or place changed, and each attendee
+    /// gets an `event_changed` notice (the read model starts it; subject and body are empty).
+    #[serde(default)]
+    pub change: Option<EventChange>,
 }
+
+/// A change of an event its attendees are told of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventChange {
+    /// The event's version after the change.
+    pub version: u64,
+    /// What changed: `starts_at`, `ends_at`, `venue`.
+    pub fields: Vec<String>,
+}
+
+/// The fields whose change attendees are told of.
+pub const NOTIFIED_FIELDS: [&str; 3] = ["starts_at", "ends_at", "venue"];
 
 impl Broadcast {
     /// A new broadcast by `by` at `now`, nothing queued yet.
@@ -67,6 +83,32 @@ impl Broadcast {
             queued: 0,
             after: None,
             finished_at: None,
+            change: None,
+        }
+    }
+
+    /// The notice of a change of `event` (version `version`, `fields` changed) at `at`; its
+    /// id derives from the event and the version (written again, it is the same).
+    pub fn event_changed(
+        event: EventId,
+        version: u64,
+        fields: Vec<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let mut input = Vec::with_capacity(24);
+        input.extend_from_slice(event.as_bytes());
+        input.extend_from_slice(&version.to_be_bytes());
+        Self {
+            id: crate::ids::derived_id(at, &input),
+            event_id: event,
+            subject: String::new(),
+            body: String::new(),
+            created_by: UserId(Uuid::nil()),
+            created_at: at,
+            queued: 0,
+            after: None,
+            finished_at: None,
+            change: Some(EventChange { version, fields }),
         }
     }
 
@@ -84,10 +126,18 @@ impl Broadcast {
             id: crate::ids::derived_id(self.created_at, &input),
             to: to.to_owned(),
             user_id,
-            kind: MessageKind::Broadcast {
-                event_id: self.event_id,
-                registration_id,
-                broadcast_id: self.id,
+            kind: match &self.change {
+                None => MessageKind::Broadcast {
+                    event_id: self.event_id,
+                    registration_id,
+                    broadcast_id: self.id,
+                },
+                Some(change) => MessageKind::EventChanged {
+                    event_id: self.event_id,
+                    registration_id,
+                    version: change.version,
+                    changed: change.fields.clone(),
+                },
             },
             created_at: self.created_at,
         }

@@ -65,6 +65,12 @@ pub struct PreviewLocale {
 pub struct BroadcastDto {
     id: Uuid,
     event_id: Uuid,
+    /// `message` (a manager's) or `event_changed` (the attendees told of a change of the
+    /// event's time or place; subject and body empty, `changed` says what).
+    kind: &'static str,
+    /// What changed (`starts_at`, `ends_at`, `venue`), for `event_changed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed: Option<Vec<String>>,
     subject: String,
     body: String,
     /// The manager who sent it.
@@ -84,6 +90,12 @@ impl From<&Broadcast> for BroadcastDto {
         Self {
             id: b.id,
             event_id: b.event_id.0,
+            kind: if b.change.is_some() {
+                "event_changed"
+            } else {
+                "message"
+            },
+            changed: b.change.as_ref().map(|c| c.fields.clone()),
             subject: b.subject.clone(),
             body: b.body.clone(),
             created_by: b.created_by.0,
@@ -183,9 +195,10 @@ pub(crate) async fn send(
 
 /// 429 until the oldest of the day's broadcasts is a day old.
 fn too_many(state: &AppState, event: EventId, per_day: usize) -> ApiError {
+    let since = Utc::now() - chrono::Duration::days(1);
     let oldest = state
         .db
-        .broadcasts_of(event, None, per_day)
+        .sent_since(event, since, per_day)
         .ok()
         .and_then(|recent| recent.last().map(|b| b.created_at));
     let wait = oldest
@@ -254,7 +267,7 @@ fn send_example() -> serde_json::Value {
 
 fn broadcast_example() -> serde_json::Value {
     serde_json::json!({"id": "01938f2a-6b1c-7d4e-9f00-dddddddddddd",
-        "event_id": "01938f2a-6b1c-7d4e-9f00-1a2b3c4d5e6f", "subject": "Doors open at 17:00",
+        "event_id": "01938f2a-6b1c-7d4e-9f00-1a2b3c4d5e6f", "kind": "message", "subject": "Doors open at 17:00",
         "body": "Dear attendees,\n\nthe doors open an hour early.", "created_by": "01938f2a-6b1c-7d4e-9f00-eeeeeeeeeeee",
         "created_at": "2030-05-01T12:00:00Z", "status": "queued", "recipients_queued": 1840,
         "finished_at": "2030-05-01T12:00:04Z"})

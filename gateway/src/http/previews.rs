@@ -32,9 +32,10 @@ pub struct Previews {
 }
 
 /// The kinds a manager may preview (the account messages are not about an event).
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "confirmed",
     "event_reminder",
+    "event_changed",
     "event_canceled",
     "tickets",
     "waitlist_offer",
@@ -51,7 +52,7 @@ pub(super) fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewParams {
-    /// `confirmed`, `event_reminder`, `event_canceled`, `tickets`, `waitlist_offer`,
+    /// `confirmed`, `event_reminder`, `event_changed`, `event_canceled`, `tickets`, `waitlist_offer`,
     /// `payment_refunded` or `payment_reminder`.
     #[param(max_length = 32)]
     kind: String,
@@ -101,6 +102,12 @@ fn sample(kind: &str, event: &EventRecord) -> Option<MessageKind> {
             event_id,
             registration_id,
             offset_secs: 86_400,
+        },
+        "event_changed" => MessageKind::EventChanged {
+            event_id,
+            registration_id,
+            version: event.version,
+            changed: vec!["starts_at".into(), "venue".into()],
         },
         "event_canceled" => MessageKind::EventCanceled {
             event_id,

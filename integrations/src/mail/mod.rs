@@ -133,6 +133,7 @@ pub fn transactional(kind: &MessageKind) -> bool {
         | MessageKind::PaymentRefunded { .. }
         | MessageKind::PaymentReminder { .. }
         | MessageKind::EventCanceled { .. }
+        | MessageKind::EventChanged { .. }
         | MessageKind::Webhook { .. } => true,
         MessageKind::EventReminder { .. } | MessageKind::Broadcast { .. } => false,
     }
@@ -223,6 +224,10 @@ enum Fields<'a> {
     Broadcast {
         broadcast: BroadcastContext<'a>,
     },
+    Changed {
+        /// `starts_at`, `ends_at`, `venue`.
+        changed: &'a [String],
+    },
     None {},
 }
 
@@ -261,6 +266,7 @@ impl<'a> Fields<'a> {
     /// The fields of `kind` (a broadcast's are in `facts`).
     fn of(kind: &'a MessageKind, facts: &'a Facts) -> Self {
         match kind {
+            MessageKind::EventChanged { changed, .. } => Fields::Changed { changed },
             MessageKind::Broadcast { .. } => match &facts.broadcast {
                 Some(broadcast) => Fields::Broadcast {
                     broadcast: BroadcastContext::of(broadcast),

@@ -167,6 +167,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/mail/event_reminder.fr.jinja"),
     ),
     (
+        "event_changed.en",
+        include_str!("../../templates/mail/event_changed.en.jinja"),
+    ),
+    (
+        "event_changed.de",
+        include_str!("../../templates/mail/event_changed.de.jinja"),
+    ),
+    (
+        "event_changed.fr",
+        include_str!("../../templates/mail/event_changed.fr.jinja"),
+    ),
+    (
         "broadcast.en",
         include_str!("../../templates/mail/broadcast.en.jinja"),
     ),
@@ -425,6 +437,12 @@ fn samples() -> Vec<OutboxMessage> {
             event_id,
             registration_id,
             broadcast_id: uuid::Uuid::nil(),
+        },
+        MessageKind::EventChanged {
+            event_id,
+            registration_id,
+            version: 4,
+            changed: vec!["starts_at".into(), "venue".into()],
         },
     ];
     kinds

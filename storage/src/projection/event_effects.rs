@@ -10,7 +10,8 @@ use crate::schedule;
 use crate::store::Db;
 use chrono::{DateTime, Utc};
 use engine::ids::EventId;
-use engine::model::{EventEvent, EventRecord};
+use engine::model::{EventEvent, EventRecord, EventStatus};
+use engine::notify::broadcasts::{Broadcast, NOTIFIED_FIELDS};
 use engine::ports::StoreError;
 use engine::webhooks::{EventData, Happening, HookData, HookType};
 use fjall::OwnedWriteBatch;
@@ -51,6 +52,7 @@ impl Overlay {
         let mut after = before.clone();
         after.apply(after.version + 1, event);
         self.reschedule(db, &before, &after, at);
+        self.tell_change(&before, &after, at);
         let (hook, changed) = match event {
             EventEvent::Published { .. } => (Some(HookType::EventPublished), Vec::new()),
             EventEvent::Canceled { .. } => (Some(HookType::EventCanceled), Vec::new()),
@@ -106,7 +108,32 @@ impl Overlay {
         }
     }
 
-    /// The batch's schedule changes into the write batch.
+    /// A published event's time or place changed: its attendees are told (a fan-out like a
+    /// broadcast, started in this batch).
+    fn tell_change(&mut self, before: &EventRecord, after: &EventRecord, at: DateTime<Utc>) {
+        if after.status != EventStatus::Published || before.status != EventStatus::Published {
+            return;
+        }
+        let fields: Vec<String> = NOTIFIED_FIELDS
+            .into_iter()
+            .filter(|field| match *field {
+                "starts_at" => before.starts_at != after.starts_at,
+                "ends_at" => before.ends_at != after.ends_at,
+                _ => before.venue != after.venue,
+            })
+            .map(str::to_owned)
+            .collect();
+        if !fields.is_empty() {
+            self.fanouts.push(Broadcast::event_changed(
+                after.id,
+                after.version,
+                fields,
+                at,
+            ));
+        }
+    }
+
+    /// The batch's schedule changes and fan-outs into the write batch.
     pub(super) fn write_schedule(
         &mut self,
         db: &Db,
@@ -114,6 +141,9 @@ impl Overlay {
     ) -> Result<(), StoreError> {
         for (key, starts_at) in self.schedule.drain(..) {
             db.stage_schedule(batch, &key, starts_at)?;
+        }
+        for fanout in self.fanouts.drain(..) {
+            db.stage_fanout(batch, &fanout)?;
         }
         Ok(())
     }
