@@ -107,6 +107,13 @@ pub enum MessageKind {
         registration_id: crate::ids::RegistrationId,
         offset_secs: u32,
     },
+    /// A confirmed registration was canceled (by its buyer or an organizer; not with its
+    /// event, which has its own message): its tickets no longer admit anyone, and a refund,
+    /// if one is due, is on its way (read when sent).
+    RegistrationCanceled {
+        event_id: crate::ids::EventId,
+        registration_id: crate::ids::RegistrationId,
+    },
     /// The event's time or place changed (`changed`: `starts_at`, `ends_at`, `venue`); told
     /// to each confirmed registration's attendee with the event as it then is (version
     /// `version`).
@@ -176,6 +183,9 @@ impl MessageKind {
             }
             | MessageKind::EventChanged {
                 registration_id, ..
+            }
+            | MessageKind::RegistrationCanceled {
+                registration_id, ..
             } => Some(*registration_id),
             MessageKind::EventCanceled {
                 registration_id, ..
@@ -210,6 +220,7 @@ impl MessageKind {
             MessageKind::EventReminder { .. } => "event_reminder",
             MessageKind::Broadcast { .. } => "broadcast",
             MessageKind::EventChanged { .. } => "event_changed",
+            MessageKind::RegistrationCanceled { .. } => "registration_canceled",
             MessageKind::Webhook { .. } => "webhook",
         }
     }

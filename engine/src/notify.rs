@@ -231,6 +231,30 @@ pub fn confirmation_message(
     }
 }
 
+/// The message telling the attendee of a confirmed registration canceled `at` that it is;
+/// its id derives from the registration (a registration is canceled once).
+pub fn cancellation_message(
+    to: &str,
+    user_id: Option<crate::ids::UserId>,
+    event_id: crate::ids::EventId,
+    registration_id: crate::ids::RegistrationId,
+    at: DateTime<Utc>,
+) -> OutboxMessage {
+    let mut input = Vec::with_capacity(24);
+    input.extend_from_slice(registration_id.as_bytes());
+    input.extend_from_slice(b"canceled");
+    OutboxMessage {
+        id: crate::ids::derived_id(at, &input),
+        to: to.to_owned(),
+        user_id,
+        kind: MessageKind::RegistrationCanceled {
+            event_id,
+            registration_id,
+        },
+        created_at: at,
+    }
+}
+
 /// The reminder of `registration_id`'s attendee, `offset_secs` before the event starts at
 /// `starts_at`, due `at`. Its id derives from all of these: queued again (a step repeated),
 /// it is the same message; the event moved, it is a new one.

@@ -115,6 +115,10 @@ pub(crate) fn facts(
     }
     if let Some(view) = &view {
         facts.attendee_name = Some(view.attendee.name.clone());
+        if let Some(payment) = &view.payment {
+            let back = payment.refunded_minor() + payment.refunding_minor();
+            facts.refund = (back > 0).then(|| (back, payment.currency.clone()));
+        }
         if attending && view.status != RegistrationStatus::Confirmed {
             return Err(SendError::Obsolete(format!(
                 "the registration is {} now",

@@ -576,6 +576,7 @@ impl Overlay {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.release_voucher(db, registration_id, at)?;
+        self.cancellation_notice(db, registration_id, at)?;
         if self.registration(db, registration_id)?.status == RegistrationStatus::Held {
             self.offer_ended(db, registration_id, WaitlistStatus::Declined, at)?;
             self.cancel_unpaid(registration_id)?;

@@ -442,3 +442,91 @@ async fn a_refused_address_is_a_dead_letter_that_admins_list_replay_and_discard(
     assert!(!refused, "nothing reached the refused address");
     drop(sink);
 }
+
+#[tokio::test]
+async fn a_canceled_registration_is_told_once_but_not_again_when_its_event_is_canceled() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let sink = SmtpSink::start(&maildir);
+    let server = start(&dir.path().join("data"), &smtp_env(sink.port));
+    let admin = Api::admin(&server).await;
+    let (event, tt) = admin.published_event(10, 600, 4).await;
+    let (_, eve) = admin.account("eve@example.com", &[]).await;
+    let attendee = json!({"name": "Eve", "email": "eve@example.com"});
+    let mine = eve.confirmed(&event, &tt, attendee, 1).await;
+    confirmed(&admin, &event, &tt, "zoe@example.com", 1).await;
+    let subjects = |all: &[Vec<u8>]| -> Vec<(String, String)> {
+        all.iter()
+            .map(|raw| {
+                let m = MessageParser::default().parse(raw).unwrap();
+                let to = m
+                    .to()
+                    .unwrap()
+                    .first()
+                    .unwrap()
+                    .address()
+                    .unwrap()
+                    .to_owned();
+                (m.subject().unwrap_or_default().to_owned(), to)
+            })
+            .collect()
+    };
+    let count =
+        |all: &[(String, String)], subject: &str| all.iter().filter(|(s, _)| s == subject).count();
+    wait_for(Duration::from_secs(30), || async {
+        let all = subjects(&tests::mail::received(&maildir));
+        (count(&all, "Confirmed: Flash sale") == 2).then_some(())
+    })
+    .await
+    .expect("both confirmations");
+    let cancel = format!(
+        "/api/v1/registrations/{}/cancel",
+        mine["id"].as_str().unwrap()
+    );
+    assert_eq!(eve.post(&cancel, &json!({}), None).await.status, 200);
+    let told = wait_for(Duration::from_secs(30), || async {
+        let all = tests::mail::received(&maildir);
+        all.into_iter().find(|raw| {
+            MessageParser::default().parse(raw).unwrap().subject()
+                == Some("Registration canceled: Flash sale")
+        })
+    })
+    .await
+    .expect("the cancellation mail");
+    let mail = MessageParser::default().parse(&told).unwrap();
+    assert!(mail.to().unwrap().first().unwrap().address() == Some("eve@example.com"));
+    assert!(
+        mail.body_text(0)
+            .unwrap()
+            .contains("no longer admit anyone")
+    );
+
+    // The event's cancellation tells Zoe with its own message, not this one.
+    let r = admin
+        .post(&format!("/api/v1/events/{event}/cancel"), &json!({}), None)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    wait_for(Duration::from_secs(30), || async {
+        let all = subjects(&tests::mail::received(&maildir));
+        all.contains(&("Canceled: Flash sale".into(), "zoe@example.com".into()))
+            .then_some(())
+    })
+    .await
+    .expect("the event's cancellation");
+    let settled = wait_for(Duration::from_secs(10), || async {
+        let sent = admin
+            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
+            .await?;
+        let all = tests::mail::received(&maildir);
+        (sent == all.len() as f64).then_some(all)
+    })
+    .await
+    .expect("the sink holds every mail sent");
+    let all = subjects(&settled);
+    assert_eq!(
+        count(&all, "Registration canceled: Flash sale"),
+        1,
+        "{all:?}"
+    );
+    drop(sink);
+}

@@ -32,8 +32,9 @@ pub struct Previews {
 }
 
 /// The kinds a manager may preview (the account messages are not about an event).
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
     "confirmed",
+    "registration_canceled",
     "event_reminder",
     "event_changed",
     "event_canceled",
@@ -52,7 +53,7 @@ pub(super) fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewParams {
-    /// `confirmed`, `event_reminder`, `event_changed`, `event_canceled`, `tickets`, `waitlist_offer`,
+    /// `confirmed`, `registration_canceled`, `event_reminder`, `event_changed`, `event_canceled`, `tickets`, `waitlist_offer`,
     /// `payment_refunded` or `payment_reminder`.
     #[param(max_length = 32)]
     kind: String,
@@ -102,6 +103,10 @@ fn sample(kind: &str, event: &EventRecord) -> Option<MessageKind> {
             event_id,
             registration_id,
             offset_secs: 86_400,
+        },
+        "registration_canceled" => MessageKind::RegistrationCanceled {
+            event_id,
+            registration_id,
         },
         "event_changed" => MessageKind::EventChanged {
             event_id,
@@ -188,6 +193,7 @@ pub(super) fn render(
         ticket_type: event.ticket_types.first().map(|t| t.name.clone()),
         unsubscribe_url: None,
         broadcast,
+        refund: None,
     };
     let rendered = previews
         .templates

@@ -36,6 +36,9 @@ pub struct Facts {
     pub unsubscribe_url: Option<String>,
     /// A broadcast's subject and body (what a `broadcast` message says).
     pub broadcast: Option<BroadcastFacts>,
+    /// Money going back for the registration (refunded or being refunded), in minor units
+    /// of the currency, if any.
+    pub refund: Option<(i64, String)>,
 }
 
 /// What a manager's broadcast says.
@@ -134,6 +137,7 @@ pub fn transactional(kind: &MessageKind) -> bool {
         | MessageKind::PaymentReminder { .. }
         | MessageKind::EventCanceled { .. }
         | MessageKind::EventChanged { .. }
+        | MessageKind::RegistrationCanceled { .. }
         | MessageKind::Webhook { .. } => true,
         MessageKind::EventReminder { .. } | MessageKind::Broadcast { .. } => false,
     }
@@ -228,6 +232,12 @@ enum Fields<'a> {
         /// `starts_at`, `ends_at`, `venue`.
         changed: &'a [String],
     },
+    Refund {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refund: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        currency: Option<&'a str>,
+    },
     None {},
 }
 
@@ -267,6 +277,13 @@ impl<'a> Fields<'a> {
     fn of(kind: &'a MessageKind, facts: &'a Facts) -> Self {
         match kind {
             MessageKind::EventChanged { changed, .. } => Fields::Changed { changed },
+            MessageKind::RegistrationCanceled { .. } => Fields::Refund {
+                refund: facts
+                    .refund
+                    .as_ref()
+                    .map(|(minor, currency)| amount(*minor, currency)),
+                currency: facts.refund.as_ref().map(|(_, currency)| currency.as_str()),
+            },
             MessageKind::Broadcast { .. } => match &facts.broadcast {
                 Some(broadcast) => Fields::Broadcast {
                     broadcast: BroadcastContext::of(broadcast),

@@ -167,6 +167,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/mail/event_reminder.fr.jinja"),
     ),
     (
+        "registration_canceled.en",
+        include_str!("../../templates/mail/registration_canceled.en.jinja"),
+    ),
+    (
+        "registration_canceled.de",
+        include_str!("../../templates/mail/registration_canceled.de.jinja"),
+    ),
+    (
+        "registration_canceled.fr",
+        include_str!("../../templates/mail/registration_canceled.fr.jinja"),
+    ),
+    (
         "event_changed.en",
         include_str!("../../templates/mail/event_changed.en.jinja"),
     ),
@@ -333,6 +345,7 @@ fn sample_facts(kind: &MessageKind) -> Vec<Facts> {
     let full = full_facts();
     let mut least = full.clone();
     least.attendee_name = None;
+    least.refund = None;
     least.ticket_type = None;
     if let Some(event) = &mut least.event {
         event.venue = None;
@@ -372,6 +385,7 @@ fn full_facts() -> Facts {
             subject: "Doors open at 17:00 <early>".into(),
             body: "Dear all,\n\nthe doors open an hour early.\nBring your ticket & a smile.".into(),
         }),
+        refund: Some((8_500, "EUR".into())),
     }
 }
 
@@ -443,6 +457,10 @@ fn samples() -> Vec<OutboxMessage> {
             registration_id,
             version: 4,
             changed: vec!["starts_at".into(), "venue".into()],
+        },
+        MessageKind::RegistrationCanceled {
+            event_id,
+            registration_id,
         },
     ];
     kinds

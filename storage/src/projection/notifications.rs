@@ -3,8 +3,12 @@
 //! for them and never waits on one), as deliveries ready for the channels' workers.
 
 use super::Overlay;
+use crate::codec::decode;
+use crate::error::err;
 use crate::store::Db;
-use engine::ids::RegistrationId;
+use chrono::{DateTime, Utc};
+use engine::ids::{EventId, RegistrationId};
+use engine::model::{EventRecord, EventStatus};
 use engine::ports::StoreError;
 use fjall::OwnedWriteBatch;
 
@@ -29,6 +33,51 @@ impl Overlay {
         let deliveries = engine::notify::plan(&message, at, db.delivery_state.channels());
         self.notices.push((message, deliveries));
         Ok(())
+    }
+
+    /// The cancellation message of a confirmed registration just canceled, unless its event
+    /// was canceled (the event's cancellation tells everyone itself).
+    pub(super) fn cancellation_notice(
+        &mut self,
+        db: &Db,
+        registration_id: RegistrationId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let view = self.registration(db, registration_id)?.clone();
+        if view.confirmed_at.is_none()
+            || self.event_status(db, view.event_id)? == Some(EventStatus::Canceled)
+        {
+            return Ok(());
+        }
+        let message = engine::notify::cancellation_message(
+            &view.attendee.email,
+            view.user_id,
+            view.event_id,
+            registration_id,
+            at,
+        );
+        let deliveries = engine::notify::plan(&message, at, db.delivery_state.channels());
+        self.notices.push((message, deliveries));
+        Ok(())
+    }
+
+    /// The event's status as this batch leaves it (none: unknown).
+    fn event_status(
+        &mut self,
+        db: &Db,
+        event_id: EventId,
+    ) -> Result<Option<EventStatus>, StoreError> {
+        if let Some(record) = self.event_records.get(&event_id) {
+            return Ok(Some(record.status));
+        }
+        let Some(bytes) = db.events.get(event_id.as_bytes()).map_err(err)? else {
+            return Ok(None);
+        };
+        let record: EventRecord = decode(&bytes)?;
+        let status = record.status;
+        // Kept: a mass cancellation reads the event once per batch.
+        self.event_records.insert(event_id, record);
+        Ok(Some(status))
     }
 
     /// The batch's messages and their deliveries into the write batch.
