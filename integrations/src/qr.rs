@@ -1,5 +1,6 @@
-//! QR images of ticket codes: SVG and PNG (greyscale, drawn from the module matrix, so the
-//! heavy `image` crate is not needed). Error correction level M (15% of the code may be
+//! QR images of ticket codes: SVG and PNG (one bit per pixel, drawn from the module matrix,
+//! so the heavy `image` crate is not needed; fast deflate: a QR PNG was most of a mail's
+//! CPU cost when it was 8-bit greyscale at the default compression). Error correction level M (15% of the code may be
 //! damaged), a quiet zone of 4 modules, codes in alphanumeric mode.
 
 use qrcode::{Color, EcLevel, QrCode};
@@ -28,20 +29,30 @@ pub fn png(code: &str) -> Result<Vec<u8>, String> {
     let modules = qr.width();
     let colors = qr.to_colors();
     let side = (modules + 2 * QUIET_ZONE) * PNG_SCALE;
-    let mut pixels = vec![255u8; side * side];
-    for (i, color) in colors.iter().enumerate() {
-        if *color != Color::Dark {
-            continue;
+    // One bit per pixel, most significant first: 1 is light, 0 dark.
+    let row_bytes = side.div_ceil(8);
+    let mut pixels = vec![0xffu8; row_bytes * side];
+    for (my, row) in colors.chunks(modules).enumerate() {
+        let mut line = vec![0xffu8; row_bytes];
+        for (mx, color) in row.iter().enumerate() {
+            if *color != Color::Dark {
+                continue;
+            }
+            let x0 = (mx + QUIET_ZONE) * PNG_SCALE;
+            for x in x0..x0 + PNG_SCALE {
+                line[x / 8] &= !(0x80 >> (x % 8));
+            }
         }
-        let (mx, my) = (i % modules + QUIET_ZONE, i / modules + QUIET_ZONE);
-        for y in my * PNG_SCALE..(my + 1) * PNG_SCALE {
-            pixels[y * side + mx * PNG_SCALE..y * side + (mx + 1) * PNG_SCALE].fill(0);
+        let y0 = (my + QUIET_ZONE) * PNG_SCALE;
+        for y in y0..y0 + PNG_SCALE {
+            pixels[y * row_bytes..(y + 1) * row_bytes].copy_from_slice(&line);
         }
     }
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
     encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_depth(png::BitDepth::One);
+    encoder.set_compression(png::Compression::Fast);
     let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
     writer
         .write_image_data(&pixels)
@@ -56,7 +67,8 @@ mod tests {
 
     /// Reads the PNG back and decodes its QR code with an independent decoder (rqrr).
     pub(crate) fn decode_png(bytes: &[u8]) -> String {
-        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        decoder.set_transformations(png::Transformations::EXPAND);
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();

@@ -959,7 +959,9 @@ pub fn pdftotext(pdf: &[u8]) -> String {
 
 /// Decodes the QR code in a PNG (rqrr: a decoder independent of the encoder).
 pub fn decode_qr_png(bytes: &[u8]) -> String {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    // Bit depths under 8 are widened to 8 (a 1-bit image's 1 becomes 255).
+    decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
