@@ -4,6 +4,7 @@
 
 pub mod accounts;
 mod actors;
+pub mod broadcast;
 pub mod cache;
 pub mod clock;
 pub mod config;

@@ -20,6 +20,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+mod checkin_stats;
+pub use checkin_stats::{CheckInStats, STATS_GATES_MAX, STATS_MINUTES_MAX};
+
 /// An event of any stream, as journaled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StreamEvent {
@@ -422,80 +425,6 @@ pub struct Revocation {
     pub revoked_at: DateTime<Utc>,
 }
 
-/// Distinct gates counted per event; scans at further gates count under `other`.
-pub const STATS_GATES_MAX: usize = 100;
-/// Minutes of admissions kept per event (a sliding window).
-pub const STATS_MINUTES_MAX: usize = 180;
-
-/// An event's check-in statistics (a read model, written with the scans).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckInStats {
-    /// Admissions (first admissions, re-entries and earlier offline scans), all lists.
-    pub admitted: u64,
-    /// Scans refused as duplicates.
-    pub duplicates: u64,
-    /// Exit scans.
-    pub exits: u64,
-    /// Admissions per gate (`""`: no gate named; `"other"` beyond `STATS_GATES_MAX` gates).
-    pub per_gate: std::collections::BTreeMap<String, u64>,
-    /// Admissions per minute (Unix minute, count), oldest first, the last `STATS_MINUTES_MAX`.
-    pub per_minute: Vec<(i64, u64)>,
-}
-
-impl CheckInStats {
-    /// Counts one decided scan. An uploaded scan that replaced an earlier-recorded first
-    /// admission (`superseded`) moves that admission, it does not add one.
-    pub fn count(
-        &mut self,
-        result: &crate::pool::scan::ScanResult,
-        admission: &Admission,
-        superseded: Option<&Admission>,
-    ) {
-        use crate::pool::scan::ScanResult;
-        match result {
-            ScanResult::Duplicate => self.duplicates += 1,
-            ScanResult::Exited => self.exits += 1,
-            ScanResult::Admitted => {
-                match superseded {
-                    Some(old) => {
-                        // The replaced admission becomes a duplicate.
-                        self.duplicates += 1;
-                        let gate = old.gate.clone().unwrap_or_default();
-                        if let Some(n) = self.per_gate.get_mut(&gate) {
-                            *n = n.saturating_sub(1);
-                        }
-                        let minute = old.at.timestamp().div_euclid(60);
-                        if let Some((_, n)) = self.per_minute.iter_mut().find(|(m, _)| *m == minute)
-                        {
-                            *n = n.saturating_sub(1);
-                        }
-                    }
-                    None => self.admitted += 1,
-                }
-                let gate = admission.gate.clone().unwrap_or_default();
-                let key =
-                    if self.per_gate.contains_key(&gate) || self.per_gate.len() < STATS_GATES_MAX {
-                        gate
-                    } else {
-                        "other".to_owned()
-                    };
-                *self.per_gate.entry(key).or_default() += 1;
-                let minute = admission.at.timestamp().div_euclid(60);
-                match self.per_minute.iter_mut().find(|(m, _)| *m == minute) {
-                    Some((_, n)) => *n += 1,
-                    None => {
-                        self.per_minute.push((minute, 1));
-                        self.per_minute.sort_unstable();
-                        if self.per_minute.len() > STATS_MINUTES_MAX {
-                            self.per_minute.remove(0);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Filters of the event list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventQuery {
@@ -740,14 +669,14 @@ pub trait Store: Send + Sync + 'static {
     /// Removes an entry from the schedule.
     fn reminder_drop(&self, reminder: &crate::notify::ScheduledReminder) -> Result<(), StoreError>;
     /// The oldest broadcast still queueing its messages.
-    fn next_broadcast(&self) -> Result<Option<crate::notify::broadcasts::Broadcast>, StoreError>;
+    fn next_broadcast(&self) -> Result<Option<crate::broadcast::Broadcast>, StoreError>;
     /// Queues the broadcast's messages to up to `limit` of the event's confirmed
     /// registrations after its cursor (deliveries on `channels`, planned `now`) and moves the
     /// cursor past them, or finishes the broadcast once none is left, in one write; how many
     /// were queued.
     fn broadcast_step(
         &self,
-        broadcast: &crate::notify::broadcasts::Broadcast,
+        broadcast: &crate::broadcast::Broadcast,
         limit: usize,
         channels: crate::notify::Channels,
         now: DateTime<Utc>,
@@ -757,7 +686,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         event: EventId,
         id: uuid::Uuid,
-    ) -> Result<Option<crate::notify::broadcasts::Broadcast>, StoreError>;
+    ) -> Result<Option<crate::broadcast::Broadcast>, StoreError>;
     /// One delivery.
     fn delivery(
         &self,

@@ -50,6 +50,29 @@ pub(crate) fn account(
         .ok_or_else(|| SendError::Obsolete("the account is gone".into()))
 }
 
+/// What a broadcast message says (none for other kinds).
+fn broadcast_facts(
+    store: &dyn Store,
+    kind: &MessageKind,
+) -> Result<Option<BroadcastFacts>, SendError> {
+    let MessageKind::Broadcast {
+        event_id,
+        broadcast_id,
+        ..
+    } = kind
+    else {
+        return Ok(None);
+    };
+    let broadcast = store
+        .broadcast(*event_id, *broadcast_id)
+        .map_err(|e| SendError::Retry(format!("store: {e}")))?
+        .ok_or_else(|| SendError::Permanent("broadcast not found".into()))?;
+    Ok(Some(BroadcastFacts {
+        subject: broadcast.subject,
+        body: broadcast.body,
+    }))
+}
+
 /// Who reads a message: whoever has its address (e-mail), or its account (in-app, SMS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reader {
@@ -98,21 +121,7 @@ pub(crate) fn facts(
     if attending && view.is_none() {
         return Err(SendError::Permanent("registration not found".into()));
     }
-    if let MessageKind::Broadcast {
-        event_id,
-        broadcast_id,
-        ..
-    } = &message.kind
-    {
-        let broadcast = store
-            .broadcast(*event_id, *broadcast_id)
-            .map_err(retry)?
-            .ok_or_else(|| SendError::Permanent("broadcast not found".into()))?;
-        facts.broadcast = Some(BroadcastFacts {
-            subject: broadcast.subject,
-            body: broadcast.body,
-        });
-    }
+    facts.broadcast = broadcast_facts(store, &message.kind)?;
     if let Some(view) = &view {
         facts.attendee_name = Some(view.attendee.name.clone());
         if let Some(payment) = &view.payment {

@@ -110,51 +110,55 @@ impl EventRecord {
         }
     }
 
+    /// A settings change: what the patch sets replaces what the record had.
+    fn apply_patch(&mut self, p: super::EventPatch) {
+        if let Some(v) = p.title {
+            self.title = v;
+        }
+        if let Some(v) = p.description {
+            self.description = v;
+        }
+        if let Some(v) = p.venue {
+            self.venue = Some(v);
+        }
+        if let Some(v) = p.category {
+            self.category = Some(v);
+        }
+        if let Some(v) = p.starts_at {
+            self.starts_at = v;
+        }
+        if let Some(v) = p.ends_at {
+            self.ends_at = v;
+        }
+        if let Some(v) = p.hold_ttl_secs {
+            self.hold_ttl_secs = v;
+        }
+        if let Some(v) = p.refund_until {
+            self.refund_until = Some(v);
+        }
+        if let Some(v) = p.bank_transfer {
+            self.bank_transfer = Some(v);
+        }
+        if let Some(v) = p.invoicing {
+            self.invoicing = Some(v);
+        }
+        if let Some(v) = p.reminder_offsets_secs {
+            self.reminder_offsets_secs = Some(v);
+        }
+        if let Some(v) = p.branding {
+            self.branding = Some(v);
+        }
+        if let Some(v) = p.locale {
+            self.locale = Some(v);
+        }
+    }
+
     /// Applies a later event of the stream (sequence `seq`).
     pub fn apply(&mut self, seq: u64, event: &EventEvent) {
         match event {
             EventEvent::Created { .. } => {}
             EventEvent::Updated { patch, at } => {
-                let p = patch.clone();
-                if let Some(v) = p.title {
-                    self.title = v;
-                }
-                if let Some(v) = p.description {
-                    self.description = v;
-                }
-                if let Some(v) = p.venue {
-                    self.venue = Some(v);
-                }
-                if let Some(v) = p.category {
-                    self.category = Some(v);
-                }
-                if let Some(v) = p.starts_at {
-                    self.starts_at = v;
-                }
-                if let Some(v) = p.ends_at {
-                    self.ends_at = v;
-                }
-                if let Some(v) = p.hold_ttl_secs {
-                    self.hold_ttl_secs = v;
-                }
-                if let Some(v) = p.refund_until {
-                    self.refund_until = Some(v);
-                }
-                if let Some(v) = p.bank_transfer {
-                    self.bank_transfer = Some(v);
-                }
-                if let Some(v) = p.invoicing {
-                    self.invoicing = Some(v);
-                }
-                if let Some(v) = p.reminder_offsets_secs {
-                    self.reminder_offsets_secs = Some(v);
-                }
-                if let Some(v) = p.branding {
-                    self.branding = Some(v);
-                }
-                if let Some(v) = p.locale {
-                    self.locale = Some(v);
-                }
+                self.apply_patch(patch.clone());
                 self.updated_at = *at;
             }
             EventEvent::MemberSet { user, role, at } => {
