@@ -169,10 +169,12 @@ impl Sender for MailSender {
             // Transactional mail goes whatever the preferences say; event news (reminders,
             // broadcasts) to an account's own address as its preferences say, with a
             // one-click unsubscribe (someone an organizer registered is not that account).
+            // (An account deleted since: the attendee's address still gets it.)
             let owner = match message.user_id {
-                Some(_) if message.kind.is_event_news() => {
-                    Some(account(self.store.as_ref(), message)?)
-                }
+                Some(user) if message.kind.is_event_news() => self
+                    .store
+                    .user(user)
+                    .map_err(|e| SendError::Retry(format!("store: {e}")))?,
                 _ => None,
             }
             .filter(|account| account.email.eq_ignore_ascii_case(&message.to));

@@ -281,7 +281,8 @@ pub struct SmtpSection {
     pub username: String,
     /// From the environment (`REGENGINE__OUTBOX__SMTP__PASSWORD`), never the file.
     pub password: String,
-    /// Each SMTP command's timeout.
+    /// Opening a connection (through greeting, EHLO, STARTTLS and AUTH) and checking an idle
+    /// one take at most this long; a message's own transaction up to 10 minutes (RFC 5321).
     pub timeout_ms: u64,
     /// Connections kept open at most.
     pub pool_max: u32,

@@ -182,6 +182,13 @@ pub(super) fn render(
     locale: Option<String>,
     broadcast: Option<BroadcastFacts>,
 ) -> ApiResult<PreviewDto> {
+    if locale
+        .as_deref()
+        .is_some_and(|l| !engine::model::valid_locale(l))
+    {
+        let problem = FieldError::new("locale", "must be a language tag such as de or fr-CH");
+        return Err(DomainError::Validation(vec![problem]).into());
+    }
     let message = OutboxMessage::new("ada@example.com", None, kind, Utc::now());
     // The locale asked for, else the event's (what a guest would get).
     let locale = locale.or_else(|| event.locale.clone());

@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 const IDLE_MAX: Duration = Duration::from_secs(60);
 /// An idle connection older than this is checked with a NOOP before it carries a message.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+/// Longest a message's transaction may take once a connection is ready (RFC 5321 4.5.3.2.6
+/// gives the reply to the final dot 10 minutes: a server that scans content before it answers
+/// must not make us send the mail again).
+const SEND_MAX: Duration = Duration::from_secs(600);
 
 /// How to reach the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -48,8 +52,8 @@ pub struct SmtpSettings {
     pub security: Security,
     /// User name and password, if the server wants them.
     pub credentials: Option<(String, String)>,
-    /// Opening a connection (TCP, greeting, EHLO, STARTTLS, AUTH) and sending one message
-    /// on it each take at most this long.
+    /// Opening a connection (TCP, greeting, EHLO, STARTTLS, AUTH) and a NOOP check each take
+    /// at most this long (a message's transaction: `SEND_MAX`).
     pub timeout: Duration,
     /// Idle connections kept open at most.
     pub pool_max: u32,
@@ -106,8 +110,17 @@ impl Smtp {
     pub async fn send(&self, email: Message) -> Result<Sent, SendError> {
         let envelope = email.envelope().clone();
         let bytes = email.formatted();
-        let mut conn = self.checkout().await.map_err(Failure::into_send_error)?;
-        let sent = tokio::time::timeout(self.settings.timeout, conn.send(&envelope, &bytes)).await;
+        let (mut conn, reused) = self.checkout().await.map_err(Failure::into_send_error)?;
+        let mut sent = tokio::time::timeout(SEND_MAX, conn.send(&envelope, &bytes)).await;
+        // A pooled connection the server closed meanwhile fails without any reply: once more
+        // on a new one (lettre drops a connection after any error, so it is not reused).
+        if reused && matches!(&sent, Ok(Err(e)) if e.status().is_none()) {
+            conn = self
+                .connect_in_time()
+                .await
+                .map_err(Failure::into_send_error)?;
+            sent = tokio::time::timeout(SEND_MAX, conn.send(&envelope, &bytes)).await;
+        }
         match sent {
             Ok(Ok(response)) => {
                 self.checkin(conn);
@@ -115,19 +128,13 @@ impl Smtp {
                     provider_id: response.message().next().map(str::to_owned),
                 })
             }
-            Ok(Err(e)) => {
-                // A refused recipient leaves the connection usable; anything else drops it.
-                if !conn.has_broken() && e.is_permanent() {
-                    self.checkin(conn);
-                }
-                Err(Failure::Smtp(e).into_send_error())
-            }
+            Ok(Err(e)) => Err(Failure::Smtp(e).into_send_error()),
             Err(_) => Err(Failure::Network("timed out sending".into()).into_send_error()),
         }
     }
 
-    /// An idle connection that still answers, or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, Failure> {
+    /// An idle connection that still answers (`true`: reused), or a new one.
+    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), Failure> {
         loop {
             let next = {
                 let mut idle = self
@@ -141,13 +148,25 @@ impl Smtp {
                 break;
             };
             if since.elapsed() < IDLE_CHECK {
-                return Ok(conn);
+                return Ok((conn, true));
             }
             let alive = tokio::time::timeout(self.settings.timeout, conn.test_connected()).await;
             if alive == Ok(true) {
-                return Ok(conn);
+                return Ok((conn, true));
+            }
+            if alive.is_err() {
+                // The server went silent: the other idle connections are no better.
+                self.idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clear();
+                break;
             }
         }
+        Ok((self.connect_in_time().await?, false))
+    }
+
+    async fn connect_in_time(&self) -> Result<AsyncSmtpConnection, Failure> {
         tokio::time::timeout(self.settings.timeout, self.connect())
             .await
             .map_err(|_| Failure::Network("timed out connecting".into()))?
