@@ -110,25 +110,20 @@ impl Broadcast {
         let mut input = Vec::with_capacity(32);
         input.extend_from_slice(self.id.as_bytes());
         input.extend_from_slice(registration_id.as_bytes());
-        OutboxMessage {
-            id: crate::ids::derived_id(self.created_at, &input),
-            to: to.to_owned(),
-            user_id,
-            kind: match &self.change {
-                None => MessageKind::Broadcast {
-                    event_id: self.event_id,
-                    registration_id,
-                    broadcast_id: self.id,
-                },
-                Some(change) => MessageKind::EventChanged {
-                    event_id: self.event_id,
-                    registration_id,
-                    version: change.version,
-                    changed: change.fields.clone(),
-                },
+        let kind = match &self.change {
+            None => MessageKind::Broadcast {
+                event_id: self.event_id,
+                registration_id,
+                broadcast_id: self.id,
             },
-            created_at: self.created_at,
-        }
+            Some(change) => MessageKind::EventChanged {
+                event_id: self.event_id,
+                registration_id,
+                version: change.version,
+                changed: change.fields.clone(),
+            },
+        };
+        OutboxMessage::derived(&input, to, user_id, kind, self.created_at)
     }
 }
 

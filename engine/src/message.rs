@@ -238,6 +238,24 @@ impl OutboxMessage {
             created_at: now,
         }
     }
+
+    /// A message created `at` whose id derives from `input` and `at` (built again from the
+    /// same facts, it is the same message: repeats are recognised).
+    pub fn derived(
+        input: &[u8],
+        to: &str,
+        user_id: Option<UserId>,
+        kind: MessageKind,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: crate::ids::derived_id(at, input),
+            to: to.to_owned(),
+            user_id,
+            kind,
+            created_at: at,
+        }
+    }
 }
 
 /// `alice@example.com` → `a***@example.com`: enough to tell messages apart in a log.

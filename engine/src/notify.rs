@@ -243,16 +243,11 @@ pub fn cancellation_message(
     let mut input = Vec::with_capacity(24);
     input.extend_from_slice(registration_id.as_bytes());
     input.extend_from_slice(b"canceled");
-    OutboxMessage {
-        id: crate::ids::derived_id(at, &input),
-        to: to.to_owned(),
-        user_id,
-        kind: MessageKind::RegistrationCanceled {
-            event_id,
-            registration_id,
-        },
-        created_at: at,
-    }
+    let kind = MessageKind::RegistrationCanceled {
+        event_id,
+        registration_id,
+    };
+    OutboxMessage::derived(&input, to, user_id, kind, at)
 }
 
 /// The reminder of `registration_id`'s attendee, `offset_secs` before the event starts at
@@ -272,17 +267,12 @@ pub fn reminder_message(
     input.extend_from_slice(registration_id.as_bytes());
     input.extend_from_slice(&offset_secs.to_be_bytes());
     input.extend_from_slice(&starts_at.timestamp_millis().to_be_bytes());
-    OutboxMessage {
-        id: crate::ids::derived_id(at, &input),
-        to: to.to_owned(),
-        user_id,
-        kind: MessageKind::EventReminder {
-            event_id,
-            registration_id,
-            offset_secs,
-        },
-        created_at: at,
-    }
+    let kind = MessageKind::EventReminder {
+        event_id,
+        registration_id,
+        offset_secs,
+    };
+    OutboxMessage::derived(&input, to, user_id, kind, at)
 }
 
 /// The message a webhook delivery carries (what it says is in its log entry).

@@ -26,19 +26,27 @@ fn key(event: EventId, id: Uuid) -> [u8; 32] {
 
 impl Db {
     /// Stores `broadcast` and queues its fan-out, unless the event already had `per_day`
-    /// broadcasts in the 24 hours before it (then `false`, nothing written).
-    pub fn broadcast_add(&self, broadcast: &Broadcast, per_day: usize) -> Result<bool, StoreError> {
+    /// broadcasts in the 24 hours before it: then nothing is written, and the answer is when
+    /// the oldest of those was sent (the next may go a day after it).
+    pub fn broadcast_add(
+        &self,
+        broadcast: &Broadcast,
+        per_day: usize,
+    ) -> Result<Result<(), DateTime<Utc>>, StoreError> {
         let _one = ADD
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let since = broadcast.created_at - chrono::Duration::days(1);
-        if self.sent_since(broadcast.event_id, since, per_day)?.len() >= per_day {
-            return Ok(false);
+        let recent = self.sent_since(broadcast.event_id, since, per_day)?;
+        if recent.len() >= per_day {
+            return Ok(Err(recent
+                .last()
+                .map_or(broadcast.created_at, |b| b.created_at)));
         }
         let mut batch = self.db.batch();
         self.stage_fanout(&mut batch, broadcast)?;
         batch.commit().map_err(err)?;
-        Ok(true)
+        Ok(Ok(()))
     }
 
     /// `broadcast` and its queue entry into `batch`.
@@ -79,7 +87,7 @@ impl Db {
 
     /// The managers' broadcasts of `event` since `since` (not the change notices), newest
     /// first, at most `limit`.
-    pub fn sent_since(
+    fn sent_since(
         &self,
         event: EventId,
         since: DateTime<Utc>,

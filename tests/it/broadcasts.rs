@@ -5,6 +5,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders};
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tests::mail::{SmtpSink, read_ics};
 use tests::{Api, Server, wait_for};
@@ -19,25 +20,37 @@ fn parsed(raw: &[Vec<u8>]) -> Vec<Message<'_>> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_manager_previews_then_sends_a_message_to_every_attendee_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
+/// An SMTP sink and a server mailing to it (fan-outs looked for every 50 ms), with `extra`
+/// settings; the sink's directory.
+fn with_smtp(dir: &Path, extra: &[(&str, &str)]) -> (SmtpSink, Server, PathBuf) {
+    let maildir = dir.join("mail");
     let sink = SmtpSink::start(&maildir);
     let port = sink.port.to_string();
-    let env = [
+    let mut env = vec![
         ("OUTBOX__DELIVERY", "smtp"),
         ("OUTBOX__SMTP__HOST", "127.0.0.1"),
         ("OUTBOX__SMTP__PORT", port.as_str()),
         ("OUTBOX__SMTP__SECURITY", "none"),
         ("OUTBOX__SCHEDULE_POLL_MS", "50"),
-        ("OUTBOX__BROADCASTS_PER_DAY", "1"),
-        (
-            "OUTBOX__UNSUBSCRIBE_URL",
-            "https://api.front.example/api/v1/unsubscribe",
-        ),
     ];
-    let server = Server::start(&dir.path().join("data"), &env);
+    env.extend_from_slice(extra);
+    let server = Server::start(&dir.join("data"), &env);
+    (sink, server, maildir)
+}
+
+#[tokio::test]
+async fn a_manager_previews_then_sends_a_message_to_every_attendee_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, server, maildir) = with_smtp(
+        dir.path(),
+        &[
+            ("OUTBOX__BROADCASTS_PER_DAY", "1"),
+            (
+                "OUTBOX__UNSUBSCRIBE_URL",
+                "https://api.front.example/api/v1/unsubscribe",
+            ),
+        ],
+    );
     let admin = Api::admin(&server).await;
     let (event, tt) = admin.published_event(10, 600, 2).await;
     let (_, eve) = admin.account("eve@example.com", &[]).await;
@@ -189,15 +202,7 @@ async fn a_manager_previews_then_sends_a_message_to_every_attendee_once() {
         "{audit:?}"
     );
     // Nothing more: once every mail sent is in the sink, three of them are the broadcast.
-    let settled = wait_for(Duration::from_secs(10), || async {
-        let sent = admin
-            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
-            .await?;
-        let all = tests::mail::received(&maildir);
-        (sent == all.len() as f64).then_some(all)
-    })
-    .await
-    .expect("the sink holds every mail sent");
+    let settled = tests::mail::settled(&admin, &maildir).await;
     let news = parsed(&settled)
         .iter()
         .filter(|m| m.subject() == Some("Doors <early>"))
@@ -209,17 +214,7 @@ async fn a_manager_previews_then_sends_a_message_to_every_attendee_once() {
 #[tokio::test]
 async fn attendees_are_told_when_the_time_or_place_changes_with_an_updated_calendar_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let maildir = dir.path().join("mail");
-    let sink = SmtpSink::start(&maildir);
-    let port = sink.port.to_string();
-    let env = [
-        ("OUTBOX__DELIVERY", "smtp"),
-        ("OUTBOX__SMTP__HOST", "127.0.0.1"),
-        ("OUTBOX__SMTP__PORT", port.as_str()),
-        ("OUTBOX__SMTP__SECURITY", "none"),
-        ("OUTBOX__SCHEDULE_POLL_MS", "50"),
-    ];
-    let server = Server::start(&dir.path().join("data"), &env);
+    let (sink, server, maildir) = with_smtp(dir.path(), &[]);
     let admin = Api::admin(&server).await;
     let (event, tt) = admin.published_event(10, 600, 2).await;
     admin.confirmed(&event, &tt, attendee("Eve"), 1).await;
@@ -282,15 +277,7 @@ async fn attendees_are_told_when_the_time_or_place_changes_with_an_updated_calen
     assert_eq!(items[0]["kind"], "event_changed");
     assert_eq!(items[0]["changed"], json!(["starts_at", "venue"]));
     // Once every mail sent is in the sink: two notices, one each.
-    let settled = wait_for(Duration::from_secs(10), || async {
-        let sent = admin
-            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
-            .await?;
-        let all = tests::mail::received(&maildir);
-        (sent == all.len() as f64).then_some(all)
-    })
-    .await
-    .expect("the sink holds every mail sent");
+    let settled = tests::mail::settled(&admin, &maildir).await;
     assert_eq!(changed(&settled).len(), 2);
     drop(sink);
 }

@@ -513,15 +513,7 @@ async fn a_canceled_registration_is_told_once_but_not_again_when_its_event_is_ca
     })
     .await
     .expect("the event's cancellation");
-    let settled = wait_for(Duration::from_secs(10), || async {
-        let sent = admin
-            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
-            .await?;
-        let all = tests::mail::received(&maildir);
-        (sent == all.len() as f64).then_some(all)
-    })
-    .await
-    .expect("the sink holds every mail sent");
+    let settled = tests::mail::settled(&admin, &maildir).await;
     let all = subjects(&settled);
     assert_eq!(
         count(&all, "Registration canceled: Flash sale"),

@@ -195,3 +195,17 @@ impl Drop for FakeSendGrid {
         let _ = self.child.wait();
     }
 }
+
+/// Every mail in the sink at `dir`, once it holds as many as the server counts sent (within
+/// 10 s): nothing sent is still on its way, so a count of them is final.
+pub async fn settled(api: &crate::Api, dir: &Path) -> Vec<Vec<u8>> {
+    crate::wait_for(std::time::Duration::from_secs(10), || async {
+        let sent = api
+            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
+            .await?;
+        let all = received(dir);
+        (sent == all.len() as f64).then_some(all)
+    })
+    .await
+    .expect("the sink holds every mail sent")
+}

@@ -187,25 +187,16 @@ pub(crate) async fn send(
         .await
         .map_err(|e| ApiError::Internal(format!("broadcast: {e}")))?
         .map_err(store_error)?;
-    if !added {
-        return Err(too_many(&state, id, per_day));
+    if let Err(oldest) = added {
+        // 429 until the oldest of the day's broadcasts is a day old.
+        let wait = (oldest + chrono::Duration::days(1) - Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        return Err(ApiError::RateLimited(
+            wait.max(std::time::Duration::from_secs(1)),
+        ));
     }
     Ok((StatusCode::ACCEPTED, Json(BroadcastDto::from(&broadcast))).into_response())
-}
-
-/// 429 until the oldest of the day's broadcasts is a day old.
-fn too_many(state: &AppState, event: EventId, per_day: usize) -> ApiError {
-    let since = Utc::now() - chrono::Duration::days(1);
-    let oldest = state
-        .db
-        .sent_since(event, since, per_day)
-        .ok()
-        .and_then(|recent| recent.last().map(|b| b.created_at));
-    let wait = oldest
-        .map(|at| at + chrono::Duration::days(1) - Utc::now())
-        .and_then(|d| d.to_std().ok())
-        .unwrap_or(std::time::Duration::from_secs(60));
-    ApiError::RateLimited(wait.max(std::time::Duration::from_secs(1)))
 }
 
 /// The event's broadcasts, newest first (event managers).

@@ -7,7 +7,7 @@ use crate::codec::decode;
 use crate::error::err;
 use crate::store::Db;
 use chrono::{DateTime, Utc};
-use engine::ids::{EventId, RegistrationId};
+use engine::ids::{EventId, RegistrationId, UserId};
 use engine::model::{EventRecord, EventStatus};
 use engine::ports::StoreError;
 use fjall::OwnedWriteBatch;
@@ -19,20 +19,15 @@ impl Overlay {
         db: &Db,
         registration_id: RegistrationId,
     ) -> Result<(), StoreError> {
-        let view = self.registration(db, registration_id)?;
-        let Some(at) = view.confirmed_at else {
+        let Some(at) = self.registration(db, registration_id)?.confirmed_at else {
             return Ok(());
         };
-        let message = engine::notify::confirmation_message(
-            &view.attendee.email,
-            view.user_id,
-            view.event_id,
+        self.attendee_notice(
+            db,
             registration_id,
             at,
-        );
-        let deliveries = engine::notify::plan(&message, at, db.delivery_state.channels());
-        self.notices.push((message, deliveries));
-        Ok(())
+            engine::notify::confirmation_message,
+        )
     }
 
     /// The cancellation message of a confirmed registration just canceled, unless its event
@@ -43,13 +38,36 @@ impl Overlay {
         registration_id: RegistrationId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let view = self.registration(db, registration_id)?.clone();
-        if view.confirmed_at.is_none()
-            || self.event_status(db, view.event_id)? == Some(EventStatus::Canceled)
-        {
+        let view = self.registration(db, registration_id)?;
+        let (confirmed, event_id) = (view.confirmed_at.is_some(), view.event_id);
+        if !confirmed || self.event_status(db, event_id)? == Some(EventStatus::Canceled) {
             return Ok(());
         }
-        let message = engine::notify::cancellation_message(
+        self.attendee_notice(
+            db,
+            registration_id,
+            at,
+            engine::notify::cancellation_message,
+        )
+    }
+
+    /// The message `build` makes for the registration's attendee at `at`, with its
+    /// deliveries, into this batch.
+    fn attendee_notice(
+        &mut self,
+        db: &Db,
+        registration_id: RegistrationId,
+        at: DateTime<Utc>,
+        build: fn(
+            &str,
+            Option<UserId>,
+            EventId,
+            RegistrationId,
+            DateTime<Utc>,
+        ) -> engine::message::OutboxMessage,
+    ) -> Result<(), StoreError> {
+        let view = self.registration(db, registration_id)?;
+        let message = build(
             &view.attendee.email,
             view.user_id,
             view.event_id,
