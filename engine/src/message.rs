@@ -130,6 +130,13 @@ pub enum MessageKind {
         registration_id: crate::ids::RegistrationId,
         broadcast_id: Uuid,
     },
+    /// A priced hold is still unpaid a while after it was made: what is due, until when the
+    /// seats are held, and the link to pay (read when sent, from the registration as it then
+    /// is; not sent if by then it is paid, a payment is under way, or the hold ended).
+    PaymentDue {
+        event_id: crate::ids::EventId,
+        registration_id: crate::ids::RegistrationId,
+    },
     /// A delivery to an organizer's webhook endpoint (what it says is in its log entry).
     Webhook {
         endpoint_id: Uuid,
@@ -186,6 +193,9 @@ impl MessageKind {
             }
             | MessageKind::RegistrationCanceled {
                 registration_id, ..
+            }
+            | MessageKind::PaymentDue {
+                registration_id, ..
             } => Some(*registration_id),
             MessageKind::EventCanceled {
                 registration_id, ..
@@ -221,6 +231,7 @@ impl MessageKind {
             MessageKind::Broadcast { .. } => "broadcast",
             MessageKind::EventChanged { .. } => "event_changed",
             MessageKind::RegistrationCanceled { .. } => "registration_canceled",
+            MessageKind::PaymentDue { .. } => "payment_due",
             MessageKind::Webhook { .. } => "webhook",
         }
     }
@@ -255,6 +266,23 @@ impl OutboxMessage {
             kind,
             created_at: at,
         }
+    }
+
+    /// A message of `kind` whose id derives from its registration and `tag` (one of its kind
+    /// per registration) and `at`: writing it again writes the same rows.
+    pub fn about_registration(
+        tag: &[u8],
+        to: &str,
+        user_id: Option<UserId>,
+        kind: MessageKind,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let mut input = Vec::with_capacity(16 + tag.len());
+        if let Some(id) = kind.registration_id() {
+            input.extend_from_slice(id.as_bytes());
+        }
+        input.extend_from_slice(tag);
+        Self::derived(&input, to, user_id, kind, at)
     }
 }
 

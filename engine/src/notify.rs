@@ -240,14 +240,40 @@ pub fn cancellation_message(
     registration_id: crate::ids::RegistrationId,
     at: DateTime<Utc>,
 ) -> OutboxMessage {
-    let mut input = Vec::with_capacity(24);
-    input.extend_from_slice(registration_id.as_bytes());
-    input.extend_from_slice(b"canceled");
     let kind = MessageKind::RegistrationCanceled {
         event_id,
         registration_id,
     };
-    OutboxMessage::derived(&input, to, user_id, kind, at)
+    OutboxMessage::about_registration(b"canceled", to, user_id, kind, at)
+}
+
+/// The message asking the attendee of a priced hold to pay, with its link, dated `at` (when it
+/// is due: see [`payment_due_at`]; most buyers pay before, and then it is skipped); its id
+/// derives from the registration and that time (a hold asks once).
+pub fn payment_due_message(
+    to: &str,
+    user_id: Option<crate::ids::UserId>,
+    event_id: crate::ids::EventId,
+    registration_id: crate::ids::RegistrationId,
+    at: DateTime<Utc>,
+) -> OutboxMessage {
+    let kind = MessageKind::PaymentDue {
+        event_id,
+        registration_id,
+    };
+    OutboxMessage::about_registration(b"payment_due", to, user_id, kind, at)
+}
+
+/// When a hold made `at` and held until `expires_at` asks its buyer to pay: `after` later,
+/// but no later than halfway through the hold (so the buyer has half of it left to pay).
+pub fn payment_due_at(
+    at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    after: std::time::Duration,
+) -> DateTime<Utc> {
+    let half = (expires_at - at) / 2;
+    let after = chrono::Duration::from_std(after).unwrap_or(half);
+    at + after.min(half).max(chrono::Duration::zero())
 }
 
 /// The reminder of `registration_id`'s attendee, `offset_secs` before the event starts at
@@ -480,6 +506,34 @@ mod tests {
             },
             Utc::now(),
         )
+    }
+
+    #[test]
+    fn a_hold_asks_for_payment_after_the_delay_but_no_later_than_halfway() {
+        let at = Utc::now();
+        let secs = |s: i64| chrono::Duration::seconds(s);
+        let after = std::time::Duration::from_secs(120);
+        // A 10-minute hold: two minutes in.
+        assert_eq!(payment_due_at(at, at + secs(600), after), at + secs(120));
+        // A 3-minute hold: halfway, 90 s in.
+        assert_eq!(payment_due_at(at, at + secs(180), after), at + secs(90));
+        // A hold already over (a clock step): at once, never before it was made.
+        assert_eq!(payment_due_at(at, at - secs(5), after), at);
+        // Same registration, same message; another registration, another.
+        let (event, reg) = (
+            crate::ids::EventId::new(),
+            crate::ids::RegistrationId::new(),
+        );
+        let one = payment_due_message("a@example.com", None, event, reg, at);
+        assert_eq!(
+            one.id,
+            payment_due_message("a@example.com", None, event, reg, at).id
+        );
+        let other = crate::ids::RegistrationId::new();
+        assert_ne!(
+            one.id,
+            payment_due_message("a@example.com", None, event, other, at).id
+        );
     }
 
     #[test]

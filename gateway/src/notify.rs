@@ -6,9 +6,10 @@ use crate::ticket_code::TicketCodes;
 use engine::message::{MessageKind, OutboxMessage};
 use engine::model::RegistrationStatus;
 use engine::notify::{Channel, SendError, Sender, Sent};
+use engine::payment::PaymentState;
 use engine::ports::Store;
 use engine::values::BoxFuture;
-use integrations::mail::{BroadcastFacts, EventFacts, Facts, Mailer};
+use integrations::mail::{BroadcastFacts, DueFacts, EventFacts, Facts, Mailer};
 use std::sync::Arc;
 
 /// Sends e-mail.
@@ -134,6 +135,11 @@ pub(crate) fn facts(
                 view.status.as_str()
             )));
         }
+        if matches!(message.kind, MessageKind::PaymentDue { .. }) {
+            facts.due = Some(still_due(view)?);
+        }
+    } else if matches!(message.kind, MessageKind::PaymentDue { .. }) {
+        return Err(SendError::Permanent("registration not found".into()));
     }
     let Some(event_id) = view.as_ref().map(|v| v.event_id).or(event_id) else {
         return Ok(facts);
@@ -157,6 +163,38 @@ pub(crate) fn facts(
     }
     facts.event = Some(EventFacts::from(&record));
     Ok(facts)
+}
+
+/// What a hold still asks its buyer to pay; `Obsolete` if it no longer does: it is paid or
+/// ended, or a payment is under way (the buyer is paying; a failed or canceled attempt asks
+/// again).
+fn still_due(view: &engine::ports::RegistrationView) -> Result<DueFacts, SendError> {
+    if view.status != RegistrationStatus::Held {
+        return Err(SendError::Obsolete(format!(
+            "the registration is {} now",
+            view.status.as_str()
+        )));
+    }
+    if let Some(payment) = &view.payment
+        && !matches!(
+            payment.state(),
+            PaymentState::Failed | PaymentState::Canceled
+        )
+    {
+        return Err(SendError::Obsolete(format!(
+            "its payment is {}",
+            payment.state().as_str()
+        )));
+    }
+    match &view.price {
+        Some(price) if price.total_minor > 0 => Ok(DueFacts {
+            amount_minor: price.total_minor,
+            currency: price.currency.clone(),
+            quantity: view.quantity,
+            held_until: view.expires_at,
+        }),
+        _ => Err(SendError::Obsolete("nothing to pay".into())),
+    }
 }
 
 impl Sender for MailSender {

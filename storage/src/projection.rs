@@ -389,7 +389,7 @@ impl Overlay {
             price,
             waitlist_entry: None,
         }));
-        Ok(())
+        self.payment_due_notice(db, registration_id)
     }
 
     fn waitlist_joined(

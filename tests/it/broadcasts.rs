@@ -5,10 +5,9 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tests::mail::{SmtpSink, read_ics};
-use tests::{Api, Server, wait_for};
+use tests::mail::{read_ics, with_smtp};
+use tests::{Api, wait_for};
 
 fn attendee(name: &str) -> Value {
     json!({"name": name, "email": format!("{}@example.com", name.to_lowercase())})
@@ -18,24 +17,6 @@ fn parsed(raw: &[Vec<u8>]) -> Vec<Message<'_>> {
     raw.iter()
         .map(|r| MessageParser::default().parse(r).expect("MIME parses"))
         .collect()
-}
-
-/// An SMTP sink and a server mailing to it (fan-outs looked for every 50 ms), with `extra`
-/// settings; the sink's directory.
-fn with_smtp(dir: &Path, extra: &[(&str, &str)]) -> (SmtpSink, Server, PathBuf) {
-    let maildir = dir.join("mail");
-    let sink = SmtpSink::start(&maildir);
-    let port = sink.port.to_string();
-    let mut env = vec![
-        ("OUTBOX__DELIVERY", "smtp"),
-        ("OUTBOX__SMTP__HOST", "127.0.0.1"),
-        ("OUTBOX__SMTP__PORT", port.as_str()),
-        ("OUTBOX__SMTP__SECURITY", "none"),
-        ("OUTBOX__SCHEDULE_POLL_MS", "50"),
-    ];
-    env.extend_from_slice(extra);
-    let server = Server::start(&dir.join("data"), &env);
-    (sink, server, maildir)
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ mod notify;
 mod ops;
 mod overload_log;
 mod passivation;
+mod payment_due;
 mod payments;
 mod paypal;
 mod rate_limit;

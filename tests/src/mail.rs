@@ -209,3 +209,24 @@ pub async fn settled(api: &crate::Api, dir: &Path) -> Vec<Vec<u8>> {
     .await
     .expect("the sink holds every mail sent")
 }
+
+/// An SMTP sink and a server mailing to it (fan-outs looked for every 50 ms), with `extra`
+/// settings; the sink's directory.
+pub fn with_smtp(
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> (SmtpSink, crate::Server, std::path::PathBuf) {
+    let maildir = dir.join("mail");
+    let sink = SmtpSink::start(&maildir);
+    let port = sink.port.to_string();
+    let mut env = vec![
+        ("OUTBOX__DELIVERY", "smtp"),
+        ("OUTBOX__SMTP__HOST", "127.0.0.1"),
+        ("OUTBOX__SMTP__PORT", port.as_str()),
+        ("OUTBOX__SMTP__SECURITY", "none"),
+        ("OUTBOX__SCHEDULE_POLL_MS", "50"),
+    ];
+    env.extend_from_slice(extra);
+    let server = crate::Server::start(&dir.join("data"), &env);
+    (sink, server, maildir)
+}

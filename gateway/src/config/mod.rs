@@ -222,6 +222,9 @@ pub struct OutboxSection {
     pub inbox_max: usize,
     /// Reminders before an event that sets none of its own, in seconds before its start.
     pub reminder_offsets_secs: Vec<u32>,
+    /// Seconds after a priced hold that its buyer, if they have not paid or started paying,
+    /// is sent the payment link (at most halfway through the hold; 0: never).
+    pub payment_due_after_secs: u64,
     /// Longest wait between two looks at the reminder schedule's next entry.
     pub schedule_poll_ms: u64,
     /// Recipients of managers' broadcasts queued per second.

@@ -34,6 +34,10 @@ impl Config {
                  outbox.schedule_poll_ms be 10..=60000",
             ),
             (
+                self.outbox.payment_due_after_secs <= 86_400,
+                "outbox.payment_due_after_secs must be 0..=86400",
+            ),
+            (
                 (1..=100_000).contains(&self.outbox.broadcast_rate_per_sec)
                     && (1..=1_000).contains(&self.outbox.broadcasts_per_day),
                 "outbox.broadcast_rate_per_sec must be 1..=100000 and outbox.broadcasts_per_day \

@@ -16,7 +16,7 @@ use engine::ids::{EventId, RegistrationId};
 use engine::message::{MessageKind, OutboxMessage, RefundCause, TicketLine};
 use engine::model::EventRecord;
 use integrations::mail::templates::{Templates, pick_locale};
-use integrations::mail::{BroadcastFacts, EventFacts, Facts};
+use integrations::mail::{BroadcastFacts, DueFacts, EventFacts, Facts};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -32,8 +32,9 @@ pub struct Previews {
 }
 
 /// The kinds a manager may preview (the account messages are not about an event).
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "confirmed",
+    "payment_due",
     "registration_canceled",
     "event_reminder",
     "event_changed",
@@ -53,8 +54,8 @@ pub(super) fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewParams {
-    /// `confirmed`, `registration_canceled`, `event_reminder`, `event_changed`, `event_canceled`, `tickets`, `waitlist_offer`,
-    /// `payment_refunded` or `payment_reminder`.
+    /// `confirmed`, `payment_due`, `registration_canceled`, `event_reminder`, `event_changed`,
+    /// `event_canceled`, `tickets`, `waitlist_offer`, `payment_refunded` or `payment_reminder`.
     #[param(max_length = 32)]
     kind: String,
     /// A language tag (`de`, `fr-CH`, ...); templates it has none for fall back to English.
@@ -87,15 +88,14 @@ fn preview_example() -> serde_json::Value {
 /// The sample message of `kind` about `event`.
 fn sample(kind: &str, event: &EventRecord) -> Option<MessageKind> {
     let (event_id, registration_id) = (event.id, RegistrationId(uuid::Uuid::nil()));
-    let (amount_minor, currency) = event
-        .ticket_types
-        .first()
-        .map_or((2_500, "EUR".to_owned()), |t| {
-            (t.price_minor.max(1), t.currency.clone())
-        });
+    let (amount_minor, currency) = sample_price(event);
     let soon = Utc::now() + chrono::Duration::hours(24);
     Some(match kind {
         "confirmed" => MessageKind::Confirmed {
+            event_id,
+            registration_id,
+        },
+        "payment_due" => MessageKind::PaymentDue {
             event_id,
             registration_id,
         },
@@ -145,6 +145,27 @@ fn sample(kind: &str, event: &EventRecord) -> Option<MessageKind> {
         },
         _ => return None,
     })
+}
+
+/// The price of a seat of the event's first ticket type (a sample one if it is free).
+fn sample_price(event: &EventRecord) -> (i64, String) {
+    event
+        .ticket_types
+        .first()
+        .map_or((2_500, "EUR".to_owned()), |t| {
+            (t.price_minor.max(1), t.currency.clone())
+        })
+}
+
+/// Two seats of the event's first ticket type, held for its hold time from now.
+fn sample_due(event: &EventRecord) -> DueFacts {
+    let (unit_minor, currency) = sample_price(event);
+    DueFacts {
+        amount_minor: unit_minor.saturating_mul(2),
+        currency,
+        quantity: 2,
+        held_until: Utc::now() + chrono::Duration::seconds(i64::from(event.hold_ttl_secs)),
+    }
 }
 
 fn sample_tickets() -> Vec<TicketLine> {
@@ -201,6 +222,7 @@ pub(super) fn render(
         unsubscribe_url: None,
         broadcast,
         refund: None,
+        due: Some(sample_due(event)),
     };
     let rendered = previews
         .templates

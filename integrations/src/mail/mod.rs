@@ -39,6 +39,19 @@ pub struct Facts {
     /// Money going back for the registration (refunded or being refunded), in minor units
     /// of the currency, if any.
     pub refund: Option<(i64, String)>,
+    /// What a hold still asks its buyer to pay (a `payment_due` message).
+    pub due: Option<DueFacts>,
+}
+
+/// What an unpaid hold asks for: the amount, for how many seats, and until when they are
+/// held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueFacts {
+    /// In minor units of `currency`.
+    pub amount_minor: i64,
+    pub currency: String,
+    pub quantity: u16,
+    pub held_until: DateTime<Utc>,
 }
 
 /// What a manager's broadcast says.
@@ -106,6 +119,7 @@ pub fn link(base: &str, message: &OutboxMessage) -> Option<String> {
         (MessageKind::ResetPassword { token, .. }, _) => {
             format!("{base}/reset-password?token={token}")
         }
+        (MessageKind::PaymentDue { .. }, Some(id)) => format!("{base}/registrations/{id}/pay"),
         (_, Some(id)) => format!("{base}/registrations/{id}"),
         (MessageKind::EventCanceled { event_id, .. }, None) => format!("{base}/events/{event_id}"),
         (_, None) => return None,
@@ -138,6 +152,7 @@ pub fn transactional(kind: &MessageKind) -> bool {
         | MessageKind::EventCanceled { .. }
         | MessageKind::EventChanged { .. }
         | MessageKind::RegistrationCanceled { .. }
+        | MessageKind::PaymentDue { .. }
         | MessageKind::Webhook { .. } => true,
         MessageKind::EventReminder { .. } | MessageKind::Broadcast { .. } => false,
     }
@@ -207,6 +222,12 @@ enum Fields<'a> {
         quantity: u16,
         expires_at: String,
     },
+    Due {
+        amount: String,
+        currency: &'a str,
+        quantity: u16,
+        expires_at: String,
+    },
     Money {
         amount: String,
         currency: &'a str,
@@ -273,10 +294,9 @@ impl<'a> BroadcastContext<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// The fields of `kind` (a broadcast's are in `facts`).
-    fn of(kind: &'a MessageKind, facts: &'a Facts) -> Self {
-        match kind {
-            MessageKind::EventChanged { changed, .. } => Fields::Changed { changed },
+    /// The fields of the kinds whose fields were read when sent (in `facts`).
+    fn read(kind: &'a MessageKind, facts: &'a Facts) -> Option<Self> {
+        Some(match kind {
             MessageKind::RegistrationCanceled { .. } => Fields::Refund {
                 refund: facts
                     .refund
@@ -284,12 +304,39 @@ impl<'a> Fields<'a> {
                     .map(|(minor, currency)| amount(*minor, currency)),
                 currency: facts.refund.as_ref().map(|(_, currency)| currency.as_str()),
             },
-            MessageKind::Broadcast { .. } => match &facts.broadcast {
-                Some(broadcast) => Fields::Broadcast {
-                    broadcast: BroadcastContext::of(broadcast),
-                },
-                None => Fields::None {},
-            },
+            MessageKind::PaymentDue { .. } => {
+                facts
+                    .due
+                    .as_ref()
+                    .map_or(Fields::None {}, |due| Fields::Due {
+                        amount: amount(due.amount_minor, &due.currency),
+                        currency: &due.currency,
+                        quantity: due.quantity,
+                        expires_at: when(due.held_until),
+                    })
+            }
+            MessageKind::Broadcast { .. } => {
+                facts
+                    .broadcast
+                    .as_ref()
+                    .map_or(Fields::None {}, |b| Fields::Broadcast {
+                        broadcast: BroadcastContext::of(b),
+                    })
+            }
+            _ => return None,
+        })
+    }
+
+    /// The fields of `kind` (some read when sent, in `facts`).
+    fn of(kind: &'a MessageKind, facts: &'a Facts) -> Self {
+        if let Some(fields) = Self::read(kind, facts) {
+            return fields;
+        }
+        match kind {
+            MessageKind::EventChanged { changed, .. } => Fields::Changed { changed },
+            MessageKind::RegistrationCanceled { .. }
+            | MessageKind::PaymentDue { .. }
+            | MessageKind::Broadcast { .. } => Fields::None {},
             MessageKind::VerifyEmail { expires_at, .. }
             | MessageKind::ResetPassword { expires_at, .. } => Fields::Token {
                 expires_at: when(*expires_at),

@@ -70,6 +70,7 @@ impl Spool {
             }
             MessageKind::WaitlistOffer { expires_at, .. } => (None, Some(*expires_at)),
             MessageKind::PaymentReminder { deadline, .. } => (None, Some(*deadline)),
+            MessageKind::PaymentDue { .. } => (None, facts.due.as_ref().map(|d| d.held_until)),
             _ => (None, None),
         };
         let line = Line {

@@ -191,6 +191,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/mail/event_changed.fr.jinja"),
     ),
     (
+        "payment_due.en",
+        include_str!("../../templates/mail/payment_due.en.jinja"),
+    ),
+    (
+        "payment_due.de",
+        include_str!("../../templates/mail/payment_due.de.jinja"),
+    ),
+    (
+        "payment_due.fr",
+        include_str!("../../templates/mail/payment_due.fr.jinja"),
+    ),
+    (
         "broadcast.en",
         include_str!("../../templates/mail/broadcast.en.jinja"),
     ),
@@ -386,6 +398,12 @@ fn full_facts() -> Facts {
             body: "Dear all,\n\nthe doors open an hour early.\nBring your ticket & a smile.".into(),
         }),
         refund: Some((8_500, "EUR".into())),
+        due: Some(super::DueFacts {
+            amount_minor: 17_000,
+            currency: "EUR".into(),
+            quantity: 2,
+            held_until: at - chrono::Duration::days(30),
+        }),
     }
 }
 
@@ -395,9 +413,7 @@ fn samples() -> Vec<OutboxMessage> {
         .with_ymd_and_hms(2030, 5, 1, 12, 0, 0)
         .single()
         .unwrap_or_default();
-    let registration_id = RegistrationId(uuid::Uuid::nil());
-    let event_id = EventId(uuid::Uuid::nil());
-    let kinds = [
+    let mut kinds = vec![
         MessageKind::VerifyEmail {
             token: "token".into(),
             expires_at: at,
@@ -406,6 +422,19 @@ fn samples() -> Vec<OutboxMessage> {
             token: "token".into(),
             expires_at: at,
         },
+    ];
+    kinds.extend(registration_kinds(at));
+    kinds
+        .into_iter()
+        .map(|kind| OutboxMessage::new("ann@example.com", None, kind, at))
+        .collect()
+}
+
+/// A message of every kind about a registration or an event.
+fn registration_kinds(at: chrono::DateTime<Utc>) -> Vec<MessageKind> {
+    let registration_id = RegistrationId(uuid::Uuid::nil());
+    let event_id = EventId(uuid::Uuid::nil());
+    vec![
         MessageKind::Tickets {
             event_title: "Sample".into(),
             registration_id,
@@ -462,11 +491,11 @@ fn samples() -> Vec<OutboxMessage> {
             event_id,
             registration_id,
         },
-    ];
-    kinds
-        .into_iter()
-        .map(|kind| OutboxMessage::new("ann@example.com", None, kind, at))
-        .collect()
+        MessageKind::PaymentDue {
+            event_id,
+            registration_id,
+        },
+    ]
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Messages the read model decides itself: a confirmed registration's tickets go to its
-//! attendee. They are written with the confirmation (so the sale's path pays no outbox room
-//! for them and never waits on one), as deliveries ready for the channels' workers.
+//! attendee, a canceled one is told, and an unpaid priced hold asks for its payment a while
+//! after it was made. They are written with the change (so the sale's path pays no outbox
+//! room for them and never waits on one), as deliveries for the channels' workers.
 
 use super::Overlay;
 use crate::codec::decode;
@@ -30,6 +31,30 @@ impl Overlay {
         )
     }
 
+    /// The message asking the buyer of a priced hold just made to pay, due a while later (if
+    /// it is paid by then, or the hold ended, its worker skips it), unless asking is off.
+    pub(super) fn payment_due_notice(
+        &mut self,
+        db: &Db,
+        registration_id: RegistrationId,
+    ) -> Result<(), StoreError> {
+        let Some(after) = db.delivery_state.payment_due_after() else {
+            return Ok(());
+        };
+        let view = self.registration(db, registration_id)?;
+        if view.price.as_ref().is_none_or(|p| p.total_minor <= 0) {
+            return Ok(());
+        }
+        let due = engine::notify::payment_due_at(view.created_at, view.expires_at, after);
+        // Dated when it is due (its place among the account's notifications, its id's order).
+        self.attendee_notice(
+            db,
+            registration_id,
+            due,
+            engine::notify::payment_due_message,
+        )
+    }
+
     /// The cancellation message of a confirmed registration just canceled, unless its event
     /// was canceled (the event's cancellation tells everyone itself).
     pub(super) fn cancellation_notice(
@@ -52,7 +77,7 @@ impl Overlay {
     }
 
     /// The message `build` makes for the registration's attendee at `at`, with its
-    /// deliveries, into this batch.
+    /// deliveries (due then), into this batch.
     fn attendee_notice(
         &mut self,
         db: &Db,
