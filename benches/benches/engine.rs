@@ -59,6 +59,7 @@ fn main() {
             currency: "EUR".into(),
             voucher: None,
             tax: None,
+            payment_due_after: None,
         }));
         let (events, outcome) = pool.execute(command, EventStatus::Published, now);
         assert!(outcome.is_ok() && events.len() == 1);

@@ -74,6 +74,8 @@ async fn run(batch_events_max: usize, total: usize) {
             at,
             voucher: None,
             price: Some(engine::pricing::quote(1_000, "EUR", 1, None)),
+            // A priced hold carries when its payment link is due (the default 120 s).
+            payment_due_at: Some(at + chrono::Duration::minutes(2)),
         };
         let (latency, done_tx, submitted) = (latency.clone(), done_tx.clone(), Instant::now());
         let done = Completion::new(move |r| {

@@ -270,6 +270,7 @@ pub fn engine_config() -> EngineConfig {
         payment_hold_extension_secs: 900,
         bank_transfer: None,
         bank_reminder_before: None,
+        payment_due_after: None,
         refund_retry: std::time::Duration::from_secs(1),
         refund_attempts_max: 8,
     }

@@ -50,6 +50,9 @@ pub struct EngineConfig {
     /// A bank transfer's buyer is reminded this long before its deadline, if still unpaid
     /// (none: no reminders).
     pub bank_reminder_before: Option<std::time::Duration>,
+    /// A priced hold still unpaid (no payment started) this long after it was made sends its
+    /// buyer the payment link, at most halfway through the hold (none: never).
+    pub payment_due_after: Option<std::time::Duration>,
     /// First retry delay of a refund call that failed (doubling up to 32x).
     pub refund_retry: Duration,
     /// Refund calls before the refund is marked failed.

@@ -247,9 +247,9 @@ pub fn cancellation_message(
     OutboxMessage::about_registration(b"canceled", to, user_id, kind, at)
 }
 
-/// The message asking the attendee of a priced hold to pay, with its link, dated `at` (when it
-/// is due: see [`payment_due_at`]; most buyers pay before, and then it is skipped); its id
-/// derives from the registration and that time (a hold asks once).
+/// The message asking the attendee of a priced hold to pay, with its link, dated `at` (when
+/// the pool found it still unpaid: `PoolEvent::PaymentDue`); its id derives from the
+/// registration and that time (a hold asks once).
 pub fn payment_due_message(
     to: &str,
     user_id: Option<crate::ids::UserId>,
@@ -262,18 +262,6 @@ pub fn payment_due_message(
         registration_id,
     };
     OutboxMessage::about_registration(b"payment_due", to, user_id, kind, at)
-}
-
-/// When a hold made `at` and held until `expires_at` asks its buyer to pay: `after` later,
-/// but no later than halfway through the hold (so the buyer has half of it left to pay).
-pub fn payment_due_at(
-    at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    after: std::time::Duration,
-) -> DateTime<Utc> {
-    let half = (expires_at - at) / 2;
-    let after = chrono::Duration::from_std(after).unwrap_or(half);
-    at + after.min(half).max(chrono::Duration::zero())
 }
 
 /// The reminder of `registration_id`'s attendee, `offset_secs` before the event starts at
@@ -510,7 +498,8 @@ mod tests {
 
     #[test]
     fn a_hold_asks_for_payment_after_the_delay_but_no_later_than_halfway() {
-        let at = Utc::now();
+        use crate::pool::payment::payment_due_at;
+        let at = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
         let secs = |s: i64| chrono::Duration::seconds(s);
         let after = std::time::Duration::from_secs(120);
         // A 10-minute hold: two minutes in.

@@ -165,9 +165,9 @@ pub(crate) fn facts(
     Ok(facts)
 }
 
-/// What a hold still asks its buyer to pay; `Obsolete` if it no longer does: it is paid or
-/// ended, or a payment is under way (the buyer is paying; a failed or canceled attempt asks
-/// again).
+/// What a hold still asks its buyer to pay; `Obsolete` if it no longer does: since the pool
+/// asked, it was paid or ended, or a payment got under way (not one that failed or was
+/// canceled: the link is still what the buyer needs).
 fn still_due(view: &engine::ports::RegistrationView) -> Result<DueFacts, SendError> {
     if view.status != RegistrationStatus::Held {
         return Err(SendError::Obsolete(format!(

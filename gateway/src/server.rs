@@ -142,7 +142,6 @@ impl Core {
         let senders = senders(config, &db, &codes, &inbox_feeds, &unsubscribe, &templates)?;
         db.set_inbox_max(config.outbox.inbox_max);
         db.set_reminder_offsets(config.outbox.reminder_offsets_secs.clone());
-        db.set_payment_due_after(config.outbox.payment_due_after_secs);
         // The read model plans deliveries on the channels that have a sender.
         db.set_channels(engine::notify::Channels::of(
             senders.iter().map(|s| s.channel()),

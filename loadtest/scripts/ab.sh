@@ -5,7 +5,8 @@
 # build, pair, kind, rate/s, no-op rate/s, rate ÷ no-op, p99 ms[, exactly-once]).
 #
 #   OLD_BIN=/path/old-gateway NEW_BIN=/path/new-gateway LT=/path/loadtest \
-#     [OLD_ARGS="--config /old/tree/config/default.toml"] [ORDER=old|new] [KINDS="ratio storm"] \
+#     [OLD_ARGS="--config /old/tree/config/default.toml"] [NEW_ARGS=...] [ORDER=old|new] \
+#     [KINDS="ratio storm"] \
 #     [OUT=ab-results.tsv] bash loadtest/scripts/ab.sh N
 #
 # Quote medians, and the median of the per-pair ratios; run both ORDERs (the first of a pair
@@ -60,10 +61,10 @@ PY
 
 for pair in $(seq 1 "$N"); do
   if [ "${ORDER:-old}" = new ]; then
-    run_one new "$NEW_BIN" "" "$pair"
+    run_one new "$NEW_BIN" "${NEW_ARGS:-}" "$pair"
     run_one old "$OLD_BIN" "${OLD_ARGS:-}" "$pair"
   else
     run_one old "$OLD_BIN" "${OLD_ARGS:-}" "$pair"
-    run_one new "$NEW_BIN" "" "$pair"
+    run_one new "$NEW_BIN" "${NEW_ARGS:-}" "$pair"
   fi
 done

@@ -100,12 +100,6 @@ impl Db {
         self.delivery_state.set_reminder_offsets(offsets);
     }
 
-    /// Seconds after a priced hold that its buyer is asked to pay, if still unpaid (at most
-    /// halfway through the hold; 0, the default: never).
-    pub fn set_payment_due_after(&self, secs: u64) {
-        self.delivery_state.set_payment_due_after(secs);
-    }
-
     /// Entries kept per in-app inbox (default 200).
     pub fn set_inbox_max(&self, max: usize) {
         self.delivery_state.set_inbox_max(max);

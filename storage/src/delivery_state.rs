@@ -3,7 +3,7 @@
 //! channel's count of queued rows, kept as rows change.
 
 use engine::notify::{Channel, Channels};
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
@@ -20,8 +20,6 @@ pub(crate) struct DeliveryState {
     inbox_max: AtomicUsize,
     /// Reminder offsets of events that set none.
     reminder_offsets: Mutex<Vec<u32>>,
-    /// Seconds after a priced hold that its buyer is asked to pay (0: never).
-    payment_due_after_secs: AtomicU64,
     /// Per channel: the earliest due time (ms) a queue entry may have, and a count of the
     /// entries staged so far. Queue scans start there instead of at the channel's first key,
     /// so they do not walk the tombstones of everything already sent (an LSM keeps them
@@ -62,7 +60,6 @@ impl Default for DeliveryState {
             channels: AtomicU8::new(Channels::default().bits()),
             inbox_max: AtomicUsize::new(200),
             reminder_offsets: Mutex::new(vec![86_400, 3_600]),
-            payment_due_after_secs: AtomicU64::new(0),
             floors: std::array::from_fn(|_| {
                 Mutex::new(Floor {
                     due_ms: 0,
@@ -113,18 +110,6 @@ impl DeliveryState {
             .reminder_offsets
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = offsets;
-    }
-
-    /// How long after a priced hold its buyer is asked to pay; none: never.
-    pub(crate) fn payment_due_after(&self) -> Option<std::time::Duration> {
-        match self.payment_due_after_secs.load(Ordering::Relaxed) {
-            0 => None,
-            secs => Some(std::time::Duration::from_secs(secs)),
-        }
-    }
-
-    pub(crate) fn set_payment_due_after(&self, secs: u64) {
-        self.payment_due_after_secs.store(secs, Ordering::Relaxed);
     }
 
     fn floor_of(&self, channel: Channel) -> MutexGuard<'_, Floor> {

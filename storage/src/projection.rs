@@ -325,6 +325,10 @@ impl Overlay {
                 self.ticket(db, ticket_id)?.admission = Some(admission);
             }
             PoolEvent::Scanned { .. } => self.scanned(db, pools, pool_id, event)?,
+            PoolEvent::PaymentDue {
+                registration_id,
+                at,
+            } => self.payment_due_notice(db, registration_id, at)?,
             PoolEvent::PaymentStarted { .. }
             | PoolEvent::PaymentReminded { .. }
             | PoolEvent::PaymentPending { .. }
@@ -359,6 +363,7 @@ impl Overlay {
             idempotency,
             voucher,
             price,
+            ..
         } = event
         else {
             return Ok(());
@@ -389,7 +394,7 @@ impl Overlay {
             price,
             waitlist_entry: None,
         }));
-        self.payment_due_notice(db, registration_id)
+        Ok(())
     }
 
     fn waitlist_joined(

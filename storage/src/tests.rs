@@ -69,6 +69,7 @@ fn held(event_id: EventId, registration_id: RegistrationId, email: &str) -> Stre
         at,
         voucher: None,
         price: Some(engine::pricing::quote(4500, "EUR", 2, None)),
+        payment_due_at: None,
     })
 }
 

@@ -122,6 +122,7 @@ impl Engine {
             currency: tt.currency.clone(),
             voucher,
             tax: Some(tt.tax_rule(record)),
+            payment_due_after: self.ctx.config.payment_due_after,
         };
         Ok((hold, tt.pool_id))
     }

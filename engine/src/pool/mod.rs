@@ -161,6 +161,9 @@ impl PoolState {
             PoolEvent::WaitlistJoined { entry, .. } => self.apply_waitlist_joined(entry),
             PoolEvent::WaitlistLeft { entry_id, .. } => self.apply_waitlist_left(*entry_id),
             PoolEvent::WaitlistOffered { .. } => self.apply_waitlist_offered(event),
+            PoolEvent::PaymentDue {
+                registration_id, ..
+            } => self.clear_payment_due(*registration_id),
             PoolEvent::PaymentStarted { .. }
             | PoolEvent::PaymentReminded { .. }
             | PoolEvent::PaymentPending { .. }

@@ -45,6 +45,10 @@ impl PoolState {
         .taxed(cmd.tax);
         // Millisecond precision: the durable format stores milliseconds.
         let expires_at = millis_to_time((now + cmd.ttl).timestamp_millis());
+        let payment_due_at = cmd
+            .payment_due_after
+            .filter(|_| price.total_minor > 0)
+            .map(|after| super::payment::payment_due_at(now, expires_at, after));
         let registration_id = cmd.registration_id;
         self.emit(
             events,
@@ -60,6 +64,7 @@ impl PoolState {
                 at: now,
                 voucher: price.voucher.clone(),
                 price: Some(price.clone()),
+                payment_due_at,
             },
         );
         Ok(PoolOutcome::Held {
@@ -264,6 +269,7 @@ impl PoolState {
         }
         self.deactivate_due_vouchers(now, events);
         self.decide_reminders(now, events);
+        self.decide_payment_dues(now, events);
         due.len()
     }
 
@@ -277,6 +283,7 @@ impl PoolState {
             expires_at,
             voucher,
             price,
+            payment_due_at,
             ..
         } = event
         else {
@@ -305,6 +312,9 @@ impl PoolState {
             idempotency.as_ref(),
             voucher,
         );
+        if let Some(due) = payment_due_at {
+            self.arm_payment_due(*registration_id, *due);
+        }
     }
 
     pub(super) fn apply_hold_expired(&mut self, id: RegistrationId) {
@@ -326,6 +336,7 @@ impl PoolState {
         self.tickets_issued += tickets.len() as u64;
         self.expiries.remove(&(reg.expires_at_ms, id));
         self.clear_reminder(id);
+        self.clear_payment_due(id);
     }
 
     pub(super) fn apply_canceled(&mut self, id: RegistrationId) {
@@ -379,6 +390,7 @@ impl PoolState {
                 voucher,
                 total_minor,
                 currency: currency_code(currency),
+                payment_due_at_ms: None,
             },
         );
         assert!(previous.is_none(), "registration {id} held twice");
@@ -396,6 +408,9 @@ impl PoolState {
     fn forget(&mut self, id: RegistrationId, reg: RegEntry) {
         self.regs.remove(&id);
         self.clear_reminder(id);
+        if let Some(ms) = reg.payment_due_at_ms {
+            self.payment_dues.remove(&(ms, id));
+        }
         // Its seats no longer count against its account.
         if let Some(account) = reg.account
             && let std::collections::hash_map::Entry::Occupied(mut e) =

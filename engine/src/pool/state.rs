@@ -22,6 +22,7 @@ impl PoolState {
             admitted: HashMap::new(),
             expiries: BTreeSet::new(),
             reminders: BTreeSet::new(),
+            payment_dues: BTreeSet::new(),
             per_account: HashMap::new(),
             tickets_issued: 0,
             presence: HashMap::new(),
@@ -52,6 +53,7 @@ impl PoolState {
             .map(|(id, r)| (r.expires_at_ms, *id))
             .collect();
         self.reminders = self.payments.reminders().collect();
+        self.payment_dues = self.payment_dues_of_regs();
         let (held, confirmed) = self
             .regs
             .values()
@@ -145,16 +147,17 @@ impl PoolState {
         // Holds run out, and so do reserving vouchers (their seats then go back).
         let hold = self.expiries.first().map(|(ms, _)| *ms);
         let reminder = self.reminders.first().map(|(ms, _)| *ms);
-        [hold, reminder, self.vouchers.next_deadline()]
+        let link = self.payment_dues.first().map(|(ms, _)| *ms);
+        [hold, reminder, link, self.vouchers.next_deadline()]
             .into_iter()
             .flatten()
             .min()
             .and_then(DateTime::from_timestamp_millis)
     }
 
-    /// Whether payment reminders are pending.
+    /// Whether payment reminders (or payment links) are pending.
     pub fn has_reminders(&self) -> bool {
-        !self.reminders.is_empty()
+        !self.reminders.is_empty() || !self.payment_dues.is_empty()
     }
 
     /// Status of a registration the pool knows.

@@ -198,6 +198,7 @@ fn one_seat_hold(event_id: EventId, id: RegistrationId, tt: TicketTypeId) -> Hol
         currency: "EUR".into(),
         voucher: None,
         tax: None,
+        payment_due_after: None,
     }
 }
 
@@ -258,6 +259,8 @@ fn run(capacity: u32, ops: Vec<Op>) {
                 currency: "EUR".into(),
                 voucher: voucher.map(|v| code(usize::from(v))),
                 tax: None,
+                // Payment links fall due among the expiries (and must replay the same).
+                payment_due_after: Some(std::time::Duration::from_millis(200)),
             })),
             Op::StartPayment(i) => PoolCommand::StartPayment(Box::new(payment::StartPayment {
                 registration_id: pick(&model, *i),
@@ -981,6 +984,7 @@ fn confirm_racing_expiry_ends_in_exactly_one_state() {
         currency: "EUR".into(),
         voucher: None,
         tax: None,
+        payment_due_after: None,
     };
     let (_, r) = state.execute(
         PoolCommand::Hold(Box::new(hold)),
@@ -1077,6 +1081,7 @@ fn a_scan_says_when_it_becomes_the_tickets_first_admission_on_any_list() {
         currency: "EUR".into(),
         voucher: None,
         tax: None,
+        payment_due_after: None,
     };
     let published = EventStatus::Published;
     assert!(
@@ -1772,6 +1777,106 @@ fn a_transfer_still_due_is_reminded_once_and_a_paid_or_ended_one_never() {
         "only the deadline is left"
     );
     let mut rebuilt = PoolState::new(event_id, state.pool_id(), 5);
+    for (i, e) in journal.iter().enumerate() {
+        rebuilt.apply(i as u64 + 1, e);
+    }
+    assert_eq!(rebuilt, state);
+}
+
+#[test]
+fn an_unpaid_hold_is_due_its_payment_link_once_and_a_paid_free_or_ended_one_never() {
+    let event_id = EventId::new();
+    let tt = TicketTypeId::new();
+    let mut state = PoolState::new(event_id, PoolId::new(), 10);
+    let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let mut journal = Vec::new();
+    let mut run = |state: &mut PoolState, cmd: PoolCommand, at: DateTime<Utc>| {
+        let (events, r) = state.execute(cmd, EventStatus::Published, at);
+        assert!(r.is_ok(), "{r:?}");
+        journal.extend(events.clone());
+        events
+    };
+    let [unpaid, paid, paying, canceled, free] = [(); 5].map(|()| RegistrationId::new());
+    for id in [unpaid, paid, paying, canceled, free] {
+        let hold = HoldCommand {
+            unit_price_minor: if id == free { 0 } else { 1_000 },
+            ttl: Duration::minutes(10),
+            payment_due_after: Some(std::time::Duration::from_secs(120)),
+            ..one_seat_hold(event_id, id, tt)
+        };
+        let held = run(&mut state, PoolCommand::Hold(Box::new(hold)), t0);
+        let due_at = match &held[0] {
+            PoolEvent::SeatsHeld { payment_due_at, .. } => *payment_due_at,
+            e => panic!("{e:?}"),
+        };
+        let expected = (id != free).then(|| t0 + Duration::minutes(2));
+        assert_eq!(due_at, expected, "journaled with the hold");
+    }
+    assert_eq!(state.next_expiry(), Some(t0 + Duration::minutes(2)));
+    let start = |id: RegistrationId| payment::StartPayment {
+        registration_id: id,
+        event_id,
+        provider: Provider::Stripe,
+        hold_until: t0 + Duration::minutes(10),
+        currency: "EUR".into(),
+        max_per_account: None,
+        buyer_email: "a@example.com".into(),
+        remind_at: None,
+        billing: None,
+    };
+    for id in [paid, paying] {
+        run(
+            &mut state,
+            PoolCommand::StartPayment(Box::new(start(id))),
+            t0,
+        );
+    }
+    run(
+        &mut state,
+        PoolCommand::Report(paid, succeeded("pi_1", "evt_1")),
+        t0,
+    );
+    run(&mut state, PoolCommand::Cancel(canceled), t0);
+    let asked = |events: &[PoolEvent]| -> Vec<RegistrationId> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                PoolEvent::PaymentDue {
+                    registration_id, ..
+                } => Some(*registration_id),
+                _ => None,
+            })
+            .collect()
+    };
+    let before = state.clone();
+    // Not yet; then once, for the one still unpaid with no payment started; then never again.
+    let early = run(
+        &mut state,
+        PoolCommand::ExpireDue,
+        t0 + Duration::seconds(119),
+    );
+    assert!(asked(&early).is_empty());
+    let due = run(
+        &mut state,
+        PoolCommand::ExpireDue,
+        t0 + Duration::minutes(2),
+    );
+    assert_eq!(asked(&due), vec![unpaid]);
+    let again = run(
+        &mut state,
+        PoolCommand::ExpireDue,
+        t0 + Duration::minutes(3),
+    );
+    assert!(asked(&again).is_empty());
+    assert_eq!(state.next_expiry(), Some(t0 + Duration::minutes(10)));
+    assert!(!state.has_reminders(), "nothing keeps the event awake now");
+    // A snapshot rebuilds the links still due; the journal replays to the same state.
+    let mut restored = before.clone();
+    restored.payment_dues.clear();
+    restored.restore_derived().unwrap();
+    assert_eq!(restored, before);
+    assert!(before.has_reminders());
+    let mut rebuilt = PoolState::new(event_id, state.pool_id(), 10);
     for (i, e) in journal.iter().enumerate() {
         rebuilt.apply(i as u64 + 1, e);
     }

@@ -55,6 +55,10 @@ pub enum PoolEvent {
         /// What it costs, decided with the hold (journals from before prices: `None`).
         #[serde(default)]
         price: Option<Price>,
+        /// When its buyer is to be sent the payment link if it is still unpaid then (a
+        /// priced hold, with the link configured; none: never).
+        #[serde(default, with = "chrono::serde::ts_milliseconds_option")]
+        payment_due_at: Option<DateTime<Utc>>,
     },
     /// A voucher was created.
     VoucherCreated {
@@ -215,6 +219,13 @@ pub enum PoolEvent {
         #[serde(with = "chrono::serde::ts_milliseconds")]
         at: DateTime<Utc>,
     },
+    /// A priced hold was still unpaid, with no payment started, when its buyer was due the
+    /// payment link (the read model writes the `payment_due` message with this event: once).
+    PaymentDue {
+        registration_id: RegistrationId,
+        #[serde(with = "chrono::serde::ts_milliseconds")]
+        at: DateTime<Utc>,
+    },
     /// The provider has the attempt (its id: an intent, an order, a reference).
     PaymentPending {
         registration_id: RegistrationId,
@@ -338,6 +349,7 @@ impl PoolEvent {
             } => return Some((*user_id, *registration_id)),
             PoolEvent::VoucherCreated { .. }
             | PoolEvent::PaymentStarted { .. }
+            | PoolEvent::PaymentDue { .. }
             | PoolEvent::PaymentReminded { .. }
             | PoolEvent::PaymentPending { .. }
             | PoolEvent::PaymentReported { .. }
@@ -439,6 +451,9 @@ pub struct HoldCommand {
     pub voucher: Option<String>,
     /// How VAT applies to the price (none: not recorded).
     pub tax: Option<crate::pricing::TaxRule>,
+    /// How long after the hold its buyer is sent the payment link if it is priced and still
+    /// unpaid (at most halfway through the hold; none: never).
+    pub payment_due_after: Option<std::time::Duration>,
 }
 
 /// Scan one ticket on a check-in list.
@@ -553,6 +568,9 @@ pub(super) struct RegEntry {
     /// The total's ISO 4217 code.
     #[serde(default)]
     pub(super) currency: [u8; 3],
+    /// When its buyer is due the payment link, while no payment was started (ms).
+    #[serde(default)]
+    pub(super) payment_due_at_ms: Option<i64>,
 }
 
 impl RegEntry {
@@ -629,4 +647,8 @@ pub struct PoolState {
     /// payments' `remind_at_ms`).
     #[serde(skip)]
     pub(super) reminders: BTreeSet<(i64, RegistrationId)>,
+    /// Payment links due to unpaid holds, by time (rebuilt on load from the registrations'
+    /// `payment_due_at_ms`).
+    #[serde(skip)]
+    pub(super) payment_dues: BTreeSet<(i64, RegistrationId)>,
 }

@@ -223,7 +223,8 @@ pub struct OutboxSection {
     /// Reminders before an event that sets none of its own, in seconds before its start.
     pub reminder_offsets_secs: Vec<u32>,
     /// Seconds after a priced hold that its buyer, if they have not paid or started paying,
-    /// is sent the payment link (at most halfway through the hold; 0: never).
+    /// is sent the payment link (at most halfway through the hold; 0: never; the pool
+    /// decides it, see `EngineConfig::payment_due_after`).
     pub payment_due_after_secs: u64,
     /// Longest wait between two looks at the reminder schedule's next entry.
     pub schedule_poll_ms: u64,
@@ -717,6 +718,8 @@ impl Config {
             bank_transfer: self.payments.bank_transfer.settings(),
             bank_reminder_before: (self.payments.bank_transfer.reminder_before_secs > 0)
                 .then(|| Duration::from_secs(self.payments.bank_transfer.reminder_before_secs)),
+            payment_due_after: (self.outbox.payment_due_after_secs > 0)
+                .then(|| Duration::from_secs(self.outbox.payment_due_after_secs)),
             refund_retry: Duration::from_millis(self.payments.refund_retry_ms),
             refund_attempts_max: self.payments.refund_attempts_max,
             outbox: engine::outbox::OutboxConfig {

@@ -1,6 +1,6 @@
 //! Messages the read model decides itself: a confirmed registration's tickets go to its
-//! attendee, a canceled one is told, and an unpaid priced hold asks for its payment a while
-//! after it was made. They are written with the change (so the sale's path pays no outbox
+//! attendee, a canceled one is told, and a hold the pool found unpaid (`PaymentDue`) is
+//! sent its payment link. They are written with the change (so the sale's path pays no outbox
 //! room for them and never waits on one), as deliveries for the channels' workers.
 
 use super::Overlay;
@@ -31,28 +31,15 @@ impl Overlay {
         )
     }
 
-    /// The message asking the buyer of a priced hold just made to pay, due a while later (if
-    /// it is paid by then, or the hold ended, its worker skips it), unless asking is off.
+    /// The payment link of a hold the pool found still unpaid `at` (its worker skips it if
+    /// the hold is paid or ended by the time its turn comes).
     pub(super) fn payment_due_notice(
         &mut self,
         db: &Db,
         registration_id: RegistrationId,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Some(after) = db.delivery_state.payment_due_after() else {
-            return Ok(());
-        };
-        let view = self.registration(db, registration_id)?;
-        if view.price.as_ref().is_none_or(|p| p.total_minor <= 0) {
-            return Ok(());
-        }
-        let due = engine::notify::payment_due_at(view.created_at, view.expires_at, after);
-        // Dated when it is due (its place among the account's notifications, its id's order).
-        self.attendee_notice(
-            db,
-            registration_id,
-            due,
-            engine::notify::payment_due_message,
-        )
+        self.attendee_notice(db, registration_id, at, engine::notify::payment_due_message)
     }
 
     /// The cancellation message of a confirmed registration just canceled, unless its event

@@ -25,8 +25,10 @@ use crate::payment::{PaymentState, Provider, ProviderReport, RefundReason, Refun
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+mod due;
 mod record;
 
+pub use due::payment_due_at;
 pub use record::{ATTEMPTS_MAX, Capture, MOVEMENTS_MAX, Payment, Payments, Refund, SEEN_MAX};
 
 /// Start (or restart) paying for a held registration.
@@ -540,6 +542,8 @@ impl PoolState {
             PoolEvent::PaymentStarted { .. } | PoolEvent::PaymentReminded { .. }
         ) {
             self.clear_reminder(id);
+            // A payment under way: the buyer needs no link.
+            self.clear_payment_due(id);
         }
         match event {
             PoolEvent::PaymentStarted { hold_until, .. } => {
