@@ -74,7 +74,11 @@ sent() {
   curl -s "http://127.0.0.1:$port/metrics" |
     awk '/^notify_attempts_total\{channel="email",result="sent"\}/ {print $2}' | cut -d. -f1
 }
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 start=$(date +%s.%N)
+gw_cpu0=$(cpu "$pid")
+sink_cpu0=$(cpu "$sink")
 at_end=$(sent)
 now=${at_end:-0}
 for _ in $(seq 1 6000); do
@@ -84,7 +88,12 @@ for _ in $(seq 1 6000); do
 done
 took=$(echo "$(date +%s.%N) - $start" | bc)
 rate=$(echo "scale=0; (${now:-0} - ${at_end:-0}) / $took" | bc)
-echo "mail ($MAIL): ${at_end:-0} confirmation mails sent when the storm ended; the other $((${now:-0} - ${at_end:-0})) in $took s ($rate/s); sent ${now:-0} of $N"
+drained=$((${now:-0} - ${at_end:-0}))
+echo "mail ($MAIL): ${at_end:-0} confirmation mails sent when the storm ended; the other $drained in $took s ($rate/s); sent ${now:-0} of $N"
+# Who the drain's CPU went to (2 cores here hold both the gateway and the SMTP server).
+gw_cpu=$(echo "$(cpu "$pid") - $gw_cpu0" | bc)
+sink_cpu=$(echo "$(cpu "$sink") - $sink_cpu0" | bc)
+[ "$drained" -gt 0 ] && echo "drain CPU: gateway $gw_cpu s ($(echo "scale=3; $gw_cpu * 1000 / $drained" | bc) ms/mail), SMTP server $sink_cpu s ($(echo "scale=3; $sink_cpu * 1000 / $drained" | bc) ms/mail)"
 [ "$MAIL" = on ] && echo "SMTP server received $(find "$maildir" -name '*.eml' | wc -l) messages"
 curl -s "http://127.0.0.1:$port/metrics" | grep -E '^notify_(attempts_total|backlog)' | sed 's/^/  /'
 kill "$pid" "$sink"
