@@ -76,7 +76,10 @@ fn penalty(dark: &[bool], width: usize) -> u32 {
             score += runs(line) + finder_like(line);
         }
     }
-    for (row, next) in dark.chunks_exact(width).zip(dark.chunks_exact(width).skip(1)) {
+    for (row, next) in dark
+        .chunks_exact(width)
+        .zip(dark.chunks_exact(width).skip(1))
+    {
         for x in 0..width - 1 {
             let c = row[x];
             if c == row[x + 1] && c == next[x] && c == next[x + 1] {

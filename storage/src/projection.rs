@@ -273,11 +273,7 @@ impl Overlay {
                 entry,
                 at,
             } => self.waitlist_joined(pool_id, event_id, entry, at),
-            PoolEvent::WaitlistLeft { entry_id, at } => {
-                let place = self.place(db, entry_id)?;
-                place.status = WaitlistStatus::Left;
-                place.updated_at = at;
-            }
+            PoolEvent::WaitlistLeft { entry_id, at } => self.waitlist_left(db, entry_id, at)?,
             PoolEvent::WaitlistOffered { .. } => self.waitlist_offered(db, pool_id, event)?,
             PoolEvent::VoucherCreated {
                 event_id,
@@ -285,9 +281,7 @@ impl Overlay {
                 at,
             } => self.voucher_created(db, pool_id, event_id, voucher, at)?,
             PoolEvent::VoucherDeactivated { event_id, code, at } => {
-                let v = self.voucher(db, event_id, &code)?;
-                v.voucher.active = false;
-                v.updated_at = at;
+                self.voucher_deactivated(db, event_id, &code, at)?;
             }
             PoolEvent::HoldExpired {
                 registration_id,
@@ -394,6 +388,31 @@ impl Overlay {
             price,
             waitlist_entry: None,
         }));
+        Ok(())
+    }
+
+    fn waitlist_left(
+        &mut self,
+        db: &Db,
+        entry_id: engine::ids::WaitlistEntryId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let place = self.place(db, entry_id)?;
+        place.status = WaitlistStatus::Left;
+        place.updated_at = at;
+        Ok(())
+    }
+
+    fn voucher_deactivated(
+        &mut self,
+        db: &Db,
+        event_id: EventId,
+        code: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let v = self.voucher(db, event_id, code)?;
+        v.voucher.active = false;
+        v.updated_at = at;
         Ok(())
     }
 

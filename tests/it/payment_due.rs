@@ -120,15 +120,20 @@ async fn an_unpaid_hold_mails_its_payment_link_and_a_paid_one_does_not() {
         .await;
     assert!(skipped.is_none_or(|n| n == 0.0), "{skipped:?}");
 
-    // The account's inbox has it too, with the same link.
-    let inbox = ann.get("/api/v1/users/me/notifications").await;
-    assert_eq!(inbox.status, 200, "{inbox:?}");
-    let items = inbox.body["items"].as_array().unwrap();
-    let due: Vec<_> = items
-        .iter()
-        .filter(|i| i["kind"] == "payment_due")
-        .collect();
-    assert_eq!(due.len(), 1, "{items:?}");
+    // The account's inbox gets it too (its own channel: maybe after the mail), same link.
+    let due = wait_for(Duration::from_secs(30), || async {
+        let inbox = ann.get("/api/v1/users/me/notifications").await;
+        assert_eq!(inbox.status, 200, "{inbox:?}");
+        let items = inbox.body["items"].as_array().cloned().unwrap_or_default();
+        let due: Vec<_> = items
+            .into_iter()
+            .filter(|i| i["kind"] == "payment_due")
+            .collect();
+        (!due.is_empty()).then_some(due)
+    })
+    .await
+    .expect("the payment link in the inbox");
+    assert_eq!(due.len(), 1, "{due:?}");
     assert_eq!(due[0]["link"], link.as_str());
     assert_eq!(due[0]["title"], subject);
     drop(sink);
