@@ -32,13 +32,18 @@ impl Overlay {
     }
 
     /// The payment link of a hold the pool found still unpaid `at` (its worker skips it if
-    /// the hold is paid or ended by the time its turn comes).
+    /// the hold is paid or ended by the time its turn comes), unless its event is no longer
+    /// on sale (canceled or over: paying would be refused).
     pub(super) fn payment_due_notice(
         &mut self,
         db: &Db,
         registration_id: RegistrationId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let event_id = self.registration(db, registration_id)?.event_id;
+        if self.event_status(db, event_id)? != Some(EventStatus::Published) {
+            return Ok(());
+        }
         self.attendee_notice(db, registration_id, at, engine::notify::payment_due_message)
     }
 
