@@ -231,37 +231,49 @@ pub fn confirmation_message(
     }
 }
 
-/// The message telling the attendee of a confirmed registration canceled `at` that it is;
-/// its id derives from the registration (a registration is canceled once).
-pub fn cancellation_message(
-    to: &str,
-    user_id: Option<crate::ids::UserId>,
-    event_id: crate::ids::EventId,
-    registration_id: crate::ids::RegistrationId,
-    at: DateTime<Utc>,
-) -> OutboxMessage {
-    let kind = MessageKind::RegistrationCanceled {
-        event_id,
-        registration_id,
-    };
-    OutboxMessage::about_registration(b"canceled", to, user_id, kind, at)
+/// What the read model tells a registration's attendee by itself, with the change that
+/// causes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttendeeNotice {
+    /// Confirmed: the tickets.
+    Confirmed,
+    /// A confirmed registration canceled (not with its event).
+    Canceled,
+    /// A priced hold the pool found still unpaid (`PoolEvent::PaymentDue`): the payment link.
+    PaymentDue,
 }
 
-/// The message asking the attendee of a priced hold to pay, with its link, dated `at` (when
-/// the pool found it still unpaid: `PoolEvent::PaymentDue`); its id derives from the
-/// registration and that time (a hold asks once).
-pub fn payment_due_message(
+/// The message of `notice` to the attendee of `registration_id`, dated `at`. Its id derives
+/// from the registration (and `at`): each happens once per registration, and writing it
+/// again writes the same rows.
+pub fn attendee_message(
+    notice: AttendeeNotice,
     to: &str,
     user_id: Option<crate::ids::UserId>,
     event_id: crate::ids::EventId,
     registration_id: crate::ids::RegistrationId,
     at: DateTime<Utc>,
 ) -> OutboxMessage {
-    let kind = MessageKind::PaymentDue {
-        event_id,
-        registration_id,
+    let (tag, kind): (&[u8], _) = match notice {
+        AttendeeNotice::Confirmed => {
+            return confirmation_message(to, user_id, event_id, registration_id, at);
+        }
+        AttendeeNotice::Canceled => (
+            b"canceled",
+            MessageKind::RegistrationCanceled {
+                event_id,
+                registration_id,
+            },
+        ),
+        AttendeeNotice::PaymentDue => (
+            b"payment_due",
+            MessageKind::PaymentDue {
+                event_id,
+                registration_id,
+            },
+        ),
     };
-    OutboxMessage::about_registration(b"payment_due", to, user_id, kind, at)
+    OutboxMessage::about_registration(tag, to, user_id, kind, at)
 }
 
 /// The reminder of `registration_id`'s attendee, `offset_secs` before the event starts at
@@ -513,15 +525,38 @@ mod tests {
             crate::ids::EventId::new(),
             crate::ids::RegistrationId::new(),
         );
-        let one = payment_due_message("a@example.com", None, event, reg, at);
+        let one = attendee_message(
+            AttendeeNotice::PaymentDue,
+            "a@example.com",
+            None,
+            event,
+            reg,
+            at,
+        );
         assert_eq!(
             one.id,
-            payment_due_message("a@example.com", None, event, reg, at).id
+            attendee_message(
+                AttendeeNotice::PaymentDue,
+                "a@example.com",
+                None,
+                event,
+                reg,
+                at
+            )
+            .id
         );
         let other = crate::ids::RegistrationId::new();
         assert_ne!(
             one.id,
-            payment_due_message("a@example.com", None, event, other, at).id
+            attendee_message(
+                AttendeeNotice::PaymentDue,
+                "a@example.com",
+                None,
+                event,
+                other,
+                at
+            )
+            .id
         );
     }
 

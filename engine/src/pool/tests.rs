@@ -183,6 +183,28 @@ fn attendee_a() -> Attendee {
 }
 
 /// An anonymous one-seat hold of a free ticket for ten minutes.
+/// Runs commands on a published event's pool, each of which must succeed, recording their
+/// events in `journal`; each call answers its events.
+fn recorder(
+    journal: &mut Vec<PoolEvent>,
+) -> impl FnMut(&mut PoolState, PoolCommand, DateTime<Utc>) -> Vec<PoolEvent> + '_ {
+    move |state, cmd, at| {
+        let (events, r) = state.execute(cmd, EventStatus::Published, at);
+        assert!(r.is_ok(), "{r:?}");
+        journal.extend(events.clone());
+        events
+    }
+}
+
+/// `journal` applied to an empty pool of `capacity` seats like `state`'s.
+fn replayed(state: &PoolState, capacity: u32, journal: &[PoolEvent]) -> PoolState {
+    let mut rebuilt = PoolState::new(state.event_id, state.pool_id(), capacity);
+    for (i, e) in journal.iter().enumerate() {
+        rebuilt.apply(i as u64 + 1, e);
+    }
+    rebuilt
+}
+
 fn one_seat_hold(event_id: EventId, id: RegistrationId, tt: TicketTypeId) -> HoldCommand {
     HoldCommand {
         registration_id: id,
@@ -790,11 +812,7 @@ fn run(capacity: u32, ops: Vec<Op>) {
     }
 
     // Final replay from the whole journal equals the live state.
-    let mut rebuilt = PoolState::new(event_id, pool_id, capacity);
-    for (i, e) in journal.iter().enumerate() {
-        rebuilt.apply(i as u64 + 1, e);
-    }
-    assert_eq!(rebuilt, state);
+    assert_eq!(replayed(&state, capacity, &journal), state);
 }
 
 /// A registration of the model (or an unknown one when there is none).
@@ -1723,12 +1741,7 @@ fn a_transfer_still_due_is_reminded_once_and_a_paid_or_ended_one_never() {
         billing: None,
     };
     let mut journal = Vec::new();
-    let mut run = |state: &mut PoolState, cmd: PoolCommand, at: DateTime<Utc>| {
-        let (events, r) = state.execute(cmd, EventStatus::Published, at);
-        assert!(r.is_ok(), "{r:?}");
-        journal.extend(events.clone());
-        events
-    };
+    let mut run = recorder(&mut journal);
     let [unpaid, paid, canceled] = [(); 3].map(|()| RegistrationId::new());
     for id in [unpaid, paid, canceled] {
         let hold = HoldCommand {
@@ -1776,11 +1789,8 @@ fn a_transfer_still_due_is_reminded_once_and_a_paid_or_ended_one_never() {
         Some(deadline),
         "only the deadline is left"
     );
-    let mut rebuilt = PoolState::new(event_id, state.pool_id(), 5);
-    for (i, e) in journal.iter().enumerate() {
-        rebuilt.apply(i as u64 + 1, e);
-    }
-    assert_eq!(rebuilt, state);
+    drop(run);
+    assert_eq!(replayed(&state, 5, &journal), state);
 }
 
 #[test]
@@ -1790,12 +1800,7 @@ fn an_unpaid_hold_is_due_its_payment_link_once_and_a_paid_free_or_ended_one_neve
     let mut state = PoolState::new(event_id, PoolId::new(), 10);
     let t0 = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
     let mut journal = Vec::new();
-    let mut run = |state: &mut PoolState, cmd: PoolCommand, at: DateTime<Utc>| {
-        let (events, r) = state.execute(cmd, EventStatus::Published, at);
-        assert!(r.is_ok(), "{r:?}");
-        journal.extend(events.clone());
-        events
-    };
+    let mut run = recorder(&mut journal);
     let [unpaid, paid, paying, canceled, free] = [(); 5].map(|()| RegistrationId::new());
     for id in [unpaid, paid, paying, canceled, free] {
         let hold = HoldCommand {
@@ -1876,9 +1881,6 @@ fn an_unpaid_hold_is_due_its_payment_link_once_and_a_paid_free_or_ended_one_neve
     restored.restore_derived().unwrap();
     assert_eq!(restored, before);
     assert!(before.has_reminders());
-    let mut rebuilt = PoolState::new(event_id, state.pool_id(), 10);
-    for (i, e) in journal.iter().enumerate() {
-        rebuilt.apply(i as u64 + 1, e);
-    }
-    assert_eq!(rebuilt, state);
+    drop(run);
+    assert_eq!(replayed(&state, 10, &journal), state);
 }

@@ -8,8 +8,9 @@ use crate::codec::decode;
 use crate::error::err;
 use crate::store::Db;
 use chrono::{DateTime, Utc};
-use engine::ids::{EventId, RegistrationId, UserId};
+use engine::ids::{EventId, RegistrationId};
 use engine::model::{EventRecord, EventStatus};
+use engine::notify::AttendeeNotice;
 use engine::ports::StoreError;
 use fjall::OwnedWriteBatch;
 
@@ -23,12 +24,7 @@ impl Overlay {
         let Some(at) = self.registration(db, registration_id)?.confirmed_at else {
             return Ok(());
         };
-        self.attendee_notice(
-            db,
-            registration_id,
-            at,
-            engine::notify::confirmation_message,
-        )
+        self.attendee_notice(db, registration_id, at, AttendeeNotice::Confirmed)
     }
 
     /// The payment link of a hold the pool found still unpaid `at` (its worker skips it if
@@ -44,7 +40,7 @@ impl Overlay {
         if self.event_status(db, event_id)? != Some(EventStatus::Published) {
             return Ok(());
         }
-        self.attendee_notice(db, registration_id, at, engine::notify::payment_due_message)
+        self.attendee_notice(db, registration_id, at, AttendeeNotice::PaymentDue)
     }
 
     /// The cancellation message of a confirmed registration just canceled, unless its event
@@ -60,31 +56,21 @@ impl Overlay {
         if !confirmed || self.event_status(db, event_id)? == Some(EventStatus::Canceled) {
             return Ok(());
         }
-        self.attendee_notice(
-            db,
-            registration_id,
-            at,
-            engine::notify::cancellation_message,
-        )
+        self.attendee_notice(db, registration_id, at, AttendeeNotice::Canceled)
     }
 
-    /// The message `build` makes for the registration's attendee at `at`, with its
-    /// deliveries (due then), into this batch.
+    /// The registration's attendee's `notice` at `at`, with its deliveries (due then), into
+    /// this batch.
     fn attendee_notice(
         &mut self,
         db: &Db,
         registration_id: RegistrationId,
         at: DateTime<Utc>,
-        build: fn(
-            &str,
-            Option<UserId>,
-            EventId,
-            RegistrationId,
-            DateTime<Utc>,
-        ) -> engine::message::OutboxMessage,
+        notice: AttendeeNotice,
     ) -> Result<(), StoreError> {
         let view = self.registration(db, registration_id)?;
-        let message = build(
+        let message = engine::notify::attendee_message(
+            notice,
             &view.attendee.email,
             view.user_id,
             view.event_id,
