@@ -114,6 +114,8 @@ pub struct Db {
     pub(crate) deliveries_done: Keyspace,
     /// In-app inboxes: user (16) + message id (16) → entry (see `inbox`).
     pub(crate) inbox: Keyspace,
+    /// Each in-app inbox's size and oldest entry: user (16) → count (4) + id (16).
+    pub(crate) inbox_meta: Keyspace,
     /// Organizer webhook endpoints, by id (see `webhooks`).
     pub(crate) webhook_endpoints: Keyspace,
     /// Each endpoint's delivery log: endpoint (16) + message id (16) → entry.
@@ -178,6 +180,7 @@ impl Db {
             deliveries_dead: ks("deliveries_dead")?,
             deliveries_done: ks("deliveries_done")?,
             inbox: ks("inbox")?,
+            inbox_meta: ks("inbox_meta")?,
             webhook_endpoints: ks("webhook_endpoints")?,
             webhook_log: ks("webhook_log")?,
             schedule: ks("schedule")?,
@@ -224,7 +227,7 @@ impl Db {
         self.db.persist(PersistMode::SyncAll).map_err(err)
     }
 
-    fn all(&self) -> [&Keyspace; 34] {
+    fn all(&self) -> [&Keyspace; 37] {
         [
             &self.journal,
             &self.snapshots,
@@ -257,9 +260,12 @@ impl Db {
             &self.deliveries_dead,
             &self.deliveries_done,
             &self.inbox,
+            &self.inbox_meta,
             &self.webhook_endpoints,
             &self.webhook_log,
             &self.schedule,
+            &self.broadcasts,
+            &self.broadcast_queue,
         ]
     }
 
