@@ -64,11 +64,11 @@ impl InAppSender {
             self.store.as_ref(),
             None,
             message,
-            crate::notify::Reader::Account,
+            crate::notify::Reader::Account(&account),
         )?;
         let rendered = self
             .templates
-            .render(message, &facts, &self.base_url, &self.domain)
+            .render_notice(message, &facts, &self.base_url, &self.domain)
             .map_err(SendError::Permanent)?;
         let entry = InboxEntry {
             id: message.id,

@@ -74,11 +74,12 @@ fn broadcast_facts(
     }))
 }
 
-/// Who reads a message: whoever has its address (e-mail), or its account (in-app, SMS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reader {
+/// Who reads a message: whoever has its address (e-mail), or its account (in-app, SMS), as
+/// the caller read it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reader<'a> {
     Address,
-    Account,
+    Account(&'a engine::accounts::UserRecord),
 }
 
 /// What the templates need beyond the message (the tickets signed with `codes`, if given). A
@@ -88,17 +89,22 @@ pub(crate) fn facts(
     store: &dyn Store,
     codes: Option<&TicketCodes>,
     message: &OutboxMessage,
-    reader: Reader,
+    reader: Reader<'_>,
 ) -> Result<Facts, SendError> {
     let retry = |e: engine::ports::StoreError| SendError::Retry(format!("store: {e}"));
     let mut facts = Facts::default();
     // The account's language, if the account reads it (its inbox, its phone, its own
     // address: an organizer registering someone else does not choose their language).
-    if let Some(user) = message.user_id
-        && let Some(account) = store.user(user).map_err(retry)?
-        && (reader == Reader::Account || account.email.eq_ignore_ascii_case(&message.to))
-    {
-        facts.locale = Some(account.preferences.locale);
+    match reader {
+        Reader::Account(account) => facts.locale = Some(account.preferences.locale.clone()),
+        Reader::Address => {
+            if let Some(user) = message.user_id
+                && let Some(account) = store.user(user).map_err(retry)?
+                && account.email.eq_ignore_ascii_case(&message.to)
+            {
+                facts.locale = Some(account.preferences.locale);
+            }
+        }
     }
     let registration = message.kind.registration_id();
     let event_id = match &message.kind {

@@ -62,11 +62,11 @@ impl SmsSender {
             self.store.as_ref(),
             None,
             message,
-            crate::notify::Reader::Account,
+            crate::notify::Reader::Account(&account),
         )?;
         let rendered = self
             .templates
-            .render(message, &facts, &self.base_url, &self.domain)
+            .render_notice(message, &facts, &self.base_url, &self.domain)
             .map_err(SendError::Permanent)?;
         let mut body: String = rendered.subject.chars().take(BODY_CHARS_MAX).collect();
         if let Some(link) = rendered.link {

@@ -110,6 +110,15 @@ pub struct Rendered {
     pub link: Option<String>,
 }
 
+/// A message rendered for the in-app inbox or an SMS: the e-mail's subject, text and link,
+/// without the HTML (not rendered at all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub subject: String,
+    pub text: String,
+    pub link: Option<String>,
+}
+
 /// A message's main link: the page of the ticketing front it points to (built from the
 /// front's base URL, never from the API's own address).
 pub fn link(base: &str, message: &OutboxMessage) -> Option<String> {

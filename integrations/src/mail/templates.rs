@@ -9,7 +9,7 @@
 //! have stops the server at start rather than a message at send time. Text parts are not
 //! escaped; the HTML part is (each file is registered twice, as `.txt` and `.html`).
 
-use super::{Context, Facts, Rendered};
+use super::{Context, Facts, Notice, Rendered};
 use chrono::{TimeZone, Utc};
 use engine::ids::{EventId, RegistrationId};
 use engine::message::{MessageKind, OutboxMessage, RefundCause, TicketLine};
@@ -303,6 +303,20 @@ impl Templates {
         self.render_in(message, facts, locale, base_url, domain)
     }
 
+    /// `message`'s subject, text and link as [`Self::render`] gives them, without rendering
+    /// the HTML (the in-app inbox and SMS show no HTML).
+    pub fn render_notice(
+        &self,
+        message: &OutboxMessage,
+        facts: &Facts,
+        base_url: &str,
+        domain: &str,
+    ) -> Result<Notice, String> {
+        let locale = pick_locale(facts.locale.as_deref());
+        self.parts(message, facts, locale, (base_url, domain), false)
+            .map(|(notice, _)| notice)
+    }
+
     fn render_in(
         &self,
         message: &OutboxMessage,
@@ -311,6 +325,24 @@ impl Templates {
         base_url: &str,
         domain: &str,
     ) -> Result<Rendered, String> {
+        let (notice, html) = self.parts(message, facts, locale, (base_url, domain), true)?;
+        Ok(Rendered {
+            subject: notice.subject,
+            text: notice.text,
+            html: html.unwrap_or_default(),
+            link: notice.link,
+        })
+    }
+
+    /// The subject, text and link, and the HTML if `html`.
+    fn parts(
+        &self,
+        message: &OutboxMessage,
+        facts: &Facts,
+        locale: &str,
+        (base_url, domain): (&str, &str),
+        html: bool,
+    ) -> Result<(Notice, Option<String>), String> {
         let context = Context::new(message, facts, locale, base_url, domain);
         let name = format!("{}.{locale}", message.kind.as_str());
         let context = minijinja::Value::from(minijinja::value::Serde(&context));
@@ -328,12 +360,17 @@ impl Templates {
         if subject.is_empty() {
             return Err(format!("{name}: the subject is empty"));
         }
-        Ok(Rendered {
+        let notice = Notice {
             subject,
             text: block("txt", "text")?.trim().to_owned() + "\n",
-            html: block("html", "html")?,
             link: super::link(base_url, message),
-        })
+        };
+        let html = if html {
+            Some(block("html", "html")?)
+        } else {
+            None
+        };
+        Ok((notice, html))
     }
 }
 
@@ -521,6 +558,14 @@ mod tests {
                     r.text
                 );
             }
+            let notice = t
+                .render_notice(&message, &facts, "https://front.example/", "mail.example")
+                .unwrap();
+            assert_eq!(
+                (notice.subject, notice.text, notice.link),
+                (r.subject, r.text, r.link),
+                "the inbox's and SMS's parts are the mail's"
+            );
         }
     }
 
