@@ -13,12 +13,22 @@
 # same-sitting comparison of confirmations/s with and without SMTP. SINK picks the SMTP server:
 # `node` (default; nodemailer's smtp-server from npm, loadtest/support/smtp_sink.js, installed
 # into the target directory on first use) or `python` (the tests' aiosmtpd sink, which reads
-# DATA a line at a time and is itself the limit of the drain on this machine).
+# DATA a line at a time and is itself the limit of the drain on this machine). PIN=1 runs the
+# SMTP server on the last core and the gateway on the others (`taskset`), as if the server were
+# another host's: on two cores the two otherwise take the same CPUs turn about.
 set -u
 N=${1:-20000}
 shift || true
 MAIL=${MAIL:-on}
 SINK=${SINK:-node}
+PIN=${PIN:-0}
+sink_pin=()
+gw_pin=()
+if [ "$PIN" = 1 ]; then
+  last=$(($(nproc) - 1))
+  sink_pin=(taskset -c "$last")
+  gw_pin=(taskset -c "0-$((last - 1))")
+fi
 GW=${GW:-target/release/gateway}
 LT=${LT:-target/release/loadtest}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,10 +49,10 @@ if [ "$SINK" = node ]; then
     cp "$ROOT/loadtest/support/package.json" "$NODE_DIR/"
     (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent) >&2
   fi
-  NODE_PATH="$NODE_DIR/node_modules" node "$ROOT/loadtest/support/smtp_sink.js" "$maildir" \
+  NODE_PATH="$NODE_DIR/node_modules" "${sink_pin[@]}" node "$ROOT/loadtest/support/smtp_sink.js" "$maildir" \
     >"$data.smtp" 2>&1 &
 else
-  "$VENV/bin/python" "$ROOT/tests/support/smtp_sink.py" "$maildir" >"$data.smtp" 2>&1 &
+  "${sink_pin[@]}" "$VENV/bin/python" "$ROOT/tests/support/smtp_sink.py" "$maildir" >"$data.smtp" 2>&1 &
 fi
 sink=$!
 for _ in $(seq 1 100); do
@@ -61,7 +71,7 @@ REGENGINE__HTTP__BIND=127.0.0.1:$port REGENGINE__STORAGE__DATA_DIR="$data" \
   REGENGINE__PAYMENTS__STRIPE__WEBHOOK_SECRETS='["whsec_loadtest"]' \
   REGENGINE__OUTBOX__DELIVERY=$delivery REGENGINE__OUTBOX__SMTP__HOST=127.0.0.1 \
   REGENGINE__OUTBOX__SMTP__PORT="$smtp_port" REGENGINE__OUTBOX__SMTP__SECURITY=none \
-  "$GW" >"$data.log" 2>&1 &
+  "${gw_pin[@]}" "$GW" >"$data.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 150); do
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
