@@ -92,20 +92,10 @@ pub(crate) fn facts(
     reader: Reader<'_>,
 ) -> Result<Facts, SendError> {
     let retry = |e: engine::ports::StoreError| SendError::Retry(format!("store: {e}"));
-    let mut facts = Facts::default();
-    // The account's language, if the account reads it (its inbox, its phone, its own
-    // address: an organizer registering someone else does not choose their language).
-    match reader {
-        Reader::Account(account) => facts.locale = Some(account.preferences.locale.clone()),
-        Reader::Address => {
-            if let Some(user) = message.user_id
-                && let Some(account) = store.user(user).map_err(retry)?
-                && account.email.eq_ignore_ascii_case(&message.to)
-            {
-                facts.locale = Some(account.preferences.locale);
-            }
-        }
-    }
+    let mut facts = Facts {
+        locale: reader_locale(store, message, reader)?,
+        ..Facts::default()
+    };
     let registration = message.kind.registration_id();
     let event_id = match &message.kind {
         MessageKind::EventCanceled { event_id, .. } => Some(*event_id),
@@ -169,6 +159,26 @@ pub(crate) fn facts(
     }
     facts.event = Some(EventFacts::from(&record));
     Ok(facts)
+}
+
+/// The account's language, if the account reads the message (its inbox, its phone, its own
+/// address: an organizer registering someone else does not choose their language).
+fn reader_locale(
+    store: &dyn Store,
+    message: &OutboxMessage,
+    reader: Reader<'_>,
+) -> Result<Option<String>, SendError> {
+    Ok(match reader {
+        Reader::Account(account) => Some(account.preferences.locale.clone()),
+        Reader::Address => match message.user_id {
+            Some(user) => store
+                .user(user)
+                .map_err(|e| SendError::Retry(format!("store: {e}")))?
+                .filter(|account| account.email.eq_ignore_ascii_case(&message.to))
+                .map(|account| account.preferences.locale),
+            None => None,
+        },
+    })
 }
 
 /// What a hold still asks its buyer to pay; `Obsolete` if it no longer does: since the pool
