@@ -14,5 +14,6 @@ pub mod offline_pack;
 pub mod ratelimit;
 pub mod server;
 pub mod sms;
+pub mod telemetry;
 pub mod ticket_code;
 pub mod unsubscribe;

@@ -34,6 +34,7 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Prefix("journal_batch_".into()), &sizes)?
         .install_recorder()
         .context("installing the metrics recorder")
+        .inspect(|_| crate::telemetry::describe())
 }
 
 /// Runs the server until `shutdown` resolves: start the core (store, journal writer, engine),

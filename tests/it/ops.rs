@@ -6,6 +6,35 @@ use serde_json::json;
 use std::time::Duration;
 use tests::{Api, Server};
 
+/// `promtool check metrics` (Debian's `prometheus`; `.ci/run` installs it) finds nothing
+/// wrong in a scrape: every family has HELP, counters end in `_total`, units are base units.
+fn promtool_accepts(scrape: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is needed: `bash .ci/run` installs it");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_openapi_and_docs() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,6 +72,7 @@ async fn health_metrics_openapi_and_docs() {
     ] {
         assert!(metrics.contains(series), "metric {series} missing");
     }
+    promtool_accepts(&metrics);
 
     let doc = api.get("/openapi.json").await.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
