@@ -15,7 +15,7 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "Registration engine server")]
+#[command(version = gateway::telemetry::VERSION_LONG, about = "Registration engine server")]
 struct Cli {
     /// A configuration file with the keys to change from the defaults (`config/default.toml`
     /// lists every key and is built in); none: the defaults and the environment.

@@ -69,10 +69,28 @@ async fn health_metrics_openapi_and_docs() {
         "journal_batch_events",
         "journal_flush_seconds",
         "journal_queue_depth",
+        "build_info{",
     ] {
         assert!(metrics.contains(series), "metric {series} missing");
     }
     promtool_accepts(&metrics);
+    // The build's commit, the same in `--version` and `build_info`.
+    let version = std::process::Command::new(tests::gateway_binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let commit = version
+        .trim()
+        .strip_suffix(')')
+        .and_then(|v| v.rsplit_once("(commit "))
+        .map(|(_, commit)| commit.to_owned())
+        .unwrap_or_else(|| panic!("--version: {version}"));
+    assert!(!commit.is_empty(), "{version}");
+    assert!(
+        metrics.contains(&format!("commit=\"{commit}\"")),
+        "build_info carries the commit {commit}"
+    );
 
     let doc = api.get("/openapi.json").await.body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
