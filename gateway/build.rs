@@ -12,9 +12,12 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=REGENGINE_COMMIT");
-    // Built again when HEAD moves (a checkout, or a commit on the current branch).
+    // Built again when HEAD moves (a checkout, or a commit on the current branch). Only paths
+    // that exist: cargo runs a build script again on every build while one is missing.
     for path in ["HEAD", "refs/heads", "packed-refs"] {
-        if let Some(path) = git(&["rev-parse", "--git-path", path]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", path])
+            && std::path::Path::new(&path).exists()
+        {
             println!("cargo:rerun-if-changed={path}");
         }
     }
