@@ -115,12 +115,14 @@ mod packed {
     }
 
     /// What each mask flips, per width (one per QR version: 40 entries at most).
-    fn flips(unmasked: &Canvas, plain: &Lines, width: usize) -> Arc<[Lines; 8]> {
+    /// (Any code of the version serves: `unmasked` is only read on the first one.)
+    fn flips(unmasked: &Canvas, width: usize) -> Arc<[Lines; 8]> {
         static FLIPS: OnceLock<Mutex<HashMap<usize, Arc<[Lines; 8]>>>> = OnceLock::new();
         let cache = FLIPS.get_or_init(Default::default);
         if let Some(flips) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&width) {
             return flips.clone();
         }
+        let plain = &Lines::of(unmasked.clone(), width);
         let flips = Arc::new(MASKS.map(|mask| {
             let mut masked = unmasked.clone();
             masked.apply_mask(mask);
@@ -135,8 +137,8 @@ mod packed {
 
     /// The modules under the mask of lowest penalty (of equal ones, the first).
     pub(super) fn best(unmasked: Canvas, width: usize) -> Vec<bool> {
-        let plain = Lines::of(unmasked.clone(), width);
-        let flips = flips(&unmasked, &plain, width);
+        let flips = flips(&unmasked, width);
+        let plain = Lines::of(unmasked, width);
         let mut best: Option<(u32, Lines)> = None;
         for flip in flips.iter() {
             let masked = plain.xor(flip);
