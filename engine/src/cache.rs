@@ -21,8 +21,8 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     pub fn new(name: &'static str, max: usize) -> Self {
         Self {
             inner: (max > 0).then(|| quick_cache::sync::Cache::new(max)),
-            hits: metrics::counter!("cache_lookups_total", "cache" => name, "result" => "hit"),
-            misses: metrics::counter!("cache_lookups_total", "cache" => name, "result" => "miss"),
+            hits: metrics::counter!("regengine_cache_lookups_total", "cache" => name, "result" => "hit"),
+            misses: metrics::counter!("regengine_cache_lookups_total", "cache" => name, "result" => "miss"),
         }
     }
 

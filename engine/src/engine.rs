@@ -214,7 +214,8 @@ impl Engine {
                     match self.handle(event.id).await {
                         Ok(_) => activated += 1,
                         Err(e) => {
-                            metrics::counter!("engine_recovery_failures_total").increment(1);
+                            metrics::counter!("regengine_engine_recovery_failures_total")
+                                .increment(1);
                             tracing::error!(event = %event.id, error = %e, "event not recovered");
                         }
                     }
@@ -365,7 +366,7 @@ impl Engine {
         let (actor, _) = Actor::spawn_linked(Some(name), EventActor, args, self.root.get_cell())
             .await
             .map_err(|e| EngineError::Unavailable(format!("activating event {id}: {e}")))?;
-        metrics::counter!("engine_activations_total").increment(1);
+        metrics::counter!("regengine_engine_activations_total").increment(1);
         let gate = Gate::new(self.ctx.config.event_inflight_max, "event");
         Ok(EventHandle {
             actor,

@@ -58,7 +58,7 @@ pub(crate) struct OutboxGauge {
 
 impl OutboxGauge {
     pub(crate) fn new(pending: usize, pending_max: usize) -> Self {
-        metrics::gauge!("outbox_pending").set(pending as f64);
+        metrics::gauge!("regengine_outbox_pending").set(pending as f64);
         Self {
             pending: AtomicUsize::new(pending),
             pending_max,
@@ -71,7 +71,7 @@ impl OutboxGauge {
     }
 
     fn publish(&self) {
-        metrics::gauge!("outbox_pending").set(self.pending() as f64);
+        metrics::gauge!("regengine_outbox_pending").set(self.pending() as f64);
     }
 
     /// Room for `n` more messages, or `None` when the outbox is full.
@@ -197,7 +197,8 @@ fn fan_out_batch(
             return true;
         }
         gauge.release(1);
-        metrics::counter!("outbox_fanned_out_total", "kind" => message.kind.as_str()).increment(1);
+        metrics::counter!("regengine_outbox_fanned_out_total", "kind" => message.kind.as_str())
+            .increment(1);
         for delivery in &deliveries {
             wakes.wake(delivery.channel);
         }
@@ -210,7 +211,7 @@ fn dead_letter(store: &dyn Store, gauge: &OutboxGauge, id: Uuid, reason: &str) {
     match store.outbox_dead_letter(id) {
         Ok(()) => {
             tracing::error!(%id, reason, "message moved to the outbox's dead letters");
-            metrics::counter!("outbox_dead_letters_total").increment(1);
+            metrics::counter!("regengine_outbox_dead_letters_total").increment(1);
             gauge.release(1);
         }
         Err(e) => {

@@ -77,6 +77,30 @@ impl Principal {
     }
 }
 
+/// A place in the hashing queue, given back when dropped: a request that times out (or whose
+/// client leaves) while waiting for a slot leaves the queue, instead of holding a place for
+/// ever and one day making every sign-in answer 503.
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    /// Requests already waiting when this one entered.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let ahead = count.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!("regengine_auth_hashing_waiting").set((ahead + 1) as f64);
+        Waiting { count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let left = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!("regengine_auth_hashing_waiting").set(left as f64);
+    }
+}
+
 /// Why hashing could not run.
 #[derive(Debug)]
 pub enum HashError {
@@ -231,13 +255,14 @@ impl Auth {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.config.hashing_queue_max {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            metrics::counter!("auth_hashing_rejected_total").increment(1);
+        let place = Waiting::enter(&self.waiting);
+        if place.ahead >= self.config.hashing_queue_max {
+            metrics::counter!("regengine_auth_hashing_rejected_total").increment(1);
             return Err(HashError::Busy);
         }
         let permit = self.hashing.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        // Left the queue (also when the request is dropped while waiting: `place`'s drop).
+        drop(place);
         let _permit = permit.map_err(|e| HashError::Failed(e.to_string()))?;
         tokio::task::spawn_blocking(f)
             .await
@@ -449,5 +474,52 @@ mod tests {
             .filter(|i| cache.get(&format!("t{i}.y.z"), now, 30).is_some())
             .count();
         assert!(kept <= 16, "{kept} tokens kept in a cache of 16");
+    }
+
+    /// A sign-in dropped while it waits for a hashing slot (its request timed out, its client
+    /// left) gives its place in the queue back.
+    #[tokio::test]
+    async fn a_request_dropped_while_waiting_leaves_the_hashing_queue() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::load(None, std::iter::empty())
+            .unwrap()
+            .auth;
+        (config.hashing_concurrency_max, config.hashing_queue_max) = (1, 1);
+        let auth = Arc::new(Auth::new(&config, dir.path()).unwrap());
+        // The only slot, held until released.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.hashing(move || released.recv().is_ok()).await }
+        });
+        for _ in 0..10_000 {
+            if auth.hashing.available_permits() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            auth.hashing.available_permits(),
+            0,
+            "the holder has the slot"
+        );
+        // One waits for the slot and is dropped; the queue (of one) is free again.
+        assert!(auth.hashing(|| 1).now_or_never().is_none(), "waiting");
+        let mut next = Box::pin(auth.hashing(|| 2));
+        assert!(
+            (&mut next).now_or_never().is_none(),
+            "queued, not refused as busy"
+        );
+        assert!(
+            matches!(
+                auth.hashing(|| 3).now_or_never(),
+                Some(Err(HashError::Busy))
+            ),
+            "the queue's bound still holds"
+        );
+        release.send(()).unwrap();
+        assert!(holder.await.unwrap().unwrap());
+        assert_eq!(next.await.unwrap(), 2);
     }
 }

@@ -35,7 +35,9 @@ fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_table(table)?;
     init_logging(config.log.format, &config.log.filter)?;
-    let metrics = gateway::server::install_metrics()?;
+    // Per-event series live as long as an idle event stays in memory (telemetry::export).
+    let per_event_idle = std::time::Duration::from_secs(config.engine.passivate_after_secs.max(1));
+    let metrics = gateway::telemetry::export::Exporter::install(per_event_idle)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -207,7 +207,7 @@ impl Limiter {
                     {
                         Ok(conn) => {
                             tracing::info!("rate limits shared through Redis");
-                            metrics::gauge!("rate_limit_redis_connected").set(1.0);
+                            metrics::gauge!("regengine_rate_limit_redis_connected").set(1.0);
                             *connecting.conn.write().unwrap_or_else(|e| e.into_inner()) =
                                 Some(conn);
                             return;
@@ -264,7 +264,7 @@ impl Limiter {
                 {
                     Ok(Ok(0)) => return Ok(()),
                     Ok(Ok(wait_us)) => {
-                        metrics::counter!("rate_limited_total", "budget" => budget.as_str())
+                        metrics::counter!("regengine_rate_limited_total", "budget" => budget.as_str())
                             .increment(1);
                         return Err(Duration::from_micros(wait_us));
                     }
@@ -273,7 +273,7 @@ impl Limiter {
                     }
                     Err(_) => tracing::warn!("Redis rate limit timed out; local limits for now"),
                 }
-                metrics::counter!("rate_limit_redis_fallbacks_total").increment(1);
+                metrics::counter!("regengine_rate_limit_redis_fallbacks_total").increment(1);
                 shared.down_until.store(
                     now + REDIS_BACKOFF.as_nanos() as u64,
                     std::sync::atomic::Ordering::Relaxed,
@@ -319,7 +319,8 @@ impl LocalLimiter {
             .unwrap_or_else(|e| e.into_inner());
         let tat = shard.get(&digest).copied().unwrap_or(now).max(now);
         if tat - now > tolerance {
-            metrics::counter!("rate_limited_total", "budget" => budget.as_str()).increment(1);
+            metrics::counter!("regengine_rate_limited_total", "budget" => budget.as_str())
+                .increment(1);
             return Err(Duration::from_nanos(tat - now - tolerance));
         }
         if !shard.contains_key(&digest) && shard.len() >= self.per_shard_max {

@@ -3,12 +3,12 @@
 
 use crate::config::Config;
 use crate::http::{self, AppState, HttpLimits, IdempotencyCache, Shared, WsSettings};
+use crate::telemetry::export::Exporter;
 use crate::ticket_code::TicketCodes;
 use anyhow::Context;
 use engine::Engine;
 use engine::clock::TokioClock;
 use engine::ports::JournalHandle;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,28 +21,12 @@ const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Exit code when the journal fails: recovery from durable state is the only way back.
 pub const EXIT_JOURNAL_FAILED: i32 = 70;
 
-/// Installs the Prometheus recorder (once per process).
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    let latency = [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
-    let sizes = [
-        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
-    ];
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)?
-        .set_buckets_for_metric(Matcher::Prefix("journal_batch_".into()), &sizes)?
-        .install_recorder()
-        .context("installing the metrics recorder")
-        .inspect(|_| crate::telemetry::describe())
-}
-
 /// Runs the server until `shutdown` resolves: start the core (store, journal writer, engine),
 /// build the HTTP application, serve, recover in the background (then report ready), and on
 /// shutdown drain the connections and stop the core.
 pub async fn run(
     config: Config,
-    metrics: PrometheusHandle,
+    metrics: Exporter,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -50,14 +34,23 @@ pub async fn run(
     let core = Core::start(&config).await?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
-    let app = application(&config, &core, metrics, ready.clone(), shutdown_rx.clone())?;
+    let (app, admin) = application(&config, &core, metrics, ready.clone(), shutdown_rx.clone())?;
     let listener = listen(config.http.bind, config.http.listen_backlog).context("binding")?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     // A plain line on stdout for scripts and tests that start the server on port 0.
     println!("listening on http://{addr}");
+    let mut listeners = vec![(listener, app)];
+    if let (Some(admin), Some(admin_addr)) = (admin, config.http.admin_addr()) {
+        let listener =
+            listen(admin_addr, config.http.listen_backlog).context("binding http.admin_bind")?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "admin listening");
+        println!("admin listening on http://{addr}");
+        listeners.push((listener, admin));
+    }
     let recovery = spawn_recovery(core.engine.clone(), ready, started);
-    let serve = tokio::spawn(crate::conn::serve(listener, app, settings, shutdown_rx));
+    let serve = tokio::spawn(crate::conn::serve(listeners, settings, shutdown_rx));
 
     shutdown.await;
     tracing::info!("shutting down: draining requests");
@@ -112,6 +105,7 @@ impl Core {
                 .map_err(|e| anyhow::anyhow!("auth: {e}"))?,
         );
         let (journal, journal_rx) = JournalHandle::channel(storage.journal_queue_max);
+        metrics::gauge!("regengine_journal_queue_max").set(storage.journal_queue_max as f64);
         let journal_config = JournalConfig {
             batch_events_max: storage.batch_events_max,
             batch_wait_max: Duration::from_micros(storage.batch_wait_max_us),
@@ -425,14 +419,15 @@ fn webhook_settings(
     }
 }
 
-/// The HTTP application: shared state and limits from the configuration.
+/// The HTTP application (shared state and limits from the configuration), and the admin
+/// listener's when `http.admin_bind` is set.
 fn application(
     config: &Config,
     core: &Core,
-    metrics: PrometheusHandle,
+    metrics: Exporter,
     ready: Arc<AtomicBool>,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<axum::Router> {
+) -> anyhow::Result<(axum::Router, Option<axum::Router>)> {
     let websocket = &config.websocket;
     let state = AppState::new(Shared {
         engine: core.engine.clone(),
@@ -483,8 +478,10 @@ fn application(
         cors_allowed_origins: config.http.cors_allowed_origins.clone(),
         hsts: config.http.hsts,
         compress_above_bytes: config.http.compress_above_bytes,
+        metrics_on_api: config.http.admin_addr().is_none(),
     };
-    Ok(http::app(state, &limits)?)
+    let admin = (!limits.metrics_on_api).then(|| http::admin_app(state.clone()));
+    Ok((http::app(state, &limits)?, admin))
 }
 
 /// Recovers the engine in the background; `ready` turns true when done.
@@ -493,11 +490,13 @@ fn spawn_recovery(
     ready: Arc<AtomicBool>,
     started: Instant,
 ) -> tokio::task::JoinHandle<()> {
+    metrics::gauge!("regengine_ready").set(0.0);
     tokio::spawn(async move {
         match engine.recover().await {
             Ok(events) => {
                 ready.store(true, Ordering::Release);
-                metrics::gauge!("recovery_seconds").set(started.elapsed().as_secs_f64());
+                metrics::gauge!("regengine_ready").set(1.0);
+                metrics::gauge!("regengine_recovery_seconds").set(started.elapsed().as_secs_f64());
                 tracing::info!(
                     events,
                     elapsed_ms = started.elapsed().as_millis() as u64,

@@ -47,7 +47,7 @@ LOADTEST_PASSWORD=$PASSWORD timeout 900 "$LT" webhooks --base "http://127.0.0.1:
 lt=$!
 sent() {
   curl -s "http://127.0.0.1:$port/metrics" |
-    awk '/^notify_attempts_total\{channel="webhook",result="sent"\}/ {print $2}' | cut -d. -f1
+    awk '/^regengine_notify_attempts_total\{channel="webhook",result="sent"\}/ {print $2}' | cut -d. -f1
 }
 # The loadtest's stub is the receiver: wait for the storm, then for the drain while the
 # loadtest process (and its stub) is still up.

@@ -82,7 +82,7 @@ LOADTEST_PASSWORD=$PASSWORD timeout 900 "$LT" webhooks --base "http://127.0.0.1:
   --report "$data.json" "$@"
 sent() {
   curl -s "http://127.0.0.1:$port/metrics" |
-    awk '/^notify_attempts_total\{channel="email",result="sent"\}/ {print $2}' | cut -d. -f1
+    awk '/^regengine_notify_attempts_total\{channel="email",result="sent"\}/ {print $2}' | cut -d. -f1
 }
 # CPU seconds (user + system) a process has used so far.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }

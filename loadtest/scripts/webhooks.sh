@@ -2,7 +2,7 @@
 # Webhook-to-confirmation throughput on this machine (loopback only): a fresh gateway with Stripe
 # pointed at the Stripe API stub `loadtest webhooks` serves, then `loadtest webhooks`
 # (N payments started, their signed payment_intent.succeeded delivered with 30% redeliveries).
-# Prints the loadtest's summary and the server's payment_webhook_to_confirmation_seconds.
+# Prints the loadtest's summary and the server's regengine_payment_webhook_to_confirmation_seconds.
 #
 #   GW=target/release/gateway LT=target/release/loadtest bash loadtest/scripts/webhooks.sh [N] [loadtest args]
 set -u
@@ -35,7 +35,7 @@ curl -s "http://127.0.0.1:$port/metrics" | grep -E '^payment_webhook_to_confirma
 # how many were issued when the storm ended, and how long the rest took.
 invoices() {
   curl -s "http://127.0.0.1:$port/metrics" |
-    awk '/^invoices_issued_total\{kind="invoice"\}/ {print $2}' | cut -d. -f1
+    awk '/^regengine_invoices_issued_total\{kind="invoice"\}/ {print $2}' | cut -d. -f1
 }
 start=$(date +%s.%N)
 at_end=$(invoices)

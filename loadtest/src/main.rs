@@ -47,8 +47,12 @@ enum Command {
     /// Signed Stripe webhooks for N started payments (with redeliveries): confirmations/s,
     /// latency, each registration confirmed once. Serves a Stripe API stub for the gateway.
     Webhooks(webhooks::WebhookArgs),
+    /// N events, each with a sale and a scan: the metrics scrape's series before and after,
+    /// and (with --wait-secs) after the events went idle.
+    Cardinality(cardinality::CardinalityArgs),
 }
 
+mod cardinality;
 mod slow;
 mod storm;
 mod webhooks;
@@ -613,6 +617,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Webhooks(args) => {
             let report = webhooks::run(&args).await?;
             write_report(&args.common.report, &json!({"webhooks": report}))?;
+        }
+        Command::Cardinality(args) => {
+            let report = cardinality::run(&args).await?;
+            write_report(&args.report, &json!({"cardinality": report}))?;
         }
         Command::SlowClients(args) => {
             let report = slow::run(&args).await?;

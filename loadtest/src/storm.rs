@@ -505,7 +505,7 @@ async fn noop_rate(
     Ok(noop_per_sec)
 }
 
-/// `cache_lookups_total` of the server's caches, by (cache, result); empty for a server
+/// `regengine_cache_lookups_total` of the server's caches, by (cache, result); empty for a server
 /// that does not count them.
 async fn cache_lookups(
     http: &reqwest::Client,
@@ -523,7 +523,7 @@ async fn cache_lookups(
         let len = labels[start..].find('"')?;
         Some(labels[start..start + len].to_owned())
     };
-    Ok(crate::samples(&text, &["cache_lookups_total{"])
+    Ok(crate::samples(&text, &["regengine_cache_lookups_total{"])
         .into_iter()
         .filter_map(|(series, value)| {
             let key = (label(series, "cache")?, label(series, "result")?);

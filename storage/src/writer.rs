@@ -110,7 +110,7 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
             events += next.events.len();
             batch.push(next);
         }
-        metrics::gauge!("journal_queue_depth").set(rx.len() as f64);
+        metrics::gauge!("regengine_journal_queue_depth").set(rx.len() as f64);
         match flush(&db, &mut fences, &mut batch, events) {
             Ok((outcomes, pool_snapshots)) => {
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
@@ -122,7 +122,7 @@ async fn run(db: Db, mut rx: JournalReceiver, config: JournalConfig, on_fatal: O
             }
             Err(e) => {
                 tracing::error!(error = %engine::failure::chain(&e), "journal write failed; stopping");
-                metrics::counter!("journal_failures_total").increment(1);
+                metrics::counter!("regengine_journal_failures_total").increment(1);
                 for request in batch.drain(..) {
                     request.done.complete(Err(JournalError::Io(e.clone())));
                 }
@@ -205,9 +205,9 @@ fn flush(
     for (event, stats) in &checkin_stats {
         checkin_metrics(event, stats);
     }
-    metrics::histogram!("journal_batch_events").record(events as f64);
-    metrics::histogram!("journal_batch_appends").record(batch.len() as f64);
-    metrics::histogram!("journal_flush_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("regengine_journal_batch_events").record(events as f64);
+    metrics::histogram!("regengine_journal_batch_appends").record(batch.len() as f64);
+    metrics::histogram!("regengine_journal_flush_seconds").record(started.elapsed().as_secs_f64());
     Ok((outcomes, pool_snapshots))
 }
 
@@ -255,7 +255,7 @@ fn admit(
             // An optimistic writer (a user stream) lost a race: it reads again and retries.
             tracing::debug!(error = %conflict, "append refused");
         }
-        metrics::counter!("journal_sequence_conflicts_total").increment(1);
+        metrics::counter!("regengine_journal_sequence_conflicts_total").increment(1);
         fences.fence(request.stream, request.writer);
         return Ok(Some(conflict));
     }
@@ -353,17 +353,22 @@ fn stage_snapshots(
     Ok(pool_snapshots)
 }
 
-/// An event's check-in statistics as gauges, set when the scans they count are durable: the
-/// same numbers the hub pushes and the API shows. Admissions per minute:
-/// `delta(checkin_admitted[1m])`.
+/// An event's check-in totals as counters, set to the durable totals when the scans they count
+/// are durable: the same numbers the hub pushes and the API shows, so a restart continues them
+/// instead of resetting them. Admissions per minute: `increase(..._admitted_total[1m])`.
+/// Per-event series (`regengine_event_*`): they leave the scrape when the event's door is quiet
+/// (the gateway's exporter), and come back with the full total at the next scan.
 fn checkin_metrics(event: &engine::ids::EventId, stats: &engine::ports::CheckInStats) {
     let event = event.to_string();
-    metrics::gauge!("checkin_admitted", "event" => event.clone()).set(stats.admitted as f64);
-    metrics::gauge!("checkin_duplicates", "event" => event.clone()).set(stats.duplicates as f64);
-    metrics::gauge!("checkin_exits", "event" => event.clone()).set(stats.exits as f64);
+    metrics::counter!("regengine_event_checkin_admitted_total", "event" => event.clone())
+        .absolute(stats.admitted);
+    metrics::counter!("regengine_event_checkin_duplicates_total", "event" => event.clone())
+        .absolute(stats.duplicates);
+    metrics::counter!("regengine_event_checkin_exits_total", "event" => event.clone())
+        .absolute(stats.exits);
     for (gate, n) in &stats.per_gate {
-        metrics::gauge!("checkin_admitted_by_gate", "event" => event.clone(), "gate" => gate.clone())
-            .set(*n as f64);
+        let labels = [("event", event.clone()), ("gate", gate.clone())];
+        metrics::counter!("regengine_event_checkin_admitted_by_gate_total", &labels).absolute(*n);
     }
 }
 
@@ -393,7 +398,7 @@ impl Snapshotter {
                         .map_err(err)
                         .and_then(|bytes| db.snapshots.insert(stream.key(), bytes).map_err(err));
                     match written {
-                        Ok(()) => metrics::histogram!("journal_snapshot_seconds")
+                        Ok(()) => metrics::histogram!("regengine_journal_snapshot_seconds")
                             .record(started.elapsed().as_secs_f64()),
                         // Not fatal: the journal still holds everything; recovery replays more.
                         Err(e) => tracing::warn!(%stream, error = %engine::failure::chain(&e), "pool snapshot not written"),
@@ -405,7 +410,7 @@ impl Snapshotter {
 
     fn offer(&self, snapshot: PoolSnapshot) {
         if self.tx.try_send(snapshot).is_err() {
-            metrics::counter!("journal_snapshots_dropped_total").increment(1);
+            metrics::counter!("regengine_journal_snapshots_dropped_total").increment(1);
         }
     }
 }

@@ -212,7 +212,7 @@ async fn slow_heads_and_silent_connections_are_closed_at_their_deadlines() {
     for reason in ["header", "idle"] {
         let closed = api
             .metric(&format!(
-                "http_connections_closed_total{{reason=\"{reason}\"}}"
+                "regengine_http_connections_closed_total{{reason=\"{reason}\"}}"
             ))
             .await
             .unwrap_or(0.0);
@@ -263,7 +263,7 @@ async fn a_full_table_evicts_waiting_connections_and_health_checks_get_in() {
     let latencies = probes.await.unwrap();
     let (n, failed, p50, max) = summary(&latencies);
     let evicted = api
-        .metric("http_connections_closed_total{reason=\"evicted\"}")
+        .metric("regengine_http_connections_closed_total{reason=\"evicted\"}")
         .await
         .unwrap_or(0.0);
     println!(
@@ -271,7 +271,7 @@ async fn a_full_table_evicts_waiting_connections_and_health_checks_get_in() {
     );
     assert_eq!(failed, 0, "health checks failed while the table was full");
     assert!(evicted >= 400.0, "evicted {evicted}");
-    assert_eq!(api.metric("http_accept_errors_total").await, None);
+    assert_eq!(api.metric("regengine_http_accept_errors_total").await, None);
 }
 
 /// A connection from `127.0.0.2` (loopback too, but another client address).
@@ -330,7 +330,7 @@ async fn connections_over_the_per_address_bound_are_refused() {
         "the address was not served after its connections closed"
     );
     let refused = api
-        .metric("http_connections_refused_total{reason=\"per_address\"}")
+        .metric("regengine_http_connections_refused_total{reason=\"per_address\"}")
         .await;
     assert!(refused >= Some(1.0), "{refused:?}");
 }
@@ -449,7 +449,7 @@ async fn exports_nobody_reads_are_cut_at_the_write_deadline() {
     // build on a loaded CI machine is slow at it.
     let cut = wait_for(Duration::from_secs(90), || async {
         let n = admin
-            .metric("http_connections_closed_total{reason=\"write\"}")
+            .metric("regengine_http_connections_closed_total{reason=\"write\"}")
             .await
             .unwrap_or(0.0);
         (n >= READERS as f64).then_some(())
@@ -485,7 +485,7 @@ async fn a_low_open_file_limit_never_starves_accept() {
     );
     let api = Api::new(&server);
     api.wait_ready().await;
-    let effective = api.metric("http_connections_max").await.unwrap();
+    let effective = api.metric("regengine_http_connections_max").await.unwrap();
     assert!(effective < 300.0 && effective > 100.0, "{effective}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let probes = tokio::spawn(probe_until(server.addr.clone(), None, stop_rx));
@@ -505,7 +505,7 @@ async fn a_low_open_file_limit_never_starves_accept() {
     assert_eq!(failed, 0);
     assert!(probe(&server.addr, None).await.is_some());
     assert_eq!(
-        api.metric("http_accept_errors_total").await,
+        api.metric("regengine_http_accept_errors_total").await,
         None,
         "accept ran out of descriptors"
     );

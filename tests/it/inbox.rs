@@ -146,7 +146,7 @@ async fn confirmations_reach_the_accounts_inbox_live_and_only_theirs() {
     ann.confirmed_one(&event, &tt).await;
     let skipped = wait_for(Duration::from_secs(20), || async {
         admin
-            .metric(r#"notify_attempts_total{channel="in_app",result="skipped"}"#)
+            .metric(r#"regengine_notify_attempts_total{channel="in_app",result="skipped"}"#)
             .await
             .filter(|n| *n >= 1.0)
     })

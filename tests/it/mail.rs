@@ -160,15 +160,15 @@ async fn undelivered_messages_survive_a_restart() {
     api.wait_ready().await;
     api.signed_in("bob@example.com").await;
     let failures = wait_for(Duration::from_secs(10), || async {
-        api.metric(r#"notify_attempts_total{channel="email",result="retry"}"#)
+        api.metric(r#"regengine_notify_attempts_total{channel="email",result="retry"}"#)
             .await
             .filter(|n| *n >= 2.0)
     })
     .await;
     assert!(failures.is_some(), "the adapter never failed");
-    assert_eq!(api.metric("outbox_pending").await, Some(0.0));
+    assert_eq!(api.metric("regengine_outbox_pending").await, Some(0.0));
     let waiting = wait_for(Duration::from_secs(5), || async {
-        api.metric(r#"notify_backlog{channel="email"}"#)
+        api.metric(r#"regengine_notify_backlog{channel="email"}"#)
             .await
             .filter(|n| *n == 1.0)
     })
@@ -184,7 +184,7 @@ async fn undelivered_messages_survive_a_restart() {
     let reply = verify(&api, &token).await;
     assert_eq!(reply.status, 204, "{:?}", reply.body);
     let drained = wait_for(Duration::from_secs(10), || async {
-        api.metric(r#"notify_backlog{channel="email"}"#)
+        api.metric(r#"regengine_notify_backlog{channel="email"}"#)
             .await
             .filter(|n| *n == 0.0)
     })
@@ -209,15 +209,15 @@ async fn a_message_the_adapter_keeps_refusing_goes_to_the_dead_letters() {
     // Each is tried 3 times, then set aside: neither holds up the other, the backlog empties
     // and admins see both among the dead letters.
     let dead = wait_for(Duration::from_secs(20), || async {
-        api.metric(r#"notify_attempts_total{channel="email",result="failed"}"#)
+        api.metric(r#"regengine_notify_attempts_total{channel="email",result="failed"}"#)
             .await
             .filter(|n| *n >= 2.0)
     })
     .await;
     assert_eq!(dead, Some(2.0));
-    assert_eq!(api.metric("outbox_pending").await, Some(0.0));
+    assert_eq!(api.metric("regengine_outbox_pending").await, Some(0.0));
     assert_eq!(
-        api.metric(r#"notify_attempts_total{channel="email",result="retry"}"#)
+        api.metric(r#"regengine_notify_attempts_total{channel="email",result="retry"}"#)
             .await,
         Some(4.0)
     );

@@ -136,7 +136,7 @@ async fn a_confirmation_mail_reaches_a_real_smtp_server_with_its_qr_codes_and_ca
     // Sent once: nothing more arrives, and the attempt is counted.
     let sent = wait_for(Duration::from_secs(10), || async {
         admin
-            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
+            .metric(r#"regengine_notify_attempts_total{channel="email",result="sent"}"#)
             .await
             .filter(|n| *n >= 1.0)
     })
@@ -248,7 +248,7 @@ async fn with_the_smtp_server_down_mail_waits_with_backoff_and_all_of_it_arrives
     // Retried with backoff, the backlog visible.
     let retries = wait_for(Duration::from_secs(20), || async {
         admin
-            .metric(r#"notify_attempts_total{channel="email",result="retry"}"#)
+            .metric(r#"regengine_notify_attempts_total{channel="email",result="retry"}"#)
             .await
             .filter(|n| *n >= 6.0)
     })
@@ -256,7 +256,7 @@ async fn with_the_smtp_server_down_mail_waits_with_backoff_and_all_of_it_arrives
     assert!(retries.is_some(), "the sends were retried");
     let backlog = wait_for(Duration::from_secs(10), || async {
         admin
-            .metric(r#"notify_backlog{channel="email"}"#)
+            .metric(r#"regengine_notify_backlog{channel="email"}"#)
             .await
             .filter(|n| *n == 3.0)
     })
@@ -283,7 +283,7 @@ async fn with_the_smtp_server_down_mail_waits_with_backoff_and_all_of_it_arrives
     assert_eq!(to, ["p0@example.com", "p1@example.com", "p2@example.com"]);
     let drained = wait_for(Duration::from_secs(10), || async {
         admin
-            .metric(r#"notify_backlog{channel="email"}"#)
+            .metric(r#"regengine_notify_backlog{channel="email"}"#)
             .await
             .filter(|n| *n == 0.0)
     })

@@ -61,20 +61,34 @@ async fn health_metrics_openapi_and_docs() {
         .await
         .unwrap();
     for series in [
-        "http_request_duration_seconds_bucket",
-        "engine_commands_total{command=\"hold\",result=\"ok\"}",
-        "engine_commands_total{command=\"confirm\",result=\"ok\"}",
-        "engine_pool_available_seats",
-        "engine_admission_inflight",
-        "journal_batch_events",
-        "journal_flush_seconds",
-        "journal_queue_depth",
-        "build_info{",
+        "regengine_http_request_duration_seconds_bucket",
+        "regengine_engine_commands_total{command=\"hold\",result=\"ok\"}",
+        "regengine_engine_commands_total{command=\"confirm\",result=\"ok\"}",
+        "regengine_event_pool_available_seats",
+        "regengine_engine_admission_inflight",
+        "regengine_journal_batch_events",
+        "regengine_journal_flush_seconds",
+        "regengine_journal_queue_depth",
+        "regengine_build_info{",
+        "regengine_tokio_alive_tasks ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_cpu_seconds_total ",
     ] {
         assert!(metrics.contains(series), "metric {series} missing");
     }
+    // One prefix for the application's families; process_* keep their standard names.
+    for line in metrics
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        assert!(
+            line.starts_with("regengine_") || line.starts_with("process_"),
+            "unprefixed series: {line}"
+        );
+    }
     promtool_accepts(&metrics);
-    // The build's commit, the same in `--version` and `build_info`.
+    // The build's commit, the same in `--version` and `regengine_build_info`.
     let version = std::process::Command::new(tests::gateway_binary())
         .arg("--version")
         .output()
@@ -89,7 +103,7 @@ async fn health_metrics_openapi_and_docs() {
     assert!(!commit.is_empty(), "{version}");
     assert!(
         metrics.contains(&format!("commit=\"{commit}\"")),
-        "build_info carries the commit {commit}"
+        "regengine_build_info carries the commit {commit}"
     );
 
     let doc = api.get("/openapi.json").await.body;
@@ -196,6 +210,55 @@ async fn health_metrics_openapi_and_docs() {
     let docs = api.http.get(server.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+/// With `http.admin_bind`, `/metrics` is served there and no longer on the API port; the
+/// health endpoints answer on both; the admin listener serves nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_takes_metrics_off_the_api_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[("HTTP__ADMIN_BIND", "127.0.0.1:0")],
+    );
+    let admin = server.admin.clone().expect("the admin listener's address");
+    assert_ne!(admin, server.base);
+    let api = Api::admin(&server).await;
+    api.wait_ready().await;
+    let (event, tt) = api.published_event(10, 600, 4).await;
+    assert_eq!(api.hold(&event, &tt, 1, None).await.status, 201);
+    let get = |url: String| {
+        let http = api.http.clone();
+        async move {
+            let reply = http.get(url).send().await.unwrap();
+            let (status, kind) = (
+                reply.status().as_u16(),
+                reply.headers().get("content-type").cloned(),
+            );
+            (status, kind, reply.text().await.unwrap())
+        }
+    };
+    let (status, kind, _) = get(server.url("/metrics")).await;
+    assert_eq!(status, 404, "no /metrics on the API port");
+    assert_eq!(kind.unwrap(), "application/problem+json");
+    let (status, _, scrape) = get(format!("{admin}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        scrape.contains("regengine_engine_commands_total{command=\"hold\",result=\"ok\"} 1"),
+        "the admin scrape counts the API's hold: {scrape}"
+    );
+    promtool_accepts(&scrape);
+    for base in [server.base.as_str(), admin.as_str()] {
+        assert_eq!(get(format!("{base}/healthz")).await.0, 200, "{base}");
+        assert_eq!(get(format!("{base}/readyz")).await.0, 200, "{base}");
+    }
+    for path in ["/api/v1/events", "/openapi.json", "/docs/"] {
+        assert_eq!(
+            get(format!("{admin}{path}")).await.0,
+            404,
+            "{path} on the admin port"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

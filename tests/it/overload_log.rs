@@ -91,10 +91,13 @@ async fn shed_and_rate_limited_requests_are_counted_not_logged_one_by_one() {
     }
     assert!(limited >= 250, "only {limited} requests rate-limited");
 
-    let shed_total = api.metric("http_requests_shed_total").await.unwrap_or(0.0);
+    let shed_total = api
+        .metric("regengine_http_requests_shed_total")
+        .await
+        .unwrap_or(0.0);
     assert!(shed_total >= shed as f64, "{shed_total} < {shed}");
     let limited_total = api
-        .metric("rate_limited_total{budget=\"reads_per_ip\"}")
+        .metric("regengine_rate_limited_total{budget=\"reads_per_ip\"}")
         .await
         .unwrap_or(0.0);
     assert!(

@@ -6,7 +6,31 @@ use std::time::Duration;
 use tests::{Api, Server, wait_for};
 
 async fn active_events(api: &Api) -> Option<u64> {
-    api.metric("engine_active_events").await.map(|v| v as u64)
+    api.metric("regengine_engine_active_events")
+        .await
+        .map(|v| v as u64)
+}
+
+/// The scrape's series labelled with `event` (the per-event families, `regengine_event_*`).
+async fn event_series(api: &Api, event: &str) -> Vec<String> {
+    let scrape = api.scrape().await.expect("/metrics answers");
+    let label = format!("event=\"{event}\"");
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&label))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until no series of `event` is left in the scrape (its actors passivated and the
+/// exporter's idle timeout, here the 1 s passivation time, passed).
+async fn event_series_gone(api: &Api, event: &str) -> bool {
+    wait_for(Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { event_series(&api, event).await.is_empty().then_some(()) }
+    })
+    .await
+    .is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,6 +56,13 @@ async fn idle_events_passivate_and_come_back_from_durable_state() {
         .unwrap()
         .to_owned();
     assert_eq!(api.hold(&event, &tt, 1, None).await.status, 201);
+    let series = event_series(&api, &event).await;
+    assert!(
+        series.len() == 1
+            && series[0].starts_with("regengine_event_pool_available_seats{")
+            && series[0].ends_with(" 2"),
+        "the pool's seats while the event is active: {series:?}"
+    );
 
     let idle = wait_for(Duration::from_secs(20), || {
         let api = api.clone();
@@ -39,6 +70,10 @@ async fn idle_events_passivate_and_come_back_from_durable_state() {
     })
     .await;
     assert!(idle.is_some(), "the idle event was not passivated");
+    assert!(
+        event_series_gone(&api, &event).await,
+        "a passivated event's series leave the scrape"
+    );
 
     // Back from durable state: counts, idempotent confirm, exactly-once check-in, selling.
     assert_eq!(api.availability(&event).await, (5, 1, 2, 2));
@@ -66,12 +101,31 @@ async fn idle_events_passivate_and_come_back_from_durable_state() {
     };
     assert_eq!(scan("a").await.status, 200);
     assert_eq!(active_events(&api).await, Some(1));
+    // Active again: its series are back, the check-in total from the durable statistics.
+    let admitted = format!("regengine_event_checkin_admitted_total{{event=\"{event}\"}}");
+    let back = wait_for(Duration::from_secs(20), || {
+        let (api, admitted) = (api.clone(), admitted.clone());
+        async move { (api.metric(&admitted).await? == 1.0).then_some(()) }
+    })
+    .await;
+    assert!(back.is_some(), "{:?}", event_series(&api, &event).await);
+    assert!(
+        event_series(&api, &event)
+            .await
+            .iter()
+            .any(|l| l.starts_with("regengine_event_pool_available_seats{")),
+        "the pool's seats are back"
+    );
     let idle = wait_for(Duration::from_secs(20), || {
         let api = api.clone();
         async move { (active_events(&api).await? == 0).then_some(()) }
     })
     .await;
     assert!(idle.is_some(), "not passivated again");
+    assert!(
+        event_series_gone(&api, &event).await,
+        "gone again after the second passivation"
+    );
     let second = scan("b").await;
     assert_eq!(
         (second.status, second.str("code").as_str()),

@@ -116,7 +116,7 @@ async fn an_unpaid_hold_mails_its_payment_link_and_a_paid_one_does_not() {
     assert_eq!(asked, 1, "{subjects:?}");
     assert!(subjects.contains(&"Confirmed: Flash sale".to_owned()));
     let skipped = admin
-        .metric(r#"notify_attempts_total{channel="email",result="skipped"}"#)
+        .metric(r#"regengine_notify_attempts_total{channel="email",result="skipped"}"#)
         .await;
     assert!(skipped.is_none_or(|n| n == 0.0), "{skipped:?}");
 

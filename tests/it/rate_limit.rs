@@ -215,7 +215,7 @@ async fn two_gateways_share_budgets_through_redis_and_keep_selling_without_it() 
     for api in [&admin_a, &admin_b] {
         let connected = tests::wait_for(Duration::from_secs(10), || async {
             let up = api
-                .metric("rate_limit_redis_connected")
+                .metric("regengine_rate_limit_redis_connected")
                 .await
                 .unwrap_or(0.0);
             (up == 1.0).then_some(())
@@ -245,7 +245,7 @@ async fn two_gateways_share_budgets_through_redis_and_keep_selling_without_it() 
     assert_eq!(after.status, 201, "{:?}", after.body);
     assert!(
         admin_b
-            .metric("rate_limit_redis_fallbacks_total")
+            .metric("regengine_rate_limit_redis_fallbacks_total")
             .await
             .unwrap_or(0.0)
             >= 1.0

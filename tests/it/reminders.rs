@@ -128,7 +128,7 @@ async fn attendees_are_reminded_once_per_offset_across_a_crash() {
         1
     );
     let queued = admin
-        .metric(r#"notify_reminders_total{result="queued"}"#)
+        .metric(r#"regengine_notify_reminders_total{result="queued"}"#)
         .await;
     assert_eq!(queued, Some(1.0), "only Dan's since the restart");
 }
@@ -273,7 +273,7 @@ async fn a_reminder_can_be_unsubscribed_from_in_one_click() {
     buyer.confirmed(&next, &next_tt, attendee("Eve"), 1).await;
     let skipped = wait_for(Duration::from_secs(30), || async {
         admin
-            .metric(r#"notify_attempts_total{channel="email",result="skipped"}"#)
+            .metric(r#"regengine_notify_attempts_total{channel="email",result="skipped"}"#)
             .await
             .filter(|n| *n >= 1.0)
     })

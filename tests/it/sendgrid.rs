@@ -200,7 +200,7 @@ async fn mail_through_sendgrid_is_retried_refused_and_tracked_by_its_signed_even
         "{row}"
     );
     let bounced = admin
-        .metric(r#"notify_provider_events_total{channel="email",event="bounce"}"#)
+        .metric(r#"regengine_notify_provider_events_total{channel="email",event="bounce"}"#)
         .await;
     assert_eq!(bounced, Some(1.0));
 }

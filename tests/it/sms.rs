@@ -104,7 +104,7 @@ async fn texts_go_to_those_who_asked_and_twilios_signed_callbacks_track_them() {
     );
     let skipped = wait_for(Duration::from_secs(10), || async {
         admin
-            .metric(r#"notify_attempts_total{channel="sms",result="skipped"}"#)
+            .metric(r#"regengine_notify_attempts_total{channel="sms",result="skipped"}"#)
             .await
             .filter(|n| *n >= 1.0)
     })

@@ -129,7 +129,7 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
                     .map(|(event, tt)| api.hold(event, tt, 1, None)),
             )
             .await;
-            (api.metric("ws_clients_dropped_total{reason=\"lagging\"}")
+            (api.metric("regengine_ws_clients_dropped_total{reason=\"lagging\"}")
                 .await?
                 >= 1.0)
                 .then_some(())
@@ -141,8 +141,8 @@ async fn a_client_that_never_reads_is_dropped_and_released() {
     let released = tests::wait_for(Duration::from_secs(30), || {
         let api = api.clone();
         async move {
-            let sessions = api.metric("ws_connections").await?;
-            let writers = api.metric("ws_writer_tasks").await?;
+            let sessions = api.metric("regengine_ws_connections").await?;
+            let writers = api.metric("regengine_ws_writer_tasks").await?;
             (sessions == 0.0 && writers == 0.0).then_some(())
         }
     })
@@ -493,11 +493,22 @@ async fn scanners_scan_over_the_hub_and_hear_other_gates() {
     );
     // And as metrics, for the SREs' dashboards (set once the scans are durable).
     for (series, value) in [
-        (format!("checkin_admitted{{event=\"{event}\"}}"), 2.0),
-        (format!("checkin_duplicates{{event=\"{event}\"}}"), 1.0),
-        (format!("checkin_exits{{event=\"{event}\"}}"), 0.0),
         (
-            format!("checkin_admitted_by_gate{{event=\"{event}\",gate=\"north\"}}"),
+            format!("regengine_event_checkin_admitted_total{{event=\"{event}\"}}"),
+            2.0,
+        ),
+        (
+            format!("regengine_event_checkin_duplicates_total{{event=\"{event}\"}}"),
+            1.0,
+        ),
+        (
+            format!("regengine_event_checkin_exits_total{{event=\"{event}\"}}"),
+            0.0,
+        ),
+        (
+            format!(
+                "regengine_event_checkin_admitted_by_gate_total{{event=\"{event}\",gate=\"north\"}}"
+            ),
             2.0,
         ),
     ] {

@@ -53,6 +53,8 @@ pub struct Server {
     pub base: String,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// `http://127.0.0.1:PORT` of the admin listener, when `HTTP__ADMIN_BIND` was given.
+    pub admin: Option<String>,
     /// Its data directory.
     pub data_dir: PathBuf,
 }
@@ -102,13 +104,17 @@ impl Server {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // The API's line comes first, then the admin listener's if there is one.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on http://") {
+                if let Some(addr) = line
+                    .strip_prefix("listening on http://")
+                    .or_else(|| line.strip_prefix("admin listening on http://"))
+                {
                     let _ = tx.send(addr.to_owned());
                 }
             }
         });
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
+        let mut next_addr = || match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
@@ -118,10 +124,16 @@ impl Server {
                 );
             }
         };
+        let addr = next_addr();
+        let admin = env
+            .iter()
+            .any(|(k, v)| *k == "HTTP__ADMIN_BIND" && !v.is_empty())
+            .then(|| format!("http://{}", next_addr()));
         Server {
             child,
             base: format!("http://{addr}"),
             addr,
+            admin,
             data_dir: data_dir.to_owned(),
         }
     }
@@ -402,18 +414,21 @@ impl Api {
 
     /// The value of one series in `/metrics` (`name` with its labels, as exposed).
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self
+        let text = self.scrape().await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The server's `/metrics` text; `None` if it cannot be read.
+    pub async fn scrape(&self) -> Option<String> {
+        let reply = self
             .http
             .get(format!("{}/metrics", self.base))
             .send()
             .await
-            .ok()?
-            .text()
-            .await
             .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
+        reply.text().await.ok()
     }
 
     /// Waits until `/readyz` answers 200.

@@ -201,7 +201,7 @@ impl Drop for FakeSendGrid {
 pub async fn settled(api: &crate::Api, dir: &Path) -> Vec<Vec<u8>> {
     crate::wait_for(std::time::Duration::from_secs(10), || async {
         let sent = api
-            .metric(r#"notify_attempts_total{channel="email",result="sent"}"#)
+            .metric(r#"regengine_notify_attempts_total{channel="email",result="sent"}"#)
             .await?;
         let all = received(dir);
         (sent == all.len() as f64).then_some(all)

@@ -191,7 +191,7 @@ impl Actor for EventActor {
             .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
         state.restart_times.push_back(now);
         let restarts = state.restart_times.len() as u32;
-        metrics::counter!("engine_actor_restarts_total", "actor" => "pool").increment(1);
+        metrics::counter!("regengine_engine_actor_restarts_total", "actor" => "pool").increment(1);
         tracing::warn!(event = %state.record.id, pool = %pool_id, reason = %why, restarts, "pool actor stopped; restarting from durable state");
         if restarts > state.ctx.config.pool_restarts_max {
             return Err(format!("pool {pool_id} restarted {} times in a minute", restarts).into());
@@ -531,6 +531,7 @@ fn passivate_if_idle(myself: &ActorRef<EventMsg>, state: &mut EventActorState) {
             .iter()
             .all(|p| p.gate.inflight() == 0);
     if !idle {
+        state.shared.republish_seats();
         return;
     }
     tracing::debug!(event = %state.record.id, "passivating idle event");

@@ -94,10 +94,11 @@ impl Gate {
         let before = self.inflight.fetch_add(1, Ordering::AcqRel);
         if before >= self.max {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
-            metrics::counter!("engine_admission_rejected_total", "kind" => self.kind).increment(1);
+            metrics::counter!("regengine_engine_admission_rejected_total", "kind" => self.kind)
+                .increment(1);
             return Err(EngineError::Overloaded);
         }
-        metrics::gauge!("engine_admission_inflight", "kind" => self.kind).increment(1.0);
+        metrics::gauge!("regengine_engine_admission_inflight", "kind" => self.kind).increment(1.0);
         Ok(Permit {
             inflight: self.inflight.clone(),
             kind: self.kind,
@@ -112,7 +113,7 @@ impl Gate {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("engine_admission_inflight", "kind" => self.kind).decrement(1.0);
+        metrics::gauge!("regengine_engine_admission_inflight", "kind" => self.kind).decrement(1.0);
     }
 }
 
@@ -177,6 +178,33 @@ impl EventShared {
             .cloned()
             .collect()
     }
+
+    /// Sets every pool's seat gauge again from the last published counts: per-event series
+    /// that are not set for a while leave the scrape (the gateway's exporter drops them), so
+    /// the event's tick keeps a live event's series there however quiet its sale is.
+    pub fn republish_seats(&self) {
+        let availability = self.availability.borrow();
+        for (pool, counts) in &availability.pools {
+            set_available_seats(&seat_labels(self.id, *pool), counts.available());
+        }
+    }
+}
+
+/// The labels of a pool's per-event series, built once per pool actor (the strings are shared,
+/// so setting the gauge after each decision allocates nothing for them).
+pub(crate) fn seat_labels(event: EventId, pool: PoolId) -> Vec<metrics::Label> {
+    let text = |s: String| metrics::SharedString::from(Arc::<str>::from(s));
+    vec![
+        metrics::Label::new("event", text(event.to_string())),
+        metrics::Label::new("pool", text(pool.to_string())),
+    ]
+}
+
+/// The seats a pool can still hold, per event and pool: a per-event series (its name starts
+/// with `regengine_event_`).
+pub(crate) fn set_available_seats(labels: &[metrics::Label], available: u32) {
+    metrics::gauge!("regengine_event_pool_available_seats", labels.iter())
+        .set(f64::from(available));
 }
 
 /// An active event: its actor and its shared state.

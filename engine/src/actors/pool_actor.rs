@@ -80,6 +80,8 @@ pub(crate) struct PoolActorState {
     reminding: bool,
     /// Decisions waiting for the next `Flush`.
     pending: Pending,
+    /// The labels of this pool's per-event series (`super::seat_labels`).
+    seat_labels: Vec<metrics::Label>,
 }
 
 /// Loads a pool from its latest snapshot plus the journal tail.
@@ -150,6 +152,7 @@ impl Actor for PoolActor {
         let pool = tokio::task::spawn_blocking(move || load(&ctx, &shared, def)).await??;
         // Everything loaded came from the store: it is durable.
         let seq = pool.seq();
+        let seat_labels = super::seat_labels(args.shared.id, pool.pool_id());
         let state = PoolActorState {
             pool,
             status: args.status,
@@ -162,6 +165,7 @@ impl Actor for PoolActor {
             timer: None,
             reminding: false,
             pending: Pending::default(),
+            seat_labels,
         };
         publish(&state);
         Ok(state)
@@ -266,7 +270,7 @@ async fn expire_due(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
             .iter()
             .filter(|e| matches!(e, PoolEvent::HoldExpired { .. }))
             .count();
-        metrics::counter!("engine_expiries_total").increment(expired as u64);
+        metrics::counter!("regengine_engine_expiries_total").increment(expired as u64);
         enqueue(myself, state, events, poison_on_conflict(myself));
         publish(state);
     }
@@ -316,7 +320,8 @@ async fn close_canceled(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) 
         return;
     };
     let messages = cancellation_messages(state, &registrations, &waitlist, now);
-    metrics::counter!("engine_registrations_closed_total").increment(registrations.len() as u64);
+    metrics::counter!("regengine_engine_registrations_closed_total")
+        .increment(registrations.len() as u64);
     tracing::info!(
         event = %state.shared.id,
         pool = %state.pool.pool_id(),
@@ -334,7 +339,7 @@ async fn close_canceled(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) 
         None => {
             // Canceling does not wait for mail: the registrations end either way, and each
             // person still sees it on their registration.
-            metrics::counter!("outbox_refused_total").increment(messages.len() as u64);
+            metrics::counter!("regengine_outbox_refused_total").increment(messages.len() as u64);
             tracing::warn!(
                 event = %state.shared.id,
                 untold = messages.len(),
@@ -530,7 +535,7 @@ fn offer_messages(
     match state.ctx.outbox.reserve(outbox.len()) {
         Some(room) => (outbox, Some(room)),
         None => {
-            metrics::counter!("outbox_refused_total").increment(outbox.len() as u64);
+            metrics::counter!("regengine_outbox_refused_total").increment(outbox.len() as u64);
             (Vec::new(), None)
         }
     }
@@ -710,8 +715,7 @@ fn publish(state: &PoolActorState) {
         true
     });
     if changed {
-        metrics::gauge!("engine_pool_available_seats", "pool" => id.to_string())
-            .set(f64::from(counts.available()));
+        super::set_available_seats(&state.seat_labels, counts.available());
     }
 }
 
@@ -791,5 +795,6 @@ fn count(kind: &'static str, outcome: &Result<PoolOutcome, crate::error::DomainE
         Err(crate::error::DomainError::AlreadyCheckedIn { .. }) => "duplicate",
         Err(_) => "refused",
     };
-    metrics::counter!("engine_commands_total", "command" => kind, "result" => result).increment(1);
+    metrics::counter!("regengine_engine_commands_total", "command" => kind, "result" => result)
+        .increment(1);
 }

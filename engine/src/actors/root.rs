@@ -48,7 +48,8 @@ impl Actor for RootActor {
             return Ok(());
         };
         if let Some(reason) = failure {
-            metrics::counter!("engine_actor_restarts_total", "actor" => "event").increment(1);
+            metrics::counter!("regengine_engine_actor_restarts_total", "actor" => "event")
+                .increment(1);
             tracing::error!(event = %event_id, %reason, "event actor failed; it will be activated again on next use");
         }
         let dead = cell.get_id();

@@ -81,7 +81,7 @@ impl Engine {
             )
             .await
             .map_err(EngineError::Journal)?;
-        metrics::counter!("engine_events_created_total").increment(1);
+        metrics::counter!("regengine_engine_events_created_total").increment(1);
         Ok(record)
     }
 

@@ -131,7 +131,8 @@ impl Engine {
                             DocumentKind::Invoice => "invoice",
                             DocumentKind::CreditNote { .. } => "credit_note",
                         };
-                        metrics::counter!("invoices_issued_total", "kind" => kind).increment(1);
+                        metrics::counter!("regengine_invoices_issued_total", "kind" => kind)
+                            .increment(1);
                     }
                     return Ok(due);
                 }
@@ -210,7 +211,7 @@ impl Engine {
             .store
             .invoice_jobs(BATCH_MAX)
             .map_err(EngineError::Store)?;
-        metrics::gauge!("invoice_jobs_waiting").set(jobs.len() as f64);
+        metrics::gauge!("regengine_invoice_jobs_waiting").set(jobs.len() as f64);
         if jobs.is_empty() {
             return Ok(0);
         }

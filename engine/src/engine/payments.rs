@@ -88,7 +88,7 @@ impl Engine {
             })
             .await
             .map_err(|e| {
-                metrics::counter!("payments_total", "provider" => provider.as_str(), "result" => "create_failed")
+                metrics::counter!("regengine_payments_total", "provider" => provider.as_str(), "result" => "create_failed")
                     .increment(1);
                 tracing::warn!(registration = %id, provider = provider.as_str(), error = %e, "payment creation failed");
                 match e {
@@ -103,7 +103,7 @@ impl Engine {
             provider_ref: created.provider_ref.clone(),
         };
         let (payment, hold_expires_at) = self.payment_command(&view, command).await?;
-        metrics::counter!("payments_total", "provider" => provider.as_str(), "result" => "started")
+        metrics::counter!("regengine_payments_total", "provider" => provider.as_str(), "result" => "started")
             .increment(1);
         Ok(PaymentStart {
             payment,
@@ -181,7 +181,7 @@ impl Engine {
                     (false, Some(i)) => i.as_str(),
                     (false, None) => "applied",
                 };
-                metrics::counter!("payment_reports_total", "provider" => provider, "report" => kind, "result" => result)
+                metrics::counter!("regengine_payment_reports_total", "provider" => provider, "report" => kind, "result" => result)
                     .increment(1);
                 self.wake_invoices();
                 // A late or second capture may have decided a refund.
@@ -269,7 +269,7 @@ impl Engine {
             reference,
         };
         self.payment_command(&view, command).await?;
-        metrics::counter!("payments_total", "provider" => "manual", "result" => "succeeded")
+        metrics::counter!("regengine_payments_total", "provider" => "manual", "result" => "succeeded")
             .increment(1);
         self.wake_invoices();
         self.registration(id)

@@ -82,13 +82,13 @@ impl Engine {
                 .iter()
                 .filter(|j| matches!(j.action, JobAction::Refund { .. }))
                 .count();
-            metrics::gauge!("refunds_waiting").set(refunds as f64);
+            metrics::gauge!("regengine_refunds_waiting").set(refunds as f64);
             let stuck = pending
                 .backoff
                 .values()
                 .filter(|(calls, _)| *calls >= config.attempts_max)
                 .count();
-            metrics::gauge!("refunds_stuck").set(stuck as f64);
+            metrics::gauge!("regengine_refunds_stuck").set(stuck as f64);
             pending
                 .backoff
                 .retain(|id, _| jobs.iter().any(|j| j.id == *id));
@@ -198,7 +198,7 @@ impl Engine {
                 "given_up"
             }
         };
-        metrics::counter!("payment_cancellations_total", "provider" => job.provider.as_str(), "result" => outcome)
+        metrics::counter!("regengine_payment_cancellations_total", "provider" => job.provider.as_str(), "result" => outcome)
             .increment(1);
         backoff.remove(&job.id);
         if let Err(e) = self.ctx.store.provider_job_done(job.id) {
@@ -233,7 +233,7 @@ impl Engine {
                 } else {
                     tracing::warn!(refund = %job.id, provider, calls, error = %why, "refund call failed; retrying");
                 }
-                metrics::counter!("refunds_total", "provider" => provider, "result" => "retried")
+                metrics::counter!("regengine_refunds_total", "provider" => provider, "result" => "retried")
                     .increment(1);
                 return;
             }
@@ -268,7 +268,7 @@ impl Engine {
                     RefundState::Succeeded => "succeeded",
                     _ => "failed",
                 };
-                metrics::counter!("refunds_total", "provider" => job.provider.as_str(), "result" => result)
+                metrics::counter!("regengine_refunds_total", "provider" => job.provider.as_str(), "result" => result)
                     .increment(1);
                 self.wake_invoices();
             }

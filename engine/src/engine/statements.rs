@@ -131,7 +131,7 @@ impl Engine {
                 Err(JournalError::SequenceConflict { .. }) => continue,
                 Err(e) => return Err(super::journal_error(e)),
             }
-            metrics::counter!("bank_statement_exceptions_resolved_total", "action" => decision.action.as_str())
+            metrics::counter!("regengine_bank_statement_exceptions_resolved_total", "action" => decision.action.as_str())
                 .increment(1);
             if let Some(id) = registration_id {
                 self.pay_with_credit(&row, id).await?;

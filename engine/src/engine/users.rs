@@ -70,7 +70,7 @@ impl Engine {
                 events.push(event);
                 outbox.push(message);
             } else {
-                metrics::counter!("outbox_refused_total").increment(1);
+                metrics::counter!("regengine_outbox_refused_total").increment(1);
                 tracing::warn!(user = %new.id, "outbox full: account created without a verification link");
             }
         }
@@ -304,7 +304,7 @@ impl Engine {
             return Ok(());
         }
         let Some(reservation) = self.outbox.reserve(messages.len()) else {
-            metrics::counter!("outbox_refused_total").increment(1);
+            metrics::counter!("regengine_outbox_refused_total").increment(1);
             return Err(EngineError::Unavailable("outbox full".into()));
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -387,7 +387,7 @@ impl Engine {
             } else {
                 let reserved = self.outbox.reserve(outbox.len());
                 if reserved.is_none() {
-                    metrics::counter!("outbox_refused_total").increment(1);
+                    metrics::counter!("regengine_outbox_refused_total").increment(1);
                     return Err(EngineError::Unavailable("outbox full".into()));
                 }
                 reserved

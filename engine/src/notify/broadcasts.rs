@@ -62,7 +62,7 @@ fn step(
     let page = config.page.clamp(1, rate as usize);
     match store.broadcast_step(&broadcast, page, wakes.channels(), now) {
         Ok(queued) => {
-            metrics::counter!("notify_broadcast_messages_total").increment(queued as u64);
+            metrics::counter!("regengine_notify_broadcast_messages_total").increment(queued as u64);
             if queued > 0 {
                 for channel in [Channel::Email, Channel::InApp, Channel::Sms] {
                     if wakes.channels().contains(channel) {

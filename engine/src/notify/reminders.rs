@@ -62,7 +62,7 @@ fn step(store: &dyn Store, wakes: &Wakes, config: &ReminderConfig, now: DateTime
     let result: Result<usize, StoreError> = if now >= reminder.starts_at {
         // Too late (the server was down through it): a reminder after the start is noise.
         tracing::warn!(event = %reminder.event_id, offset_secs = reminder.offset_secs, "reminder not sent: the event has started");
-        metrics::counter!("notify_reminders_total", "result" => "late").increment(1);
+        metrics::counter!("regengine_notify_reminders_total", "result" => "late").increment(1);
         store.reminder_drop(&reminder).map(|()| 0)
     } else {
         store.reminder_step(&reminder, config.page, wakes.channels(), now)
@@ -70,7 +70,7 @@ fn step(store: &dyn Store, wakes: &Wakes, config: &ReminderConfig, now: DateTime
     match result {
         Ok(queued) => {
             if queued > 0 {
-                metrics::counter!("notify_reminders_total", "result" => "queued")
+                metrics::counter!("regengine_notify_reminders_total", "result" => "queued")
                     .increment(queued as u64);
                 for channel in [Channel::Email, Channel::InApp, Channel::Sms] {
                     if wakes.channels().contains(channel) {

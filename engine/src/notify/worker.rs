@@ -171,7 +171,7 @@ fn start(
             Ok(message) => {
                 let started = Instant::now();
                 let outcome = sender.send(&message).await;
-                metrics::histogram!("notify_send_seconds", "channel" => channel.as_str())
+                metrics::histogram!("regengine_notify_send_seconds", "channel" => channel.as_str())
                     .record(started.elapsed().as_secs_f64());
                 outcome
             }
@@ -252,7 +252,7 @@ fn record(worker: &Worker, delivery: &Delivery, outcome: Result<Sent, SendError>
         DeliveryStatus::Skipped => "skipped",
         _ => "sent",
     };
-    metrics::counter!("notify_attempts_total", "channel" => channel, "result" => result)
+    metrics::counter!("regengine_notify_attempts_total", "channel" => channel, "result" => result)
         .increment(1);
     if next.status == DeliveryStatus::Failed {
         tracing::error!(id = %next.message_id, channel, kind = %next.kind, error = ?next.last_error, "delivery given up: a dead letter");
@@ -270,7 +270,7 @@ fn prune(worker: &Worker) {
         .prune_deliveries(worker.clock.now() - retention, PRUNE_MAX)
     {
         Ok(0) => {}
-        Ok(n) => metrics::counter!("notify_deliveries_pruned_total").increment(n as u64),
+        Ok(n) => metrics::counter!("regengine_notify_deliveries_pruned_total").increment(n as u64),
         Err(e) => tracing::warn!(error = %chain(&e), "pruning finished deliveries failed"),
     }
 }
@@ -286,11 +286,13 @@ fn next_due_in(worker: &Worker, channel: Channel) -> Duration {
 fn publish_gauges(worker: &Worker, channel: Channel) {
     match worker.store.delivery_backlog(channel) {
         Ok((count, oldest)) => {
-            metrics::gauge!("notify_backlog", "channel" => channel.as_str()).set(count as f64);
+            metrics::gauge!("regengine_notify_backlog", "channel" => channel.as_str())
+                .set(count as f64);
             let age = oldest
                 .map(|at| (worker.clock.now() - at).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0);
-            metrics::gauge!("notify_oldest_age_seconds", "channel" => channel.as_str()).set(age);
+            metrics::gauge!("regengine_notify_oldest_age_seconds", "channel" => channel.as_str())
+                .set(age);
         }
         Err(e) => {
             tracing::warn!(error = %chain(&e), channel = channel.as_str(), "counting the backlog failed")

@@ -298,6 +298,9 @@ pub struct SmtpSection {
 pub struct HttpConfig {
     /// Listen address (`127.0.0.1:0` picks a free port).
     pub bind: SocketAddr,
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`); empty: none, and
+    /// `/metrics` is served on `bind`. See [`HttpConfig::admin_addr`].
+    pub admin_bind: String,
     /// Requests handled at once; the rest are shed with 503.
     pub concurrency_max: usize,
     /// Per-request timeout.
@@ -335,6 +338,13 @@ pub struct HttpConfig {
     pub header_bytes_max: usize,
     /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
     pub listen_backlog: u32,
+}
+
+impl HttpConfig {
+    /// The admin listener's address, when one is configured (and valid: checked at start).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_bind.parse().ok()
+    }
 }
 
 /// Storage settings.
@@ -523,6 +533,16 @@ impl Config {
             (
                 (16..=65_535).contains(&self.http.listen_backlog),
                 "http.listen_backlog must be 16..=65535",
+            ),
+            (
+                self.http.admin_bind.is_empty() || self.http.admin_addr().is_some(),
+                "http.admin_bind must be empty or an address such as \"127.0.0.1:9090\"",
+            ),
+            (
+                self.http
+                    .admin_addr()
+                    .is_none_or(|admin| admin.port() == 0 || admin.port() != self.http.bind.port()),
+                "http.admin_bind must use another port than http.bind",
             ),
             (
                 self.http.cors_allowed_origins.iter().all(|origin| {

@@ -113,7 +113,8 @@ impl GuardedIo {
         let at = self.place.instant_at(deadline_ms);
         match Timer::poll_at(&mut self.read_timer, at, cx) {
             Poll::Ready(()) => {
-                metrics::counter!("http_connections_closed_total", "reason" => reason).increment(1);
+                metrics::counter!("regengine_http_connections_closed_total", "reason" => reason)
+                    .increment(1);
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("{reason} timeout"),
@@ -137,7 +138,7 @@ impl GuardedIo {
         let since = *self.write_stalled.get_or_insert_with(Instant::now);
         match Timer::poll_at(&mut self.write_timer, since + self.deadlines.write, cx) {
             Poll::Ready(()) => {
-                metrics::counter!("http_connections_closed_total", "reason" => "write")
+                metrics::counter!("regengine_http_connections_closed_total", "reason" => "write")
                     .increment(1);
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,

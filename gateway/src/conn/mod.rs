@@ -97,18 +97,52 @@ fn raise_nofile(_needed: u64) -> u64 {
     u64::MAX
 }
 
-/// Serves `router` on `listener` until `shutdown` turns true; then stops accepting, lets
-/// every connection finish its requests (idle ones close at once), and returns when all
-/// connection tasks ended. The caller bounds that wait with its grace period.
+/// Serves each listener's router (the API, and the admin listener when configured) until
+/// `shutdown` turns true; then stops accepting, lets every connection finish its requests
+/// (idle ones close at once), and returns when all connection tasks ended. The caller bounds
+/// that wait with its grace period. The listeners share one connection table: its bound is the
+/// process's descriptor budget, and its eviction lets a health check in on either.
 pub async fn serve(
-    listener: TcpListener,
-    router: Router,
+    listeners: Vec<(TcpListener, Router)>,
     settings: Settings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let tracker = Tracker::new(settings.bounds);
-    metrics::gauge!("http_connections_max").set(settings.bounds.connections_max as f64);
+    metrics::gauge!("regengine_http_connections_max").set(settings.bounds.connections_max as f64);
     let (alive_tx, alive_rx) = watch::channel(());
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, router)| {
+            tokio::spawn(accept_loop(
+                listener,
+                router,
+                tracker.clone(),
+                settings,
+                shutdown.clone(),
+                alive_rx.clone(),
+            ))
+        })
+        .collect();
+    drop(alive_rx);
+    for accepting in loops {
+        if let Err(e) = accepting.await {
+            tracing::error!(error = %e, "an accept loop failed");
+        }
+    }
+    // Every connection task holds a receiver: this resolves when the last one ended.
+    alive_tx.closed().await;
+}
+
+/// Accepts connections on one listener until shutdown; each connection task holds a clone of
+/// `alive` until it ends.
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    tracker: Arc<Tracker>,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+    alive_rx: watch::Receiver<()>,
+) {
     let refusals = LogThrottle::default();
     let refusal_reply = refusal_reply(settings.retry_after_secs);
     loop {
@@ -126,7 +160,7 @@ pub async fn serve(
         let place = match tracker.admit(peer.ip()).await {
             Ok((place, evicted)) => {
                 if evicted {
-                    metrics::counter!("http_connections_closed_total", "reason" => "evicted")
+                    metrics::counter!("regengine_http_connections_closed_total", "reason" => "evicted")
                         .increment(1);
                 }
                 place
@@ -138,7 +172,7 @@ pub async fn serve(
                 continue;
             }
         };
-        metrics::gauge!("http_connections_open").set(tracker.open() as f64);
+        metrics::gauge!("regengine_http_connections_open").set(tracker.open() as f64);
         // No Nagle: answers are small and already batched per write (a WebSocket
         // connection's queued frames go out in one write); with Nagle, a small write behind
         // an unacknowledged one waits for the peer's delayed ACK (tens of milliseconds).
@@ -159,10 +193,6 @@ pub async fn serve(
             drop(alive);
         });
     }
-    drop(listener);
-    drop(alive_rx);
-    // Every connection task holds a receiver: this resolves when the last one ended.
-    alive_tx.closed().await;
 }
 
 /// Serves one connection until it ends, is evicted, or (after shutdown began) has finished
@@ -318,7 +348,8 @@ fn refusal_reply(retry_after_secs: u32) -> Vec<u8> {
 /// Logs a refused connection, at most once per [`LogThrottle::PERIOD_MS`] with the number
 /// refused meanwhile; every refusal is counted in `http_connections_refused_total`.
 fn refused(refusal: Refusal, peer: SocketAddr, throttle: &LogThrottle) {
-    metrics::counter!("http_connections_refused_total", "reason" => refusal.label()).increment(1);
+    metrics::counter!("regengine_http_connections_refused_total", "reason" => refusal.label())
+        .increment(1);
     if let Some(suppressed) = throttle.admit() {
         tracing::warn!(
             reason = refusal.label(),
@@ -339,7 +370,7 @@ async fn accept_failed(e: std::io::Error, throttle: &LogThrottle) {
     ) {
         return;
     }
-    metrics::counter!("http_accept_errors_total").increment(1);
+    metrics::counter!("regengine_http_accept_errors_total").increment(1);
     if let Some(suppressed) = throttle.admit() {
         tracing::error!(error = %e, failed_since_last_line = suppressed, "accept failed");
     }

@@ -367,7 +367,7 @@ impl Tracker {
             self.uncount_address(ip);
         }
         let open = self.open.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics::gauge!("http_connections_open").set(open as f64);
+        metrics::gauge!("regengine_http_connections_open").set(open as f64);
         self.free
             .lock()
             .unwrap_or_else(|e| e.into_inner())

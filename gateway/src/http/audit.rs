@@ -102,7 +102,7 @@ pub(super) async fn layer(State(state): State<AppState>, request: Request, next:
     };
     if let Err(e) = state.db.append_audit(&entry) {
         tracing::error!(error = %e, ?entry, "audit entry not written");
-        metrics::counter!("audit_write_failures_total").increment(1);
+        metrics::counter!("regengine_audit_write_failures_total").increment(1);
     }
     response
 }

@@ -208,7 +208,7 @@ pub(crate) async fn login(
         .await
         .map_err(hashing)?;
     let Some(user) = user.filter(|_| ok) else {
-        metrics::counter!("auth_logins_total", "result" => "failed").increment(1);
+        metrics::counter!("regengine_auth_logins_total", "result" => "failed").increment(1);
         return Err(ApiError::InvalidCredentials);
     };
     let family = Uuid::new_v4();
@@ -220,7 +220,7 @@ pub(crate) async fn login(
         .engine
         .start_session(user.id, family, digest, state.auth.refresh_ttl())
         .await?;
-    metrics::counter!("auth_logins_total", "result" => "ok").increment(1);
+    metrics::counter!("regengine_auth_logins_total", "result" => "ok").increment(1);
     token_pair(&state, &user, refresh_token).map(Json)
 }
 
@@ -273,7 +273,7 @@ pub(crate) async fn refresh(
         }
         other => other?,
     };
-    metrics::counter!("auth_refreshes_total", "result" => match outcome {
+    metrics::counter!("regengine_auth_refreshes_total", "result" => match outcome {
         Refresh::Rotated => "ok",
         Refresh::Reused => "reused",
         Refresh::Invalid => "invalid",

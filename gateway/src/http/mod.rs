@@ -36,7 +36,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use engine::Engine;
 use error::ApiError;
-use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -74,7 +73,7 @@ pub struct Shared {
     /// True once recovery finished.
     pub ready: Arc<AtomicBool>,
     /// Prometheus renderer.
-    pub metrics: PrometheusHandle,
+    pub metrics: crate::telemetry::export::Exporter,
     /// Idempotency-Key responses.
     pub idempotency: Arc<IdempotencyCache>,
     /// WebSocket limits.
@@ -135,6 +134,8 @@ pub struct HttpLimits {
     pub hsts: bool,
     /// Compress API responses above this size.
     pub compress_above_bytes: u16,
+    /// Serve `/metrics` here (no admin listener configured).
+    pub metrics_on_api: bool,
 }
 
 /// Why the router could not be built.
@@ -201,7 +202,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
     };
     let mut app = Router::new()
         .merge(api)
-        .merge(ops::router())
+        .merge(ops::router(limits.metrics_on_api))
         .merge(openapi::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -224,6 +225,15 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state))
+}
+
+/// The admin listener's application: `/metrics`, `/healthz` and `/readyz`, nothing else (an
+/// unknown path is the API's problem+json 404).
+pub fn admin_app(state: AppState) -> Router {
+    ops::router(true)
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
 }
 
 /// The trace layer's failure hook. A 503 is a refusal the server chose — shed at the
@@ -296,7 +306,7 @@ async fn observe(state: State<AppState>, request: Request, next: Next) -> Respon
     let method = static_method(request.method());
     let response = audit::layer(state, request, next).await;
     let status = static_status(response.status());
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
+    metrics::histogram!("regengine_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
     response
 }
@@ -467,10 +477,10 @@ async fn response_headers(set: ResponseHeaders, request: Request, next: Next) ->
 
 async fn handle_overload(err: tower::BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
-        metrics::counter!("http_requests_timed_out_total").increment(1);
+        metrics::counter!("regengine_http_requests_timed_out_total").increment(1);
         ApiError::RequestTimeout.into_response()
     } else if err.is::<tower::load_shed::error::Overloaded>() {
-        metrics::counter!("http_requests_shed_total").increment(1);
+        metrics::counter!("regengine_http_requests_shed_total").increment(1);
         ApiError::Overloaded.into_response()
     } else {
         ApiError::Internal(err.to_string()).into_response()

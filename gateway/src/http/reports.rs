@@ -87,7 +87,7 @@ pub(crate) async fn sendgrid_events(
                 Outcome::Delivered => (DeliveryStatus::Delivered, None),
                 Outcome::Bounced(why) => (DeliveryStatus::Bounced, Some(why)),
             };
-            metrics::counter!("notify_provider_events_total", "channel" => "email", "event" => event.event)
+            metrics::counter!("regengine_notify_provider_events_total", "channel" => "email", "event" => event.event)
                 .increment(1);
             if engine.delivery_reported(event.message_id, Channel::Email, status, detail)? {
                 applied += 1;
@@ -105,7 +105,8 @@ pub(crate) async fn sendgrid_events(
 
 /// A refused report: counted, audited (throttled), 400.
 fn reject(state: &AppState, provider: &'static str, path: &str, why: &str) -> ApiError {
-    metrics::counter!("notify_webhook_rejections_total", "provider" => provider).increment(1);
+    metrics::counter!("regengine_notify_webhook_rejections_total", "provider" => provider)
+        .increment(1);
     super::payments::webhooks::reject_at(state, provider, path, why)
 }
 
@@ -186,7 +187,7 @@ pub(crate) async fn twilio_status(
         integrations::twilio::Status::Delivered => (DeliveryStatus::Delivered, None, "delivered"),
         integrations::twilio::Status::Failed(why) => (DeliveryStatus::Bounced, Some(why), "failed"),
     };
-    metrics::counter!("notify_provider_events_total", "channel" => "sms", "event" => event)
+    metrics::counter!("regengine_notify_provider_events_total", "channel" => "sms", "event" => event)
         .increment(1);
     let applied = report(&state, message, Channel::Sms, status, detail).await?;
     Ok(Json(EventsReceived {

@@ -137,7 +137,7 @@ struct Connection {
 const SCANS_IN_FLIGHT_MAX: usize = 256;
 
 async fn session(state: AppState, socket: WebSocket, principal: Option<Principal>) {
-    metrics::gauge!("ws_connections").increment(1.0);
+    metrics::gauge!("regengine_ws_connections").increment(1.0);
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel::<Message>(state.ws.send_buffer_max);
     let progress = Progress::new();
@@ -160,7 +160,7 @@ async fn session(state: AppState, socket: WebSocket, principal: Option<Principal
                 Some(Ok(_)) => {} // ping/pong are answered by the protocol layer
             },
             _ = conn.kicked.notified() => {
-                metrics::counter!("ws_clients_dropped_total", "reason" => "lagging").increment(1);
+                metrics::counter!("regengine_ws_clients_dropped_total", "reason" => "lagging").increment(1);
                 break;
             }
             _ = shutdown.changed() => break,
@@ -180,7 +180,7 @@ async fn session(state: AppState, socket: WebSocket, principal: Option<Principal
     {
         writer.abort();
     }
-    metrics::gauge!("ws_connections").decrement(1.0);
+    metrics::gauge!("regengine_ws_connections").decrement(1.0);
 }
 
 /// Control replies skip the lag accounting; a full queue drops them.
@@ -343,7 +343,7 @@ fn start_scan(state: &AppState, conn: &Connection, scan: ScanMessage) {
         let _permit = permit;
         let (reference, nonce) = (scan.reference.clone(), scan.nonce.clone());
         let outcome = super::checkin::decide(&state, event, scan.into()).await;
-        metrics::counter!("checkin_hub_scans_total").increment(1);
+        metrics::counter!("regengine_checkin_hub_scans_total").increment(1);
         let frame = ScanResultFrame {
             kind: "scan_result",
             reference,

@@ -220,7 +220,7 @@ pub(crate) async fn signup(
         .mint_link(LinkPurpose::VerifyEmail, new.id)
         .map_err(ApiError::Internal)?;
     let user = state.engine.signup(new, Some(link)).await?;
-    metrics::counter!("auth_signups_total").increment(1);
+    metrics::counter!("regengine_auth_signups_total").increment(1);
     Ok((StatusCode::CREATED, Json(UserDto::from(&user))))
 }
 
@@ -397,7 +397,7 @@ pub(crate) async fn verify_email(
         .verify_email(user, digest)
         .await
         .map_err(unknown_account_is_invalid_token)?;
-    metrics::counter!("auth_emails_verified_total").increment(1);
+    metrics::counter!("regengine_auth_emails_verified_total").increment(1);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -484,7 +484,9 @@ pub(crate) async fn request_password_reset(
             })
             .await;
         match sent {
-            Ok(true) => metrics::counter!("auth_password_resets_requested_total").increment(1),
+            Ok(true) => {
+                metrics::counter!("regengine_auth_password_resets_requested_total").increment(1)
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "password reset request failed"),
         }
@@ -545,6 +547,6 @@ pub(crate) async fn confirm_password_reset(
         .await
         .map_err(unknown_account_is_invalid_token)?;
     tracing::info!(user = %user_id, "password reset; sessions ended");
-    metrics::counter!("auth_password_resets_total").increment(1);
+    metrics::counter!("regengine_auth_password_resets_total").increment(1);
     Ok(StatusCode::NO_CONTENT)
 }

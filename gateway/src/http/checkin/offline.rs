@@ -270,7 +270,7 @@ pub(crate) async fn upload_offline(
     scanning_event(&state, &principal, event_id)?;
     check_upload(&body.scans, state.engine.clock().now())?;
     let items = decide_by_ticket(&state, event_id, body.scans).await;
-    metrics::counter!("checkin_offline_scans_total").increment(items.len() as u64);
+    metrics::counter!("regengine_checkin_offline_scans_total").increment(items.len() as u64);
     let count = |result: &str| items.iter().filter(|i| i.result == result).count();
     Ok(Json(OfflineReport {
         admitted: count("admitted"),

@@ -183,9 +183,9 @@ pub(crate) async fn upload(
             .exceptions
             .push(StatementException::from(recorded.as_ref().unwrap_or(e)));
     }
-    metrics::counter!("bank_statement_lines_total", "result" => "applied")
+    metrics::counter!("regengine_bank_statement_lines_total", "result" => "applied")
         .increment(result.applied as u64);
-    metrics::counter!("bank_statement_lines_total", "result" => "exception")
+    metrics::counter!("regengine_bank_statement_lines_total", "result" => "exception")
         .increment(result.exceptions.len() as u64);
     Ok(Json(result))
 }

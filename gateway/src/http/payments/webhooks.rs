@@ -206,7 +206,7 @@ async fn apply(
     let unknown = || {
         // Not ours (another integration on the same account): the provider must stop
         // sending it.
-        metrics::counter!("payment_webhooks_total", "provider" => name, "result" => "unknown_payment")
+        metrics::counter!("regengine_payment_webhooks_total", "provider" => name, "result" => "unknown_payment")
             .increment(1);
         Ok(received("ignored", Some("unknown_payment")))
     };
@@ -226,12 +226,12 @@ async fn apply(
         (false, Some(_)) => "ignored",
         (false, None) => "applied",
     };
-    metrics::counter!("payment_webhooks_total", "provider" => name, "result" => result)
+    metrics::counter!("regengine_payment_webhooks_total", "provider" => name, "result" => result)
         .increment(1);
     if capture && result == "applied" {
         // From the delivery's arrival to its decision (a confirmation, or a refund due) being
         // durable.
-        metrics::histogram!("payment_webhook_to_confirmation_seconds", "provider" => name)
+        metrics::histogram!("regengine_payment_webhook_to_confirmation_seconds", "provider" => name)
             .record(received_at.elapsed().as_secs_f64());
     }
     Ok(received(result, outcome.ignored.map(|i| i.as_str())))
@@ -247,7 +247,8 @@ fn received(result: &str, reason: Option<&str>) -> Json<WebhookReceived> {
 /// A delivery refused before anything was applied: counted, audited (at most one entry per
 /// ten seconds, with the count held back, so a forger cannot flood the audit log), 400.
 fn reject(state: &AppState, provider: &'static str, why: &str) -> ApiError {
-    metrics::counter!("payment_webhook_rejections_total", "provider" => provider).increment(1);
+    metrics::counter!("regengine_payment_webhook_rejections_total", "provider" => provider)
+        .increment(1);
     let path = format!("/api/v1/payments/webhooks/{provider}");
     reject_at(state, provider, &path, why)
 }

@@ -27,14 +27,14 @@ struct WriterAlive;
 
 impl WriterAlive {
     fn new() -> Self {
-        metrics::gauge!("ws_writer_tasks").increment(1.0);
+        metrics::gauge!("regengine_ws_writer_tasks").increment(1.0);
         WriterAlive
     }
 }
 
 impl Drop for WriterAlive {
     fn drop(&mut self) {
-        metrics::gauge!("ws_writer_tasks").decrement(1.0);
+        metrics::gauge!("regengine_ws_writer_tasks").decrement(1.0);
     }
 }
 
@@ -371,11 +371,11 @@ pub(super) fn push(
 ) -> Pushed {
     match tx.try_send(frame) {
         Ok(()) => {
-            metrics::counter!("ws_pushes_total").increment(1);
+            metrics::counter!("regengine_ws_pushes_total").increment(1);
             Pushed::Sent
         }
         Err(mpsc::error::TrySendError::Full(_)) => {
-            metrics::counter!("ws_pushes_dropped_total").increment(1);
+            metrics::counter!("regengine_ws_pushes_dropped_total").increment(1);
             if progress.stalled_for() >= lag_timeout {
                 kicked.notify_one();
                 return Pushed::Stop;
