@@ -3,6 +3,7 @@
 
 mod auth;
 mod authz;
+mod backup;
 mod bad_input;
 mod bank_transfer;
 mod broadcasts;
@@ -27,6 +28,7 @@ mod passivation;
 mod payment_due;
 mod payments;
 mod paypal;
+mod prometheus;
 mod rate_limit;
 mod reminders;
 mod sendgrid;

@@ -127,7 +127,17 @@ pub const CATALOGUE: &[(Kind, &str, Unit, &str)] = &[
     (Gauge, "regengine_tokio_global_queue_depth", Unit::Count, "Tasks waiting in the runtime's global queue (a growing queue: the workers cannot keep up)."),
 ];
 
-/// Describes every family to the installed recorder, and sets `build_info`.
+/// Gauges of things that come and go (connections, waiting requests), present at 0 from the
+/// start so that dashboards and alerts see a value, not an absent series, before the first one.
+const ZERO_AT_START: &[&str] = &[
+    "regengine_ws_connections",
+    "regengine_ws_writer_tasks",
+    "regengine_http_connections_open",
+    "regengine_auth_hashing_waiting",
+];
+
+/// Describes every family to the installed recorder, sets `build_info`, and the gauges of
+/// [`ZERO_AT_START`].
 pub fn describe() {
     for (kind, name, unit, help) in CATALOGUE {
         match kind {
@@ -137,6 +147,9 @@ pub fn describe() {
         }
     }
     metrics::gauge!("regengine_build_info", "version" => VERSION, "commit" => COMMIT).set(1.0);
+    for name in ZERO_AT_START {
+        metrics::gauge!(*name).set(0.0);
+    }
 }
 
 #[cfg(test)]
