@@ -25,6 +25,12 @@ struct Cli {
     /// redacted, check it, and exit: 0 when it is valid.
     #[arg(long)]
     check_config: bool,
+    /// Ask the server this configuration describes whether it is ready (`GET /readyz` on
+    /// `http.admin_bind` if set, else on `http.bind`; a wildcard address is asked on loopback)
+    /// and exit 0 if it answers 200, 1 otherwise: the container image's HEALTHCHECK, with no
+    /// HTTP client in the image.
+    #[arg(long)]
+    probe_ready: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +40,16 @@ fn main() -> anyhow::Result<()> {
         return check_config(table);
     }
     let config = Config::from_table(table)?;
+    if cli.probe_ready {
+        let addr = config.http.admin_addr().unwrap_or(config.http.bind);
+        match probe_ready(addr) {
+            Ok(()) => return Ok(()),
+            Err(why) => {
+                eprintln!("not ready: {why}");
+                std::process::exit(1);
+            }
+        }
+    }
     init_logging(config.log.format, &config.log.filter)?;
     // Per-event series live as long as an idle event stays in memory (telemetry::export).
     let per_event_idle = std::time::Duration::from_secs(config.engine.passivate_after_secs.max(1));
@@ -46,6 +62,39 @@ fn main() -> anyhow::Result<()> {
     // Don't wait on a blocking task that outlived the shutdown (a slow store flush).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// `--probe-ready`: one `GET /readyz` over a plain socket, 2 s for each step.
+fn probe_ready(mut addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let step = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, step)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(step))?;
+    stream.set_write_timeout(Some(step))?;
+    stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    // The status line is all that matters: at most 64 bytes of it.
+    let mut head = [0u8; 64];
+    let mut read = 0;
+    while read < head.len() {
+        match stream.read(&mut head[read..])? {
+            0 => break,
+            n => read += n,
+        }
+        if head[..read].contains(&b'\n') {
+            break;
+        }
+    }
+    let status = String::from_utf8_lossy(&head[..read]);
+    let status = status.lines().next().unwrap_or_default();
+    anyhow::ensure!(status.starts_with("HTTP/1.1 200"), "{addr} answered {status:?}");
+    Ok(())
 }
 
 /// `--check-config`: the effective configuration on stdout, then whether it is valid.

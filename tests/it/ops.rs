@@ -259,6 +259,29 @@ async fn the_admin_listener_takes_metrics_off_the_api_port() {
             "{path} on the admin port"
         );
     }
+
+    // The image's HEALTHCHECK: `gateway --probe-ready` asks the configured address.
+    let probe = |env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(tests::gateway_binary());
+        command.arg("--probe-ready");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let admin_addr = admin.trim_start_matches("http://");
+    let answered = probe(&[("REGENGINE__HTTP__ADMIN_BIND", admin_addr)]);
+    assert!(answered.status.success(), "{answered:?}");
+    let answered = probe(&[("REGENGINE__HTTP__BIND", server.addr.as_str())]);
+    assert!(answered.status.success(), "the API port, without an admin listener");
+    // Nothing listens there any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = probe(&[("REGENGINE__HTTP__BIND", &closed.to_string())]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not ready"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
