@@ -93,7 +93,10 @@ fn probe_ready(mut addr: std::net::SocketAddr) -> anyhow::Result<()> {
     }
     let status = String::from_utf8_lossy(&head[..read]);
     let status = status.lines().next().unwrap_or_default();
-    anyhow::ensure!(status.starts_with("HTTP/1.1 200"), "{addr} answered {status:?}");
+    anyhow::ensure!(
+        status.starts_with("HTTP/1.1 200"),
+        "{addr} answered {status:?}"
+    );
     Ok(())
 }
 

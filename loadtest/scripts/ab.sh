@@ -6,6 +6,7 @@
 #
 #   OLD_BIN=/path/old-gateway NEW_BIN=/path/new-gateway LT=/path/loadtest \
 #     [OLD_ARGS="--config /old/tree/config/default.toml"] [NEW_ARGS=...] [ORDER=old|new] \
+#     [OLD_ENV="REGENGINE__LOG__FILTER=warn,access=info"] [NEW_ENV=...] \
 #     [KINDS="ratio storm"] \
 #     [OUT=ab-results.tsv] bash loadtest/scripts/ab.sh N
 #
@@ -17,8 +18,8 @@ N=${1:-5}
 OUT=${OUT:-ab-results.tsv}
 PASSWORD=ab-password-12345
 
-run_one() { # label binary args pair
-  local label=$1 bin=$2 args=$3 pair=$4 kind data port spid
+run_one() { # label binary args pair extra-env
+  local label=$1 bin=$2 args=$3 pair=$4 extra=${5:-} kind data port spid
   for kind in ${KINDS:-ratio storm}; do
     data=$(mktemp -d)
     port=$((19000 + RANDOM % 900))
@@ -26,7 +27,7 @@ run_one() { # label binary args pair
     env REGENGINE__HTTP__BIND=127.0.0.1:$port REGENGINE__STORAGE__DATA_DIR="$data" \
       REGENGINE__AUTH__BOOTSTRAP_ADMIN_EMAIL=admin@loadtest.local \
       REGENGINE_BOOTSTRAP_ADMIN_PASSWORD=$PASSWORD REGENGINE__RATE_LIMIT__ENABLED=false \
-      REGENGINE__LOG__FILTER=warn "$bin" $args >"$data.log" 2>&1 &
+      REGENGINE__LOG__FILTER=warn $extra "$bin" $args >"$data.log" 2>&1 &
     spid=$!
     for _ in $(seq 1 150); do
       curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
@@ -61,10 +62,10 @@ PY
 
 for pair in $(seq 1 "$N"); do
   if [ "${ORDER:-old}" = new ]; then
-    run_one new "$NEW_BIN" "${NEW_ARGS:-}" "$pair"
-    run_one old "$OLD_BIN" "${OLD_ARGS:-}" "$pair"
+    run_one new "$NEW_BIN" "${NEW_ARGS:-}" "$pair" "${NEW_ENV:-}"
+    run_one old "$OLD_BIN" "${OLD_ARGS:-}" "$pair" "${OLD_ENV:-}"
   else
-    run_one old "$OLD_BIN" "${OLD_ARGS:-}" "$pair"
-    run_one new "$NEW_BIN" "${NEW_ARGS:-}" "$pair"
+    run_one old "$OLD_BIN" "${OLD_ARGS:-}" "$pair" "${OLD_ENV:-}"
+    run_one new "$NEW_BIN" "${NEW_ARGS:-}" "$pair" "${NEW_ENV:-}"
   fi
 done

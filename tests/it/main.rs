@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `gateway` binary on `127.0.0.1:0` with its own
 //! data directory and talks to it over HTTP and WebSocket like any client.
 
+mod access_log;
 mod auth;
 mod authz;
 mod backup;

@@ -273,7 +273,10 @@ async fn the_admin_listener_takes_metrics_off_the_api_port() {
     let answered = probe(&[("REGENGINE__HTTP__ADMIN_BIND", admin_addr)]);
     assert!(answered.status.success(), "{answered:?}");
     let answered = probe(&[("REGENGINE__HTTP__BIND", server.addr.as_str())]);
-    assert!(answered.status.success(), "the API port, without an admin listener");
+    assert!(
+        answered.status.success(),
+        "the API port, without an admin listener"
+    );
     // Nothing listens there any more.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -2,6 +2,7 @@
 //! the overload stack (load shed → concurrency limit → timeout, answering 503 problem+json
 //! with Retry-After), request ids, per-route latency metrics and Idempotency-Key handling.
 
+mod access;
 mod audit;
 mod auth;
 pub mod body;
@@ -43,7 +44,6 @@ use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
 use tower_http::cors::CorsLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use auth::Authenticated;
@@ -202,8 +202,11 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
     };
     let mut app = Router::new()
         .merge(api)
-        .merge(ops::router(limits.metrics_on_api))
-        .merge(openapi::router())
+        .merge(
+            ops::router(limits.metrics_on_api)
+                .merge(openapi::router())
+                .route_layer(middleware::from_fn(access::route)),
+        )
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -222,8 +225,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
                 .on_eos(())
                 .on_failure(LogFailure::default()),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(access::edge))
         .with_state(state))
 }
 
@@ -231,8 +233,10 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
 /// unknown path is the API's problem+json 404).
 pub fn admin_app(state: AppState) -> Router {
     ops::router(true)
+        .route_layer(middleware::from_fn(access::route))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(access::edge))
         .with_state(state)
 }
 
@@ -279,12 +283,19 @@ impl tower_http::trace::OnFailure<tower_http::classify::ServerErrorsFailureClass
 async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let mut request = body::with_deadline(request, state.body_read_timeout);
     auth::authenticate(&state, &mut request);
-    if let Some(check) = rate_limit(&state, &request)
-        && let Err(wait) = check.await
-    {
-        return ApiError::RateLimited(wait).into_response();
-    }
-    next.run(request).await
+    let account = match auth::Caller::of(request.extensions()) {
+        auth::Caller::Verified(principal) => Some(principal.user_id),
+        _ => None,
+    };
+    let mut response = match rate_limit(&state, &request) {
+        Some(check) => match check.await {
+            Err(wait) => ApiError::RateLimited(wait).into_response(),
+            Ok(()) => next.run(request).await,
+        },
+        None => next.run(request).await,
+    };
+    access::note(&mut response, None, account);
+    response
 }
 
 /// Per route: the authentication gate, then the Idempotency-Key replay.
@@ -298,13 +309,14 @@ async fn guard(state: State<AppState>, request: Request, next: Next) -> Response
 /// Per route: the request's latency by route and status, and its audit entry.
 async fn observe(state: State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     let method = static_method(request.method());
-    let response = audit::layer(state, request, next).await;
+    let mut response = audit::layer(state, request, next).await;
+    access::note(&mut response, matched.as_ref(), None);
     let status = static_status(response.status());
     metrics::histogram!("regengine_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
