@@ -2,6 +2,7 @@
 //! journal writer, engine, HTTP/WebSocket API) and the only crate that knows HTTP.
 
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod conn;
 pub mod hooks;

@@ -6,13 +6,15 @@
 //! dependency: when it does not answer within `redis_timeout_ms` the gateway uses its local
 //! buckets for a second and tries again, so sales go on while Redis is down.
 //!
-//! Memory is bounded: keys live in shards of at most `keys_max / SHARDS` entries; a full shard
-//! first drops keys whose bucket is full again (they carry no information), then the key whose
-//! bucket refills soonest.
+//! Memory is bounded: keys live in shards of at most `keys_max / SHARDS` entries. Making room
+//! in a full shard takes constant time (a client spraying addresses must not make every
+//! request scan the table): of the oldest few keys, the first whose bucket is full again (it
+//! carries no information) goes; keys still limiting move to the back; if the few probed all
+//! still limit, the oldest goes.
 
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -284,12 +286,51 @@ impl Limiter {
     }
 }
 
+/// Keys looked at, at most, to make room in a full shard.
+const EVICTION_PROBES: usize = 4;
+
+/// One shard's buckets, and the order their keys arrived in.
+#[derive(Default)]
+struct Shard {
+    /// Key digest → theoretical arrival time (ns since the limiter's epoch).
+    tats: HashMap<u64, u64>,
+    /// Every key of `tats` once, oldest first (a key still limiting that was probed for
+    /// eviction went to the back).
+    order: VecDeque<u64>,
+}
+
+impl Shard {
+    fn insert(&mut self, digest: u64, tat: u64) {
+        if self.tats.insert(digest, tat).is_none() {
+            self.order.push_back(digest);
+        }
+    }
+
+    /// Removes one key, in constant time (see the module's documentation).
+    fn evict(&mut self, now: u64) {
+        for _ in 0..EVICTION_PROBES {
+            let Some(digest) = self.order.pop_front() else {
+                return;
+            };
+            match self.tats.get(&digest) {
+                Some(&tat) if tat > now => self.order.push_back(digest),
+                _ => {
+                    self.tats.remove(&digest);
+                    return;
+                }
+            }
+        }
+        if let Some(digest) = self.order.pop_front() {
+            self.tats.remove(&digest);
+        }
+    }
+}
+
 /// In-process buckets.
 struct LocalLimiter {
     config: RateLimitConfig,
     epoch: Instant,
-    /// Per shard: key digest → theoretical arrival time (ns since `epoch`).
-    shards: Vec<Mutex<HashMap<u64, u64>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard_max: usize,
 }
 
@@ -299,7 +340,7 @@ impl LocalLimiter {
         Self {
             config,
             epoch: Instant::now(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard_max,
         }
     }
@@ -317,20 +358,15 @@ impl LocalLimiter {
         let mut shard = self.shards[(digest as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let tat = shard.get(&digest).copied().unwrap_or(now).max(now);
+        let known = shard.tats.get(&digest).copied();
+        let tat = known.unwrap_or(now).max(now);
         if tat - now > tolerance {
             metrics::counter!("regengine_rate_limited_total", "budget" => budget.as_str())
                 .increment(1);
             return Err(Duration::from_nanos(tat - now - tolerance));
         }
-        if !shard.contains_key(&digest) && shard.len() >= self.per_shard_max {
-            // Full buckets carry no state; else drop the one that refills soonest.
-            shard.retain(|_, t| *t > now);
-            if shard.len() >= self.per_shard_max
-                && let Some((&oldest, _)) = shard.iter().min_by_key(|(_, t)| **t)
-            {
-                shard.remove(&oldest);
-            }
+        if known.is_none() && shard.tats.len() >= self.per_shard_max {
+            shard.evict(now);
         }
         shard.insert(digest, tat + interval);
         Ok(())
@@ -391,7 +427,36 @@ mod tests {
         for i in 0..10_000u32 {
             let _ = l.check_at(Budget::ReadsPerIp, &i.to_be_bytes(), SEC);
         }
-        let total: usize = l.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        let total: usize = l.shards.iter().map(|s| s.lock().unwrap().tats.len()).sum();
         assert!(total <= SHARDS * 4, "{total} keys");
+        for shard in &l.shards {
+            let shard = shard.lock().unwrap();
+            assert_eq!(
+                shard.tats.len(),
+                shard.order.len(),
+                "one order entry per key"
+            );
+        }
+    }
+
+    #[test]
+    fn eviction_drops_a_spent_key_before_one_still_limiting() {
+        let mut shard = Shard::default();
+        let now = 100;
+        shard.insert(1, now + 50); // still limiting
+        shard.insert(2, now - 1); // full again: no information
+        shard.insert(3, now + 50);
+        shard.evict(now);
+        assert_eq!(shard.tats.len(), 2);
+        assert!(shard.tats.contains_key(&1) && shard.tats.contains_key(&3));
+        // The limiting key probed went to the back; with only limiting keys, the oldest goes.
+        assert_eq!(shard.order, [3, 1]);
+        shard.evict(now);
+        assert_eq!(shard.tats.len(), 1);
+        assert_eq!(shard.order.len(), 1);
+        // A key seen again keeps its place.
+        let kept = shard.order[0];
+        shard.insert(kept, now + 60);
+        assert_eq!(shard.order.len(), 1);
     }
 }

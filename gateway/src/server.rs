@@ -433,6 +433,8 @@ fn application(
         engine: core.engine.clone(),
         codes: core.codes.clone(),
         auth: core.auth.clone(),
+        proxies: crate::client_ip::TrustedProxies::parse(&config.http.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         limiter: Arc::new(
             crate::ratelimit::Limiter::new(config.rate_limit.clone())
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -542,8 +544,23 @@ fn connection_settings(http: &crate::config::HttpConfig) -> anyhow::Result<crate
     })
 }
 
-/// Environment variable holding the first admin's password (never a config file).
+/// Environment variable holding the first admin's password (never a config file); or
+/// `…_FILE` naming a file that holds it (a container secret; its final line break dropped).
 pub const BOOTSTRAP_PASSWORD_ENV: &str = "REGENGINE_BOOTSTRAP_ADMIN_PASSWORD";
+
+/// The bootstrap password from the environment or the file the environment names.
+fn bootstrap_password() -> anyhow::Result<Option<String>> {
+    if let Ok(password) = std::env::var(BOOTSTRAP_PASSWORD_ENV) {
+        return Ok(Some(password));
+    }
+    let Ok(path) = std::env::var(format!("{BOOTSTRAP_PASSWORD_ENV}_FILE")) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{BOOTSTRAP_PASSWORD_ENV}_FILE: reading {path}"))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(Some(text.strip_suffix('\r').unwrap_or(text).to_owned()))
+}
 
 /// Creates the first admin account if configured and missing. An existing account with that
 /// e-mail is left alone (it is never promoted: someone else may have signed up with it).
@@ -555,10 +572,11 @@ async fn bootstrap_admin(
     if email.is_empty() {
         return Ok(());
     }
-    let Ok(password) = std::env::var(BOOTSTRAP_PASSWORD_ENV) else {
+    let Some(password) = bootstrap_password()? else {
         tracing::warn!(
             email,
-            "auth.bootstrap_admin_email is set but {BOOTSTRAP_PASSWORD_ENV} is not: no admin created"
+            "auth.bootstrap_admin_email is set but neither {BOOTSTRAP_PASSWORD_ENV} nor \
+             {BOOTSTRAP_PASSWORD_ENV}_FILE is: no admin created"
         );
         return Ok(());
     };

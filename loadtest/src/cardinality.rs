@@ -42,15 +42,19 @@ struct Scrape {
     series: usize,
     event_series: usize,
     bytes: usize,
+    /// Time to fetch it (the server renders every family on each scrape).
+    ms: f64,
 }
 
 impl Scrape {
     fn json(&self) -> Value {
-        json!({"series": self.series, "event_series": self.event_series, "bytes": self.bytes})
+        json!({"series": self.series, "event_series": self.event_series, "bytes": self.bytes,
+               "ms": self.ms})
     }
 }
 
 async fn scrape(http: &reqwest::Client, base: &str) -> anyhow::Result<Scrape> {
+    let started = Instant::now();
     let text = http
         .get(format!("{base}/metrics"))
         .send()
@@ -58,6 +62,7 @@ async fn scrape(http: &reqwest::Client, base: &str) -> anyhow::Result<Scrape> {
         .error_for_status()?
         .text()
         .await?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
     let samples = || {
         text.lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -66,6 +71,7 @@ async fn scrape(http: &reqwest::Client, base: &str) -> anyhow::Result<Scrape> {
         series: samples().count(),
         event_series: samples().filter(|l| l.contains("event=\"")).count(),
         bytes: text.len(),
+        ms,
     })
 }
 
@@ -123,8 +129,8 @@ pub async fn run(args: &CardinalityArgs) -> anyhow::Result<Value> {
     let loaded = scrape(&http, &args.base).await?;
     println!(
         "before: {} series; after {} events (set up in {setup_secs:.1} s): {} series, {} with an \
-         event label, {} bytes",
-        before.series, args.events, loaded.series, loaded.event_series, loaded.bytes
+         event label, {} bytes, scraped in {:.1} ms",
+        before.series, args.events, loaded.series, loaded.event_series, loaded.bytes, loaded.ms
     );
     let mut report = json!({
         "events": args.events, "before": before.json(), "loaded": loaded.json(),

@@ -253,3 +253,74 @@ async fn two_gateways_share_budgets_through_redis_and_keep_selling_without_it() 
     a.terminate(Duration::from_secs(10));
     b.terminate(Duration::from_secs(10));
 }
+
+/// Behind trusted proxies (`http.trusted_proxies`) each client has its own per-address budget,
+/// named by `X-Forwarded-For` or `Forwarded`; IPv6 clients share one per /64. From an
+/// untrusted peer the headers are ignored: a client cannot pick a fresh address per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_budgets_follow_the_client_behind_trusted_proxies() {
+    let reads = ("RATE_LIMIT__READS_PER_IP", "{ per_sec = 0.01, burst = 2 }");
+    // Three reads as `from` (none: the peer itself), by the header `name`; their statuses.
+    let reads_from = |api: Api, name: &'static str, from: &'static str| async move {
+        let mut statuses = vec![];
+        for _ in 0..3 {
+            let mut request = api.http.get(format!("{}/api/v1/events", api.base));
+            if !from.is_empty() {
+                request = request.header(name, from);
+            }
+            statuses.push(request.send().await.unwrap().status().as_u16());
+        }
+        statuses
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let behind = Server::start(
+        &dir.path().join("behind"),
+        &[
+            ("RATE_LIMIT__ENABLED", "true"),
+            reads,
+            ("HTTP__TRUSTED_PROXIES", "[\"127.0.0.0/8\"]"),
+        ],
+    );
+    let api = Api::new(&behind);
+    api.wait_ready().await;
+    let xff = "x-forwarded-for";
+    // The client named by the proxy, not whatever it wrote before the proxy's entry.
+    assert_eq!(
+        reads_from(api.clone(), xff, "9.9.9.9, 203.0.113.1").await,
+        [200, 200, 429]
+    );
+    assert_eq!(
+        reads_from(api.clone(), xff, "8.8.8.8, 203.0.113.2").await,
+        [200, 200, 429]
+    );
+    assert_eq!(
+        reads_from(api.clone(), "forwarded", "for=\"[2001:db8:1:2::1]:4711\"").await,
+        [200, 200, 429]
+    );
+    // The same /64: the same budget, already spent.
+    assert_eq!(
+        reads_from(api.clone(), xff, "2001:db8:1:2:ffff::9").await,
+        [429, 429, 429]
+    );
+    assert_eq!(
+        reads_from(api.clone(), xff, "2001:db8:1:3::1").await,
+        [200, 200, 429]
+    );
+
+    let direct = Server::start(
+        &dir.path().join("direct"),
+        &[("RATE_LIMIT__ENABLED", "true"), reads],
+    );
+    let api = Api::new(&direct);
+    api.wait_ready().await;
+    assert_eq!(
+        reads_from(api.clone(), xff, "203.0.113.1").await,
+        [200, 200, 429]
+    );
+    assert_eq!(
+        reads_from(api.clone(), xff, "203.0.113.2").await,
+        [429, 429, 429],
+        "an untrusted peer's header is ignored: one budget for the peer"
+    );
+}

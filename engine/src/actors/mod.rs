@@ -5,6 +5,7 @@
 
 pub(crate) mod event_actor;
 pub(crate) mod pool_actor;
+mod pool_metrics;
 pub(crate) mod root;
 
 use crate::clock::SharedClock;

@@ -8,6 +8,7 @@
 //! request, one sequence check, one completion); when idle, a decision waits only for the
 //! `Flush` right behind it.
 
+use super::pool_metrics::{command_kind, count};
 use super::{Ctx, EventShared, Reply};
 use crate::error::{EngineError, EngineResult};
 use crate::ids::{PoolId, StreamId};
@@ -752,49 +753,4 @@ fn arm_timer(myself: &ActorRef<PoolMsg>, state: &mut PoolActorState) {
         + std::time::Duration::from_millis(1);
     let handle = myself.send_after(delay, || PoolMsg::ExpireDue);
     state.timer = Some((next, handle));
-}
-
-fn command_kind(command: &PoolCommand) -> &'static str {
-    match command {
-        PoolCommand::Hold(_) => "hold",
-        PoolCommand::Confirm(_) => "confirm",
-        PoolCommand::Cancel(_) => "cancel",
-        PoolCommand::Scan(_) => "scan",
-        PoolCommand::CreateVoucher(_) => "create_voucher",
-        PoolCommand::DeactivateVoucher(_) => "deactivate_voucher",
-        PoolCommand::JoinWaitlist(_) => "join_waitlist",
-        PoolCommand::LeaveWaitlist { .. } => "leave_waitlist",
-        PoolCommand::WaitlistPosition(_) => "waitlist_position",
-        PoolCommand::ExpireDue => "expire",
-        PoolCommand::CloseCanceledEvent(_) => "close_canceled",
-        PoolCommand::StartPayment(_) => "start_payment",
-        PoolCommand::PaymentPending { .. } => "payment_pending",
-        PoolCommand::Report(..) => "payment_report",
-        PoolCommand::MarkPaid { .. } => "mark_paid",
-        PoolCommand::Refund(_) => "refund",
-        PoolCommand::RefundSettled { .. } => "refund_settled",
-    }
-}
-
-fn count(kind: &'static str, outcome: &Result<PoolOutcome, crate::error::DomainError>) {
-    let result = match outcome {
-        Ok(PoolOutcome::Held { replayed: true, .. }) => "replayed",
-        Ok(PoolOutcome::Reported {
-            duplicate: true, ..
-        }) => "duplicate",
-        Ok(PoolOutcome::Reported {
-            ignored: Some(_), ..
-        }) => "ignored",
-        Ok(PoolOutcome::Scanned { result, .. }) => match result {
-            crate::pool::scan::ScanResult::Admitted => "admitted",
-            crate::pool::scan::ScanResult::Exited => "exited",
-            crate::pool::scan::ScanResult::Duplicate => "duplicate",
-        },
-        Ok(_) => "ok",
-        Err(crate::error::DomainError::SoldOut { .. }) => "sold_out",
-        Err(crate::error::DomainError::AlreadyCheckedIn { .. }) => "duplicate",
-        Err(_) => "refused",
-    };
-    metrics::counter!("regengine_engine_commands_total", "command" => kind, "result" => result)
-        .increment(1);
 }

@@ -3,6 +3,13 @@
 //! holding only the keys a deployment changes, then `REGENGINE__SECTION__KEY=value`
 //! environment variables. Every layer may only name keys the defaults have, so a typo is an
 //! error that names the key and the layer, never a setting silently ignored.
+//!
+//! Secrets (string keys naming a password, secret, token or API key) come from the environment
+//! or from files, never from the configuration file: a file that sets one is refused. Every
+//! secret `key` also has a `key_file` form, in the file or the environment
+//! (`REGENGINE__OUTBOX__SMTP__PASSWORD_FILE=/run/secrets/smtp`): the named file's content,
+//! without its final line break, is the secret (one secret per line for a list such as
+//! `payments.stripe.webhook_secrets`). That is how container secrets are mounted.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +42,24 @@ pub enum ConfigError {
     /// A layer names a key the defaults do not have.
     #[error("{layer}: unknown key `{key}`")]
     UnknownKey { layer: String, key: String },
+    /// The configuration file sets a secret.
+    #[error(
+        "{layer}: `{key}` is a secret: set it in the environment ({variable}) or name a file \
+         holding it with `{key}_file`, never in a configuration file"
+    )]
+    SecretInFile {
+        layer: String,
+        key: String,
+        variable: String,
+    },
+    /// A `*_file` secret could not be read.
+    #[error("`{key}_file`: reading {}", path.display())]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An environment variable's value does not fit its key.
     #[error("{variable}: `{value}` is not a valid value for `{key}`")]
     BadOverride {
@@ -60,15 +85,155 @@ pub fn layered(
             source,
         })?;
         let layer = path.display().to_string();
-        merge(&mut table, parse(&text, &layer)?, "", &layer)?;
+        let mut over = parse(&text, &layer)?;
+        let files = take_secret_files(&table, &mut over, "")?;
+        refuse_secrets(&over, "", &layer)?;
+        merge(&mut table, over, "", &layer)?;
+        for (keys, path) in files {
+            set_secret_from_file(&mut table, &keys, &path)?;
+        }
     }
     for (variable, value) in env {
         if let Some(rest) = variable.strip_prefix(ENV_PREFIX) {
             let keys: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            if let Some((stem, parents)) = secret_file_key(&table, &keys) {
+                let keys = [parents, &[stem]].concat();
+                set_secret_from_file(&mut table, &keys, Path::new(&value))?;
+                continue;
+            }
             set_path(&mut table, &keys, &value, &variable)?;
         }
     }
     Ok(table)
+}
+
+/// The value at `keys` in `table`, if any.
+fn lookup<'a>(table: &'a toml::Table, keys: &[String]) -> Option<&'a toml::Value> {
+    let (last, parents) = keys.split_last()?;
+    let mut current = table;
+    for key in parents {
+        current = current.get(key)?.as_table()?;
+    }
+    current.get(last)
+}
+
+/// Whether the defaults hold a secret at `keys`: a string or list whose name names a secret.
+fn is_secret(defaults: &toml::Table, keys: &[String]) -> bool {
+    keys.last().is_some_and(|k| names_secret(k))
+        && matches!(
+            lookup(defaults, keys),
+            Some(toml::Value::String(_) | toml::Value::Array(_))
+        )
+}
+
+/// For `….key_file` naming a secret `key` of the defaults: (`key`, the parent path).
+fn secret_file_key<'a>(
+    defaults: &toml::Table,
+    keys: &'a [String],
+) -> Option<(String, &'a [String])> {
+    let (last, parents) = keys.split_last()?;
+    let stem = last.strip_suffix("_file")?;
+    let path = [parents, &[stem.to_owned()]].concat();
+    (lookup(defaults, keys).is_none() && is_secret(defaults, &path))
+        .then(|| (stem.to_owned(), parents))
+}
+
+/// Removes the `*_file` secret keys from a file layer; returns their secret's path and file.
+fn take_secret_files(
+    defaults: &toml::Table,
+    over: &mut toml::Table,
+    prefix: &str,
+) -> Result<Vec<(Vec<String>, PathBuf)>, ConfigError> {
+    let path_of = |key: &str| -> Vec<String> {
+        prefix
+            .split('.')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .chain([key.to_owned()])
+            .collect()
+    };
+    let mut found = Vec::new();
+    let names: Vec<String> = over.keys().cloned().collect();
+    for name in names {
+        let keys = path_of(&name);
+        if let Some(toml::Value::Table(inner)) = over.get_mut(&name) {
+            found.extend(take_secret_files(
+                defaults,
+                inner,
+                &format!("{prefix}{name}."),
+            )?);
+        } else if let Some((stem, parents)) = secret_file_key(defaults, &keys) {
+            let Some(toml::Value::String(file)) = over.remove(&name) else {
+                return Err(ConfigError::Invalid(format!(
+                    "`{}` must be a file name",
+                    keys.join(".")
+                )));
+            };
+            found.push(([parents, &[stem]].concat(), PathBuf::from(file)));
+        }
+    }
+    Ok(found)
+}
+
+/// Refuses a file layer that sets a secret (to anything but empty).
+fn refuse_secrets(over: &toml::Table, prefix: &str, layer: &str) -> Result<(), ConfigError> {
+    for (key, value) in over {
+        let path = format!("{prefix}{key}");
+        let set = match value {
+            toml::Value::Table(inner) => {
+                refuse_secrets(inner, &format!("{path}."), layer)?;
+                false
+            }
+            toml::Value::String(text) => !text.is_empty(),
+            toml::Value::Array(items) => !items.is_empty(),
+            _ => false,
+        };
+        if set && names_secret(key) {
+            return Err(ConfigError::SecretInFile {
+                layer: layer.to_owned(),
+                variable: format!("{ENV_PREFIX}{}", path.to_uppercase().replace('.', "__")),
+                key: path,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sets the secret at `keys` from `path`: its text without the final line break, or one
+/// secret per non-empty line for a list.
+fn set_secret_from_file(
+    table: &mut toml::Table,
+    keys: &[String],
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        key: keys.join("."),
+        path: path.to_owned(),
+        source,
+    })?;
+    let value = match lookup(table, keys) {
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| toml::Value::String(l.to_owned()))
+                .collect(),
+        ),
+        _ => {
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            toml::Value::String(text.strip_suffix('\r').unwrap_or(text).to_owned())
+        }
+    };
+    let (last, parents) = keys.split_last().expect("a secret's path is not empty");
+    let mut current = table;
+    for key in parents {
+        current = current
+            .get_mut(key)
+            .and_then(|v| v.as_table_mut())
+            .expect("the secret's parents exist (checked against the defaults)");
+    }
+    current.insert(last.clone(), value);
+    Ok(())
 }
 
 fn parse(text: &str, layer: &str) -> Result<toml::Table, ConfigError> {
@@ -274,5 +439,77 @@ mod tests {
         assert!(text.contains("redis://10.0.0.1:6379"), "{text}");
         assert!(text.contains("empty_secret = \"\""), "{text}");
         assert!(!text.contains("whsec_"), "{text}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_files_never_the_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        // In the file: refused, naming the key and the variable to use instead.
+        let config = write("secret.toml", "[outbox.smtp]\npassword = \"hunter2\"\n");
+        let error = layered(Some(&config), []).unwrap_err().to_string();
+        assert!(
+            error.contains("`outbox.smtp.password` is a secret")
+                && error.contains("REGENGINE__OUTBOX__SMTP__PASSWORD"),
+            "{error}"
+        );
+        let listed = write(
+            "list.toml",
+            "[payments.stripe]\nwebhook_secrets = [\"whsec_1\"]\n",
+        );
+        assert!(layered(Some(&listed), []).is_err(), "a list of secrets too");
+        // An empty one is no secret.
+        let empty = write("empty.toml", "[outbox.smtp]\npassword = \"\"\n");
+        assert!(layered(Some(&empty), []).is_ok());
+
+        // `*_file` in the file: the file's text without its final line break.
+        let password = write("smtp-password", "hunter2\n");
+        let config = write(
+            "files.toml",
+            &format!(
+                "[outbox.smtp]\npassword_file = {:?}\n",
+                password.display().to_string()
+            ),
+        );
+        let table = layered(Some(&config), []).unwrap();
+        assert_eq!(
+            table["outbox"]["smtp"]["password"].as_str(),
+            Some("hunter2")
+        );
+        assert!(table["outbox"]["smtp"].get("password_file").is_none());
+        // `*_FILE` in the environment; a list takes one secret per line.
+        let secrets = write("webhook-secrets", "whsec_new\n\nwhsec_old\n");
+        let env = [(
+            "REGENGINE__PAYMENTS__STRIPE__WEBHOOK_SECRETS_FILE".to_owned(),
+            secrets.display().to_string(),
+        )];
+        let table = layered(None, env).unwrap();
+        let listed: Vec<&str> = table["payments"]["stripe"]["webhook_secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ["whsec_new", "whsec_old"]);
+        assert!(
+            !redacted(table).to_string().contains("whsec_"),
+            "still redacted"
+        );
+        // A missing file names the key; `_file` exists only for secrets.
+        let missing = [(
+            "REGENGINE__OUTBOX__SMTP__PASSWORD_FILE".to_owned(),
+            "/nonexistent/secret".to_owned(),
+        )];
+        let error = layered(None, missing).unwrap_err().to_string();
+        assert!(error.contains("outbox.smtp.password_file"), "{error}");
+        let not_secret = [("REGENGINE__HTTP__BIND_FILE".to_owned(), "/x".to_owned())];
+        assert!(matches!(
+            layered(None, not_secret),
+            Err(ConfigError::UnknownKey { .. })
+        ));
     }
 }

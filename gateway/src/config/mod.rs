@@ -338,6 +338,9 @@ pub struct HttpConfig {
     pub header_bytes_max: usize,
     /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// Proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` name the client for the
+    /// per-address rate limits; empty: the connection's peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl HttpConfig {
@@ -543,6 +546,10 @@ impl Config {
                     .admin_addr()
                     .is_none_or(|admin| admin.port() == 0 || admin.port() != self.http.bind.port()),
                 "http.admin_bind must use another port than http.bind",
+            ),
+            (
+                crate::client_ip::TrustedProxies::parse(&self.http.trusted_proxies).is_ok(),
+                "http.trusted_proxies must be CIDRs or addresses such as \"10.0.0.0/8\" or \"::1\"",
             ),
             (
                 self.http.cors_allowed_origins.iter().all(|origin| {

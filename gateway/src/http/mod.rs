@@ -54,6 +54,8 @@ pub use ws::WsSettings;
 pub struct Shared {
     /// The engine.
     pub engine: Engine,
+    /// Proxies whose forwarding headers name the client (`http.trusted_proxies`).
+    pub proxies: crate::client_ip::TrustedProxies,
     /// Ticket code signer.
     pub codes: TicketCodes,
     /// Passwords and tokens.
@@ -343,15 +345,12 @@ fn rate_limit(
     {
         return None;
     }
-    let ip = request
+    // The client behind trusted proxies (`http.trusted_proxies`); IPv6 by its /64.
+    let ip_key = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let ip_key = match ip {
-        Some(std::net::IpAddr::V4(v4)) => v4.octets().to_vec(),
-        Some(std::net::IpAddr::V6(v6)) => v6.octets().to_vec(),
-        None => vec![],
-    };
+        .map(|c| crate::client_ip::key(state.proxies.client(c.0.ip(), request.headers())))
+        .unwrap_or_default();
     let path = request.uri().path();
     let is_hold = request.method() == Method::POST
         && path.starts_with("/api/v1/events/")
