@@ -2,7 +2,9 @@
 # The registration engine's server image.
 #
 #   docker build --build-arg REGENGINE_COMMIT=$(git rev-parse --short=12 HEAD) -t regengine .
-#   docker run -p 8080:8080 -p 9090:9090 -v regengine-data:/var/lib/regengine regengine
+#   docker run -p 8080:8080 -v regengine-data:/var/lib/regengine regengine
+# (the admin listener, 9090, is for Prometheus on the internal network: its metrics name
+# events, so do not publish it)
 #
 # The build stage runs the same locked release build CI runs (`bash .ci/image-check` reads this
 # file: it runs the build command, starts the binary with this image's environment and waits

@@ -89,15 +89,15 @@ struct Waiting<'a> {
 impl<'a> Waiting<'a> {
     fn enter(count: &'a AtomicUsize) -> Self {
         let ahead = count.fetch_add(1, Ordering::AcqRel);
-        metrics::gauge!("regengine_auth_hashing_waiting").set((ahead + 1) as f64);
+        metrics::gauge!("regengine_auth_hashing_waiting").increment(1.0);
         Waiting { count, ahead }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let left = self.count.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics::gauge!("regengine_auth_hashing_waiting").set(left as f64);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("regengine_auth_hashing_waiting").decrement(1.0);
     }
 }
 

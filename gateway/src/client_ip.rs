@@ -1,11 +1,13 @@
 //! Who the client is, for the per-address rate-limit budgets.
 //!
 //! The peer address of the connection, unless that peer is one of `http.trusted_proxies`
-//! (CIDRs): then the address the proxies forwarded, from `Forwarded` (RFC 7239) or else
-//! `X-Forwarded-For`. The forwarded chain is read from the nearest hop backwards, and the first
-//! address that is not a trusted proxy is the client, so a client cannot choose its own
-//! address by sending the header itself: whatever it wrote sits left of what our proxies
-//! appended. Headers from an untrusted peer are ignored altogether.
+//! (CIDRs): then the address the proxies forwarded, in the one header they write
+//! (`http.forwarded_header`: `X-Forwarded-For` by default, or `Forwarded`, RFC 7239). Only that
+//! header is read: proxies append to their own header and pass the other through as the client
+//! sent it, so reading both would let a client name itself. The chain is read from the nearest
+//! hop backwards, and the first address that is not a trusted proxy is the client: whatever a
+//! client wrote itself sits left of what our proxies appended. Headers from an untrusted peer
+//! are ignored altogether.
 //!
 //! An IPv6 client is keyed by its /64 (one subscriber's network: a host picks any address in
 //! it at will), an IPv4-mapped IPv6 address by its IPv4 address.
@@ -17,14 +19,30 @@ use std::net::IpAddr;
 /// Forwarded hops read at most (a longer chain is cut at the nearest hops).
 const HOPS_MAX: usize = 16;
 
-/// The trusted proxies of `http.trusted_proxies`.
+/// The header trusted proxies write the client's address in (`http.forwarded_header`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, most load balancers).
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
+/// The trusted proxies of `http.trusted_proxies`, and the header they write.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
     /// Parses CIDRs (`10.0.0.0/8`, `::1/128`) or single addresses (`192.0.2.7`).
-    pub fn parse(list: &[String]) -> Result<Self, String> {
-        list.iter()
+    pub fn parse(list: &[String], header: ForwardedHeader) -> Result<Self, String> {
+        let nets = list
+            .iter()
             .map(|entry| {
                 entry
                     .parse::<IpNet>()
@@ -35,22 +53,25 @@ impl TrustedProxies {
                         )
                     })
             })
-            .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+            .collect::<Result<_, _>>()?;
+        Ok(TrustedProxies { nets, header })
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
     /// The client's address for a request from `peer` with `headers`.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = canonical(peer);
-        if self.0.is_empty() || !self.trusts(peer) {
+        if self.nets.is_empty() || !self.trusts(peer) {
             return peer;
         }
-        let chain = forwarded_chain(headers);
+        let chain = match self.header {
+            ForwardedHeader::Forwarded => forwarded_chain(headers),
+            ForwardedHeader::XForwardedFor => x_forwarded_for_chain(headers),
+        };
         let mut client = peer;
         for hop in chain.into_iter().rev().take(HOPS_MAX) {
             let Some(ip) = hop else {
@@ -83,29 +104,27 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The forwarded addresses, farthest first (`None` for a hop that is not an address):
-/// `Forwarded`'s `for=` parameters if the header is present, else `X-Forwarded-For`.
+/// `Forwarded`'s `for=` addresses, farthest first (`None` for a hop that is not an address).
 fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers
+    headers
         .get_all("forwarded")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|line| line.split(','))
-            .map(|element| {
-                element
-                    .split(';')
-                    .find_map(|pair| {
-                        let (name, value) = pair.trim().split_once('=')?;
-                        name.eq_ignore_ascii_case("for").then_some(value)
-                    })
-                    .and_then(forwarded_for)
-            })
-            .collect();
-    }
+        .flat_map(|line| line.split(','))
+        .map(|element| {
+            element
+                .split(';')
+                .find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    name.eq_ignore_ascii_case("for").then_some(value)
+                })
+                .and_then(forwarded_for)
+        })
+        .collect()
+}
+
+/// `X-Forwarded-For`'s addresses, farthest first (`None` for a hop that is not an address).
+fn x_forwarded_for_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
         .get_all("x-forwarded-for")
         .iter()
@@ -136,7 +155,12 @@ mod tests {
     use super::*;
 
     fn proxies(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::parse(&list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap()
+        proxies_writing(list, ForwardedHeader::XForwardedFor)
+    }
+
+    fn proxies_writing(list: &[&str], header: ForwardedHeader) -> TrustedProxies {
+        let list: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        TrustedProxies::parse(&list, header).unwrap()
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -192,8 +216,7 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded_for() {
-        let lb = proxies(&["10.0.0.0/8"]);
+    fn only_the_configured_header_is_read() {
         let both = headers(&[
             (
                 "forwarded",
@@ -201,6 +224,12 @@ mod tests {
             ),
             ("x-forwarded-for", "198.51.100.2"),
         ]);
+        // A proxy writing X-Forwarded-For passes a client's own Forwarded through: ignored.
+        let xff = proxies(&["10.0.0.0/8"]);
+        assert_eq!(xff.client(ip("10.0.0.8"), &both), ip("198.51.100.2"));
+        let spoof = headers(&[("forwarded", "for=1.2.3.4")]);
+        assert_eq!(xff.client(ip("10.0.0.8"), &spoof), ip("10.0.0.8"));
+        let lb = proxies_writing(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
         assert_eq!(lb.client(ip("10.0.0.8"), &both), ip("2001:db8:cafe::17"));
         let port = headers(&[("forwarded", "for=\"192.0.2.60:47011\";by=10.0.0.8")]);
         assert_eq!(lb.client(ip("10.0.0.8"), &port), ip("192.0.2.60"));
@@ -220,6 +249,6 @@ mod tests {
         assert_eq!(key(ip("::ffff:192.0.2.1")), key(ip("192.0.2.1")));
         assert_eq!(key(ip("192.0.2.1")), vec![192, 0, 2, 1]);
         assert!(proxies(&["192.0.2.0/24"]).trusts(ip("::ffff:192.0.2.5")));
-        assert!(TrustedProxies::parse(&["nope".to_owned()]).is_err());
+        assert!(TrustedProxies::parse(&["nope".to_owned()], ForwardedHeader::Forwarded).is_err());
     }
 }

@@ -8,14 +8,14 @@
 //!
 //! Memory is bounded: keys live in shards of at most `keys_max / SHARDS` entries. Making room
 //! in a full shard takes constant time (a client spraying addresses must not make every
-//! request scan the table): of the oldest few keys, the first whose bucket is full again (it
-//! carries no information) goes; keys still limiting move to the back; if the few probed all
-//! still limit, the oldest goes.
+//! request scan the table): of the oldest few keys, the one whose bucket refills soonest goes
+//! (one full again carries no information), and the others move to the back. A key being
+//! limited hard (a password under attack) refills last, so fresh keys go before it; which
+//! shard a key lands in is keyed by a per-process random hash, so it cannot be aimed at.
 
 use serde::Deserialize;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -306,22 +306,26 @@ impl Shard {
         }
     }
 
-    /// Removes one key, in constant time (see the module's documentation).
-    fn evict(&mut self, now: u64) {
-        for _ in 0..EVICTION_PROBES {
-            let Some(digest) = self.order.pop_front() else {
-                return;
-            };
-            match self.tats.get(&digest) {
-                Some(&tat) if tat > now => self.order.push_back(digest),
-                _ => {
-                    self.tats.remove(&digest);
-                    return;
-                }
-            }
+    /// Removes one key, in constant time: of the oldest [`EVICTION_PROBES`], the one whose
+    /// bucket refills soonest; the others go to the back.
+    fn evict(&mut self) {
+        let mut probed = [(0u64, 0u64); EVICTION_PROBES];
+        let mut n = 0;
+        while n < EVICTION_PROBES
+            && let Some(digest) = self.order.pop_front()
+        {
+            probed[n] = (digest, self.tats.get(&digest).copied().unwrap_or(0));
+            n += 1;
         }
-        if let Some(digest) = self.order.pop_front() {
-            self.tats.remove(&digest);
+        let Some(soonest) = (0..n).min_by_key(|&i| probed[i].1) else {
+            return;
+        };
+        for (i, (digest, _)) in probed[..n].iter().enumerate() {
+            if i == soonest {
+                self.tats.remove(digest);
+            } else {
+                self.order.push_back(*digest);
+            }
         }
     }
 }
@@ -332,6 +336,8 @@ struct LocalLimiter {
     epoch: Instant,
     shards: Vec<Mutex<Shard>>,
     per_shard_max: usize,
+    /// Keys the digests with this process's random keys (shards cannot be targeted).
+    hashing: RandomState,
 }
 
 impl LocalLimiter {
@@ -342,6 +348,7 @@ impl LocalLimiter {
             epoch: Instant::now(),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard_max,
+            hashing: RandomState::new(),
         }
     }
 
@@ -352,9 +359,7 @@ impl LocalLimiter {
         let rate = self.config.rate(budget);
         let interval = (1e9 / rate.per_sec) as u64;
         let tolerance = interval.saturating_mul(u64::from(rate.burst) - 1);
-        let mut hasher = DefaultHasher::new();
-        (budget, key).hash(&mut hasher);
-        let digest = hasher.finish();
+        let digest = self.hashing.hash_one((budget, key));
         let mut shard = self.shards[(digest as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -366,7 +371,7 @@ impl LocalLimiter {
             return Err(Duration::from_nanos(tat - now - tolerance));
         }
         if known.is_none() && shard.tats.len() >= self.per_shard_max {
-            shard.evict(now);
+            shard.evict();
         }
         shard.insert(digest, tat + interval);
         Ok(())
@@ -440,23 +445,32 @@ mod tests {
     }
 
     #[test]
-    fn eviction_drops_a_spent_key_before_one_still_limiting() {
+    fn eviction_drops_the_probed_key_that_refills_soonest() {
         let mut shard = Shard::default();
         let now = 100;
-        shard.insert(1, now + 50); // still limiting
+        shard.insert(1, now + 500_000); // limited hard: a password under attack
         shard.insert(2, now - 1); // full again: no information
         shard.insert(3, now + 50);
-        shard.evict(now);
-        assert_eq!(shard.tats.len(), 2);
-        assert!(shard.tats.contains_key(&1) && shard.tats.contains_key(&3));
-        // The limiting key probed went to the back; with only limiting keys, the oldest goes.
-        assert_eq!(shard.order, [3, 1]);
-        shard.evict(now);
-        assert_eq!(shard.tats.len(), 1);
-        assert_eq!(shard.order.len(), 1);
+        shard.evict();
+        assert_eq!(
+            shard.order,
+            [1, 3],
+            "the spent key went; the others moved back in order"
+        );
+        assert!(!shard.tats.contains_key(&2));
+        // Only limiting keys: the one refilling soonest goes, not the oldest.
+        shard.evict();
+        assert_eq!(shard.order, [1]);
+        // A flood of fresh keys never pushes out the key limited hardest.
+        for k in 10..1_000 {
+            shard.insert(k, now + 10_000);
+            shard.evict();
+        }
+        assert!(shard.tats.contains_key(&1), "the attacked key survives");
+        assert_eq!(shard.tats.len(), shard.order.len());
         // A key seen again keeps its place.
         let kept = shard.order[0];
         shard.insert(kept, now + 60);
-        assert_eq!(shard.order.len(), 1);
+        assert_eq!(shard.order.len(), shard.tats.len());
     }
 }

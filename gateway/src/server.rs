@@ -433,8 +433,11 @@ fn application(
         engine: core.engine.clone(),
         codes: core.codes.clone(),
         auth: core.auth.clone(),
-        proxies: crate::client_ip::TrustedProxies::parse(&config.http.trusted_proxies)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        proxies: crate::client_ip::TrustedProxies::parse(
+            &config.http.trusted_proxies,
+            config.http.forwarded_header,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
         limiter: Arc::new(
             crate::ratelimit::Limiter::new(config.rate_limit.clone())
                 .map_err(|e| anyhow::anyhow!("{e}"))?,

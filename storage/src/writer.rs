@@ -202,8 +202,9 @@ fn flush(
         wb.commit().map_err(err)?;
         db.delivery_state.committed();
     }
+    // Once durable: the check-in counters (per-event series).
     for (event, stats) in &checkin_stats {
-        checkin_metrics(event, stats);
+        stats.publish_metrics(*event);
     }
     metrics::histogram!("regengine_journal_batch_events").record(events as f64);
     metrics::histogram!("regengine_journal_batch_appends").record(batch.len() as f64);
@@ -351,25 +352,6 @@ fn stage_snapshots(
         }
     }
     Ok(pool_snapshots)
-}
-
-/// An event's check-in totals as counters, set to the durable totals when the scans they count
-/// are durable: the same numbers the hub pushes and the API shows, so a restart continues them
-/// instead of resetting them. Admissions per minute: `increase(..._admitted_total[1m])`.
-/// Per-event series (`regengine_event_*`): they leave the scrape when the event's door is quiet
-/// (the gateway's exporter), and come back with the full total at the next scan.
-fn checkin_metrics(event: &engine::ids::EventId, stats: &engine::ports::CheckInStats) {
-    let event = event.to_string();
-    metrics::counter!("regengine_event_checkin_admitted_total", "event" => event.clone())
-        .absolute(stats.admitted);
-    metrics::counter!("regengine_event_checkin_duplicates_total", "event" => event.clone())
-        .absolute(stats.duplicates);
-    metrics::counter!("regengine_event_checkin_exits_total", "event" => event.clone())
-        .absolute(stats.exits);
-    for (gate, n) in &stats.per_gate {
-        let labels = [("event", event.clone()), ("gate", gate.clone())];
-        metrics::counter!("regengine_event_checkin_admitted_by_gate_total", &labels).absolute(*n);
-    }
 }
 
 /// Pool snapshots waiting for the snapshot thread; a full queue drops the newest one (the

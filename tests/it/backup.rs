@@ -9,6 +9,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tests::{Api, Server};
 
+/// Whether every thread of `pid` is stopped (`T` in `/proc/PID/task/*/stat`): `kill -STOP`
+/// returns before a thread inside a system call (a write, an fsync, a file's removal) has
+/// finished it and stopped.
+fn all_threads_stopped(pid: u32) -> bool {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks.map(|t| t.unwrap().path().join("stat")).all(|stat| {
+        let stat = std::fs::read_to_string(stat).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
+}
+
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -60,6 +73,12 @@ async fn a_copy_taken_while_paused_mid_sale_restores() {
     // The runbook's "pause and copy".
     paused.store(true, Ordering::Release);
     signal(server.pid(), "STOP");
+    let stopped = tests::wait_for(std::time::Duration::from_secs(10), || {
+        let pid = server.pid();
+        async move { all_threads_stopped(pid).then_some(()) }
+    })
+    .await;
+    assert!(stopped.is_some(), "every thread stopped");
     let backup = dir.path().join("backup");
     let copied = Command::new("cp")
         .arg("-a")

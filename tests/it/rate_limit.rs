@@ -295,8 +295,18 @@ async fn per_address_budgets_follow_the_client_behind_trusted_proxies() {
         [200, 200, 429]
     );
     assert_eq!(
-        reads_from(api.clone(), "forwarded", "for=\"[2001:db8:1:2::1]:4711\"").await,
+        reads_from(api.clone(), xff, "2001:db8:1:2::1").await,
         [200, 200, 429]
+    );
+    // A client's own `Forwarded` is not read (the proxies write X-Forwarded-For): it is the
+    // proxy's address, whose budget is still whole, and then spent.
+    assert_eq!(
+        reads_from(api.clone(), "forwarded", "for=192.0.2.99").await,
+        [200, 200, 429]
+    );
+    assert_eq!(
+        reads_from(api.clone(), "forwarded", "for=192.0.2.98").await,
+        [429, 429, 429]
     );
     // The same /64: the same budget, already spent.
     assert_eq!(

@@ -531,7 +531,7 @@ fn passivate_if_idle(myself: &ActorRef<EventMsg>, state: &mut EventActorState) {
             .iter()
             .all(|p| p.gate.inflight() == 0);
     if !idle {
-        state.shared.republish_seats();
+        state.shared.republish_series(state.ctx.store.as_ref());
         return;
     }
     tracing::debug!(event = %state.record.id, "passivating idle event");

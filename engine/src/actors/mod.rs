@@ -180,13 +180,25 @@ impl EventShared {
             .collect()
     }
 
-    /// Sets every pool's seat gauge again from the last published counts: per-event series
-    /// that are not set for a while leave the scrape (the gateway's exporter drops them), so
-    /// the event's tick keeps a live event's series there however quiet its sale is.
-    pub fn republish_seats(&self) {
-        let availability = self.availability.borrow();
-        for (pool, counts) in &availability.pools {
-            set_available_seats(&seat_labels(self.id, *pool), counts.available());
+    /// Sets the event's per-event series again: every pool's seat gauge from the last
+    /// published counts, and the check-in counters from the durable statistics if it has any.
+    /// Series that are not set for a while leave the scrape (the gateway's exporter drops
+    /// them), so the event's tick keeps a live event's series there however quiet it is.
+    pub fn republish_series(&self, store: &dyn crate::ports::Store) {
+        {
+            let availability = self.availability.borrow();
+            for (pool, counts) in &availability.pools {
+                set_available_seats(&seat_labels(self.id, *pool), counts.available());
+            }
+        }
+        match store.checkin_stats(self.id) {
+            Ok(stats) if stats.admitted + stats.duplicates + stats.exits > 0 => {
+                stats.publish_metrics(self.id);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(event = %self.id, error = %e, "check-in statistics unreadable")
+            }
         }
     }
 }

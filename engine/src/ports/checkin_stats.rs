@@ -25,6 +25,27 @@ pub struct CheckInStats {
 }
 
 impl CheckInStats {
+    /// Sets the event's check-in counters to these durable totals: the numbers the hub
+    /// pushes and the API shows, so a restart continues them instead of resetting them.
+    /// Per-event series (`regengine_event_*`): the exporter drops them when they are not set
+    /// for a while, so the event's tick sets them again while the event is in memory (see
+    /// `EventShared::republish_series`). Admissions per minute:
+    /// `increase(regengine_event_checkin_admitted_total[1m])`.
+    pub fn publish_metrics(&self, event: crate::ids::EventId) {
+        let event = event.to_string();
+        metrics::counter!("regengine_event_checkin_admitted_total", "event" => event.clone())
+            .absolute(self.admitted);
+        metrics::counter!("regengine_event_checkin_duplicates_total", "event" => event.clone())
+            .absolute(self.duplicates);
+        metrics::counter!("regengine_event_checkin_exits_total", "event" => event.clone())
+            .absolute(self.exits);
+        for (gate, n) in &self.per_gate {
+            let labels = [("event", event.clone()), ("gate", gate.clone())];
+            metrics::counter!("regengine_event_checkin_admitted_by_gate_total", &labels)
+                .absolute(*n);
+        }
+    }
+
     /// Counts one decided scan. An uploaded scan that replaced an earlier-recorded first
     /// admission (`superseded`) moves that admission, it does not add one.
     pub fn count(

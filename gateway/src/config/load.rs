@@ -298,7 +298,12 @@ fn set_path(
             .ok_or_else(|| ConfigError::BadOverride {
                 variable: variable.to_owned(),
                 key: keys.join("."),
-                value: raw.to_owned(),
+                // An error message must not carry a secret (a list of them, mistyped).
+                value: if names_secret(last) {
+                    REDACTED.to_owned()
+                } else {
+                    raw.to_owned()
+                },
             })?,
     };
     current.insert(last.clone(), value);
@@ -506,6 +511,16 @@ mod tests {
         )];
         let error = layered(None, missing).unwrap_err().to_string();
         assert!(error.contains("outbox.smtp.password_file"), "{error}");
+        // A mistyped list of secrets is refused without showing them.
+        let mistyped = [(
+            "REGENGINE__PAYMENTS__STRIPE__WEBHOOK_SECRETS".to_owned(),
+            "whsec_leak".to_owned(),
+        )];
+        let error = layered(None, mistyped).unwrap_err().to_string();
+        assert!(
+            !error.contains("whsec_leak") && error.contains(REDACTED),
+            "{error}"
+        );
         let not_secret = [("REGENGINE__HTTP__BIND_FILE".to_owned(), "/x".to_owned())];
         assert!(matches!(
             layered(None, not_secret),

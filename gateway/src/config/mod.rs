@@ -341,6 +341,8 @@ pub struct HttpConfig {
     /// Proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` name the client for the
     /// per-address rate limits; empty: the connection's peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// The one header the trusted proxies write the client's address in.
+    pub forwarded_header: crate::client_ip::ForwardedHeader,
 }
 
 impl HttpConfig {
@@ -548,7 +550,11 @@ impl Config {
                 "http.admin_bind must use another port than http.bind",
             ),
             (
-                crate::client_ip::TrustedProxies::parse(&self.http.trusted_proxies).is_ok(),
+                crate::client_ip::TrustedProxies::parse(
+                    &self.http.trusted_proxies,
+                    self.http.forwarded_header,
+                )
+                .is_ok(),
                 "http.trusted_proxies must be CIDRs or addresses such as \"10.0.0.0/8\" or \"::1\"",
             ),
             (

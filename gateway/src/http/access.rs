@@ -66,7 +66,8 @@ pub(super) async fn edge(mut request: Request, next: Next) -> Response {
         .headers()
         .get("traceparent")
         .and_then(|v| trace_id(v.as_bytes()));
-    let method = request.method().clone();
+    // A known method's name, else OTHER: an extension method is any token of any length.
+    let method = super::static_method(request.method());
     let mut response = next.run(request).await;
     response
         .headers_mut()
@@ -79,7 +80,7 @@ pub(super) async fn edge(mut request: Request, next: Next) -> Response {
             .unwrap_or_default();
         tracing::info!(
             target: "access",
-            method = %method,
+            method,
             route = seen.route.as_ref().map_or("", |r| r.as_str()),
             status = response.status().as_u16(),
             duration_us = started.elapsed().as_micros() as u64,

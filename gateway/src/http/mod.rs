@@ -172,13 +172,14 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
         .merge(waitlist::router())
         .merge(payments::router())
         .merge(ws::router())
-        // Three layers (each costs a boxed future per request), in this order:
-        // `front` before routing: who is calling, and the rate limits;
-        // `guard` per route: the authentication gate, then the Idempotency-Key replay;
-        // `observe` per route: latency metrics and the audit log of the answer.
-        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        // Three layers of our own (each costs a boxed future per request), outermost first:
+        // `front`, outside the overload stack so that what it sheds or times out is measured
+        // too: latency metrics by route and status;
+        // `guard` per route: who is calling, the rate limits, the authentication gate, then
+        // the Idempotency-Key replay;
+        // `audit::layer` per route: the audit log of the answer.
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit::layer))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
-        .layer(middleware::from_fn_with_state(state.clone(), front))
         .layer(axum::extract::DefaultBodyLimit::max(state.body_bytes_max))
         .layer(
             ServiceBuilder::new()
@@ -192,6 +193,7 @@ pub fn app(state: AppState, limits: &HttpLimits) -> Result<Router, AppError> {
                 ))
                 .timeout(limits.request_timeout),
         )
+        .layer(middleware::from_fn_with_state(state.clone(), front))
         // API replies only: the Swagger UI bundle is never compressed per request.
         .layer(
             CompressionLayer::new()
@@ -280,48 +282,42 @@ impl tower_http::trace::OnFailure<tower_http::classify::ServerErrorsFailureClass
     }
 }
 
-/// Before routing: decides the caller once (see `auth::authenticate`), then spends the
-/// request's budgets; over a budget the request ends with 429 before anything else runs.
+/// Around each route (and the fallback), outside the overload stack: the body's deadline, and
+/// the latency by route and status of every answer, the 503s of shedding and timeouts included
+/// (the hold SLOs count them), and the route for the access line.
 async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut request = body::with_deadline(request, state.body_read_timeout);
+    let started = Instant::now();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let method = static_method(request.method());
+    let request = body::with_deadline(request, state.body_read_timeout);
+    let mut response = next.run(request).await;
+    access::note(&mut response, matched.as_ref(), None);
+    let route = matched.map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let status = static_status(response.status());
+    metrics::histogram!("regengine_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Per route, inside the overload stack (a shed request spends no budget): decides the caller
+/// once (see `auth::authenticate`) and spends the request's budgets (over one: 429 before
+/// anything else runs); then the authentication gate and the Idempotency-Key replay.
+async fn guard(state: State<AppState>, mut request: Request, next: Next) -> Response {
     auth::authenticate(&state, &mut request);
     let account = match auth::Caller::of(request.extensions()) {
         auth::Caller::Verified(principal) => Some(principal.user_id),
         _ => None,
     };
-    let mut response = match rate_limit(&state, &request) {
-        Some(check) => match check.await {
-            Err(wait) => ApiError::RateLimited(wait).into_response(),
-            Ok(()) => next.run(request).await,
-        },
-        None => next.run(request).await,
+    let limited = match rate_limit(&state, &request) {
+        Some(check) => check.await.err(),
+        None => None,
+    };
+    let mut response = match (limited, auth::gate(&request)) {
+        (Some(wait), _) => ApiError::RateLimited(wait).into_response(),
+        (None, Err(e)) => e.into_response(),
+        (None, Ok(())) => idempotency::layer(state, request, next).await,
     };
     access::note(&mut response, None, account);
-    response
-}
-
-/// Per route: the authentication gate, then the Idempotency-Key replay.
-async fn guard(state: State<AppState>, request: Request, next: Next) -> Response {
-    if let Err(e) = auth::gate(&request) {
-        return e.into_response();
-    }
-    idempotency::layer(state, request, next).await
-}
-
-/// Per route: the request's latency by route and status, and its audit entry.
-async fn observe(state: State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched
-        .as_ref()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let method = static_method(request.method());
-    let mut response = audit::layer(state, request, next).await;
-    access::note(&mut response, matched.as_ref(), None);
-    let status = static_status(response.status());
-    metrics::histogram!("regengine_http_request_duration_seconds", "method" => method, "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -396,7 +392,8 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+    // No path: paths carry ids and tokens; the access line names the route.
+    tracing::info_span!("request", id, method = static_method(request.method()))
 }
 
 /// CORS for the configured origins: the API's methods and headers, and the response headers a
@@ -498,7 +495,7 @@ async fn handle_overload(err: tower::BoxError) -> Response {
     }
 }
 
-fn static_method(method: &axum::http::Method) -> &'static str {
+pub(super) fn static_method(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *method {
         Method::GET => "GET",

@@ -57,7 +57,7 @@ pub const CATALOGUE: &[(Kind, &str, Unit, &str)] = &[
     (Counter, "regengine_journal_sequence_conflicts_total", Unit::Count, "Appends refused because their stream had moved on (a stale or racing writer)."),
     (Counter, "regengine_journal_snapshots_dropped_total", Unit::Count, "Pool snapshots not written because the snapshot queue was full (the journal tail still covers them)."),
     // HTTP and connections.
-    (Histogram, "regengine_http_request_duration_seconds", Unit::Seconds, "Request latency from the first byte read to the response, by method, matched route and status."),
+    (Histogram, "regengine_http_request_duration_seconds", Unit::Seconds, "Request latency to the response head, by method, matched route and status; 429s, and 503s of shedding and timeouts, included."),
     (Counter, "regengine_http_requests_shed_total", Unit::Count, "Requests refused with 503 because the server was at http.concurrency_max."),
     (Counter, "regengine_http_requests_timed_out_total", Unit::Count, "Requests answered 503 after http.request_timeout_ms."),
     (Gauge, "regengine_http_connections_open", Unit::Count, "Client connections open."),
@@ -103,7 +103,7 @@ pub const CATALOGUE: &[(Kind, &str, Unit, &str)] = &[
     (Counter, "regengine_bank_statement_exceptions_resolved_total", Unit::Count, "Bank statement exceptions resolved by an operator, by action."),
     // Outbox and notifications.
     (Gauge, "regengine_outbox_pending", Unit::Count, "Messages committed and not yet fanned out into deliveries (bounded by outbox.pending_max)."),
-    (Counter, "regengine_outbox_refused_total", Unit::Count, "Requests refused with 503 because the outbox was full."),
+    (Counter, "regengine_outbox_refused_total", Unit::Count, "Messages refused because the outbox was full (outbox.pending_max): the request that made one answered 503, or the background work that made one logged it."),
     (Counter, "regengine_outbox_fanned_out_total", Unit::Count, "Messages fanned out into deliveries, by kind."),
     (Counter, "regengine_outbox_dead_letters_total", Unit::Count, "Messages that could not be fanned out (kept for admins)."),
     (Counter, "regengine_notify_attempts_total", Unit::Count, "Delivery attempts, by channel and result (sent, retry, failed, skipped)."),
