@@ -56,12 +56,17 @@ async fn idle_events_passivate_and_come_back_from_durable_state() {
         .unwrap()
         .to_owned();
     assert_eq!(api.hold(&event, &tt, 1, None).await.status, 201);
-    let series = event_series(&api, &event).await;
+    // While it is active: its pool's seats, and its holds by result (two holds, both ok).
+    let mut series = event_series(&api, &event).await;
+    series.sort();
     assert!(
-        series.len() == 1
-            && series[0].starts_with("regengine_event_pool_available_seats{")
-            && series[0].ends_with(" 2"),
-        "the pool's seats while the event is active: {series:?}"
+        series.len() == 2
+            && series[0].starts_with("regengine_event_holds_total{")
+            && series[0].contains("result=\"ok\"")
+            && series[0].ends_with(" 2")
+            && series[1].starts_with("regengine_event_pool_available_seats{")
+            && series[1].ends_with(" 2"),
+        "the event's series while it is active: {series:?}"
     );
 
     let idle = wait_for(Duration::from_secs(20), || {

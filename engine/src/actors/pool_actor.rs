@@ -242,7 +242,7 @@ async fn execute(
     let kind = command_kind(&command);
     let now = state.ctx.clock.now();
     let (events, outcome) = state.pool.execute(command, state.status, now);
-    count(kind, &outcome);
+    count(kind, &outcome, &state.seat_labels);
     let outcome = outcome.map_err(EngineError::from);
     if events.is_empty() && state.pool.seq() == state.durable_seq.load(Ordering::Acquire) {
         // Nothing new was decided and everything it rests on is durable: answer at once.

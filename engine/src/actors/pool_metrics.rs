@@ -1,5 +1,7 @@
 //! What the pool actors count: every decided command, by command and result
-//! (`regengine_engine_commands_total`).
+//! (`regengine_engine_commands_total`), and holds per event and pool
+//! (`regengine_event_holds_total`, a per-event series: it leaves the scrape when no hold came
+//! for a while, which a rate reads as none).
 
 use crate::pool::{PoolCommand, PoolOutcome};
 
@@ -26,8 +28,13 @@ pub(super) fn command_kind(command: &PoolCommand) -> &'static str {
     }
 }
 
-/// Counts one decided command by its kind and result.
-pub(super) fn count(kind: &'static str, outcome: &Result<PoolOutcome, crate::error::DomainError>) {
+/// Counts one decided command by its kind and result; a hold also under its pool's
+/// `event_labels` (event and pool).
+pub(super) fn count(
+    kind: &'static str,
+    outcome: &Result<PoolOutcome, crate::error::DomainError>,
+    event_labels: &[metrics::Label],
+) {
     let result = match outcome {
         Ok(PoolOutcome::Held { replayed: true, .. }) => "replayed",
         Ok(PoolOutcome::Reported {
@@ -48,4 +55,12 @@ pub(super) fn count(kind: &'static str, outcome: &Result<PoolOutcome, crate::err
     };
     metrics::counter!("regengine_engine_commands_total", "command" => kind, "result" => result)
         .increment(1);
+    if kind == "hold" {
+        let labels: Vec<metrics::Label> = event_labels
+            .iter()
+            .cloned()
+            .chain([metrics::Label::from_static_parts("result", result)])
+            .collect();
+        metrics::counter!("regengine_event_holds_total", labels).increment(1);
+    }
 }

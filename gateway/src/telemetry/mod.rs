@@ -117,6 +117,7 @@ pub const CATALOGUE: &[(Kind, &str, Unit, &str)] = &[
     (Counter, "regengine_notify_webhook_rejections_total", Unit::Count, "Provider delivery reports refused (bad signature, malformed), by provider."),
     // Per event: series that leave the scrape when the event is not in use (see `export`).
     (Gauge, "regengine_event_pool_available_seats", Unit::Count, "Seats a pool can still hold, by event and pool."),
+    (Counter, "regengine_event_holds_total", Unit::Count, "Hold commands decided, by event, pool and result (ok, sold_out, replayed, refused)."),
     (Counter, "regengine_event_checkin_admitted_total", Unit::Count, "Tickets admitted (durable total), by event."),
     (Counter, "regengine_event_checkin_admitted_by_gate_total", Unit::Count, "Tickets admitted (durable total), by event and gate."),
     (Counter, "regengine_event_checkin_exits_total", Unit::Count, "Exits recorded (durable total), by event."),
