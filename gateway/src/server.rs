@@ -559,10 +559,9 @@ fn bootstrap_password() -> anyhow::Result<Option<String>> {
     let Ok(path) = std::env::var(format!("{BOOTSTRAP_PASSWORD_ENV}_FILE")) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path)
+    let password = crate::config::load::read_secret(std::path::Path::new(&path))
         .with_context(|| format!("{BOOTSTRAP_PASSWORD_ENV}_FILE: reading {path}"))?;
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    Ok(Some(text.strip_suffix('\r').unwrap_or(text).to_owned()))
+    Ok(Some(password))
 }
 
 /// Creates the first admin account if configured and missing. An existing account with that

@@ -55,13 +55,7 @@ impl Scrape {
 
 async fn scrape(http: &reqwest::Client, base: &str) -> anyhow::Result<Scrape> {
     let started = Instant::now();
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+    let text = crate::metrics_text(http, base).await?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let samples = || {
         text.lines()

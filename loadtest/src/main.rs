@@ -168,6 +168,17 @@ impl Phase {
     }
 }
 
+/// The server's Prometheus text exposition (`GET /metrics`).
+async fn metrics_text(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    Ok(http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
 /// The samples of a Prometheus text exposition (`/metrics`) whose series starts with one of
 /// `prefixes`: the series with its labels (`name{a="b"}`), and its value.
 fn samples<'a>(text: &'a str, prefixes: &[&str]) -> Vec<(&'a str, f64)> {

@@ -511,13 +511,7 @@ async fn cache_lookups(
     http: &reqwest::Client,
     base: &str,
 ) -> anyhow::Result<HashMap<(String, String), f64>> {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
+    let text = crate::metrics_text(http, base).await?;
     let label = |labels: &str, name: &str| {
         let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
         let len = labels[start..].find('"')?;

@@ -206,7 +206,7 @@ fn set_secret_from_file(
     keys: &[String],
     path: &Path,
 ) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+    let text = read_secret(path).map_err(|source| ConfigError::SecretFile {
         key: keys.join("."),
         path: path.to_owned(),
         source,
@@ -219,21 +219,37 @@ fn set_secret_from_file(
                 .map(|l| toml::Value::String(l.to_owned()))
                 .collect(),
         ),
-        _ => {
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            toml::Value::String(text.strip_suffix('\r').unwrap_or(text).to_owned())
-        }
+        _ => toml::Value::String(text),
     };
-    let (last, parents) = keys.split_last().expect("a secret's path is not empty");
-    let mut current = table;
-    for key in parents {
-        current = current
-            .get_mut(key)
-            .and_then(|v| v.as_table_mut())
-            .expect("the secret's parents exist (checked against the defaults)");
-    }
-    current.insert(last.clone(), value);
+    let unknown = || ConfigError::UnknownKey {
+        layer: path.display().to_string(),
+        key: keys.join("."),
+    };
+    let (last, parents) = keys.split_last().ok_or_else(unknown)?;
+    parent_mut(table, parents)
+        .ok_or_else(unknown)?
+        .insert(last.clone(), value);
     Ok(())
+}
+
+/// A secret file's text without its final line break (files written by editors and `echo`
+/// end with one; container secrets often do).
+pub fn read_secret(path: &Path) -> std::io::Result<String> {
+    let mut text = std::fs::read_to_string(path)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+/// The table at `parents` (a path of keys) in `table`, if every step is a table.
+fn parent_mut<'a>(table: &'a mut toml::Table, parents: &[String]) -> Option<&'a mut toml::Table> {
+    parents
+        .iter()
+        .try_fold(table, |current, key| current.get_mut(key)?.as_table_mut())
 }
 
 fn parse(text: &str, layer: &str) -> Result<toml::Table, ConfigError> {
@@ -282,13 +298,7 @@ fn set_path(
         key: keys.join("."),
     };
     let (last, parents) = keys.split_last().ok_or_else(unknown)?;
-    let mut current = table;
-    for key in parents {
-        current = current
-            .get_mut(key)
-            .and_then(|v| v.as_table_mut())
-            .ok_or_else(unknown)?;
-    }
+    let current = parent_mut(table, parents).ok_or_else(unknown)?;
     let existing = current.get(last).ok_or_else(unknown)?;
     let value = match existing {
         toml::Value::String(_) => toml::Value::String(raw.to_owned()),
